@@ -1,0 +1,235 @@
+package failover
+
+import (
+	"errors"
+	"fmt"
+)
+
+// CommandKind names what a Command does.
+type CommandKind string
+
+const (
+	// CmdBootstrap sets the settings, the first members and the initial
+	// partition table. It applies once; a second bootstrap is refused.
+	CmdBootstrap CommandKind = "bootstrap"
+	// CmdUpsertMember adds a member or updates its addresses, zone, weight
+	// and raft ID. Status, voter flag and health are left alone unless the
+	// member is new (then it starts alive) or was failed or left (then it is
+	// a rejoin: alive again, incarnation up).
+	CmdUpsertMember CommandKind = "upsert_member"
+	// CmdSetStatus changes a member's status and, in the same raft entry,
+	// applies the planner actions that go with it (for a failure: the
+	// promotions).
+	CmdSetStatus CommandKind = "set_status"
+	// CmdSetVoter records whether a member is a raft voter.
+	CmdSetVoter CommandKind = "set_voter"
+	// CmdSetAppHealth records whether a member's app is healthy.
+	CmdSetAppHealth CommandKind = "set_app_health"
+	// CmdApplyActions applies planner actions, each compare-and-set on its
+	// partition's epoch.
+	CmdApplyActions CommandKind = "apply_actions"
+	// CmdRemoveMember forgets a member that holds nothing any more.
+	CmdRemoveMember CommandKind = "remove_member"
+)
+
+// Command is one entry of the replicated log. Exactly the fields its Kind
+// names are used; the rest are ignored.
+type Command struct {
+	Kind CommandKind `json:"kind"`
+	// At is the proposer's wall clock in unix nanoseconds: the only source of
+	// time for the state machine, so that every replica agrees.
+	At int64 `json:"at"`
+	// Settings and Members, for CmdBootstrap.
+	Settings *Settings `json:"settings,omitempty"`
+	Members  []Member  `json:"members,omitempty"`
+	// Member, for CmdUpsertMember.
+	Member *Member `json:"member,omitempty"`
+	// Node is the member a status, voter, health or removal command is about.
+	Node string `json:"node,omitempty"`
+	// Status, for CmdSetStatus.
+	Status MemberStatus `json:"status,omitempty"`
+	// Voter, for CmdSetVoter.
+	Voter bool `json:"voter,omitempty"`
+	// AppUnhealthy, for CmdSetAppHealth.
+	AppUnhealthy bool `json:"app_unhealthy,omitempty"`
+	// Actions, for CmdApplyActions and CmdSetStatus.
+	Actions []Action `json:"actions,omitempty"`
+}
+
+// Result says what applying a command did.
+type Result struct {
+	// Applied counts the actions that applied.
+	Applied int `json:"applied"`
+	// Stale counts the actions skipped because their partition's epoch had
+	// moved on since they were planned (a deposed leader's plan, or a plan
+	// overtaken by another).
+	Stale int `json:"stale"`
+	// Changed lists the partitions whose placement changed.
+	Changed []int `json:"changed,omitempty"`
+}
+
+// ErrAlreadyBootstrapped is returned for a second bootstrap command.
+var ErrAlreadyBootstrapped = errors.New("failover: cluster already bootstrapped")
+
+// ErrUnknownMember is returned for commands about a node the cluster does
+// not know.
+var ErrUnknownMember = errors.New("failover: unknown member")
+
+// Apply applies cmd to c. An error means c is unchanged: commands are checked
+// before anything is modified, and actions that no longer fit the state are
+// skipped individually (counted in Result.Stale) rather than failing the
+// whole command, so that every replica reaches the same state.
+func (c *Cluster) Apply(cmd Command) (Result, error) {
+	switch cmd.Kind {
+	case CmdBootstrap:
+		return Result{}, c.applyBootstrap(cmd)
+	case CmdUpsertMember:
+		return Result{}, c.applyUpsertMember(cmd)
+	case CmdSetStatus:
+		m, ok := c.Members[cmd.Node]
+		if !ok {
+			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
+		}
+		if !cmd.Status.Valid() {
+			return Result{}, fmt.Errorf("failover: unknown status %q", cmd.Status)
+		}
+		if m.Status != cmd.Status {
+			m.Status = cmd.Status
+			m.StatusSince = cmd.At
+			c.Members[cmd.Node] = m
+		}
+		return c.applyActions(cmd.Actions, cmd.At), nil
+	case CmdSetVoter:
+		m, ok := c.Members[cmd.Node]
+		if !ok {
+			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
+		}
+		m.Voter = cmd.Voter
+		c.Members[cmd.Node] = m
+		return Result{}, nil
+	case CmdSetAppHealth:
+		m, ok := c.Members[cmd.Node]
+		if !ok {
+			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
+		}
+		m.AppUnhealthy = cmd.AppUnhealthy
+		c.Members[cmd.Node] = m
+		return Result{}, nil
+	case CmdApplyActions:
+		if !c.Bootstrapped {
+			return Result{}, errors.New("failover: actions before bootstrap")
+		}
+		return c.applyActions(cmd.Actions, cmd.At), nil
+	case CmdRemoveMember:
+		if _, ok := c.Members[cmd.Node]; !ok {
+			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
+		}
+		for _, p := range c.Partitions {
+			if p.Holds(cmd.Node) {
+				return Result{}, fmt.Errorf("failover: member %q still holds partition %d", cmd.Node, p.ID)
+			}
+			if _, ok := p.MigrationTo(cmd.Node); ok {
+				return Result{}, fmt.Errorf("failover: member %q still has a migration of partition %d", cmd.Node, p.ID)
+			}
+		}
+		delete(c.Members, cmd.Node)
+		return Result{}, nil
+	}
+	return Result{}, fmt.Errorf("failover: unknown command kind %q", cmd.Kind)
+}
+
+func (c *Cluster) applyBootstrap(cmd Command) error {
+	if c.Bootstrapped {
+		return ErrAlreadyBootstrapped
+	}
+	if cmd.Settings == nil {
+		return errors.New("failover: bootstrap without settings")
+	}
+	if err := cmd.Settings.Validate(); err != nil {
+		return err
+	}
+	if len(cmd.Members) == 0 {
+		return errors.New("failover: bootstrap without members")
+	}
+	members := make(map[string]Member, len(cmd.Members)+len(c.Members))
+	for id, m := range c.Members {
+		members[id] = m
+	}
+	for _, m := range cmd.Members {
+		if err := validateNewMember(m); err != nil {
+			return err
+		}
+		if _, dup := members[m.ID]; dup {
+			if prev, known := c.Members[m.ID]; !known || prev.ID != m.ID {
+				return fmt.Errorf("failover: bootstrap names member %q twice", m.ID)
+			}
+		}
+		m.Status = StatusAlive
+		m.StatusSince = cmd.At
+		if m.Incarnation == 0 {
+			m.Incarnation = 1
+		}
+		members[m.ID] = m
+	}
+	table := InitialTable(*cmd.Settings, members)
+	c.Bootstrapped = true
+	c.Settings = *cmd.Settings
+	c.Members = members
+	c.Partitions = table
+	return nil
+}
+
+func validateNewMember(m Member) error {
+	if m.ID == "" {
+		return errors.New("failover: member without ID")
+	}
+	if len(m.ID) > MaxNodeIDLength {
+		return fmt.Errorf("failover: node ID %q is longer than %d bytes", m.ID, MaxNodeIDLength)
+	}
+	if m.Weight < 0 {
+		return fmt.Errorf("failover: member %q has negative weight", m.ID)
+	}
+	return nil
+}
+
+// MaxNodeIDLength keeps node IDs short enough for gossip metadata, raft
+// server IDs and log lines.
+const MaxNodeIDLength = 64
+
+func (c *Cluster) applyUpsertMember(cmd Command) error {
+	if cmd.Member == nil {
+		return errors.New("failover: upsert without member")
+	}
+	in := *cmd.Member
+	if err := validateNewMember(in); err != nil {
+		return err
+	}
+	cur, known := c.Members[in.ID]
+	if !known {
+		in.Status = StatusAlive
+		in.StatusSince = cmd.At
+		in.Voter = false
+		in.AppUnhealthy = false
+		if in.Incarnation == 0 {
+			in.Incarnation = 1
+		}
+		c.Members[in.ID] = in
+		return nil
+	}
+	cur.RaftID = in.RaftID
+	cur.GossipAddr = in.GossipAddr
+	cur.RaftAddr = in.RaftAddr
+	cur.APIAddr = in.APIAddr
+	cur.AppAddr = in.AppAddr
+	cur.Zone = in.Zone
+	cur.Weight = in.Weight
+	if cur.Status == StatusFailed || cur.Status == StatusLeft {
+		// A rejoin: the node is back under its old ID.
+		cur.Status = StatusAlive
+		cur.StatusSince = cmd.At
+		cur.Incarnation++
+		cur.Voter = false
+	}
+	c.Members[in.ID] = cur
+	return nil
+}
