@@ -1,0 +1,1089 @@
+package failover
+
+import (
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Limits bound how much the planner changes at once.
+type Limits struct {
+	// MaxMigrationsPerNode bounds the migrations in flight that one node
+	// takes part in, as target or as source (copying costs both ends).
+	// Zero or negative means no limit. Default 2.
+	MaxMigrationsPerNode int
+	// MaxMigrations bounds the migrations in flight in the whole cluster.
+	// Zero or negative means no limit. Default 32.
+	MaxMigrations int
+	// MigrationTimeout, in nanoseconds: a migration started longer ago than
+	// this is cancelled and re-planned. Zero means never.
+	MigrationTimeout int64
+	// ReplaceDelay, in nanoseconds: the copies held by a node that failed
+	// less than this long ago are not re-created elsewhere yet (a node back
+	// in time resyncs instead of being copied in full). Promotions never
+	// wait. Default 0.
+	ReplaceDelay int64
+	// Instant is set when no webhook URL is configured: nobody will
+	// acknowledge a copy, so a copy is done as soon as it is started. Plan
+	// then proposes ActionCompleteMigration for every migration in flight
+	// whose target is alive (at the finish-migration priority). A new copy
+	// therefore takes two plans: the start, then (once the start is
+	// committed) its completion. Plan never chains both on one partition.
+	Instant bool
+}
+
+// DefaultLimits returns the limits of the issue: 2 migrations per node, 32
+// in the cluster, a 10 minute migration timeout, no replace delay.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxMigrationsPerNode: 2,
+		MaxMigrations:        32,
+		MigrationTimeout:     int64(10 * time.Minute),
+	}
+}
+
+// PlanInput is everything Plan looks at. Plan reads Cluster and never
+// modifies it.
+type PlanInput struct {
+	// Cluster is the state to plan for.
+	Cluster *Cluster
+	// Now is the planning time in unix nanoseconds (migration timeouts,
+	// replace delay).
+	Now int64
+	// Seed is the only source of randomness: it breaks ties between
+	// otherwise equal candidates (RavenDB-style spreading of primaries).
+	Seed int64
+	// Limits bound the migrations proposed.
+	Limits Limits
+}
+
+// Action priorities, highest first. Within the replace and add classes the
+// priority rises by the number of copies the partition is missing, so that
+// the partitions closest to data loss get the migration budget first.
+const (
+	// PriorityPromote: a partition without a usable primary cannot take
+	// writes; nothing is more urgent, and promotions cost no copy.
+	PriorityPromote = 1000
+	// PriorityLeaderCopy: a partition with no copy that can lead needs a
+	// new copy that will become its primary.
+	PriorityLeaderCopy = 950
+	// PriorityReplace: re-create a copy of a failed or leaving holder.
+	PriorityReplace = 800
+	// PriorityAdd: add a copy that is simply missing.
+	PriorityAdd = 700
+	// PriorityFinish: cancel a broken or timed-out migration, or (Instant)
+	// complete one.
+	PriorityFinish = 600
+	// PriorityRemoveFailed: drop a failed holder once it is replaced or
+	// cannot be.
+	PriorityRemoveFailed = 500
+	// PriorityRemoveSurplus: drop a live copy above the replication factor.
+	PriorityRemoveSurplus = 400
+	// PriorityZoneSpread: move a copy so that the partition spans more zones.
+	PriorityZoneSpread = 300
+	// PriorityRebalanceReplica: move a copy from a node above its quota to
+	// one below it.
+	PriorityRebalanceReplica = 200
+	// PriorityRebalancePrimary: move a primary role to a node below its
+	// primary quota.
+	PriorityRebalancePrimary = 100
+)
+
+// One action per partition per plan.
+//
+// Every action names its partition's epoch at planning time, and Plan
+// proposes at most one action per partition: each applied action raises the
+// epoch, so a second action for the same partition would be stale anyway.
+// Work that needs several steps on one partition (cancel then replace,
+// promote then replace the old primary, start then complete) takes several
+// plans; the leader re-plans after every commit.
+
+// holderState classifies one copy of a partition.
+type holderState uint8
+
+const (
+	holderLive    holderState = iota // alive or suspect: counts, may be source
+	holderWaiting                    // failed within ReplaceDelay: counts, not a source
+	holderLeaving                    // leaving: to be re-created, may be a source
+	holderGone                       // failed past the delay, left or unknown
+)
+
+type nodeInfo struct {
+	id      string
+	zone    int // index into planner.zoneNames
+	weight  int
+	hold    bool // alive or suspect
+	lead    bool // hold and app healthy
+	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	waiting bool // failed less than ReplaceDelay ago
+	leaving bool
+	tie     uint64 // seeded tie-break
+}
+
+type planner struct {
+	c     *Cluster
+	now   int64
+	seed  int64
+	lim   Limits
+	nodes []nodeInfo
+	idx   map[string]int
+
+	zoneNames []string
+	rule      zoneRule
+	k         int // copies each partition should have
+
+	copies    []int // effective copies per node (in-flight targets in, replaced holders out)
+	held      []int // partitions a live node actually holds
+	prims     []int
+	busy      []int // migrations in flight per node, as target or source
+	inflight  int
+	copyShare []float64
+	copyQuota []int
+	primShare []float64
+	primQuota []int
+
+	touched  []bool
+	actions  []Action
+	copyWork bool // a migration or removal was planned or is in flight
+
+	zc []int // scratch: copies per zone of one partition
+}
+
+// Plan returns the actions that move the cluster towards health and
+// balance, at most one per partition, highest priority first (ties in
+// partition order). It is pure and deterministic: the same input gives the
+// same output. See the package documentation of each step in the code and
+// the Priority constants for the order.
+func Plan(in PlanInput) []Action {
+	p := newPlanner(in.Cluster, in.Now, in.Seed, in.Limits)
+	if p == nil {
+		return nil
+	}
+	p.planPartitions(false)
+	p.rebalanceCopies()
+	if !p.copyWork {
+		p.rebalancePrimaries()
+	}
+	return p.sorted()
+}
+
+// PlanFailure returns the promotions that go with marking node failed at
+// now: for every partition node leads, the best live, app-healthy replica
+// becomes primary. The actions name the current epochs, so the caller can
+// put them in the same raft entry as the status change (CmdSetStatus with
+// Actions). Copies are not re-created here; the next Plan does that.
+func PlanFailure(c *Cluster, node string, now, seed int64) []Action {
+	return PlanStatus(c, node, StatusFailed, now, seed)
+}
+
+// PlanStatus is PlanFailure for any status: the promotions needed once node
+// has status (failed, leaving, left). It returns nil for an unknown node.
+func PlanStatus(c *Cluster, node string, status MemberStatus, now, seed int64) []Action {
+	m, ok := c.Members[node]
+	if !ok || !c.Bootstrapped {
+		return nil
+	}
+	view := *c
+	view.Members = make(map[string]Member, len(c.Members))
+	for id, mm := range c.Members {
+		view.Members[id] = mm
+	}
+	if m.Status != status {
+		m.Status = status
+		m.StatusSince = now
+	}
+	view.Members[node] = m
+	p := newPlanner(&view, now, seed, Limits{})
+	if p == nil {
+		return nil
+	}
+	p.planPartitions(true)
+	return p.sorted()
+}
+
+func newPlanner(c *Cluster, now, seed int64, lim Limits) *planner {
+	if c == nil || !c.Bootstrapped {
+		return nil
+	}
+	ids := c.MemberIDs()
+	p := &planner{c: c, now: now, seed: seed, lim: lim, idx: make(map[string]int, len(ids))}
+	p.nodes = make([]nodeInfo, len(ids))
+	zoneIdx := map[string]int{}
+	var zoneNames []string
+	for i, id := range ids {
+		m := c.Members[id]
+		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
+		n.take = n.lead
+		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && now-m.StatusSince < lim.ReplaceDelay
+		n.tie = mix(uint64(seed), hashString(id))
+		if n.take {
+			if _, ok := zoneIdx[m.Zone]; !ok {
+				zoneIdx[m.Zone] = -1
+				zoneNames = append(zoneNames, m.Zone)
+			}
+		}
+		p.nodes[i] = n
+		p.idx[id] = i
+	}
+	sort.Strings(zoneNames)
+	for i, z := range zoneNames {
+		zoneIdx[z] = i
+	}
+	p.zoneNames = zoneNames
+	for i := range p.nodes {
+		if z, ok := zoneIdx[c.Members[ids[i]].Zone]; ok && z >= 0 {
+			p.nodes[i].zone = z
+		} else {
+			// A zone with no node that takes copies: give it its own index
+			// past the real ones so it never counts as covering a zone.
+			p.nodes[i].zone = len(zoneNames) + i
+		}
+	}
+	eligible := 0
+	for _, n := range p.nodes {
+		if n.hold {
+			eligible++
+		}
+	}
+	p.k = c.Settings.ReplicationFactor
+	if eligible < p.k {
+		p.k = eligible
+	}
+	p.rule = newZoneRule(p.k, len(zoneNames))
+	p.zc = make([]int, len(zoneNames)+len(p.nodes))
+	p.touched = make([]bool, len(c.Partitions))
+	p.count()
+	p.computeQuotas()
+	return p
+}
+
+func (p *planner) state(id string) (int, holderState) {
+	i, ok := p.idx[id]
+	if !ok {
+		return -1, holderGone
+	}
+	n := &p.nodes[i]
+	switch {
+	case n.hold:
+		return i, holderLive
+	case n.waiting:
+		return i, holderWaiting
+	case n.leaving:
+		return i, holderLeaving
+	}
+	return i, holderGone
+}
+
+// replacedBy reports whether a live migration of part replaces holder.
+func (p *planner) replaced(part *Partition, holder string) bool {
+	for _, m := range part.Migrations {
+		if m.Replaces == holder && p.targetLive(m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) targetLive(m Migration) bool {
+	i, ok := p.idx[m.Target]
+	return ok && p.nodes[i].hold
+}
+
+// count gathers the per-node loads in one pass over the table.
+func (p *planner) count() {
+	n := len(p.nodes)
+	p.copies = make([]int, n)
+	p.held = make([]int, n)
+	p.prims = make([]int, n)
+	p.busy = make([]int, n)
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if part.Primary != "" {
+			if i, ok := p.idx[part.Primary]; ok {
+				p.prims[i]++
+			}
+		}
+		p.countHolder(part, part.Primary)
+		for _, r := range part.Replicas {
+			p.countHolder(part, r)
+		}
+		for _, m := range part.Migrations {
+			if !p.targetLive(m) {
+				continue
+			}
+			t := p.idx[m.Target]
+			p.copies[t]++
+			p.busy[t]++
+			if s, ok := p.idx[m.Source]; ok {
+				p.busy[s]++
+			}
+			p.inflight++
+			p.copyWork = true
+		}
+	}
+}
+
+func (p *planner) countHolder(part *Partition, h string) {
+	if h == "" {
+		return
+	}
+	i, ok := p.idx[h]
+	if !ok {
+		return
+	}
+	p.held[i]++
+	if len(part.Migrations) == 0 || !p.replaced(part, h) {
+		p.copies[i]++
+	}
+}
+
+func (p *planner) computeQuotas() {
+	n := len(p.nodes)
+	weight := make([]int, n)
+	zoneOf := make([]int, n)
+	tie := make([]uint64, n)
+	var takers, leaders []int
+	frozen := 0
+	for i, nd := range p.nodes {
+		weight[i] = nd.weight
+		zoneOf[i] = nd.zone
+		tie[i] = nd.tie
+		if nd.take {
+			takers = append(takers, i)
+		} else if nd.hold {
+			frozen += p.copies[i]
+		}
+		if nd.lead {
+			leaders = append(leaders, i)
+		}
+	}
+	p.copyShare, p.copyQuota = copyShares(len(p.c.Partitions), p.k, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	for i, nd := range p.nodes {
+		if nd.hold && !nd.take {
+			// App-unhealthy: keeps what it has, takes nothing new.
+			p.copyShare[i] = float64(p.copies[i])
+			p.copyQuota[i] = p.copies[i]
+		}
+	}
+	// Primaries: every partition with a copy on a leader-capable node.
+	total := 0
+	for pi := range p.c.Partitions {
+		for _, h := range p.c.Partitions[pi].Holders() {
+			if i, ok := p.idx[h]; ok && p.nodes[i].lead {
+				total++
+				break
+			}
+		}
+	}
+	p.primShare, p.primQuota = primaryShares(total, leaders, weight, p.held, p.prims, tie)
+}
+
+// budget reports whether one more migration between target and source fits
+// the limits.
+func (p *planner) budget(target, source int) bool {
+	if p.lim.MaxMigrations > 0 && p.inflight >= p.lim.MaxMigrations {
+		return false
+	}
+	if per := p.lim.MaxMigrationsPerNode; per > 0 {
+		if p.busy[target] >= per {
+			return false
+		}
+		if source >= 0 && p.busy[source] >= per {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *planner) budgetLeft() bool {
+	return p.lim.MaxMigrations <= 0 || p.inflight < p.lim.MaxMigrations
+}
+
+func (p *planner) emit(a Action) {
+	p.touched[a.Partition] = true
+	p.actions = append(p.actions, a)
+}
+
+// sorted returns the actions by priority, highest first, stable otherwise.
+func (p *planner) sorted() []Action {
+	sort.SliceStable(p.actions, func(i, j int) bool { return p.actions[i].Priority > p.actions[j].Priority })
+	return p.actions
+}
+
+// need is a partition that needs a new copy; targets are chosen after all
+// needs are known so that the migration budget goes to the most urgent.
+type need struct {
+	part     int
+	priority int
+	replaces string // holder the copy replaces ("" to add)
+	lead     bool   // the new copy must be able to lead
+	reasons  []string
+}
+
+// planPartitions walks the table once, in partition order, and plans each
+// partition's most urgent step. With promotionsOnly it stops after the
+// promotions (PlanStatus).
+func (p *planner) planPartitions(promotionsOnly bool) {
+	var needs []need
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if p.planPrimary(part, promotionsOnly, &needs) || promotionsOnly {
+			continue
+		}
+		if p.planMigrations(part) {
+			continue
+		}
+		p.planCopies(part, &needs)
+	}
+	if promotionsOnly {
+		return
+	}
+	sort.SliceStable(needs, func(i, j int) bool { return needs[i].priority > needs[j].priority })
+	for _, nd := range needs {
+		if !p.budgetLeft() {
+			break
+		}
+		p.placeCopy(nd)
+	}
+}
+
+func (p *planner) describe(id string) string {
+	i, ok := p.idx[id]
+	if !ok {
+		return "unknown"
+	}
+	m := p.c.Members[p.nodes[i].id]
+	if m.CanHold() && m.AppUnhealthy {
+		return "app-unhealthy"
+	}
+	return string(m.Status)
+}
+
+// planPrimary handles a partition without a usable primary. It reports
+// whether it planned something (or must wait) for the partition.
+func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]need) bool {
+	if part.Primary != "" {
+		if i, ok := p.idx[part.Primary]; ok && p.nodes[i].lead {
+			return false
+		}
+	}
+	why := "no primary"
+	if part.Primary != "" {
+		why = fmt.Sprintf("primary %s %s", part.Primary, p.describe(part.Primary))
+	}
+	// The best live, app-healthy replica: the one furthest below its
+	// primary quota, then the seeded tie-break, then ID.
+	best := -1
+	for _, r := range part.Replicas {
+		i, ok := p.idx[r]
+		if !ok || !p.nodes[i].lead {
+			continue
+		}
+		if best < 0 || p.betterLeader(i, best, part.ID) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		p.promote(part, best, PriorityPromote, why)
+		return true
+	}
+	// No app-healthy replica. A dead primary is worse than an app-unhealthy
+	// one: promote a live replica whose app is down, if any.
+	primLive := false
+	if i, ok := p.idx[part.Primary]; ok && p.nodes[i].hold {
+		primLive = true
+	}
+	if !primLive {
+		for _, r := range part.Replicas {
+			if i, ok := p.idx[r]; ok && p.nodes[i].hold {
+				p.promote(part, i, PriorityPromote, why, "no app-healthy replica: "+r+" holds the data")
+				return true
+			}
+		}
+	}
+	if promotionsOnly {
+		return true
+	}
+	// A copy that can lead is on its way: wait for it.
+	for _, m := range part.Migrations {
+		if i, ok := p.idx[m.Target]; ok && p.nodes[i].lead {
+			return false
+		}
+	}
+	// Only copies that cannot lead are left (or none): a new copy on a
+	// node that can lead, replacing the primary, which it then becomes.
+	if part.Primary != "" {
+		_, st := p.state(part.Primary)
+		if st == holderWaiting && !primLive {
+			return true // the old primary may come back: wait for ReplaceDelay
+		}
+	}
+	for _, r := range part.Replicas {
+		if _, st := p.state(r); st == holderWaiting {
+			return true
+		}
+	}
+	reasons := []string{why}
+	if len(part.Holders()) == 0 || p.source(part) < 0 && !p.hasLeavingSource(part) {
+		reasons = append(reasons, "all copies lost: new empty primary")
+	} else {
+		reasons = append(reasons, "no replica can lead: new copy becomes primary")
+	}
+	*needs = append(*needs, need{part: part.ID, priority: PriorityLeaderCopy, replaces: part.Primary, lead: true, reasons: reasons})
+	return true
+}
+
+func (p *planner) hasLeavingSource(part *Partition) bool {
+	for _, h := range part.Holders() {
+		if _, st := p.state(h); st == holderLeaving {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) betterLeader(i, j, part int) bool {
+	di := p.prims[i] - p.primQuota[i]
+	dj := p.prims[j] - p.primQuota[j]
+	if di != dj {
+		return di < dj
+	}
+	ti, tj := mix(p.nodes[i].tie, uint64(part)), mix(p.nodes[j].tie, uint64(part))
+	if ti != tj {
+		return ti < tj
+	}
+	return p.nodes[i].id < p.nodes[j].id
+}
+
+func (p *planner) promote(part *Partition, i, prio int, reasons ...string) {
+	nd := p.nodes[i]
+	reasons = append(reasons, fmt.Sprintf("%s leads %d (share %.1f)", nd.id, p.prims[i], p.primShare[i]))
+	if old, ok := p.idx[part.Primary]; ok {
+		p.prims[old]--
+	}
+	p.prims[i]++
+	p.emit(Action{Kind: ActionPromote, Partition: part.ID, Epoch: part.Epoch, Node: nd.id, Priority: prio, Reasons: reasons})
+}
+
+// planMigrations cancels broken or timed-out migrations and, with Instant,
+// completes live ones.
+func (p *planner) planMigrations(part *Partition) bool {
+	for _, m := range part.Migrations {
+		var why string
+		if i, ok := p.idx[m.Target]; !ok || !p.nodes[i].hold {
+			why = fmt.Sprintf("target %s %s", m.Target, p.describe(m.Target))
+		} else if p.lim.MigrationTimeout > 0 && p.now-m.StartedAt > p.lim.MigrationTimeout {
+			why = fmt.Sprintf("timed out after %s", time.Duration(p.now-m.StartedAt))
+		}
+		if why != "" {
+			p.copyWork = true
+			p.emit(Action{Kind: ActionCancelMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{why}})
+			return true
+		}
+		if p.lim.Instant {
+			p.emit(Action{Kind: ActionCompleteMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{"instant: no webhook acknowledges copies"}})
+			return true
+		}
+	}
+	return false
+}
+
+// planCopies restores the copy count and zone spread of one partition.
+func (p *planner) planCopies(part *Partition, needs *[]need) {
+	live, present := 0, 0
+	var dead []string // holders to re-create: gone or leaving, not yet replaced
+	for _, h := range part.Holders() {
+		_, st := p.state(h)
+		repl := len(part.Migrations) > 0 && p.replaced(part, h)
+		switch st {
+		case holderLive:
+			if !repl {
+				live++
+				present++
+			}
+		case holderWaiting:
+			if !repl {
+				present++
+			}
+		default:
+			if !repl {
+				dead = append(dead, h)
+			}
+		}
+	}
+	for _, m := range part.Migrations {
+		if p.targetLive(m) {
+			present++
+		}
+	}
+	deficit := p.k - present
+	switch {
+	case deficit > 0 && len(dead) > 0:
+		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0],
+			reasons: []string{fmt.Sprintf("replace %s (%s)", dead[0], p.describe(dead[0])), fmt.Sprintf("%d of %d copies", present, p.k)}})
+	case deficit > 0:
+		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit,
+			reasons: []string{fmt.Sprintf("missing copy: %d of %d", present, p.k)}})
+	case len(dead) > 0:
+		h := dead[0]
+		if h == part.Primary {
+			return // a promotion comes first
+		}
+		p.copyWork = true
+		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
+			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, p.k)}})
+	case live > p.k && len(part.Migrations) == 0:
+		// Surplus: drop the replica on the node furthest above its quota.
+		best := -1
+		for _, r := range part.Replicas {
+			i, ok := p.idx[r]
+			if !ok || !p.nodes[i].hold {
+				continue
+			}
+			if best < 0 || p.copies[i]-p.copyQuota[i] > p.copies[best]-p.copyQuota[best] ||
+				p.copies[i]-p.copyQuota[i] == p.copies[best]-p.copyQuota[best] && p.nodes[i].id < p.nodes[best].id {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		p.copies[best]--
+		p.copyWork = true
+		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: p.nodes[best].id, Priority: PriorityRemoveSurplus,
+			Reasons: []string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k), fmt.Sprintf("%s holds %d (quota %d)", p.nodes[best].id, p.copies[best]+1, p.copyQuota[best])}})
+	case len(part.Migrations) == 0 && len(p.zoneNames) > 1:
+		p.planZoneSpread(part, needs)
+	}
+}
+
+// zoneCounts fills p.zc with the copies of part per zone (live and waiting
+// holders, live migration targets; holders replaced by a migration and
+// except are left out) and returns the number of copies and covered zones.
+func (p *planner) zoneCounts(part *Partition, except string) (copies, covered int) {
+	for i := range p.zc {
+		p.zc[i] = 0
+	}
+	add := func(i int) {
+		if p.zc[p.nodes[i].zone] == 0 && p.nodes[i].zone < len(p.zoneNames) {
+			covered++
+		}
+		p.zc[p.nodes[i].zone]++
+		copies++
+	}
+	for _, h := range part.Holders() {
+		if h == except {
+			continue
+		}
+		i, st := p.state(h)
+		if (st == holderLive || st == holderWaiting) && !(len(part.Migrations) > 0 && p.replaced(part, h)) {
+			add(i)
+		}
+	}
+	for _, m := range part.Migrations {
+		if p.targetLive(m) {
+			add(p.idx[m.Target])
+		}
+	}
+	return copies, covered
+}
+
+// zoneOK reports whether a new copy on node i keeps part within the zone
+// spread rule, given p.zc, copies and covered from zoneCounts.
+func (p *planner) zoneOK(i, copies, covered int) bool {
+	z := p.nodes[i].zone
+	if z >= len(p.zoneNames) {
+		return false
+	}
+	if p.zc[z] >= p.rule.maxPer {
+		return false
+	}
+	if p.zc[z] > 0 {
+		// Adding to a covered zone must leave room to cover the rest.
+		want := p.rule.zones
+		if p.rule.k < want {
+			want = p.rule.k
+		}
+		if want-covered > p.k-copies-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// planZoneSpread moves a copy out of a crowded zone when a node in an
+// uncovered zone could take it.
+func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
+	copies, covered := p.zoneCounts(part, "")
+	want := p.rule.zones
+	if p.rule.k < want {
+		want = p.rule.k
+	}
+	if copies > p.k {
+		copies = p.k
+	}
+	if covered >= want || covered >= copies {
+		return
+	}
+	// The copy to move: in the most crowded zone, a replica if possible,
+	// on the node furthest above its quota.
+	var from string
+	bestScore := 0
+	for _, h := range part.Holders() {
+		i, st := p.state(h)
+		if st != holderLive {
+			continue
+		}
+		z := p.nodes[i].zone
+		crowd := p.zc[z]
+		if z >= len(p.zoneNames) {
+			crowd = 1 << 20 // a zone no taker is in: move away first
+		}
+		if crowd < 2 {
+			continue
+		}
+		score := crowd*4 + boolInt(h != part.Primary)*2
+		if from == "" || score > bestScore {
+			from, bestScore = h, score
+		}
+	}
+	if from == "" {
+		return
+	}
+	// Is there a node in an uncovered zone that could take it?
+	for i, nd := range p.nodes {
+		if nd.take && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
+			*needs = append(*needs, need{part: part.ID, priority: PriorityZoneSpread, replaces: from,
+				reasons: []string{fmt.Sprintf("zone spread: zone %q has no copy", p.zoneNames[nd.zone])}})
+			_ = i
+			return
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// source picks the node to copy part from: the primary if it is live, else
+// a live replica; -1 if none.
+func (p *planner) source(part *Partition) int {
+	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive {
+		return i
+	}
+	for _, r := range part.Replicas {
+		if i, st := p.state(r); st == holderLive {
+			return i
+		}
+	}
+	return -1
+}
+
+// sourceFor is source, falling back to a leaving holder (it still has the
+// data), and reports whether a source is needed at all.
+func (p *planner) sourceFor(part *Partition) (int, string) {
+	if i := p.source(part); i >= 0 {
+		return i, p.nodes[i].id
+	}
+	for _, h := range part.Holders() {
+		if i, st := p.state(h); st == holderLeaving {
+			return i, h
+		}
+	}
+	return -1, ""
+}
+
+// placeCopy chooses the target of one new copy and emits the migration.
+func (p *planner) placeCopy(nd need) {
+	part := &p.c.Partitions[nd.part]
+	src, srcID := p.sourceFor(part)
+	if src >= 0 && p.lim.MaxMigrationsPerNode > 0 && p.busy[src] >= p.lim.MaxMigrationsPerNode {
+		return
+	}
+	except := ""
+	if nd.replaces != "" {
+		if i, st := p.state(nd.replaces); i >= 0 && st == holderLive {
+			except = nd.replaces // moving a live copy: its zone frees up
+		}
+	}
+	t, reasons := p.bestTarget(part, except, nd.lead, src)
+	if t < 0 {
+		return
+	}
+	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(nd.reasons, reasons...))
+}
+
+func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces string, prio int, reasons []string) {
+	p.copies[t]++
+	p.busy[t]++
+	if src >= 0 {
+		p.busy[src]++
+	}
+	if i, st := p.state(replaces); replaces != "" && i >= 0 && (st == holderLive) {
+		p.copies[i]--
+	}
+	p.inflight++
+	p.copyWork = true
+	p.emit(Action{Kind: ActionStartMigration, Partition: part.ID, Epoch: part.Epoch, Node: p.nodes[t].id, Source: srcID, Replaces: replaces, Priority: prio, Reasons: reasons})
+}
+
+// bestTarget scores the candidates for a new copy of part: hard constraints
+// (takes copies, does not hold or receive part, budget, zone spread), then
+// load against quota, then the seeded tie-break and ID.
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int) (int, []string) {
+	copies, covered := p.zoneCounts(part, except)
+	best, bestZone := -1, false
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		if !nd.take || (lead && !nd.lead) || part.Holds(nd.id) {
+			continue
+		}
+		if _, busy := part.MigrationTo(nd.id); busy {
+			continue
+		}
+		if !p.budget(i, src) {
+			continue
+		}
+		zok := p.zoneOK(i, copies, covered)
+		if best < 0 || zok && !bestZone || zok == bestZone && p.lessLoaded(i, best, part.ID) {
+			best, bestZone = i, zok
+		}
+	}
+	if best < 0 {
+		return -1, nil
+	}
+	nd := p.nodes[best]
+	reasons := []string{fmt.Sprintf("%s holds %d (share %.1f)", nd.id, p.copies[best], p.copyShare[best])}
+	if len(p.zoneNames) > 1 {
+		if bestZone {
+			reasons = append(reasons, fmt.Sprintf("zone spread: zone %q", p.zoneNames[nd.zone]))
+		} else {
+			reasons = append(reasons, "zone spread impossible")
+		}
+	}
+	return best, reasons
+}
+
+// lessLoaded: further below quota first, then lower copies per weight,
+// then the seeded tie-break, then ID.
+func (p *planner) lessLoaded(i, j, part int) bool {
+	di := p.copyQuota[i] - p.copies[i]
+	dj := p.copyQuota[j] - p.copies[j]
+	if di != dj {
+		return di > dj
+	}
+	li := p.copies[i] * p.nodes[j].weight
+	lj := p.copies[j] * p.nodes[i].weight
+	if li != lj {
+		return li < lj
+	}
+	ti, tj := mix(p.nodes[i].tie, uint64(part)), mix(p.nodes[j].tie, uint64(part))
+	if ti != tj {
+		return ti < tj
+	}
+	return p.nodes[i].id < p.nodes[j].id
+}
+
+// rebalanceCopies moves copies from nodes above their quota to nodes below
+// it, one copy at a time, each a direct move (so the number of copies moved
+// is the sum of the excesses: the optimum for these quotas). Every move makes
+// the imbalance sum |copies − quota| smaller by two.
+func (p *planner) rebalanceCopies() {
+	var over, under []int
+	for i, nd := range p.nodes {
+		if !nd.take {
+			continue
+		}
+		if p.copies[i] > p.copyQuota[i] {
+			over = append(over, i)
+		} else if p.copies[i] < p.copyQuota[i] {
+			under = append(under, i)
+		}
+	}
+	if len(over) == 0 || len(under) == 0 || !p.budgetLeft() {
+		return
+	}
+	sort.SliceStable(over, func(a, b int) bool {
+		i, j := over[a], over[b]
+		ei, ej := p.copies[i]-p.copyQuota[i], p.copies[j]-p.copyQuota[j]
+		if ei != ej {
+			return ei > ej
+		}
+		return p.nodes[i].id < p.nodes[j].id
+	})
+	isOver := make([]bool, len(p.nodes))
+	for _, i := range over {
+		isOver[i] = true
+	}
+	// The partitions each over node holds, untouched and with nothing in
+	// flight, in partition order.
+	lists := make([][]int32, len(p.nodes))
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if p.touched[pi] || len(part.Migrations) > 0 {
+			continue
+		}
+		for _, h := range part.Holders() {
+			if i, ok := p.idx[h]; ok && isOver[i] {
+				lists[i] = append(lists[i], int32(pi))
+			}
+		}
+	}
+	for _, a := range over {
+		for _, pi := range lists[a] {
+			if p.copies[a] <= p.copyQuota[a] || !p.budgetLeft() {
+				break
+			}
+			if p.touched[pi] {
+				continue
+			}
+			part := &p.c.Partitions[pi]
+			src, srcID := p.sourceFor(part)
+			copies, covered := p.zoneCounts(part, p.nodes[a].id)
+			b := -1
+			for _, u := range under {
+				if p.copies[u] >= p.copyQuota[u] || part.Holds(p.nodes[u].id) || !p.budget(u, src) {
+					continue
+				}
+				if !p.zoneOK(u, copies, covered) {
+					continue
+				}
+				if b < 0 || p.lessLoaded(u, b, int(pi)) {
+					b = u
+				}
+			}
+			if b < 0 {
+				continue
+			}
+			na, nb := p.nodes[a], p.nodes[b]
+			reasons := []string{
+				fmt.Sprintf("%s holds %d > quota %d (share %.1f)", na.id, p.copies[a], p.copyQuota[a], p.copyShare[a]),
+				fmt.Sprintf("%s holds %d < quota %d (share %.1f)", nb.id, p.copies[b], p.copyQuota[b], p.copyShare[b]),
+			}
+			p.startMigration(part, b, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+		}
+	}
+}
+
+// rebalancePrimaries moves primary roles from nodes above their primary
+// quota to nodes below it by promotions along augmenting paths: a path
+// u0 → u1 → … → um promotes u1 in a partition u0 leads, u2 in one u1 leads,
+// and so on, so only u0 loses a primary and only um gains one. Each path
+// strictly reduces the imbalance; promotions cost no copy.
+func (p *planner) rebalancePrimaries() {
+	n := len(p.nodes)
+	over, under := false, false
+	for i, nd := range p.nodes {
+		if !nd.lead {
+			continue
+		}
+		if p.prims[i] > p.primQuota[i] {
+			over = true
+		} else if p.prims[i] < p.primQuota[i] {
+			under = true
+		}
+	}
+	if !over || !under {
+		return
+	}
+	// pairs[u*n+v]: partitions led by u with v as a replica that may lead.
+	pairs := make([][]int32, n*n)
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if p.touched[pi] {
+			continue
+		}
+		u, ok := p.idx[part.Primary]
+		if !ok || !p.nodes[u].lead {
+			continue
+		}
+		for _, r := range part.Replicas {
+			if v, ok := p.idx[r]; ok && p.nodes[v].lead {
+				pairs[u*n+v] = append(pairs[u*n+v], int32(pi))
+			}
+		}
+	}
+	cursor := make([]int, n*n)
+	avail := func(u, v int) int32 {
+		l := pairs[u*n+v]
+		for cursor[u*n+v] < len(l) && p.touched[l[cursor[u*n+v]]] {
+			cursor[u*n+v]++
+		}
+		if cursor[u*n+v] < len(l) {
+			return l[cursor[u*n+v]]
+		}
+		return -1
+	}
+	parent := make([]int, n)
+	queue := make([]int, 0, n)
+	for {
+		for i := range parent {
+			parent[i] = -2
+		}
+		queue = queue[:0]
+		for i, nd := range p.nodes {
+			if nd.lead && p.prims[i] > p.primQuota[i] {
+				parent[i] = -1
+				queue = append(queue, i)
+			}
+		}
+		end := -1
+		for h := 0; h < len(queue) && end < 0; h++ {
+			u := queue[h]
+			for v := 0; v < n; v++ {
+				if parent[v] != -2 || !p.nodes[v].lead || avail(u, v) < 0 {
+					continue
+				}
+				parent[v] = u
+				if p.prims[v] < p.primQuota[v] {
+					end = v
+					break
+				}
+				queue = append(queue, v)
+			}
+		}
+		if end < 0 {
+			return
+		}
+		first := end
+		for parent[first] >= 0 {
+			first = parent[first]
+		}
+		for v := end; parent[v] >= 0; v = parent[v] {
+			u := parent[v]
+			pi := avail(u, v)
+			part := &p.c.Partitions[pi]
+			reasons := []string{fmt.Sprintf("%s leads %d > quota %d (share %.1f)", p.nodes[first].id, p.prims[first], p.primQuota[first], p.primShare[first]),
+				fmt.Sprintf("%s leads %d < quota %d (share %.1f)", p.nodes[end].id, p.prims[end], p.primQuota[end], p.primShare[end])}
+			if v != end || u != first {
+				reasons = append(reasons, fmt.Sprintf("step %s→%s of a chain", u2s(p, u), u2s(p, v)))
+			}
+			p.emit(Action{Kind: ActionPromote, Partition: int(pi), Epoch: part.Epoch, Node: p.nodes[v].id, Priority: PriorityRebalancePrimary, Reasons: reasons})
+		}
+		p.prims[first]--
+		p.prims[end]++
+	}
+}
+
+func u2s(p *planner, i int) string { return p.nodes[i].id }
+
+// hashString is FNV-1a, used only to derive seeded tie-breaks from IDs.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix is splitmix64 of a combined with b.
+func mix(a, b uint64) uint64 {
+	z := a + b*0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}
