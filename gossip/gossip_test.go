@@ -1,0 +1,413 @@
+package gossip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestThreeNodesJoinAndSeeEachOthersMetadata(t *testing.T) {
+	ms := cluster(t, 3, nil)
+
+	for _, m := range ms {
+		members := m.Members()
+		if len(members) != 3 {
+			t.Fatalf("%s: %d members, want 3", m.nodeID, len(members))
+		}
+		for i, node := range members {
+			want := ms[i] // n1, n2, n3: sorted by ID
+			if node.ID != want.nodeID {
+				t.Errorf("%s: member %d is %q, want %q (sorted by ID)", m.nodeID, i, node.ID, want.nodeID)
+			}
+			if node.Addr != want.Addr() {
+				t.Errorf("%s: %s at %q, want %q", m.nodeID, node.ID, node.Addr, want.Addr())
+			}
+			wantMeta := testConfig(want.nodeID).Meta
+			if node.Meta != wantMeta {
+				t.Errorf("%s: %s meta %+v, want %+v", m.nodeID, node.ID, node.Meta, wantMeta)
+			}
+		}
+		if got := m.NumMembers(); got != 3 {
+			t.Errorf("%s: NumMembers %d, want 3", m.nodeID, got)
+		}
+		// Every node reports the two others' joins and never its own.
+		for _, other := range ms {
+			evs := m.eventsAbout(other.nodeID)
+			if other == m {
+				if len(evs) != 0 {
+					t.Errorf("%s: events about itself: %v", m.nodeID, evs)
+				}
+				continue
+			}
+			if indexOf(evs, EventJoin) < 0 {
+				t.Errorf("%s: no join event for %s, got %v", m.nodeID, other.nodeID, evs)
+			}
+		}
+	}
+	if addr := ms[0].Addr(); !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":0") {
+		t.Errorf("Addr() = %q, want 127.0.0.1 with the bound port", addr)
+	}
+	if n, ok := ms[1].Member("n1"); !ok || n.State != StateAlive {
+		t.Errorf("Member(n1) = %+v, %v", n, ok)
+	}
+	if _, ok := ms[1].Member("nobody"); ok {
+		t.Error("Member(nobody) found")
+	}
+}
+
+func TestMetadataUpdateIsSeenAsUpdate(t *testing.T) {
+	ms := cluster(t, 2, nil)
+	a, b := ms[0], ms[1]
+
+	newMeta := a.LocalNode().Meta
+	newMeta.AppUnhealthy = true
+	newMeta.APIAddr = "127.0.0.1:8500"
+	if err := a.UpdateMeta(newMeta); err != nil {
+		t.Fatalf("UpdateMeta: %v", err)
+	}
+	if got := a.LocalNode().Meta; got != newMeta {
+		t.Errorf("LocalNode meta %+v, want %+v", got, newMeta)
+	}
+	eventually(t, 5*time.Second, func() error {
+		ev, ok := b.lastEvent("n1", EventUpdate)
+		if !ok {
+			return fmt.Errorf("no update event, saw %v", b.eventsAbout("n1"))
+		}
+		if ev.Node.Meta != newMeta {
+			return fmt.Errorf("update carries %+v, want %+v", ev.Node.Meta, newMeta)
+		}
+		return nil
+	})
+	if n, _ := b.Member("n1"); n.Meta != newMeta || n.State != StateAlive {
+		t.Errorf("b's view of n1: %+v", n)
+	}
+
+	tooLong := newMeta
+	tooLong.Zone = strings.Repeat("z", 300)
+	if err := a.UpdateMeta(tooLong); !errors.Is(err, ErrMetaTooLong) {
+		t.Errorf("UpdateMeta with a 300-byte zone: %v, want ErrMetaTooLong", err)
+	}
+}
+
+func TestNodeShutDownWithoutLeavingIsSuspectedThenDead(t *testing.T) {
+	ms := cluster(t, 3, nil)
+	victim := ms[2]
+	if err := victim.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms[:2] {
+		eventually(t, 15*time.Second, func() error {
+			evs := m.eventsAbout("n3")
+			s, d := indexOf(evs, EventSuspect), indexOf(evs, EventDead)
+			if s < 0 || d < 0 {
+				return fmt.Errorf("%s: want suspect then dead for n3, saw %v", m.nodeID, evs)
+			}
+			if s > d {
+				return fmt.Errorf("%s: dead before suspect: %v", m.nodeID, evs)
+			}
+			return nil
+		})
+		if n, _ := m.Member("n3"); n.State != StateDead {
+			t.Errorf("%s: n3 is %s, want dead", m.nodeID, n.State)
+		}
+		if evs := m.eventsAbout("n3"); indexOf(evs, EventLeft) >= 0 {
+			t.Errorf("%s: a crash reported as left: %v", m.nodeID, evs)
+		}
+		if got := m.NumMembers(); got != 2 {
+			t.Errorf("%s: NumMembers %d, want 2", m.nodeID, got)
+		}
+	}
+}
+
+func TestGracefulLeaveIsSeenAsLeft(t *testing.T) {
+	ms := cluster(t, 3, nil)
+	leaver := ms[2]
+	if err := leaver.Leave(3 * time.Second); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	if err := leaver.Leave(time.Second); err != nil {
+		t.Errorf("second Leave: %v", err)
+	}
+	if _, err := leaver.Join(context.Background(), []string{ms[0].Addr()}); !errors.Is(err, ErrLeft) {
+		t.Errorf("Join after Leave: %v, want ErrLeft", err)
+	}
+	for _, m := range ms[:2] {
+		eventually(t, 5*time.Second, func() error {
+			if n, _ := m.Member("n3"); n.State != StateLeft {
+				return fmt.Errorf("%s: n3 is %q, want left; events %v", m.nodeID, n.State, m.eventsAbout("n3"))
+			}
+			return nil
+		})
+		evs := m.eventsAbout("n3")
+		if indexOf(evs, EventLeft) < 0 || indexOf(evs, EventDead) >= 0 {
+			t.Errorf("%s: events about n3 %v, want left and no dead", m.nodeID, evs)
+		}
+	}
+}
+
+func TestNodeWithAnotherKeyCannotJoin(t *testing.T) {
+	keyA, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyB, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := cluster(t, 2, func(c *Config) { c.SecretKey = keyA; c.Label = "steward-test" })
+
+	for _, tc := range []struct {
+		name string
+		key  []byte
+	}{
+		{"other key", keyB},
+		{"no key", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig("intruder")
+			cfg.SecretKey = tc.key
+			cfg.Label = "steward-test"
+			intruder := start(t, cfg)
+			ctx, cancel := context.WithTimeout(context.Background(), 800*time.Millisecond)
+			defer cancel()
+			n, err := intruder.Join(ctx, []string{ms[0].Addr()})
+			if !errors.Is(err, ErrJoinFailed) || n != 0 {
+				t.Fatalf("Join = %d, %v; want 0 and ErrJoinFailed", n, err)
+			}
+			for _, m := range ms {
+				if got := m.NumMembers(); got != 2 {
+					t.Errorf("%s: NumMembers %d after the intruder's attempt, want 2", m.nodeID, got)
+				}
+				if _, ok := m.Member("intruder"); ok {
+					t.Errorf("%s knows the intruder", m.nodeID)
+				}
+			}
+			if got := intruder.NumMembers(); got != 1 {
+				t.Errorf("intruder sees %d members, want 1", got)
+			}
+		})
+	}
+}
+
+func TestSameIDAtNewAddressIsAcceptedOnceOldEntryIsDead(t *testing.T) {
+	ms := cluster(t, 3, nil)
+	oldAddr := ms[2].Addr()
+	if err := ms[2].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	reclaim := testConfig("n3").DeadNodeReclaimTime
+	for _, m := range ms[:2] {
+		eventually(t, 15*time.Second, func() error {
+			n, _ := m.Member("n3")
+			if n.State != StateDead {
+				return fmt.Errorf("%s: n3 is %q, want dead", m.nodeID, n.State)
+			}
+			// memberlist accepts the new address only once the old entry
+			// has been dead for DeadNodeReclaimTime; our Since is observed
+			// just after memberlist's own state change.
+			if age := time.Since(n.Since); age <= reclaim+100*time.Millisecond {
+				return fmt.Errorf("%s: n3 dead for only %v", m.nodeID, age)
+			}
+			return nil
+		})
+	}
+
+	cfg := testConfig("n3")
+	cfg.Meta.Version = "restarted"
+	back := start(t, cfg)
+	if back.Addr() == oldAddr {
+		t.Fatalf("restarted node got the old address %s; the test needs a new one", oldAddr)
+	}
+	joinTo(t, back, ms[0])
+	for _, m := range ms[:2] {
+		eventually(t, 10*time.Second, func() error {
+			n, _ := m.Member("n3")
+			if n.State != StateAlive || n.Addr != back.Addr() || n.Meta.Version != "restarted" {
+				return fmt.Errorf("%s: n3 is %+v, want alive at %s", m.nodeID, n, back.Addr())
+			}
+			return nil
+		})
+		count := 0
+		for _, n := range m.Members() {
+			if n.ID == "n3" {
+				count++
+			}
+		}
+		if count != 1 {
+			t.Errorf("%s: %d entries for n3", m.nodeID, count)
+		}
+		if got := m.NumMembers(); got != 3 {
+			t.Errorf("%s: NumMembers %d, want 3", m.nodeID, got)
+		}
+		evs := m.eventsAbout("n3")
+		if last := evs[len(evs)-1]; last != EventJoin {
+			t.Errorf("%s: events about n3 %v, want a join last", m.nodeID, evs)
+		}
+	}
+}
+
+func TestJoinUnreachableGivesUpAtDeadline(t *testing.T) {
+	m := start(t, testConfig("lonely"))
+	// A port that was free a moment ago: nothing listens there.
+	probe := start(t, testConfig("gone"))
+	dead := probe.Addr()
+	if err := probe.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	const budget = 700 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
+	defer cancel()
+	began := time.Now()
+	n, err := m.Join(ctx, []string{dead})
+	took := time.Since(began)
+	if n != 0 || !errors.Is(err, ErrJoinFailed) {
+		t.Fatalf("Join = %d, %v; want 0 and ErrJoinFailed", n, err)
+	}
+	if !strings.Contains(err.Error(), dead) || !strings.Contains(err.Error(), "deadline") {
+		t.Errorf("error %q should name %s and the deadline", err, dead)
+	}
+	if took < budget || took > budget+2*time.Second {
+		t.Errorf("Join gave up after %v, want about %v", took, budget)
+	}
+	if _, err := m.Join(context.Background(), nil); !errors.Is(err, ErrNoJoinAddrs) {
+		t.Errorf("Join(nil) = %v", err)
+	}
+}
+
+func TestShutdownIsIdempotentAndClosesEvents(t *testing.T) {
+	g, err := New(testConfig("solo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := g.NumMembers(); got != 1 {
+		t.Errorf("NumMembers %d, want 1", got)
+	}
+	if got := g.HealthScore(); got != 0 {
+		t.Errorf("HealthScore %d, want 0 for an idle node", got)
+	}
+	if err := g.UpdateMeta(Meta{RaftID: "solo", Zone: "z2"}); err != nil {
+		t.Errorf("UpdateMeta alone: %v", err)
+	}
+	if err := g.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Shutdown(); err != nil {
+		t.Errorf("second Shutdown: %v", err)
+	}
+	if _, open := <-g.Events(); open {
+		t.Error("Events channel still open after Shutdown")
+	}
+	if _, err := g.Join(context.Background(), []string{"127.0.0.1:1"}); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Join after Shutdown: %v", err)
+	}
+	if err := g.Leave(time.Second); !errors.Is(err, ErrShutdown) {
+		t.Errorf("Leave after Shutdown: %v", err)
+	}
+	if err := g.UpdateMeta(Meta{}); !errors.Is(err, ErrShutdown) {
+		t.Errorf("UpdateMeta after Shutdown: %v", err)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	for name, tweak := range map[string]func(*Config){
+		"no node ID":     func(c *Config) { c.NodeID = "" },
+		"bind not an IP": func(c *Config) { c.BindAddr = "localhost" },
+		"bad profile":    func(c *Config) { c.Profile = "moon" },
+		"short key":      func(c *Config) { c.SecretKey = []byte("short") },
+		"meta too long":  func(c *Config) { c.Meta.AppAddr = strings.Repeat("a", 256) },
+		"label too long": func(c *Config) { c.Label = strings.Repeat("l", 256) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := testConfig("bad")
+			tweak(cfg)
+			g, err := New(cfg)
+			if !errors.Is(err, ErrInvalidConfig) {
+				if g != nil {
+					_ = g.Shutdown()
+				}
+				t.Fatalf("New = %v, want ErrInvalidConfig", err)
+			}
+		})
+	}
+}
+
+func TestEventQueueNeverBlocksAndKeepsOrder(t *testing.T) {
+	q := newEventQueue()
+	const n = 10000 // far beyond any channel buffer, nobody reading
+	for i := range n {
+		q.push(Event{Type: EventUpdate, Node: Node{ID: fmt.Sprint(i)}})
+	}
+	stop := make(chan struct{})
+	for i := range n {
+		ev, ok := q.pop(stop)
+		if !ok || ev.Node.ID != fmt.Sprint(i) {
+			t.Fatalf("pop %d = %+v, %v", i, ev, ok)
+		}
+	}
+	close(stop)
+	if _, ok := q.pop(stop); ok {
+		t.Error("pop on an empty queue after stop returned an event")
+	}
+	q.close()
+	q.push(Event{Type: EventJoin})
+	if len(q.items) != 0 {
+		t.Error("push after close queued an event")
+	}
+}
+
+func TestParseSuspectLine(t *testing.T) {
+	id, ok := parseSuspectLine([]byte("[INFO] memberlist: Suspect node-7 has failed, no acks received\n"))
+	if !ok || id != "node-7" {
+		t.Errorf("got %q, %v", id, ok)
+	}
+	for _, line := range []string{
+		"[DEBUG] memberlist: Failed UDP ping: node-7 (timeout reached)\n",
+		"[INFO] memberlist: Suspect  has failed, no acks received\n",
+		"[INFO] memberlist: Suspect node-7 has failed\n",
+	} {
+		if id, ok := parseSuspectLine([]byte(line)); ok {
+			t.Errorf("%q parsed as suspicion of %q", line, id)
+		}
+	}
+}
+
+func TestEventTypeStrings(t *testing.T) {
+	want := map[EventType]string{
+		EventJoin: "join", EventSuspect: "suspect", EventAlive: "alive",
+		EventDead: "dead", EventLeft: "left", EventUpdate: "update",
+		EventType(0): "EventType(0)",
+	}
+	for et, s := range want {
+		if et.String() != s {
+			t.Errorf("%d.String() = %q, want %q", int(et), et.String(), s)
+		}
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	for _, s := range []string{"local", "LAN", " wan "} {
+		p, err := ParseProfile(s)
+		if err != nil {
+			t.Fatalf("ParseProfile(%q): %v", s, err)
+		}
+		if _, err := p.MemberlistConfig(); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if _, err := ParseProfile("fast"); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("ParseProfile(fast) = %v", err)
+	}
+	local, _ := ProfileLocal.MemberlistConfig()
+	lan, _ := ProfileLAN.MemberlistConfig()
+	if local.ProbeInterval >= lan.ProbeInterval || local.ProbeTimeout >= local.ProbeInterval {
+		t.Errorf("local probe %v/%v should be faster than LAN %v and timeout < interval",
+			local.ProbeInterval, local.ProbeTimeout, lan.ProbeInterval)
+	}
+	if lan.ProbeInterval != time.Second || lan.SuspicionMult != 4 {
+		t.Errorf("lan is not memberlist's DefaultLANConfig: %v, %d", lan.ProbeInterval, lan.SuspicionMult)
+	}
+}

@@ -1,0 +1,169 @@
+package gossip
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a Steward agent tells its peers about itself through gossip
+// node metadata. It travels in every alive message, so it is kept small.
+type Meta struct {
+	// RaftID is the node's Raft server ID.
+	RaftID string
+	// RaftAddr is the host:port of the node's Raft transport.
+	RaftAddr string
+	// APIAddr is the host:port of the agent's HTTP API.
+	APIAddr string
+	// AppAddr is the data address of the co-located app, given to peers that
+	// copy partitions from it.
+	AppAddr string
+	// Zone is the failure domain used for replica spreading.
+	Zone string
+	// Version is the agent's build version.
+	Version string
+	// Weight is the node's relative capacity.
+	Weight int
+	// AppUnhealthy is set when the agent's own app fails its health probes.
+	AppUnhealthy bool
+	// Leaving is set by Gossip.Leave just before the gossip leave, so that
+	// peers report the node as left rather than dead.
+	Leaving bool
+}
+
+// Encoding, version 1:
+//
+//	byte    format version (1)
+//	6 ×     string: 1-byte length, then the bytes (RaftID, RaftAddr,
+//	        APIAddr, AppAddr, Zone, Version)
+//	varint  Weight (zig-zag, encoding/binary)
+//	byte    flags: bit 0 AppUnhealthy, bit 1 Leaving
+//
+// A later version 1 writer may append fields; readers ignore trailing bytes
+// and unknown flag bits, so agents of mixed versions can share a cluster.
+// An incompatible change takes a new format version.
+const metaFormatV1 = 1
+
+// MaxMetaFieldLen is the most bytes one string field of Meta may hold.
+const MaxMetaFieldLen = 255
+
+const (
+	flagAppUnhealthy = 1 << 0
+	flagLeaving      = 1 << 1
+)
+
+var (
+	// ErrMetaTooLong is wrapped when a field or the whole encoding exceeds
+	// its limit.
+	ErrMetaTooLong = errors.New("gossip: metadata too long")
+	// ErrMetaMalformed is wrapped by every DecodeMeta error.
+	ErrMetaMalformed = errors.New("gossip: malformed metadata")
+)
+
+type metaField struct {
+	name  string
+	value string
+}
+
+func (m Meta) stringFields() []metaField {
+	return []metaField{
+		{"RaftID", m.RaftID},
+		{"RaftAddr", m.RaftAddr},
+		{"APIAddr", m.APIAddr},
+		{"AppAddr", m.AppAddr},
+		{"Zone", m.Zone},
+		{"Version", m.Version},
+	}
+}
+
+// EncodeMeta encodes m in the compact versioned format. The result is at
+// most memberlist.MetaMaxSize (512) bytes; a field longer than
+// MaxMetaFieldLen, or a total above the limit, gives an error that names the
+// field to shorten.
+func EncodeMeta(m Meta) ([]byte, error) {
+	fields := m.stringFields()
+	size := 1 + binary.MaxVarintLen64 + 1
+	longest := fields[0]
+	for _, f := range fields {
+		if len(f.value) > MaxMetaFieldLen {
+			return nil, fmt.Errorf("%w: field %s is %d bytes, at most %d", ErrMetaTooLong, f.name, len(f.value), MaxMetaFieldLen)
+		}
+		if len(f.value) > len(longest.value) {
+			longest = f
+		}
+		size += 1 + len(f.value)
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, metaFormatV1)
+	for _, f := range fields {
+		buf = append(buf, byte(len(f.value)))
+		buf = append(buf, f.value...)
+	}
+	buf = binary.AppendVarint(buf, int64(m.Weight))
+	var flags byte
+	if m.AppUnhealthy {
+		flags |= flagAppUnhealthy
+	}
+	if m.Leaving {
+		flags |= flagLeaving
+	}
+	buf = append(buf, flags)
+	if len(buf) > memberlist.MetaMaxSize {
+		return nil, fmt.Errorf("%w: encoded metadata is %d bytes, memberlist allows %d; shorten the longest field, %s (%d bytes)",
+			ErrMetaTooLong, len(buf), memberlist.MetaMaxSize, longest.name, len(longest.value))
+	}
+	return buf, nil
+}
+
+// DecodeMeta decodes what EncodeMeta produced. It never panics: any input
+// that is not a valid encoding gives an error wrapping ErrMetaMalformed.
+func DecodeMeta(b []byte) (Meta, error) {
+	var m Meta
+	if len(b) == 0 {
+		return m, fmt.Errorf("%w: empty", ErrMetaMalformed)
+	}
+	if b[0] != metaFormatV1 {
+		return m, fmt.Errorf("%w: unsupported format version %d", ErrMetaMalformed, b[0])
+	}
+	rest := b[1:]
+	targets := []struct {
+		name string
+		dst  *string
+	}{
+		{"RaftID", &m.RaftID},
+		{"RaftAddr", &m.RaftAddr},
+		{"APIAddr", &m.APIAddr},
+		{"AppAddr", &m.AppAddr},
+		{"Zone", &m.Zone},
+		{"Version", &m.Version},
+	}
+	for _, t := range targets {
+		if len(rest) < 1 {
+			return Meta{}, fmt.Errorf("%w: truncated before %s", ErrMetaMalformed, t.name)
+		}
+		n := int(rest[0])
+		rest = rest[1:]
+		if len(rest) < n {
+			return Meta{}, fmt.Errorf("%w: %s claims %d bytes, %d left", ErrMetaMalformed, t.name, n, len(rest))
+		}
+		*t.dst = string(rest[:n])
+		rest = rest[n:]
+	}
+	w, n := binary.Varint(rest)
+	if n <= 0 {
+		return Meta{}, fmt.Errorf("%w: bad Weight varint", ErrMetaMalformed)
+	}
+	if int64(int(w)) != w {
+		return Meta{}, fmt.Errorf("%w: Weight %d out of range", ErrMetaMalformed, w)
+	}
+	m.Weight = int(w)
+	rest = rest[n:]
+	if len(rest) < 1 {
+		return Meta{}, fmt.Errorf("%w: truncated before flags", ErrMetaMalformed)
+	}
+	m.AppUnhealthy = rest[0]&flagAppUnhealthy != 0
+	m.Leaving = rest[0]&flagLeaving != 0
+	return m, nil
+}

@@ -1,0 +1,92 @@
+package gossip
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Profile names a set of memberlist timings. Each profile starts from one of
+// memberlist's own default configurations, so that the numbers are the ones
+// memberlist's authors tested, and only ProfileLocal departs from them.
+type Profile string
+
+const (
+	// ProfileLocal is for agents on one host (loopback) or one rack: fast
+	// probes, short suspicion. Starts from memberlist.DefaultLocalConfig.
+	ProfileLocal Profile = "local"
+	// ProfileLAN is memberlist.DefaultLANConfig unchanged.
+	ProfileLAN Profile = "lan"
+	// ProfileWAN is memberlist.DefaultWANConfig unchanged.
+	ProfileWAN Profile = "wan"
+)
+
+// ErrUnknownProfile is returned by ParseProfile for a name that is not a
+// profile.
+var ErrUnknownProfile = fmt.Errorf("gossip: unknown profile (want %q, %q or %q)", ProfileLocal, ProfileLAN, ProfileWAN)
+
+// ParseProfile turns a flag value into a Profile. Case and surrounding
+// spaces are ignored.
+func ParseProfile(s string) (Profile, error) {
+	switch p := Profile(strings.ToLower(strings.TrimSpace(s))); p {
+	case ProfileLocal, ProfileLAN, ProfileWAN:
+		return p, nil
+	default:
+		return "", fmt.Errorf("%w: %q", ErrUnknownProfile, s)
+	}
+}
+
+// String returns the profile's name.
+func (p Profile) String() string { return string(p) }
+
+// MemberlistConfig returns a fresh memberlist configuration with this
+// profile's timings and nothing else set (no name, ports or delegates). It is
+// exported so that other modules (health probes, benchmarks) can derive their
+// own defaults from the same numbers.
+func (p Profile) MemberlistConfig() (*memberlist.Config, error) {
+	switch p {
+	case ProfileLAN:
+		return memberlist.DefaultLANConfig(), nil
+	case ProfileWAN:
+		return memberlist.DefaultWANConfig(), nil
+	case ProfileLocal:
+		c := memberlist.DefaultLocalConfig()
+		// Measured here (DESIGN.md, Traps): DefaultLocalConfig takes a median
+		// 5.3 s from SIGKILL to dead on every survivor of 5 loopback nodes,
+		// most of it waiting for the first failed probe (ProbeInterval 1 s).
+		// An aggressive tuning (200 ms / 100 ms / SuspicionMult 2) reached
+		// 1.0 s but leaves little room on a busy machine. These values sit a
+		// little on the safe side of that:
+		//
+		// ProbeInterval 250 ms: a dead node is probed by someone within a
+		// few hundred ms. A probe round is direct UDP ping, then indirect
+		// pings and a TCP ping, all within one interval, so a node only
+		// becomes suspect when none of those answered in 250 ms.
+		c.ProbeInterval = 250 * time.Millisecond
+		// ProbeTimeout 150 ms: the direct ping's wait. Loopback RTT is
+		// microseconds, but with 5 agents (and the race detector) on 2
+		// busy cores a goroutine can wait tens of ms for a CPU; 150 ms
+		// absorbs that and leaves 100 ms for the indirect and TCP pings.
+		c.ProbeTimeout = 150 * time.Millisecond
+		// IndirectChecks 3 (LAN's value, Local has 1): asking three peers
+		// to ping costs nothing on loopback and makes a single slow peer
+		// unable to cause a suspicion alone.
+		c.IndirectChecks = 3
+		// SuspicionMult 3 (Local's value, 2 was measured as too tight to
+		// be safe): a suspect has at least 3 × max(1, log10 N) × 250 ms =
+		// 750 ms to refute before it is declared dead, up to
+		// SuspicionMaxTimeoutMult (6) times that without confirmations.
+		c.SuspicionMult = 3
+		// Gossip every 50 ms so that suspicion, refutation and metadata
+		// spread in a few tens of ms; with RetransmitMult 4 (LAN's value)
+		// each message is sent often enough to reach every peer of a
+		// small cluster despite a lost packet.
+		c.GossipInterval = 50 * time.Millisecond
+		c.RetransmitMult = 4
+		return c, nil
+	default:
+		return nil, fmt.Errorf("%w: %q", ErrUnknownProfile, string(p))
+	}
+}
