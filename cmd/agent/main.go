@@ -1,15 +1,222 @@
-// Command agent is the Steward sidecar.
+// Command agent is the Steward sidecar: one runs next to each process of a
+// partitioned application and, together, the agents keep its cluster
+// healthy. See README.md for the sub-commands and flags.
 package main
 
 import (
-	_ "github.com/hashicorp/go-hclog"
-	_ "github.com/hashicorp/memberlist"
-	_ "github.com/hashicorp/raft"
-	_ "github.com/hashicorp/raft-boltdb/v2"
-	_ "github.com/prometheus/client_golang/prometheus"
-	_ "go.etcd.io/bbolt"
-	_ "go.uber.org/goleak"
-	_ "pgregory.net/rapid"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
 )
 
-func main() {}
+const usageText = `Usage: agent <command> [flags]
+
+Commands:
+  run         run the sidecar agent
+  dev         run one agent with all defaults and a temporary data dir
+  members     list the cluster's members
+  status      show this agent's raft and cluster status
+  partitions  show the partition table
+  keygen      print a new gossip encryption key
+  version     print the version
+
+Run "agent <command> -h" for the flags of a command.
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// realMain runs one sub-command and returns the exit status: 0 success,
+// 1 failure, 2 bad usage.
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(rest, stderr, false)
+	case "dev":
+		err = cmdRun(rest, stderr, true)
+	case "members":
+		err = cmdMembers(rest, stdout, stderr)
+	case "status":
+		err = cmdStatus(rest, stdout, stderr)
+	case "partitions":
+		err = cmdPartitions(rest, stdout, stderr)
+	case "keygen":
+		err = cmdKeygen(rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintf(stdout, "steward agent %s\n", Version)
+		return 0
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usageText)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", cmd, usageText)
+		return 2
+	}
+	return exitStatus(err, stderr)
+}
+
+// exitStatus prints err, if any, as one line and maps it to an exit status.
+func exitStatus(err error, stderr io.Writer) int {
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "agent: %s\n", ue.msg)
+		return 2
+	case isFlagError(err):
+		return 2 // the flag package already printed the error and usage
+	default:
+		fmt.Fprintf(stderr, "agent: %v\n", err)
+		return 1
+	}
+}
+
+// flagParseError marks errors the flag package reported itself.
+type flagParseError struct{ err error }
+
+func (e flagParseError) Error() string { return e.err.Error() }
+
+func isFlagError(err error) bool {
+	var fe flagParseError
+	return errors.As(err, &fe)
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("agent "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func newLogger(cfg Config, out io.Writer) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "steward",
+		Level:      hclog.LevelFromString(cfg.LogLevel),
+		JSONFormat: cfg.LogJSON,
+		Output:     out,
+	})
+}
+
+// cmdRun is `agent run` and, with dev set, `agent dev`: start the agent and
+// run until a signal. SIGTERM or SIGINT leaves the cluster gracefully within
+// -leave-timeout and exits 0; a second signal exits at once.
+func cmdRun(args []string, stderr io.Writer, dev bool) error {
+	fs := newFlagSet(map[bool]string{false: "run", true: "dev"}[dev], stderr)
+	var cfg Config
+	var err error
+	if dev {
+		cfg, err = devConfig(fs, args)
+	} else {
+		cfg, err = loadConfig(fs, args, os.Getenv)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		var ue *usageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		return flagParseError{err}
+	}
+	logger := newLogger(cfg, stderr)
+	agent, err := NewAgent(cfg, logger)
+	if err != nil {
+		return err
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(signals)
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	if dev {
+		fmt.Fprintf(stderr, "agent dev: node %q, data dir %s, API http://%s\n", cfg.NodeID, cfg.DataDir, agent.HTTPAddr())
+	}
+	sig := <-signals
+	logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
+	done := make(chan error, 1)
+	go func() {
+		err := agent.Leave()
+		if serr := agent.Shutdown(); err == nil {
+			err = serr
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			logger.Warn("leave finished with an error", "error", err)
+		}
+		if dev {
+			os.RemoveAll(cfg.DataDir)
+		}
+		return nil
+	case sig := <-signals:
+		logger.Warn("second signal; exiting now", "signal", sig.String())
+		return errors.New("interrupted during leave")
+	}
+}
+
+// devConfig is `agent dev`: one agent, a temporary data dir, a fresh gossip
+// key, free gossip and raft ports, the API on its usual address.
+func devConfig(fs *flag.FlagSet, args []string) (Config, error) {
+	cfg := DefaultConfig()
+	cfg.NodeID = "dev"
+	cfg.BootstrapExpect = 1
+	cfg.GossipPort = 0
+	cfg.RaftPort = 0
+	cfg.Profile = "local"
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "host:port of the HTTP API")
+	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "number of partitions")
+	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "the app's webhook endpoint")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	dir, err := os.MkdirTemp("", "steward-dev-")
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.DataDir = dir
+	key, err := newGossipKey()
+	if err != nil {
+		return Config{}, err
+	}
+	cfg.Encrypt = key
+	return cfg, cfg.Validate()
+}
+
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("keygen", stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return flagParseError{err}
+	}
+	key, err := newGossipKey()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, key)
+	return nil
+}

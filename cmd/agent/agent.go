@@ -1,0 +1,391 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// Version is the agent's version, set at build time with
+// -ldflags "-X main.Version=...".
+var Version = "0.1.0-dev"
+
+// Agent wires gossip, raft and the HTTP API of one node. New prepares and
+// binds nothing; Start opens the data dir, binds the listeners and starts
+// the loops; Shutdown stops everything and is safe to call more than once.
+type Agent struct {
+	cfg Config
+	log hclog.Logger
+
+	// raftID is this incarnation's raft server ID (see loadIdentity).
+	raftID string
+
+	raft    *raftctl.Node
+	gossip  *gossip.Gossip
+	httpLn  net.Listener
+	httpSrv *http.Server
+	metrics *agentMetrics
+	client  *http.Client
+
+	// ready is set once this agent's state has caught up with the cluster;
+	// before that the partition table is not served.
+	ready atomic.Bool
+	// bootstrapped is set once this agent called raft's BootstrapCluster or
+	// found that it must never do so.
+	bootstrapDone atomic.Bool
+
+	// kick wakes the leader's reconcile loop early (gossip event, state
+	// change); buffered 1, coalescing.
+	kick chan struct{}
+
+	// stable tracks, on the leader, since when each raft server has been
+	// healthy and caught up (for voter promotion).
+	stableMu sync.Mutex
+	stable   map[string]time.Time
+
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// NewAgent checks cfg and returns an agent that has not started anything.
+func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{
+		cfg:     cfg,
+		log:     logger.With("node", cfg.NodeID),
+		client:  &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects},
+		kick:    make(chan struct{}, 1),
+		ctx:     ctx,
+		cancel:  cancel,
+		metrics: newAgentMetrics(),
+	}
+	a.metrics.registry.MustRegister(stateCollector{a})
+	return a, nil
+}
+
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// Start opens the data dir, binds the HTTP API, raft and gossip, joins the
+// cluster and starts the loops. On error everything started is stopped.
+func (a *Agent) Start() (err error) {
+	defer func() {
+		if err != nil {
+			_ = a.Shutdown()
+		}
+	}()
+	if err := a.loadIdentity(); err != nil {
+		return err
+	}
+	a.httpLn, err = net.Listen("tcp", a.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
+	}
+
+	rc := raftctl.DefaultConfig()
+	rc.ServerID = a.raftID
+	rc.BindAddr = net.JoinHostPort(a.cfg.Bind, strconv.Itoa(a.cfg.RaftPort))
+	rc.DataDir = a.cfg.DataDir
+	rc.Logger = a.log.Named("raft")
+	applyRaftProfile(rc, a.cfg.Profile)
+	a.raft, err = raftctl.New(rc)
+	if err != nil {
+		return fmt.Errorf("raft: %w", err)
+	}
+
+	gc := gossip.DefaultConfig()
+	gc.NodeID = a.cfg.NodeID
+	gc.BindAddr = a.cfg.Bind
+	gc.BindPort = a.cfg.GossipPort
+	gc.Profile = gossip.Profile(a.cfg.Profile)
+	gc.Logger = a.log.Named("gossip")
+	gc.Meta = a.localMeta()
+	if a.cfg.Encrypt != "" {
+		key, err := gossip.ParseKey(a.cfg.Encrypt)
+		if err != nil {
+			return usagef("-encrypt: %v", err)
+		}
+		gc.SecretKey = key
+	}
+	a.gossip, err = gossip.New(gc)
+	if err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+
+	a.httpSrv = &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          a.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	a.goLoop("http", func() {
+		if err := a.httpSrv.Serve(a.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("http server stopped", "error", err)
+		}
+	})
+	a.goLoop("gossip-events", a.gossipEventLoop)
+	a.goLoop("leader", a.leaderLoop)
+	a.goLoop("readiness", a.readinessLoop)
+	a.goLoop("state-watch", a.stateWatchLoop)
+
+	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
+		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),
+		"has_state", a.raft.HasState())
+
+	if len(a.cfg.Join) > 0 {
+		ctx, cancel := context.WithTimeout(a.ctx, a.cfg.JoinTimeout.D())
+		n, err := a.gossip.Join(ctx, a.cfg.Join)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("-join: %w", err)
+		}
+		a.log.Info("joined gossip", "contacted", n)
+	}
+	if a.cfg.BootstrapExpect > 0 && !a.raft.HasState() {
+		a.goLoop("bootstrap", a.bootstrapLoop)
+	} else {
+		a.bootstrapDone.Store(true)
+	}
+	return nil
+}
+
+// goLoop runs fn in a goroutine owned by the agent: Shutdown waits for it.
+func (a *Agent) goLoop(name string, fn func()) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		fn()
+		a.log.Trace("loop stopped", "loop", name)
+	}()
+}
+
+// Shutdown stops the loops, the HTTP server, gossip and raft, in that order.
+// It does not leave the cluster (see Leave).
+func (a *Agent) Shutdown() error {
+	a.stopOnce.Do(func() {
+		a.cancel()
+		var errs []error
+		if a.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			if err := a.httpSrv.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("http: %w", err))
+			}
+			cancel()
+		} else if a.httpLn != nil {
+			_ = a.httpLn.Close()
+		}
+		if a.gossip != nil {
+			if err := a.gossip.Shutdown(); err != nil {
+				errs = append(errs, fmt.Errorf("gossip: %w", err))
+			}
+		}
+		a.wg.Wait()
+		if a.raft != nil {
+			if err := a.raft.Shutdown(); err != nil {
+				errs = append(errs, fmt.Errorf("raft: %w", err))
+			}
+		}
+		a.client.CloseIdleConnections()
+		a.stopErr = errors.Join(errs...)
+		a.log.Info("agent stopped")
+	})
+	return a.stopErr
+}
+
+// Leave leaves the cluster gracefully within the leave timeout: a leader
+// hands leadership over first, then the node leaves gossip. The caller then
+// calls Shutdown.
+func (a *Agent) Leave() error {
+	deadline := time.Now().Add(a.cfg.LeaveTimeout.D())
+	if a.raft.IsLeader() {
+		if err := a.raft.TransferLeadership(); err != nil {
+			a.log.Warn("leadership transfer failed", "error", err)
+		}
+	}
+	remaining := time.Until(deadline)
+	if remaining < time.Second {
+		remaining = time.Second
+	}
+	return a.gossip.Leave(remaining)
+}
+
+// HTTPAddr is the address the API listens on (useful when the port was 0).
+func (a *Agent) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// GossipAddr is the address gossip listens on.
+func (a *Agent) GossipAddr() string { return a.gossip.Addr() }
+
+// loadIdentity prepares the data dir and this incarnation's raft server ID.
+// The data dir remembers the node ID it belongs to, so that starting node b
+// on node a's data by mistake fails instead of corrupting the cluster. The
+// raft server ID is the node ID plus a random suffix made when the data dir
+// is new: a node that comes back with an empty data dir is a new raft server
+// under the same logical ID, which is what raft's maintainers advise.
+func (a *Agent) loadIdentity() error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	idPath := filepath.Join(a.cfg.DataDir, "node-id")
+	if b, err := os.ReadFile(idPath); err == nil {
+		if got := strings.TrimSpace(string(b)); got != a.cfg.NodeID {
+			return usagef("-data-dir: %s belongs to node %q, not %q", a.cfg.DataDir, got, a.cfg.NodeID)
+		}
+	} else if errors.Is(err, os.ErrNotExist) {
+		if err := writeFileAtomic(idPath, []byte(a.cfg.NodeID+"\n")); err != nil {
+			return fmt.Errorf("-data-dir: %w", err)
+		}
+	} else {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	ridPath := filepath.Join(a.cfg.DataDir, "raft-id")
+	if b, err := os.ReadFile(ridPath); err == nil {
+		a.raftID = strings.TrimSpace(string(b))
+		if !strings.HasPrefix(a.raftID, a.cfg.NodeID+"-") {
+			return fmt.Errorf("-data-dir: raft-id file holds %q, which is not an ID of node %q", a.raftID, a.cfg.NodeID)
+		}
+		return nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(a.cfg.DataDir, "raft")); err == nil {
+		return fmt.Errorf("-data-dir: %s has raft state but no raft-id file; restore the file or start with an empty data dir", a.cfg.DataDir)
+	}
+	var suffix [4]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return err
+	}
+	a.raftID = a.cfg.NodeID + "-" + hex.EncodeToString(suffix[:])
+	return writeFileAtomic(ridPath, []byte(a.raftID+"\n"))
+}
+
+// writeFileAtomic writes data to path through a synced temp file and a
+// rename, so that a crash leaves either the old file or the new one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (a *Agent) localMeta() gossip.Meta {
+	return gossip.Meta{
+		RaftID:   a.raftID,
+		RaftAddr: a.raft.Addr(),
+		APIAddr:  a.httpLn.Addr().String(),
+		AppAddr:  a.cfg.AppAddr,
+		Zone:     a.cfg.Zone,
+		Version:  Version,
+		Weight:   a.cfg.Weight,
+	}
+}
+
+// memberFromGossip is the cluster model's view of a gossip node.
+func memberFromGossip(n gossip.Node) failover.Member {
+	return failover.Member{
+		ID:         n.ID,
+		RaftID:     n.Meta.RaftID,
+		GossipAddr: n.Addr,
+		RaftAddr:   n.Meta.RaftAddr,
+		APIAddr:    n.Meta.APIAddr,
+		AppAddr:    n.Meta.AppAddr,
+		Zone:       n.Meta.Zone,
+		Weight:     n.Meta.Weight,
+	}
+}
+
+// kickLeader wakes the reconcile loop without blocking.
+func (a *Agent) kickLeader() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// gossipEventLoop logs gossip events, counts them and wakes the leader.
+func (a *Agent) gossipEventLoop() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case ev, ok := <-a.gossip.Events():
+			if !ok {
+				return
+			}
+			a.metrics.gossipEvents.WithLabelValues(ev.Type.String()).Inc()
+			a.log.Debug("gossip event", "type", ev.Type.String(), "peer", ev.Node.ID, "addr", ev.Node.Addr)
+			a.kickLeader()
+		}
+	}
+}
+
+// stateWatchLoop wakes the leader whenever the replicated state changes.
+func (a *Agent) stateWatchLoop() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.raft.Changes():
+			a.kickLeader()
+		}
+	}
+}
+
+// readinessLoop waits until this agent has caught up with the cluster (a
+// leader is known and the local state machine has applied what it had
+// committed), then serves the partition table.
+func (a *Agent) readinessLoop() {
+	for a.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		err := a.raft.WaitCaughtUp(ctx)
+		cancel()
+		if err == nil {
+			a.ready.Store(true)
+			a.log.Info("state caught up; serving")
+			return
+		}
+		if a.ctx.Err() != nil {
+			return
+		}
+		a.log.Debug("not caught up yet", "error", err)
+	}
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// maxBodyBytes bounds request bodies of the API.
+const maxBodyBytes = 1 << 20
+
+// apiError is the body of every error answer.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, apiError{Error: msg})
+}
+
+// routes is the agent's HTTP API.
+func (a *Agent) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", a.handleHealth)
+	mux.HandleFunc("GET /v1/status", a.handleStatus)
+	mux.HandleFunc("GET /v1/members", a.handleMembers)
+	mux.HandleFunc("GET /v1/partitions", a.handlePartitions)
+	mux.HandleFunc("POST /v1/internal/apply", a.requireToken(a.handleInternalApply))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return mux
+}
+
+// requireToken guards a mutating endpoint with the API token, when one is
+// set. The comparison takes constant time.
+func (a *Agent) requireToken(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.cfg.APIToken != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.APIToken)) != 1 {
+				writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
+				return
+			}
+		}
+		next(w, r)
+	}
+}
+
+func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": a.cfg.NodeID})
+}
+
+// statusResponse is GET /v1/status.
+type statusResponse struct {
+	NodeID       string `json:"node_id"`
+	RaftID       string `json:"raft_id"`
+	LeaderID     string `json:"leader_id"`
+	RaftState    string `json:"raft_state"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	CommitIndex  uint64 `json:"commit_index"`
+	LastIndex    uint64 `json:"last_index"`
+	Voter        bool   `json:"voter"`
+	RaftHasState bool   `json:"raft_has_state"`
+	Bootstrapped bool   `json:"bootstrapped"`
+	Ready        bool   `json:"ready"`
+	Members      int    `json:"members"`
+	Partitions   int    `json:"partitions"`
+	Version      string `json:"version"`
+}
+
+func (a *Agent) status() statusResponse {
+	st := a.raft.Stats()
+	out := statusResponse{
+		NodeID:       a.cfg.NodeID,
+		RaftID:       a.raftID,
+		RaftState:    a.raft.State(),
+		Term:         st.Term,
+		AppliedIndex: st.AppliedIndex,
+		CommitIndex:  st.CommitIndex,
+		LastIndex:    st.LastIndex,
+		RaftHasState: a.raft.HasState() || st.LastIndex > 0,
+		Ready:        a.ready.Load(),
+		Version:      Version,
+	}
+	leaderRaftID, _ := a.raft.Leader()
+	a.raft.Read(func(c *failover.Cluster) {
+		out.Bootstrapped = c.Bootstrapped
+		out.Members = len(c.Members)
+		out.Partitions = len(c.Partitions)
+		for _, m := range c.Members {
+			if leaderRaftID != "" && m.RaftID == leaderRaftID {
+				out.LeaderID = m.ID
+			}
+			if m.ID == a.cfg.NodeID {
+				out.Voter = m.Voter
+			}
+		}
+	})
+	if out.LeaderID == "" && leaderRaftID != "" {
+		// Before the leader is registered in the state (right after the
+		// bootstrap), gossip knows which node has that raft ID.
+		for _, n := range a.gossip.Members() {
+			if n.Meta.RaftID == leaderRaftID {
+				out.LeaderID = n.ID
+			}
+		}
+	}
+	return out
+}
+
+func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.status())
+}
+
+// memberView is one entry of GET /v1/members.
+type memberView struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	Voter       bool   `json:"voter"`
+	Registered  bool   `json:"registered"`
+	GossipState string `json:"gossip_state,omitempty"`
+	RaftID      string `json:"raft_id,omitempty"`
+	GossipAddr  string `json:"gossip_addr,omitempty"`
+	RaftAddr    string `json:"raft_addr,omitempty"`
+	APIAddr     string `json:"api_addr,omitempty"`
+	AppAddr     string `json:"app_addr,omitempty"`
+	Zone        string `json:"zone,omitempty"`
+	Weight      int    `json:"weight"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	AppHealthy  bool   `json:"app_healthy"`
+	StatusSince string `json:"status_since,omitempty"`
+	Primaries   int    `json:"primaries"`
+	Copies      int    `json:"copies"`
+}
+
+// members merges the replicated member list with what gossip sees now:
+// gossip's suspicion shows as "suspect" on a member the cluster still
+// counts alive, and agents gossip knows but the leader has not registered
+// yet are listed with registered=false.
+func (a *Agent) members() []memberView {
+	gossipNodes := map[string]gossip.Node{}
+	for _, n := range a.gossip.Members() {
+		gossipNodes[n.ID] = n
+	}
+	var out []memberView
+	seen := map[string]bool{}
+	a.raft.Read(func(c *failover.Cluster) {
+		primaries, copies := loadByNode(c)
+		for _, id := range c.MemberIDs() {
+			m := c.Members[id]
+			v := memberView{
+				ID: id, Status: string(m.Status), Voter: m.Voter, Registered: true,
+				RaftID: m.RaftID, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr,
+				AppAddr: m.AppAddr, Zone: m.Zone, Weight: m.EffectiveWeight(), Incarnation: m.Incarnation,
+				AppHealthy: !m.AppUnhealthy, Primaries: primaries[id], Copies: copies[id],
+			}
+			if m.StatusSince != 0 {
+				v.StatusSince = time.Unix(0, m.StatusSince).UTC().Format(time.RFC3339Nano)
+			}
+			if n, ok := gossipNodes[id]; ok {
+				v.GossipState = string(n.State)
+				if m.Status == failover.StatusAlive && n.State == gossip.StateSuspect {
+					v.Status = string(failover.StatusSuspect)
+				}
+			}
+			seen[id] = true
+			out = append(out, v)
+		}
+	})
+	for id, n := range gossipNodes {
+		if seen[id] || n.State != gossip.StateAlive {
+			continue
+		}
+		out = append(out, memberView{
+			ID: id, Status: string(failover.StatusAlive), GossipState: string(n.State),
+			RaftID: n.Meta.RaftID, GossipAddr: n.Addr, RaftAddr: n.Meta.RaftAddr, APIAddr: n.Meta.APIAddr,
+			AppAddr: n.Meta.AppAddr, Zone: n.Meta.Zone, Weight: n.Meta.Weight, AppHealthy: !n.Meta.AppUnhealthy,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"members": a.members()})
+}
+
+// loadByNode counts primaries and copies (primary included) per node.
+func loadByNode(c *failover.Cluster) (primaries, copies map[string]int) {
+	primaries, copies = map[string]int{}, map[string]int{}
+	for _, p := range c.Partitions {
+		if p.Primary != "" {
+			primaries[p.Primary]++
+		}
+		for _, h := range p.Holders() {
+			copies[h]++
+		}
+	}
+	return primaries, copies
+}
+
+// partitionsResponse is GET /v1/partitions.
+type partitionsResponse struct {
+	Settings   failover.Settings    `json:"settings"`
+	Partitions []failover.Partition `json:"partitions"`
+	Balance    []nodeLoad           `json:"balance"`
+}
+
+// nodeLoad is one node's share of the table.
+type nodeLoad struct {
+	Node      string `json:"node"`
+	Primaries int    `json:"primaries"`
+	Copies    int    `json:"copies"`
+}
+
+func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
+	if !a.ready.Load() {
+		writeError(w, http.StatusServiceUnavailable, "this agent has not caught up with the cluster yet")
+		return
+	}
+	var out partitionsResponse
+	a.raft.Read(func(c *failover.Cluster) {
+		if !c.Bootstrapped {
+			return
+		}
+		out.Settings = c.Settings
+		out.Partitions = make([]failover.Partition, len(c.Partitions))
+		for i, p := range c.Partitions {
+			out.Partitions[i] = p.Clone()
+		}
+		primaries, copies := loadByNode(c)
+		for _, id := range c.MemberIDs() {
+			if copies[id] > 0 || c.Members[id].CanHold() {
+				out.Balance = append(out.Balance, nodeLoad{Node: id, Primaries: primaries[id], Copies: copies[id]})
+			}
+		}
+	})
+	if out.Partitions == nil {
+		writeError(w, http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleInternalApply is the leader's end of write forwarding: the body is
+// a command encoded by raftctl.EncodeCommand.
+func (a *Agent) handleInternalApply(w http.ResponseWriter, r *http.Request) {
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		writeError(w, http.StatusRequestEntityTooLarge, "body too large or unreadable: "+err.Error())
+		return
+	}
+	if _, err := raftctl.DecodeCommand(data); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	res, err := a.raft.ApplyEncoded(data)
+	switch {
+	case errors.Is(err, raftctl.ErrNotLeader):
+		writeError(w, http.StatusServiceUnavailable, "not the leader")
+	case err != nil:
+		writeError(w, http.StatusConflict, err.Error())
+	default:
+		writeJSON(w, http.StatusOK, res)
+	}
+}

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/steward-dev/steward/gossip"
+)
+
+// clientFlags are the flags every client sub-command takes.
+type clientFlags struct {
+	httpAddr string
+	token    string
+	json     bool
+}
+
+func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags, error) {
+	fs := newFlagSet(name, stderr)
+	cf := clientFlags{httpAddr: DefaultConfig().HTTPAddr}
+	if v := os.Getenv("STEWARD_HTTP_ADDR"); v != "" {
+		cf.httpAddr = v
+	}
+	cf.token = os.Getenv("STEWARD_API_TOKEN")
+	fs.StringVar(&cf.httpAddr, "http-addr", cf.httpAddr, "host:port of the agent's HTTP API (env STEWARD_HTTP_ADDR)")
+	fs.StringVar(&cf.token, "api-token", cf.token, "API token (env STEWARD_API_TOKEN)")
+	fs.BoolVar(&cf.json, "json", false, "print the raw JSON answer")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cf, err
+		}
+		return cf, flagParseError{err}
+	}
+	if fs.NArg() > 0 {
+		return cf, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return cf, nil
+}
+
+// get fetches path from the agent; out receives the decoded JSON and raw
+// the bytes.
+func (cf clientFlags) get(path string, out any) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	addr := cf.httpAddr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+path, nil)
+	if err != nil {
+		return nil, usagef("-http-addr: %v", err)
+	}
+	if cf.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cf.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the agent at %s: %w", cf.httpAddr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return nil, fmt.Errorf("agent answered %s", resp.Status)
+	}
+	return raw, json.Unmarshal(raw, out)
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	cf, err := parseClientFlags("status", args, stderr)
+	if err != nil {
+		return err
+	}
+	var st statusResponse
+	raw, err := cf.get("/v1/status", &st)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "node_id\t%s\n", st.NodeID)
+	fmt.Fprintf(tw, "leader_id\t%s\n", st.LeaderID)
+	fmt.Fprintf(tw, "raft_state\t%s\n", st.RaftState)
+	fmt.Fprintf(tw, "voter\t%v\n", st.Voter)
+	fmt.Fprintf(tw, "term\t%d\n", st.Term)
+	fmt.Fprintf(tw, "applied_index\t%d\n", st.AppliedIndex)
+	fmt.Fprintf(tw, "commit_index\t%d\n", st.CommitIndex)
+	fmt.Fprintf(tw, "ready\t%v\n", st.Ready)
+	fmt.Fprintf(tw, "members\t%d\n", st.Members)
+	fmt.Fprintf(tw, "partitions\t%d\n", st.Partitions)
+	fmt.Fprintf(tw, "version\t%s\n", st.Version)
+	return tw.Flush()
+}
+
+func cmdMembers(args []string, stdout, stderr io.Writer) error {
+	cf, err := parseClientFlags("members", args, stderr)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Members []memberView `json:"members"`
+	}
+	raw, err := cf.get("/v1/members", &resp)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tVOTER\tZONE\tPRIMARIES\tCOPIES\tGOSSIP\tRAFT\tAPI")
+	for _, m := range resp.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, m.Status, m.Voter, dash(m.Zone),
+			m.Primaries, m.Copies, dash(m.GossipAddr), dash(m.RaftAddr), dash(m.APIAddr))
+	}
+	return tw.Flush()
+}
+
+func cmdPartitions(args []string, stdout, stderr io.Writer) error {
+	cf, err := parseClientFlags("partitions", args, stderr)
+	if err != nil {
+		return err
+	}
+	var resp partitionsResponse
+	raw, err := cf.get("/v1/partitions", &resp)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	fmt.Fprintf(stdout, "%d partitions, replication factor %d\n\n", resp.Settings.Partitions, resp.Settings.ReplicationFactor)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPRIMARIES\tCOPIES")
+	for _, b := range resp.Balance {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Node, b.Primaries, b.Copies)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "PARTITION\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO")
+	for _, p := range resp.Partitions {
+		var targets []string
+		for _, m := range p.Migrations {
+			targets = append(targets, m.Target)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.ID, p.Epoch, dash(p.Primary), dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// newGossipKey returns a new base64 gossip key.
+func newGossipKey() (string, error) {
+	key, err := gossip.GenerateKey()
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(key), nil
+}

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything `agent run` can be told. Each field is a flag
+// (-node-id), a key of the JSON config file ("node_id") and an environment
+// variable (STEWARD_NODE_ID). Precedence: defaults < file < environment <
+// flags, merged in one place (loadConfig).
+type Config struct {
+	// NodeID is this node's stable logical ID. It names the node in the
+	// API, the webhooks and the CLI, and survives restarts and rejoins.
+	NodeID string `json:"node_id"`
+	// DataDir holds raft's log and snapshots and the agent's own state.
+	// Restarting with the same data dir resumes; an empty one is a fresh
+	// incarnation of the node.
+	DataDir string `json:"data_dir"`
+	// Bind is the IP address gossip and raft listen on and advertise.
+	Bind string `json:"bind"`
+	// GossipPort is memberlist's TCP and UDP port; 0 picks a free one.
+	GossipPort int `json:"gossip_port"`
+	// RaftPort is raft's TCP port; 0 picks a free one.
+	RaftPort int `json:"raft_port"`
+	// HTTPAddr is host:port of the agent's HTTP API. It binds 127.0.0.1
+	// by default: the API is for the app and operators on this machine.
+	HTTPAddr string `json:"http_addr"`
+	// Join lists host:port gossip addresses of any members to join at start.
+	Join []string `json:"join"`
+	// JoinTimeout bounds how long -join keeps retrying before the agent
+	// gives up and exits with an error.
+	JoinTimeout Duration `json:"join_timeout"`
+	// BootstrapExpect: this many agents form the first cluster once they see
+	// each other in gossip. 0 means this agent never bootstraps a cluster
+	// and waits to be added to an existing one.
+	BootstrapExpect int `json:"bootstrap_expect"`
+	// Partitions is how many partitions the cluster has (set at bootstrap).
+	Partitions int `json:"partitions"`
+	// ReplicationFactor is the number of copies of each partition, primary
+	// included (set at bootstrap).
+	ReplicationFactor int `json:"replication_factor"`
+	// WebhookURL is the app's endpoint for partition events; empty means no
+	// app is attached and copies complete at once.
+	WebhookURL string `json:"webhook_url"`
+	// AppHealthURL is probed to decide whether the co-located app is healthy.
+	AppHealthURL string `json:"app_health_url"`
+	// AppAddr is the app's data address, given to peers that copy from it.
+	AppAddr string `json:"app_addr"`
+	// Zone is this node's failure domain; copies of a partition are spread
+	// over zones.
+	Zone string `json:"zone"`
+	// Weight is this node's relative capacity (partitions are spread in
+	// proportion to it).
+	Weight int `json:"weight"`
+	// Voters is the target number of raft voters (odd). With fewer agents,
+	// the largest odd number not above their count.
+	Voters int `json:"voters"`
+	// FailureThreshold is how many consecutive failed probes make a node
+	// failed.
+	FailureThreshold int `json:"failure_threshold"`
+	// ProbeInterval is the time between probes of a suspect node; 0 takes
+	// the profile's default.
+	ProbeInterval Duration `json:"probe_interval"`
+	// Profile selects gossip and probe timings: local, lan or wan.
+	Profile string `json:"profile"`
+	// Encrypt is the base64 gossip encryption key (agent keygen makes one).
+	Encrypt string `json:"encrypt"`
+	// Insecure runs gossip without encryption. Without it, an agent with no
+	// key refuses to start.
+	Insecure bool `json:"insecure"`
+	// APIToken, when set, is required as "Authorization: Bearer <token>" on
+	// mutating API calls and on agent-to-agent forwarding.
+	APIToken string `json:"api_token"`
+	// WebhookSecret signs webhooks ("whsec_" + base64).
+	WebhookSecret string `json:"webhook_secret"`
+	// LeaveTimeout bounds a graceful leave.
+	LeaveTimeout Duration `json:"leave_timeout"`
+	// LogLevel is trace, debug, info, warn or error.
+	LogLevel string `json:"log_level"`
+	// LogJSON writes logs as JSON lines.
+	LogJSON bool `json:"log_json"`
+}
+
+// DefaultConfig returns the settings an agent runs with when nothing else is
+// given.
+func DefaultConfig() Config {
+	return Config{
+		Bind:              "127.0.0.1",
+		GossipPort:        7946,
+		RaftPort:          7947,
+		HTTPAddr:          "127.0.0.1:7948",
+		JoinTimeout:       Duration(60 * time.Second),
+		Partitions:        256,
+		ReplicationFactor: 3,
+		Voters:            5,
+		FailureThreshold:  3,
+		Profile:           "lan",
+		LeaveTimeout:      Duration(30 * time.Second),
+		LogLevel:          "info",
+		Weight:            1,
+	}
+}
+
+// Duration is a time.Duration that reads and writes as "1.5s" in JSON.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses a flag value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("not a duration (like 500ms or 2s): %q", s)
+	}
+	if v < 0 {
+		return fmt.Errorf("must not be negative: %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("must be a string like \"2s\"")
+	}
+	return d.Set(s)
+}
+
+// stringList is a repeatable flag; a comma-separated value adds several.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l = append(*l, part)
+		}
+	}
+	return nil
+}
+
+// flagSpec ties one setting to its flag name and its help text, so that
+// flags, environment variables and the config file are defined once.
+type flagSpec struct {
+	name  string
+	usage string
+	value flag.Value
+}
+
+// runFlags declares every `agent run` flag over cfg.
+func runFlags(cfg *Config) []flagSpec {
+	return []flagSpec{
+		{"node-id", "stable logical ID of this node (required)", (*stringValue)(&cfg.NodeID)},
+		{"data-dir", "directory for raft state and the agent's own state (required)", (*stringValue)(&cfg.DataDir)},
+		{"bind", "IP address gossip and raft listen on and advertise", (*stringValue)(&cfg.Bind)},
+		{"gossip-port", "gossip (memberlist) TCP+UDP port; 0 picks a free one", (*intValue)(&cfg.GossipPort)},
+		{"raft-port", "raft TCP port; 0 picks a free one", (*intValue)(&cfg.RaftPort)},
+		{"http-addr", "host:port of the HTTP API", (*stringValue)(&cfg.HTTPAddr)},
+		{"join", "host:port of a member's gossip port to join (repeatable, or comma-separated)", (*stringList)(&cfg.Join)},
+		{"join-timeout", "how long -join keeps retrying", &cfg.JoinTimeout},
+		{"bootstrap-expect", "form the first cluster once this many agents see each other (0: never bootstrap)", (*intValue)(&cfg.BootstrapExpect)},
+		{"partitions", "number of partitions (fixed at bootstrap)", (*intValue)(&cfg.Partitions)},
+		{"replication-factor", "copies of each partition, primary included (fixed at bootstrap)", (*intValue)(&cfg.ReplicationFactor)},
+		{"webhook-url", "the app's webhook endpoint (empty: no app attached)", (*stringValue)(&cfg.WebhookURL)},
+		{"app-health-url", "URL probed for the app's health", (*stringValue)(&cfg.AppHealthURL)},
+		{"app-addr", "the app's data address given to peers that copy from it", (*stringValue)(&cfg.AppAddr)},
+		{"zone", "failure domain of this node", (*stringValue)(&cfg.Zone)},
+		{"weight", "relative capacity of this node", (*intValue)(&cfg.Weight)},
+		{"voters", "target number of raft voters (odd)", (*intValue)(&cfg.Voters)},
+		{"failure-threshold", "consecutive failed probes before a node is failed", (*intValue)(&cfg.FailureThreshold)},
+		{"probe-interval", "time between probes of a suspect node (0: the profile's)", &cfg.ProbeInterval},
+		{"profile", "timing profile: local, lan or wan", (*stringValue)(&cfg.Profile)},
+		{"encrypt", "base64 gossip encryption key (see agent keygen)", (*stringValue)(&cfg.Encrypt)},
+		{"insecure", "run gossip without encryption", (*boolValue)(&cfg.Insecure)},
+		{"api-token", "bearer token required by mutating API calls", (*stringValue)(&cfg.APIToken)},
+		{"webhook-secret", "secret that signs webhooks (whsec_...)", (*stringValue)(&cfg.WebhookSecret)},
+		{"leave-timeout", "bound on a graceful leave", &cfg.LeaveTimeout},
+		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&cfg.LogLevel)},
+		{"log-json", "log as JSON lines", (*boolValue)(&cfg.LogJSON)},
+	}
+}
+
+type stringValue string
+
+func (s *stringValue) String() string     { return string(*s) }
+func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+type intValue int
+
+func (i *intValue) String() string { return strconv.Itoa(int(*i)) }
+func (i *intValue) Set(v string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("not a whole number: %q", v)
+	}
+	*i = intValue(n)
+	return nil
+}
+
+type boolValue bool
+
+func (b *boolValue) String() string   { return strconv.FormatBool(bool(*b)) }
+func (b *boolValue) IsBoolFlag() bool { return true }
+func (b *boolValue) Set(v string) error {
+	x, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("not true or false: %q", v)
+	}
+	*b = boolValue(x)
+	return nil
+}
+
+// envName is the environment variable of a flag: node-id -> STEWARD_NODE_ID.
+func envName(flagName string) string {
+	return "STEWARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// usageError is a bad command line or setting: one line, exit status 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
+// loadConfig merges defaults < config file < environment < flags for
+// `agent run`, then validates. getenv is os.Getenv outside tests.
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+	// First pass: flags into a scratch config, to learn -config and which
+	// flags were given. Values are applied in precedence order below.
+	scratch := DefaultConfig()
+	var configPath string
+	specs := runFlags(&scratch)
+	for _, s := range specs {
+		fs.Var(s.value, s.name, s.usage)
+	}
+	fs.StringVar(&configPath, "config", "", "JSON config file (keys are flag names with underscores)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	given := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
+	if configPath == "" {
+		configPath = getenv("STEWARD_CONFIG")
+	}
+
+	cfg := DefaultConfig()
+	if configPath != "" {
+		if err := readConfigFile(configPath, &cfg); err != nil {
+			return Config{}, err
+		}
+	}
+	final := runFlags(&cfg)
+	for _, s := range final {
+		v := getenv(envName(s.name))
+		if v == "" {
+			continue
+		}
+		if _, isList := s.value.(*stringList); isList {
+			cfg.Join = nil
+		}
+		if err := s.value.Set(v); err != nil {
+			return Config{}, usagef("%s: %v", envName(s.name), err)
+		}
+	}
+	for _, s := range final {
+		if _, ok := given[s.name]; !ok {
+			continue
+		}
+		if _, isList := s.value.(*stringList); isList {
+			cfg.Join = append([]string(nil), scratch.Join...)
+			continue
+		}
+		if err := s.value.Set(given[s.name]); err != nil {
+			return Config{}, usagef("-%s: %v", s.name, err)
+		}
+	}
+	return cfg, cfg.Validate()
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return usagef("-config: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return usagef("-config %s: %v", path, err)
+	}
+	if dec.More() {
+		return usagef("-config %s: trailing data after the JSON object", path)
+	}
+	return nil
+}
+
+// Validate checks every setting and names the flag of the first bad one.
+func (c Config) Validate() error {
+	if c.NodeID == "" {
+		return usagef("-node-id: required")
+	}
+	if len(c.NodeID) > 64 || strings.ContainsAny(c.NodeID, " \t\n/\\") {
+		return usagef("-node-id: %q must be at most 64 characters without spaces or slashes", c.NodeID)
+	}
+	if c.DataDir == "" {
+		return usagef("-data-dir: required")
+	}
+	if ip := net.ParseIP(c.Bind); ip == nil {
+		return usagef("-bind: %q is not an IP address", c.Bind)
+	} else if ip.IsUnspecified() {
+		return usagef("-bind: %q cannot be advertised to peers; give this machine's address", c.Bind)
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"gossip-port", c.GossipPort}, {"raft-port", c.RaftPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return usagef("-%s: %d is not a port (0-65535)", p.name, p.v)
+		}
+	}
+	if c.GossipPort != 0 && c.GossipPort == c.RaftPort {
+		return usagef("-raft-port: %d is also the gossip port", c.RaftPort)
+	}
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return usagef("-http-addr: %q is not host:port", c.HTTPAddr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return usagef("-http-addr: %q has no valid port", c.HTTPAddr)
+	}
+	for _, j := range c.Join {
+		if _, _, err := net.SplitHostPort(j); err != nil {
+			return usagef("-join: %q is not host:port", j)
+		}
+	}
+	if c.BootstrapExpect < 0 {
+		return usagef("-bootstrap-expect: must not be negative")
+	}
+	if c.Partitions < 1 || c.Partitions > 65536 {
+		return usagef("-partitions: %d is not between 1 and 65536", c.Partitions)
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		return usagef("-replication-factor: %d is not between 1 and 7", c.ReplicationFactor)
+	}
+	if c.Voters < 1 || c.Voters%2 == 0 {
+		return usagef("-voters: %d must be odd and at least 1", c.Voters)
+	}
+	if c.FailureThreshold < 1 {
+		return usagef("-failure-threshold: must be at least 1")
+	}
+	if c.Weight < 1 || c.Weight > 1000 {
+		return usagef("-weight: %d is not between 1 and 1000", c.Weight)
+	}
+	switch c.Profile {
+	case "local", "lan", "wan":
+	default:
+		return usagef("-profile: %q is not local, lan or wan", c.Profile)
+	}
+	for _, u := range []struct{ name, v string }{{"webhook-url", c.WebhookURL}, {"app-health-url", c.AppHealthURL}} {
+		if u.v != "" && !strings.HasPrefix(u.v, "http://") && !strings.HasPrefix(u.v, "https://") {
+			return usagef("-%s: %q must be an http:// or https:// URL", u.name, u.v)
+		}
+	}
+	if c.Encrypt != "" && c.Insecure {
+		return usagef("-insecure: cannot be combined with -encrypt")
+	}
+	if c.Encrypt == "" && !c.Insecure {
+		return usagef("-encrypt: gossip needs an encryption key; make one with 'agent keygen' and pass it to every agent, or run with -insecure")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return usagef("-log-level: %q is not trace, debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func parseRun(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("agent run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return loadConfig(fs, args, func(k string) string { return env[k] })
+}
+
+var minimal = []string{"-node-id", "n1", "-data-dir", "/tmp/x", "-insecure"}
+
+func TestDefaultsApplyWhenNothingIsGiven(t *testing.T) {
+	cfg, err := parseRun(t, minimal, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Partitions != 256 || cfg.ReplicationFactor != 3 || cfg.Voters != 5 || cfg.FailureThreshold != 3 {
+		t.Fatalf("defaults not applied: %+v", cfg)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:7948" || cfg.Bind != "127.0.0.1" {
+		t.Fatalf("API and bind must default to loopback: %+v", cfg)
+	}
+}
+
+func TestPrecedenceIsDefaultsFileEnvFlags(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "agent.json")
+	os.WriteFile(file, []byte(`{"node_id":"from-file","data_dir":"/d","insecure":true,
+		"partitions":64,"replication_factor":2,"zone":"file-zone","join":["127.0.0.1:1"],"leave_timeout":"7s"}`), 0o600)
+	env := map[string]string{"STEWARD_PARTITIONS": "128", "STEWARD_ZONE": "env-zone", "STEWARD_JOIN": "127.0.0.1:2,127.0.0.1:3"}
+	cfg, err := parseRun(t, []string{"-config", file, "-zone", "flag-zone", "--join", "127.0.0.1:4"}, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NodeID != "from-file" || cfg.ReplicationFactor != 2 || cfg.LeaveTimeout.D() != 7*time.Second {
+		t.Fatalf("file values lost: %+v", cfg)
+	}
+	if cfg.Partitions != 128 {
+		t.Fatalf("environment must override the file: partitions %d", cfg.Partitions)
+	}
+	if cfg.Zone != "flag-zone" {
+		t.Fatalf("flags must override the environment: zone %q", cfg.Zone)
+	}
+	if strings.Join(cfg.Join, ",") != "127.0.0.1:4" {
+		t.Fatalf("a -join flag replaces the lists of file and environment: %v", cfg.Join)
+	}
+}
+
+func TestBadSettingsNameTheFlag(t *testing.T) {
+	cases := map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"missing node id":    {[]string{"-data-dir", "/d", "-insecure"}, nil, "-node-id: required"},
+		"even voters":        {append(minimal, "-voters", "4"), nil, "-voters"},
+		"rf too large":       {append(minimal, "-replication-factor", "9"), nil, "-replication-factor"},
+		"bad profile":        {append(minimal, "-profile", "moon"), nil, "-profile"},
+		"bad bind":           {append(minimal, "-bind", "localhost:1"), nil, "-bind"},
+		"unspecified bind":   {append(minimal, "-bind", "0.0.0.0"), nil, "-bind"},
+		"bad join":           {append(minimal, "-join", "nohostport"), nil, "-join"},
+		"not a number":       {append(minimal, "-partitions", "many"), nil, "-partitions"},
+		"bad duration":       {append(minimal, "-leave-timeout", "soon"), nil, "-leave-timeout"},
+		"bad env":            {minimal, map[string]string{"STEWARD_RAFT_PORT": "x"}, "STEWARD_RAFT_PORT"},
+		"no key":             {[]string{"-node-id", "n", "-data-dir", "/d"}, nil, "agent keygen"},
+		"key and insecure":   {append(minimal, "-encrypt", "abc"), nil, "-insecure"},
+		"same ports":         {append(minimal, "-gossip-port", "9000", "-raft-port", "9000"), nil, "-raft-port"},
+		"webhook not a url":  {append(minimal, "-webhook-url", "localhost/x"), nil, "-webhook-url"},
+		"stray argument":     {append(minimal, "extra"), nil, "unexpected argument"},
+		"unknown file field": {[]string{"-config", writeTemp(t, `{"node_idd":"x"}`)}, nil, "node_idd"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseRun(t, c.args, c.env)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("want an error mentioning %q, got %v", c.want, err)
+			}
+		})
+	}
+}
+
+func writeTemp(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.json")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBadFlagExitsWithStatusTwoAndOneLine(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := realMain([]string{"run", "-node-id", "a", "-data-dir", t.TempDir(), "-insecure", "-voters", "2"}, &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit status %d, want 2", code)
+	}
+	if lines := strings.Count(strings.TrimSpace(stderr.String()), "\n") + 1; lines != 1 || !strings.Contains(stderr.String(), "-voters") {
+		t.Fatalf("want one line naming -voters, got %q", stderr.String())
+	}
+}
+
+func TestUnknownFlagExitsWithStatusTwo(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := realMain([]string{"run", "-no-such-flag"}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit status %d, want 2", code)
+	}
+}
+
+func TestEverySubcommandHasHelp(t *testing.T) {
+	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen"} {
+		var stdout, stderr bytes.Buffer
+		if code := realMain([]string{cmd, "-h"}, &stdout, &stderr); code != 0 {
+			t.Errorf("%s -h: exit %d", cmd, code)
+		}
+		if !strings.Contains(stderr.String(), "Usage of agent "+cmd) {
+			t.Errorf("%s -h printed no usage: %q", cmd, stderr.String())
+		}
+	}
+}
+
+func TestVersionAndKeygen(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if realMain([]string{"version"}, &stdout, &stderr) != 0 || !strings.Contains(stdout.String(), Version) {
+		t.Fatalf("version: %q", stdout.String())
+	}
+	stdout.Reset()
+	if realMain([]string{"keygen"}, &stdout, &stderr) != 0 || len(strings.TrimSpace(stdout.String())) != 44 {
+		t.Fatalf("keygen must print a base64 32-byte key, got %q", stdout.String())
+	}
+}

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// applyRaftProfile sets raft's timings for a profile. Raft's own defaults
+// (1 s heartbeat and election timeouts) suit a LAN; loopback and one rack
+// can afford half that, which shortens the leader's failover; a WAN needs
+// three times as long to avoid elections on every slow link.
+func applyRaftProfile(rc *raftctl.Config, profile string) {
+	switch profile {
+	case "local":
+		rc.HeartbeatTimeout = 500 * time.Millisecond
+		rc.ElectionTimeout = 500 * time.Millisecond
+		rc.LeaderLeaseTimeout = 250 * time.Millisecond
+	case "wan":
+		rc.HeartbeatTimeout = 3 * time.Second
+		rc.ElectionTimeout = 3 * time.Second
+		rc.LeaderLeaseTimeout = 1500 * time.Millisecond
+	default:
+		rc.HeartbeatTimeout = time.Second
+		rc.ElectionTimeout = time.Second
+		rc.LeaderLeaseTimeout = 500 * time.Millisecond
+	}
+}
+
+// reconcileInterval is how often the leader reconciles even when nothing
+// woke it: the safety net behind the event-driven wake-ups.
+const reconcileInterval = time.Second
+
+// bootstrapStableFor is how long the set of agents seen in gossip must stay
+// the same before this agent bootstraps with it. Agents that start together
+// see each other within a few gossip rounds; waiting for a stable view
+// makes every one of them propose the same configuration.
+const bootstrapStableFor = 500 * time.Millisecond
+
+// bootstrapLoop bootstraps raft once BootstrapExpect agents see each other.
+// Every agent of the first cluster runs it and they all compute the same
+// configuration: the BootstrapExpect agents with the smallest node IDs among
+// those gossip shows, each as a voter. Raft accepts identical bootstraps on
+// every node; an agent outside that set does not bootstrap and is added by
+// the leader later. Before bootstrapping, the agent asks each peer's API
+// whether it already belongs to a cluster; if one does, it never
+// bootstraps (that is how a second, different bootstrap beside an existing
+// cluster is avoided).
+func (a *Agent) bootstrapLoop() {
+	defer a.bootstrapDone.Store(true)
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	var lastView string
+	var since time.Time
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if a.raft.HasState() || a.knownLeader() {
+			return
+		}
+		var ready []gossip.Node
+		for _, n := range a.gossip.Members() {
+			if n.State == gossip.StateAlive && n.Meta.RaftID != "" && n.Meta.RaftAddr != "" {
+				ready = append(ready, n)
+			}
+		}
+		if len(ready) < a.cfg.BootstrapExpect {
+			lastView = ""
+			continue
+		}
+		sort.Slice(ready, func(i, j int) bool { return ready[i].ID < ready[j].ID })
+		ready = ready[:a.cfg.BootstrapExpect]
+		view := ""
+		self := false
+		for _, n := range ready {
+			view += n.ID + "=" + n.Meta.RaftID + ";"
+			if n.ID == a.cfg.NodeID {
+				self = true
+			}
+		}
+		if view != lastView {
+			lastView, since = view, time.Now()
+			continue
+		}
+		if time.Since(since) < bootstrapStableFor {
+			continue
+		}
+		if !self {
+			a.log.Info("not among the first agents; waiting to be added", "expect", a.cfg.BootstrapExpect)
+			return
+		}
+		if peer, ok := a.peerInCluster(ready); ok {
+			a.log.Info("a peer already belongs to a cluster; not bootstrapping", "peer", peer)
+			return
+		}
+		servers := make([]raftctl.Server, 0, len(ready))
+		for _, n := range ready {
+			servers = append(servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: true})
+		}
+		if err := a.raft.Bootstrap(servers); err != nil {
+			a.log.Error("bootstrap failed", "error", err)
+			continue
+		}
+		a.log.Info("bootstrapped raft", "servers", len(servers), "view", view)
+		return
+	}
+}
+
+// knownLeader reports whether raft knows a leader (then this agent is
+// already part of a cluster).
+func (a *Agent) knownLeader() bool {
+	id, _ := a.raft.Leader()
+	return id != ""
+}
+
+// peerInCluster asks the peers' APIs whether any of them already has raft
+// state or knows a leader.
+func (a *Agent) peerInCluster(peers []gossip.Node) (string, bool) {
+	for _, n := range peers {
+		if n.ID == a.cfg.NodeID || n.Meta.APIAddr == "" {
+			continue
+		}
+		var st statusResponse
+		if err := a.getJSON(a.ctx, n.Meta.APIAddr, "/v1/status", &st); err != nil {
+			continue
+		}
+		if st.LeaderID != "" || st.RaftHasState {
+			return n.ID, true
+		}
+	}
+	return "", false
+}
+
+// leaderLoop runs reconcile while this agent leads.
+func (a *Agent) leaderLoop() {
+	ticker := time.NewTicker(reconcileInterval)
+	defer ticker.Stop()
+	leading := false
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case l := <-a.raft.LeadershipChanges():
+			if l && !leading {
+				a.log.Info("became leader")
+				// A barrier makes sure every entry of earlier terms is
+				// applied before the leader acts on the state.
+				if err := a.raft.Barrier(10 * time.Second); err != nil {
+					a.log.Warn("barrier after election failed", "error", err)
+					continue
+				}
+			} else if !l && leading {
+				a.log.Info("lost leadership")
+			}
+			leading = l
+		case <-a.kick:
+		case <-ticker.C:
+		}
+		if leading && a.raft.IsLeader() {
+			if err := a.reconcile(); err != nil && a.ctx.Err() == nil {
+				a.log.Warn("reconcile", "error", err)
+			}
+		}
+	}
+}
+
+// reconcile does one round of the leader's work: bootstrap the table,
+// register members seen in gossip, keep the raft configuration in line with
+// the members, keep the voter count at its target. Each step is idempotent
+// so that a new leader simply finishes what its predecessor left half-done.
+func (a *Agent) reconcile() error {
+	state := a.raft.Snapshot()
+	if !state.Bootstrapped {
+		return a.bootstrapTable()
+	}
+	if err := a.registerMembers(state); err != nil {
+		return err
+	}
+	state = a.raft.Snapshot()
+	if err := a.reconcileRaftConfig(state); err != nil {
+		return err
+	}
+	return a.reconcileVoters()
+}
+
+// bootstrapTable applies the bootstrap command: settings and the partition
+// table over the agents of the raft configuration.
+func (a *Agent) bootstrapTable() error {
+	if a.cfg.BootstrapExpect == 0 {
+		return nil
+	}
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return err
+	}
+	byRaftID := map[string]gossip.Node{}
+	for _, n := range a.gossip.Members() {
+		byRaftID[n.Meta.RaftID] = n
+	}
+	var members []failover.Member
+	for _, s := range servers {
+		n, ok := byRaftID[s.ID]
+		if !ok {
+			return fmt.Errorf("bootstrap: raft server %s not in gossip yet", s.ID)
+		}
+		m := memberFromGossip(n)
+		m.Voter = s.Voter
+		members = append(members, m)
+	}
+	settings := failover.Settings{Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor}
+	_, err = a.apply(failover.Command{Kind: failover.CmdBootstrap, At: time.Now().UnixNano(), Settings: &settings, Members: members})
+	if errors.Is(err, failover.ErrAlreadyBootstrapped) {
+		return nil
+	}
+	if err == nil {
+		a.log.Info("partition table created", "partitions", settings.Partitions, "replication_factor", settings.ReplicationFactor, "members", len(members))
+	}
+	return err
+}
+
+// registerMembers adds agents seen alive in gossip to the cluster state, and
+// updates those whose addresses or raft ID changed.
+func (a *Agent) registerMembers(state *failover.Cluster) error {
+	for _, n := range a.gossip.Members() {
+		if n.State != gossip.StateAlive || n.Meta.RaftID == "" {
+			continue
+		}
+		want := memberFromGossip(n)
+		cur, known := state.Members[n.ID]
+		if known && sameRegistration(cur, want) && cur.Status != failover.StatusFailed && cur.Status != failover.StatusLeft {
+			continue
+		}
+		if _, err := a.apply(failover.Command{Kind: failover.CmdUpsertMember, At: time.Now().UnixNano(), Member: &want}); err != nil {
+			return fmt.Errorf("register %s: %w", n.ID, err)
+		}
+		a.log.Info("member registered", "member", n.ID, "raft_id", want.RaftID, "known", known)
+	}
+	return nil
+}
+
+func sameRegistration(a, b failover.Member) bool {
+	return a.RaftID == b.RaftID && a.GossipAddr == b.GossipAddr && a.RaftAddr == b.RaftAddr &&
+		a.APIAddr == b.APIAddr && a.AppAddr == b.AppAddr && a.Zone == b.Zone && a.Weight == b.Weight
+}
+
+// reconcileRaftConfig adds live members to raft as non-voters (or updates
+// their address) and removes raft servers that are no member's current
+// incarnation.
+func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return err
+	}
+	inConfig := map[string]raftctl.Server{}
+	for _, s := range servers {
+		inConfig[s.ID] = s
+	}
+	current := map[string]bool{}
+	for _, id := range state.MemberIDs() {
+		m := state.Members[id]
+		if m.RaftID == "" {
+			continue
+		}
+		current[m.RaftID] = true
+		if m.Status != failover.StatusAlive && m.Status != failover.StatusSuspect {
+			continue
+		}
+		if s, ok := inConfig[m.RaftID]; ok && s.Address == m.RaftAddr {
+			continue
+		}
+		if err := a.raft.AddNonvoter(m.RaftID, m.RaftAddr); err != nil {
+			return fmt.Errorf("add %s to raft: %w", id, err)
+		}
+		a.log.Info("added to raft as non-voter", "member", id, "raft_id", m.RaftID, "addr", m.RaftAddr)
+	}
+	for _, s := range servers {
+		if current[s.ID] || s.ID == a.raftID {
+			continue
+		}
+		if err := a.raft.Remove(s.ID); err != nil {
+			return fmt.Errorf("remove stale raft server %s: %w", s.ID, err)
+		}
+		a.log.Info("removed stale raft server", "raft_id", s.ID)
+	}
+	return nil
+}
+
+// caughtUpSlack is how many entries a non-voter may trail the leader's
+// commit index and still count as caught up for promotion.
+const caughtUpSlack = 64
+
+// voterStableFor is how long a non-voter must be healthy and caught up
+// before it is promoted (autopilot's server stabilisation time).
+const voterStableFor = 2 * time.Second
+
+// reconcileVoters promotes caught-up non-voters while voters are below
+// target and records voter flags in the cluster state.
+func (a *Agent) reconcileVoters() error {
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return err
+	}
+	gossipByRaftID := map[string]gossip.Node{}
+	for _, n := range a.gossip.Members() {
+		gossipByRaftID[n.Meta.RaftID] = n
+	}
+	commit := a.raft.Stats().CommitIndex
+	var health []raftctl.ServerHealth
+	for _, s := range servers {
+		h := raftctl.ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == a.raftID}
+		n, ok := gossipByRaftID[s.ID]
+		h.Healthy = ok && n.State == gossip.StateAlive
+		if s.ID == a.raftID {
+			h.Healthy = true
+		}
+		if h.Healthy {
+			h.CaughtUp = s.Voter || a.peerCaughtUp(n, commit)
+		}
+		if since := a.stableSince(s.ID, h.Healthy); !since.IsZero() {
+			h.StableFor = time.Since(since)
+		}
+		health = append(health, h)
+	}
+	promote, demote := raftctl.PlanVoters(health, a.cfg.Voters, voterStableFor)
+	for _, id := range promote {
+		if err := a.raft.Promote(id); err != nil {
+			return fmt.Errorf("promote %s: %w", id, err)
+		}
+		a.log.Info("promoted to voter", "raft_id", id)
+	}
+	for _, id := range demote {
+		if err := a.raft.Demote(id); err != nil {
+			return fmt.Errorf("demote %s: %w", id, err)
+		}
+		a.log.Info("demoted to non-voter", "raft_id", id)
+	}
+	if len(promote)+len(demote) > 0 {
+		if servers, err = a.raft.Configuration(); err != nil {
+			return err
+		}
+	}
+	voter := map[string]bool{}
+	for _, s := range servers {
+		voter[s.ID] = s.Voter
+	}
+	state := a.raft.Snapshot()
+	for _, id := range state.MemberIDs() {
+		m := state.Members[id]
+		if want := voter[m.RaftID]; m.Voter != want {
+			if _, err := a.apply(failover.Command{Kind: failover.CmdSetVoter, At: time.Now().UnixNano(), Node: id, Voter: want}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// stableSince tracks since when a server has been healthy;
+// it is leader-local bookkeeping, reset when the server stops qualifying.
+func (a *Agent) stableSince(raftID string, ok bool) time.Time {
+	a.stableMu.Lock()
+	defer a.stableMu.Unlock()
+	if a.stable == nil {
+		a.stable = map[string]time.Time{}
+	}
+	if !ok {
+		delete(a.stable, raftID)
+		return time.Time{}
+	}
+	t, seen := a.stable[raftID]
+	if !seen {
+		t = time.Now()
+		a.stable[raftID] = t
+	}
+	return t
+}
+
+// peerCaughtUp asks a non-voter's API how far it has applied.
+func (a *Agent) peerCaughtUp(n gossip.Node, commit uint64) bool {
+	if n.Meta.APIAddr == "" {
+		return false
+	}
+	var st statusResponse
+	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+	defer cancel()
+	if err := a.getJSON(ctx, n.Meta.APIAddr, "/v1/status", &st); err != nil {
+		return false
+	}
+	return st.AppliedIndex+caughtUpSlack >= commit
+}
+
+// apply commits cmd through raft: directly on the leader, forwarded to the
+// leader's API otherwise.
+func (a *Agent) apply(cmd failover.Command) (failover.Result, error) {
+	start := time.Now()
+	res, err := a.raft.Apply(cmd)
+	if errors.Is(err, raftctl.ErrNotLeader) {
+		res, err = a.forward(cmd)
+	}
+	a.metrics.applyLatency.Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+// forward sends cmd to the leader's /v1/internal/apply.
+func (a *Agent) forward(cmd failover.Command) (failover.Result, error) {
+	_, leaderAddr := a.raft.Leader()
+	if leaderAddr == "" {
+		return failover.Result{}, errNoLeader
+	}
+	var apiAddr string
+	for _, n := range a.gossip.Members() {
+		if n.Meta.RaftAddr == leaderAddr {
+			apiAddr = n.Meta.APIAddr
+		}
+	}
+	if apiAddr == "" {
+		return failover.Result{}, fmt.Errorf("agent: leader at %s has no known API address", leaderAddr)
+	}
+	body, err := raftctl.EncodeCommand(cmd)
+	if err != nil {
+		return failover.Result{}, err
+	}
+	req, err := http.NewRequestWithContext(a.ctx, http.MethodPost, "http://"+apiAddr+"/v1/internal/apply", bytes.NewReader(body))
+	if err != nil {
+		return failover.Result{}, err
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	if a.cfg.APIToken != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return failover.Result{}, fmt.Errorf("agent: forward to leader: %w", err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e apiError
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return failover.Result{}, fmt.Errorf("agent: leader: %s", e.Error)
+		}
+		return failover.Result{}, fmt.Errorf("agent: leader answered %s", resp.Status)
+	}
+	var res failover.Result
+	if err := json.Unmarshal(data, &res); err != nil {
+		return failover.Result{}, fmt.Errorf("agent: leader's answer: %w", err)
+	}
+	return res, nil
+}
+
+var errNoLeader = errors.New("agent: no leader")
+
+// getJSON GETs http://addr/path into out.
+func (a *Agent) getJSON(ctx context.Context, addr, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
+	}
+	return json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out)
+}

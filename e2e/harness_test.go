@@ -1,0 +1,310 @@
+// Package e2e runs the real agent binary: several processes on 127.0.0.1
+// with free ports, started, killed, paused and restarted by the tests.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// agentBin is the binary built once by TestMain.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "steward-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	agentBin = filepath.Join(dir, "agent")
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Dir(filepath.Dir(file))
+	build := exec.Command("go", "build", "-o", agentBin, "./cmd/agent")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the agent:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
+// needs both).
+func freePort(t *testing.T) int {
+	t.Helper()
+	for i := 0; i < 50; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return 0
+}
+
+// gossipKey is shared by all agents of a test cluster.
+var gossipKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+
+// node is one agent process and its settings.
+type node struct {
+	t          *testing.T
+	id         string
+	dataDir    string
+	gossipPort int
+	raftPort   int
+	httpPort   int
+	extraArgs  []string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	logBuf  *bytes.Buffer
+	logFile *os.File
+	exited  chan struct{}
+	exitErr error
+}
+
+// cluster is a set of agents of one test; Cleanup kills them all.
+type cluster struct {
+	t     *testing.T
+	dir   string
+	nodes []*node
+}
+
+func newCluster(t *testing.T) *cluster {
+	c := &cluster{t: t, dir: t.TempDir()}
+	t.Cleanup(func() {
+		for _, n := range c.nodes {
+			n.kill()
+		}
+		if t.Failed() {
+			for _, n := range c.nodes {
+				t.Logf("---- log of %s (last 60 lines) ----\n%s", n.id, n.tail(60))
+			}
+		}
+	})
+	return c
+}
+
+// add declares a node with fresh ports and data dir; it is not started.
+func (c *cluster) add(id string, extra ...string) *node {
+	n := &node{
+		t: c.t, id: id, dataDir: filepath.Join(c.dir, id),
+		gossipPort: freePort(c.t), raftPort: freePort(c.t), httpPort: freePort(c.t),
+		extraArgs: extra,
+	}
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
+func (n *node) gossipAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.gossipPort) }
+func (n *node) apiAddr() string    { return fmt.Sprintf("127.0.0.1:%d", n.httpPort) }
+
+// start runs the agent binary with the node's settings.
+func (n *node) start(args ...string) {
+	n.t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	all := []string{"run",
+		"-node-id", n.id, "-data-dir", n.dataDir, "-bind", "127.0.0.1",
+		"-gossip-port", strconv.Itoa(n.gossipPort), "-raft-port", strconv.Itoa(n.raftPort),
+		"-http-addr", n.apiAddr(), "-encrypt", gossipKey, "-profile", "local", "-log-level", "debug",
+	}
+	all = append(all, n.extraArgs...)
+	all = append(all, args...)
+	cmd := exec.Command(agentBin, all...)
+	if n.logFile == nil {
+		f, err := os.Create(n.dataDir + ".log")
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		n.logFile = f
+	}
+	n.logBuf = &bytes.Buffer{}
+	w := io.MultiWriter(n.logFile, &lockedWriter{mu: &n.mu, w: n.logBuf})
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		n.t.Fatalf("start %s: %v", n.id, err)
+	}
+	n.cmd = cmd
+	exited := make(chan struct{})
+	n.exited = exited
+	go func() {
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.exitErr = err
+		n.mu.Unlock()
+		close(exited)
+	}()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// log returns everything this node's current process has printed.
+func (n *node) log() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.logBuf == nil {
+		return ""
+	}
+	return n.logBuf.String()
+}
+
+// tail returns the last lines of the node's whole log file.
+func (n *node) tail(lines int) string {
+	b, _ := os.ReadFile(n.dataDir + ".log")
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+func (n *node) signal(sig syscall.Signal) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Signal(sig)
+	}
+}
+
+// kill SIGKILLs the process (if running) and waits for it.
+func (n *node) kill() {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGCONT)
+	_ = cmd.Process.Kill()
+	<-exited
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (n *node) stop(timeout time.Duration) error {
+	n.signal(syscall.SIGTERM)
+	select {
+	case <-n.exited:
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.exitErr
+	case <-time.After(timeout):
+		n.kill()
+		return fmt.Errorf("%s did not exit within %s of SIGTERM", n.id, timeout)
+	}
+}
+
+// getJSON GETs path from the node's API.
+func (n *node) getJSON(path string, out any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.apiAddr()+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s %s", n.id, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return json.Unmarshal(body, out)
+}
+
+type status struct {
+	NodeID       string `json:"node_id"`
+	LeaderID     string `json:"leader_id"`
+	RaftState    string `json:"raft_state"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	Voter        bool   `json:"voter"`
+	Ready        bool   `json:"ready"`
+}
+
+type member struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+	Voter  bool   `json:"voter"`
+}
+
+type partition struct {
+	ID       int      `json:"id"`
+	Epoch    uint64   `json:"epoch"`
+	Primary  string   `json:"primary"`
+	Replicas []string `json:"replicas"`
+}
+
+type partitionTable struct {
+	Settings struct {
+		Partitions        int `json:"partitions"`
+		ReplicationFactor int `json:"replication_factor"`
+	} `json:"settings"`
+	Partitions []partition `json:"partitions"`
+}
+
+func (n *node) status() (status, error) {
+	var s status
+	return s, n.getJSON("/v1/status", &s)
+}
+
+func (n *node) members() ([]member, error) {
+	var r struct {
+		Members []member `json:"members"`
+	}
+	return r.Members, n.getJSON("/v1/members", &r)
+}
+
+func (n *node) partitions() (partitionTable, error) {
+	var p partitionTable
+	return p, n.getJSON("/v1/partitions", &p)
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("%s: not true after %s: %v", what, timeout, err)
+}
