@@ -46,6 +46,19 @@ func FreezeDecision(total, failed, maxFailed int, manual bool) (frozen bool, rea
 	return false, ""
 }
 
+// FailedCount counts the nodes of a snapshot that the cluster should hold
+// failed: failed and held-down ones. It is the failed argument of
+// FreezeDecision.
+func FailedCount(nodes []NodeHealth) int {
+	n := 0
+	for _, h := range nodes {
+		if h.State == StateFailed || h.State == StateHeldDown {
+			n++
+		}
+	}
+	return n
+}
+
 // MaxRemovableVoters is how many failed voters may be removed from a raft
 // configuration of voters voters in one go: (voters-1)/2, raft-autopilot's
 // rule. It never removes a majority at once: if the failure view is wrong

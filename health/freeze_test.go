@@ -171,3 +171,15 @@ func TestValidateRejectsConfigsThatCannotWork(t *testing.T) {
 		t.Fatalf("damping off should be valid: %v", err)
 	}
 }
+
+func TestFailedCountIncludesHeldDownNodes(t *testing.T) {
+	nodes := []NodeHealth{
+		{Node: "a", State: StateHealthy},
+		{Node: "b", State: StateSuspect},
+		{Node: "c", State: StateFailed},
+		{Node: "d", State: StateHeldDown},
+	}
+	if got := FailedCount(nodes); got != 2 {
+		t.Fatalf("FailedCount = %d, want 2 (failed and held-down)", got)
+	}
+}
