@@ -126,7 +126,8 @@ func (k VerdictKind) String() string {
 }
 
 // Verdict is a decision about one node. Verdicts alternate per node:
-// Failed, Recovered, Failed, ...
+// Failed, Recovered, Failed, ... (a node that leaves is forgotten, so its
+// last Failed may have no Recovered).
 type Verdict struct {
 	// Node is the logical node ID.
 	Node string

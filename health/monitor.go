@@ -58,7 +58,8 @@ type Monitor struct {
 // FailureThreshold is taken from DefaultConfig; after that cfg must pass
 // Validate (the agent validates its
 // merged configuration at start-up), otherwise NewMonitor panics, as
-// time.NewTicker does for a bad interval.
+// time.NewTicker does for a bad interval; a nil prober panics too. A nil
+// clock is the system clock.
 //
 // The loop ticks every ProbeInterval/4: a probe falls due at most a quarter
 // interval late, and a hold-down ends at most a quarter interval late.
@@ -66,6 +67,9 @@ func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
 		panic(err)
+	}
+	if prober == nil {
+		panic("health: nil Prober")
 	}
 	if clock == nil {
 		clock = SystemClock()
