@@ -30,6 +30,9 @@ const (
 	CmdApplyActions CommandKind = "apply_actions"
 	// CmdRemoveMember forgets a member that holds nothing any more.
 	CmdRemoveMember CommandKind = "remove_member"
+	// CmdSetMaintenance switches the cluster-wide maintenance freeze on or
+	// off (Command.Maintenance).
+	CmdSetMaintenance CommandKind = "set_maintenance"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -54,6 +57,8 @@ type Command struct {
 	AppUnhealthy bool `json:"app_unhealthy,omitempty"`
 	// Actions, for CmdApplyActions and CmdSetStatus.
 	Actions []Action `json:"actions,omitempty"`
+	// Maintenance, for CmdSetMaintenance.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -120,6 +125,9 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 			return Result{}, errors.New("failover: actions before bootstrap")
 		}
 		return c.applyActions(cmd.Actions, cmd.At), nil
+	case CmdSetMaintenance:
+		c.Maintenance = cmd.Maintenance
+		return Result{}, nil
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)

@@ -213,6 +213,11 @@ type Cluster struct {
 	Partitions []Partition `json:"partitions"`
 	// NextMigration numbers migrations so that IDs never repeat.
 	NextMigration uint64 `json:"next_migration"`
+	// Maintenance is set by an operator (agent maintenance on): automatic
+	// removals of failed members are frozen cluster-wide until it is
+	// cleared. Promotions of partitions already led by failed members
+	// still happen.
+	Maintenance bool `json:"maintenance,omitempty"`
 }
 
 // NewCluster returns an empty, not yet bootstrapped cluster.
@@ -228,6 +233,7 @@ func (c *Cluster) Clone() *Cluster {
 		Members:       make(map[string]Member, len(c.Members)),
 		Partitions:    make([]Partition, len(c.Partitions)),
 		NextMigration: c.NextMigration,
+		Maintenance:   c.Maintenance,
 	}
 	for id, m := range c.Members {
 		out.Members[id] = m

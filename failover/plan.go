@@ -2,6 +2,7 @@ package failover
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 )
@@ -809,9 +810,18 @@ func (p *planner) placeCopy(nd need) {
 			except = nd.replaces // moving a live copy: its zone frees up
 		}
 	}
-	t, reasons := p.bestTarget(part, except, nd.lead, src)
+	t, reasons := p.bestTarget(part, except, nd.lead, src, false)
 	if t < 0 {
-		return
+		// No node with a healthy app can take it. Rather than lose the
+		// copy (a leaving or failed holder), put it on a live node whose
+		// app is unhealthy; never move a live primary that way (two such
+		// nodes would pass the partition back and forth).
+		if i, st := p.state(nd.replaces); nd.lead && nd.replaces != "" && i >= 0 && st == holderLive {
+			return
+		}
+		if t, reasons = p.bestTarget(part, except, false, src, true); t < 0 {
+			return
+		}
 	}
 	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(nd.reasons, reasons...))
 }
@@ -833,12 +843,22 @@ func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces st
 // bestTarget scores the candidates for a new copy of part: hard constraints
 // (takes copies, does not hold or receive part, budget, zone spread), then
 // load against quota, then the seeded tie-break and ID.
-func (p *planner) bestTarget(part *Partition, except string, lead bool, src int) (int, []string) {
+//
+// With unhealthy set, the candidates are instead the live nodes whose app is
+// unhealthy (the last resort of placeCopy).
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (int, []string) {
 	copies, covered := p.zoneCounts(part, except)
 	best, bestZone := -1, false
 	for i := range p.nodes {
 		nd := &p.nodes[i]
-		if !nd.take || (lead && !nd.lead) || part.Holds(nd.id) {
+		if unhealthy {
+			if !nd.hold || nd.take {
+				continue
+			}
+		} else if !nd.take || (lead && !nd.lead) {
+			continue
+		}
+		if part.Holds(nd.id) {
 			continue
 		}
 		if _, busy := part.MigrationTo(nd.id); busy {
@@ -857,6 +877,9 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int)
 	}
 	nd := p.nodes[best]
 	reasons := []string{fmt.Sprintf("%s holds %d (share %.1f)", nd.id, p.copies[best], p.copyShare[best])}
+	if unhealthy {
+		reasons = append(reasons, "no app-healthy node can take it: "+nd.id+" (app-unhealthy) keeps the data")
+	}
 	if len(p.zoneNames) > 1 {
 		if bestZone {
 			reasons = append(reasons, fmt.Sprintf("zone spread: zone %q", p.zoneNames[nd.zone]))
@@ -887,126 +910,239 @@ func (p *planner) lessLoaded(i, j, part int) bool {
 	return p.nodes[i].id < p.nodes[j].id
 }
 
-// rebalanceCopies moves copies from nodes above their quota to nodes below
-// it, one copy at a time, each a direct move (so the number of copies moved
-// is the sum of the excesses: the optimum for these quotas). Every move makes
-// the imbalance sum |copies − quota| smaller by two.
+// Bands. A node is balanced when its count lies in [floor(share),
+// ceil(share)] (ceil capped by what it can hold or lead). Rebalancing only
+// ever moves load out of a node above its band or into a node below it, and
+// only while some node is outside its band: a table where every node is in
+// its band plans nothing, whatever the seed. Each move takes load from a
+// node above its floor and gives it to a node below its ceil, and at least
+// one of the two is outside its band, so every move strictly reduces the
+// total distance to the bands. When nodes are both above and below their
+// bands, moves go straight from the former to the latter.
+
+func band(share float64, cap int) (lo, hi int) {
+	lo = int(math.Floor(share + 1e-9))
+	hi = int(math.Ceil(share - 1e-9))
+	if hi > cap {
+		hi = cap
+	}
+	if lo > hi {
+		lo = hi
+	}
+	return lo, hi
+}
+
+// rebalanceCopies moves copies between nodes outside their bands, each a
+// direct move from the giving node to the receiving one (add before
+// remove: a migration that replaces the giver). With equal weights and one
+// zone this moves exactly the optimum number of copies.
 func (p *planner) rebalanceCopies() {
-	var over, under []int
+	n := len(p.nodes)
+	lo, hi := make([]int, n), make([]int, n)
+	anyOver, anyUnder := false, false
+	parts := len(p.c.Partitions)
 	for i, nd := range p.nodes {
 		if !nd.take {
 			continue
 		}
-		if p.copies[i] > p.copyQuota[i] {
-			over = append(over, i)
-		} else if p.copies[i] < p.copyQuota[i] {
-			under = append(under, i)
-		}
+		lo[i], hi[i] = band(p.copyShare[i], parts)
+		anyOver = anyOver || p.copies[i] > hi[i]
+		anyUnder = anyUnder || p.copies[i] < lo[i]
 	}
-	if len(over) == 0 || len(under) == 0 || !p.budgetLeft() {
+	if !anyOver && !anyUnder || !p.budgetLeft() {
 		return
 	}
-	sort.SliceStable(over, func(a, b int) bool {
-		i, j := over[a], over[b]
-		ei, ej := p.copies[i]-p.copyQuota[i], p.copies[j]-p.copyQuota[j]
+	// Candidate givers: every node above its floor, the furthest above
+	// first; the partitions each holds, untouched and with nothing in flight.
+	var givers []int
+	isGiver := make([]bool, n)
+	for i, nd := range p.nodes {
+		if nd.take && p.copies[i] > lo[i] {
+			givers = append(givers, i)
+			isGiver[i] = true
+		}
+	}
+	sort.SliceStable(givers, func(a, b int) bool {
+		i, j := givers[a], givers[b]
+		ei, ej := p.copies[i]-hi[i], p.copies[j]-hi[j]
 		if ei != ej {
 			return ei > ej
 		}
 		return p.nodes[i].id < p.nodes[j].id
 	})
-	isOver := make([]bool, len(p.nodes))
-	for _, i := range over {
-		isOver[i] = true
+	lists := make([][]int32, n)
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if p.touched[pi] || len(part.Migrations) > 0 {
+			continue
+		}
+		if i, ok := p.idx[part.Primary]; ok && isGiver[i] {
+			lists[i] = append(lists[i], int32(pi))
+		}
+		for _, h := range part.Replicas {
+			if i, ok := p.idx[h]; ok && isGiver[i] {
+				lists[i] = append(lists[i], int32(pi))
+			}
+		}
 	}
-	// The partitions each over node holds, untouched and with nothing in
-	// flight, in partition order.
-	lists := make([][]int32, len(p.nodes))
+	// Phases: straight from above-band to below-band; then what is left
+	// above its band to nodes below their ceil; then nodes below their band
+	// from nodes above their floor.
+	type phase struct{ give, take func(i int) bool }
+	phases := []phase{
+		{func(i int) bool { return p.copies[i] > hi[i] }, func(i int) bool { return p.copies[i] < lo[i] }},
+		{func(i int) bool { return p.copies[i] > hi[i] }, func(i int) bool { return p.copies[i] < hi[i] }},
+		{func(i int) bool { return p.copies[i] > lo[i] }, func(i int) bool { return p.copies[i] < lo[i] }},
+	}
+	for _, ph := range phases {
+		var takers []int
+		for i, nd := range p.nodes {
+			if nd.take && ph.take(i) {
+				takers = append(takers, i)
+			}
+		}
+		if len(takers) == 0 {
+			continue
+		}
+		for _, a := range givers {
+			for _, pi := range lists[a] {
+				if !ph.give(a) || !p.budgetLeft() {
+					break
+				}
+				if p.touched[pi] {
+					continue
+				}
+				part := &p.c.Partitions[pi]
+				src, srcID := p.sourceFor(part)
+				copies, covered := p.zoneCounts(part, p.nodes[a].id)
+				b := -1
+				for _, u := range takers {
+					if !ph.take(u) || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) {
+						continue
+					}
+					if b < 0 || p.lessLoaded(u, b, int(pi)) {
+						b = u
+					}
+				}
+				if b < 0 {
+					continue
+				}
+				na, nb := p.nodes[a], p.nodes[b]
+				reasons := []string{
+					fmt.Sprintf("%s holds %d copies (share %.1f)", na.id, p.copies[a], p.copyShare[a]),
+					fmt.Sprintf("%s holds %d copies (share %.1f)", nb.id, p.copies[b], p.copyShare[b]),
+				}
+				p.startMigration(part, b, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+			}
+		}
+	}
+	p.rebalanceChains(lo, hi)
+}
+
+// rebalanceChains handles what direct moves cannot: a node outside its band
+// whose partitions are all already held by every node on the other side of
+// the imbalance. It moves one copy of partition p from a to an in-band
+// node x and one copy of another partition q from x to b (two moves for
+// one unit, so only when no direct move exists).
+func (p *planner) rebalanceChains(lo, hi []int) {
+	n := len(p.nodes)
+	lists := make([][]int32, n)
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
 		if p.touched[pi] || len(part.Migrations) > 0 {
 			continue
 		}
 		for _, h := range part.Holders() {
-			if i, ok := p.idx[h]; ok && isOver[i] {
+			if i, ok := p.idx[h]; ok && p.nodes[i].take {
 				lists[i] = append(lists[i], int32(pi))
 			}
 		}
 	}
-	for _, a := range over {
-		for _, pi := range lists[a] {
-			if p.copies[a] <= p.copyQuota[a] || !p.budgetLeft() {
-				break
-			}
-			if p.touched[pi] {
-				continue
-			}
+	// find returns an untouched partition from's list that to may take
+	// from from.
+	find := func(from, to int) int32 {
+		for _, pi := range lists[from] {
 			part := &p.c.Partitions[pi]
-			src, srcID := p.sourceFor(part)
-			copies, covered := p.zoneCounts(part, p.nodes[a].id)
-			b := -1
-			for _, u := range under {
-				if p.copies[u] >= p.copyQuota[u] || part.Holds(p.nodes[u].id) || !p.budget(u, src) {
-					continue
-				}
-				if !p.zoneOK(u, copies, covered) {
-					continue
-				}
-				if b < 0 || p.lessLoaded(u, b, int(pi)) {
-					b = u
-				}
-			}
-			if b < 0 {
+			if p.touched[pi] || part.Holds(p.nodes[to].id) {
 				continue
 			}
-			na, nb := p.nodes[a], p.nodes[b]
-			reasons := []string{
-				fmt.Sprintf("%s holds %d > quota %d (share %.1f)", na.id, p.copies[a], p.copyQuota[a], p.copyShare[a]),
-				fmt.Sprintf("%s holds %d < quota %d (share %.1f)", nb.id, p.copies[b], p.copyQuota[b], p.copyShare[b]),
+			src, _ := p.sourceFor(part)
+			if !p.budget(to, src) {
+				continue
 			}
-			p.startMigration(part, b, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+			copies, covered := p.zoneCounts(part, p.nodes[from].id)
+			if p.zoneOK(to, copies, covered) {
+				return pi
+			}
+		}
+		return -1
+	}
+	move := func(pi int32, from, to int, why string) {
+		part := &p.c.Partitions[pi]
+		src, srcID := p.sourceFor(part)
+		p.startMigration(part, to, src, srcID, p.nodes[from].id, PriorityRebalanceReplica, []string{
+			fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[from].id, p.copies[from], p.copyShare[from]),
+			fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[to].id, p.copies[to], p.copyShare[to]), why})
+	}
+	for progress := true; progress && p.budgetLeft(); {
+		progress = false
+		anyOver, anyUnder := false, false
+		for i, nd := range p.nodes {
+			if nd.take {
+				anyOver = anyOver || p.copies[i] > hi[i]
+				anyUnder = anyUnder || p.copies[i] < lo[i]
+			}
+		}
+		if !anyOver && !anyUnder {
+			return
+		}
+		for a := 0; a < n && !progress; a++ {
+			if !p.nodes[a].take || !(p.copies[a] > hi[a] || !anyOver && p.copies[a] > lo[a]) {
+				continue
+			}
+			for b := 0; b < n && !progress; b++ {
+				if !p.nodes[b].take || !(p.copies[b] < lo[b] || !anyUnder && p.copies[b] < hi[b]) {
+					continue
+				}
+				for x := 0; x < n && !progress; x++ {
+					if x == a || x == b || !p.nodes[x].take {
+						continue
+					}
+					q := find(x, b)
+					if q < 0 {
+						continue
+					}
+					p.touched[q] = true // keep find(a, x) off q
+					pp := find(a, x)
+					p.touched[q] = false
+					if pp < 0 {
+						continue
+					}
+					why := fmt.Sprintf("chain %s→%s→%s: no direct move", p.nodes[a].id, p.nodes[x].id, p.nodes[b].id)
+					move(pp, a, x, why)
+					move(q, x, b, why)
+					progress = true
+				}
+			}
 		}
 	}
 }
 
-// rebalancePrimaries moves primary roles from nodes above their primary
-// quota to nodes below it by promotions along augmenting paths: a path
-// u0 → u1 → … → um promotes u1 in a partition u0 leads, u2 in one u1 leads,
-// and so on, so only u0 loses a primary and only um gains one. Each path
-// strictly reduces the imbalance; promotions cost no copy.
+// rebalancePrimaries moves primary roles between nodes outside their
+// primary bands by promotions along augmenting paths: a path u0 → u1 → … →
+// um promotes u1 in a partition u0 leads, u2 in one u1 leads, and so on, so
+// only u0 loses a primary and only um gains one. Paths are searched with
+// the same phases as copies; promotions cost no copy.
 func (p *planner) rebalancePrimaries() {
 	n := len(p.nodes)
-	over, under := false, false
+	lo, hi := make([]int, n), make([]int, n)
 	for i, nd := range p.nodes {
-		if !nd.lead {
-			continue
-		}
-		if p.prims[i] > p.primQuota[i] {
-			over = true
-		} else if p.prims[i] < p.primQuota[i] {
-			under = true
+		if nd.lead {
+			lo[i], hi[i] = band(p.primShare[i], p.held[i])
 		}
 	}
-	if !over || !under {
-		return
-	}
-	// pairs[u*n+v]: partitions led by u with v as a replica that may lead.
-	pairs := make([][]int32, n*n)
-	for pi := range p.c.Partitions {
-		part := &p.c.Partitions[pi]
-		if p.touched[pi] {
-			continue
-		}
-		u, ok := p.idx[part.Primary]
-		if !ok || !p.nodes[u].lead {
-			continue
-		}
-		for _, r := range part.Replicas {
-			if v, ok := p.idx[r]; ok && p.nodes[v].lead {
-				pairs[u*n+v] = append(pairs[u*n+v], int32(pi))
-			}
-		}
-	}
-	cursor := make([]int, n*n)
+	var pairs [][]int32
+	var cursor []int
 	avail := func(u, v int) int32 {
 		l := pairs[u*n+v]
 		for cursor[u*n+v] < len(l) && p.touched[l[cursor[u*n+v]]] {
@@ -1020,29 +1156,73 @@ func (p *planner) rebalancePrimaries() {
 	parent := make([]int, n)
 	queue := make([]int, 0, n)
 	for {
-		for i := range parent {
-			parent[i] = -2
-		}
-		queue = queue[:0]
+		anyOver, anyUnder := false, false
 		for i, nd := range p.nodes {
-			if nd.lead && p.prims[i] > p.primQuota[i] {
-				parent[i] = -1
-				queue = append(queue, i)
+			if nd.lead {
+				anyOver = anyOver || p.prims[i] > hi[i]
+				anyUnder = anyUnder || p.prims[i] < lo[i]
+			}
+		}
+		if !anyOver && !anyUnder {
+			return
+		}
+		// Phases as for copies: above-band straight to below-band first,
+		// then whichever side is outside its band with the other side's
+		// in-band nodes.
+		phases := [][2]func(i int) bool{
+			{func(i int) bool { return p.prims[i] > hi[i] }, func(i int) bool { return p.prims[i] < lo[i] }},
+			{func(i int) bool { return p.prims[i] > hi[i] }, func(i int) bool { return p.prims[i] < hi[i] }},
+			{func(i int) bool { return p.prims[i] > lo[i] }, func(i int) bool { return p.prims[i] < lo[i] }},
+		}
+		if pairs == nil {
+			// pairs[u*n+v]: partitions led by u with v as a replica that may lead.
+			pairs = make([][]int32, n*n)
+			cursor = make([]int, n*n)
+			for pi := range p.c.Partitions {
+				part := &p.c.Partitions[pi]
+				if p.touched[pi] {
+					continue
+				}
+				u, ok := p.idx[part.Primary]
+				if !ok || !p.nodes[u].lead {
+					continue
+				}
+				for _, r := range part.Replicas {
+					if v, ok := p.idx[r]; ok && p.nodes[v].lead {
+						pairs[u*n+v] = append(pairs[u*n+v], int32(pi))
+					}
+				}
 			}
 		}
 		end := -1
-		for h := 0; h < len(queue) && end < 0; h++ {
-			u := queue[h]
-			for v := 0; v < n; v++ {
-				if parent[v] != -2 || !p.nodes[v].lead || avail(u, v) < 0 {
-					continue
+		for _, ph := range phases {
+			give, take := ph[0], ph[1]
+			for i := range parent {
+				parent[i] = -2
+			}
+			queue = queue[:0]
+			for i, nd := range p.nodes {
+				if nd.lead && give(i) {
+					parent[i] = -1
+					queue = append(queue, i)
 				}
-				parent[v] = u
-				if p.prims[v] < p.primQuota[v] {
-					end = v
-					break
+			}
+			for h := 0; h < len(queue) && end < 0; h++ {
+				u := queue[h]
+				for v := 0; v < n; v++ {
+					if parent[v] != -2 || !p.nodes[v].lead || avail(u, v) < 0 {
+						continue
+					}
+					parent[v] = u
+					if take(v) {
+						end = v
+						break
+					}
+					queue = append(queue, v)
 				}
-				queue = append(queue, v)
+			}
+			if end >= 0 {
+				break
 			}
 		}
 		if end < 0 {
@@ -1052,23 +1232,24 @@ func (p *planner) rebalancePrimaries() {
 		for parent[first] >= 0 {
 			first = parent[first]
 		}
+		reasons := []string{
+			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[first].id, p.prims[first], p.primShare[first]),
+			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[end].id, p.prims[end], p.primShare[end]),
+		}
 		for v := end; parent[v] >= 0; v = parent[v] {
 			u := parent[v]
 			pi := avail(u, v)
 			part := &p.c.Partitions[pi]
-			reasons := []string{fmt.Sprintf("%s leads %d > quota %d (share %.1f)", p.nodes[first].id, p.prims[first], p.primQuota[first], p.primShare[first]),
-				fmt.Sprintf("%s leads %d < quota %d (share %.1f)", p.nodes[end].id, p.prims[end], p.primQuota[end], p.primShare[end])}
+			r := reasons
 			if v != end || u != first {
-				reasons = append(reasons, fmt.Sprintf("step %s→%s of a chain", u2s(p, u), u2s(p, v)))
+				r = append(append([]string(nil), reasons...), fmt.Sprintf("step %s→%s of a chain", p.nodes[u].id, p.nodes[v].id))
 			}
-			p.emit(Action{Kind: ActionPromote, Partition: int(pi), Epoch: part.Epoch, Node: p.nodes[v].id, Priority: PriorityRebalancePrimary, Reasons: reasons})
+			p.emit(Action{Kind: ActionPromote, Partition: int(pi), Epoch: part.Epoch, Node: p.nodes[v].id, Priority: PriorityRebalancePrimary, Reasons: r})
 		}
 		p.prims[first]--
 		p.prims[end]++
 	}
 }
-
-func u2s(p *planner, i int) string { return p.nodes[i].id }
 
 // hashString is FNV-1a, used only to derive seeded tie-breaks from IDs.
 func hashString(s string) uint64 {
