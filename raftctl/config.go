@@ -1,0 +1,179 @@
+// Package raftctl runs Steward's replicated state: hashicorp/raft with
+// raft-boltdb for the log, a file snapshot store, a TCP transport, and a
+// finite state machine over failover.Cluster.
+//
+// The package knows nothing about gossip or HTTP. The agent (cmd/agent) decides
+// who bootstraps, adds and promotes servers, and forwards writes from
+// followers to the leader's HTTP API, where they enter through ApplyEncoded.
+package raftctl
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// Config configures a Node. Start from DefaultConfig and override fields.
+type Config struct {
+	// ServerID is this server's raft ID. It must be unique in the cluster and
+	// stable across restarts that keep the data dir. A server that comes back
+	// with an empty data dir should use a new ID (see DESIGN.md, Traps: a
+	// removed server that restarts with its old state keeps asking for votes).
+	ServerID string
+
+	// BindAddr is the host:port the raft TCP transport listens on. Port 0
+	// picks a free port; Addr reports the one chosen, and that actual address
+	// is what other servers are told unless AdvertiseAddr says otherwise.
+	BindAddr string
+
+	// AdvertiseAddr, if set, is the host:port other servers use to reach
+	// this one (e.g. when binding 0.0.0.0). A port of 0 means "the port
+	// actually bound". When empty, the bound address is advertised, which
+	// must then be a specific IP, not 0.0.0.0.
+	AdvertiseAddr string
+
+	// DataDir holds raft's state under DataDir/raft: raft.db (the bbolt log
+	// and stable store) and snapshots/. Ignored when InMemory is set.
+	DataDir string
+
+	// InMemory keeps the log, stable store and snapshots in memory (raft's
+	// InmemStore and InmemSnapshotStore). For tests and `agent dev`; all
+	// state is lost on Shutdown. The transport is still real TCP.
+	InMemory bool
+
+	// Logger receives raft's, the transport's and the snapshot store's logs.
+	// Nil discards them.
+	Logger hclog.Logger
+
+	// HeartbeatTimeout is how long a follower goes without hearing from the
+	// leader before it starts an election (randomised up to twice this).
+	HeartbeatTimeout time.Duration
+
+	// ElectionTimeout is how long a candidate waits for votes before it
+	// starts a new election (randomised up to twice this).
+	ElectionTimeout time.Duration
+
+	// LeaderLeaseTimeout is how long a leader stays leader without
+	// contact from a quorum before it steps down. Must not exceed
+	// HeartbeatTimeout.
+	LeaderLeaseTimeout time.Duration
+
+	// CommitTimeout bounds how long a follower may wait to learn a new
+	// commit index when there is no other traffic: the leader sends an
+	// AppendEntries at least this often. Lower means followers apply sooner,
+	// at the cost of more idle traffic.
+	CommitTimeout time.Duration
+
+	// SnapshotThreshold is how many log entries since the last snapshot make
+	// raft take a new one (checked every SnapshotInterval).
+	SnapshotThreshold uint64
+
+	// SnapshotInterval is how often raft checks whether to snapshot
+	// (randomised up to twice this, so servers do not snapshot together).
+	SnapshotInterval time.Duration
+
+	// TrailingLogs is how many log entries are kept after a snapshot, so a
+	// slightly lagging follower can catch up from the log instead of
+	// receiving a whole snapshot.
+	TrailingLogs uint64
+
+	// ApplyTimeout bounds how long Apply, ApplyEncoded and membership
+	// changes wait to enqueue their entry on the leader.
+	ApplyTimeout time.Duration
+
+	// TransportTimeout is the I/O deadline of the TCP transport's RPCs
+	// (snapshot installs use a longer, size-scaled deadline internally).
+	TransportTimeout time.Duration
+
+	// MaxPool is how many idle outbound connections the transport keeps per
+	// peer.
+	MaxPool int
+
+	// SnapshotRetain is how many snapshots the file snapshot store keeps.
+	// Keeping two means a corrupt newest snapshot still leaves an older one
+	// to start from.
+	SnapshotRetain int
+}
+
+// Timings measured against the environments they are meant for. The LAN
+// values are raft's own defaults, which Consul and Nomad run on: a 1 s
+// heartbeat timeout detects a dead leader in 1-2 s while tolerating GC pauses
+// and busy hosts. Loopback has no network latency, so a third of that is
+// still far above the round trip, and it makes elections (and tests) fast.
+const (
+	lanHeartbeatTimeout   = time.Second
+	lanElectionTimeout    = time.Second
+	lanLeaderLeaseTimeout = 500 * time.Millisecond
+	lanCommitTimeout      = 50 * time.Millisecond
+
+	loopbackHeartbeatTimeout   = 300 * time.Millisecond
+	loopbackElectionTimeout    = 300 * time.Millisecond
+	loopbackLeaderLeaseTimeout = 150 * time.Millisecond
+	loopbackCommitTimeout      = 10 * time.Millisecond
+)
+
+// DefaultConfig returns a configuration suited to a LAN, logging to stderr.
+// ServerID and BindAddr still have to be set, and DataDir unless InMemory.
+func DefaultConfig() *Config {
+	return &Config{
+		BindAddr:           "127.0.0.1:0",
+		Logger:             hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: os.Stderr}),
+		HeartbeatTimeout:   lanHeartbeatTimeout,
+		ElectionTimeout:    lanElectionTimeout,
+		LeaderLeaseTimeout: lanLeaderLeaseTimeout,
+		CommitTimeout:      lanCommitTimeout,
+		SnapshotThreshold:  8192,
+		SnapshotInterval:   2 * time.Minute,
+		TrailingLogs:       10240,
+		ApplyTimeout:       10 * time.Second,
+		TransportTimeout:   10 * time.Second,
+		MaxPool:            3,
+		SnapshotRetain:     2,
+	}
+}
+
+// UseLoopbackTimings switches c to timings for servers that all run on one
+// host (tests, `agent dev`, `agent demo`): heartbeat and election timeouts of
+// 300 ms, a 150 ms leader lease and a 10 ms commit timeout. Do not use them
+// across a real network: a busy host would see spurious elections.
+func (c *Config) UseLoopbackTimings() {
+	c.HeartbeatTimeout = loopbackHeartbeatTimeout
+	c.ElectionTimeout = loopbackElectionTimeout
+	c.LeaderLeaseTimeout = loopbackLeaderLeaseTimeout
+	c.CommitTimeout = loopbackCommitTimeout
+}
+
+// validate checks what raft.ValidateConfig does not.
+func (c *Config) validate() error {
+	if c.ServerID == "" {
+		return errors.New("raftctl: ServerID is required")
+	}
+	if c.BindAddr == "" {
+		return errors.New("raftctl: BindAddr is required")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("raftctl: BindAddr %q: %w", c.BindAddr, err)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("raftctl: AdvertiseAddr %q: %w", c.AdvertiseAddr, err)
+		}
+	}
+	if !c.InMemory && c.DataDir == "" {
+		return errors.New("raftctl: DataDir is required unless InMemory is set")
+	}
+	if c.ApplyTimeout <= 0 {
+		return errors.New("raftctl: ApplyTimeout must be positive")
+	}
+	if c.TransportTimeout <= 0 {
+		return errors.New("raftctl: TransportTimeout must be positive")
+	}
+	if c.SnapshotRetain < 1 {
+		return errors.New("raftctl: SnapshotRetain must be at least 1")
+	}
+	return nil
+}

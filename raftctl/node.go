@@ -1,0 +1,579 @@
+package raftctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"github.com/steward-dev/steward/failover"
+	"go.etcd.io/bbolt"
+)
+
+var (
+	// ErrNotLeader is returned by writes and membership changes on a server
+	// that is not the leader (or is handing leadership over). The caller
+	// forwards the write to the leader named by Leader.
+	ErrNotLeader = errors.New("raftctl: not leader")
+	// ErrShutdown is returned by calls on a Node that has been shut down.
+	ErrShutdown = errors.New("raftctl: node is shut down")
+	// ErrUnknownServer is returned by Promote and Demote for an ID that is
+	// not in the raft configuration.
+	ErrUnknownServer = errors.New("raftctl: unknown server")
+	// ErrLeaderSelf is returned when the leader is asked to remove or demote
+	// itself: it must transfer leadership first (see TransferLeadership).
+	ErrLeaderSelf = errors.New("raftctl: the leader cannot remove or demote itself; transfer leadership first")
+)
+
+// logCacheSize is how many recent log entries are kept in memory in front of
+// bbolt, so replication to followers rarely reads the disk.
+const logCacheSize = 512
+
+// waitPollInterval is how often the wait functions recheck raft's indexes,
+// which raft does not signal (no-op and barrier entries never reach the FSM).
+const waitPollInterval = 10 * time.Millisecond
+
+// Server is one member of the raft configuration.
+type Server struct {
+	// ID is the raft server ID.
+	ID string `json:"id"`
+	// Address is the host:port of its raft transport.
+	Address string `json:"address"`
+	// Voter is true for a voter, false for a non-voter.
+	Voter bool `json:"voter"`
+}
+
+// Node is one raft server with Steward's FSM.
+//
+// Raft traps worth knowing (DESIGN.md, Traps):
+//   - raft's ShutdownOnRemove is left at its default (true): a server removed
+//     from the configuration shuts its raft down. So the leader must never
+//     remove itself; it transfers leadership and lets the new leader remove
+//     it. Remove and Demote refuse to act on the leader itself.
+//   - After a restart the FSM replays asynchronously: call WaitCaughtUp before
+//     serving the state.
+type Node struct {
+	cfg       *Config
+	logger    hclog.Logger
+	raft      *raft.Raft
+	fsm       *fsm
+	logs      raft.LogStore
+	transport *raft.NetworkTransport
+	bolt      *raftboltdb.BoltStore // nil when InMemory
+	hasState  bool
+
+	changes       <-chan struct{}
+	cancelChanges func()
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+	shutdownCh   chan struct{}
+}
+
+// New opens the stores, starts the TCP transport and raft. It does not
+// bootstrap: call HasState and Bootstrap, or wait to be added by a leader.
+func New(cfg *Config) (n *Node, err error) {
+	if cfg == nil {
+		return nil, errors.New("raftctl: nil config")
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+
+	// Everything opened so far is closed again if a later step fails.
+	var closers []io.Closer
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i].Close()
+			}
+		}
+	}()
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+		bolt   *raftboltdb.BoltStore
+	)
+	if cfg.InMemory {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		dir := filepath.Join(cfg.DataDir, "raft")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("raftctl: create %s: %w", dir, err)
+		}
+		bolt, err = raftboltdb.New(raftboltdb.Options{
+			Path: filepath.Join(dir, "raft.db"),
+			BoltOptions: &bbolt.Options{
+				// Fail instead of hanging when another process holds the
+				// file lock (a second agent on the same data dir).
+				Timeout: time.Second,
+				// The freelist is rebuilt on open rather than written on
+				// every commit: fewer bytes per fsync, as Consul does.
+				NoFreelistSync: true,
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("raftctl: open %s: %w", filepath.Join(dir, "raft.db"), err)
+		}
+		closers = append(closers, bolt)
+		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		if err != nil {
+			return nil, fmt.Errorf("raftctl: log cache: %w", err)
+		}
+		logs, stable = cached, bolt
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, logger.Named("snapshots"))
+		if err != nil {
+			return nil, fmt.Errorf("raftctl: snapshot store: %w", err)
+		}
+	}
+
+	hasState, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("raftctl: read existing state: %w", err)
+	}
+
+	stream, err := listenTCP(cfg.BindAddr, cfg.AdvertiseAddr)
+	if err != nil {
+		return nil, err
+	}
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  stream,
+		MaxPool: cfg.MaxPool,
+		Timeout: cfg.TransportTimeout,
+		Logger:  logger.Named("transport"),
+	})
+	closers = append(closers, transport)
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ServerID)
+	rc.Logger = logger
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// Group commit: concurrent applies share one log write and one fsync.
+	rc.BatchApplyCh = true
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("raftctl: %w", err)
+	}
+
+	f := newFSM()
+	r, err := raft.NewRaft(rc, f, logs, stable, snaps, transport)
+	if err != nil {
+		return nil, fmt.Errorf("raftctl: start raft: %w", err)
+	}
+
+	n = &Node{
+		cfg:        cfg,
+		logger:     logger,
+		raft:       r,
+		fsm:        f,
+		logs:       logs,
+		transport:  transport,
+		bolt:       bolt,
+		hasState:   hasState,
+		shutdownCh: make(chan struct{}),
+	}
+	n.changes, n.cancelChanges = f.changes.subscribe()
+	return n, nil
+}
+
+// HasState reports whether raft found existing state (log, term or
+// snapshots) when the node was opened. A node with state must not be
+// bootstrapped again; it resumes its cluster.
+func (n *Node) HasState() bool { return n.hasState }
+
+// ID is this server's raft ID.
+func (n *Node) ID() string { return n.cfg.ServerID }
+
+// Addr is the transport's advertised address: with a bind port of 0, the
+// port actually bound. This is the address to give Bootstrap and AddNonvoter.
+func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
+
+// Bootstrap forms a new cluster with servers as its first configuration.
+// Every server of a new cluster may call it with the same list (the list is
+// sorted by ID first, so order does not matter); raft makes it a no-op on a
+// server that already has state, and that case returns nil. If this server is
+// in the list, its address there must be Addr().
+func (n *Node) Bootstrap(servers []Server) error {
+	if len(servers) == 0 {
+		return errors.New("raftctl: bootstrap needs at least one server")
+	}
+	sorted := append([]Server(nil), servers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	var conf raft.Configuration
+	for _, s := range sorted {
+		if s.ID == n.cfg.ServerID && s.Address != n.Addr() {
+			return fmt.Errorf("raftctl: bootstrap lists this server %q at %s, but it is at %s", s.ID, s.Address, n.Addr())
+		}
+		conf.Servers = append(conf.Servers, raft.Server{
+			ID:       raft.ServerID(s.ID),
+			Address:  raft.ServerAddress(s.Address),
+			Suffrage: suffrage(s.Voter),
+		})
+	}
+	err := n.raft.BootstrapCluster(conf).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("raftctl: bootstrap: %w", err)
+	}
+	return nil
+}
+
+func suffrage(voter bool) raft.ServerSuffrage {
+	if voter {
+		return raft.Voter
+	}
+	return raft.Nonvoter
+}
+
+// Apply proposes cmd and waits until it is committed and applied here. It
+// returns ErrNotLeader on a follower. An error from Cluster.Apply comes back
+// as the error (the entry is in the log, but it changed nothing on any
+// replica).
+func (n *Node) Apply(cmd failover.Command) (failover.Result, error) {
+	data, err := EncodeCommand(cmd)
+	if err != nil {
+		return failover.Result{}, err
+	}
+	return n.apply(data)
+}
+
+// ApplyEncoded is Apply for a command already encoded with EncodeCommand: the
+// leader's side of a write forwarded by a follower. Data that does not decode
+// is refused before it reaches the log.
+func (n *Node) ApplyEncoded(data []byte) (failover.Result, error) {
+	if _, err := DecodeCommand(data); err != nil {
+		return failover.Result{}, err
+	}
+	return n.apply(data)
+}
+
+func (n *Node) apply(data []byte) (failover.Result, error) {
+	switch n.raft.State() {
+	case raft.Leader:
+	case raft.Shutdown:
+		return failover.Result{}, ErrShutdown
+	default:
+		return failover.Result{}, ErrNotLeader
+	}
+	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		return failover.Result{}, mapRaftError(err)
+	}
+	resp, ok := f.Response().(*applyResponse)
+	if !ok {
+		return failover.Result{}, fmt.Errorf("raftctl: unexpected FSM response %T", f.Response())
+	}
+	return resp.result, resp.err
+}
+
+// mapRaftError turns raft's "not the leader" family into ErrNotLeader (while
+// keeping raft's error in the chain) and marks the rest as raftctl's.
+//
+// raft.ErrLeadershipLost deserves care: the entry may or may not commit
+// later. Steward's commands are compare-and-set on epochs, so a caller may
+// retry it safely against the new leader.
+func mapRaftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w: %w", ErrShutdown, err)
+	}
+	return fmt.Errorf("raftctl: %w", err)
+}
+
+// Read runs fn with the current state under a read lock. fn must be quick
+// (raft cannot apply while it runs), must not modify c, and must not keep
+// references into c after it returns; use Snapshot for a copy to keep.
+func (n *Node) Read(fn func(c *failover.Cluster)) {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	fn(n.fsm.cluster)
+}
+
+// Snapshot returns a deep copy of the current state.
+func (n *Node) Snapshot() *failover.Cluster {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	return n.fsm.cluster.Clone()
+}
+
+// Changes returns the node's change channel: it receives a signal after
+// every applied entry (or restored snapshot) that may have changed the state.
+// Signals coalesce (buffer of one) and are never blocked on, so a consumer
+// sees at least one signal after the last change but not one per change; it
+// should then look at the whole state (level-triggered). The channel is
+// shared: for several independent consumers, use Subscribe.
+func (n *Node) Changes() <-chan struct{} { return n.changes }
+
+// Subscribe returns a change channel of its own, with the semantics of
+// Changes, and a function that ends the subscription.
+func (n *Node) Subscribe() (<-chan struct{}, func()) { return n.fsm.changes.subscribe() }
+
+// LeadershipChanges returns raft's leader channel: true when this server
+// becomes leader, false when it stops being leader. It holds only the latest
+// value (raft overwrites an unread one), so raft never blocks on it and a
+// slow reader sees the current state rather than every transition. There is
+// one such channel per node: give it to one consumer.
+func (n *Node) LeadershipChanges() <-chan bool { return n.raft.LeaderCh() }
+
+// IsLeader reports whether this server is the leader now.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Leader returns the current leader's ID and address as far as this server
+// knows, or empty strings when there is none.
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// State is this server's raft state: "leader", "follower", "candidate" or
+// "shutdown".
+func (n *Node) State() string {
+	switch n.raft.State() {
+	case raft.Leader:
+		return "leader"
+	case raft.Candidate:
+		return "candidate"
+	case raft.Shutdown:
+		return "shutdown"
+	default:
+		return "follower"
+	}
+}
+
+// Stats are raft's counters for status pages and metrics.
+type Stats struct {
+	// State is as returned by Node.State.
+	State string `json:"state"`
+	// Term is the current raft term.
+	Term uint64 `json:"term"`
+	// LastIndex is the index of the last entry in the local log (or
+	// snapshot), committed or not.
+	LastIndex uint64 `json:"last_index"`
+	// CommitIndex is the highest index this server knows to be committed.
+	CommitIndex uint64 `json:"commit_index"`
+	// AppliedIndex is the index of the last entry the FSM has applied: the
+	// state Read and Snapshot show. Raft's no-op and barrier entries never
+	// reach the FSM, so it may sit a little below CommitIndex for good.
+	AppliedIndex uint64 `json:"applied_index"`
+	// LastContact is how long ago a follower last heard from the leader;
+	// 0 on the leader, -1 if the server never heard from one.
+	LastContact time.Duration `json:"last_contact"`
+}
+
+// Stats returns raft's counters.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		State:        n.State(),
+		Term:         n.raft.CurrentTerm(),
+		LastIndex:    n.raft.LastIndex(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.appliedIndex(),
+	}
+	switch last := n.raft.LastContact(); {
+	case n.raft.State() == raft.Leader:
+		s.LastContact = 0
+	case last.IsZero():
+		s.LastContact = -1
+	default:
+		s.LastContact = time.Since(last)
+	}
+	return s
+}
+
+// Barrier waits until every entry before it has been applied to the FSM;
+// only the leader can issue one. The leader calls it after it is elected, so
+// that the state it serves includes everything committed before.
+func (n *Node) Barrier(timeout time.Duration) error {
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return mapRaftError(err)
+	}
+	return nil
+}
+
+// TakeSnapshot makes raft snapshot the FSM now and compact its log, instead
+// of waiting for SnapshotThreshold. raft.ErrNothingNewToSnapshot is returned
+// (wrapped) when nothing was applied since the last snapshot.
+func (n *Node) TakeSnapshot() error {
+	if err := n.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("raftctl: snapshot: %w", err)
+	}
+	return nil
+}
+
+// WaitApplied waits until the FSM reflects every log entry up to index, or
+// ctx ends.
+func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
+	tick := time.NewTicker(waitPollInterval)
+	defer tick.Stop()
+	for {
+		// Take the channel before checking, so progress made between the
+		// check and the select still wakes us.
+		progressed := n.fsm.progressed()
+		if n.appliedThrough(index) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.shutdownCh:
+			return ErrShutdown
+		case <-progressed:
+		case <-tick.C:
+		}
+	}
+}
+
+// appliedThrough reports whether the FSM reflects every entry up to index.
+// Raft never hands no-op entries (one per new leader) or barriers to the
+// FSM, so the FSM's own index can stay below index forever; once raft has
+// dispatched index, the entries the FSM has not seen only matter if they are
+// commands or configuration changes.
+func (n *Node) appliedThrough(index uint64) bool {
+	done := n.fsm.appliedIndex()
+	if done >= index {
+		return true
+	}
+	if n.raft.AppliedIndex() < index {
+		return false
+	}
+	for i := index; i > done; i-- {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			// Compacted away: covered by a snapshot, which the FSM either
+			// took after applying it or restored.
+			return errors.Is(err, raft.ErrLogNotFound)
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitCaughtUp waits until the state this server serves is current. On the
+// leader that is a Barrier. On a follower it waits until it has heard from a
+// leader after the call began, takes the last index of its log at that point
+// (everything the leader had sent it) as the target, and waits until that
+// index is committed and applied; if meanwhile more than one replication
+// batch arrived (it is still receiving a backlog), it does another round.
+//
+// Why not the commit index: heartbeats carry none, so right after contact a
+// follower's commit index may still predate the call. Its log does not: an
+// entry the leader committed was in the logs of a quorum, and is sent to this
+// follower before anything newer.
+//
+// "Caught up" is therefore local and approximate for a follower that is
+// still far behind. To judge a server against the leader (e.g. before
+// promoting it), compare its applied index with the leader's, fetched from
+// each agent's /v1/status, or call WaitApplied with the leader's index.
+func (n *Node) WaitCaughtUp(ctx context.Context) error {
+	start := time.Now()
+	tick := time.NewTicker(waitPollInterval)
+	defer tick.Stop()
+	var target uint64 // 0 until a leader was heard from after start
+	for {
+		switch n.raft.State() {
+		case raft.Shutdown:
+			return ErrShutdown
+		case raft.Leader:
+			timeout := n.cfg.ApplyTimeout
+			if deadline, ok := ctx.Deadline(); ok {
+				timeout = time.Until(deadline)
+				if timeout <= 0 {
+					return context.DeadlineExceeded
+				}
+			}
+			err := n.Barrier(timeout)
+			if err == nil || !errors.Is(err, ErrNotLeader) {
+				return err
+			}
+			// Lost leadership meanwhile: wait as a follower.
+		default:
+			if target == 0 {
+				if id, _ := n.Leader(); id != "" && n.raft.LastContact().After(start) {
+					target = n.raft.LastIndex()
+				}
+			}
+			if target != 0 {
+				// A new leader may truncate uncommitted entries at the tail.
+				if last := n.raft.LastIndex(); last < target {
+					target = last
+				}
+				if n.raft.CommitIndex() >= target && n.appliedThrough(target) {
+					last := n.raft.LastIndex()
+					if last <= target+backlogBatch {
+						return nil
+					}
+					target = last
+				}
+			}
+		}
+		progressed := n.fsm.progressed()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.shutdownCh:
+			return ErrShutdown
+		case <-progressed:
+		case <-tick.C:
+		}
+	}
+}
+
+// backlogBatch is raft's default MaxAppendEntries: a follower whose log grew
+// by more than one batch while it waited is still catching up.
+const backlogBatch = 64
+
+// Shutdown stops raft, closes the transport and the stores. It is safe to
+// call more than once; later calls return the first call's result.
+func (n *Node) Shutdown() error {
+	n.shutdownOnce.Do(func() {
+		close(n.shutdownCh)
+		n.cancelChanges()
+		var errs []error
+		if err := n.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("raft: %w", err))
+		}
+		// Close pooled outbound connections too, so peers' handlers for
+		// them end now rather than at their next read deadline.
+		n.transport.CloseStreams()
+		if err := n.transport.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("transport: %w", err))
+		}
+		if n.bolt != nil {
+			if err := n.bolt.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("bolt: %w", err))
+			}
+		}
+		if len(errs) > 0 {
+			n.shutdownErr = fmt.Errorf("raftctl: shutdown: %w", errors.Join(errs...))
+		}
+	})
+	return n.shutdownErr
+}
