@@ -1,10 +1,3 @@
-// Package raftctl runs Steward's replicated state: hashicorp/raft with
-// raft-boltdb for the log, a file snapshot store, a TCP transport, and a
-// finite state machine over failover.Cluster.
-//
-// The package knows nothing about gossip or HTTP. The agent (cmd/agent) decides
-// who bootstraps, adds and promotes servers, and forwards writes from
-// followers to the leader's HTTP API, where they enter through ApplyEncoded.
 package raftctl
 
 import (

@@ -253,3 +253,24 @@ type memorySink struct {
 func (s *memorySink) ID() string    { return "memory" }
 func (s *memorySink) Close() error  { s.closed = true; return nil }
 func (s *memorySink) Cancel() error { s.cancelled = true; return nil }
+
+func TestEverySubscriberIsToldOfChangesUntilItCancels(t *testing.T) {
+	f := newFSM()
+	first, cancelFirst := f.changes.subscribe()
+	second, cancelSecond := f.changes.subscribe()
+	defer cancelSecond()
+
+	f.Apply(commandLog(t, 1, bootstrapCommand("a")))
+	if !drained(first) || !drained(second) {
+		t.Fatalf("not every subscriber was told of the change")
+	}
+	cancelFirst()
+	cancelFirst() // cancelling twice is harmless
+	f.Apply(commandLog(t, 2, upsertCommand("b", 2)))
+	if drained(first) {
+		t.Fatalf("a cancelled subscriber was still told")
+	}
+	if !drained(second) {
+		t.Fatalf("the remaining subscriber was not told")
+	}
+}

@@ -292,8 +292,10 @@ func (n *Node) apply(data []byte) (failover.Result, error) {
 // keeping raft's error in the chain) and marks the rest as raftctl's.
 //
 // raft.ErrLeadershipLost deserves care: the entry may or may not commit
-// later. Steward's commands are compare-and-set on epochs, so a caller may
-// retry it safely against the new leader.
+// later. Steward's commands are compare-and-set on epochs or idempotent, so
+// the caller may retry against the new leader; a retried bootstrap or member
+// removal that had in fact committed then reports
+// failover.ErrAlreadyBootstrapped or failover.ErrUnknownMember.
 func mapRaftError(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader),

@@ -1,0 +1,32 @@
+// Package raftctl runs Steward's replicated state: hashicorp/raft with
+// raft-boltdb for the log and stable store, a file snapshot store, a TCP
+// transport, and a finite state machine over failover.Cluster.
+//
+// The package knows nothing about gossip or HTTP; the agent (cmd/agent)
+// drives it:
+//
+//   - Start: New opens DataDir/raft and listens. If HasState is true the node
+//     resumes its cluster on its own: never bootstrap it again.
+//   - Form a cluster (-bootstrap-expect N): once N agents see each other,
+//     every one of them calls Bootstrap with the same N servers as voters.
+//     Exactly one cluster forms; a node that already has state ignores it.
+//   - Join: the leader calls AddNonvoter for a server that appears in gossip,
+//     then Promote for the ones PlanVoters picks once they are caught up. A
+//     server that comes back at a new address is re-added with the same call
+//     (its address is updated); see AddNonvoter for a new ID at an old
+//     address.
+//   - Write: Apply on the leader. A follower gets ErrNotLeader, encodes the
+//     command with EncodeCommand and forwards the bytes to the leader (named
+//     by Leader) over HTTP, where the leader calls ApplyEncoded.
+//   - Read: Read or Snapshot, after WaitCaughtUp on start (the FSM replays
+//     asynchronously after a restart); Changes or Subscribe to learn when to
+//     look again.
+//   - Leave: a leader calls TransferLeadership first; the new leader then
+//     calls Remove for it. Shutdown last.
+//
+// Every log entry and snapshot starts with an encoding version byte (1 =
+// JSON). A command that does not decode or that the model refuses changes
+// nothing, on every replica alike, and its error is returned to the caller of
+// Apply. Restore is all or nothing, so a corrupt snapshot never leaves half a
+// state (raft then falls back to an older snapshot).
+package raftctl
