@@ -77,7 +77,7 @@ type Config struct {
 	// EventBuffer is the capacity of the channel returned by Events. The
 	// delegate side never blocks whatever this is (events queue without
 	// bound in front of the channel); a bigger buffer only smooths bursts.
-	// Default 256.
+	// 0 means the default, 256.
 	EventBuffer int
 
 	// BroadcastTimeout bounds how long UpdateMeta waits for the metadata

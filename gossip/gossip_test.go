@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -35,16 +36,19 @@ func TestThreeNodesJoinAndSeeEachOthersMetadata(t *testing.T) {
 		}
 		// Every node reports the two others' joins and never its own.
 		for _, other := range ms {
-			evs := m.eventsAbout(other.nodeID)
 			if other == m {
-				if len(evs) != 0 {
+				if evs := m.eventsAbout(other.nodeID); len(evs) != 0 {
 					t.Errorf("%s: events about itself: %v", m.nodeID, evs)
 				}
 				continue
 			}
-			if indexOf(evs, EventJoin) < 0 {
-				t.Errorf("%s: no join event for %s, got %v", m.nodeID, other.nodeID, evs)
-			}
+			// The view changes before the event reaches the recorder.
+			eventually(t, 2*time.Second, func() error {
+				if evs := m.eventsAbout(other.nodeID); indexOf(evs, EventJoin) < 0 {
+					return fmt.Errorf("%s: no join event for %s, got %v", m.nodeID, other.nodeID, evs)
+				}
+				return nil
+			})
 		}
 	}
 	if addr := ms[0].Addr(); !strings.HasPrefix(addr, "127.0.0.1:") || strings.HasSuffix(addr, ":0") {
@@ -139,6 +143,9 @@ func TestGracefulLeaveIsSeenAsLeft(t *testing.T) {
 			if n, _ := m.Member("n3"); n.State != StateLeft {
 				return fmt.Errorf("%s: n3 is %q, want left; events %v", m.nodeID, n.State, m.eventsAbout("n3"))
 			}
+			if _, ok := m.lastEvent("n3", EventLeft); !ok {
+				return fmt.Errorf("%s: no left event yet: %v", m.nodeID, m.eventsAbout("n3"))
+			}
 			return nil
 		})
 		evs := m.eventsAbout("n3")
@@ -228,6 +235,10 @@ func TestSameIDAtNewAddressIsAcceptedOnceOldEntryIsDead(t *testing.T) {
 			if n.State != StateAlive || n.Addr != back.Addr() || n.Meta.Version != "restarted" {
 				return fmt.Errorf("%s: n3 is %+v, want alive at %s", m.nodeID, n, back.Addr())
 			}
+			ev, ok := m.lastEvent("n3", EventJoin)
+			if !ok || ev.Node.Addr != back.Addr() {
+				return fmt.Errorf("%s: no join event at the new address yet: %v", m.nodeID, m.eventsAbout("n3"))
+			}
 			return nil
 		})
 		count := 0
@@ -241,10 +252,6 @@ func TestSameIDAtNewAddressIsAcceptedOnceOldEntryIsDead(t *testing.T) {
 		}
 		if got := m.NumMembers(); got != 3 {
 			t.Errorf("%s: NumMembers %d, want 3", m.nodeID, got)
-		}
-		evs := m.eventsAbout("n3")
-		if last := evs[len(evs)-1]; last != EventJoin {
-			t.Errorf("%s: events about n3 %v, want a join last", m.nodeID, evs)
 		}
 	}
 }
@@ -409,5 +416,34 @@ func TestProfiles(t *testing.T) {
 	}
 	if lan.ProbeInterval != time.Second || lan.SuspicionMult != 4 {
 		t.Errorf("lan is not memberlist's DefaultLANConfig: %v, %d", lan.ProbeInterval, lan.SuspicionMult)
+	}
+}
+
+func TestSuspectThatAnswersAProbeIsAliveAgain(t *testing.T) {
+	ms := cluster(t, 2, nil)
+	a := ms[0]
+	// Feed a's log writer the line memberlist writes when a probe fails,
+	// as a busy machine would cause. n2 is in fact healthy, so a's next
+	// probe of it is answered.
+	w := &memberlistLog{next: io.Discard, onSuspect: a.observeSuspect}
+	if _, err := w.Write([]byte("[INFO] memberlist: Suspect n2 has failed, no acks received\n")); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := a.Member("n2"); n.State != StateSuspect {
+		t.Fatalf("n2 is %q after the suspect line, want suspect", n.State)
+	}
+	eventually(t, 5*time.Second, func() error {
+		evs := a.eventsAbout("n2")
+		s, al := indexOf(evs, EventSuspect), indexOf(evs, EventAlive)
+		if s < 0 || al < s {
+			return fmt.Errorf("want suspect then alive, saw %v", evs)
+		}
+		return nil
+	})
+	if n, _ := a.Member("n2"); n.State != StateAlive {
+		t.Errorf("n2 is %q, want alive", n.State)
+	}
+	if evs := a.eventsAbout("n2"); indexOf(evs, EventDead) >= 0 {
+		t.Errorf("a healthy node was reported dead: %v", evs)
 	}
 }
