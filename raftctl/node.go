@@ -440,6 +440,9 @@ func (n *Node) WaitApplied(ctx context.Context, index uint64) error {
 		if n.appliedThrough(index) {
 			return nil
 		}
+		if n.raft.State() == raft.Shutdown {
+			return ErrShutdown // our Shutdown, or raft's own on removal
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
