@@ -122,6 +122,10 @@ type nodeInfo struct {
 }
 
 type planner struct {
+	hbuf  []string // scratch for holders, so that the hot loops do not allocate
+	dead  []string // scratch for planCopies
+	needs int      // partitions that need a new copy (placed or not)
+
 	c     *Cluster
 	now   int64
 	seed  int64
@@ -161,7 +165,11 @@ func Plan(in PlanInput) []Action {
 		return nil
 	}
 	p.planPartitions(false)
-	p.rebalanceCopies()
+	if p.needs == 0 {
+		// Copies are still being restored: they go to the nodes below
+		// their share anyway, and rebalancing now would move copies twice.
+		p.rebalanceCopies()
+	}
 	if !p.copyWork {
 		p.rebalancePrimaries()
 	}
@@ -256,6 +264,16 @@ func newPlanner(c *Cluster, now, seed int64, lim Limits) *planner {
 	p.count()
 	p.computeQuotas()
 	return p
+}
+
+// holders is part.Holders() into a scratch buffer, valid until the next call.
+func (p *planner) holders(part *Partition) []string {
+	p.hbuf = p.hbuf[:0]
+	if part.Primary != "" {
+		p.hbuf = append(p.hbuf, part.Primary)
+	}
+	p.hbuf = append(p.hbuf, part.Replicas...)
+	return p.hbuf
 }
 
 func (p *planner) state(id string) (int, holderState) {
@@ -369,7 +387,7 @@ func (p *planner) computeQuotas() {
 	// Primaries: every partition with a copy on a leader-capable node.
 	total := 0
 	for pi := range p.c.Partitions {
-		for _, h := range p.c.Partitions[pi].Holders() {
+		for _, h := range p.holders(&p.c.Partitions[pi]) {
 			if i, ok := p.idx[h]; ok && p.nodes[i].lead {
 				total++
 				break
@@ -419,6 +437,30 @@ type need struct {
 	replaces string // holder the copy replaces ("" to add)
 	lead     bool   // the new copy must be able to lead
 	reasons  []string
+	// present, for replace and add needs whose reasons are only written
+	// once a target is found (most needs wait for budget; formatting their
+	// reasons up front would dominate the cost of a plan).
+	present int
+	kind    needKind
+}
+
+type needKind uint8
+
+const (
+	needOther needKind = iota
+	needReplace
+	needAdd
+)
+
+// reasonsOf writes a need's reasons.
+func (p *planner) reasonsOf(nd need) []string {
+	switch nd.kind {
+	case needReplace:
+		return []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.k)}
+	case needAdd:
+		return []string{fmt.Sprintf("missing copy: %d of %d", nd.present, p.k)}
+	}
+	return nd.reasons
 }
 
 // planPartitions walks the table once, in partition order, and plans each
@@ -439,6 +481,7 @@ func (p *planner) planPartitions(promotionsOnly bool) {
 	if promotionsOnly {
 		return
 	}
+	p.needs = len(needs)
 	sort.SliceStable(needs, func(i, j int) bool { return needs[i].priority > needs[j].priority })
 	for _, nd := range needs {
 		if !p.budgetLeft() {
@@ -592,8 +635,9 @@ func (p *planner) planMigrations(part *Partition) bool {
 // planCopies restores the copy count and zone spread of one partition.
 func (p *planner) planCopies(part *Partition, needs *[]need) {
 	live, present := 0, 0
-	var dead []string // holders to re-create: gone or leaving, not yet replaced
-	for _, h := range part.Holders() {
+	dead := p.dead[:0] // holders to re-create: gone or leaving, not yet replaced
+	defer func() { p.dead = dead[:0] }()
+	for _, h := range p.holders(part) {
 		_, st := p.state(h)
 		repl := len(part.Migrations) > 0 && p.replaced(part, h)
 		switch st {
@@ -620,11 +664,9 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 	deficit := p.k - present
 	switch {
 	case deficit > 0 && len(dead) > 0:
-		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0],
-			reasons: []string{fmt.Sprintf("replace %s (%s)", dead[0], p.describe(dead[0])), fmt.Sprintf("%d of %d copies", present, p.k)}})
+		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present})
 	case deficit > 0:
-		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit,
-			reasons: []string{fmt.Sprintf("missing copy: %d of %d", present, p.k)}})
+		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit, kind: needAdd, present: present})
 	case len(dead) > 0:
 		h := dead[0]
 		if h == part.Primary {
@@ -672,7 +714,7 @@ func (p *planner) zoneCounts(part *Partition, except string) (copies, covered in
 		p.zc[p.nodes[i].zone]++
 		copies++
 	}
-	for _, h := range part.Holders() {
+	for _, h := range p.holders(part) {
 		if h == except {
 			continue
 		}
@@ -823,7 +865,7 @@ func (p *planner) placeCopy(nd need) {
 			return
 		}
 	}
-	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(nd.reasons, reasons...))
+	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(p.reasonsOf(nd), reasons...))
 }
 
 func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces string, prio int, reasons []string) {
@@ -848,7 +890,7 @@ func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces st
 // unhealthy (the last resort of placeCopy).
 func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (int, []string) {
 	copies, covered := p.zoneCounts(part, except)
-	best, bestZone := -1, false
+	best, bestZone, zoneBlocked := -1, false, false
 	for i := range p.nodes {
 		nd := &p.nodes[i]
 		if unhealthy {
@@ -864,15 +906,18 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int,
 		if _, busy := part.MigrationTo(nd.id); busy {
 			continue
 		}
+		zok := p.zoneOK(i, copies, covered)
 		if !p.budget(i, src) {
+			// Throttled now; if it keeps the zones spread, wait for it
+			// rather than settle for a node that does not.
+			zoneBlocked = zoneBlocked || zok
 			continue
 		}
-		zok := p.zoneOK(i, copies, covered)
 		if best < 0 || zok && !bestZone || zok == bestZone && p.lessLoaded(i, best, part.ID) {
 			best, bestZone = i, zok
 		}
 	}
-	if best < 0 {
+	if best < 0 || !bestZone && zoneBlocked {
 		return -1, nil
 	}
 	nd := p.nodes[best]
@@ -994,6 +1039,7 @@ func (p *planner) rebalanceCopies() {
 		{func(i int) bool { return p.copies[i] > hi[i] }, func(i int) bool { return p.copies[i] < hi[i] }},
 		{func(i int) bool { return p.copies[i] > lo[i] }, func(i int) bool { return p.copies[i] < lo[i] }},
 	}
+	started := false
 	for _, ph := range phases {
 		var takers []int
 		for i, nd := range p.nodes {
@@ -1033,17 +1079,23 @@ func (p *planner) rebalanceCopies() {
 					fmt.Sprintf("%s holds %d copies (share %.1f)", nb.id, p.copies[b], p.copyShare[b]),
 				}
 				p.startMigration(part, b, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+				started = true
 			}
 		}
 	}
-	p.rebalanceChains(lo, hi)
+	if !started && p.inflight == 0 {
+		// Last resort, when no direct move exists at all.
+		p.rebalanceChains(lo, hi)
+	}
 }
 
 // rebalanceChains handles what direct moves cannot: a node outside its band
-// whose partitions are all already held by every node on the other side of
-// the imbalance. It moves one copy of partition p from a to an in-band
-// node x and one copy of another partition q from x to b (two moves for
-// one unit, so only when no direct move exists).
+// whose partitions cannot go to any node on the other side of the
+// imbalance (they already hold them, or the zone spread forbids it). It
+// searches, breadth first, a chain a → x1 → … → b where each step moves one
+// copy of a different partition, so that only a loses a copy and only b
+// gains one. A chain of m steps costs m copies for one unit of balance, so
+// it is only tried when no direct move exists.
 func (p *planner) rebalanceChains(lo, hi []int) {
 	n := len(p.nodes)
 	lists := make([][]int32, n)
@@ -1052,14 +1104,13 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 		if p.touched[pi] || len(part.Migrations) > 0 {
 			continue
 		}
-		for _, h := range part.Holders() {
+		for _, h := range p.holders(part) {
 			if i, ok := p.idx[h]; ok && p.nodes[i].take {
 				lists[i] = append(lists[i], int32(pi))
 			}
 		}
 	}
-	// find returns an untouched partition from's list that to may take
-	// from from.
+	// find returns an untouched partition of from's that to may take.
 	find := func(from, to int) int32 {
 		for _, pi := range lists[from] {
 			part := &p.c.Partitions[pi]
@@ -1077,15 +1128,8 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 		}
 		return -1
 	}
-	move := func(pi int32, from, to int, why string) {
-		part := &p.c.Partitions[pi]
-		src, srcID := p.sourceFor(part)
-		p.startMigration(part, to, src, srcID, p.nodes[from].id, PriorityRebalanceReplica, []string{
-			fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[from].id, p.copies[from], p.copyShare[from]),
-			fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[to].id, p.copies[to], p.copyShare[to]), why})
-	}
-	for progress := true; progress && p.budgetLeft(); {
-		progress = false
+	parent := make([]int, n)
+	for p.budgetLeft() {
 		anyOver, anyUnder := false, false
 		for i, nd := range p.nodes {
 			if nd.take {
@@ -1096,34 +1140,52 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 		if !anyOver && !anyUnder {
 			return
 		}
-		for a := 0; a < n && !progress; a++ {
-			if !p.nodes[a].take || !(p.copies[a] > hi[a] || !anyOver && p.copies[a] > lo[a]) {
-				continue
+		give := func(i int) bool { return p.copies[i] > hi[i] || !anyOver && p.copies[i] > lo[i] }
+		take := func(i int) bool { return p.copies[i] < lo[i] || !anyUnder && p.copies[i] < hi[i] }
+		for i := range parent {
+			parent[i] = -2
+		}
+		var queue []int
+		for i, nd := range p.nodes {
+			if nd.take && give(i) {
+				parent[i] = -1
+				queue = append(queue, i)
 			}
-			for b := 0; b < n && !progress; b++ {
-				if !p.nodes[b].take || !(p.copies[b] < lo[b] || !anyUnder && p.copies[b] < hi[b]) {
+		}
+		end := -1
+		for h := 0; h < len(queue) && end < 0; h++ {
+			u := queue[h]
+			for v := 0; v < n; v++ {
+				if parent[v] != -2 || !p.nodes[v].take || find(u, v) < 0 {
 					continue
 				}
-				for x := 0; x < n && !progress; x++ {
-					if x == a || x == b || !p.nodes[x].take {
-						continue
-					}
-					q := find(x, b)
-					if q < 0 {
-						continue
-					}
-					p.touched[q] = true // keep find(a, x) off q
-					pp := find(a, x)
-					p.touched[q] = false
-					if pp < 0 {
-						continue
-					}
-					why := fmt.Sprintf("chain %s→%s→%s: no direct move", p.nodes[a].id, p.nodes[x].id, p.nodes[b].id)
-					move(pp, a, x, why)
-					move(q, x, b, why)
-					progress = true
+				parent[v] = u
+				if take(v) {
+					end = v
+					break
 				}
+				queue = append(queue, v)
 			}
+		}
+		if end < 0 {
+			return
+		}
+		var steps [][2]int
+		for v := end; parent[v] >= 0; v = parent[v] {
+			steps = append(steps, [2]int{parent[v], v})
+		}
+		first := steps[len(steps)-1][0]
+		why := fmt.Sprintf("chain of %d moves from %s to %s: no direct move", len(steps), p.nodes[first].id, p.nodes[end].id)
+		for _, st := range steps {
+			pi := find(st[0], st[1])
+			if pi < 0 {
+				return // an earlier step of this chain took the partition
+			}
+			part := &p.c.Partitions[pi]
+			src, srcID := p.sourceFor(part)
+			p.startMigration(part, st[1], src, srcID, p.nodes[st[0]].id, PriorityRebalanceReplica, []string{
+				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[st[0]].id, p.copies[st[0]], p.copyShare[st[0]]),
+				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[st[1]].id, p.copies[st[1]], p.copyShare[st[1]]), why})
 		}
 	}
 }
