@@ -187,7 +187,10 @@ func (n *node) log() string {
 
 // tail returns the last lines of the node's whole log file.
 func (n *node) tail(lines int) string {
-	b, _ := os.ReadFile(n.dataDir + ".log")
+	b, err := os.ReadFile(n.dataDir + ".log")
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
 	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 	if len(all) > lines {
 		all = all[len(all)-lines:]

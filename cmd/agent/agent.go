@@ -20,6 +20,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
 	"github.com/steward-dev/steward/raftctl"
 )
 
@@ -43,6 +44,24 @@ type Agent struct {
 	httpSrv *http.Server
 	metrics *agentMetrics
 	client  *http.Client
+
+	// monitor confirms gossip's suspicions with probes (every agent runs
+	// one; only the leader acts on it). appChecker probes the app next to
+	// this agent; nil without -app-health-url.
+	monitor         *health.Monitor
+	appChecker      *health.AppChecker
+	appUnhealthy    atomic.Bool
+	electionTimeout time.Duration
+
+	// quorumLost is set while this agent has seen no leader for longer
+	// than the election timeout.
+	quorumLost atomic.Bool
+	// freezeReason is why automatic removals are frozen ("" when not).
+	freezeMu     sync.Mutex
+	freezeReason string
+	// events is the bounded log of decisions applied by this agent as
+	// leader (GET /v1/events).
+	events eventLog
 
 	// ready is set once this agent's state has caught up with the cluster;
 	// before that the partition table is not served.
@@ -113,6 +132,7 @@ func (a *Agent) Start() (err error) {
 	rc.DataDir = a.cfg.DataDir
 	rc.Logger = a.log.Named("raft")
 	applyRaftProfile(rc, a.cfg.Profile)
+	a.electionTimeout = rc.ElectionTimeout
 	a.raft, err = raftctl.New(rc)
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
@@ -137,6 +157,17 @@ func (a *Agent) Start() (err error) {
 		return fmt.Errorf("gossip: %w", err)
 	}
 
+	hc, err := a.healthConfig()
+	if err != nil {
+		return err
+	}
+	a.monitor = health.NewMonitor(hc, peerProber{a: a, client: health.NewProbeClient(hc.ProbeTimeout)}, health.SystemClock())
+	if a.cfg.AppHealthURL != "" {
+		ac := health.AppConfigFrom(hc)
+		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())
+		a.goLoop("app-health", a.appHealthLoop)
+	}
+
 	a.httpSrv = &http.Server{
 		Handler:           a.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -154,6 +185,8 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("leader", a.leaderLoop)
 	a.goLoop("readiness", a.readinessLoop)
 	a.goLoop("state-watch", a.stateWatchLoop)
+	a.goLoop("verdicts", a.verdictLoop)
+	a.goLoop("quorum", a.quorumLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),
@@ -205,6 +238,12 @@ func (a *Agent) Shutdown() error {
 			if err := a.gossip.Shutdown(); err != nil {
 				errs = append(errs, fmt.Errorf("gossip: %w", err))
 			}
+		}
+		if a.appChecker != nil {
+			a.appChecker.Close()
+		}
+		if a.monitor != nil {
+			a.monitor.Close()
 		}
 		a.wg.Wait()
 		if a.raft != nil {
@@ -316,6 +355,57 @@ func (a *Agent) localMeta() gossip.Meta {
 		Zone:     a.cfg.Zone,
 		Version:  Version,
 		Weight:   a.cfg.Weight,
+
+		AppUnhealthy: a.appUnhealthy.Load(),
+	}
+}
+
+// healthConfig is the failure detector's configuration: the profile's
+// timings with the flags' overrides.
+func (a *Agent) healthConfig() (health.Config, error) {
+	hc, err := health.ProfileConfig(a.cfg.Profile)
+	if err != nil {
+		return hc, usagef("-profile: %v", err)
+	}
+	hc.FailureThreshold = a.cfg.FailureThreshold
+	if a.cfg.ProbeInterval > 0 {
+		hc.ProbeInterval = a.cfg.ProbeInterval.D()
+		if hc.ProbeTimeout >= hc.ProbeInterval {
+			hc.ProbeTimeout = hc.ProbeInterval * 3 / 4
+		}
+	}
+	hc.MaxFailed = a.cfg.MaxFailed
+	if err := hc.Validate(); err != nil {
+		return hc, usagef("-probe-interval: %v", err)
+	}
+	return hc, nil
+}
+
+// appHealthLoop publishes the app's health in this node's gossip metadata;
+// the leader records it in the cluster state, and the planner moves
+// primaries away from a node whose app is unhealthy.
+func (a *Agent) appHealthLoop() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case t, ok := <-a.appChecker.Transitions():
+			if !ok {
+				return
+			}
+			a.appUnhealthy.Store(!t.Healthy)
+			if t.Healthy {
+				a.log.Info("app healthy again", "reason", t.Reason)
+				a.metrics.appHealthy.Set(1)
+			} else {
+				a.log.Warn("app unhealthy", "reason", t.Reason)
+				a.metrics.appHealthy.Set(0)
+			}
+			if err := a.gossip.UpdateMeta(a.localMeta()); err != nil {
+				a.log.Warn("publishing app health in gossip", "error", err)
+			}
+			a.kickLeader()
+		}
 	}
 }
 
@@ -352,6 +442,7 @@ func (a *Agent) gossipEventLoop() {
 				return
 			}
 			a.metrics.gossipEvents.WithLabelValues(ev.Type.String()).Inc()
+			a.observeGossip(ev)
 			a.log.Debug("gossip event", "type", ev.Type.String(), "peer", ev.Node.ID, "addr", ev.Node.Addr)
 			a.kickLeader()
 		}

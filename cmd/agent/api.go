@@ -14,6 +14,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
 	"github.com/steward-dev/steward/raftctl"
 )
 
@@ -44,6 +45,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	mux.HandleFunc("GET /v1/members", a.handleMembers)
 	mux.HandleFunc("GET /v1/partitions", a.handlePartitions)
+	mux.HandleFunc("GET /v1/raft", a.handleRaft)
+	mux.HandleFunc("GET /v1/plan", a.handlePlan)
+	mux.HandleFunc("GET /v1/events", a.handleEvents)
+	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
 	mux.HandleFunc("POST /v1/internal/apply", a.requireToken(a.handleInternalApply))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -88,6 +93,15 @@ type statusResponse struct {
 	Members      int    `json:"members"`
 	Partitions   int    `json:"partitions"`
 	Version      string `json:"version"`
+	// Quorum is "ok", or "lost" while no leader has been seen for longer
+	// than the election timeout (then nothing is removed).
+	Quorum string `json:"quorum"`
+	// Maintenance is the cluster-wide manual freeze.
+	Maintenance bool `json:"maintenance"`
+	// RemovalsFrozen says why automatic removals are frozen, if they are.
+	RemovalsFrozen string `json:"removals_frozen,omitempty"`
+	// AppHealthy is this node's app's health (true without a health URL).
+	AppHealthy bool `json:"app_healthy"`
 }
 
 func (a *Agent) status() statusResponse {
@@ -103,12 +117,18 @@ func (a *Agent) status() statusResponse {
 		RaftHasState: a.raft.HasState() || st.LastIndex > 0,
 		Ready:        a.ready.Load(),
 		Version:      Version,
+		Quorum:       "ok",
+		AppHealthy:   !a.appUnhealthy.Load(),
+	}
+	if a.quorumLost.Load() {
+		out.Quorum = "lost"
 	}
 	leaderRaftID, _ := a.raft.Leader()
 	a.raft.Read(func(c *failover.Cluster) {
 		out.Bootstrapped = c.Bootstrapped
 		out.Members = len(c.Members)
 		out.Partitions = len(c.Partitions)
+		out.Maintenance = c.Maintenance
 		for _, m := range c.Members {
 			if leaderRaftID != "" && m.RaftID == leaderRaftID {
 				out.LeaderID = m.ID
@@ -118,6 +138,11 @@ func (a *Agent) status() statusResponse {
 			}
 		}
 	})
+	if reason := a.freezeState(); reason != "" {
+		out.RemovalsFrozen = reason
+	} else if out.Maintenance {
+		out.RemovalsFrozen = "maintenance mode is on"
+	}
 	if out.LeaderID == "" && leaderRaftID != "" {
 		// Before the leader is registered in the state (right after the
 		// bootstrap), gossip knows which node has that raft ID.
@@ -153,6 +178,13 @@ type memberView struct {
 	StatusSince string `json:"status_since,omitempty"`
 	Primaries   int    `json:"primaries"`
 	Copies      int    `json:"copies"`
+	// Health is this agent's failure detector's view: healthy, suspect,
+	// failed or held-down.
+	Health string `json:"health,omitempty"`
+	// FailedProbes is the current run of failed probes of the member.
+	FailedProbes int `json:"failed_probes"`
+	// HealthSince is when the detector's view of the member last changed.
+	HealthSince string `json:"health_since,omitempty"`
 }
 
 // members merges the replicated member list with what gossip sees now:
@@ -179,11 +211,21 @@ func (a *Agent) members() []memberView {
 			if m.StatusSince != 0 {
 				v.StatusSince = time.Unix(0, m.StatusSince).UTC().Format(time.RFC3339Nano)
 			}
+			suspect := false
 			if n, ok := gossipNodes[id]; ok {
 				v.GossipState = string(n.State)
-				if m.Status == failover.StatusAlive && n.State == gossip.StateSuspect {
-					v.Status = string(failover.StatusSuspect)
+				suspect = n.State == gossip.StateSuspect || n.State == gossip.StateDead
+			}
+			if h, ok := a.monitor.Node(id); ok {
+				v.Health = string(h.State)
+				v.FailedProbes = h.ConsecutiveFailures
+				if !h.LastChange.IsZero() {
+					v.HealthSince = h.LastChange.UTC().Format(time.RFC3339Nano)
 				}
+				suspect = suspect || h.State != health.StateHealthy
+			}
+			if m.Status == failover.StatusAlive && suspect {
+				v.Status = string(failover.StatusSuspect)
 			}
 			seen[id] = true
 			out = append(out, v)
@@ -285,4 +327,53 @@ func (a *Agent) handleInternalApply(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, res)
 	}
+}
+
+// handleMaintenance switches the cluster-wide maintenance freeze:
+// body {"enabled": true|false}.
+func (a *Agent) handleMaintenance(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Enabled *bool `json:"enabled"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.Enabled == nil {
+		writeError(w, http.StatusBadRequest, `body must be {"enabled": true} or {"enabled": false}`)
+		return
+	}
+	if _, err := a.apply(failover.Command{Kind: failover.CmdSetMaintenance, At: time.Now().UnixNano(), Maintenance: *body.Enabled}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	a.log.Warn("maintenance mode switched", "enabled", *body.Enabled)
+	writeJSON(w, http.StatusOK, map[string]bool{"maintenance": *body.Enabled})
+}
+
+// raftServerView is one server of GET /v1/raft.
+type raftServerView struct {
+	NodeID  string `json:"node_id,omitempty"`
+	RaftID  string `json:"raft_id"`
+	Address string `json:"address"`
+	Voter   bool   `json:"voter"`
+}
+
+// handleRaft lists the raft configuration as this agent knows it, with the
+// node ID of each server.
+func (a *Agent) handleRaft(w http.ResponseWriter, r *http.Request) {
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	byRaftID := map[string]string{}
+	a.raft.Read(func(c *failover.Cluster) {
+		for id, m := range c.Members {
+			byRaftID[m.RaftID] = id
+		}
+	})
+	out := make([]raftServerView, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, raftServerView{NodeID: byRaftID[s.ID], RaftID: s.ID, Address: s.Address, Voter: s.Voter})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"servers": out})
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -81,6 +82,69 @@ func (cf clientFlags) get(path string, out any) ([]byte, error) {
 	return raw, json.Unmarshal(raw, out)
 }
 
+// post sends a JSON body to path and decodes the answer into out.
+func (cf clientFlags) post(path string, body any, out any) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	addr := cf.httpAddr
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+path, bytes.NewReader(data))
+	if err != nil {
+		return usagef("-http-addr: %v", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cf.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cf.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s: %w", cf.httpAddr, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var e apiError
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s: %s", resp.Status, e.Error)
+		}
+		return fmt.Errorf("agent answered %s", resp.Status)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
+}
+
+// cmdMaintenance is `agent maintenance on|off`: freeze or resume automatic
+// removals cluster-wide.
+func cmdMaintenance(args []string, stdout, stderr io.Writer) error {
+	var mode string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		mode, args = args[0], args[1:]
+	}
+	cf, err := parseClientFlags("maintenance", args, stderr)
+	if err != nil {
+		return err
+	}
+	if mode != "on" && mode != "off" {
+		return usagef("maintenance: say on or off (agent maintenance on|off [flags])")
+	}
+	if err := cf.post("/v1/maintenance", map[string]bool{"enabled": mode == "on"}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "maintenance %s: automatic removals are %s\n", mode, map[string]string{"on": "frozen", "off": "resumed"}[mode])
+	return nil
+}
+
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	cf, err := parseClientFlags("status", args, stderr)
 	if err != nil {
@@ -104,6 +168,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "applied_index\t%d\n", st.AppliedIndex)
 	fmt.Fprintf(tw, "commit_index\t%d\n", st.CommitIndex)
 	fmt.Fprintf(tw, "ready\t%v\n", st.Ready)
+	fmt.Fprintf(tw, "quorum\t%s\n", st.Quorum)
+	fmt.Fprintf(tw, "maintenance\t%v\n", st.Maintenance)
+	if st.RemovalsFrozen != "" {
+		fmt.Fprintf(tw, "removals_frozen\t%s\n", st.RemovalsFrozen)
+	}
 	fmt.Fprintf(tw, "members\t%d\n", st.Members)
 	fmt.Fprintf(tw, "partitions\t%d\n", st.Partitions)
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)

@@ -70,6 +70,20 @@ type Config struct {
 	// ProbeInterval is the time between probes of a suspect node; 0 takes
 	// the profile's default.
 	ProbeInterval Duration `json:"probe_interval"`
+	// MaxFailed: when more members than this are failed at once, automatic
+	// removals freeze (it is more likely a network fault than deaths).
+	// 0 means a third of the cluster, rounded up.
+	MaxFailed int `json:"max_failed"`
+	// MaxMigrationsPerNode bounds the copies in flight one node takes part in.
+	MaxMigrationsPerNode int `json:"max_migrations_per_node"`
+	// MaxMigrations bounds the copies in flight in the whole cluster.
+	MaxMigrations int `json:"max_migrations"`
+	// MigrationTimeout: a copy not acknowledged within it is re-planned.
+	MigrationTimeout Duration `json:"migration_timeout"`
+	// ReplaceDelay is how long to wait before re-creating the copies of a
+	// failed node elsewhere (a node back in time resyncs instead).
+	// Promotions never wait.
+	ReplaceDelay Duration `json:"replace_delay"`
 	// Profile selects gossip and probe timings: local, lan or wan.
 	Profile string `json:"profile"`
 	// Encrypt is the base64 gossip encryption key (agent keygen makes one).
@@ -94,19 +108,22 @@ type Config struct {
 // given.
 func DefaultConfig() Config {
 	return Config{
-		Bind:              "127.0.0.1",
-		GossipPort:        7946,
-		RaftPort:          7947,
-		HTTPAddr:          "127.0.0.1:7948",
-		JoinTimeout:       Duration(60 * time.Second),
-		Partitions:        256,
-		ReplicationFactor: 3,
-		Voters:            5,
-		FailureThreshold:  3,
-		Profile:           "lan",
-		LeaveTimeout:      Duration(30 * time.Second),
-		LogLevel:          "info",
-		Weight:            1,
+		Bind:                 "127.0.0.1",
+		GossipPort:           7946,
+		RaftPort:             7947,
+		HTTPAddr:             "127.0.0.1:7948",
+		JoinTimeout:          Duration(60 * time.Second),
+		Partitions:           256,
+		ReplicationFactor:    3,
+		Voters:               5,
+		FailureThreshold:     3,
+		MaxMigrationsPerNode: 2,
+		MaxMigrations:        32,
+		MigrationTimeout:     Duration(10 * time.Minute),
+		Profile:              "lan",
+		LeaveTimeout:         Duration(30 * time.Second),
+		LogLevel:             "info",
+		Weight:               1,
 	}
 }
 
@@ -187,6 +204,11 @@ func runFlags(cfg *Config) []flagSpec {
 		{"voters", "target number of raft voters (odd)", (*intValue)(&cfg.Voters)},
 		{"failure-threshold", "consecutive failed probes before a node is failed", (*intValue)(&cfg.FailureThreshold)},
 		{"probe-interval", "time between probes of a suspect node (0: the profile's)", &cfg.ProbeInterval},
+		{"max-failed", "freeze automatic removals when more members than this are failed at once (0: a third)", (*intValue)(&cfg.MaxFailed)},
+		{"max-migrations-per-node", "copies in flight one node takes part in", (*intValue)(&cfg.MaxMigrationsPerNode)},
+		{"max-migrations", "copies in flight in the whole cluster", (*intValue)(&cfg.MaxMigrations)},
+		{"migration-timeout", "a copy not acknowledged within this is re-planned", &cfg.MigrationTimeout},
+		{"replace-delay", "wait before re-creating a failed node's copies elsewhere", &cfg.ReplaceDelay},
 		{"profile", "timing profile: local, lan or wan", (*stringValue)(&cfg.Profile)},
 		{"encrypt", "base64 gossip encryption key (see agent keygen)", (*stringValue)(&cfg.Encrypt)},
 		{"insecure", "run gossip without encryption", (*boolValue)(&cfg.Insecure)},
@@ -365,6 +387,18 @@ func (c Config) Validate() error {
 	}
 	if c.FailureThreshold < 1 {
 		return usagef("-failure-threshold: must be at least 1")
+	}
+	if c.MaxFailed < 0 {
+		return usagef("-max-failed: must not be negative")
+	}
+	if c.MaxMigrationsPerNode < 1 {
+		return usagef("-max-migrations-per-node: must be at least 1")
+	}
+	if c.MaxMigrations < 1 {
+		return usagef("-max-migrations: must be at least 1")
+	}
+	if c.ProbeInterval != 0 && c.ProbeInterval.D() < 10*time.Millisecond {
+		return usagef("-probe-interval: %s is too short (at least 10ms)", c.ProbeInterval)
 	}
 	if c.Weight < 1 || c.Weight > 1000 {
 		return usagef("-weight: %d is not between 1 and 1000", c.Weight)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
 	"github.com/steward-dev/steward/raftctl"
 )
 
@@ -53,7 +54,7 @@ const bootstrapStableFor = 500 * time.Millisecond
 // those gossip shows, each as a voter. Raft accepts identical bootstraps on
 // every node; an agent outside that set does not bootstrap and is added by
 // the leader later. Before bootstrapping, the agent asks each peer's API
-// whether it already belongs to a cluster; if one does, it never
+// for its raft configuration; if one has a different one, this agent never
 // bootstraps (that is how a second, different bootstrap beside an existing
 // cluster is avoided).
 func (a *Agent) bootstrapLoop() {
@@ -102,13 +103,13 @@ func (a *Agent) bootstrapLoop() {
 			a.log.Info("not among the first agents; waiting to be added", "expect", a.cfg.BootstrapExpect)
 			return
 		}
-		if peer, ok := a.peerInCluster(ready); ok {
-			a.log.Info("a peer already belongs to a cluster; not bootstrapping", "peer", peer)
-			return
-		}
 		servers := make([]raftctl.Server, 0, len(ready))
 		for _, n := range ready {
 			servers = append(servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: true})
+		}
+		if peer, ok := a.peerInCluster(ready, servers); ok {
+			a.log.Info("a peer already belongs to another cluster; not bootstrapping", "peer", peer)
+			return
 		}
 		if err := a.raft.Bootstrap(servers); err != nil {
 			a.log.Error("bootstrap failed", "error", err)
@@ -126,18 +127,32 @@ func (a *Agent) knownLeader() bool {
 	return id != ""
 }
 
-// peerInCluster asks the peers' APIs whether any of them already has raft
-// state or knows a leader.
-func (a *Agent) peerInCluster(peers []gossip.Node) (string, bool) {
+// peerInCluster asks the peers' APIs whether any of them already belongs to
+// a cluster other than the one this agent is about to bootstrap: a peer
+// whose raft configuration is not empty and differs from ours. A peer that
+// bootstrapped the very same configuration a moment earlier is fine (raft
+// accepts identical bootstraps), which is why the configuration is compared
+// rather than merely checked for existence.
+func (a *Agent) peerInCluster(peers []gossip.Node, servers []raftctl.Server) (string, bool) {
+	want := map[string]string{}
+	for _, s := range servers {
+		want[s.ID] = s.Address
+	}
 	for _, n := range peers {
 		if n.ID == a.cfg.NodeID || n.Meta.APIAddr == "" {
 			continue
 		}
-		var st statusResponse
-		if err := a.getJSON(a.ctx, n.Meta.APIAddr, "/v1/status", &st); err != nil {
+		var r struct {
+			Servers []raftServerView `json:"servers"`
+		}
+		if err := a.getJSON(a.ctx, n.Meta.APIAddr, "/v1/raft", &r); err != nil || len(r.Servers) == 0 {
 			continue
 		}
-		if st.LeaderID != "" || st.RaftHasState {
+		same := len(r.Servers) == len(want)
+		for _, s := range r.Servers {
+			same = same && want[s.RaftID] == s.Address
+		}
+		if !same {
 			return n.ID, true
 		}
 	}
@@ -189,11 +204,16 @@ func (a *Agent) reconcile() error {
 	if err := a.registerMembers(state); err != nil {
 		return err
 	}
-	state = a.raft.Snapshot()
-	if err := a.reconcileRaftConfig(state); err != nil {
+	if err := a.markFailures(); err != nil {
 		return err
 	}
-	return a.reconcileVoters()
+	if err := a.reconcileRaftConfig(a.raft.Snapshot()); err != nil {
+		return err
+	}
+	if err := a.reconcileVoters(); err != nil {
+		return err
+	}
+	return a.runPlanner()
 }
 
 // bootstrapTable applies the bootstrap command: settings and the partition
@@ -231,8 +251,10 @@ func (a *Agent) bootstrapTable() error {
 	return err
 }
 
-// registerMembers adds agents seen alive in gossip to the cluster state, and
-// updates those whose addresses or raft ID changed.
+// registerMembers adds agents seen alive in gossip to the cluster state,
+// updates those whose addresses, raft ID or app health changed, and takes
+// back a failed or departed member that is alive again (a rejoin) once the
+// failure detector no longer holds it down.
 func (a *Agent) registerMembers(state *failover.Cluster) error {
 	for _, n := range a.gossip.Members() {
 		if n.State != gossip.StateAlive || n.Meta.RaftID == "" {
@@ -240,13 +262,32 @@ func (a *Agent) registerMembers(state *failover.Cluster) error {
 		}
 		want := memberFromGossip(n)
 		cur, known := state.Members[n.ID]
-		if known && sameRegistration(cur, want) && cur.Status != failover.StatusFailed && cur.Status != failover.StatusLeft {
-			continue
+		away := known && (cur.Status == failover.StatusFailed || cur.Status == failover.StatusLeft)
+		if away && n.ID != a.cfg.NodeID {
+			if h, ok := a.monitor.Node(n.ID); ok && h.State != health.StateHealthy {
+				continue // still failed or held down by flap damping
+			}
 		}
-		if _, err := a.apply(failover.Command{Kind: failover.CmdUpsertMember, At: time.Now().UnixNano(), Member: &want}); err != nil {
-			return fmt.Errorf("register %s: %w", n.ID, err)
+		if !known || away || !sameRegistration(cur, want) {
+			if _, err := a.apply(failover.Command{Kind: failover.CmdUpsertMember, At: time.Now().UnixNano(), Member: &want}); err != nil {
+				return fmt.Errorf("register %s: %w", n.ID, err)
+			}
+			switch {
+			case !known:
+				a.log.Info("member registered", "member", n.ID, "raft_id", want.RaftID)
+			case away:
+				a.log.Info("member rejoined", "member", n.ID, "raft_id", want.RaftID, "was", cur.Status)
+				a.recordEvent("member.rejoin", fmt.Sprintf("%s is back (was %s)", n.ID, cur.Status), nil)
+			default:
+				a.log.Info("member updated", "member", n.ID, "raft_id", want.RaftID)
+			}
 		}
-		a.log.Info("member registered", "member", n.ID, "raft_id", want.RaftID, "known", known)
+		if known && cur.AppUnhealthy != n.Meta.AppUnhealthy {
+			if _, err := a.apply(failover.Command{Kind: failover.CmdSetAppHealth, At: time.Now().UnixNano(), Node: n.ID, AppUnhealthy: n.Meta.AppUnhealthy}); err != nil {
+				return fmt.Errorf("app health of %s: %w", n.ID, err)
+			}
+			a.log.Info("app health changed", "member", n.ID, "app_unhealthy", n.Meta.AppUnhealthy)
+		}
 	}
 	return nil
 }
@@ -294,6 +335,28 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 			return fmt.Errorf("remove stale raft server %s: %w", s.ID, err)
 		}
 		a.log.Info("removed stale raft server", "raft_id", s.ID)
+	}
+	// Failed members leave the configuration, voters at most (voters-1)/2
+	// at a time so that a wrong failure view can never remove a majority.
+	var voters []string
+	present := map[string]bool{}
+	for _, s := range servers {
+		present[s.ID] = true
+		if s.Voter {
+			voters = append(voters, s.ID)
+		}
+	}
+	if frozen, _ := a.frozen(state, 0); frozen {
+		return nil
+	}
+	for _, id := range removableFailedServers(state, voters, present) {
+		if id == a.raftID {
+			continue
+		}
+		if err := a.raft.Remove(id); err != nil {
+			return fmt.Errorf("remove failed raft server %s: %w", id, err)
+		}
+		a.log.Warn("removed failed member from raft", "raft_id", id)
 	}
 	return nil
 }

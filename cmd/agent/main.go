@@ -23,6 +23,7 @@ Commands:
   members     list the cluster's members
   status      show this agent's raft and cluster status
   partitions  show the partition table
+  maintenance freeze (on) or resume (off) automatic removals cluster-wide
   keygen      print a new gossip encryption key
   version     print the version
 
@@ -53,6 +54,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout, stderr)
 	case "partitions":
 		err = cmdPartitions(rest, stdout, stderr)
+	case "maintenance":
+		err = cmdMaintenance(rest, stdout, stderr)
 	case "keygen":
 		err = cmdKeygen(rest, stdout, stderr)
 	case "version", "-version", "--version":

@@ -13,6 +13,15 @@ type agentMetrics struct {
 	registry     *prometheus.Registry
 	applyLatency prometheus.Histogram
 	gossipEvents *prometheus.CounterVec
+
+	verdicts           *prometheus.CounterVec
+	suspicionToVerdict prometheus.Histogram
+	removals           prometheus.Counter
+	frozen             prometheus.Gauge
+	quorumLost         prometheus.Gauge
+	appHealthy         prometheus.Gauge
+	actions            *prometheus.CounterVec
+	planSeconds        prometheus.Histogram
 }
 
 func newAgentMetrics() *agentMetrics {
@@ -30,6 +39,44 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Gossip events seen, by type (join, suspect, alive, dead, left, update).",
 		}, []string{"type"}),
 	}
+	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "steward_health_verdicts_total",
+		Help: "Verdicts of this agent's failure detector, by kind (failed, recovered).",
+	}, []string{"kind"})
+	m.suspicionToVerdict = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "steward_health_suspicion_to_verdict_seconds",
+		Help: "Time from the first sign of trouble with a node to its failed verdict.",
+		// 50 ms to about 100 s: the local profile decides in about half a
+		// second, the wan profile in about ten.
+		Buckets: prometheus.ExponentialBuckets(0.05, 2, 12),
+	})
+	m.removals = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "steward_members_failed_total",
+		Help: "Members this agent, as leader, marked failed (and removed from raft).",
+	})
+	m.frozen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "steward_removals_frozen",
+		Help: "1 while automatic removals are frozen (too many failures at once, or maintenance).",
+	})
+	m.quorumLost = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "steward_quorum_lost",
+		Help: "1 while this agent has seen no raft leader for longer than the election timeout.",
+	})
+	m.appHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "steward_app_healthy",
+		Help: "1 while the co-located app passes its health checks (1 when no check is configured).",
+	})
+	m.appHealthy.Set(1)
+	m.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "steward_plan_actions_total",
+		Help: "Planner actions this agent proposed as leader, by kind.",
+	}, []string{"kind"})
+	m.planSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "steward_plan_seconds",
+		Help:    "Time the planner takes for one round.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	})
+	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -48,6 +95,10 @@ var (
 	descCopies = prometheus.NewDesc("steward_partitions_copies",
 		"Copies (primary included) of partitions held by a node.", []string{"node"}, nil)
 	descReady = prometheus.NewDesc("steward_ready", "1 once this agent has caught up and serves the partition table.", nil, nil)
+
+	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
+	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)
+	descFlaps        = prometheus.NewDesc("steward_health_flaps_total", "Hold-downs started for flapping peers.", nil, nil)
 )
 
 // stateCollector reads raft and the cluster state at scrape time, so that
@@ -55,7 +106,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps} {
 		ch <- d
 	}
 }
@@ -79,6 +130,10 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	hc := a.monitor.Counters()
+	ch <- prometheus.MustNewConstMetric(descSuspicions, prometheus.CounterValue, float64(hc.Suspicions))
+	ch <- prometheus.MustNewConstMetric(descFailedProbes, prometheus.CounterValue, float64(hc.FailedProbes))
+	ch <- prometheus.MustNewConstMetric(descFlaps, prometheus.CounterValue, float64(hc.Flaps))
 	byStatus := map[string]int{}
 	for _, s := range []failover.MemberStatus{failover.StatusAlive, failover.StatusSuspect, failover.StatusFailed, failover.StatusLeaving, failover.StatusLeft} {
 		byStatus[string(s)] = 0

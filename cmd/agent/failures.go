@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
+)
+
+// This file is the agent's side of failure detection: it feeds gossip
+// events to the health monitor, probes peers over their API, and, on the
+// leader only, turns failed verdicts into cluster state and raft
+// membership changes.
+
+// peerProber probes a peer agent's /v1/health at the API address its gossip
+// metadata announces.
+type peerProber struct {
+	a      *Agent
+	client *http.Client
+}
+
+func (p peerProber) Probe(ctx context.Context, node string) error {
+	n, ok := p.a.gossip.Member(node)
+	if !ok || n.Meta.APIAddr == "" {
+		return fmt.Errorf("no API address known for %s", node)
+	}
+	return health.CheckHTTP(ctx, p.client, "http://"+n.Meta.APIAddr+"/v1/health")
+}
+
+// observeGossip turns one gossip event into a health observation.
+func (a *Agent) observeGossip(ev gossip.Event) {
+	if ev.Node.ID == a.cfg.NodeID {
+		return
+	}
+	now := time.Now()
+	switch ev.Type {
+	case gossip.EventSuspect:
+		a.monitor.Observe(health.Suspect(ev.Node.ID, now))
+	case gossip.EventDead:
+		a.monitor.Observe(health.Dead(ev.Node.ID, now))
+	case gossip.EventLeft:
+		a.monitor.Observe(health.Left(ev.Node.ID, now))
+	case gossip.EventAlive, gossip.EventJoin:
+		a.monitor.Observe(health.Alive(ev.Node.ID, now))
+	}
+}
+
+// verdictLoop logs and counts verdicts and wakes the leader, which reads
+// the monitor's state level-triggered in reconcile (so a verdict decided
+// while another agent led is still acted on).
+func (a *Agent) verdictLoop() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case v, ok := <-a.monitor.Verdicts():
+			if !ok {
+				return
+			}
+			a.log.Info("health verdict", "peer", v.Node, "verdict", v.Kind.String(), "failures", v.Failures,
+				"suspected_for", v.SuspectedFor.String(), "reason", v.Reason)
+			a.metrics.verdicts.WithLabelValues(v.Kind.String()).Inc()
+			if v.Kind == health.VerdictFailed && v.SuspectedFor > 0 {
+				a.metrics.suspicionToVerdict.Observe(v.SuspectedFor.Seconds())
+			}
+			a.kickLeader()
+		}
+	}
+}
+
+// frozen reports whether automatic removals are frozen and why.
+func (a *Agent) frozen(state *failover.Cluster, extraFailed int) (bool, string) {
+	total, failed := 0, extraFailed
+	for _, m := range state.Members {
+		switch m.Status {
+		case failover.StatusLeft:
+			continue
+		case failover.StatusFailed:
+			failed++
+		}
+		total++
+	}
+	return health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance)
+}
+
+// markFailures is the leader's level-triggered reaction to the monitor: a
+// member the cluster counts alive that the monitor holds failed is marked
+// failed, in one raft entry with the promotions of its partitions.
+func (a *Agent) markFailures() error {
+	state := a.raft.Snapshot()
+	var newlyFailed []string
+	for _, id := range state.MemberIDs() {
+		m := state.Members[id]
+		if id == a.cfg.NodeID || (m.Status != failover.StatusAlive && m.Status != failover.StatusSuspect) {
+			continue
+		}
+		if h, ok := a.monitor.Node(id); ok && h.State == health.StateFailed {
+			newlyFailed = append(newlyFailed, id)
+		}
+	}
+	if len(newlyFailed) == 0 {
+		a.setFreeze(false, "")
+		return nil
+	}
+	if frozen, reason := a.frozen(state, len(newlyFailed)); frozen {
+		a.setFreeze(true, reason)
+		return nil
+	}
+	a.setFreeze(false, "")
+	now := time.Now().UnixNano()
+	for _, id := range newlyFailed {
+		actions := failover.PlanFailure(state, id, now, a.planSeed())
+		res, err := a.apply(failover.Command{Kind: failover.CmdSetStatus, At: now, Node: id, Status: failover.StatusFailed, Actions: actions})
+		if err != nil {
+			return fmt.Errorf("mark %s failed: %w", id, err)
+		}
+		a.metrics.removals.Inc()
+		a.recordEvent("member.failed", fmt.Sprintf("%s failed; %d primaries promoted", id, res.Applied), actions)
+		a.log.Warn("member failed", "member", id, "promotions", res.Applied, "stale", res.Stale)
+		state = a.raft.Snapshot()
+	}
+	return nil
+}
+
+// setFreeze records the freeze state for status and metrics, logging
+// changes.
+func (a *Agent) setFreeze(frozen bool, reason string) {
+	a.freezeMu.Lock()
+	changed := a.freezeReason != reason
+	a.freezeReason = reason
+	a.freezeMu.Unlock()
+	if !changed {
+		return
+	}
+	if frozen {
+		a.log.Warn("automatic removals frozen", "reason", reason)
+		a.metrics.frozen.Set(1)
+	} else {
+		a.log.Info("automatic removals resumed")
+		a.metrics.frozen.Set(0)
+	}
+}
+
+func (a *Agent) freezeState() string {
+	a.freezeMu.Lock()
+	defer a.freezeMu.Unlock()
+	return a.freezeReason
+}
+
+// removableFailedServers returns the raft server IDs of failed members that
+// may leave the raft configuration now: every failed non-voter, and at most
+// (voters-1)/2 failed voters (raft-autopilot's rule), oldest failure first.
+func removableFailedServers(state *failover.Cluster, voters []string, inConfig map[string]bool) []string {
+	var out []string
+	var failedVoters []health.FailedVoter
+	isVoter := map[string]bool{}
+	for _, v := range voters {
+		isVoter[v] = true
+	}
+	for _, id := range state.MemberIDs() {
+		m := state.Members[id]
+		if m.Status != failover.StatusFailed || m.RaftID == "" || !inConfig[m.RaftID] {
+			continue
+		}
+		if isVoter[m.RaftID] {
+			failedVoters = append(failedVoters, health.FailedVoter{ID: m.RaftID, FailedAt: time.Unix(0, m.StatusSince)})
+		} else {
+			out = append(out, m.RaftID)
+		}
+	}
+	out = append(out, health.RemovableVoters(voters, failedVoters, 1)...)
+	sort.Strings(out)
+	return out
+}
+
+// quorumLoop tracks whether this agent has seen a leader within the
+// election timeout; without one it reports quorum lost.
+func (a *Agent) quorumLoop() {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	lastSeen := time.Now()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if a.knownLeader() {
+			lastSeen = time.Now()
+		}
+		lost := a.bootstrapDone.Load() && a.raft.HasState() && time.Since(lastSeen) > a.electionTimeout
+		if a.quorumLost.Swap(lost) != lost {
+			if lost {
+				a.log.Warn("quorum lost: no leader", "since", lastSeen.Format(time.RFC3339Nano))
+				a.metrics.quorumLost.Set(1)
+			} else {
+				a.log.Info("quorum regained")
+				a.metrics.quorumLost.Set(0)
+			}
+		}
+	}
+}
