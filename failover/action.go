@@ -17,7 +17,10 @@ const (
 	// Node. Replaces, if set, is the holder the copy will replace.
 	ActionStartMigration ActionKind = "start_migration"
 	// ActionCompleteMigration turns the finished migration MigrationID into a
-	// replica and releases the holder it replaces.
+	// replica and releases the holder it replaces. If the partition has no
+	// primary, or the migration replaces the primary, the target becomes
+	// the primary instead (the planner relies on this for moving a primary
+	// off an app-unhealthy node and for a partition whose copies are lost).
 	ActionCompleteMigration ActionKind = "complete_migration"
 	// ActionCancelMigration drops the migration MigrationID (timed out,
 	// failed, or its target is gone).

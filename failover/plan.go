@@ -7,6 +7,47 @@ import (
 	"time"
 )
 
+// The planner.
+//
+// Plan looks at the whole table once and proposes, in priority order:
+// promotions (primary failed, leaving, left, unknown, app-unhealthy or
+// missing), a new copy for a partition that has no copy able to lead,
+// replacements of failed and leaving holders, missing copies, cancellation
+// of broken or timed-out migrations (completion with Limits.Instant),
+// removal of failed holders, removal of surplus copies, zone-spread moves,
+// replica rebalancing and primary rebalancing. Decisions:
+//
+//   - One action per partition per plan, each naming the partition's epoch
+//     at planning time (see below); multi-step work takes several plans.
+//   - Zone spread (hard, checked before load): for k copies over z zones
+//     that have nodes taking copies, at most one copy per zone when k ≤ z,
+//     otherwise every zone holds one and none more than k−z+1. It is
+//     relaxed only when no node satisfies it at all (never merely because
+//     the fitting node is throttled: then the copy waits).
+//   - An app-unhealthy node keeps the copies it has (no churn on a health
+//     flap) but takes no new ones and leads nothing; its primaries move to
+//     healthy replicas, or, when no replica can lead, to a new copy that
+//     replaces it. Only when no healthy node can take a copy at all does a
+//     copy of a failed or leaving holder go to an app-unhealthy node.
+//   - A partition whose copies are all gone gets a migration with no
+//     Source that Replaces the dead primary: when it completes, the target
+//     becomes the (empty) primary. With ReplaceDelay it waits for the delay,
+//     since the old holder may come back with the data.
+//   - Rebalancing starts only when no partition needs a copy (restoration
+//     fills the nodes below their share anyway), and primaries are
+//     rebalanced only when no copy is moving or in flight.
+//   - Balance guarantee, once converged: every node that takes copies holds
+//     floor(share) or ceil(share) copies and leads floor or ceil of its
+//     primary share, the shares being weight-proportional after the hard
+//     caps (see quota.go). For equal weights in one zone that is "within
+//     one of the mean"; with weights or unequal zones it is within one of
+//     the capped weighted share, which can differ from total×w/W when a
+//     node's share would exceed one copy of every partition or a zone's
+//     share would break the zone spread rule. A join or leave moves the
+//     optimum number of copies when direct moves suffice (always with one
+//     zone and equal weights); a chain of moves (rebalanceChains) is used
+//     only when no direct move exists.
+
 // Limits bound how much the planner changes at once.
 type Limits struct {
 	// MaxMigrationsPerNode bounds the migrations in flight that one node
