@@ -63,6 +63,11 @@ type Agent struct {
 	// leader (GET /v1/events).
 	events eventLog
 
+	// leave tracks a graceful leave; leaveRequests carries API requests
+	// for one to the process owner (cmdRun), which performs it and exits.
+	leave         leaveState
+	leaveRequests chan bool
+
 	// ready is set once this agent's state has caught up with the cluster;
 	// before that the partition table is not served.
 	ready atomic.Bool
@@ -96,13 +101,15 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg:     cfg,
-		log:     logger.With("node", cfg.NodeID),
-		client:  &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects},
-		kick:    make(chan struct{}, 1),
-		ctx:     ctx,
-		cancel:  cancel,
-		metrics: newAgentMetrics(),
+		cfg:    cfg,
+		log:    logger.With("node", cfg.NodeID),
+		client: &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects},
+		kick:   make(chan struct{}, 1),
+
+		leaveRequests: make(chan bool, 1),
+		ctx:           ctx,
+		cancel:        cancel,
+		metrics:       newAgentMetrics(),
 	}
 	a.metrics.registry.MustRegister(stateCollector{a})
 	return a, nil
@@ -256,23 +263,6 @@ func (a *Agent) Shutdown() error {
 		a.log.Info("agent stopped")
 	})
 	return a.stopErr
-}
-
-// Leave leaves the cluster gracefully within the leave timeout: a leader
-// hands leadership over first, then the node leaves gossip. The caller then
-// calls Shutdown.
-func (a *Agent) Leave() error {
-	deadline := time.Now().Add(a.cfg.LeaveTimeout.D())
-	if a.raft.IsLeader() {
-		if err := a.raft.TransferLeadership(); err != nil {
-			a.log.Warn("leadership transfer failed", "error", err)
-		}
-	}
-	remaining := time.Until(deadline)
-	if remaining < time.Second {
-		remaining = time.Second
-	}
-	return a.gossip.Leave(remaining)
 }
 
 // HTTPAddr is the address the API listens on (useful when the port was 0).

@@ -49,6 +49,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/plan", a.handlePlan)
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
+	mux.HandleFunc("POST /v1/leave", a.requireToken(a.handleLeave))
+	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
 	mux.HandleFunc("POST /v1/internal/apply", a.requireToken(a.handleInternalApply))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -124,6 +124,54 @@ func (cf clientFlags) post(path string, body any, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
+// cmdLeave is `agent leave [-force]`: ask the agent to leave gracefully and
+// show its progress until it has gone.
+func cmdLeave(args []string, stdout, stderr io.Writer) error {
+	force := false
+	var rest []string
+	for _, a := range args {
+		if a == "-force" || a == "--force" {
+			force = true
+			continue
+		}
+		rest = append(rest, a)
+	}
+	cf, err := parseClientFlags("leave", rest, stderr)
+	if err != nil {
+		return err
+	}
+	path := "/v1/leave"
+	if force {
+		path += "?force=true"
+	}
+	var p leaveProgress
+	if err := cf.post(path, map[string]bool{}, &p); err != nil {
+		return err
+	}
+	last := ""
+	deadline := time.Now().Add(10 * time.Minute)
+	for time.Now().Before(deadline) {
+		line := fmt.Sprintf("%s: %d copies remaining, %d primaries", p.Phase, p.CopiesRemaining, p.Primaries)
+		if line != last {
+			fmt.Fprintln(stdout, line)
+			last = line
+		}
+		if p.Phase == leaveDone {
+			break
+		}
+		if p.Phase == leaveFailed {
+			return fmt.Errorf("leave failed: %s", p.Error)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if _, err := cf.get("/v1/leave", &p); err != nil {
+			// The agent exits once it has left.
+			break
+		}
+	}
+	fmt.Fprintln(stdout, "left the cluster")
+	return nil
+}
+
 // cmdMaintenance is `agent maintenance on|off`: freeze or resume automatic
 // removals cluster-wide.
 func cmdMaintenance(args []string, stdout, stderr io.Writer) error {

@@ -257,7 +257,7 @@ func (a *Agent) bootstrapTable() error {
 // failure detector no longer holds it down.
 func (a *Agent) registerMembers(state *failover.Cluster) error {
 	for _, n := range a.gossip.Members() {
-		if n.State != gossip.StateAlive || n.Meta.RaftID == "" {
+		if n.State != gossip.StateAlive || n.Meta.RaftID == "" || n.Meta.Leaving {
 			continue
 		}
 		want := memberFromGossip(n)
@@ -349,6 +349,16 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 	if frozen, _ := a.frozen(state, 0); frozen {
 		return nil
 	}
+	// Members that left are removed whatever their number: they said so.
+	for _, id := range state.MemberIDs() {
+		m := state.Members[id]
+		if m.Status == failover.StatusLeft && m.RaftID != "" && present[m.RaftID] && m.RaftID != a.raftID {
+			if err := a.raft.Remove(m.RaftID); err != nil {
+				return fmt.Errorf("remove departed raft server %s: %w", m.RaftID, err)
+			}
+			a.log.Info("removed departed member from raft", "member", id, "raft_id", m.RaftID)
+		}
+	}
 	for _, id := range removableFailedServers(state, voters, present) {
 		if id == a.raftID {
 			continue
@@ -385,9 +395,9 @@ func (a *Agent) reconcileVoters() error {
 	for _, s := range servers {
 		h := raftctl.ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == a.raftID}
 		n, ok := gossipByRaftID[s.ID]
-		h.Healthy = ok && n.State == gossip.StateAlive
+		h.Healthy = ok && n.State == gossip.StateAlive && !n.Meta.Leaving
 		if s.ID == a.raftID {
-			h.Healthy = true
+			h.Healthy = a.leaveProgress().Phase == leaveNone
 		}
 		if h.Healthy {
 			h.CaughtUp = s.Voter || a.peerCaughtUp(n, commit)

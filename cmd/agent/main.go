@@ -23,6 +23,7 @@ Commands:
   members     list the cluster's members
   status      show this agent's raft and cluster status
   partitions  show the partition table
+  leave       make the agent leave the cluster gracefully, showing progress
   maintenance freeze (on) or resume (off) automatic removals cluster-wide
   keygen      print a new gossip encryption key
   version     print the version
@@ -54,6 +55,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout, stderr)
 	case "partitions":
 		err = cmdPartitions(rest, stdout, stderr)
+	case "leave":
+		err = cmdLeave(rest, stdout, stderr)
 	case "maintenance":
 		err = cmdMaintenance(rest, stdout, stderr)
 	case "keygen":
@@ -151,20 +154,27 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	if dev {
 		fmt.Fprintf(stderr, "agent dev: node %q, data dir %s, API http://%s\n", cfg.NodeID, cfg.DataDir, agent.HTTPAddr())
 	}
-	sig := <-signals
-	logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
+	force := false
+	select {
+	case sig := <-signals:
+		logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
+	case force = <-agent.LeaveRequests():
+		logger.Info("leave requested through the API", "force", force, "leave_timeout", cfg.LeaveTimeout.String())
+	}
 	done := make(chan error, 1)
 	go func() {
-		err := agent.Leave()
-		if serr := agent.Shutdown(); err == nil {
-			err = serr
+		err := agent.Leave(force)
+		if err != nil {
+			// A refused leave (last copy, quorum) still stops the process:
+			// the node stays a member and comes back as a restart.
+			logger.Error("leaving the cluster", "error", err)
 		}
-		done <- err
+		done <- agent.Shutdown()
 	}()
 	select {
 	case err := <-done:
 		if err != nil {
-			logger.Warn("leave finished with an error", "error", err)
+			logger.Warn("shutdown finished with an error", "error", err)
 		}
 		if dev {
 			os.RemoveAll(cfg.DataDir)

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// A graceful leave, step by step (SIGTERM, `agent leave`, POST /v1/leave):
+//
+//  1. Refuse, unless forced, when leaving would lose quorum or the last
+//     copy of a partition.
+//  2. Announce "leaving" in gossip metadata (so that the leader does not
+//     take the node back as a rejoin) and mark the member leaving in raft,
+//     with the promotions of its primaries in the same entry.
+//  3. Wait while the planner moves its copies away; the node still serves
+//     as a copy source meanwhile. Stop waiting when it holds nothing, when
+//     the planner has nothing more to do (no place for the rest), or at
+//     -leave-timeout.
+//  4. A leader hands leadership over (promoting a voter first if it is the
+//     only one).
+//  5. Mark the member left; the leader drops its remaining copies and
+//     removes it from the raft configuration.
+//  6. Leave gossip. The caller then shuts the agent down and exits 0.
+
+// leavePhase names the steps, for GET /v1/leave and `agent leave`.
+type leavePhase string
+
+const (
+	leaveNone      leavePhase = ""
+	leaveDraining  leavePhase = "draining"
+	leaveHandover  leavePhase = "handing-over"
+	leaveRaft      leavePhase = "leaving-raft"
+	leaveGossip    leavePhase = "leaving-gossip"
+	leaveDone      leavePhase = "done"
+	leaveFailed    leavePhase = "failed"
+	leavePollEvery            = 100 * time.Millisecond
+)
+
+// leaveProgress is GET /v1/leave.
+type leaveProgress struct {
+	Phase           leavePhase `json:"phase"`
+	Started         time.Time  `json:"started,omitzero"`
+	CopiesRemaining int        `json:"copies_remaining"`
+	Primaries       int        `json:"primaries"`
+	Error           string     `json:"error,omitempty"`
+}
+
+// leaveState guards one leave per agent.
+type leaveState struct {
+	mu       sync.Mutex
+	progress leaveProgress
+	started  bool
+	done     chan struct{}
+	err      error
+}
+
+// errLeaveRefused wraps refusals that -force overrides.
+var errLeaveRefused = errors.New("leave refused")
+
+// Leave leaves the cluster gracefully, bounded by -leave-timeout. A second
+// call waits for the first. force skips the safety checks.
+func (a *Agent) Leave(force bool) error {
+	a.leave.mu.Lock()
+	if a.leave.started {
+		done := a.leave.done
+		a.leave.mu.Unlock()
+		<-done
+		a.leave.mu.Lock()
+		defer a.leave.mu.Unlock()
+		return a.leave.err
+	}
+	a.leave.started = true
+	a.leave.done = make(chan struct{})
+	a.leave.progress = leaveProgress{Phase: leaveDraining, Started: time.Now().UTC()}
+	a.leave.mu.Unlock()
+
+	err := a.leaveSteps(force)
+
+	a.leave.mu.Lock()
+	a.leave.err = err
+	if err != nil {
+		a.leave.progress.Phase = leaveFailed
+		a.leave.progress.Error = err.Error()
+		if errors.Is(err, errLeaveRefused) {
+			// A refused leave changed nothing; it may be tried again.
+			a.leave.started = false
+		}
+	} else {
+		a.leave.progress.Phase = leaveDone
+	}
+	close(a.leave.done)
+	a.leave.mu.Unlock()
+	return err
+}
+
+func (a *Agent) setLeavePhase(p leavePhase, copies, primaries int) {
+	a.leave.mu.Lock()
+	defer a.leave.mu.Unlock()
+	a.leave.progress.Phase = p
+	a.leave.progress.CopiesRemaining = copies
+	a.leave.progress.Primaries = primaries
+}
+
+func (a *Agent) leaveSteps(force bool) error {
+	ctx, cancel := context.WithTimeout(a.ctx, a.cfg.LeaveTimeout.D())
+	defer cancel()
+	state := a.raft.Snapshot()
+	me, registered := state.Members[a.cfg.NodeID]
+	if !registered || !state.Bootstrapped {
+		// Never part of a cluster: nothing to hand over.
+		return a.leaveGossip(ctx)
+	}
+	if !force {
+		if err := a.checkLeaveSafe(state); err != nil {
+			return err
+		}
+	}
+
+	// 2. Announce and mark leaving.
+	meta := a.localMeta()
+	meta.Leaving = true
+	if err := a.gossip.UpdateMeta(meta); err != nil {
+		a.log.Warn("announcing the leave in gossip", "error", err)
+	}
+	if me.Status != failover.StatusLeaving && me.Status != failover.StatusLeft {
+		now := time.Now().UnixNano()
+		actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeaving, now, a.planSeed())
+		if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeaving, Actions: actions}); err != nil {
+			return fmt.Errorf("marking this node leaving: %w", err)
+		}
+		a.log.Info("leaving the cluster: moving partitions away", "primaries_promoted", len(actions))
+	}
+
+	// 3. Drain.
+	for {
+		state = a.raft.Snapshot()
+		copies, primaries, sourcing := holdings(state, a.cfg.NodeID)
+		a.setLeavePhase(leaveDraining, copies, primaries)
+		if copies == 0 && sourcing == 0 {
+			break
+		}
+		if sourcing == 0 && len(failover.Plan(a.planInput(state))) == 0 {
+			a.log.Warn("no place for the remaining copies; leaving them", "copies", copies)
+			break
+		}
+		if !sleepCtx(ctx, leavePollEvery) {
+			a.log.Warn("leave timeout reached while moving partitions", "copies_remaining", copies)
+			break
+		}
+	}
+
+	// 4. Hand leadership over.
+	a.setLeavePhase(leaveHandover, 0, 0)
+	if a.raft.IsLeader() {
+		if err := a.handOverLeadership(ctx); err != nil {
+			a.log.Warn("leadership hand-over failed", "error", err)
+		}
+	}
+
+	// 5. Mark left; the leader removes this server from raft.
+	a.setLeavePhase(leaveRaft, 0, 0)
+	state = a.raft.Snapshot()
+	now := time.Now().UnixNano()
+	actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeft, now, a.planSeed())
+	if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeft, Actions: actions}); err != nil {
+		a.log.Warn("marking this node left", "error", err)
+	}
+	for ctx.Err() == nil {
+		servers, err := a.raft.Configuration()
+		if err == nil && !hasServer(servers, a.raftID) {
+			break
+		}
+		sleepCtx(ctx, leavePollEvery)
+	}
+
+	// 6. Leave gossip, with at least a moment even if the timeout is spent.
+	return a.leaveGossip(ctx)
+}
+
+func (a *Agent) leaveGossip(ctx context.Context) error {
+	a.setLeavePhase(leaveGossip, 0, 0)
+	remaining := time.Second
+	if d, ok := ctx.Deadline(); ok && time.Until(d) > remaining {
+		remaining = time.Until(d)
+	}
+	err := a.gossip.Leave(remaining)
+	if errors.Is(err, gossip.ErrLeft) {
+		return nil
+	}
+	return err
+}
+
+// checkLeaveSafe refuses a leave that would lose the last copy of a
+// partition or the quorum of the raft configuration.
+func (a *Agent) checkLeaveSafe(state *failover.Cluster) error {
+	others := 0
+	for id, m := range state.Members {
+		if id != a.cfg.NodeID && m.CanHold() {
+			others++
+		}
+	}
+	if copies, _, _ := holdings(state, a.cfg.NodeID); copies > 0 && others == 0 {
+		return fmt.Errorf("%w: this is the last node holding data (%d partitions would lose their last copy); use -force to leave anyway", errLeaveRefused, copies)
+	}
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return err
+	}
+	voters, aliveOthers := 0, 0
+	selfVoter := false
+	for _, s := range servers {
+		if !s.Voter {
+			continue
+		}
+		voters++
+		if s.ID == a.raftID {
+			selfVoter = true
+			continue
+		}
+		for _, n := range a.gossip.Members() {
+			if n.Meta.RaftID == s.ID && n.State == gossip.StateAlive {
+				aliveOthers++
+			}
+		}
+	}
+	if selfVoter && voters > 1 && aliveOthers <= (voters-1)/2 {
+		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum; use -force to leave anyway", errLeaveRefused, aliveOthers, voters-1)
+	}
+	return nil
+}
+
+// holdings counts the copies and primaries node holds and the migrations
+// that copy from it.
+func holdings(c *failover.Cluster, node string) (copies, primaries, sourcing int) {
+	for _, p := range c.Partitions {
+		if p.Primary == node {
+			primaries++
+		}
+		if p.Holds(node) {
+			copies++
+		}
+		for _, m := range p.Migrations {
+			if m.Source == node || m.Target == node {
+				sourcing++
+			}
+		}
+	}
+	return copies, primaries, sourcing
+}
+
+// handOverLeadership transfers leadership away from this agent, first
+// promoting a caught-up non-voter if this agent is the only voter.
+func (a *Agent) handOverLeadership(ctx context.Context) error {
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return err
+	}
+	otherVoter := false
+	for _, s := range servers {
+		otherVoter = otherVoter || (s.Voter && s.ID != a.raftID)
+	}
+	if !otherVoter {
+		for _, s := range servers {
+			if s.ID == a.raftID {
+				continue
+			}
+			if err := a.raft.Promote(s.ID); err != nil {
+				return fmt.Errorf("promote %s before handing over: %w", s.ID, err)
+			}
+			a.log.Info("promoted a voter to hand leadership to", "raft_id", s.ID)
+			break
+		}
+	}
+	if err := a.raft.TransferLeadership(); err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		if id, _ := a.raft.Leader(); id != "" && id != a.raftID {
+			return nil
+		}
+		sleepCtx(ctx, leavePollEvery)
+	}
+	return ctx.Err()
+}
+
+// applyRetry applies cmd, retrying while there is no leader (an election
+// during the leave) until ctx ends.
+func (a *Agent) applyRetry(ctx context.Context, cmd failover.Command) (failover.Result, error) {
+	for {
+		res, err := a.apply(cmd)
+		if err == nil || ctx.Err() != nil {
+			return res, err
+		}
+		if !errors.Is(err, errNoLeader) && !isTransient(err) {
+			return res, err
+		}
+		if !sleepCtx(ctx, leavePollEvery) {
+			return res, err
+		}
+	}
+}
+
+// isTransient reports errors worth retrying: the leader changed or could
+// not be reached.
+func isTransient(err error) bool {
+	var netErr interface{ Timeout() bool }
+	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
+		containsAny(err.Error(), "not the leader", "not leader", "forward to leader", "leadership lost", "connection refused")
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+func hasServer(servers []raftctl.Server, id string) bool {
+	for _, s := range servers {
+		if s.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+// sleepCtx waits d or until ctx ends; false if ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// handleLeave starts a graceful leave (POST /v1/leave, ?force=true to skip
+// the safety checks) and answers 202 with the progress; the agent exits
+// once it has left.
+func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
+	force := r.URL.Query().Get("force") == "true"
+	state := a.raft.Snapshot()
+	if !force && state.Bootstrapped {
+		if err := a.checkLeaveSafe(state); err != nil {
+			writeError(w, http.StatusConflict, err.Error())
+			return
+		}
+	}
+	a.requestLeave(force)
+	writeJSON(w, http.StatusAccepted, a.leaveProgress())
+}
+
+// handleLeaveProgress is GET /v1/leave.
+func (a *Agent) handleLeaveProgress(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.leaveProgress())
+}
+
+func (a *Agent) leaveProgress() leaveProgress {
+	a.leave.mu.Lock()
+	defer a.leave.mu.Unlock()
+	return a.leave.progress
+}
+
+// requestLeave asks the process to leave: cmdRun owns the agent's life and
+// performs the leave, then exits.
+func (a *Agent) requestLeave(force bool) {
+	select {
+	case a.leaveRequests <- force:
+	default:
+	}
+}
+
+// LeaveRequests delivers leave requests made through the API.
+func (a *Agent) LeaveRequests() <-chan bool { return a.leaveRequests }
