@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// Rejoin scenarios: a node ID the cluster knew comes back after it was
+// failed and removed, with the same or new ports, the same or an empty
+// data dir.
+
+type rejoinCase struct {
+	name      string
+	newPorts  bool
+	wipeData  bool
+	wantNewID bool
+}
+
+func TestRejoinOfAKnownNodeID(t *testing.T) {
+	cases := []rejoinCase{
+		{name: "same address, same data dir"},
+		{name: "new ports, same data dir", newPorts: true},
+		{name: "same address, empty data dir", wipeData: true, wantNewID: true},
+		{name: "new ports, empty data dir", newPorts: true, wipeData: true, wantNewID: true},
+	}
+	for _, rc := range cases {
+		t.Run(rc.name, func(t *testing.T) { testRejoin(t, rc) })
+	}
+}
+
+func testRejoin(t *testing.T, rc rejoinCase) {
+	c := newCluster(t)
+	nodes := formCluster(t, c, 5, "-partitions", "64")
+	waitVoters(t, nodes, 5)
+	leader := leaderOf(t, nodes)
+	victim := without(nodes, leader)[0]
+	survivors := without(nodes, victim)
+	oldRaftID := raftIDOf(t, leader, victim.id)
+
+	victim.kill()
+	waitFailedAndRemoved(t, survivors, victim)
+	checkNoPartitionOn(t, survivors[0], victim.id)
+	before, err := leader.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if rc.newPorts {
+		victim.gossipPort, victim.raftPort, victim.httpPort = freePort(t), freePort(t), freePort(t)
+	}
+	if rc.wipeData {
+		if err := os.RemoveAll(victim.dataDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim.start("-join", leader.gossipAddr())
+
+	// One alive entry, a new incarnation, one raft server for the node,
+	// the same leader at the same term, and its share of partitions back.
+	eventually(t, 90*time.Second, "rejoin recognised", func() error {
+		var r struct {
+			Members []struct {
+				ID          string `json:"id"`
+				Status      string `json:"status"`
+				Incarnation int    `json:"incarnation"`
+			} `json:"members"`
+		}
+		if err := leader.getJSON("/v1/members", &r); err != nil {
+			return err
+		}
+		entries := 0
+		for _, m := range r.Members {
+			if m.ID != victim.id {
+				continue
+			}
+			entries++
+			if m.Status != "alive" || m.Incarnation < 2 {
+				return fmt.Errorf("%+v", m)
+			}
+		}
+		if entries != 1 {
+			return fmt.Errorf("%d entries for %s", entries, victim.id)
+		}
+		servers, err := leader.raftServers()
+		if err != nil {
+			return err
+		}
+		found := 0
+		for _, s := range servers {
+			if s.NodeID == victim.id {
+				found++
+			}
+		}
+		if found != 1 {
+			return fmt.Errorf("%d raft servers for %s in %+v", found, victim.id, servers)
+		}
+		return nil
+	})
+	newRaftID := raftIDOf(t, leader, victim.id)
+	if rc.wantNewID && newRaftID == oldRaftID {
+		t.Fatalf("an empty data dir must come back as a new raft server, still %s", newRaftID)
+	}
+	if !rc.wantNewID && newRaftID != oldRaftID {
+		t.Fatalf("the same data dir must keep its raft ID: %s became %s", oldRaftID, newRaftID)
+	}
+	all := append(survivors, victim)
+	waitSameTable(t, all, 60*time.Second)
+	checkBalancedEventually(t, leader, ids(all))
+	after, err := leader.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.LeaderID != before.LeaderID || after.Term != before.Term {
+		t.Fatalf("the rejoin disturbed the leader: %s@%d before, %s@%d after", before.LeaderID, before.Term, after.LeaderID, after.Term)
+	}
+}
+
+func raftIDOf(t *testing.T, n *node, id string) string {
+	t.Helper()
+	var r struct {
+		Members []struct {
+			ID     string `json:"id"`
+			RaftID string `json:"raft_id"`
+		} `json:"members"`
+	}
+	if err := n.getJSON("/v1/members", &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range r.Members {
+		if m.ID == id {
+			return m.RaftID
+		}
+	}
+	t.Fatalf("%s not listed", id)
+	return ""
+}
