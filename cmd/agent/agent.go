@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -281,6 +282,9 @@ func (a *Agent) loadIdentity() error {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("-data-dir: %w", err)
 	}
+	if err := checkDataDirTrust(a.cfg.DataDir); err != nil {
+		return err
+	}
 	idPath := filepath.Join(a.cfg.DataDir, "node-id")
 	if b, err := os.ReadFile(idPath); err == nil {
 		if got := strings.TrimSpace(string(b)); got != a.cfg.NodeID {
@@ -312,6 +316,32 @@ func (a *Agent) loadIdentity() error {
 	}
 	a.raftID = a.cfg.NodeID + "-" + hex.EncodeToString(suffix[:])
 	return writeFileAtomic(ridPath, []byte(a.raftID+"\n"))
+}
+
+// checkDataDirTrust refuses a data dir that someone else could have
+// tampered with: one owned by another user, or writable by everyone. A dir
+// readable by group or others is tightened to 0700, since it holds the raft
+// log and secrets.
+func checkDataDirTrust(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("-data-dir: %w", err)
+	}
+	if !info.IsDir() {
+		return usagef("-data-dir: %s is not a directory", dir)
+	}
+	if info.Mode().Perm()&0o002 != 0 {
+		return usagef("-data-dir: %s is writable by everyone (mode %04o); refusing to trust it", dir, info.Mode().Perm())
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
+		return usagef("-data-dir: %s is owned by uid %d, not by this user (uid %d); refusing to trust it", dir, st.Uid, os.Getuid())
+	}
+	if info.Mode().Perm() != 0o700 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			return fmt.Errorf("-data-dir: %w", err)
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to path through a synced temp file and a

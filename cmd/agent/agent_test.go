@@ -230,3 +230,31 @@ func TestDataDirOfAnotherNodeIsRefused(t *testing.T) {
 		t.Fatalf("want a refusal naming the owner, got %v", err)
 	}
 }
+
+func TestWorldWritableDataDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAgent(testConfig(t, "me", dir), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err == nil || !strings.Contains(err.Error(), "writable by everyone") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+}
+
+func TestDataDirIsTightenedTo0700(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkDataDirTrust(dir); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := os.Stat(dir)
+	if info.Mode().Perm() != 0o700 {
+		t.Fatalf("mode %04o, want 0700", info.Mode().Perm())
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -94,8 +95,16 @@ type Config struct {
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// mutating API calls and on agent-to-agent forwarding.
 	APIToken string `json:"api_token"`
-	// WebhookSecret signs webhooks ("whsec_" + base64).
+	// APITokenFile names a file holding the API token (first line), so that
+	// the token need not appear in a process listing or unit file.
+	APITokenFile string `json:"api_token_file"`
+	// WebhookSecret signs webhooks ("whsec_" + base64). When empty, one is
+	// generated and kept in the data dir (mode 0600).
 	WebhookSecret string `json:"webhook_secret"`
+	// WebhookAllowRemote allows a webhook URL off the loopback range. The
+	// app is co-located by design; a remote URL is usually a mistake that
+	// would send partition assignments across the network.
+	WebhookAllowRemote bool `json:"webhook_allow_remote"`
 	// LeaveTimeout bounds a graceful leave.
 	LeaveTimeout Duration `json:"leave_timeout"`
 	// LogLevel is trace, debug, info, warn or error.
@@ -213,7 +222,9 @@ func runFlags(cfg *Config) []flagSpec {
 		{"encrypt", "base64 gossip encryption key (see agent keygen)", (*stringValue)(&cfg.Encrypt)},
 		{"insecure", "run gossip without encryption", (*boolValue)(&cfg.Insecure)},
 		{"api-token", "bearer token required by mutating API calls", (*stringValue)(&cfg.APIToken)},
-		{"webhook-secret", "secret that signs webhooks (whsec_...)", (*stringValue)(&cfg.WebhookSecret)},
+		{"api-token-file", "file holding the API token (first line)", (*stringValue)(&cfg.APITokenFile)},
+		{"webhook-secret", "secret that signs webhooks (whsec_...; generated into the data dir when empty)", (*stringValue)(&cfg.WebhookSecret)},
+		{"webhook-allow-remote", "allow a webhook URL off the loopback range", (*boolValue)(&cfg.WebhookAllowRemote)},
 		{"leave-timeout", "bound on a graceful leave", &cfg.LeaveTimeout},
 		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&cfg.LogLevel)},
 		{"log-json", "log as JSON lines", (*boolValue)(&cfg.LogJSON)},
@@ -317,7 +328,10 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 			return Config{}, usagef("-%s: %v", s.name, err)
 		}
 	}
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.resolveSecrets()
 }
 
 func readConfigFile(path string, cfg *Config) error {
@@ -333,6 +347,32 @@ func readConfigFile(path string, cfg *Config) error {
 	if dec.More() {
 		return usagef("-config %s: trailing data after the JSON object", path)
 	}
+	return nil
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// resolveSecrets reads the API token file, if one is given.
+func (c *Config) resolveSecrets() error {
+	if c.APITokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(c.APITokenFile)
+	if err != nil {
+		return usagef("-api-token-file: %v", err)
+	}
+	tok := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	if tok == "" {
+		return usagef("-api-token-file: %s is empty", c.APITokenFile)
+	}
+	c.APIToken = tok
 	return nil
 }
 
@@ -409,9 +449,19 @@ func (c Config) Validate() error {
 		return usagef("-profile: %q is not local, lan or wan", c.Profile)
 	}
 	for _, u := range []struct{ name, v string }{{"webhook-url", c.WebhookURL}, {"app-health-url", c.AppHealthURL}} {
-		if u.v != "" && !strings.HasPrefix(u.v, "http://") && !strings.HasPrefix(u.v, "https://") {
+		if u.v == "" {
+			continue
+		}
+		parsed, err := url.Parse(u.v)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
 			return usagef("-%s: %q must be an http:// or https:// URL", u.name, u.v)
 		}
+		if !c.WebhookAllowRemote && !isLoopbackHost(parsed.Hostname()) {
+			return usagef("-%s: %q is not on this machine (loopback); the app is co-located, or pass -webhook-allow-remote", u.name, u.v)
+		}
+	}
+	if c.APIToken != "" && c.APITokenFile != "" {
+		return usagef("-api-token-file: cannot be combined with -api-token")
 	}
 	if c.Encrypt != "" && c.Insecure {
 		return usagef("-insecure: cannot be combined with -encrypt")

@@ -78,6 +78,8 @@ func TestBadSettingsNameTheFlag(t *testing.T) {
 		"same ports":         {append(minimal, "-gossip-port", "9000", "-raft-port", "9000"), nil, "-raft-port"},
 		"webhook not a url":  {append(minimal, "-webhook-url", "localhost/x"), nil, "-webhook-url"},
 		"stray argument":     {append(minimal, "extra"), nil, "unexpected argument"},
+		"remote webhook":     {append(minimal, "-webhook-url", "http://10.1.2.3/hook"), nil, "-webhook-allow-remote"},
+		"missing token file": {append(minimal, "-api-token-file", "/nonexistent/token"), nil, "-api-token-file"},
 		"unknown file field": {[]string{"-config", writeTemp(t, `{"node_idd":"x"}`)}, nil, "node_idd"},
 	}
 	for name, c := range cases {
@@ -138,4 +140,44 @@ func TestVersionAndKeygen(t *testing.T) {
 	if realMain([]string{"keygen"}, &stdout, &stderr) != 0 || len(strings.TrimSpace(stdout.String())) != 44 {
 		t.Fatalf("keygen must print a base64 32-byte key, got %q", stdout.String())
 	}
+}
+
+func TestRemoteWebhookIsAllowedOnlyWhenAsked(t *testing.T) {
+	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://10.1.2.3/hook", "-webhook-allow-remote"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://localhost:9/hook"), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAPITokenFromFile(t *testing.T) {
+	cfg, err := parseRun(t, append(minimal, "-api-token-file", writeTemp(t, "tok3n\nrest")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.APIToken != "tok3n" {
+		t.Fatalf("token %q", cfg.APIToken)
+	}
+}
+
+// FuzzConfigFile: any config file content gives a config or an error, never
+// a panic.
+func FuzzConfigFile(f *testing.F) {
+	f.Add(`{"node_id":"n","data_dir":"/d","insecure":true}`)
+	f.Add(`{"join":["127.0.0.1:1"],"leave_timeout":"3s"}`)
+	f.Add(`{"partitions":-1}`)
+	f.Add(`[1,2]`)
+	f.Fuzz(func(t *testing.T, content string) {
+		p := filepath.Join(t.TempDir(), "c.json")
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fs := flag.NewFlagSet("agent run", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg, err := loadConfig(fs, []string{"-config", p}, func(string) string { return "" })
+		if err == nil && cfg.Validate() != nil {
+			t.Fatalf("accepted an invalid config: %+v", cfg)
+		}
+	})
 }
