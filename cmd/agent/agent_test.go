@@ -210,6 +210,16 @@ func TestUnknownEndpointAndBadForwardGetJSONErrors(t *testing.T) {
 			t.Errorf("%s %s: %d %q, want %d with an error message", c.method, c.path, resp.StatusCode, e.Error, c.want)
 		}
 	}
+	// The UI page is served.
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "/v1/partitions") {
+		t.Fatalf("/ui: %d", resp.StatusCode)
+	}
 	// The agent still works after bad input.
 	if code, err := get(t, a, "/v1/health", nil); err != nil || code != 200 {
 		t.Fatalf("health after bad input: %d %v", code, err)

@@ -46,6 +46,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/members", a.handleMembers)
 	mux.HandleFunc("GET /v1/partitions", a.handlePartitions)
 	mux.HandleFunc("GET /v1/raft", a.handleRaft)
+	mux.HandleFunc("GET /ui", a.handleUI)
 	mux.HandleFunc("GET /v1/plan", a.handlePlan)
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
