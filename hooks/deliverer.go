@@ -1,0 +1,751 @@
+package hooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ErrUnknownMigration is returned by MigrationCompleted and MigrationFailed
+// for a migration this node's app was not asked to copy.
+var ErrUnknownMigration = errors.New("hooks: no such migration for this node")
+
+// ErrClosed is returned by calls on a closed Deliverer.
+var ErrClosed = errors.New("hooks: deliverer closed")
+
+// Config tunes a Deliverer.
+type Config struct {
+	// NodeID is this agent's -node-id: it goes into every event and
+	// prefixes every webhook-id.
+	NodeID string
+	// URL is the app's webhook endpoint (-webhook-url).
+	URL string
+	// Secret signs every delivery (see ParseSecret).
+	Secret []byte
+	// Timeout bounds one delivery attempt, connection to last byte. An app
+	// that needs longer (a big copy) answers 202 and reports later.
+	Timeout time.Duration
+	// MaxConcurrency is how many deliveries may be in flight at once
+	// (always at most one per partition).
+	MaxConcurrency int
+	// BackoffBase is the delay cap of the first retry; it doubles with
+	// every failed attempt of the same event.
+	BackoffBase time.Duration
+	// BackoffMax caps the doubling. The actual delay is drawn uniformly
+	// from [0, cap) ("full jitter"), so that many agents retrying against
+	// recovering apps do not do it in step.
+	BackoffMax time.Duration
+	// Rand draws the jitter; nil means one seeded from the clock. Tests
+	// pass a seeded one.
+	Rand *rand.Rand
+	// Transport sends the requests; nil means a clone of
+	// http.DefaultTransport. Redirects are never followed, whatever it is.
+	Transport http.RoundTripper
+	// Observer, if set, sees every delivery attempt (for metrics).
+	Observer Observer
+	// Now is the clock of the event timestamps and the signatures; nil
+	// means time.Now.
+	Now func() time.Time
+}
+
+// DefaultConfig returns the defaults; NodeID, URL and Secret are left to
+// the caller.
+func DefaultConfig() Config {
+	return Config{
+		Timeout:        5 * time.Second,
+		MaxConcurrency: 4,
+		BackoffBase:    200 * time.Millisecond,
+		BackoffMax:     10 * time.Second,
+	}
+}
+
+// CopySink is how the agent learns the outcome of a copy its app made. Its
+// methods are called from delivery goroutines and from the callers of
+// MigrationCompleted and MigrationFailed, possibly concurrently: they
+// should hand the news off (to the leader forwarder) and return quickly.
+type CopySink interface {
+	// CopyDone: the app holds a full copy of partition for migrationID.
+	CopyDone(partition int, migrationID string)
+	// CopyFailed: the app gave up on the copy, for reason.
+	CopyFailed(partition int, migrationID string, reason string)
+}
+
+// Delivery results given to an Observer and counted in Stats.
+const (
+	// ResultOK: a 2xx other than 202, or 202 to an event without a copy.
+	ResultOK = "ok"
+	// ResultCopying: 202 to an assign with a migration.
+	ResultCopying = "copying"
+	// ResultRejected: the app answered something other than 2xx (3xx
+	// included: redirects are not followed).
+	ResultRejected = "rejected"
+	// ResultError: no answer (connection refused, timeout, ...).
+	ResultError = "error"
+)
+
+// Observer sees every delivery attempt. It is called from delivery
+// goroutines, concurrently, and must not block.
+type Observer interface {
+	// ObserveDelivery reports one attempt: the event type, one of the
+	// Result constants, which attempt of this event it was (1 is the
+	// first) and how long the request took.
+	ObserveDelivery(eventType, result string, attempt int, latency time.Duration)
+}
+
+// DeliveryKey counts deliveries in Stats.
+type DeliveryKey struct {
+	Type   string
+	Result string
+}
+
+// Stats is a snapshot of a Deliverer's counters.
+type Stats struct {
+	// Pending is how many events are waiting to be delivered or retried.
+	Pending int
+	// InFlight is how many requests are under way.
+	InFlight int
+	// CopiesPending is how many copies the app answered 202 to and has not
+	// yet reported.
+	CopiesPending int
+	// Deliveries counts attempts by type and result.
+	Deliveries map[DeliveryKey]uint64
+	// Retries counts attempts after the first of their event.
+	Retries uint64
+}
+
+// partState is the delivery state of one partition's pending event.
+type partState struct {
+	key       string    // webhook-id of the event being tried
+	attempts  int       // failed attempts of that event
+	next      time.Time // not before
+	createdAt int64     // Timestamp of that event
+	inFlight  bool
+}
+
+// oneOff is an event given to Notify.
+type oneOff struct {
+	ev       Event
+	attempts int
+	next     time.Time
+	inFlight bool
+	done     bool
+}
+
+// Deliverer delivers events to the co-located app until what the app has
+// acknowledged matches what the cluster says it holds. Create it with
+// NewDeliverer; feed it with SetDesired; stop it with Close.
+type Deliverer struct {
+	cfg    Config
+	store  *AckStore
+	sink   CopySink
+	log    hclog.Logger
+	client *http.Client
+	now    func() time.Time
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wake   chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu          sync.Mutex
+	closed      bool
+	rnd         *rand.Rand
+	haveDesired bool
+	desired     map[int]Assignment
+	parts       map[int]*partState
+	redeliver   map[int]bool    // copies to announce again after a restart
+	completed   map[string]bool // migrations reported complete or failed
+	oneOffs     []*oneOff
+	inFlight    int
+	deliveries  map[DeliveryKey]uint64
+	retries     uint64
+}
+
+// NewDeliverer starts a Deliverer. It delivers nothing until the first
+// SetDesired, which the agent must call only once its copy of the cluster
+// state has caught up (a stale state would release partitions the app
+// rightly holds). From then on, everything desired and not acknowledged in
+// store is delivered, and everything acknowledged and not desired is
+// released: the app learns its full assignment at every start. Copies the
+// app had answered 202 to before a restart are announced again (same
+// webhook-id), in case the app restarted too.
+func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logger) (*Deliverer, error) {
+	def := DefaultConfig()
+	switch {
+	case cfg.NodeID == "":
+		return nil, errors.New("hooks: deliverer needs a node ID")
+	case cfg.URL == "":
+		return nil, errors.New("hooks: deliverer needs a webhook URL")
+	case !strings.HasPrefix(cfg.URL, "http://") && !strings.HasPrefix(cfg.URL, "https://"):
+		return nil, fmt.Errorf("hooks: webhook URL %q is not http(s)", cfg.URL)
+	case len(cfg.Secret) == 0:
+		return nil, errors.New("hooks: deliverer needs a secret")
+	case store == nil:
+		return nil, errors.New("hooks: deliverer needs an ack store")
+	case sink == nil:
+		return nil, errors.New("hooks: deliverer needs a copy sink")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = def.Timeout
+	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = def.MaxConcurrency
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = def.BackoffBase
+	}
+	if cfg.BackoffMax < cfg.BackoffBase {
+		cfg.BackoffMax = max(def.BackoffMax, cfg.BackoffBase)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	rnd := cfg.Rand
+	if rnd == nil {
+		seed := uint64(time.Now().UnixNano())
+		rnd = rand.New(rand.NewPCG(seed, seed>>1|1))
+	}
+	transport := cfg.Transport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	d := &Deliverer{
+		cfg:   cfg,
+		store: store,
+		sink:  sink,
+		log:   logger.Named("hooks"),
+		client: &http.Client{
+			Transport: transport,
+			Timeout:   cfg.Timeout,
+			// A redirect is a misconfigured endpoint, not an answer: never
+			// send a signed event somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now:        cfg.Now,
+		wake:       make(chan struct{}, 1),
+		rnd:        rnd,
+		desired:    map[int]Assignment{},
+		parts:      map[int]*partState{},
+		redeliver:  map[int]bool{},
+		completed:  map[string]bool{},
+		deliveries: map[DeliveryKey]uint64{},
+	}
+	for p, a := range store.Snapshot() {
+		if a.Copying {
+			d.redeliver[p] = true
+		}
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.wg.Add(1)
+	go d.loop()
+	return d, nil
+}
+
+// SetDesired replaces the desired state (see Desired). Call it on every
+// change of the cluster state; calling it with an unchanged state is
+// cheap. The map is copied.
+func (d *Deliverer) SetDesired(desired map[int]Assignment) {
+	next := make(map[int]Assignment, len(desired))
+	for p, a := range desired {
+		next[p] = a
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.haveDesired = true
+	d.desired = next
+	live := map[string]bool{}
+	for _, a := range next {
+		if a.MigrationID != "" {
+			live[a.MigrationID] = true
+		}
+	}
+	for id := range d.completed {
+		if !live[id] {
+			delete(d.completed, id)
+		}
+	}
+	d.mu.Unlock()
+	d.poke()
+}
+
+// Notify queues a one-off event (node.rejoin at start, cluster.quorum on a
+// change), delivered and retried like the others. NodeID is filled in; an
+// empty ID gets one that stays the same on every retry. An undelivered
+// earlier event of the same type is superseded.
+func (d *Deliverer) Notify(ev Event) error {
+	ev.NodeID = d.cfg.NodeID
+	now := d.now()
+	if ev.Timestamp == 0 {
+		ev.Timestamp = now.Unix()
+	}
+	if ev.ID == "" {
+		ev.ID = fmt.Sprintf("%s-%s-%d", d.cfg.NodeID, strings.ReplaceAll(ev.Type, ".", "-"), now.UnixNano())
+	}
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	kept := d.oneOffs[:0]
+	for _, o := range d.oneOffs {
+		if o.ev.Type == ev.Type && !o.inFlight {
+			continue
+		}
+		kept = append(kept, o)
+	}
+	d.oneOffs = append(kept, &oneOff{ev: ev})
+	d.mu.Unlock()
+	d.poke()
+	return nil
+}
+
+// MigrationCompleted records that the app finished the copy migrationID
+// (its call to /v1/migrations/{id}/complete) and reports it to the sink.
+// It returns ErrUnknownMigration when this node's app is not copying it.
+func (d *Deliverer) MigrationCompleted(migrationID string) error {
+	return d.finishCopy(migrationID, func(p int) { d.sink.CopyDone(p, migrationID) })
+}
+
+// MigrationFailed records that the app gave up the copy migrationID and
+// reports it to the sink, which has the cluster retry or re-plan it.
+func (d *Deliverer) MigrationFailed(migrationID, reason string) error {
+	return d.finishCopy(migrationID, func(p int) { d.sink.CopyFailed(p, migrationID, reason) })
+}
+
+func (d *Deliverer) finishCopy(id string, report func(p int)) error {
+	if id == "" {
+		return ErrUnknownMigration
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return ErrClosed
+	}
+	p, found := -1, false
+	for part, a := range d.desired {
+		if a.MigrationID == id {
+			p, found = part, true
+			break
+		}
+	}
+	if !found {
+		for part, a := range d.store.Snapshot() {
+			if a.MigrationID == id && a.Copying {
+				p, found = part, true
+				break
+			}
+		}
+	}
+	if !found {
+		d.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownMigration, id)
+	}
+	// The app may report before its 202 has been recorded: remember, so
+	// that the recording does not mark the copy pending again.
+	d.completed[id] = true
+	delete(d.redeliver, p)
+	var err error
+	if a, ok := d.store.Get(p); ok && a.MigrationID == id && a.Copying {
+		a.Copying = false
+		err = d.store.Set(p, a)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	report(p)
+	d.poke()
+	return nil
+}
+
+// Pending is how many events are waiting to be delivered (in flight or
+// not): partitions whose acknowledged state differs from the desired one,
+// plus one-off events.
+func (d *Deliverer) Pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pendingLocked(d.store.Snapshot())
+}
+
+func (d *Deliverer) pendingLocked(acked map[int]Acked) int {
+	n := len(d.oneOffs)
+	if !d.haveDesired {
+		return n
+	}
+	for p := range d.partitionsLocked(acked) {
+		if _, ok := d.nextEventLocked(p, acked); ok {
+			n++
+		}
+	}
+	return n
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Deliverer) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	acked := d.store.Snapshot()
+	s := Stats{
+		Pending:    d.pendingLocked(acked),
+		InFlight:   d.inFlight,
+		Deliveries: make(map[DeliveryKey]uint64, len(d.deliveries)),
+		Retries:    d.retries,
+	}
+	for k, v := range d.deliveries {
+		s.Deliveries[k] = v
+	}
+	for _, a := range acked {
+		if a.Copying {
+			s.CopiesPending++
+		}
+	}
+	return s
+}
+
+// Close stops delivering, aborts requests in flight and waits for every
+// goroutine. It is safe to call more than once.
+func (d *Deliverer) Close() error {
+	d.once.Do(func() {
+		d.mu.Lock()
+		d.closed = true
+		d.mu.Unlock()
+		d.cancel()
+		d.wg.Wait()
+		d.client.CloseIdleConnections()
+	})
+	return nil
+}
+
+func (d *Deliverer) poke() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// loop starts deliveries whenever a slot is free and an event is due, and
+// sleeps until the next one is due or something changes.
+func (d *Deliverer) loop() {
+	defer d.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := d.dispatch()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-d.ctx.Done():
+			return
+		case <-d.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// idleWait is how long the loop sleeps with nothing due; any change wakes
+// it earlier.
+const idleWait = time.Minute
+
+// dispatch starts what is due and returns how long to wait for the next.
+func (d *Deliverer) dispatch() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return idleWait
+	}
+	now := time.Now()
+	wait := idleWait
+	due := func(next time.Time) bool {
+		if next.After(now) {
+			wait = min(wait, next.Sub(now))
+			return false
+		}
+		return true
+	}
+	// One-off events first: they are few and say something about the whole
+	// node.
+	for _, o := range d.oneOffs {
+		if d.inFlight >= d.cfg.MaxConcurrency {
+			return wait
+		}
+		if o.inFlight || !due(o.next) {
+			continue
+		}
+		o.inFlight = true
+		d.start(o.ev, o.attempts+1, func(ok bool, status int) { d.oneOffDone(o, ok) })
+	}
+	if !d.haveDesired {
+		return wait
+	}
+	acked := d.store.Snapshot()
+	parts := d.partitionsLocked(acked)
+	order := make([]int, 0, len(parts))
+	for p := range parts {
+		order = append(order, p)
+	}
+	sort.Ints(order)
+	for _, p := range order {
+		if d.inFlight >= d.cfg.MaxConcurrency {
+			return wait
+		}
+		ev, ok := d.nextEventLocked(p, acked)
+		if !ok {
+			delete(d.parts, p)
+			continue
+		}
+		st := d.parts[p]
+		if st != nil && st.inFlight {
+			continue
+		}
+		if st == nil || st.key != ev.ID {
+			// A new event, or one superseding an undelivered older one:
+			// it starts with a clean retry schedule.
+			st = &partState{key: ev.ID, createdAt: d.now().Unix()}
+			d.parts[p] = st
+		}
+		if !due(st.next) {
+			continue
+		}
+		ev.Timestamp = st.createdAt
+		st.inFlight = true
+		d.start(ev, st.attempts+1, func(ok bool, status int) { d.partitionDone(p, st, ev, ok, status) })
+	}
+	return wait
+}
+
+// partitionsLocked is every partition desired or acknowledged.
+func (d *Deliverer) partitionsLocked(acked map[int]Acked) map[int]struct{} {
+	out := make(map[int]struct{}, len(d.desired)+len(acked))
+	for p := range d.desired {
+		out[p] = struct{}{}
+	}
+	for p := range acked {
+		out[p] = struct{}{}
+	}
+	return out
+}
+
+// nextEventLocked is the event partition p needs now, if any.
+func (d *Deliverer) nextEventLocked(p int, acked map[int]Acked) (Event, bool) {
+	want, isDesired := d.desired[p]
+	have, isAcked := acked[p]
+	typ, ok := transition(want, isDesired, have, isAcked, d.redeliver[p])
+	if !ok {
+		return Event{}, false
+	}
+	ev := Event{Type: typ, NodeID: d.cfg.NodeID, Partition: p}
+	switch typ {
+	case TypeRelease:
+		ev.Epoch, ev.Role = have.Epoch, RoleNone
+	default:
+		ev.Epoch, ev.Role = want.Epoch, want.Role
+		if typ == TypeAssign && want.Source != nil {
+			src := *want.Source
+			ev.Source, ev.MigrationID = &src, want.MigrationID
+		}
+	}
+	ev.ID = EventID(d.cfg.NodeID, p, ev.Epoch, typ)
+	return ev, true
+}
+
+// EventID is the webhook-id of a partition event: stable per (node,
+// partition, epoch, type), so that every retry and every redelivery after a
+// restart carries the same one.
+func EventID(node string, partition int, epoch uint64, eventType string) string {
+	return fmt.Sprintf("%s-p%d-e%d-%s", node, partition, epoch, strings.TrimPrefix(eventType, "partition."))
+}
+
+// transition decides which event moves the app from what it acknowledged
+// (have) to what it should hold (want). It returns false when nothing is
+// to be sent: in agreement, waiting for a copy, or a desired state older
+// than the acknowledged one (a state still catching up, never sent
+// backwards).
+func transition(want Assignment, isDesired bool, have Acked, isAcked bool, redeliverCopy bool) (string, bool) {
+	switch {
+	case !isDesired && !isAcked:
+		return "", false
+	case !isDesired:
+		return TypeRelease, true
+	case !isAcked:
+		return TypeAssign, true
+	case want.Epoch < have.Epoch:
+		return "", false
+	case want.Epoch == have.Epoch && want.Role == have.Role && want.MigrationID == have.MigrationID:
+		if redeliverCopy && have.Copying {
+			return TypeAssign, true
+		}
+		return "", false
+	case want.Source == nil && have.Role == RoleReplica && want.Role == RolePrimary:
+		return TypePromote, true
+	case want.Source == nil && have.Role == RolePrimary && want.Role == RoleReplica:
+		return TypeDemote, true
+	default:
+		return TypeAssign, true
+	}
+}
+
+// start sends ev on its own goroutine; done runs there afterwards.
+func (d *Deliverer) start(ev Event, attempt int, done func(ok bool, status int)) {
+	d.inFlight++
+	if attempt > 1 {
+		d.retries++
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		began := time.Now()
+		status, err := d.post(ev)
+		latency := time.Since(began)
+		result := ResultOK
+		switch {
+		case err != nil:
+			result = ResultError
+		case status < 200 || status > 299:
+			result = ResultRejected
+		case status == http.StatusAccepted && ev.MigrationID != "":
+			result = ResultCopying
+		}
+		if d.cfg.Observer != nil {
+			d.cfg.Observer.ObserveDelivery(ev.Type, result, attempt, latency)
+		}
+		if result == ResultError || result == ResultRejected {
+			if d.ctx.Err() == nil {
+				d.log.Warn("webhook not acknowledged; will retry", "id", ev.ID, "type", ev.Type,
+					"partition", ev.Partition, "epoch", ev.Epoch, "attempt", attempt, "status", status, "error", err)
+			}
+		} else {
+			d.log.Debug("webhook acknowledged", "id", ev.ID, "status", status, "latency", latency)
+		}
+		d.mu.Lock()
+		d.deliveries[DeliveryKey{ev.Type, result}]++
+		d.mu.Unlock()
+		done(result != ResultError && result != ResultRejected, status)
+		d.poke()
+	}()
+}
+
+// post sends one signed attempt and returns the status.
+func (d *Deliverer) post(ev Event) (int, error) {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "steward-agent")
+	SignHeaders(req.Header, d.cfg.Secret, ev.ID, d.now(), body)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	// Drain a little so the connection can be reused; an app has nothing
+	// long to say.
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// backoff is the delay before retry number attempt (1 for the first
+// retry): uniform in [0, min(max, base·2^(attempt-1))).
+func backoff(attempt int, base, maxDelay time.Duration, rnd *rand.Rand) time.Duration {
+	ceiling := base
+	for i := 1; i < attempt && ceiling < maxDelay; i++ {
+		ceiling *= 2
+	}
+	ceiling = min(ceiling, maxDelay)
+	if ceiling <= 0 {
+		return 0
+	}
+	return time.Duration(rnd.Int64N(int64(ceiling)))
+}
+
+func (d *Deliverer) retryLater(attempts *int, next *time.Time) {
+	*attempts++
+	*next = time.Now().Add(backoff(*attempts, d.cfg.BackoffBase, d.cfg.BackoffMax, d.rnd))
+}
+
+func (d *Deliverer) oneOffDone(o *oneOff, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.inFlight--
+	o.inFlight = false
+	if !ok {
+		d.retryLater(&o.attempts, &o.next)
+		return
+	}
+	for i, x := range d.oneOffs {
+		if x == o {
+			d.oneOffs = append(d.oneOffs[:i], d.oneOffs[i+1:]...)
+			break
+		}
+	}
+}
+
+// partitionDone records the outcome of one attempt for partition p. An
+// acknowledgement is persisted before the partition's next event can start
+// (the in-flight mark is cleared only after the write).
+func (d *Deliverer) partitionDone(p int, st *partState, ev Event, ok bool, status int) {
+	copyDone := false
+	d.mu.Lock()
+	if ok {
+		var err error
+		if ev.Type == TypeRelease {
+			err = d.store.Delete(p)
+		} else {
+			copying := status == http.StatusAccepted && ev.MigrationID != "" && !d.completed[ev.MigrationID]
+			copyDone = ev.MigrationID != "" && status != http.StatusAccepted && !d.completed[ev.MigrationID]
+			if copyDone {
+				d.completed[ev.MigrationID] = true
+			}
+			err = d.store.Set(p, Acked{Role: ev.Role, Epoch: ev.Epoch, MigrationID: ev.MigrationID, Copying: copying})
+		}
+		if err != nil {
+			// Not recorded means not acknowledged: deliver it again (the
+			// app treats the repeat as idempotent).
+			d.log.Error("cannot record acknowledgement", "id", ev.ID, "error", err)
+			ok, copyDone = false, false
+		} else {
+			delete(d.redeliver, p)
+		}
+	}
+	d.inFlight--
+	st.inFlight = false
+	if !ok {
+		d.retryLater(&st.attempts, &st.next)
+	} else if d.parts[p] == st {
+		delete(d.parts, p)
+	}
+	d.mu.Unlock()
+	if copyDone {
+		d.sink.CopyDone(p, ev.MigrationID)
+	}
+}

@@ -1,0 +1,60 @@
+package hooks
+
+import "github.com/steward-dev/steward/failover"
+
+// Assignment is what one node's app should hold of one partition, as the
+// cluster state says it.
+type Assignment struct {
+	// Partition is the partition ID.
+	Partition int
+	// Epoch is the partition's placement epoch.
+	Epoch uint64
+	// Role is RolePrimary or RoleReplica.
+	Role string
+	// Source, for the target of a migration, is where to copy from.
+	Source *Source
+	// MigrationID names that migration; empty when not copying.
+	MigrationID string
+}
+
+// same reports whether two assignments ask the app for the same thing.
+func (a Assignment) same(b Assignment) bool {
+	if a.Partition != b.Partition || a.Epoch != b.Epoch || a.Role != b.Role || a.MigrationID != b.MigrationID {
+		return false
+	}
+	if (a.Source == nil) != (b.Source == nil) {
+		return false
+	}
+	return a.Source == nil || *a.Source == *b.Source
+}
+
+// Desired returns, for every partition that node holds or is copying in c,
+// what its app should hold: RolePrimary or RoleReplica at the partition's
+// epoch, and for the target of a migration RoleReplica with the migration's
+// Source (node ID and that member's AppAddr) and MigrationID. It is pure;
+// the caller passes a state it does not mutate meanwhile.
+func Desired(c *failover.Cluster, node string) map[int]Assignment {
+	out := map[int]Assignment{}
+	if c == nil || node == "" {
+		return out
+	}
+	for _, p := range c.Partitions {
+		switch {
+		case p.Primary == node:
+			out[p.ID] = Assignment{Partition: p.ID, Epoch: p.Epoch, Role: RolePrimary}
+		case p.Holds(node):
+			out[p.ID] = Assignment{Partition: p.ID, Epoch: p.Epoch, Role: RoleReplica}
+		default:
+			if m, ok := p.MigrationTo(node); ok {
+				out[p.ID] = Assignment{
+					Partition:   p.ID,
+					Epoch:       p.Epoch,
+					Role:        RoleReplica,
+					Source:      &Source{NodeID: m.Source, AppAddr: c.Members[m.Source].AppAddr},
+					MigrationID: m.ID,
+				}
+			}
+		}
+	}
+	return out
+}
