@@ -1,6 +1,7 @@
 package raftctl
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -90,6 +91,28 @@ type Config struct {
 	// Keeping two means a corrupt newest snapshot still leaves an older one
 	// to start from.
 	SnapshotRetain int
+
+	// TLS, when set, makes every raft connection, in and out, mutual TLS:
+	// TLS 1.2 or later, the server side requires a client certificate and
+	// verifies it against ClientCAs, the client side verifies the peer's
+	// certificate against RootCAs and presents its own from Certificates.
+	// Plain TCP connections are refused (their handshake fails and nothing
+	// they send reaches raft). The config is cloned; MinVersion below TLS
+	// 1.2 is raised to 1.2 and ClientAuth is forced to
+	// RequireAndVerifyClientCert whatever it says. It must carry a
+	// certificate, RootCAs and ClientCAs (normally the same CA pool), and
+	// must not set InsecureSkipVerify.
+	//
+	// Which name a peer's certificate is checked against: ServerName if it
+	// is set (one name shared by every node certificate); otherwise the
+	// host part of the peer's raft address as raft knows it (its
+	// AdvertiseAddr, or bound address). Those are IPs, so node certificates
+	// must carry the IPs their nodes advertise as IP SANs (127.0.0.1 and
+	// the bind IP; see `agent tls cert`). Any certificate from the CA is
+	// accepted as a client: the CA is the trust boundary, not the node ID.
+	//
+	// Nil: plain TCP, for tests and single-host development only.
+	TLS *tls.Config
 }
 
 // Timings measured against the environments they are meant for. The LAN
@@ -167,6 +190,26 @@ func (c *Config) validate() error {
 	}
 	if c.SnapshotRetain < 1 {
 		return errors.New("raftctl: SnapshotRetain must be at least 1")
+	}
+	if c.TLS != nil {
+		if err := validateTLS(c.TLS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validateTLS refuses TLS configs that would quietly weaken mutual TLS.
+func validateTLS(t *tls.Config) error {
+	switch {
+	case t.InsecureSkipVerify:
+		return errors.New("raftctl: TLS: InsecureSkipVerify must not be set: peers' certificates are always verified")
+	case len(t.Certificates) == 0 && (t.GetCertificate == nil || t.GetClientCertificate == nil):
+		return errors.New("raftctl: TLS: no certificate: set Certificates to this node's certificate and key (or both GetCertificate and GetClientCertificate)")
+	case t.RootCAs == nil:
+		return errors.New("raftctl: TLS: RootCAs is nil (that would trust the system roots): set it to the cluster CA")
+	case t.ClientCAs == nil:
+		return errors.New("raftctl: TLS: ClientCAs is nil: set it to the cluster CA, client certificates are required")
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 // Package raftctl runs Steward's replicated state: hashicorp/raft with
 // raft-boltdb for the log and stable store, a file snapshot store, a TCP
-// transport, and a finite state machine over failover.Cluster.
+// transport (optionally mutual TLS), and a finite state machine over failover.Cluster.
 //
 // The package knows nothing about gossip or HTTP; the agent (cmd/agent)
 // drives it:
@@ -23,6 +23,12 @@
 //     look again.
 //   - Leave: a leader calls TransferLeadership first; the new leader then
 //     calls Remove for it. Shutdown last.
+//
+// Security: with Config.TLS set, the transport is mutual TLS (TLS 1.2+,
+// client certificates required and verified against the cluster CA, peer
+// certificates checked against the host of the peer's raft address or
+// TLS.ServerName); plain connections fail their handshake and nothing they
+// send reaches raft. Without it the transport is plain TCP.
 //
 // Every log entry and snapshot starts with an encoding version byte (1 =
 // JSON). A command that does not decode or that the model refuses changes

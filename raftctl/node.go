@@ -147,7 +147,7 @@ func New(cfg *Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raftctl: read existing state: %w", err)
 	}
 
-	stream, err := listenTCP(cfg.BindAddr, cfg.AdvertiseAddr)
+	stream, err := listenTCP(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, cfg.TransportTimeout, logger.Named("transport"))
 	if err != nil {
 		return nil, err
 	}
