@@ -3,6 +3,8 @@ package hooks
 import (
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,5 +139,30 @@ func TestVerifyWithDefaultToleranceAcceptsSmallSkew(t *testing.T) {
 	now := time.Unix(vectorTimestamp, 0).Add(4 * time.Minute)
 	if err := Verify(secret, vectorHeader(vectorSignature), []byte(vectorPayload), now, 0); err != nil {
 		t.Fatalf("4 min skew with default tolerance: %v", err)
+	}
+}
+
+func TestASecretIsGeneratedOnceAndKept(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "webhook-secret")
+	text, key, err := LoadOrCreateSecret(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(text, SecretPrefix) || len(key) != 32 {
+		t.Fatalf("secret %q, key of %d bytes", text, len(key))
+	}
+	info, err := os.Stat(path)
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("secret file: %v, mode %v", err, info.Mode().Perm())
+	}
+	again, key2, err := LoadOrCreateSecret(path)
+	if err != nil || again != text || string(key2) != string(key) {
+		t.Fatalf("second load %q, %v: want the same secret", again, err)
+	}
+	if err := os.WriteFile(path, []byte("not a secret!"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrCreateSecret(path); !errors.Is(err, ErrBadSecret) {
+		t.Fatalf("a damaged secret file gave %v, want ErrBadSecret", err)
 	}
 }
