@@ -1,0 +1,374 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/steward-dev/steward/hooks"
+)
+
+// The webhook callbacks. Each is idempotent and keyed by (partition,
+// epoch): an event older than the epoch held for its partition is
+// acknowledged and ignored. Every webhook also invalidates the cached
+// partition table, since it means the cluster changed.
+
+// stale reports (under the store lock) whether ev is older than what is
+// held for its partition.
+func stale(p *partition, ev hooks.Event) bool { return ev.Epoch < p.epoch }
+
+func (s *server) seen(ev hooks.Event) {
+	s.agent.setNodeID(ev.NodeID)
+	s.agent.invalidate()
+}
+
+func (s *server) onAssign(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	if ev.Source != nil {
+		return s.assignWithCopy(ev)
+	}
+	s.store.mu.Lock()
+	p := s.store.get(ev.Partition)
+	if stale(p, ev) {
+		s.store.mu.Unlock()
+		return hooks.Ack()
+	}
+	complete := p.complete
+	s.store.mu.Unlock()
+	if !complete {
+		// Told to hold a partition we have no copy of. On a fresh cluster
+		// nobody has data and an empty partition is right; but an app that
+		// restarted (memory only) may be told again of what it held, and
+		// then the other holders have the data: take it from them.
+		if err := s.recoverFromHolders(ctx, ev.Partition); err != nil {
+			s.log.Warn("assign: cannot get the partition from its other holders yet", "partition", ev.Partition, "epoch", ev.Epoch, "err", err)
+			return hooks.Retry(err)
+		}
+	}
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	p = s.store.get(ev.Partition)
+	if stale(p, ev) {
+		return hooks.Ack()
+	}
+	s.setRole(p, ev)
+	p.complete = true
+	s.log.Info("holding partition", "partition", ev.Partition, "role", ev.Role, "epoch", ev.Epoch, "keys", len(p.data))
+	return hooks.Ack()
+}
+
+// setRole applies ev's role and epoch. Callers hold the store lock.
+func (s *server) setRole(p *partition, ev hooks.Event) {
+	p.role = ev.Role
+	p.epoch = ev.Epoch
+	p.raiseFence(ev.Epoch)
+	if ev.Role == hooks.RolePrimary && ev.Epoch > p.writeEpoch {
+		p.writeEpoch = ev.Epoch
+	}
+}
+
+func (s *server) onPromote(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	s.store.mu.Lock()
+	p := s.store.get(ev.Partition)
+	if stale(p, ev) {
+		s.store.mu.Unlock()
+		return hooks.Ack()
+	}
+	complete := p.complete
+	s.store.mu.Unlock()
+	if !complete {
+		if err := s.recoverFromHolders(ctx, ev.Partition); err != nil {
+			return hooks.Retry(err)
+		}
+	}
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	p = s.store.get(ev.Partition)
+	if !stale(p, ev) {
+		s.setRole(p, ev)
+		p.complete = true
+		s.log.Info("promoted", "partition", ev.Partition, "epoch", ev.Epoch, "keys", len(p.data))
+	}
+	return hooks.Ack()
+}
+
+func (s *server) onDemote(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	p := s.store.get(ev.Partition)
+	if !stale(p, ev) {
+		s.setRole(p, ev)
+		s.log.Info("demoted", "partition", ev.Partition, "epoch", ev.Epoch)
+	}
+	return hooks.Ack()
+}
+
+func (s *server) onRelease(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	s.cancelCopy(ev.Partition, "")
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	p := s.store.get(ev.Partition)
+	if !stale(p, ev) {
+		s.setRole(p, ev)
+		p.clear()
+		s.log.Info("released", "partition", ev.Partition, "epoch", ev.Epoch)
+	}
+	return hooks.Ack()
+}
+
+// onRejoin drops every partition the cluster does not give this node now
+// (neither holder nor migration target in the agent's fresh table): the
+// node was away, and what it kept from before may be stale. The event
+// lists the partitions the agent lets it keep; the fresh table is used
+// instead of the list so that an assign delivered just before the rejoin
+// is not undone, and anything newly given is copied by its assign anyway.
+func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	v, err := s.agent.get(ctx, true)
+	if err != nil {
+		return hooks.Retry(err)
+	}
+	self := s.agent.self()
+	var dropped []int
+	s.store.mu.Lock()
+	for id, p := range s.store.parts {
+		if v.partition(id).holds(self) || (len(p.data) == 0 && !p.complete) {
+			continue
+		}
+		p.clear()
+		dropped = append(dropped, id)
+	}
+	s.store.mu.Unlock()
+	for _, id := range dropped {
+		s.cancelCopy(id, "")
+	}
+	s.log.Info("rejoined", "dropped", dropped, "listed", ev.Partitions)
+	return hooks.Ack()
+}
+
+func (s *server) onQuorum(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	s.log.Info("cluster quorum", "quorum", ev.Quorum)
+	return hooks.Ack()
+}
+
+// recoverFromHolders fills an incomplete partition from another holder in
+// the agent's table. It succeeds empty-handed only when every other holder
+// answers that it has no complete copy either (a fresh partition); a
+// holder that cannot be reached might have the data, so that is an error.
+func (s *server) recoverFromHolders(ctx context.Context, id int) error {
+	v, err := s.agent.get(ctx, true)
+	if err != nil {
+		return err
+	}
+	p := v.partition(id)
+	var errs []error
+	for _, n := range p.copies(s.agent.self()) {
+		if n != p.Primary && !contains(p.Replicas, n) {
+			continue // a migration target is not a source
+		}
+		if m, ok := v.members[n]; ok && m.gone() {
+			continue
+		}
+		addr := v.appAddr(n)
+		if addr == "" {
+			errs = append(errs, fmt.Errorf("kvapp: no app address for %s", n))
+			continue
+		}
+		err := s.copyFrom(ctx, id, addr)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errNotHeld) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// copyFrom fetches partition id from the app at addr, registering this
+// node there as a copy target, and merges it in.
+func (s *server) copyFrom(ctx context.Context, id int, addr string) error {
+	q := url.Values{"node": {s.agent.self()}, "addr": {s.cfg.Addr}}
+	rctx, cancel := context.WithTimeout(ctx, 4*s.cfg.PeerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+"/internal/partitions/"+strconv.Itoa(id)+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("kvapp: copy partition %d from %s: %w", id, addr, errNotHeld)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("kvapp: copy partition %d from %s: %s: %s", id, addr, resp.Status, b)
+	}
+	var d partitionDump
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		return fmt.Errorf("kvapp: copy partition %d from %s: decode: %w", id, addr, err)
+	}
+	if d.Partition != id {
+		return fmt.Errorf("kvapp: copy partition %d from %s: got partition %d", id, addr, d.Partition)
+	}
+	s.store.merge(d)
+	return nil
+}
+
+// copyJob is a background copy answering one assign with a source.
+type copyJob struct {
+	migrationID string
+	epoch       uint64
+	cancel      context.CancelFunc
+}
+
+// assignWithCopy starts (or finds) the background copy for ev and answers
+// 202; the copy then acknowledges the migration to the agent.
+func (s *server) assignWithCopy(ev hooks.Event) hooks.Response {
+	s.store.mu.Lock()
+	p := s.store.get(ev.Partition)
+	if stale(p, ev) {
+		s.store.mu.Unlock()
+		return hooks.Ack()
+	}
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	if s.copied[ev.MigrationID] && p.complete {
+		s.store.mu.Unlock()
+		return hooks.Ack() // the copy is done; the agent asks again
+	}
+	if j := s.copies[ev.Partition]; j != nil && j.migrationID == ev.MigrationID {
+		// The same copy, delivered again (perhaps at a newer epoch, as
+		// other holders of the partition changed): it goes on.
+		p.epoch = ev.Epoch
+		p.raiseFence(ev.Epoch)
+		s.store.mu.Unlock()
+		return hooks.Copying()
+	}
+	// Always copy, even over data held from before: the merge keeps the
+	// newest version of every key, and old data here may be stale.
+	s.setRole(p, ev)
+	p.complete = false
+	s.store.mu.Unlock()
+	if old := s.copies[ev.Partition]; old != nil {
+		old.cancel()
+	}
+	if s.ctx.Err() != nil {
+		return hooks.Retry(errors.New("kvapp: shutting down"))
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	j := &copyJob{migrationID: ev.MigrationID, epoch: ev.Epoch, cancel: cancel}
+	s.copies[ev.Partition] = j
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.runCopy(ctx, j, ev)
+	}()
+	s.log.Info("copying partition", "partition", ev.Partition, "epoch", ev.Epoch, "from", ev.Source.NodeID, "migration", ev.MigrationID)
+	return hooks.Copying()
+}
+
+// cancelCopy stops the partition's copy, if any (only the one for
+// migrationID when it is not empty).
+func (s *server) cancelCopy(id int, migrationID string) {
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	if j := s.copies[id]; j != nil && (migrationID == "" || j.migrationID == migrationID) {
+		j.cancel()
+		delete(s.copies, id)
+	}
+}
+
+func (s *server) runCopy(ctx context.Context, j *copyJob, ev hooks.Event) {
+	var err error
+	for attempt := 0; attempt < s.cfg.CopyAttempts; attempt++ {
+		if err = s.copyFrom(ctx, ev.Partition, ev.Source.AppAddr); err == nil {
+			break
+		}
+		s.log.Warn("copy failed", "partition", ev.Partition, "from", ev.Source.AppAddr, "attempt", attempt+1, "err", err)
+		if !sleepCtx(ctx, 200*time.Millisecond<<attempt) {
+			break
+		}
+	}
+	if ctx.Err() != nil {
+		return // released, superseded or shutting down: nobody wants the answer
+	}
+	if err != nil {
+		s.finishCopy(j, ev, false)
+		s.tellAgent(ctx, ev, err)
+		return
+	}
+	if !s.finishCopy(j, ev, true) {
+		return
+	}
+	s.tellAgent(ctx, ev, nil)
+}
+
+// finishCopy records the copy's end unless a newer event has superseded it;
+// it reports whether the agent should be told.
+func (s *server) finishCopy(j *copyJob, ev hooks.Event, ok bool) bool {
+	s.store.mu.Lock()
+	defer s.store.mu.Unlock()
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	if s.copies[ev.Partition] != j {
+		return false
+	}
+	delete(s.copies, ev.Partition)
+	p := s.store.get(ev.Partition)
+	if p.epoch < ev.Epoch || p.role == hooks.RoleNone {
+		return false // released meanwhile
+	}
+	if ok {
+		p.complete = true
+		s.copied[ev.MigrationID] = true
+		s.log.Info("copy complete", "partition", ev.Partition, "epoch", ev.Epoch, "keys", len(p.data), "migration", ev.MigrationID)
+	}
+	return true
+}
+
+// tellAgent acknowledges (copyErr nil) or fails the migration, retrying
+// briefly: if it never gets through, the agent times the copy out and
+// delivers the assign again, which is answered from the finished copy.
+func (s *server) tellAgent(ctx context.Context, ev hooks.Event, copyErr error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.PeerTimeout)
+		var err error
+		if copyErr == nil {
+			err = hooks.AckMigration(rctx, s.client, s.cfg.AgentURL, ev.MigrationID, s.cfg.APIToken)
+		} else {
+			err = hooks.FailMigration(rctx, s.client, s.cfg.AgentURL, ev.MigrationID, s.cfg.APIToken, copyErr.Error())
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+		s.log.Warn("cannot tell the agent about a copy", "migration", ev.MigrationID, "err", err)
+		if !sleepCtx(ctx, backoff(attempt+2)) {
+			return
+		}
+	}
+}

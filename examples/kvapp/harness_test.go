@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/hooks"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var testSecret = []byte("kvapp-test-secret-0123456789abcdef")
+
+// fakeCluster plays the agents: one table and member list shared by a fake
+// agent per node (each answering /v1/status with its own node ID), and a
+// record of the migration acknowledgements they receive.
+type fakeCluster struct {
+	t          *testing.T
+	mu         sync.Mutex
+	partitions int
+	parts      map[int]partitionView
+	members    map[string]memberView
+	fetches    int
+	completed  []string // "node/migration"
+	failed     []string
+	nodes      map[string]*testNode
+	client     *http.Client
+}
+
+// testNode is one kvapp under test with its fake agent.
+type testNode struct {
+	id    string
+	srv   *server
+	ts    *httptest.Server
+	agent *httptest.Server
+}
+
+func newFakeCluster(t *testing.T, partitions int) *fakeCluster {
+	tr := &http.Transport{}
+	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
+		nodes: map[string]*testNode{}, client: &http.Client{Transport: tr}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return c
+}
+
+// setPartition replaces one partition's entry in the table.
+func (c *fakeCluster) setPartition(p partitionView) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.parts[p.ID] = p
+}
+
+// setAll gives every partition the same placement at epoch.
+func (c *fakeCluster) setAll(epoch uint64, primary string, replicas ...string) {
+	for id := 0; id < c.partitions; id++ {
+		c.setPartition(partitionView{ID: id, Epoch: epoch, Primary: primary, Replicas: replicas})
+	}
+}
+
+func (c *fakeCluster) setMemberStatus(id, status string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[id]
+	m.Status = status
+	c.members[id] = m
+}
+
+func (c *fakeCluster) fetchCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetches
+}
+
+func (c *fakeCluster) acks() (completed, failed []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.completed...), append([]string(nil), c.failed...)
+}
+
+func (c *fakeCluster) agentHandler(node string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"node_id": node})
+	})
+	mux.HandleFunc("GET /v1/partitions", func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.fetches++
+		var parts []partitionView
+		for id := 0; id < c.partitions; id++ {
+			if p, ok := c.parts[id]; ok {
+				parts = append(parts, p)
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"settings":   map[string]int{"partitions": c.partitions, "replication_factor": 3},
+			"partitions": parts,
+		})
+	})
+	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var ms []memberView
+		for _, m := range c.members {
+			ms = append(ms, m)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"members": ms})
+	})
+	mux.HandleFunc("POST /v1/migrations/{id}/{verb}", func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		rec := node + "/" + r.PathValue("id")
+		switch r.PathValue("verb") {
+		case "complete":
+			c.completed = append(c.completed, rec)
+		case "fail":
+			c.failed = append(c.failed, rec)
+		default:
+			http.NotFound(w, r)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+// addNode starts a kvapp and its fake agent, and lists it as an alive
+// member with its app address.
+func (c *fakeCluster) addNode(id string) *testNode {
+	t := c.t
+	agent := httptest.NewServer(c.agentHandler(id))
+	ts := httptest.NewUnstartedServer(nil)
+	cfg := DefaultConfig()
+	cfg.Addr = ts.Listener.Addr().String()
+	cfg.AgentURL = agent.URL
+	cfg.WebhookSecret = testSecret
+	cfg.APIToken = "agent-token"
+	cfg.RetryBudget = 5 * time.Second
+	cfg.PeerTimeout = time.Second
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	srv := newServer(cfg)
+	ts.Config.Handler = srv.Handler()
+	ts.Start()
+	n := &testNode{id: id, srv: srv, ts: ts, agent: agent}
+	t.Cleanup(func() {
+		ts.Close()
+		srv.Close()
+		agent.Close()
+	})
+	c.mu.Lock()
+	c.members[id] = memberView{ID: id, Status: "alive", AppAddr: cfg.Addr}
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return n
+}
+
+// testWriter sends the app's logs to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+// deliver signs ev as the agent would and posts it to n's webhook
+// endpoint, returning the status.
+func (c *fakeCluster) deliver(n *testNode, ev hooks.Event) int {
+	return c.deliverSigned(n, ev, testSecret)
+}
+
+func (c *fakeCluster) deliverSigned(n *testNode, ev hooks.Event, secret []byte) int {
+	t := c.t
+	t.Helper()
+	ev.NodeID = n.id
+	if ev.ID == "" {
+		ev.ID = hooks.EventID(n.id, ev.Partition, ev.Epoch, ev.Type)
+	}
+	ev.Timestamp = time.Now().Unix()
+	body, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, n.ts.URL+"/steward/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hooks.SignHeaders(req.Header, secret, ev.ID, time.Now(), body)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		t.Fatalf("deliver %s to %s: %v", ev.Type, n.id, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// assignFromTable delivers to every node the assign its role in the
+// table calls for, as each agent would at start-up, and fails the test
+// unless each is acknowledged with 204.
+func (c *fakeCluster) assignFromTable() {
+	c.t.Helper()
+	c.mu.Lock()
+	parts := make([]partitionView, 0, len(c.parts))
+	for _, p := range c.parts {
+		parts = append(parts, p)
+	}
+	c.mu.Unlock()
+	for _, p := range parts {
+		roles := map[string]string{p.Primary: hooks.RolePrimary}
+		for _, r := range p.Replicas {
+			roles[r] = hooks.RoleReplica
+		}
+		for _, id := range p.copies("") {
+			n := c.nodes[id]
+			if n == nil || roles[id] == "" {
+				continue
+			}
+			if code := c.deliver(n, hooks.Event{Type: hooks.TypeAssign, Partition: p.ID, Epoch: p.Epoch, Role: roles[id]}); code != http.StatusNoContent {
+				c.t.Fatalf("assign p%d e%d to %s: status %d", p.ID, p.Epoch, id, code)
+			}
+		}
+	}
+}
+
+func (c *fakeCluster) put(n *testNode, key, value string) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodPut, n.ts.URL+"/kv/"+key, strings.NewReader(value))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.do(req)
+}
+
+func (c *fakeCluster) get(n *testNode, key string) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, n.ts.URL+"/kv/"+key, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.do(req)
+}
+
+func (c *fakeCluster) do(req *http.Request) (int, string) {
+	c.t.Helper()
+	resp, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// stored reads a key straight from n's memory, whatever n's role.
+func stored(n *testNode, partition int, key string) (string, bool) {
+	n.srv.store.mu.Lock()
+	defer n.srv.store.mu.Unlock()
+	p := n.srv.store.parts[partition]
+	if p == nil {
+		return "", false
+	}
+	e, ok := p.data[key]
+	return string(e.value), ok
+}
+
+// keyCount is how many keys n holds for a partition.
+func keyCount(n *testNode, partition int) int {
+	n.srv.store.mu.Lock()
+	defer n.srv.store.mu.Unlock()
+	if p := n.srv.store.parts[partition]; p != nil {
+		return len(p.data)
+	}
+	return 0
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// replicate posts a replicated write to n directly, as a primary would.
+func (c *fakeCluster) replicate(n *testNode, msg replicateMsg) (int, apiError) {
+	c.t.Helper()
+	body, _ := json.Marshal(msg)
+	resp, err := c.client.Post(n.ts.URL+"/internal/replicate", "application/json", bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e apiError
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &e)
+	return resp.StatusCode, e
+}
+
+func keyIn(partition, partitions int, prefix string) string {
+	for i := 0; ; i++ {
+		k := fmt.Sprintf("%s%d", prefix, i)
+		if partitionOf(k, partitions) == partition {
+			return k
+		}
+	}
+}
+
+func timeNow() time.Time { return time.Now() }

@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/hooks"
+)
+
+// Config configures one kvapp node.
+type Config struct {
+	// Addr is this app's data address (host:port), the one its agent
+	// advertises as -app-addr. Peers that copy a partition from this node
+	// are told to forward to the address they give; this one is given to
+	// the nodes this node copies from.
+	Addr string
+	// AgentURL is the base URL of the co-located agent's HTTP API, e.g.
+	// http://127.0.0.1:8500; the partition table, the members and the
+	// migration acknowledgements go through it.
+	AgentURL string
+	// WebhookSecret is the decoded shared webhook secret (hooks.ParseSecret).
+	WebhookSecret []byte
+	// APIToken is the agent's API token, sent when acknowledging a copy;
+	// empty when the agent has none.
+	APIToken string
+	// RetryBudget bounds how long a client request keeps retrying while
+	// the cluster changes under it (primary unknown or moved, a copy
+	// unreachable): long enough to ride out a failover, short enough that
+	// a client is not left hanging.
+	RetryBudget time.Duration
+	// PeerTimeout bounds one request to a peer or to the agent.
+	PeerTimeout time.Duration
+	// TableMaxAge is how long a cached partition table is used before it is
+	// fetched again even without a webhook or a refusal. A primary learns
+	// new migration targets within it.
+	TableMaxAge time.Duration
+	// CopyAttempts is how many times a copy is tried before the migration
+	// is reported failed to the agent.
+	CopyAttempts int
+	// CopyTargetGrace is how long a copy target registered with this node
+	// keeps receiving forwarded writes while the agent's table here does
+	// not list it yet (the target's agent may be ahead of this one).
+	CopyTargetGrace time.Duration
+	// Logger receives the app's logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults; Addr, AgentURL and WebhookSecret
+// must still be set.
+func DefaultConfig() Config {
+	return Config{
+		RetryBudget:     10 * time.Second,
+		PeerTimeout:     3 * time.Second,
+		TableMaxAge:     time.Second,
+		CopyAttempts:    5,
+		CopyTargetGrace: 30 * time.Second,
+	}
+}
+
+// forwardedHeader marks a client request already forwarded once, so that
+// the receiver answers it itself instead of forwarding again.
+const forwardedHeader = "Kvapp-Forwarded"
+
+// server is one kvapp node.
+type server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  *store
+	agent  *agentClient
+	client *http.Client
+	tr     *http.Transport
+	hooks  *hooks.Handler
+
+	// ctx ends at Close; background copies run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	copyMu sync.Mutex
+	// copies are the background copies by partition.
+	copies map[int]*copyJob
+	// copied are migrations whose copy finished here, answered 204 when
+	// their assign is delivered again.
+	copied map[string]bool
+}
+
+// newServer builds a node; it starts nothing until requests arrive.
+func newServer(cfg Config) *server {
+	def := DefaultConfig()
+	if cfg.RetryBudget <= 0 {
+		cfg.RetryBudget = def.RetryBudget
+	}
+	if cfg.PeerTimeout <= 0 {
+		cfg.PeerTimeout = def.PeerTimeout
+	}
+	if cfg.TableMaxAge <= 0 {
+		cfg.TableMaxAge = def.TableMaxAge
+	}
+	if cfg.CopyAttempts <= 0 {
+		cfg.CopyAttempts = def.CopyAttempts
+	}
+	if cfg.CopyTargetGrace <= 0 {
+		cfg.CopyTargetGrace = def.CopyTargetGrace
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	tr := &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: cfg.PeerTimeout}).DialContext,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	client := &http.Client{
+		Transport: tr,
+		// Peers and the agent never redirect; following one would send a
+		// write somewhere nobody chose.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{
+		cfg: cfg, log: logger, store: newStore(), client: client, tr: tr,
+		agent:  &agentClient{url: cfg.AgentURL, client: client, maxAge: cfg.TableMaxAge},
+		ctx:    ctx,
+		cancel: cancel,
+		copies: map[int]*copyJob{},
+		copied: map[string]bool{},
+	}
+	s.hooks = &hooks.Handler{
+		Secret:    cfg.WebhookSecret,
+		OnAssign:  s.onAssign,
+		OnPromote: s.onPromote,
+		OnDemote:  s.onDemote,
+		OnRelease: s.onRelease,
+		OnRejoin:  s.onRejoin,
+		OnQuorum:  s.onQuorum,
+	}
+	return s
+}
+
+// Handler is the node's whole HTTP surface.
+func (s *server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": s.agent.self()})
+	})
+	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
+	mux.HandleFunc("GET /kv/{key}", s.handleGet)
+	mux.Handle("POST /steward/events", s.hooks)
+	mux.HandleFunc("POST /internal/replicate", s.handleReplicate)
+	mux.HandleFunc("GET /internal/partitions/{p}", s.handleDump)
+	mux.HandleFunc("GET /internal/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"node_id": s.agent.self(), "partitions": s.store.status()})
+	})
+	return mux
+}
+
+// Close stops the background copies and waits for them; call it after the
+// HTTP server has shut down. It is safe to call twice.
+func (s *server) Close() {
+	// Under copyMu, so that no copy starts (wg.Add) after Wait begins.
+	s.copyMu.Lock()
+	s.cancel()
+	s.copyMu.Unlock()
+	s.wg.Wait()
+	s.tr.CloseIdleConnections()
+}
+
+type apiError struct {
+	Error   string `json:"error"`
+	Primary string `json:"primary,omitempty"`
+	Epoch   uint64 `json:"epoch,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// maxValueBytes bounds a value; this is an example store, not a blob store.
+const maxValueBytes = 1 << 20
+
+// clientOp is one client request, run on the key's primary.
+type clientOp struct {
+	method string
+	key    string
+	value  []byte
+}
+
+func (s *server) handlePut(w http.ResponseWriter, r *http.Request) {
+	value, err := io.ReadAll(io.LimitReader(r.Body, maxValueBytes+1))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: err.Error()})
+		return
+	}
+	if len(value) > maxValueBytes {
+		writeJSON(w, http.StatusRequestEntityTooLarge, apiError{Error: "value over 1 MiB"})
+		return
+	}
+	s.serveClient(w, r, clientOp{method: http.MethodPut, key: r.PathValue("key"), value: value})
+}
+
+func (s *server) handleGet(w http.ResponseWriter, r *http.Request) {
+	s.serveClient(w, r, clientOp{method: http.MethodGet, key: r.PathValue("key")})
+}
+
+// opResult is what a client gets back.
+type opResult struct {
+	status int
+	body   []byte
+}
+
+// serveClient runs op on the key's primary: here when this node is the
+// primary, else forwarded. A forwarded request is answered here without
+// forwarding again (409 with the primary when this node is not it), and
+// the forwarding node retries with a fresh table until RetryBudget runs
+// out, so that a write during a failover lands once the new primary has
+// been promoted.
+func (s *server) serveClient(w http.ResponseWriter, r *http.Request, op clientOp) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RetryBudget)
+	defer cancel()
+	if r.Header.Get(forwardedHeader) != "" {
+		res, err := s.runLocal(ctx, op)
+		if err != nil {
+			s.writeOpError(w, ctx, op, err)
+			return
+		}
+		writeResult(w, res)
+		return
+	}
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		res, err := s.tryOnce(ctx, op, attempt > 0)
+		if err == nil {
+			writeResult(w, res)
+			return
+		}
+		lastErr = err
+		if !sleepCtx(ctx, backoff(attempt)) {
+			break
+		}
+	}
+	writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("kvapp: gave up after %s: %v", s.cfg.RetryBudget, lastErr)})
+}
+
+func writeResult(w http.ResponseWriter, res opResult) {
+	if res.status == http.StatusOK {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	w.WriteHeader(res.status)
+	w.Write(res.body)
+}
+
+func (s *server) writeOpError(w http.ResponseWriter, ctx context.Context, op clientOp, err error) {
+	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) {
+		e := apiError{Error: err.Error()}
+		if v, verr := s.agent.get(ctx, false); verr == nil {
+			e.Primary = v.partition(partitionOf(op.key, v.partitions)).Primary
+		}
+		writeJSON(w, http.StatusConflict, e)
+		return
+	}
+	writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+}
+
+// tryOnce looks the primary up and runs op there once.
+func (s *server) tryOnce(ctx context.Context, op clientOp, fresh bool) (opResult, error) {
+	v, err := s.agent.get(ctx, fresh)
+	if err != nil {
+		return opResult{}, err
+	}
+	p := v.partition(partitionOf(op.key, v.partitions))
+	switch {
+	case p.Primary == "":
+		return opResult{}, fmt.Errorf("kvapp: partition %d has no primary", p.ID)
+	case p.Primary == s.agent.self():
+		return s.runLocal(ctx, op)
+	}
+	addr := v.appAddr(p.Primary)
+	if addr == "" {
+		return opResult{}, fmt.Errorf("kvapp: no app address for %s", p.Primary)
+	}
+	return s.forward(ctx, addr, op)
+}
+
+func (s *server) runLocal(ctx context.Context, op clientOp) (opResult, error) {
+	if op.method == http.MethodGet {
+		return s.localGet(ctx, op.key)
+	}
+	if err := s.localPut(ctx, op.key, op.value); err != nil {
+		return opResult{}, err
+	}
+	return opResult{status: http.StatusNoContent}, nil
+}
+
+func (s *server) forward(ctx context.Context, addr string, op clientOp) (opResult, error) {
+	u := "http://" + addr + "/kv/" + url.PathEscape(op.key)
+	var body io.Reader
+	if op.method == http.MethodPut {
+		body = bytes.NewReader(op.value)
+	}
+	req, err := http.NewRequestWithContext(ctx, op.method, u, body)
+	if err != nil {
+		return opResult{}, err
+	}
+	req.Header.Set(forwardedHeader, "1")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return opResult{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxValueBytes+1))
+	if err != nil {
+		return opResult{}, err
+	}
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusNoContent, http.StatusNotFound:
+		return opResult{status: resp.StatusCode, body: b}, nil
+	}
+	return opResult{}, fmt.Errorf("kvapp: primary at %s answered %s: %s", addr, resp.Status, bytes.TrimSpace(b))
+}
+
+func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
+	v, err := s.agent.get(ctx, false)
+	if err != nil {
+		return opResult{}, err
+	}
+	value, ok, err := s.store.read(partitionOf(key, v.partitions), key)
+	if err != nil {
+		return opResult{}, err
+	}
+	if !ok {
+		return opResult{status: http.StatusNotFound, body: []byte("not found\n")}, nil
+	}
+	return opResult{status: http.StatusOK, body: value}, nil
+}
+
+// localPut applies a write as primary and returns once every current copy
+// has it: the replicas and migration targets of the agent's table, and the
+// copy targets registered here.
+func (s *server) localPut(ctx context.Context, key string, value []byte) error {
+	v, err := s.agent.get(ctx, false)
+	if err != nil {
+		return err
+	}
+	id := partitionOf(key, v.partitions)
+	msg, registered, err := s.store.primaryWrite(id, key, value)
+	if err != nil {
+		return err
+	}
+	self := s.agent.self()
+	msg.From = self
+	dests := registered
+	for _, n := range v.partition(id).copies(self) {
+		dests = append(dests, dest{node: n})
+	}
+	return s.replicateAll(ctx, msg, dedupe(dests), true)
+}
+
+func dedupe(ds []dest) []dest {
+	seen := map[string]int{}
+	var out []dest
+	for _, d := range ds {
+		if i, ok := seen[d.node]; ok {
+			// Listed by the table: it is a copy for sure.
+			out[i].registered = out[i].registered && d.registered
+			if out[i].addr == "" {
+				out[i].addr = d.addr
+			}
+			continue
+		}
+		seen[d.node] = len(out)
+		out = append(out, d)
+	}
+	return out
+}
+
+// replicateMsg is the body of POST /internal/replicate.
+type replicateMsg struct {
+	Partition int     `json:"partition"`
+	Epoch     uint64  `json:"epoch"`
+	Key       string  `json:"key"`
+	Value     []byte  `json:"value"`
+	Version   version `json:"version"`
+	// From is the sending node, so that a copy source does not forward a
+	// write back to where it came from.
+	From string `json:"from"`
+}
+
+// replicateAll sends msg to every dest in parallel and waits for all.
+// asPrimary: this node originated the write, so a fencing refusal may be
+// answered by adopting a newer epoch the table gives this node.
+func (s *server) replicateAll(ctx context.Context, msg replicateMsg, dests []dest, asPrimary bool) error {
+	if len(dests) == 0 {
+		return nil
+	}
+	errs := make([]error, len(dests))
+	var wg sync.WaitGroup
+	for i, d := range dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.replicateTo(ctx, msg, d, asPrimary)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// fencedError carries a peer's refusal of an old epoch.
+type fencedError struct{ epoch uint64 }
+
+func (e *fencedError) Error() string {
+	return fmt.Sprintf("kvapp: a copy holds epoch %d (fenced)", e.epoch)
+}
+func (e *fencedError) Unwrap() error { return errFenced }
+
+// replicateTo retries one destination until it has the write, it is no
+// longer a copy, or ctx ends.
+func (s *server) replicateTo(ctx context.Context, msg replicateMsg, d dest, asPrimary bool) error {
+	self := s.agent.self()
+	for attempt := 0; ; attempt++ {
+		err := s.sendReplicate(ctx, msg, d)
+		if err == nil {
+			return nil
+		}
+		v, verr := s.agent.get(ctx, true)
+		if verr != nil {
+			err = errors.Join(err, verr)
+		} else {
+			p := v.partition(msg.Partition)
+			var fe *fencedError
+			if errors.As(err, &fe) {
+				if !asPrimary {
+					return err // the primary decides
+				}
+				if p.Primary != self {
+					return fmt.Errorf("%w: %s is primary at epoch %d", errNotPrimary, p.Primary, p.Epoch)
+				}
+				if p.Epoch >= fe.epoch && s.store.adoptWriteEpoch(msg.Partition, p.Epoch) {
+					msg.Epoch = p.Epoch
+					continue
+				}
+			} else if !s.stillCopy(v, msg.Partition, d) {
+				if d.registered {
+					s.store.dropCopyTarget(msg.Partition, d.node)
+				}
+				s.log.Info("skipping a node that is no longer a copy", "partition", msg.Partition, "node", d.node)
+				return nil
+			}
+			if d.addr == "" || !d.registered {
+				d.addr = v.appAddr(d.node)
+			}
+		}
+		if !sleepCtx(ctx, backoff(attempt)) {
+			return fmt.Errorf("kvapp: replicate partition %d to %s: %w", msg.Partition, d.node, err)
+		}
+	}
+}
+
+// stillCopy reports whether d must still receive the partition's writes.
+// A node the table lists as a holder or migration target must; a copy
+// target registered here but not listed must until its member is gone or
+// the grace for this agent's table to catch up has passed.
+func (s *server) stillCopy(v *clusterView, id int, d dest) bool {
+	if v.partition(id).holds(d.node) {
+		return true
+	}
+	if !d.registered {
+		return false
+	}
+	if m, ok := v.members[d.node]; ok && m.gone() {
+		return false
+	}
+	return time.Since(d.since) < s.cfg.CopyTargetGrace
+}
+
+func (s *server) sendReplicate(ctx context.Context, msg replicateMsg, d dest) error {
+	addr := d.addr
+	if addr == "" {
+		v, err := s.agent.get(ctx, false)
+		if err != nil {
+			return err
+		}
+		if addr = v.appAddr(d.node); addr == "" {
+			return fmt.Errorf("kvapp: no app address for %s", d.node)
+		}
+	}
+	body, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.PeerTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+addr+"/internal/replicate", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	switch resp.StatusCode {
+	case http.StatusNoContent, http.StatusOK:
+		return nil
+	case http.StatusConflict:
+		var e apiError
+		_ = json.Unmarshal(b, &e)
+		return &fencedError{epoch: e.Epoch}
+	}
+	return fmt.Errorf("kvapp: %s answered %s: %s", addr, resp.Status, bytes.TrimSpace(b))
+}
+
+// handleReplicate applies a write from the primary, forwards it to the
+// copy targets registered here, and answers 204 once they have it too.
+func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
+	var msg replicateMsg
+	if err := json.NewDecoder(io.LimitReader(r.Body, 2*maxValueBytes)).Decode(&msg); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "decode: " + err.Error()})
+		return
+	}
+	if msg.Partition < 0 || msg.Key == "" {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "partition and key are required"})
+		return
+	}
+	dests, fence, err := s.store.applyReplicated(msg, msg.From)
+	if err != nil {
+		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Epoch: fence})
+		return
+	}
+	if len(dests) > 0 {
+		fwd := msg
+		fwd.From = s.agent.self()
+		if err := s.replicateAll(r.Context(), fwd, dests, false); err != nil {
+			var fe *fencedError
+			if errors.As(err, &fe) {
+				writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Epoch: fe.epoch})
+				return
+			}
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// handleDump serves a complete partition to a node copying it. With
+// ?node=ID&addr=host:port the caller is registered as a copy target in the
+// same critical section as the snapshot: every write applied here later is
+// forwarded to it.
+func (s *server) handleDump(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.Atoi(r.PathValue("p"))
+	if err != nil || id < 0 {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "partition must be a non-negative integer"})
+		return
+	}
+	q := r.URL.Query()
+	d, err := s.store.snapshot(id, q.Get("node"), q.Get("addr"), time.Now())
+	if err != nil {
+		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// backoff is the pause before retry attempt+1: 25 ms doubling to 500 ms.
+func backoff(attempt int) time.Duration {
+	d := 25 * time.Millisecond << min(attempt, 5)
+	return min(d, 500*time.Millisecond)
+}
+
+// sleepCtx pauses for d, or less if ctx ends first; it reports whether the
+// caller may go on.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
