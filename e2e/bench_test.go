@@ -13,6 +13,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -69,12 +70,27 @@ func (c *benchCluster) close() {
 	}
 }
 
-// freePortTB is freePort for a testing.TB.
+// handedOut are the ports freePortTB has returned in this process: the
+// kernel may hand a port that was just closed out again, and a benchmark
+// starts dozens of clusters.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePortTB is freePort for a testing.TB, never returning a port twice.
 func freePortTB(tb testing.TB) int {
 	tb.Helper()
 	for i := 0; i < 50; i++ {
 		port, err := tryFreePort()
-		if err == nil {
+		if err != nil {
+			continue
+		}
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !seen {
 			return port
 		}
 	}
@@ -162,20 +178,93 @@ func (c *benchCluster) startAll(n int, profile string, extra ...string) []*node 
 	return nodes
 }
 
-// pollUntil calls cond every benchPoll until it returns nil and returns the
-// time that took, or fails tb after timeout.
-func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
+// errPortTaken is returned by formedOrPortTaken when an agent could not bind
+// a port freePortTB chose: another process (the machine is shared) took it
+// between the check and the agent's bind.
+var errPortTaken = errors.New("e2e: an agent's port was taken before it could bind it")
+
+// exitedEarly returns errPortTaken if an agent has exited because a port was
+// in use, another error if one exited for another reason, and nil if all
+// are running.
+func exitedEarly(nodes []*node) error {
+	for _, n := range nodes {
+		select {
+		case <-n.exited:
+			if strings.Contains(n.log(), "address already in use") {
+				return errPortTaken
+			}
+			return fmt.Errorf("%s exited: %s", n.id, n.tail(3))
+		default:
+		}
+	}
+	return nil
+}
+
+// startSettled starts a cluster of n agents and waits until it is settled
+// (5 alive voters, one leader). A start that lost a port race is retried on
+// fresh ports, up to three times. It returns the cluster, its nodes and the
+// leader.
+func startSettled(tb testing.TB, n int, profile string, extra ...string) (*benchCluster, []*node, *node) {
 	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		c := newBenchCluster(tb)
+		nodes := c.startAll(n, profile, extra...)
+		var leader *node
+		_, err := pollFor(60*time.Second, func() error {
+			if err := exitedEarly(nodes); err != nil {
+				return stopPolling{err}
+			}
+			var err error
+			leader, err = settled(nodes, n)
+			return err
+		})
+		if err == nil {
+			return c, nodes, leader
+		}
+		c.close()
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			tb.Fatalf("%d agents (%s) alive voters with one leader: %v", n, profile, err)
+		}
+		tb.Logf("attempt %d: %v; again on fresh ports", attempt, err)
+	}
+}
+
+// stopPolling wraps an error that no amount of waiting will cure: pollFor
+// returns it at once.
+type stopPolling struct{ err error }
+
+func (s stopPolling) Error() string { return s.err.Error() }
+func (s stopPolling) Unwrap() error { return s.err }
+
+// pollFor calls cond every benchPoll until it returns nil, and returns the
+// time that took; or the last error after timeout, or a stopPolling error
+// at once.
+func pollFor(timeout time.Duration, cond func() error) (time.Duration, error) {
 	start := time.Now()
-	var err error
-	for time.Since(start) < timeout {
-		if err = cond(); err == nil {
-			return time.Since(start)
+	for {
+		err := cond()
+		if err == nil {
+			return time.Since(start), nil
+		}
+		var stop stopPolling
+		if errors.As(err, &stop) {
+			return time.Since(start), err
+		}
+		if time.Since(start) > timeout {
+			return time.Since(start), fmt.Errorf("not true after %s: %w", timeout, err)
 		}
 		time.Sleep(benchPoll)
 	}
-	tb.Fatalf("%s: not true after %s: %v", what, timeout, err)
-	return 0
+}
+
+// pollUntil is pollFor that fails tb on timeout.
+func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
+	tb.Helper()
+	d, err := pollFor(timeout, cond)
+	if err != nil {
+		tb.Fatalf("%s: %v", what, err)
+	}
+	return d
 }
 
 // sameTableAndLeader is waitSameTable's condition: every agent names the same
@@ -292,15 +381,28 @@ func BenchmarkFormCluster7(b *testing.B) { benchFormCluster(b, 7) }
 // partition table.
 func benchFormCluster(b *testing.B, n int) {
 	var times []time.Duration
-	for i := 0; i < b.N; i++ {
+	for i, attempt := 0, 1; i < b.N; {
 		c := newBenchCluster(b)
 		start := time.Now()
 		nodes := c.startAll(n, "local")
-		pollUntil(b, 60*time.Second, "one leader and one table on every agent", func() error {
+		_, err := pollFor(60*time.Second, func() error {
+			if err := exitedEarly(nodes); err != nil {
+				return stopPolling{err}
+			}
 			return sameTableAndLeader(nodes)
 		})
-		times = append(times, time.Since(start))
+		took := time.Since(start)
 		c.close()
+		switch {
+		case errors.Is(err, errPortTaken) && attempt < 3:
+			b.Logf("%v; again on fresh ports", err)
+			attempt++
+			continue
+		case err != nil:
+			b.Fatalf("one leader and one table on all %d agents: %v", n, err)
+		}
+		times = append(times, took)
+		i, attempt = i+1, 1
 	}
 	b.ReportMetric(0, "ns/op")
 	b.ReportMetric(median(times).Seconds(), "median-s")
@@ -324,6 +426,10 @@ type detection struct {
 	removed time.Duration
 	// gossipDead: every survivor's memberlist (gossip_state) says "dead".
 	gossipDead time.Duration
+	// firstSuspect: the first survivor lists the victim as not alive
+	// (suspect, by gossip or by its own probes); leaderSuspect: the leader
+	// does, which is when the only agent that acts starts to confirm.
+	firstSuspect, leaderSuspect time.Duration
 }
 
 // profileTiming bounds a trial per profile: memberlist's suspicion timeout
@@ -359,15 +465,8 @@ func BenchmarkFailureDetection(b *testing.B) {
 // SIGKILLs a random follower and polls every survivor until all three events
 // are seen on all of them.
 func detectionTrial(b *testing.B, profile string) detection {
-	c := newBenchCluster(b)
+	c, nodes, leader := startSettled(b, 5, profile, "-partitions", "32")
 	defer c.close()
-	nodes := c.startAll(5, profile, "-partitions", "32")
-	var leader *node
-	pollUntil(b, 60*time.Second, "5 alive voters and one leader", func() error {
-		var err error
-		leader, err = settled(nodes, 5)
-		return err
-	})
 	followers := without(nodes, leader)
 	victim := followers[rand.IntN(len(followers))]
 	survivors := without(nodes, victim)
@@ -390,6 +489,15 @@ func detectionTrial(b *testing.B, profile string) detection {
 	d.failed = latest(obs, func(o survivorSeen) time.Duration { return o.failed })
 	d.removed = latest(obs, func(o survivorSeen) time.Duration { return o.removed })
 	d.gossipDead = latest(obs, func(o survivorSeen) time.Duration { return o.gossipDead })
+	d.firstSuspect, d.leaderSuspect = -1, -1
+	for i, o := range obs {
+		if o.suspect >= 0 && (d.firstSuspect < 0 || o.suspect < d.firstSuspect) {
+			d.firstSuspect = o.suspect
+		}
+		if survivors[i] == leader {
+			d.leaderSuspect = o.suspect
+		}
+	}
 	if d.failed < 0 || d.removed < 0 || d.gossipDead < 0 {
 		for i, s := range survivors {
 			b.Logf("%s: %+v (last: %s)", s.id, obs[i], obs[i].last)
@@ -402,6 +510,9 @@ func detectionTrial(b *testing.B, profile string) detection {
 // survivorSeen is when one survivor first showed each event (-1: never).
 type survivorSeen struct {
 	failed, removed, gossipDead time.Duration
+	// suspect is when the survivor first listed the victim as anything but
+	// alive.
+	suspect time.Duration
 	// last is the victim's last entry seen, to explain a missing event.
 	last string
 }
@@ -412,13 +523,16 @@ type survivorSeen struct {
 // cluster model, "dead" stays in gossip for GossipToTheDeadTime (15 s local,
 // 30 s lan, 60 s wan), and a removed server is not added back.
 func watchVictim(ctx context.Context, s *node, victim string, since time.Time) survivorSeen {
-	o := survivorSeen{failed: -1, removed: -1, gossipDead: -1}
+	o := survivorSeen{failed: -1, removed: -1, gossipDead: -1, suspect: -1}
 	tick := time.NewTicker(benchPoll)
 	defer tick.Stop()
 	for {
 		if ms, err := benchMembers(s); err == nil {
 			m := ms[victim]
 			o.last = fmt.Sprintf("%+v", m)
+			if o.suspect < 0 && m.Status != "alive" {
+				o.suspect = time.Since(since)
+			}
 			if o.failed < 0 && m.Status == "failed" {
 				o.failed = time.Since(since)
 			}
@@ -467,12 +581,19 @@ func latest(obs []survivorSeen, field func(survivorSeen) time.Duration) time.Dur
 // keeps only the first lines of a benchmark's log).
 func reportDetection(b *testing.B, profile string, results []detection) {
 	b.ReportMetric(0, "ns/op")
-	var failed, removed, dead []time.Duration
+	var failed, removed, dead, firstSuspect, leaderSuspect []time.Duration
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "| trial | victim | failed everywhere | out of raft | memberlist dead everywhere |\n")
-	fmt.Fprintf(&tbl, "|---|---|---|---|---|\n")
+	fmt.Fprintf(&tbl, "| trial | victim | first suspect | leader suspects | failed everywhere | out of raft | memberlist dead everywhere |\n")
+	fmt.Fprintf(&tbl, "|---|---|---|---|---|---|---|\n")
 	for i, r := range results {
-		fmt.Fprintf(&tbl, "| %d | %s | %s | %s | %s |\n", i+1, r.victim, secs(r.failed), secs(r.removed), secs(r.gossipDead))
+		fmt.Fprintf(&tbl, "| %d | %s | %s | %s | %s | %s | %s |\n", i+1, r.victim, secs(r.firstSuspect), secs(r.leaderSuspect),
+			secs(r.failed), secs(r.removed), secs(r.gossipDead))
+		if r.firstSuspect >= 0 {
+			firstSuspect = append(firstSuspect, r.firstSuspect)
+		}
+		if r.leaderSuspect >= 0 {
+			leaderSuspect = append(leaderSuspect, r.leaderSuspect)
+		}
 		if r.failed >= 0 {
 			failed = append(failed, r.failed)
 		}
@@ -488,7 +609,7 @@ func reportDetection(b *testing.B, profile string, results []detection) {
 	for _, m := range []struct {
 		name string
 		ds   []time.Duration
-	}{{"failed", failed}, {"removed", removed}, {"gossip-dead", dead}} {
+	}{{"failed", failed}, {"removed", removed}, {"gossip-dead", dead}, {"first-suspect", firstSuspect}, {"leader-suspect", leaderSuspect}} {
 		if len(m.ds) == 0 {
 			fmt.Fprintf(&sum, "%s: never seen\n", m.name)
 			continue
@@ -498,6 +619,16 @@ func reportDetection(b *testing.B, profile string, results []detection) {
 		fmt.Fprintf(&sum, "%s: median %s, worst %s (%d of %d trials)\n", m.name,
 			secs(median(m.ds)), secs(slices.Max(m.ds)), len(m.ds), len(results))
 	}
+	// The goal compares Steward with memberlist in the same run: count the
+	// trials in which the verdict came first, not only the medians.
+	earlier := 0
+	for _, r := range results {
+		if r.failed >= 0 && (r.gossipDead < 0 || r.failed < r.gossipDead) {
+			earlier++
+		}
+	}
+	b.ReportMetric(float64(earlier), "failed-before-dead-trials")
+	fmt.Fprintf(&sum, "failed everywhere before memberlist's dead everywhere in %d of %d trials\n", earlier, len(results))
 	b.Log("\n" + sum.String() + tbl.String())
 }
 
@@ -522,13 +653,8 @@ func BenchmarkPauses(b *testing.B) {
 }
 
 func pausesRun(b *testing.B) {
-	c := newBenchCluster(b)
+	c, nodes, _ := startSettled(b, 5, "local", "-partitions", "32")
 	defer c.close()
-	nodes := c.startAll(5, "local", "-partitions", "32")
-	pollUntil(b, 60*time.Second, "5 alive voters and one leader", func() error {
-		_, err := settled(nodes, 5)
-		return err
-	})
 	falseVerdicts, suspected := 0, 0
 	var recoveries []time.Duration
 	failedOnes := map[string]bool{}
