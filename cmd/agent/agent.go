@@ -22,6 +22,7 @@ import (
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/hooks"
 	"github.com/steward-dev/steward/raftctl"
 )
 
@@ -69,6 +70,13 @@ type Agent struct {
 	leave         leaveState
 	leaveRequests chan bool
 
+	// deliverer delivers webhooks to the app (nil without -webhook-url);
+	// acks is its record of what the app acknowledged; copies queues the
+	// copies the app finished, to be committed through raft.
+	deliverer *hooks.Deliverer
+	acks      *hooks.AckStore
+	copies    copyQueue
+
 	// ready is set once this agent's state has caught up with the cluster;
 	// before that the partition table is not served.
 	ready atomic.Bool
@@ -108,6 +116,7 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 		kick:   make(chan struct{}, 1),
 
 		leaveRequests: make(chan bool, 1),
+		copies:        copyQueue{wake: make(chan struct{}, 1)},
 		ctx:           ctx,
 		cancel:        cancel,
 		metrics:       newAgentMetrics(),
@@ -174,6 +183,12 @@ func (a *Agent) Start() (err error) {
 		ac := health.AppConfigFrom(hc)
 		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())
 		a.goLoop("app-health", a.appHealthLoop)
+	}
+
+	if a.cfg.WebhookURL != "" {
+		if err := a.startWebhooks(); err != nil {
+			return err
+		}
 	}
 
 	a.httpSrv = &http.Server{
@@ -254,6 +269,11 @@ func (a *Agent) Shutdown() error {
 			a.monitor.Close()
 		}
 		a.wg.Wait()
+		if a.deliverer != nil {
+			if err := a.deliverer.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("webhooks: %w", err))
+			}
+		}
 		if a.raft != nil {
 			if err := a.raft.Shutdown(); err != nil {
 				errs = append(errs, fmt.Errorf("raft: %w", err))

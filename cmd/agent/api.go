@@ -51,6 +51,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
 	mux.HandleFunc("POST /v1/leave", a.requireToken(a.handleLeave))
+	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.requireToken(a.handleMigrationComplete))
+	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.requireToken(a.handleMigrationFail))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
 	mux.HandleFunc("POST /v1/internal/apply", a.requireToken(a.handleInternalApply))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
@@ -105,6 +107,10 @@ type statusResponse struct {
 	RemovalsFrozen string `json:"removals_frozen,omitempty"`
 	// AppHealthy is this node's app's health (true without a health URL).
 	AppHealthy bool `json:"app_healthy"`
+	// UndeliveredEvents counts webhooks not yet acknowledged by the app.
+	UndeliveredEvents int `json:"undelivered_events"`
+	// Leaving is the phase of a graceful leave in progress, if any.
+	Leaving string `json:"leaving,omitempty"`
 }
 
 func (a *Agent) status() statusResponse {
@@ -126,6 +132,10 @@ func (a *Agent) status() statusResponse {
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"
 	}
+	if a.deliverer != nil {
+		out.UndeliveredEvents = a.deliverer.Pending()
+	}
+	out.Leaving = string(a.leaveProgress().Phase)
 	leaderRaftID, _ := a.raft.Leader()
 	a.raft.Read(func(c *failover.Cluster) {
 		out.Bootstrapped = c.Bootstrapped

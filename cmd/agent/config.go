@@ -460,6 +460,14 @@ func (c Config) Validate() error {
 			return usagef("-%s: %q is not on this machine (loopback); the app is co-located, or pass -webhook-allow-remote", u.name, u.v)
 		}
 	}
+	if c.WebhookURL != "" && c.AppAddr == "" {
+		return usagef("-app-addr: required with -webhook-url (peers copy partitions from the app at this address)")
+	}
+	if c.AppAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AppAddr); err != nil {
+			return usagef("-app-addr: %q is not host:port", c.AppAddr)
+		}
+	}
 	if c.APIToken != "" && c.APITokenFile != "" {
 		return usagef("-api-token-file: cannot be combined with -api-token")
 	}

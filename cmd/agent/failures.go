@@ -202,6 +202,7 @@ func (a *Agent) quorumLoop() {
 				a.log.Info("quorum regained")
 				a.metrics.quorumLost.Set(0)
 			}
+			a.notifyQuorum(lost)
 		}
 	}
 }

@@ -198,6 +198,7 @@ func devConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "host:port of the HTTP API")
 	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "number of partitions")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "the app's webhook endpoint")
+	fs.StringVar(&cfg.AppAddr, "app-addr", "", "the app's data address (required with -webhook-url)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -22,6 +24,20 @@ type agentMetrics struct {
 	appHealthy         prometheus.Gauge
 	actions            *prometheus.CounterVec
 	planSeconds        prometheus.Histogram
+
+	deliveries       *prometheus.CounterVec
+	deliveryRetries  prometheus.Counter
+	deliverySeconds  prometheus.Histogram
+	migrationSeconds prometheus.Histogram
+}
+
+// ObserveDelivery implements hooks.Observer: every webhook attempt.
+func (m *agentMetrics) ObserveDelivery(eventType, result string, attempt int, latency time.Duration) {
+	m.deliveries.WithLabelValues(eventType, result).Inc()
+	if attempt > 1 {
+		m.deliveryRetries.Inc()
+	}
+	m.deliverySeconds.Observe(latency.Seconds())
 }
 
 func newAgentMetrics() *agentMetrics {
@@ -76,6 +92,27 @@ func newAgentMetrics() *agentMetrics {
 		Help:    "Time the planner takes for one round.",
 		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 	})
+	m.deliveries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "steward_webhook_deliveries_total",
+		Help: "Webhook delivery attempts to the app, by event type and result (ok, copying, rejected, error).",
+	}, []string{"type", "result"})
+	m.deliveryRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "steward_webhook_retries_total",
+		Help: "Webhook delivery attempts after the first of their event.",
+	})
+	m.deliverySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "steward_webhook_delivery_seconds",
+		Help:    "Time of one webhook request to the app.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+	})
+	m.migrationSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "steward_migration_seconds",
+		Help: "Time from the start of a copy to its completion, for copies made by this node's app.",
+		// 10 ms to about 3 hours: copies range from empty partitions to
+		// large ones over a slow link.
+		Buckets: prometheus.ExponentialBuckets(0.01, 2, 21),
+	})
+	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -99,6 +136,8 @@ var (
 	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
 	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)
 	descFlaps        = prometheus.NewDesc("steward_health_flaps_total", "Hold-downs started for flapping peers.", nil, nil)
+	descMigrations   = prometheus.NewDesc("steward_migrations_in_flight", "Copies of partitions in flight in the cluster.", nil, nil)
+	descUndelivered  = prometheus.NewDesc("steward_webhook_undelivered", "Webhook events this agent has not yet had acknowledged by its app.", nil, nil)
 )
 
 // stateCollector reads raft and the cluster state at scrape time, so that
@@ -106,7 +145,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered} {
 		ch <- d
 	}
 }
@@ -144,7 +183,17 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	for s, n := range byStatus {
 		ch <- prometheus.MustNewConstMetric(descMembers, prometheus.GaugeValue, float64(n), s)
 	}
+	undelivered := 0
+	if a.deliverer != nil {
+		undelivered = a.deliverer.Pending()
+	}
+	ch <- prometheus.MustNewConstMetric(descUndelivered, prometheus.GaugeValue, float64(undelivered))
 	a.raft.Read(func(cl *failover.Cluster) {
+		inFlight := 0
+		for _, p := range cl.Partitions {
+			inFlight += len(p.Migrations)
+		}
+		ch <- prometheus.MustNewConstMetric(descMigrations, prometheus.GaugeValue, float64(inFlight))
 		primaries, copies := loadByNode(cl)
 		for _, id := range cl.MemberIDs() {
 			ch <- prometheus.MustNewConstMetric(descPrimaries, prometheus.GaugeValue, float64(primaries[id]), id)
