@@ -46,13 +46,32 @@ type Config struct {
 	// SecretKey, when set, encrypts gossip with AES (16, 24 or 32 bytes, see
 	// GenerateKey and ParseKey) and makes memberlist verify both incoming
 	// and outgoing traffic, so a node with another key, or none, can
-	// neither join nor be joined. Nil: plaintext gossip.
+	// neither join nor be joined. It is the one-key shortcut for Keyring;
+	// set one or the other. Nil (and no Keyring): plaintext gossip.
 	SecretKey []byte
 
+	// Keyring is the full set of gossip keys, primary first: the primary
+	// encrypts everything this node sends, and every key is tried on what
+	// it receives, which is what lets keys be rotated without downtime (see
+	// InstallKey, UseKey, RemoveKey). Usually loaded with LoadKeyringFile.
+	// Encryption and verification are as for SecretKey. Nil: see SecretKey.
+	Keyring [][]byte
+
+	// KeyringFile, when set, is where InstallKey, UseKey and RemoveKey
+	// persist the keyring after every change (SaveKeyringFile: atomic,
+	// mode 0600), so that a restarted agent comes back with the keys its
+	// peers now use. If writing fails the change is undone and the error
+	// returned, so the file and the running keyring never disagree. New
+	// does not read it: load it with LoadKeyringFile into Keyring. Empty:
+	// changes are not persisted.
+	KeyringFile string
+
 	// Label is memberlist's cluster label, prepended to every packet and
-	// stream and checked on receipt: nodes with different labels ignore
-	// each other even with the same key. Empty: no label. At most 255
-	// bytes.
+	// stream and checked on receipt (and bound into encryption as
+	// authenticated data): nodes with different labels ignore each other
+	// even with the same key, so two clusters sharing a network and a key
+	// by mistake do not merge. Default "steward"; empty: no label (such a
+	// node cannot talk to labelled ones either). At most 255 bytes.
 	Label string
 
 	// Logger receives this package's logs and memberlist's own log lines
@@ -86,12 +105,16 @@ type Config struct {
 	BroadcastTimeout time.Duration
 }
 
+// DefaultLabel is the cluster label of DefaultConfig.
+const DefaultLabel = "steward"
+
 // DefaultConfig returns a Config with every default filled in except
 // NodeID.
 func DefaultConfig() *Config {
 	return &Config{
 		BindAddr:            "127.0.0.1",
 		Profile:             ProfileLAN,
+		Label:               DefaultLabel,
 		DeadNodeReclaimTime: 5 * time.Second,
 		EventBuffer:         256,
 		BroadcastTimeout:    5 * time.Second,
@@ -123,6 +146,14 @@ func (c *Config) validate() error {
 	if c.SecretKey != nil {
 		if err := validateKey(c.SecretKey); err != nil {
 			return fmt.Errorf("%w: SecretKey: %v", ErrInvalidConfig, err)
+		}
+		if c.Keyring != nil {
+			return fmt.Errorf("%w: set SecretKey or Keyring, not both", ErrInvalidConfig)
+		}
+	}
+	if c.Keyring != nil {
+		if err := validateKeys(c.Keyring); err != nil {
+			return fmt.Errorf("%w: Keyring: %v", ErrInvalidConfig, err)
 		}
 	}
 	if len(c.Label) > memberlist.LabelMaxSize {

@@ -88,6 +88,12 @@ type Gossip struct {
 	stop      chan struct{} // closed by Shutdown
 	drainDone chan struct{} // closed when the drain goroutine has returned
 
+	// keyring is memberlist's live keyring, nil when gossip is plaintext.
+	// keyMu serialises changes to it with their persistence to keyringFile.
+	keyMu       sync.Mutex
+	keyring     *memberlist.Keyring
+	keyringFile string
+
 	// lifeMu serialises Leave with Shutdown: memberlist panics on Leave
 	// after Shutdown.
 	lifeMu sync.Mutex
@@ -135,10 +141,14 @@ func New(cfg *Config) (*Gossip, error) {
 	}
 	mc.Label = c.Label
 	mc.DeadNodeReclaimTime = c.DeadNodeReclaimTime
+	keys := c.Keyring
 	if c.SecretKey != nil {
-		kr, err := memberlist.NewKeyring(nil, slices.Clone(c.SecretKey))
+		keys = [][]byte{c.SecretKey}
+	}
+	if len(keys) > 0 {
+		kr, err := memberlist.NewKeyring(cloneKeys(keys[1:]), slices.Clone(keys[0]))
 		if err != nil {
-			return nil, fmt.Errorf("%w: SecretKey: %v", ErrInvalidConfig, err)
+			return nil, fmt.Errorf("%w: keyring: %v", ErrInvalidConfig, err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming = true
@@ -157,6 +167,8 @@ func New(cfg *Config) (*Gossip, error) {
 		events:           make(chan Event, c.EventBuffer),
 		stop:             make(chan struct{}),
 		drainDone:        make(chan struct{}),
+		keyring:          mc.Keyring,
+		keyringFile:      c.KeyringFile,
 	}
 	d := &delegates{g: g}
 	mc.Delegate = d
