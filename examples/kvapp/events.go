@@ -131,6 +131,11 @@ func (s *server) onRelease(ctx context.Context, ev hooks.Event) hooks.Response {
 // lists the partitions the agent lets it keep; the fresh table is used
 // instead of the list so that an assign delivered just before the rejoin
 // is not undone, and anything newly given is copied by its assign anyway.
+//
+// The partitions it keeps as a replica missed the writes made while it
+// was failed (primaries skip failed members), so they are merged again
+// from their other holders, primary first, before the event is
+// acknowledged.
 func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 	s.seen(ev)
 	v, err := s.agent.get(ctx, true)
@@ -138,20 +143,30 @@ func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 		return hooks.Retry(err)
 	}
 	self := s.agent.self()
-	var dropped []int
+	var dropped, resync []int
 	s.store.mu.Lock()
 	for id, p := range s.store.parts {
-		if v.partition(id).holds(self) || (len(p.data) == 0 && !p.complete) {
-			continue
+		pv := v.partition(id)
+		switch {
+		case pv.holds(self):
+			if p.complete && pv.Primary != self {
+				resync = append(resync, id)
+			}
+		case len(p.data) > 0 || p.complete:
+			p.clear()
+			dropped = append(dropped, id)
 		}
-		p.clear()
-		dropped = append(dropped, id)
 	}
 	s.store.mu.Unlock()
 	for _, id := range dropped {
 		s.cancelCopy(id, "")
 	}
-	s.log.Info("rejoined", "dropped", dropped, "listed", ev.Partitions)
+	for _, id := range resync {
+		if err := s.recoverFromHolders(ctx, id); err != nil {
+			return hooks.Retry(fmt.Errorf("kvapp: re-sync partition %d after the rejoin: %w", id, err))
+		}
+	}
+	s.log.Info("rejoined", "dropped", dropped, "resynced", resync, "listed", ev.Partitions)
 	return hooks.Ack()
 }
 

@@ -450,3 +450,64 @@ func TestServeStopsCleanlyWhenCancelled(t *testing.T) {
 		t.Fatalf("serve: %v", err)
 	}
 }
+
+func TestWriteWaitsForAnUnreachableReplicaUntilItIsMarkedFailed(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2, n3 := c.addNode("n1"), c.addNode("n2"), c.addNode("n3")
+	c.setAll(1, "n1", "n2", "n3")
+	c.assignFromTable()
+	n3.ts.Close() // n3 dies; its agent has not declared it failed yet
+
+	var wg sync.WaitGroup
+	var code int
+	var body string
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		req, _ := http.NewRequest(http.MethodPut, n1.ts.URL+"/kv/k", strings.NewReader("v"))
+		resp, err := c.client.Do(req)
+		if err != nil {
+			body = err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		code = resp.StatusCode
+	}()
+	before := c.fetchCount()
+	eventually(t, "the primary to retry the unreachable replica", func() bool { return c.fetchCount() >= before+2 })
+	// Failed, yet still listed as a replica (as the planner leaves it until
+	// its replacement has copied): the write goes through without it.
+	c.setMemberStatus("n3", "failed")
+	wg.Wait()
+	if code != http.StatusNoContent {
+		t.Fatalf("write: %d %s", code, body)
+	}
+	if v, _ := stored(n2, 0, "k"); v != "v" {
+		t.Fatalf("the live replica lacks the write: %q", v)
+	}
+}
+
+func TestRejoinedReplicaCatchesUpOnWritesItMissed(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2 := c.addNode("n1"), c.addNode("n2")
+	c.setAll(1, "n1", "n2")
+	c.assignFromTable()
+	c.put(n1, "old", "1")
+	c.setMemberStatus("n2", "failed")
+	n1.srv.agent.invalidate()
+	if code, _ := c.put(n1, "missed", "2"); code != http.StatusNoContent {
+		t.Fatal("put while n2 is failed")
+	}
+	if _, ok := stored(n2, 0, "missed"); ok {
+		t.Fatal("a failed member got the write; the test proves nothing")
+	}
+	c.setMemberStatus("n2", "alive")
+	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
+		t.Fatalf("rejoin: %d", code)
+	}
+	for k, want := range map[string]string{"old": "1", "missed": "2"} {
+		if v, _ := stored(n2, 0, k); v != want {
+			t.Errorf("after the rejoin %s = %q, want %q", k, v, want)
+		}
+	}
+}

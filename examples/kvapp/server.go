@@ -362,9 +362,25 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 	}
 	self := s.agent.self()
 	msg.From = self
-	dests := registered
-	for _, n := range v.partition(id).copies(self) {
-		dests = append(dests, dest{node: n})
+	pv := v.partition(id)
+	var dests []dest
+	for _, d := range registered {
+		// A copy target this node's own table lists is reached through the
+		// table from now on; one that failed is not waited for.
+		if pv.holds(d.node) || v.members[d.node].gone() {
+			s.store.dropCopyTarget(id, d.node)
+			continue
+		}
+		dests = append(dests, d)
+	}
+	for _, n := range pv.copies(self) {
+		// A failed member stays listed as a replica until its replacement
+		// has copied; waiting for it would stall every write until then.
+		// It can never be promoted, and on its return it is told to
+		// rejoin (and re-syncs, see onRejoin).
+		if !v.members[n].gone() {
+			dests = append(dests, dest{node: n})
+		}
 	}
 	return s.replicateAll(ctx, msg, dedupe(dests), true)
 }
@@ -471,20 +487,18 @@ func (s *server) replicateTo(ctx context.Context, msg replicateMsg, d dest, asPr
 }
 
 // stillCopy reports whether d must still receive the partition's writes.
-// A node the table lists as a holder or migration target must; a copy
-// target registered here but not listed must until its member is gone or
-// the grace for this agent's table to catch up has passed.
+// A failed or departed member need not; otherwise a node the table lists
+// as a holder or migration target must, and a copy target registered here
+// but not listed must until the grace for this agent's table to catch up
+// has passed.
 func (s *server) stillCopy(v *clusterView, id int, d dest) bool {
-	if v.partition(id).holds(d.node) {
-		return true
-	}
-	if !d.registered {
-		return false
-	}
 	if m, ok := v.members[d.node]; ok && m.gone() {
 		return false
 	}
-	return time.Since(d.since) < s.cfg.CopyTargetGrace
+	if v.partition(id).holds(d.node) {
+		return true
+	}
+	return d.registered && time.Since(d.since) < s.cfg.CopyTargetGrace
 }
 
 func (s *server) sendReplicate(ctx context.Context, msg replicateMsg, d dest) error {
@@ -544,6 +558,9 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(dests) > 0 {
+		dests = s.liveCopyTargets(r.Context(), msg.Partition, dests)
+	}
+	if len(dests) > 0 {
 		fwd := msg
 		fwd.From = s.agent.self()
 		if err := s.replicateAll(r.Context(), fwd, dests, false); err != nil {
@@ -557,6 +574,24 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// liveCopyTargets drops the registered copy targets whose member has
+// failed or left.
+func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest {
+	v, err := s.agent.get(ctx, false)
+	if err != nil {
+		return ds // unknown: keep them, replicateTo decides on failure
+	}
+	var out []dest
+	for _, d := range ds {
+		if v.members[d.node].gone() {
+			s.store.dropCopyTarget(id, d.node)
+			continue
+		}
+		out = append(out, d)
+	}
+	return out
 }
 
 // handleDump serves a complete partition to a node copying it. With
