@@ -143,10 +143,10 @@ func TestVersionAndKeygen(t *testing.T) {
 }
 
 func TestRemoteWebhookIsAllowedOnlyWhenAsked(t *testing.T) {
-	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://10.1.2.3/hook", "-webhook-allow-remote"), nil); err != nil {
+	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://10.1.2.3/hook", "-webhook-allow-remote", "-app-addr", "127.0.0.1:9"), nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://localhost:9/hook"), nil); err != nil {
+	if _, err := parseRun(t, append(minimal, "-webhook-url", "http://localhost:9/hook", "-app-addr", "127.0.0.1:9"), nil); err != nil {
 		t.Fatal(err)
 	}
 }
