@@ -23,8 +23,8 @@ import (
 	"time"
 )
 
-// agentBin is the binary built once by TestMain.
-var agentBin string
+// agentBin and kvappBin are the binaries built once by TestMain.
+var agentBin, kvappBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "steward-e2e-bin-")
@@ -35,12 +35,15 @@ func TestMain(m *testing.M) {
 	agentBin = filepath.Join(dir, "agent")
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Dir(filepath.Dir(file))
-	build := exec.Command("go", "build", "-o", agentBin, "./cmd/agent")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building the agent:", err)
-		os.Exit(1)
+	kvappBin = filepath.Join(dir, "kvapp")
+	for bin, pkg := range map[string]string{agentBin: "./cmd/agent", kvappBin: "./examples/kvapp"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Dir = root
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building", pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
