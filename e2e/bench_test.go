@@ -498,6 +498,11 @@ func detectionTrial(b *testing.B, profile string) detection {
 			d.leaderSuspect = o.suspect
 		}
 	}
+	for i, o := range obs {
+		if o.unlisted != "" {
+			b.Logf("%s, victim %s: %s's raft configuration lacked it before listing it, at %s", profile, victim.id, survivors[i].id, o.unlisted)
+		}
+	}
 	if d.failed < 0 || d.removed < 0 || d.gossipDead < 0 {
 		for i, s := range survivors {
 			b.Logf("%s: %+v (last: %s)", s.id, obs[i], obs[i].last)
@@ -515,6 +520,12 @@ type survivorSeen struct {
 	suspect time.Duration
 	// last is the victim's last entry seen, to explain a missing event.
 	last string
+	// sawListed: the victim was seen in this survivor's raft configuration
+	// after the kill; only then does its absence count as a removal.
+	sawListed bool
+	// unlisted describes a raft configuration that lacked the victim before
+	// it had been seen in one.
+	unlisted string
 }
 
 // watchVictim polls one survivor's /v1/members and /v1/raft every benchPoll
@@ -546,8 +557,15 @@ func watchVictim(ctx context.Context, s *node, victim string, since time.Time) s
 				for _, srv := range servers {
 					listed = listed || srv.NodeID == victim
 				}
-				if !listed {
+				switch {
+				case listed:
+					o.sawListed = true
+				case o.sawListed:
 					o.removed = time.Since(since)
+				case o.unlisted == "":
+					// Not listed at the first look after the kill: not a
+					// removal (none is that fast), something to report.
+					o.unlisted = fmt.Sprintf("%.2fs: %+v", time.Since(since).Seconds(), servers)
 				}
 			}
 		}
