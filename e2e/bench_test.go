@@ -308,6 +308,9 @@ type benchMember struct {
 	Status      string `json:"status"`
 	Voter       bool   `json:"voter"`
 	GossipState string `json:"gossip_state"`
+	// Registered is false for an agent gossip knows but the leader has not
+	// yet written into the cluster state.
+	Registered bool `json:"registered"`
 }
 
 func benchMembers(n *node) (map[string]benchMember, error) {
@@ -324,9 +327,11 @@ func benchMembers(n *node) (map[string]benchMember, error) {
 	return out, nil
 }
 
-// settled is true when every agent lists every other as alive (cluster
-// status and gossip state), the raft configuration has want voters and all
-// agree on a leader, which it returns.
+// settled is true when every agent lists every other as registered and
+// alive (cluster status and gossip state), the raft configuration has want
+// voters, each named by its node ID (so registered too), and all agree on a
+// leader, which it returns. A kill before registration would measure a
+// cluster still forming.
 func settled(nodes []*node, wantVoters int) (*node, error) {
 	leaderID := ""
 	for _, n := range nodes {
@@ -336,7 +341,7 @@ func settled(nodes []*node, wantVoters int) (*node, error) {
 		}
 		for _, o := range nodes {
 			m, ok := ms[o.id]
-			if !ok || m.Status != "alive" || m.GossipState != "alive" {
+			if !ok || !m.Registered || m.Status != "alive" || m.GossipState != "alive" {
 				return nil, fmt.Errorf("%s sees %s as %+v", n.id, o.id, m)
 			}
 		}
@@ -355,6 +360,9 @@ func settled(nodes []*node, wantVoters int) (*node, error) {
 	}
 	voters := 0
 	for _, s := range servers {
+		if s.NodeID == "" {
+			return nil, fmt.Errorf("raft server %s has no registered member", s.RaftID)
+		}
 		if s.Voter {
 			voters++
 		}
@@ -665,12 +673,32 @@ const (
 // marked failed ("member failed" in the agents' logs) and how many pauses
 // drew a suspicion.
 func BenchmarkPauses(b *testing.B) {
+	var total pauseResult
 	for i := 0; i < b.N; i++ {
-		pausesRun(b)
+		r := pausesRun(b)
+		total.removals += r.removals
+		total.suspected += r.suspected
+		total.recoveries = append(total.recoveries, r.recoveries...)
 	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(b.N*pauseCount), "pauses")
+	b.ReportMetric(float64(total.removals), "removals")
+	b.ReportMetric(float64(total.suspected), "suspected-pauses")
+	b.ReportMetric(median(total.recoveries).Seconds(), "alive-again-median-s")
+	b.ReportMetric(slices.Max(total.recoveries).Seconds(), "alive-again-worst-s")
 }
 
-func pausesRun(b *testing.B) {
+// pauseResult is what one cluster's 20 pauses gave.
+type pauseResult struct {
+	// removals counts "member failed" lines in the agents' logs.
+	removals int
+	// suspected counts pauses after which the victim was seen suspect.
+	suspected int
+	// recoveries are the times from SIGCONT to alive on every agent.
+	recoveries []time.Duration
+}
+
+func pausesRun(b *testing.B) pauseResult {
 	c, nodes, _ := startSettled(b, 5, "local", "-partitions", "32")
 	defer c.close()
 	falseVerdicts, suspected := 0, 0
@@ -735,13 +763,9 @@ func pausesRun(b *testing.B) {
 	for _, n := range nodes {
 		logged += strings.Count(n.log(), "member failed")
 	}
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(float64(logged), "removals")
-	b.ReportMetric(float64(suspected), "suspected-pauses")
-	b.ReportMetric(median(recoveries).Seconds(), "alive-again-median-s")
-	b.ReportMetric(slices.Max(recoveries).Seconds(), "alive-again-worst-s")
 	b.Logf("%d pauses of %s: %d members marked failed (log lines %d), %d pauses seen as suspect, alive again after SIGCONT: %s",
 		pauseCount, pauseLength, falseVerdicts, logged, suspected, formatDurations(recoveries))
+	return pauseResult{removals: logged, suspected: suspected, recoveries: recoveries}
 }
 
 // ---- small helpers ----
