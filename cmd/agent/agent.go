@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -149,6 +150,11 @@ func (a *Agent) Start() (err error) {
 	rc.DataDir = a.cfg.DataDir
 	rc.Logger = a.log.Named("raft")
 	applyRaftProfile(rc, a.cfg.Profile)
+	if a.cfg.TLSCert != "" {
+		if rc.TLS, err = loadTLSConfig(a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSCA); err != nil {
+			return usagef("-tls-cert: %v", err)
+		}
+	}
 	a.electionTimeout = rc.ElectionTimeout
 	a.raft, err = raftctl.New(rc)
 	if err != nil {
@@ -162,12 +168,8 @@ func (a *Agent) Start() (err error) {
 	gc.Profile = gossip.Profile(a.cfg.Profile)
 	gc.Logger = a.log.Named("gossip")
 	gc.Meta = a.localMeta()
-	if a.cfg.Encrypt != "" {
-		key, err := gossip.ParseKey(a.cfg.Encrypt)
-		if err != nil {
-			return usagef("-encrypt: %v", err)
-		}
-		gc.SecretKey = key
+	if err := a.gossipKeyring(gc); err != nil {
+		return err
 	}
 	a.gossip, err = gossip.New(gc)
 	if err != nil {
@@ -397,6 +399,41 @@ func (a *Agent) localMeta() gossip.Meta {
 		Weight:   a.cfg.Weight,
 
 		AppUnhealthy: a.appUnhealthy.Load(),
+	}
+}
+
+// gossipKeyring sets up gossip encryption: the keyring file in the data
+// dir when there is one (it may have been rotated since -encrypt was
+// first given), otherwise the -encrypt key, saved as the keyring file.
+func (a *Agent) gossipKeyring(gc *gossip.Config) error {
+	if a.cfg.Insecure {
+		a.log.Warn("gossip is not encrypted (-insecure): anyone who reaches the gossip port can join")
+		return nil
+	}
+	path := filepath.Join(a.cfg.DataDir, keyringFileName)
+	gc.KeyringFile = path
+	keys, err := gossip.LoadKeyringFile(path)
+	switch {
+	case err == nil:
+		if a.cfg.Encrypt != "" {
+			if k, perr := gossip.ParseKey(a.cfg.Encrypt); perr == nil && !bytes.Equal(k, keys[0]) {
+				a.log.Warn("-encrypt differs from the primary key of the keyring in the data dir; using the keyring", "file", path)
+			}
+		}
+		gc.Keyring = keys
+		return nil
+	case errors.Is(err, os.ErrNotExist):
+		key, err := gossip.ParseKey(a.cfg.Encrypt)
+		if err != nil {
+			return usagef("-encrypt: %v", err)
+		}
+		if err := gossip.SaveKeyringFile(path, [][]byte{key}); err != nil {
+			return fmt.Errorf("saving the gossip keyring: %w", err)
+		}
+		gc.Keyring = [][]byte{key}
+		return nil
+	default:
+		return fmt.Errorf("gossip keyring: %w", err)
 	}
 }
 

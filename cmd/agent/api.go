@@ -51,6 +51,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
 	mux.HandleFunc("POST /v1/leave", a.requireToken(a.handleLeave))
+	mux.HandleFunc("GET /v1/keyring", a.requireToken(a.handleKeyringList))
+	mux.HandleFunc("POST /v1/keyring", a.requireToken(a.handleKeyringChange))
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.requireToken(a.handleMigrationComplete))
 	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.requireToken(a.handleMigrationFail))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)

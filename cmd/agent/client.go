@@ -20,21 +20,43 @@ import (
 
 // clientFlags are the flags every client sub-command takes.
 type clientFlags struct {
-	httpAddr string
-	token    string
-	json     bool
+	httpAddr  string
+	token     string
+	tokenFile string
+	json      bool
 }
 
-func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags, error) {
-	fs := newFlagSet(name, stderr)
-	cf := clientFlags{httpAddr: DefaultConfig().HTTPAddr}
+// register declares the client flags on fs, with their environment
+// defaults.
+func (cf *clientFlags) register(fs *flag.FlagSet) {
+	cf.httpAddr = DefaultConfig().HTTPAddr
 	if v := os.Getenv("STEWARD_HTTP_ADDR"); v != "" {
 		cf.httpAddr = v
 	}
 	cf.token = os.Getenv("STEWARD_API_TOKEN")
 	fs.StringVar(&cf.httpAddr, "http-addr", cf.httpAddr, "host:port of the agent's HTTP API (env STEWARD_HTTP_ADDR)")
 	fs.StringVar(&cf.token, "api-token", cf.token, "API token (env STEWARD_API_TOKEN)")
+	fs.StringVar(&cf.tokenFile, "api-token-file", os.Getenv("STEWARD_API_TOKEN_FILE"), "file holding the API token (env STEWARD_API_TOKEN_FILE)")
 	fs.BoolVar(&cf.json, "json", false, "print the raw JSON answer")
+}
+
+// resolve reads the token file, if one was given.
+func (cf *clientFlags) resolve() error {
+	if cf.tokenFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(cf.tokenFile)
+	if err != nil {
+		return usagef("-api-token-file: %v", err)
+	}
+	cf.token = strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	return nil
+}
+
+func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags, error) {
+	fs := newFlagSet(name, stderr)
+	var cf clientFlags
+	cf.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cf, err
@@ -44,7 +66,7 @@ func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags
 	if fs.NArg() > 0 {
 		return cf, usagef("unexpected argument %q", fs.Arg(0))
 	}
-	return cf, nil
+	return cf, cf.resolve()
 }
 
 // get fetches path from the agent; out receives the decoded JSON and raw

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,12 @@ type Config struct {
 	// Insecure runs gossip without encryption. Without it, an agent with no
 	// key refuses to start.
 	Insecure bool `json:"insecure"`
+	// TLSCert, TLSKey and TLSCA turn on mutual TLS for raft traffic between
+	// agents: this node's certificate and key, and the CA that signs every
+	// node's certificate. Give all three or none.
+	TLSCert string `json:"tls_cert"`
+	TLSKey  string `json:"tls_key"`
+	TLSCA   string `json:"tls_ca"`
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// mutating API calls and on agent-to-agent forwarding.
 	APIToken string `json:"api_token"`
@@ -221,6 +228,9 @@ func runFlags(cfg *Config) []flagSpec {
 		{"profile", "timing profile: local, lan or wan", (*stringValue)(&cfg.Profile)},
 		{"encrypt", "base64 gossip encryption key (see agent keygen)", (*stringValue)(&cfg.Encrypt)},
 		{"insecure", "run gossip without encryption", (*boolValue)(&cfg.Insecure)},
+		{"tls-cert", "this node's certificate for raft mutual TLS (PEM)", (*stringValue)(&cfg.TLSCert)},
+		{"tls-key", "this node's private key for raft mutual TLS (PEM)", (*stringValue)(&cfg.TLSKey)},
+		{"tls-ca", "the CA certificate that signs every node's certificate (PEM)", (*stringValue)(&cfg.TLSCA)},
 		{"api-token", "bearer token required by mutating API calls", (*stringValue)(&cfg.APIToken)},
 		{"api-token-file", "file holding the API token (first line)", (*stringValue)(&cfg.APITokenFile)},
 		{"webhook-secret", "secret that signs webhooks (whsec_...; generated into the data dir when empty)", (*stringValue)(&cfg.WebhookSecret)},
@@ -350,6 +360,21 @@ func readConfigFile(path string, cfg *Config) error {
 	return nil
 }
 
+// keyringFileName is the gossip keyring kept in the data dir once a key
+// was given; it then takes precedence over -encrypt, so that a rotated
+// keyring survives restarts.
+const keyringFileName = "gossip-keyring.json"
+
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
 // isLoopbackHost reports whether host is localhost or a loopback IP.
 func isLoopbackHost(host string) bool {
 	if host == "localhost" {
@@ -475,7 +500,12 @@ func (c Config) Validate() error {
 		return usagef("-insecure: cannot be combined with -encrypt")
 	}
 	if c.Encrypt == "" && !c.Insecure {
-		return usagef("-encrypt: gossip needs an encryption key; make one with 'agent keygen' and pass it to every agent, or run with -insecure")
+		if _, err := os.Stat(filepath.Join(c.DataDir, keyringFileName)); err != nil {
+			return usagef("-encrypt: gossip needs an encryption key; make one with 'agent keygen' and pass it to every agent, or run with -insecure")
+		}
+	}
+	if n := countSet(c.TLSCert, c.TLSKey, c.TLSCA); n != 0 && n != 3 {
+		return usagef("-tls-cert, -tls-key and -tls-ca: give all three or none")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":

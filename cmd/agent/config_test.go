@@ -120,7 +120,7 @@ func TestUnknownFlagExitsWithStatusTwo(t *testing.T) {
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance"} {
+	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance", "keyring"} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain([]string{cmd, "-h"}, &stdout, &stderr); code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)

@@ -26,6 +26,8 @@ Commands:
   leave       make the agent leave the cluster gracefully, showing progress
   maintenance freeze (on) or resume (off) automatic removals cluster-wide
   keygen      print a new gossip encryption key
+  keyring     list, install, use or remove gossip keys on one agent (rotation)
+  tls         make a test CA and node certificates for raft mutual TLS
   version     print the version
 
 Run "agent <command> -h" for the flags of a command.
@@ -59,6 +61,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdLeave(rest, stdout, stderr)
 	case "maintenance":
 		err = cmdMaintenance(rest, stdout, stderr)
+	case "keyring":
+		err = cmdKeyring(rest, stdout, stderr)
+	case "tls":
+		err = cmdTLS(rest, stdout, stderr)
 	case "keygen":
 		err = cmdKeygen(rest, stdout, stderr)
 	case "version", "-version", "--version":
