@@ -20,6 +20,8 @@ const usageText = `Usage: agent <command> [flags]
 Commands:
   run         run the sidecar agent
   dev         run one agent with all defaults and a temporary data dir
+  demo        run a local cluster with the example app and show a failure,
+              a failover, a rejoin and a graceful leave
   members     list the cluster's members
   status      show this agent's raft and cluster status
   partitions  show the partition table
@@ -51,6 +53,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(rest, stderr, false)
 	case "dev":
 		err = cmdRun(rest, stderr, true)
+	case "demo":
+		err = cmdDemo(rest, stdout, stderr)
 	case "members":
 		err = cmdMembers(rest, stdout, stderr)
 	case "status":
