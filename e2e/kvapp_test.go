@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -38,6 +39,16 @@ type webhookProxy struct {
 	good     atomic.Int64
 	refused  atomic.Int64
 	upstream *http.Client
+
+	mu    sync.Mutex
+	types map[string]int // verified events by type
+}
+
+// seen returns how many verified events of type typ went through.
+func (p *webhookProxy) seen(typ string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.types[typ]
 }
 
 func newWebhookProxy(t *testing.T, target string) *webhookProxy {
@@ -59,6 +70,17 @@ func (p *webhookProxy) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.good.Add(1)
+	var ev struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(body, &ev) == nil {
+		p.mu.Lock()
+		if p.types == nil {
+			p.types = map[string]int{}
+		}
+		p.types[ev.Type]++
+		p.mu.Unlock()
+	}
 	if p.failing.Load() {
 		p.refused.Add(1)
 		http.Error(w, "injected failure", http.StatusInternalServerError)
@@ -404,4 +426,49 @@ func TestWebhooksRefusedForAWhileAreDeliveredLater(t *testing.T) {
 		}
 		return nil
 	}, true)
+}
+
+// TestARejoiningNodeIsToldToReleaseStaleCopiesAndGetsItsShareBack: a node
+// (agent and app) dies, is failed, and comes back with the same data dir.
+// Its app hears node.rejoin and partition.release for what it held, then
+// gets its share again, and every acknowledged write reads back through
+// every node, the rejoined one included.
+func TestARejoiningNodeIsToldToReleaseStaleCopiesAndGetsItsShareBack(t *testing.T) {
+	c := newCluster(t)
+	nodes := formAppCluster(t, c, 5, "-partitions", "32", "-replication-factor", "3")
+	w := &writer{acked: map[string]string{}}
+	w.run(context.Background(), func() []*appNode { return nodes }, "before", 150)
+	leader := leaderOf(t, plainNodes(nodes))
+	var victim *appNode
+	for _, an := range nodes {
+		if an.node != leader {
+			victim = an
+			break
+		}
+	}
+	survivors := appWithout(nodes, victim)
+	releasesBefore := victim.proxy.seen("partition.release")
+	victim.killNode()
+	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
+	w.run(context.Background(), func() []*appNode { return survivors }, "while-away", 100)
+
+	victim.startApp(t)
+	victim.start("-join", leader.gossipAddr())
+	eventually(t, 60*time.Second, "the app hears node.rejoin and releases", func() error {
+		if victim.proxy.seen("node.rejoin") == 0 {
+			return fmt.Errorf("no node.rejoin yet")
+		}
+		if victim.proxy.seen("partition.release") == releasesBefore {
+			return fmt.Errorf("no partition.release for the stale copies yet")
+		}
+		return nil
+	})
+	waitSettled(t, nodes, 3)
+	checkBalancedEventually(t, leader, ids(plainNodes(nodes)))
+	st, err := leader.status()
+	if err != nil || st.LeaderID != leader.id {
+		t.Fatalf("the rejoin changed the leader: %+v %v", st, err)
+	}
+	checkAllReadable(t, nodes, w.snapshot())
+	checkSignatures(t, nodes)
 }

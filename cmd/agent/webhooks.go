@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -90,7 +91,11 @@ func (a *Agent) desiredLoop() {
 	defer unsubscribe()
 	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
-	var lastIncarnation uint64
+	// The incarnation the app was last told about survives restarts, so
+	// that a node that comes back (and is re-registered before this agent
+	// has caught up) still tells its app it rejoined.
+	incPath := filepath.Join(a.cfg.DataDir, "incarnation")
+	lastIncarnation := readIncarnation(incPath)
 	for {
 		select {
 		case <-a.ctx.Done():
@@ -108,14 +113,29 @@ func (a *Agent) desiredLoop() {
 			desired = hooks.Desired(c, a.cfg.NodeID)
 			me, registered = c.Members[a.cfg.NodeID]
 		})
-		if registered && lastIncarnation != 0 && me.Incarnation > lastIncarnation {
-			a.notifyRejoin(desired)
-		}
-		if registered {
+		if registered && me.Incarnation != lastIncarnation {
+			// Incarnation 1 is the first life; any later one is a rejoin,
+			// also when this data dir is new (its app may hold stale data).
+			if me.Incarnation > 1 && me.Incarnation > lastIncarnation {
+				a.notifyRejoin(desired)
+			}
 			lastIncarnation = me.Incarnation
+			if err := writeFileAtomic(incPath, []byte(strconv.FormatUint(lastIncarnation, 10)+"\n")); err != nil {
+				a.log.Warn("saving the incarnation", "error", err)
+			}
 		}
 		a.deliverer.SetDesired(desired)
 	}
+}
+
+// readIncarnation reads the incarnation saved in the data dir; 0 if none.
+func readIncarnation(path string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return n
 }
 
 // notifyRejoin sends node.rejoin listing the partitions the app may keep:
