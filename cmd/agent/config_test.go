@@ -181,3 +181,25 @@ func FuzzConfigFile(f *testing.F) {
 		}
 	})
 }
+
+// TestExampleConfigsAreValid keeps configs/*.json in step with the flags:
+// every key is known and every value passes validation.
+func TestExampleConfigsAreValid(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.json")
+	if err != nil || len(files) < 2 {
+		t.Fatalf("example configs not found: %v %v", files, err)
+	}
+	for _, f := range files {
+		if strings.Contains(f, "grafana") {
+			continue
+		}
+		cfg := DefaultConfig()
+		if err := readConfigFile(f, &cfg); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
