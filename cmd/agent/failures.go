@@ -92,7 +92,7 @@ func (a *Agent) frozen(state *failover.Cluster, extraFailed int) (bool, string) 
 // member the cluster counts alive that the monitor holds failed is marked
 // failed, in one raft entry with the promotions of its partitions.
 func (a *Agent) markFailures() error {
-	state := a.raft.Snapshot()
+	state := a.memberState()
 	var newlyFailed []string
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
@@ -113,6 +113,7 @@ func (a *Agent) markFailures() error {
 	}
 	a.setFreeze(false, "")
 	now := time.Now().UnixNano()
+	state = a.raft.Snapshot() // the promotions need the partition table
 	for _, id := range newlyFailed {
 		actions := failover.PlanFailure(state, id, now, a.planSeed())
 		res, err := a.apply(failover.Command{Kind: failover.CmdSetStatus, At: now, Node: id, Status: failover.StatusFailed, Actions: actions})
