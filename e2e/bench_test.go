@@ -201,7 +201,7 @@ func exitedEarly(nodes []*node) error {
 }
 
 // startSettled starts a cluster of n agents and waits until it is settled
-// (5 alive voters, one leader). A start that lost a port race is retried on
+// (n registered, alive voters, one leader). A start that lost a port race is retried on
 // fresh ports, up to three times. It returns the cluster, its nodes and the
 // leader.
 func startSettled(tb testing.TB, n int, profile string, extra ...string) (*benchCluster, []*node, *node) {
