@@ -81,6 +81,10 @@ type Config struct {
 
 	// TransportTimeout is the I/O deadline of the TCP transport's RPCs
 	// (snapshot installs use a longer, size-scaled deadline internally).
+	// It also bounds, on the receiving side, the TLS handshake and first
+	// byte of every inbound connection, and the request and the answer of a
+	// ping or forwarded write; and it is Ping's deadline when its context
+	// has none.
 	TransportTimeout time.Duration
 
 	// MaxPool is how many idle outbound connections the transport keeps per

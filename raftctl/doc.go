@@ -15,20 +15,32 @@
 //     server that comes back at a new address is re-added with the same call
 //     (its address is updated); see AddNonvoter for a new ID at an old
 //     address.
-//   - Write: Apply on the leader. A follower gets ErrNotLeader, encodes the
-//     command with EncodeCommand and forwards the bytes to the leader (named
-//     by Leader) over HTTP, where the leader calls ApplyEncoded.
+//   - Write: ApplyForwarded, on any server: it applies on the leader, or
+//     forwards the command to the leader (named by Leader) over the raft
+//     port, where the leader calls ApplyEncoded and answers with the result
+//     or the state machine's error (errors.Is still works for the
+//     sentinels). Apply is the leader-only form: ErrNotLeader on a follower.
+//   - Probe a peer: Ping its raft address. It answers only while its Node
+//     runs.
 //   - Read: Read or Snapshot, after WaitCaughtUp on start (the FSM replays
 //     asynchronously after a restart); Changes or Subscribe to learn when to
 //     look again.
 //   - Leave: a leader calls TransferLeadership first; the new leader then
 //     calls Remove for it. Shutdown last.
 //
+// One port: the raft listener also carries Steward's own exchanges between
+// agents (forwarded writes and pings), told apart by the first byte of each
+// connection (see kindForward in transport.go), so they reach every agent
+// wherever raft does, under the same mutual TLS, while the agents' HTTP API
+// can stay on loopback.
+//
 // Security: with Config.TLS set, the transport is mutual TLS (TLS 1.2+,
 // client certificates required and verified against the cluster CA, peer
 // certificates checked against the host of the peer's raft address or
 // TLS.ServerName); plain connections fail their handshake and nothing they
-// send reaches raft. Without it the transport is plain TCP.
+// send reaches raft or the forwarding handler. Without it the transport is
+// plain TCP, and anyone who can reach the raft port can forward writes, as
+// they could send raft RPCs.
 //
 // Every log entry and snapshot starts with an encoding version byte (1 =
 // JSON). A command that does not decode or that the model refuses changes

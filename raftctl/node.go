@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,8 +21,8 @@ import (
 
 var (
 	// ErrNotLeader is returned by writes and membership changes on a server
-	// that is not the leader (or is handing leadership over). The caller
-	// forwards the write to the leader named by Leader.
+	// that is not the leader (or is handing leadership over). ApplyForwarded
+	// forwards a write to the leader instead.
 	ErrNotLeader = errors.New("raftctl: not leader")
 	// ErrShutdown is returned by calls on a Node that has been shut down.
 	ErrShutdown = errors.New("raftctl: node is shut down")
@@ -67,11 +68,24 @@ type Node struct {
 	fsm       *fsm
 	logs      raft.LogStore
 	transport *raft.NetworkTransport
+	stream    *tcpStreamLayer
 	bolt      *raftboltdb.BoltStore // nil when InMemory
 	hasState  bool
 
 	changes       <-chan struct{}
 	cancelChanges func()
+
+	// forwardTarget names the server ApplyForwarded sends writes to: Leader,
+	// except in tests of the retry.
+	forwardTarget func() (id, addr string)
+
+	// controlWG counts serveControl and the handlers of Steward's own
+	// exchanges on the raft port (pings, forwarded writes); controlConns are
+	// the handlers' connections, closed on Shutdown.
+	controlWG     sync.WaitGroup
+	controlMu     sync.Mutex
+	controlConns  map[net.Conn]struct{}
+	controlClosed bool
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -182,17 +196,22 @@ func New(cfg *Config) (n *Node, err error) {
 	}
 
 	n = &Node{
-		cfg:        cfg,
-		logger:     logger,
-		raft:       r,
-		fsm:        f,
-		logs:       logs,
-		transport:  transport,
-		bolt:       bolt,
-		hasState:   hasState,
-		shutdownCh: make(chan struct{}),
+		cfg:          cfg,
+		logger:       logger,
+		raft:         r,
+		fsm:          f,
+		logs:         logs,
+		transport:    transport,
+		stream:       stream,
+		bolt:         bolt,
+		hasState:     hasState,
+		controlConns: make(map[net.Conn]struct{}),
+		shutdownCh:   make(chan struct{}),
 	}
+	n.forwardTarget = n.Leader
 	n.changes, n.cancelChanges = f.changes.subscribe()
+	n.controlWG.Add(1)
+	go n.serveControl()
 	return n, nil
 }
 
@@ -555,12 +574,16 @@ func (n *Node) WaitCaughtUp(ctx context.Context) error {
 // by more than one batch while it waited is still catching up.
 const backlogBatch = 64
 
-// Shutdown stops raft, closes the transport and the stores. It is safe to
+// Shutdown stops answering pings and forwarded writes, stops raft, closes
+// the transport and the stores. It is safe to
 // call more than once; later calls return the first call's result.
 func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
 		close(n.shutdownCh)
 		n.cancelChanges()
+		// Stop answering pings and forwarded writes first: a node on its
+		// way out is not a live peer.
+		n.closeControl()
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
@@ -571,6 +594,9 @@ func (n *Node) Shutdown() error {
 		if err := n.transport.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("transport: %w", err))
 		}
+		// Handlers end once their connection is closed and raft (whose
+		// futures they may wait on) has stopped.
+		n.controlWG.Wait()
 		if n.bolt != nil {
 			if err := n.bolt.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("bolt: %w", err))

@@ -316,15 +316,14 @@ func TestTLSRefusesCertificatesFromAnotherCA(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer stream.Close()
+		// The stream layer hands raft only connections whose handshake
+		// succeeded: Accept must yield nothing before the layer closes.
 		accepted := make(chan error, 1)
 		go func() {
 			conn, err := stream.Accept()
-			if err != nil {
-				accepted <- err
-				return
+			if err == nil {
+				conn.Close()
 			}
-			defer conn.Close()
-			_, err = conn.Read(make([]byte, 1))
 			accepted <- err
 		}()
 		ours, err := listenTCP("127.0.0.1:0", "", ca.nodeTLS(t, "dialer"), 2*time.Second, testLogger("dialer"))
@@ -336,6 +335,7 @@ func TestTLSRefusesCertificatesFromAnotherCA(t *testing.T) {
 			conn.Close()
 			t.Fatalf("dialled a server whose certificate is from another CA")
 		}
+		stream.Close()
 		if err := <-accepted; err == nil {
 			t.Fatalf("the foreign server completed a handshake with us")
 		}
@@ -357,7 +357,6 @@ func TestTLSChecksThePeerAddressAgainstItsCertificate(t *testing.T) {
 	go func() {
 		defer close(done)
 		if conn, err := stream.Accept(); err == nil {
-			conn.Read(make([]byte, 1))
 			conn.Close()
 		}
 	}()
@@ -374,6 +373,7 @@ func TestTLSChecksThePeerAddressAgainstItsCertificate(t *testing.T) {
 	if !strings.Contains(err.Error(), "10.1.2.3") {
 		t.Fatalf("error does not say which address the certificate is for: %v", err)
 	}
+	stream.Close()
 	<-done
 }
 

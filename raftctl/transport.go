@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -12,28 +13,89 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// tcpStreamLayer is raft's StreamLayer over TCP, plain or mutual TLS. raft's
+// The raft port carries three kinds of connection, told apart by the first
+// byte the client sends on a new connection (after the TLS handshake when
+// TLS is on):
+//
+//   - raft's own RPCs. hashicorp/raft's NetworkTransport starts every
+//     connection with an RPC type byte; in raft v1.7.3 (net_transport.go)
+//     these are rpcAppendEntries=0, rpcRequestVote=1, rpcInstallSnapshot=2,
+//     rpcTimeoutNow=3 and rpcRequestPreVote=4.
+//   - kindForward: a follower forwarding a write to the leader.
+//   - kindPing: an agent probing another.
+//
+// Steward's bytes sit far above raft's range, and every byte that is not one
+// of them goes to raft, so an RPC type added by a later raft still works.
+// Forwards and pings thus reach every agent wherever raft does, under the
+// same mutual TLS.
+const (
+	kindForward byte = 0xF0
+	kindPing    byte = 0xF1
+)
+
+// Backoff of the accept loop after a failed Accept (e.g. out of file
+// descriptors): the same bounds raft's own accept loop uses.
+const (
+	acceptBackoffBase = 5 * time.Millisecond
+	acceptBackoffMax  = time.Second
+)
+
+// controlConn is an inbound connection for Steward's own exchanges, its
+// first byte (kind) already consumed.
+type controlConn struct {
+	kind byte
+	conn net.Conn
+}
+
+// tcpStreamLayer is raft's StreamLayer over TCP, plain or mutual TLS, with
+// the listener shared with Steward's own exchanges (see kindForward). raft's
 // own NewTCPTransport does the plain part, but it needs the advertised
 // address before it listens, so it cannot advertise "the port actually
 // bound" when the bind port is 0 and an advertise host is given; listening
 // first lets us.
+//
+// One accept loop takes every connection and hands it to a goroutine of its
+// own that completes the TLS handshake and reads the first byte within
+// handshakeTimeout, so a slow or hostile peer never stalls the loop or
+// holds a goroutine for longer. The connection then goes to raft (Accept) or
+// to the control channel, which the Node serves.
 type tcpStreamLayer struct {
-	net.Listener
+	ln        net.Listener
 	advertise net.Addr
 
-	// tls is nil for plain TCP. Otherwise serverTLS wraps accepted
-	// connections and clientTLS is used to dial.
+	// serverTLS and clientTLS are nil for plain TCP. Otherwise serverTLS
+	// wraps accepted connections and clientTLS is used to dial.
 	serverTLS, clientTLS *tls.Config
-	// handshakeTimeout bounds an inbound TLS handshake, so a peer that
-	// connects and says nothing cannot hold a raft handler forever.
+	// handshakeTimeout bounds the TLS handshake and the first byte of an
+	// inbound connection, so a peer that connects and says nothing is
+	// dropped.
 	handshakeTimeout time.Duration
 	logger           hclog.Logger
+
+	// raftConns carries classified connections to Accept; control carries
+	// the others to the Node. Both are unbuffered: a connection nobody
+	// takes is closed when the layer closes.
+	raftConns chan net.Conn
+	control   chan controlConn
+
+	closed    chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	// wg counts the accept loop and the classifying goroutines.
+	wg sync.WaitGroup
+
+	mu sync.Mutex
+	// pending are the connections being classified; Close closes them so
+	// that shutting down need not wait out their handshake timeout.
+	pending map[net.Conn]struct{}
+	closing bool // set under mu by Close
 }
 
 var _ raft.StreamLayer = (*tcpStreamLayer)(nil)
 
-// listenTCP listens on bind and works out the address to advertise. With
-// tlsConf non-nil, every accepted and dialled connection is mutual TLS.
+// listenTCP listens on bind, works out the address to advertise and starts
+// accepting. With tlsConf non-nil, every accepted and dialled connection is
+// mutual TLS. Close stops it.
 func listenTCP(bind, advertise string, tlsConf *tls.Config, handshakeTimeout time.Duration, logger hclog.Logger) (*tcpStreamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
@@ -45,10 +107,21 @@ func listenTCP(bind, advertise string, tlsConf *tls.Config, handshakeTimeout tim
 		ln.Close()
 		return nil, err
 	}
-	s := &tcpStreamLayer{Listener: ln, advertise: adv, handshakeTimeout: handshakeTimeout, logger: logger}
+	s := &tcpStreamLayer{
+		ln:               ln,
+		advertise:        adv,
+		handshakeTimeout: handshakeTimeout,
+		logger:           logger,
+		raftConns:        make(chan net.Conn),
+		control:          make(chan controlConn),
+		closed:           make(chan struct{}),
+		pending:          make(map[net.Conn]struct{}),
+	}
 	if tlsConf != nil {
 		s.serverTLS, s.clientTLS = mutualTLS(tlsConf)
 	}
+	s.wg.Add(1)
+	go s.acceptLoop()
 	return s, nil
 }
 
@@ -88,39 +161,169 @@ func advertiseAddr(bound *net.TCPAddr, advertise string) (*net.TCPAddr, error) {
 	return adv, nil
 }
 
-// Accept waits for the next inbound connection. With TLS it is returned
-// before its handshake, which runs on the first Read or Write in raft's
-// per-connection goroutine, so a slow or hostile peer never stalls the
-// accept loop.
-func (t *tcpStreamLayer) Accept() (net.Conn, error) {
-	conn, err := t.Listener.Accept()
-	if err != nil || t.serverTLS == nil {
-		return conn, err
+func (t *tcpStreamLayer) acceptLoop() {
+	defer t.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			select {
+			case <-t.closed:
+				return
+			default:
+			}
+			delay = min(max(2*delay, acceptBackoffBase), acceptBackoffMax)
+			t.logger.Error("failed to accept a connection on the raft port", "error", err, "retry_in", delay)
+			timer := time.NewTimer(delay)
+			select {
+			case <-t.closed:
+				timer.Stop()
+				return
+			case <-timer.C:
+			}
+			continue
+		}
+		delay = 0
+		if !t.track(conn) {
+			conn.Close()
+			return
+		}
+		// The accept loop's own count keeps wg above zero here, so this
+		// Add cannot race with Close's Wait.
+		t.wg.Add(1)
+		go t.classify(conn)
 	}
-	return &serverTLSConn{
-		Conn:    tls.Server(conn, t.serverTLS),
-		timeout: t.handshakeTimeout,
-		logger:  t.logger,
-	}, nil
 }
 
-// Dial opens a connection to a peer; with TLS the handshake, peer
+func (t *tcpStreamLayer) track(conn net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	t.pending[conn] = struct{}{}
+	return true
+}
+
+func (t *tcpStreamLayer) untrack(conn net.Conn) {
+	t.mu.Lock()
+	delete(t.pending, conn)
+	t.mu.Unlock()
+}
+
+// classify completes the TLS handshake if any, reads the first byte and
+// hands the connection to raft or to the control channel.
+func (t *tcpStreamLayer) classify(raw net.Conn) {
+	defer t.wg.Done()
+	conn := raw
+	raw.SetDeadline(time.Now().Add(t.handshakeTimeout))
+	if t.serverTLS != nil {
+		tc := tls.Server(raw, t.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			t.untrack(raw)
+			raw.Close()
+			if !t.isClosed() {
+				t.logger.Warn("refused raft connection: TLS handshake failed", "remote", raw.RemoteAddr().String(), "error", err)
+			}
+			return
+		}
+		conn = tc
+	}
+	var first [1]byte
+	_, err := io.ReadFull(conn, first[:])
+	t.untrack(raw)
+	if err != nil {
+		conn.Close()
+		if !t.isClosed() {
+			t.logger.Debug("dropped a connection that sent nothing", "remote", raw.RemoteAddr().String(), "error", err)
+		}
+		return
+	}
+	// The handlers set deadlines of their own (raft: per RPC on its
+	// side; control: per exchange).
+	raw.SetDeadline(time.Time{})
+
+	switch first[0] {
+	case kindForward, kindPing:
+		select {
+		case t.control <- controlConn{kind: first[0], conn: conn}:
+		case <-t.closed:
+			conn.Close()
+		}
+	default:
+		pc := &peekedConn{Conn: conn, first: first[:]}
+		select {
+		case t.raftConns <- pc:
+		case <-t.closed:
+			conn.Close()
+		}
+	}
+}
+
+func (t *tcpStreamLayer) isClosed() bool {
+	select {
+	case <-t.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Accept returns the next inbound raft connection, handshake done and first
+// byte read (and replayed to raft).
+func (t *tcpStreamLayer) Accept() (net.Conn, error) {
+	select {
+	case conn := <-t.raftConns:
+		return conn, nil
+	case <-t.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops listening, drops the connections not yet handed over and
+// waits for the layer's goroutines. Safe to call more than once.
+func (t *tcpStreamLayer) Close() error {
+	t.closeOnce.Do(func() {
+		t.mu.Lock()
+		t.closing = true
+		close(t.closed)
+		for conn := range t.pending {
+			conn.Close()
+		}
+		t.mu.Unlock()
+		t.closeErr = t.ln.Close()
+		t.wg.Wait()
+	})
+	return t.closeErr
+}
+
+// Dial opens a raft connection to a peer; with TLS the handshake, peer
 // verification included, completes within timeout before it returns.
 func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	d := &net.Dialer{Timeout: timeout}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return t.dialContext(ctx, string(address))
+}
+
+// dialContext connects to a peer's raft port, with TLS when configured
+// (handshake and peer verification done before it returns). ctx bounds only
+// the connection setup.
+func (t *tcpStreamLayer) dialContext(ctx context.Context, address string) (net.Conn, error) {
+	d := &net.Dialer{}
 	if t.clientTLS == nil {
-		return d.Dial("tcp", string(address))
+		return d.DialContext(ctx, "tcp", address)
 	}
 	conf := t.clientTLS
 	if conf.ServerName == "" {
-		host, _, err := net.SplitHostPort(string(address))
+		host, _, err := net.SplitHostPort(address)
 		if err != nil {
 			return nil, fmt.Errorf("raftctl: peer address %q: %w", address, err)
 		}
 		conf = conf.Clone()
 		conf.ServerName = host
 	}
-	conn, err := tls.DialWithDialer(d, "tcp", string(address), conf)
+	td := &tls.Dialer{NetDialer: d, Config: conf}
+	conn, err := td.DialContext(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("raftctl: TLS connection to %s: %w", address, err)
 	}
@@ -130,40 +333,22 @@ func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 // Addr is the advertised address (raft's LocalAddr comes from it).
 func (t *tcpStreamLayer) Addr() net.Addr { return t.advertise }
 
-// serverTLSConn is an accepted TLS connection whose handshake is bounded by
-// a timeout and whose failure is logged as a refusal, naming the peer:
-// raft itself would only log a generic decode error.
-type serverTLSConn struct {
-	*tls.Conn
-	timeout time.Duration
-	logger  hclog.Logger
-
-	once         sync.Once
-	handshakeErr error
+// peekedConn replays the byte the stream layer read to classify a
+// connection before the connection's own bytes. Only raft's handler reads
+// it, from one goroutine.
+type peekedConn struct {
+	net.Conn
+	first []byte
 }
 
-func (c *serverTLSConn) handshake() error {
-	c.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-		defer cancel()
-		if err := c.Conn.HandshakeContext(ctx); err != nil {
-			c.handshakeErr = fmt.Errorf("raftctl: TLS handshake with %s: %w", c.RemoteAddr(), err)
-			c.logger.Warn("refused raft connection: TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err)
-		}
-	})
-	return c.handshakeErr
-}
-
-func (c *serverTLSConn) Read(b []byte) (int, error) {
-	if err := c.handshake(); err != nil {
-		return 0, err
+func (c *peekedConn) Read(b []byte) (int, error) {
+	if len(c.first) == 0 {
+		return c.Conn.Read(b)
 	}
-	return c.Conn.Read(b)
-}
-
-func (c *serverTLSConn) Write(b []byte) (int, error) {
-	if err := c.handshake(); err != nil {
-		return 0, err
+	if len(b) == 0 {
+		return 0, nil
 	}
-	return c.Conn.Write(b)
+	n := copy(b, c.first)
+	c.first = c.first[n:]
+	return n, nil
 }
