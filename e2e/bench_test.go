@@ -18,7 +18,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,50 +67,6 @@ func (c *benchCluster) close() {
 		}
 		n.mu.Unlock()
 	}
-}
-
-// handedOut are the ports freePortTB has returned in this process: the
-// kernel may hand a port that was just closed out again, and a benchmark
-// starts dozens of clusters.
-var handedOut = struct {
-	sync.Mutex
-	ports map[int]bool
-}{ports: map[int]bool{}}
-
-// freePortTB is freePort for a testing.TB, never returning a port twice.
-func freePortTB(tb testing.TB) int {
-	tb.Helper()
-	for i := 0; i < 50; i++ {
-		port, err := tryFreePort()
-		if err != nil {
-			continue
-		}
-		handedOut.Lock()
-		seen := handedOut.ports[port]
-		handedOut.ports[port] = true
-		handedOut.Unlock()
-		if !seen {
-			return port
-		}
-	}
-	tb.Fatal("no free port")
-	return 0
-}
-
-// tryFreePort is one attempt of freePort: a port free for TCP and UDP.
-func tryFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	l.Close()
-	if err != nil {
-		return 0, err
-	}
-	u.Close()
-	return port, nil
 }
 
 // add declares an agent with fresh ports and data dir; it is not started.

@@ -51,25 +51,54 @@ func TestMain(m *testing.M) {
 }
 
 // freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
-// needs both).
+// needs both), never one already handed out in this process.
 func freePort(t *testing.T) int {
 	t.Helper()
+	return freePortTB(t)
+}
+
+// handedOut are the ports freePortTB has returned in this process: the
+// kernel may hand a port that was just closed out again, and a benchmark
+// starts dozens of clusters.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePortTB is freePort for a testing.TB, never returning a port twice.
+func freePortTB(tb testing.TB) int {
+	tb.Helper()
 	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		l.Close()
+		port, err := tryFreePort()
 		if err != nil {
 			continue
 		}
-		u.Close()
-		return port
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.ports[port] = true
+		handedOut.Unlock()
+		if !seen {
+			return port
+		}
 	}
-	t.Fatal("no free port")
+	tb.Fatal("no free port")
 	return 0
+}
+
+// tryFreePort is one attempt of freePort: a port free for TCP and UDP.
+func tryFreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	l.Close()
+	if err != nil {
+		return 0, err
+	}
+	u.Close()
+	return port, nil
 }
 
 // gossipKey is shared by all agents of a test cluster.
