@@ -136,7 +136,8 @@ func (n *Node) running() bool {
 //
 // ctx bounds the whole exchange; without a deadline, TransportTimeout does.
 // An error means no answer in time: refused, reset, TLS refused, or
-// ctx.Err() (wrapped) when the deadline passed or ctx was cancelled.
+// ctx.Err() (wrapped) when the deadline passed or ctx was cancelled. On a
+// node that is no longer running, Ping returns ErrShutdown.
 func (n *Node) Ping(ctx context.Context, addr string) error {
 	if !n.running() {
 		return ErrShutdown
