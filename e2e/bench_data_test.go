@@ -1,0 +1,866 @@
+package e2e
+
+// Benchmarks with data and apps (issues 6 and 7): SIGKILL to every new
+// primary's app acknowledging its promote (with memberlist's own dead time
+// in the same run), the time to restore RF 3 for 64 partitions of 10,000
+// keys, rejoin times, SIGTERM to exit, and a rolling restart. Like
+// bench_test.go they run only under `go test -bench`; the commands and the
+// figures are in docs/benchmarks.md.
+//
+// The kvapp helpers of kvapp_test.go take a *testing.T; this file has its
+// own testing.TB versions (benchApp, ackProxy) and reuses benchCluster,
+// settled, pollFor, watchVictim and the node methods of bench_test.go.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/hooks"
+)
+
+// ---- apps for benchmarks ----
+
+// ackRecord is one webhook the app acknowledged with a 2xx.
+type ackRecord struct {
+	at        time.Time
+	typ       string
+	partition int
+	epoch     uint64
+}
+
+// ackProxy sits between an agent and its kvapp like webhookProxy: it
+// verifies every signature, forwards to the app and records the time at
+// which the app acknowledged each event.
+type ackProxy struct {
+	srv      *httptest.Server
+	target   string
+	secret   []byte
+	upstream *http.Client
+	bad      atomic.Int64
+
+	mu   sync.Mutex
+	acks []ackRecord
+}
+
+func newAckProxy(tb testing.TB, target string) *ackProxy {
+	secret, err := hooks.ParseSecret(testWebhookSecret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := &ackProxy{target: target, secret: secret, upstream: &http.Client{Timeout: 30 * time.Second}}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	tb.Cleanup(p.srv.Close)
+	return p
+}
+
+func (p *ackProxy) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if err := hooks.Verify(p.secret, r.Header, body, time.Now(), time.Minute); err != nil {
+		p.bad.Add(1)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return
+	}
+	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target, bytes.NewReader(body))
+	req.Header = r.Header.Clone()
+	resp, err := p.upstream.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 == 2 {
+		var ev hooks.Event
+		if json.Unmarshal(body, &ev) == nil {
+			p.mu.Lock()
+			p.acks = append(p.acks, ackRecord{at: time.Now(), typ: ev.Type, partition: ev.Partition, epoch: ev.Epoch})
+			p.mu.Unlock()
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	w.Write(out)
+}
+
+// firstAck returns the time of the first acknowledged event of typ for
+// partition at an epoch above minEpoch, after since.
+func (p *ackProxy) firstAck(typ string, partition int, minEpoch uint64, since time.Time) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, a := range p.acks {
+		if a.typ == typ && a.partition == partition && a.epoch > minEpoch && a.at.After(since) {
+			return a.at, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// benchApp is an agent (in a benchCluster) with its kvapp behind an
+// ackProxy.
+type benchApp struct {
+	*node
+	appPort int
+	proxy   *ackProxy
+
+	app     *exec.Cmd
+	appLog  *os.File
+	appDone chan struct{}
+}
+
+func (a *benchApp) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", a.appPort) }
+
+// addBenchApp declares an agent wired to a kvapp (not started).
+func addBenchApp(tb testing.TB, c *benchCluster, id string, extra ...string) *benchApp {
+	a := &benchApp{appPort: freePortTB(tb)}
+	a.proxy = newAckProxy(tb, "http://"+a.appAddr()+"/steward/events")
+	extra = append(slices.Clone(extra),
+		"-webhook-url", a.proxy.srv.URL+"/steward/events",
+		"-app-addr", a.appAddr(),
+		"-app-health-url", "http://"+a.appAddr()+"/healthz",
+		"-webhook-secret", testWebhookSecret)
+	a.node = c.add(id, extra...)
+	tb.Cleanup(a.killApp)
+	return a
+}
+
+// startApp runs the kvapp at info level (debug lines for every write would
+// cost the CPU the timings are about).
+func (a *benchApp) startApp(tb testing.TB) {
+	tb.Helper()
+	f, err := os.OpenFile(a.dataDir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(kvappBin, "--addr", a.appAddr(), "--agent", "http://"+a.apiAddr(), "--webhook-secret", testWebhookSecret, "--log-level", "info")
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	a.app, a.appLog, a.appDone = cmd, f, done
+	go func() { cmd.Wait(); close(done) }()
+}
+
+func (a *benchApp) killApp() {
+	if a.app != nil {
+		_ = a.app.Process.Signal(syscall.SIGKILL)
+		<-a.appDone
+		a.app = nil
+		a.appLog.Close()
+	}
+}
+
+// killNode SIGKILLs app and agent together, as a machine loss does.
+func (a *benchApp) killNode() {
+	a.killApp()
+	a.kill()
+}
+
+func appNodes(as []*benchApp) []*node {
+	out := make([]*node, len(as))
+	for i, a := range as {
+		out[i] = a.node
+	}
+	return out
+}
+
+// startAppCluster starts n agents with their kvapps (local profile) and
+// waits until the cluster is settled (see settled) and the table too (see
+// tableSettled). It returns the apps and the leader.
+func startAppCluster(tb testing.TB, c *benchCluster, n, rf int, extra ...string) ([]*benchApp, *node) {
+	tb.Helper()
+	var apps []*benchApp
+	for i := 1; i <= n; i++ {
+		apps = append(apps, addBenchApp(tb, c, fmt.Sprintf("node%d", i), extra...))
+	}
+	for _, a := range apps {
+		a.startApp(tb)
+		c.start(a.node, "local", "-bootstrap-expect", strconv.Itoa(n), "-join", apps[0].gossipAddr())
+	}
+	var leader *node
+	pollUntil(tb, 90*time.Second, "agents and apps settled", func() error {
+		if err := exitedEarly(appNodes(apps)); err != nil {
+			return stopPolling{err}
+		}
+		var err error
+		if leader, err = settled(appNodes(apps), n); err != nil {
+			return err
+		}
+		return tableSettled(apps, rf)
+	})
+	return apps, leader
+}
+
+// tableSettled is waitSettled's condition: every partition has rf copies
+// and no migration in flight on the first agent's table, and no agent has
+// an undelivered webhook.
+func tableSettled(apps []*benchApp, rf int) error {
+	var r struct {
+		Partitions []struct {
+			ID         int      `json:"id"`
+			Primary    string   `json:"primary"`
+			Replicas   []string `json:"replicas"`
+			Migrations []any    `json:"migrations"`
+		} `json:"partitions"`
+	}
+	if err := apps[0].getJSON("/v1/partitions", &r); err != nil {
+		return err
+	}
+	for _, p := range r.Partitions {
+		if p.Primary == "" || 1+len(p.Replicas) != rf || len(p.Migrations) != 0 {
+			return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
+		}
+	}
+	for _, a := range apps {
+		var st struct {
+			Undelivered int `json:"undelivered_events"`
+		}
+		if err := a.getJSON("/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Undelivered != 0 {
+			return fmt.Errorf("%s has %d undelivered events", a.id, st.Undelivered)
+		}
+	}
+	return nil
+}
+
+func appsWithout(apps []*benchApp, gone *benchApp) []*benchApp {
+	var out []*benchApp
+	for _, a := range apps {
+		if a != gone {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// followerWithMostPrimaries is the follower whose loss needs the most
+// promotions.
+func followerWithMostPrimaries(tb testing.TB, apps []*benchApp, leader *node) *benchApp {
+	tb.Helper()
+	pt, err := leader.partitions()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, p := range pt.Partitions {
+		count[p.Primary]++
+	}
+	var best *benchApp
+	for _, a := range apps {
+		if a.node != leader && (best == nil || count[a.id] > count[best.id]) {
+			best = a
+		}
+	}
+	return best
+}
+
+// ---- Issue 6: SIGKILL to every promote acknowledged ----
+
+// promoteTrial is what one trial measured, as time since the SIGKILL (-1:
+// not seen before the deadline).
+type promoteTrial struct {
+	victim   string
+	promoted int // partitions the victim led
+	// inTable: the leader's table names a new primary, at a higher epoch,
+	// for every partition the victim led (the promotions are committed).
+	inTable time.Duration
+	// promoteAcked: for every such partition, the new primary's app has
+	// answered 2xx to partition.promote at the new epoch.
+	promoteAcked time.Duration
+	// failed and gossipDead are watchVictim's, latest over the survivors.
+	failed, gossipDead time.Duration
+}
+
+// BenchmarkPromoteAcknowledged: 5 agents with 5 kvapps (local profile, 64
+// partitions, RF 3) per trial, settled; the follower with the most
+// primaries is SIGKILLed (agent and app). The survivors are polled every
+// benchPoll for Steward's verdict and memberlist's dead (as in
+// BenchmarkFailureDetection), the leader's table for the new primaries,
+// and the apps' proxies record when each promote was acknowledged.
+func BenchmarkPromoteAcknowledged(b *testing.B) {
+	trials := max(b.N, minTrials)
+	var rs []promoteTrial
+	for i := 0; i < trials; i++ {
+		rs = append(rs, promoteTrialRun(b))
+	}
+	b.ReportMetric(0, "ns/op")
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | failed everywhere | new primaries in table | every promote acknowledged | memberlist dead everywhere |\n|---|---|---|---|---|---|---|\n")
+	var acked, inTable, failed, dead []time.Duration
+	ackedBeforeDead := 0
+	for i, r := range rs {
+		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s | %s | %s |\n", i+1, r.victim, r.promoted, secs(r.failed), secs(r.inTable), secs(r.promoteAcked), secs(r.gossipDead))
+		for _, m := range []struct {
+			d  time.Duration
+			to *[]time.Duration
+		}{{r.promoteAcked, &acked}, {r.inTable, &inTable}, {r.failed, &failed}, {r.gossipDead, &dead}} {
+			if m.d >= 0 {
+				*m.to = append(*m.to, m.d)
+			}
+		}
+		if r.promoteAcked >= 0 && (r.gossipDead < 0 || r.promoteAcked < r.gossipDead) {
+			ackedBeforeDead++
+		}
+	}
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"promote-acked", acked}, {"in-table", inTable}, {"failed", failed}, {"gossip-dead", dead}} {
+		if len(m.ds) > 0 {
+			b.ReportMetric(median(m.ds).Seconds(), m.name+"-median-s")
+			b.ReportMetric(slices.Max(m.ds).Seconds(), m.name+"-worst-s")
+		}
+	}
+	b.ReportMetric(float64(ackedBeforeDead), "acked-before-dead-trials")
+	b.Logf("\n%d trials, seconds from SIGKILL; every promote acknowledged before memberlist's dead everywhere in %d\n%s", len(rs), ackedBeforeDead, tbl.String())
+}
+
+func promoteTrialRun(b *testing.B) promoteTrial {
+	c := newBenchCluster(b)
+	defer c.close()
+	apps, leader := startAppCluster(b, c, 5, 3, "-partitions", "64")
+	defer func() {
+		for _, a := range apps {
+			a.killApp()
+		}
+	}()
+	victim := followerWithMostPrimaries(b, apps, leader)
+	survivors := appsWithout(apps, victim)
+	pt, err := leader.partitions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	led := map[int]uint64{} // partition -> epoch before the kill
+	for _, p := range pt.Partitions {
+		if p.Primary == victim.id {
+			led[p.ID] = p.Epoch
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	killedAt := time.Now()
+	victim.killNode()
+	obs := make([]survivorSeen, len(survivors))
+	var wg sync.WaitGroup
+	for i, s := range survivors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			obs[i] = watchVictim(ctx, s.node, victim.id, killedAt)
+		}()
+	}
+	r := promoteTrial{victim: victim.id, promoted: len(led), inTable: -1, promoteAcked: -1}
+	tick := time.NewTicker(benchPoll)
+	defer tick.Stop()
+	for r.inTable < 0 || r.promoteAcked < 0 {
+		if r.inTable < 0 {
+			if pt, err := leader.partitions(); err == nil {
+				done := 0
+				for _, p := range pt.Partitions {
+					if old, ok := led[p.ID]; ok && p.Primary != victim.id && p.Primary != "" && p.Epoch > old {
+						done++
+					}
+				}
+				if done == len(led) {
+					r.inTable = time.Since(killedAt)
+				}
+			}
+		}
+		if r.promoteAcked < 0 {
+			var last time.Time
+			all := true
+			for p, old := range led {
+				var first time.Time
+				for _, s := range survivors {
+					if at, ok := s.proxy.firstAck(hooks.TypePromote, p, old, killedAt); ok && (first.IsZero() || at.Before(first)) {
+						first = at
+					}
+				}
+				if first.IsZero() {
+					all = false
+					break
+				}
+				if first.After(last) {
+					last = first
+				}
+			}
+			if all {
+				r.promoteAcked = last.Sub(killedAt)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			b.Errorf("victim %s: not every promotion seen within 30 s: %+v", victim.id, r)
+			wg.Wait()
+			return r
+		case <-tick.C:
+		}
+	}
+	wg.Wait()
+	r.failed = latest(obs, func(o survivorSeen) time.Duration { return o.failed })
+	r.gossipDead = latest(obs, func(o survivorSeen) time.Duration { return o.gossipDead })
+	for _, a := range apps {
+		if n := a.proxy.bad.Load(); n != 0 {
+			b.Fatalf("%s's app got %d webhooks with a bad signature", a.id, n)
+		}
+	}
+	return r
+}
+
+// ---- Issue 6: restore RF 3 with data ----
+
+// restoreTrials is how many nodes BenchmarkRestoreRF kills on one loaded
+// cluster (each one rejoins with an empty app before the next kill).
+const restoreTrials = 3
+
+// BenchmarkRestoreRF writes partitions x keys keys through the kvapps of 5
+// nodes (local profile, RF 3), then kills a follower (agent and app) and
+// times, from the SIGKILL, until every partition has 3 copies on the
+// survivors, no migration in flight and every webhook acknowledged (the
+// new copies are real: each target app copies the partition from its
+// source app and acknowledges the migration). Loading 640,000 keys takes
+// minutes on two cores, so one cluster serves restoreTrials trials: after a
+// trial the victim comes back (same data dir, empty app), the cluster
+// settles and rebalances, every key is read back, and the next follower is
+// killed.
+func BenchmarkRestoreRF(b *testing.B) {
+	for _, keys := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("partitions=64/keys=%d", keys), func(b *testing.B) {
+			if keys == 10000 && os.Getenv("STEWARD_BENCH_FULL") != "1" {
+				b.Skip("640,000 keys take minutes to load; set STEWARD_BENCH_FULL=1")
+			}
+			benchRestoreRF(b, 64, keys)
+		})
+	}
+}
+
+func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
+	c := newBenchCluster(b)
+	defer c.close()
+	apps, leader := startAppCluster(b, c, 5, 3, "-partitions", strconv.Itoa(partitions))
+	defer func() {
+		for _, a := range apps {
+			a.killApp()
+		}
+	}()
+	keys := loadKeys(b, apps, leader, partitions, keysPerPartition)
+
+	trials := max(b.N, restoreTrials)
+	var restore, failed []time.Duration
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "| trial | victim | copies it held | failed (on one survivor) | RF 3 restored, settled |\n|---|---|---|---|---|\n")
+	killed := map[string]bool{}
+	for i := 0; i < trials; i++ {
+		st, err := apps[0].status()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var victim *benchApp
+		for _, a := range apps {
+			if a.id != st.LeaderID && !killed[a.id] {
+				victim = a
+				break
+			}
+		}
+		killed[victim.id] = true
+		survivors := appsWithout(apps, victim)
+		pt, err := survivors[0].partitions()
+		if err != nil {
+			b.Fatal(err)
+		}
+		held := 0
+		for _, p := range pt.Partitions {
+			if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
+				held++
+			}
+		}
+		killedAt := time.Now()
+		victim.killNode()
+		var failedAt time.Duration = -1
+		took := pollUntil(b, 5*time.Minute, "RF 3 restored on the survivors", func() error {
+			if failedAt < 0 {
+				if s, err := survivors[0].memberStatus(victim.id); err == nil && s == "failed" {
+					failedAt = time.Since(killedAt)
+				}
+			}
+			if failedAt < 0 {
+				return fmt.Errorf("%s not failed yet", victim.id)
+			}
+			if err := tableSettled(survivors, 3); err != nil {
+				return err
+			}
+			pt, err := survivors[0].partitions()
+			if err != nil {
+				return err
+			}
+			for _, p := range pt.Partitions {
+				if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
+					return fmt.Errorf("partition %d still names %s", p.ID, victim.id)
+				}
+			}
+			return nil
+		})
+		restore, failed = append(restore, took), append(failed, failedAt)
+		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s |\n", i+1, victim.id, held, secs(failedAt), secs(took))
+		b.Logf("trial %d: killed %s (%d copies of %d keys): failed after %s, RF 3 restored and settled after %s", i+1, victim.id, held, keysPerPartition, secs(failedAt), secs(took))
+		readBack(b, survivors, keys, 2000)
+
+		// Bring the victim back with an empty app and let it take its
+		// share again before the next trial.
+		victim.startApp(b)
+		c.start(victim.node, "local", "-join", survivors[0].gossipAddr())
+		back := pollUntil(b, 5*time.Minute, "the victim back, settled and balanced", func() error {
+			if err := tableSettled(apps, 3); err != nil {
+				return err
+			}
+			pt, err := apps[0].partitions()
+			if err != nil {
+				return err
+			}
+			return balanced(pt, ids(appNodes(apps)))
+		})
+		b.Logf("trial %d: %s back, settled and balanced after %s", i+1, victim.id, secs(back))
+	}
+	readBack(b, apps, keys, 2000)
+	for _, a := range apps {
+		if n := a.proxy.bad.Load(); n != 0 {
+			b.Fatalf("%s's app got %d webhooks with a bad signature", a.id, n)
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(restore).Seconds(), "restore-median-s")
+	b.ReportMetric(slices.Max(restore).Seconds(), "restore-worst-s")
+	b.ReportMetric(median(failed).Seconds(), "failed-median-s")
+	b.Logf("\n%d partitions x %d keys, %d trials, seconds from SIGKILL:\n%s", partitions, keysPerPartition, trials, tbl.String())
+}
+
+// kvPartition is the kvapp's partitionOf (FNV-1a 32 of the key mod the
+// number of partitions): the loader sends each write to the key's primary
+// app, sparing the forwarding hop.
+func kvPartition(key string, partitions int) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(partitions))
+}
+
+// loadKeys writes keysPerPartition keys into every partition, each key to
+// its partition's primary app, from 32 concurrent writers, and returns the
+// keys (the value of key k is "v-"+k). Every write must be acknowledged.
+func loadKeys(b *testing.B, apps []*benchApp, leader *node, partitions, keysPerPartition int) []string {
+	b.Helper()
+	pt, err := leader.partitions()
+	if err != nil {
+		b.Fatal(err)
+	}
+	addr := map[string]string{}
+	for _, a := range apps {
+		addr[a.id] = a.appAddr()
+	}
+	primaryApp := make([]string, partitions)
+	for _, p := range pt.Partitions {
+		primaryApp[p.ID] = addr[p.Primary]
+	}
+	// Generate keys until every partition has its count.
+	perPart := make([]int, partitions)
+	keys := make([]string, 0, partitions*keysPerPartition)
+	for i := 0; len(keys) < partitions*keysPerPartition; i++ {
+		k := "k" + strconv.Itoa(i)
+		p := kvPartition(k, partitions)
+		if perPart[p] < keysPerPartition {
+			perPart[p]++
+			keys = append(keys, k)
+		}
+	}
+	start := time.Now()
+	var next, failures atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	transport := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer transport.CloseIdleConnections()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: transport}
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) || failures.Load() > 100 {
+					return
+				}
+				k := keys[i]
+				if err := putKey(client, primaryApp[kvPartition(k, partitions)], k, "v-"+k); err != nil {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if f := failures.Load(); f != 0 {
+		b.Fatalf("%d writes failed on a healthy cluster; first: %v", f, firstErr.Load())
+	}
+	took := time.Since(start)
+	b.Logf("loaded %d keys (%d partitions x %d) in %s: %.0f writes/s", len(keys), partitions, keysPerPartition, took.Round(time.Millisecond), float64(len(keys))/took.Seconds())
+	return keys
+}
+
+// readBack reads a random sample of n keys through every app.
+func readBack(b *testing.B, apps []*benchApp, keys []string, n int) {
+	b.Helper()
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, a := range apps {
+		for j := 0; j < n; j++ {
+			k := keys[rand.IntN(len(keys))]
+			got, code, err := getKey(client, a.appAddr(), k)
+			if err != nil || code != http.StatusOK || got != "v-"+k {
+				b.Fatalf("through %s, key %s: %q %d %v", a.id, k, got, code, err)
+			}
+		}
+	}
+}
+
+// ---- Issue 7: rejoin, SIGTERM to exit ----
+
+// rejoinTrial is one kill-and-restart: times from the restart.
+type rejoinTrial struct {
+	victim string
+	// alive: the leader's /v1/members lists the victim alive and
+	// registered.
+	alive time.Duration
+	// balanced: the table is settled (3 copies each, no migrations) and
+	// balanced within one over all five agents.
+	balanced time.Duration
+}
+
+// BenchmarkRejoin: per trial a fresh cluster of 5 agents (local profile,
+// 256 partitions, RF 3, no apps: copies complete at once), settled; a
+// follower is SIGKILLed, and once the survivors have it failed, out of raft
+// and no partition names it, it is restarted with the same ports and data
+// dir. Times are from that restart.
+func BenchmarkRejoin(b *testing.B) {
+	trials := max(b.N, minTrials)
+	var alive, bal []time.Duration
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "| trial | victim | restart to alive | restart to balanced |\n|---|---|---|---|\n")
+	for i := 0; i < trials; i++ {
+		r := rejoinTrialRun(b)
+		alive, bal = append(alive, r.alive), append(bal, r.balanced)
+		fmt.Fprintf(&tbl, "| %d | %s | %s | %s |\n", i+1, r.victim, secs(r.alive), secs(r.balanced))
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(alive).Seconds(), "alive-median-s")
+	b.ReportMetric(slices.Max(alive).Seconds(), "alive-worst-s")
+	b.ReportMetric(median(bal).Seconds(), "balanced-median-s")
+	b.ReportMetric(slices.Max(bal).Seconds(), "balanced-worst-s")
+	b.Logf("\n%d trials, seconds from restart:\n%s", trials, tbl.String())
+}
+
+func rejoinTrialRun(b *testing.B) rejoinTrial {
+	c, nodes, leader := startSettled(b, 5, "local", "-partitions", "256")
+	defer c.close()
+	victim := without(nodes, leader)[rand.IntN(4)]
+	survivors := without(nodes, victim)
+	victim.kill()
+	pollUntil(b, 60*time.Second, victim.id+" failed, removed, holding nothing", func() error {
+		for _, s := range survivors {
+			st, err := s.memberStatus(victim.id)
+			if err != nil {
+				return err
+			}
+			if st != "failed" {
+				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+			}
+		}
+		servers, err := leader.raftServers()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.NodeID == victim.id {
+				return fmt.Errorf("%s still in raft", victim.id)
+			}
+		}
+		pt, err := leader.partitions()
+		if err != nil {
+			return err
+		}
+		for _, p := range pt.Partitions {
+			if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
+				return fmt.Errorf("partition %d still names %s", p.ID, victim.id)
+			}
+		}
+		return nil
+	})
+	restarted := time.Now()
+	c.start(victim, "local", "-join", leader.gossipAddr())
+	r := rejoinTrial{victim: victim.id, alive: -1}
+	r.balanced = pollUntil(b, 90*time.Second, victim.id+" back and the table balanced", func() error {
+		if r.alive < 0 {
+			ms, err := benchMembers(leader)
+			if err != nil {
+				return err
+			}
+			if m := ms[victim.id]; m.Status == "alive" && m.Registered {
+				r.alive = time.Since(restarted)
+			} else {
+				return fmt.Errorf("leader sees %s as %+v", victim.id, m)
+			}
+		}
+		var t struct {
+			Partitions []struct {
+				ID         int      `json:"id"`
+				Primary    string   `json:"primary"`
+				Replicas   []string `json:"replicas"`
+				Migrations []any    `json:"migrations"`
+			} `json:"partitions"`
+		}
+		if err := leader.getJSON("/v1/partitions", &t); err != nil {
+			return err
+		}
+		for _, p := range t.Partitions {
+			if len(p.Replicas) != 2 || len(p.Migrations) != 0 {
+				return fmt.Errorf("partition %d: %d replicas, %d migrations", p.ID, len(p.Replicas), len(p.Migrations))
+			}
+		}
+		pt, err := leader.partitions()
+		if err != nil {
+			return err
+		}
+		return balanced(pt, ids(nodes))
+	})
+	if st, err := leader.status(); err != nil || st.LeaderID != leader.id {
+		b.Errorf("the rejoin of %s changed the leader: %+v %v", victim.id, st, err)
+	}
+	return r
+}
+
+// BenchmarkSIGTERMToExit: per trial a fresh cluster of 5 agents (local
+// profile, 256 partitions, RF 3), settled; one agent gets SIGTERM (a
+// graceful leave: its primaries and copies move first, then it leaves raft
+// and gossip) and the time to its exit (status 0 required) is measured, then
+// the time until the survivors list it left with RF 3 restored. followers
+// and leader are sub-benchmarks; with-apps adds a kvapp per node (the
+// copies then wait for the apps' acknowledgements).
+func BenchmarkSIGTERMToExit(b *testing.B) {
+	for _, withApps := range []bool{false, true} {
+		for _, who := range []string{"follower", "leader"} {
+			name := who
+			if withApps {
+				name += "/with-apps"
+			}
+			b.Run(name, func(b *testing.B) {
+				trials := max(b.N, minTrials)
+				if withApps {
+					trials = max(b.N, 3)
+				}
+				var exits, lefts []time.Duration
+				var tbl strings.Builder
+				fmt.Fprintf(&tbl, "| trial | node | SIGTERM to exit 0 | SIGTERM to left everywhere, RF 3 |\n|---|---|---|---|\n")
+				for i := 0; i < trials; i++ {
+					victim, exit, left := leaveTrial(b, who == "leader", withApps)
+					exits, lefts = append(exits, exit), append(lefts, left)
+					fmt.Fprintf(&tbl, "| %d | %s | %s | %s |\n", i+1, victim, secs(exit), secs(left))
+				}
+				b.ReportMetric(0, "ns/op")
+				b.ReportMetric(median(exits).Seconds(), "exit-median-s")
+				b.ReportMetric(slices.Max(exits).Seconds(), "exit-worst-s")
+				b.ReportMetric(median(lefts).Seconds(), "left-median-s")
+				b.Logf("\nSIGTERM of the %s, 256 partitions, apps %v, %d trials (seconds):\n%s", who, withApps, trials, tbl.String())
+			})
+		}
+	}
+}
+
+func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duration, time.Duration) {
+	var nodes []*node
+	var leader *node
+	var apps []*benchApp
+	if withApps {
+		c := newBenchCluster(b)
+		defer c.close()
+		apps, leader = startAppCluster(b, c, 5, 3, "-partitions", "256")
+		defer func() {
+			for _, a := range apps {
+				a.killApp()
+			}
+		}()
+		nodes = appNodes(apps)
+	} else {
+		var c *benchCluster
+		c, nodes, leader = startSettled(b, 5, "local", "-partitions", "256")
+		defer c.close()
+	}
+	victim := leader
+	if !leaderLeaves {
+		victim = without(nodes, leader)[rand.IntN(4)]
+	}
+	survivors := without(nodes, victim)
+	start := time.Now()
+	victim.signal(syscall.SIGTERM)
+	var exit time.Duration
+	select {
+	case <-victim.exited:
+		exit = time.Since(start)
+	case <-time.After(2 * time.Minute):
+		b.Fatalf("%s did not exit within 2 min of SIGTERM", victim.id)
+	}
+	victim.mu.Lock()
+	err := victim.exitErr
+	victim.mu.Unlock()
+	if err != nil {
+		b.Fatalf("%s exited with %v after SIGTERM, want 0:\n%s", victim.id, err, victim.tail(20))
+	}
+	if !strings.Contains(victim.log(), "leaving the cluster") {
+		b.Fatalf("%s exited without the graceful leave:\n%s", victim.id, victim.tail(20))
+	}
+	pollUntil(b, 2*time.Minute, victim.id+" left everywhere, RF 3 on the survivors", func() error {
+		for _, s := range survivors {
+			st, err := s.memberStatus(victim.id)
+			if err != nil {
+				return err
+			}
+			if st != "left" {
+				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+			}
+		}
+		pt, err := survivors[0].partitions()
+		if err != nil {
+			return err
+		}
+		for _, p := range pt.Partitions {
+			if p.Primary == "" || p.Primary == victim.id || len(p.Replicas) != 2 || slices.Contains(p.Replicas, victim.id) {
+				return fmt.Errorf("partition %d: %s %v", p.ID, p.Primary, p.Replicas)
+			}
+		}
+		if withApps {
+			var rest []*benchApp
+			for _, a := range apps {
+				if a.node != victim {
+					rest = append(rest, a)
+				}
+			}
+			return tableSettled(rest, 3)
+		}
+		return nil
+	})
+	return victim.id, exit, time.Since(start)
+}
