@@ -864,3 +864,119 @@ func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duratio
 	})
 	return victim.id, exit, time.Since(start)
 }
+
+// ---- Issue 7: rolling restart ----
+
+// BenchmarkRollingRestart: per trial a fresh cluster of 5 agents with their
+// kvapps (local profile, 32 partitions, RF 3, as TestRollingRestartUnderWrites)
+// while 4 clients write through random live apps. Each node in turn: SIGTERM
+// to the agent (a graceful leave) and the app, both started again (same ID,
+// ports and data dir), then wait until the table is settled and balanced
+// over all five. Reported: the whole rolling restart, and per node the
+// SIGTERM-to-exit and restart-to-balanced times. Every acknowledged write is
+// read back through every app at the end.
+func BenchmarkRollingRestart(b *testing.B) {
+	trials := max(b.N, 3)
+	var totals, exits, backs []time.Duration
+	for i := 0; i < trials; i++ {
+		total, ex, bk := rollingTrial(b)
+		totals = append(totals, total)
+		exits = append(exits, ex...)
+		backs = append(backs, bk...)
+		b.Logf("trial %d: rolling restart of 5 nodes took %s; SIGTERM to exit %s; restart to settled and balanced %s", i+1, secs(total), formatDurations(ex), formatDurations(bk))
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(totals).Seconds(), "rolling-median-s")
+	b.ReportMetric(slices.Max(totals).Seconds(), "rolling-worst-s")
+	b.ReportMetric(median(exits).Seconds(), "exit-median-s")
+	b.ReportMetric(median(backs).Seconds(), "back-median-s")
+}
+
+func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration) {
+	c := newBenchCluster(b)
+	defer c.close()
+	apps, _ := startAppCluster(b, c, 5, 3, "-partitions", "32")
+	defer func() {
+		for _, a := range apps {
+			a.killApp()
+		}
+	}()
+	var mu sync.Mutex
+	down := map[*benchApp]bool{}
+	acked := map[string]string{}
+	tried := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 15 * time.Second}
+			for i := 0; ctx.Err() == nil; i++ {
+				mu.Lock()
+				var live []*benchApp
+				for _, a := range apps {
+					if !down[a] {
+						live = append(live, a)
+					}
+				}
+				tried++
+				mu.Unlock()
+				k := fmt.Sprintf("w%d-%d", w, i)
+				if putKey(client, live[rand.IntN(len(live))].appAddr(), k, "v-"+k) == nil {
+					mu.Lock()
+					acked[k] = "v-" + k
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	start := time.Now()
+	var exits, backs []time.Duration
+	for _, a := range apps {
+		mu.Lock()
+		down[a] = true
+		mu.Unlock()
+		t0 := time.Now()
+		if err := a.stop(2 * time.Minute); err != nil {
+			cancel()
+			wg.Wait()
+			b.Fatalf("SIGTERM %s: %v", a.id, err)
+		}
+		exits = append(exits, time.Since(t0))
+		a.app.Process.Signal(syscall.SIGTERM)
+		<-a.appDone
+		a.app = nil
+		a.appLog.Close()
+		t1 := time.Now()
+		a.startApp(b)
+		c.start(a.node, "local", "-join", appsWithout(apps, a)[0].gossipAddr())
+		mu.Lock()
+		down[a] = false
+		mu.Unlock()
+		pollUntil(b, 3*time.Minute, a.id+" back, settled and balanced", func() error {
+			if err := tableSettled(apps, 3); err != nil {
+				return err
+			}
+			pt, err := apps[0].partitions()
+			if err != nil {
+				return err
+			}
+			return balanced(pt, ids(appNodes(apps)))
+		})
+		backs = append(backs, time.Since(t1))
+	}
+	total := time.Since(start)
+	cancel()
+	wg.Wait()
+	client := &http.Client{Timeout: 15 * time.Second}
+	for _, a := range apps {
+		for k, v := range acked {
+			if got, code, err := getKey(client, a.appAddr(), k); err != nil || code != http.StatusOK || got != v {
+				b.Fatalf("through %s, acknowledged key %s: %q %d %v", a.id, k, got, code, err)
+			}
+		}
+	}
+	b.Logf("%d of %d writes acknowledged, all read back through every app", len(acked), tried)
+	return total, exits, backs
+}

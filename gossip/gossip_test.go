@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func TestThreeNodesJoinAndSeeEachOthersMetadata(t *testing.T) {
 				t.Errorf("%s: %s at %q, want %q", m.nodeID, node.ID, node.Addr, want.Addr())
 			}
 			wantMeta := testConfig(want.nodeID).Meta
-			if node.Meta != wantMeta {
+			if !reflect.DeepEqual(node.Meta, wantMeta) {
 				t.Errorf("%s: %s meta %+v, want %+v", m.nodeID, node.ID, node.Meta, wantMeta)
 			}
 		}
@@ -72,7 +73,7 @@ func TestMetadataUpdateIsSeenAsUpdate(t *testing.T) {
 	if err := a.UpdateMeta(newMeta); err != nil {
 		t.Fatalf("UpdateMeta: %v", err)
 	}
-	if got := a.LocalNode().Meta; got != newMeta {
+	if got := a.LocalNode().Meta; !reflect.DeepEqual(got, newMeta) {
 		t.Errorf("LocalNode meta %+v, want %+v", got, newMeta)
 	}
 	eventually(t, 5*time.Second, func() error {
@@ -80,12 +81,12 @@ func TestMetadataUpdateIsSeenAsUpdate(t *testing.T) {
 		if !ok {
 			return fmt.Errorf("no update event, saw %v", b.eventsAbout("n1"))
 		}
-		if ev.Node.Meta != newMeta {
+		if !reflect.DeepEqual(ev.Node.Meta, newMeta) {
 			return fmt.Errorf("update carries %+v, want %+v", ev.Node.Meta, newMeta)
 		}
 		return nil
 	})
-	if n, _ := b.Member("n1"); n.Meta != newMeta || n.State != StateAlive {
+	if n, _ := b.Member("n1"); !reflect.DeepEqual(n.Meta, newMeta) || n.State != StateAlive {
 		t.Errorf("b's view of n1: %+v", n)
 	}
 

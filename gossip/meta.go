@@ -31,7 +31,17 @@ type Meta struct {
 	// Leaving is set by Gossip.Leave just before the gossip leave, so that
 	// peers report the node as left rather than dead.
 	Leaving bool
+	// Suspects are the nodes this node's own memberlist probes currently
+	// suspect (at most MaxSuspects). Gossip tells only the prober about a
+	// failed probe; publishing it here lets every agent, the leader above
+	// all, start confirming at the first suspicion anywhere instead of
+	// waiting for its own probe round to reach the node.
+	Suspects []string
 }
+
+// MaxSuspects bounds Meta.Suspects so that the metadata stays within
+// memberlist's limit whatever the node IDs.
+const MaxSuspects = 4
 
 // Encoding, version 1:
 //
@@ -110,6 +120,21 @@ func EncodeMeta(m Meta) ([]byte, error) {
 		flags |= flagLeaving
 	}
 	buf = append(buf, flags)
+	if len(m.Suspects) > MaxSuspects {
+		return nil, fmt.Errorf("%w: %d suspects, at most %d", ErrMetaTooLong, len(m.Suspects), MaxSuspects)
+	}
+	if len(m.Suspects) > 0 {
+		// Appended after the flags: a decoder that predates the field
+		// reads the rest and ignores this tail.
+		buf = append(buf, byte(len(m.Suspects)))
+		for _, id := range m.Suspects {
+			if len(id) > MaxMetaFieldLen {
+				return nil, fmt.Errorf("%w: a suspect ID is %d bytes, at most %d", ErrMetaTooLong, len(id), MaxMetaFieldLen)
+			}
+			buf = append(buf, byte(len(id)))
+			buf = append(buf, id...)
+		}
+	}
 	if len(buf) > memberlist.MetaMaxSize {
 		return nil, fmt.Errorf("%w: encoded metadata is %d bytes, memberlist allows %d; shorten the longest field, %s (%d bytes)",
 			ErrMetaTooLong, len(buf), memberlist.MetaMaxSize, longest.name, len(longest.value))
@@ -165,5 +190,31 @@ func DecodeMeta(b []byte) (Meta, error) {
 	}
 	m.AppUnhealthy = rest[0]&flagAppUnhealthy != 0
 	m.Leaving = rest[0]&flagLeaving != 0
+	m.Suspects = decodeSuspects(rest[1:])
 	return m, nil
+}
+
+// decodeSuspects reads the suspects list that follows the flags. A tail
+// that is not a well-formed list is some later writer's addition and is
+// ignored, as trailing bytes always were: the suspects are a hint, never
+// worth refusing a member's metadata over.
+func decodeSuspects(rest []byte) []string {
+	if len(rest) == 0 {
+		return nil
+	}
+	count := int(rest[0])
+	rest = rest[1:]
+	if count > MaxSuspects {
+		return nil
+	}
+	var out []string
+	for i := 0; i < count; i++ {
+		if len(rest) < 1 || len(rest) < 1+int(rest[0]) {
+			return nil
+		}
+		n := int(rest[0])
+		out = append(out, string(rest[1:1+n]))
+		rest = rest[1+n:]
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -24,6 +25,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		"full":            fullMeta(),
 		"negative weight": {RaftID: "x", Weight: -42},
 		"only leaving":    {Leaving: true},
+		"with suspects":   {RaftID: "x", Suspects: []string{"n2", "a-much-longer-node-name-3"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := EncodeMeta(m)
@@ -37,7 +39,7 @@ func TestMetaRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got != m {
+			if !reflect.DeepEqual(got, m) {
 				t.Errorf("round trip: %+v, want %+v", got, m)
 			}
 		})
@@ -96,7 +98,7 @@ func TestDecodeMetaRejectsMalformed(t *testing.T) {
 		}
 	}
 	// Trailing bytes are a later writer's additions: ignored.
-	if m, err := DecodeMeta(append(bytes.Clone(good), 7, 7)); err != nil || m != fullMeta() {
+	if m, err := DecodeMeta(append(bytes.Clone(good), 7, 7)); err != nil || !reflect.DeepEqual(m, fullMeta()) {
 		t.Errorf("with trailing bytes: %+v, %v", m, err)
 	}
 }
@@ -122,7 +124,7 @@ func FuzzDecodeMeta(f *testing.F) {
 			return // a valid decoding can exceed 512 bytes in total
 		}
 		m2, err := DecodeMeta(again)
-		if err != nil || m2 != m {
+		if err != nil || !reflect.DeepEqual(m2, m) {
 			t.Fatalf("re-encoding %+v gave %+v, %v", m, m2, err)
 		}
 	})
@@ -162,5 +164,24 @@ func TestParseKeyErrors(t *testing.T) {
 		if !errors.Is(err, ErrInvalidKey) || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: %v, want ErrInvalidKey mentioning %q", name, err, tc.mention)
 		}
+	}
+}
+
+func TestMetaSuspectsAreBounded(t *testing.T) {
+	if _, err := EncodeMeta(Meta{Suspects: []string{"a", "b", "c", "d", "e"}}); err == nil {
+		t.Fatal("five suspects encoded; at most MaxSuspects fit")
+	}
+	b, err := EncodeMeta(Meta{Suspects: []string{"a"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-3] = 9 // claim nine suspects: not a list this version wrote
+	if m, err := DecodeMeta(b); err != nil || m.Suspects != nil {
+		t.Fatalf("a malformed suspects tail must be ignored: %+v %v", m, err)
+	}
+	// Metadata from before the field (ending with the flags) still decodes.
+	old, _ := EncodeMeta(Meta{RaftID: "x"})
+	if m, err := DecodeMeta(old); err != nil || m.Suspects != nil {
+		t.Fatalf("old metadata: %+v %v", m, err)
 	}
 }

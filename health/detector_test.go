@@ -399,13 +399,24 @@ func TestDueProbesSuspectNodesEveryInterval(t *testing.T) {
 			t.Fatalf("Due(t0+%v) = %q, want %q", c.at, got, c.want)
 		}
 	}
-	// A refuted node and a failed node are no longer probed.
+	// A refuted node is no longer probed; a failed one is, every
+	// recoveryProbeFactor intervals, so that its return is seen.
 	d.Observe(Alive("n1", t0.Add(5100*ms)))
 	for i := range 3 {
 		d.Observe(ProbeResult("n2", errRefused, t0.Add(5100*ms+time.Duration(i)*ms)))
 	}
-	if got := d.Due(t0.Add(time.Minute)); len(got) != 0 {
-		t.Fatalf("Due after refutation and failure = %q, want none", got)
+	if got := d.Due(t0.Add(time.Minute)); !reflect.DeepEqual(got, []string{"n2"}) {
+		t.Fatalf("Due after refutation and failure = %q, want only the failed n2", got)
+	}
+	if got := d.Due(t0.Add(time.Minute + 3*time.Second)); len(got) != 0 {
+		t.Fatalf("a failed node probed again before %d intervals: %q", recoveryProbeFactor, got)
+	}
+	if got := d.Due(t0.Add(time.Minute + 4*time.Second)); !reflect.DeepEqual(got, []string{"n2"}) {
+		t.Fatalf("the failed node is not probed again after %d intervals: %q", recoveryProbeFactor, got)
+	}
+	// Its probe succeeds: recovered.
+	if v := d.Observe(ProbeResult("n2", nil, t0.Add(time.Minute+4*time.Second))); len(v) != 1 || v[0].Kind != VerdictRecovered {
+		t.Fatalf("a successful probe of a failed node gave %+v, want Recovered", v)
 	}
 }
 

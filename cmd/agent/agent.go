@@ -78,6 +78,9 @@ type Agent struct {
 	acks      *hooks.AckStore
 	copies    copyQueue
 
+	// suspects are published in gossip metadata for the other agents.
+	suspects suspects
+
 	// ready is set once this agent's state has caught up with the cluster;
 	// before that the partition table is not served.
 	ready atomic.Bool
@@ -118,6 +121,7 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 
 		leaveRequests: make(chan bool, 1),
 		copies:        copyQueue{wake: make(chan struct{}, 1)},
+		suspects:      suspects{set: map[string]bool{}, dirty: make(chan struct{}, 1)},
 		ctx:           ctx,
 		cancel:        cancel,
 		metrics:       newAgentMetrics(),
@@ -180,7 +184,7 @@ func (a *Agent) Start() (err error) {
 	if err != nil {
 		return err
 	}
-	a.monitor = health.NewMonitor(hc, peerProber{a: a, client: health.NewProbeClient(hc.ProbeTimeout)}, health.SystemClock())
+	a.monitor = health.NewMonitor(hc, peerProber{a: a}, health.SystemClock())
 	if a.cfg.AppHealthURL != "" {
 		ac := health.AppConfigFrom(hc)
 		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())
@@ -212,6 +216,7 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("state-watch", a.stateWatchLoop)
 	a.goLoop("verdicts", a.verdictLoop)
 	a.goLoop("quorum", a.quorumLoop)
+	a.goLoop("suspects", a.suspectPublisher)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),
@@ -399,6 +404,8 @@ func (a *Agent) localMeta() gossip.Meta {
 		Weight:   a.cfg.Weight,
 
 		AppUnhealthy: a.appUnhealthy.Load(),
+		Suspects:     a.currentSuspects(),
+		Leaving:      a.leaveProgress().Phase != leaveNone && a.leaveProgress().Phase != leaveFailed,
 	}
 }
 

@@ -181,7 +181,7 @@ func TestThreeAgentsInOneProcessFormOneCluster(t *testing.T) {
 	}
 }
 
-func TestUnknownEndpointAndBadForwardGetJSONErrors(t *testing.T) {
+func TestUnknownEndpointsAndBadBodiesGetJSONErrors(t *testing.T) {
 	cfg := testConfig(t, "solo", t.TempDir())
 	cfg.BootstrapExpect = 1
 	cfg.APIToken = "s3cret"
@@ -191,9 +191,10 @@ func TestUnknownEndpointAndBadForwardGetJSONErrors(t *testing.T) {
 		want                      int
 	}{
 		{"GET", "/v1/nope", "", "", http.StatusNotFound},
-		{"POST", "/v1/internal/apply", "", "x", http.StatusUnauthorized},
-		{"POST", "/v1/internal/apply", "wrong", "x", http.StatusUnauthorized},
-		{"POST", "/v1/internal/apply", "s3cret", "garbage", http.StatusBadRequest},
+		{"POST", "/v1/maintenance", "", "x", http.StatusUnauthorized},
+		{"POST", "/v1/maintenance", "wrong", "x", http.StatusUnauthorized},
+		{"POST", "/v1/maintenance", "s3cret", "garbage", http.StatusBadRequest},
+		{"POST", "/v1/internal/apply", "s3cret", "x", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(c.method, "http://"+a.HTTPAddr()+c.path, strings.NewReader(c.body))
 		if c.token != "" {

@@ -3,8 +3,6 @@ package main
 import (
 	"crypto/subtle"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"sort"
 	"strings"
@@ -15,7 +13,6 @@ import (
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 	"github.com/steward-dev/steward/health"
-	"github.com/steward-dev/steward/raftctl"
 )
 
 // maxBodyBytes bounds request bodies of the API.
@@ -56,7 +53,6 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.requireToken(a.handleMigrationComplete))
 	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.requireToken(a.handleMigrationFail))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
-	mux.HandleFunc("POST /v1/internal/apply", a.requireToken(a.handleInternalApply))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -319,29 +315,6 @@ func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// handleInternalApply is the leader's end of write forwarding: the body is
-// a command encoded by raftctl.EncodeCommand.
-func (a *Agent) handleInternalApply(w http.ResponseWriter, r *http.Request) {
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, "body too large or unreadable: "+err.Error())
-		return
-	}
-	if _, err := raftctl.DecodeCommand(data); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	res, err := a.raft.ApplyEncoded(data)
-	switch {
-	case errors.Is(err, raftctl.ErrNotLeader):
-		writeError(w, http.StatusServiceUnavailable, "not the leader")
-	case err != nil:
-		writeError(w, http.StatusConflict, err.Error())
-	default:
-		writeJSON(w, http.StatusOK, res)
-	}
 }
 
 // handleMaintenance switches the cluster-wide maintenance freeze:

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/steward-dev/steward/failover"
@@ -17,22 +17,22 @@ import (
 // leader only, turns failed verdicts into cluster state and raft
 // membership changes.
 
-// peerProber probes a peer agent's /v1/health at the API address its gossip
-// metadata announces.
-type peerProber struct {
-	a      *Agent
-	client *http.Client
-}
+// peerProber probes a peer agent directly: a ping over its raft port,
+// answered by the agent process itself (so a paused or dead process fails
+// it), reachable between machines and under raft's mutual TLS when that is
+// on, unlike the HTTP API, which binds the loopback by default.
+type peerProber struct{ a *Agent }
 
 func (p peerProber) Probe(ctx context.Context, node string) error {
 	n, ok := p.a.gossip.Member(node)
-	if !ok || n.Meta.APIAddr == "" {
-		return fmt.Errorf("no API address known for %s", node)
+	if !ok || n.Meta.RaftAddr == "" {
+		return fmt.Errorf("no raft address known for %s", node)
 	}
-	return health.CheckHTTP(ctx, p.client, "http://"+n.Meta.APIAddr+"/v1/health")
+	return p.a.raft.Ping(ctx, n.Meta.RaftAddr)
 }
 
-// observeGossip turns one gossip event into a health observation.
+// observeGossip turns one gossip event into health observations, and keeps
+// this node's published suspicions up to date.
 func (a *Agent) observeGossip(ev gossip.Event) {
 	if ev.Node.ID == a.cfg.NodeID {
 		return
@@ -41,12 +41,85 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 	switch ev.Type {
 	case gossip.EventSuspect:
 		a.monitor.Observe(health.Suspect(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, true)
 	case gossip.EventDead:
 		a.monitor.Observe(health.Dead(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
 	case gossip.EventLeft:
 		a.monitor.Observe(health.Left(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
 	case gossip.EventAlive, gossip.EventJoin:
 		a.monitor.Observe(health.Alive(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
+	}
+	if ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate {
+		// A peer's own probes suspect these nodes: start confirming now
+		// rather than when this agent's probe round reaches them. Only
+		// this agent's probes decide a verdict.
+		for _, id := range ev.Node.Meta.Suspects {
+			if id == a.cfg.NodeID {
+				continue
+			}
+			if n, ok := a.gossip.Member(id); ok && (n.State == gossip.StateAlive || n.State == gossip.StateSuspect) {
+				a.monitor.Observe(health.Suspect(id, now))
+			}
+		}
+	}
+}
+
+// suspects are the peers this node's own memberlist probes suspect,
+// published in its gossip metadata (gossip.Meta.Suspects).
+type suspects struct {
+	mu    sync.Mutex
+	set   map[string]bool
+	dirty chan struct{}
+}
+
+func (a *Agent) setSuspect(id string, on bool) {
+	a.suspects.mu.Lock()
+	changed := a.suspects.set[id] != on
+	if on {
+		a.suspects.set[id] = true
+	} else {
+		delete(a.suspects.set, id)
+	}
+	a.suspects.mu.Unlock()
+	if changed {
+		select {
+		case a.suspects.dirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// currentSuspects returns at most gossip.MaxSuspects suspects, sorted.
+func (a *Agent) currentSuspects() []string {
+	a.suspects.mu.Lock()
+	defer a.suspects.mu.Unlock()
+	var out []string
+	for id := range a.suspects.set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	if len(out) > gossip.MaxSuspects {
+		out = out[:gossip.MaxSuspects]
+	}
+	return out
+}
+
+// suspectPublisher republishes this node's metadata when its suspicions
+// change. UpdateMeta waits for the broadcast, so it runs here rather than
+// on the gossip event loop.
+func (a *Agent) suspectPublisher() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.suspects.dirty:
+		}
+		if err := a.gossip.UpdateMeta(a.localMeta()); err != nil && a.ctx.Err() == nil {
+			a.log.Debug("publishing suspicions", "error", err)
+		}
 	}
 }
 

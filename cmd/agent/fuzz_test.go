@@ -24,12 +24,10 @@ func FuzzAPIBodies(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = a.Shutdown() })
 	handler := a.routes()
-	paths := []string{"/v1/maintenance", "/v1/keyring", "/v1/migrations/m1/complete", "/v1/migrations/m1/fail", "/v1/internal/apply", "/v1/leave?force=false"}
+	paths := []string{"/v1/maintenance", "/v1/keyring", "/v1/migrations/m1/complete", "/v1/migrations/m1/fail", "/v1/leave?force=false"}
 	f.Add(uint8(0), `{"enabled":false}`)
 	f.Add(uint8(1), `{"op":"list","key":"x"}`)
 	f.Add(uint8(3), `{"reason":"disk full"}`)
-	f.Add(uint8(4), "\x01{\"kind\":\"set_maintenance\"}")
-	f.Add(uint8(4), "\x01{\"kind\":\"bootstrap\"}")
 	f.Add(uint8(2), `}{`)
 	f.Fuzz(func(t *testing.T, which uint8, body string) {
 		path := paths[int(which)%len(paths)]

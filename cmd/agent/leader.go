@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -491,66 +490,19 @@ func (a *Agent) peerCaughtUp(n gossip.Node, commit uint64) bool {
 	return st.AppliedIndex+caughtUpSlack >= commit
 }
 
+// applyTimeout bounds one command, forwarding to the leader included.
+const applyTimeout = 10 * time.Second
+
 // apply commits cmd through raft: directly on the leader, forwarded to the
-// leader's API otherwise.
+// leader over the raft port otherwise (under mutual TLS when configured).
 func (a *Agent) apply(cmd failover.Command) (failover.Result, error) {
 	start := time.Now()
-	res, err := a.raft.Apply(cmd)
-	if errors.Is(err, raftctl.ErrNotLeader) {
-		res, err = a.forward(cmd)
-	}
+	ctx, cancel := context.WithTimeout(a.ctx, applyTimeout)
+	defer cancel()
+	res, err := a.raft.ApplyForwarded(ctx, cmd)
 	a.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	return res, err
 }
-
-// forward sends cmd to the leader's /v1/internal/apply.
-func (a *Agent) forward(cmd failover.Command) (failover.Result, error) {
-	_, leaderAddr := a.raft.Leader()
-	if leaderAddr == "" {
-		return failover.Result{}, errNoLeader
-	}
-	var apiAddr string
-	for _, n := range a.gossip.Members() {
-		if n.Meta.RaftAddr == leaderAddr {
-			apiAddr = n.Meta.APIAddr
-		}
-	}
-	if apiAddr == "" {
-		return failover.Result{}, fmt.Errorf("agent: leader at %s has no known API address", leaderAddr)
-	}
-	body, err := raftctl.EncodeCommand(cmd)
-	if err != nil {
-		return failover.Result{}, err
-	}
-	req, err := http.NewRequestWithContext(a.ctx, http.MethodPost, "http://"+apiAddr+"/v1/internal/apply", bytes.NewReader(body))
-	if err != nil {
-		return failover.Result{}, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	if a.cfg.APIToken != "" {
-		req.Header.Set("Authorization", "Bearer "+a.cfg.APIToken)
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return failover.Result{}, fmt.Errorf("agent: forward to leader: %w", err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e apiError
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return failover.Result{}, fmt.Errorf("agent: leader: %s", e.Error)
-		}
-		return failover.Result{}, fmt.Errorf("agent: leader answered %s", resp.Status)
-	}
-	var res failover.Result
-	if err := json.Unmarshal(data, &res); err != nil {
-		return failover.Result{}, fmt.Errorf("agent: leader's answer: %w", err)
-	}
-	return res, nil
-}
-
-var errNoLeader = errors.New("agent: no leader")
 
 // getJSON GETs http://addr/path into out.
 func (a *Agent) getJSON(ctx context.Context, addr, path string, out any) error {

@@ -300,7 +300,7 @@ func (a *Agent) applyRetry(ctx context.Context, cmd failover.Command) (failover.
 		if err == nil || ctx.Err() != nil {
 			return res, err
 		}
-		if !errors.Is(err, errNoLeader) && !isTransient(err) {
+		if !errors.Is(err, raftctl.ErrNoLeader) && !errors.Is(err, raftctl.ErrNotLeader) && !isTransient(err) {
 			return res, err
 		}
 		if !sleepCtx(ctx, leavePollEvery) {
