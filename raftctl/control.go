@@ -139,28 +139,48 @@ func (n *Node) running() bool {
 // ctx.Err() (wrapped) when the deadline passed or ctx was cancelled. On a
 // node that is no longer running, Ping returns ErrShutdown.
 func (n *Node) Ping(ctx context.Context, addr string) error {
+	_, err := n.PingStatus(ctx, addr)
+	return err
+}
+
+// PeerStatus is what a ping answers besides its nonce: how far the peer's
+// state machine and log are, so that a leader can tell whether a
+// non-voter has caught up before promoting it (raft's API does not expose
+// a follower's progress).
+type PeerStatus struct {
+	// AppliedIndex is the last entry the peer's state machine applied.
+	AppliedIndex uint64
+	// LastIndex is the last entry in the peer's log.
+	LastIndex uint64
+}
+
+// PingStatus is Ping that also returns the peer's PeerStatus.
+func (n *Node) PingStatus(ctx context.Context, addr string) (PeerStatus, error) {
 	if !n.running() {
-		return ErrShutdown
+		return PeerStatus{}, ErrShutdown
 	}
 	nonce := make([]byte, pingNonceSize)
 	rand.Read(nonce) // never fails (crypto/rand, Go 1.24+)
 	conn, stop, err := n.dialControl(ctx, addr, n.cfg.TransportTimeout)
 	if err != nil {
-		return fmt.Errorf("raftctl: ping %s: %w", addr, err)
+		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, err)
 	}
 	defer conn.Close()
 	defer stop()
 	if _, err := conn.Write(append([]byte{kindPing}, nonce...)); err != nil {
-		return fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
+		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
 	}
-	echo := make([]byte, pingNonceSize)
-	if _, err := io.ReadFull(conn, echo); err != nil {
-		return fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
+	answer := make([]byte, pingNonceSize+16)
+	if _, err := io.ReadFull(conn, answer); err != nil {
+		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
 	}
-	if !bytes.Equal(echo, nonce) {
-		return fmt.Errorf("raftctl: ping %s: wrong answer", addr)
+	if !bytes.Equal(answer[:pingNonceSize], nonce) {
+		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: wrong answer", addr)
 	}
-	return nil
+	return PeerStatus{
+		AppliedIndex: binary.BigEndian.Uint64(answer[pingNonceSize:]),
+		LastIndex:    binary.BigEndian.Uint64(answer[pingNonceSize+8:]),
+	}, nil
 }
 
 // ApplyForwarded applies cmd wherever the leader is: here if this server
@@ -395,7 +415,11 @@ func (n *Node) handleControl(c controlConn) {
 		if !n.running() {
 			return
 		}
-		c.conn.Write(nonce)
+		st := n.Stats()
+		answer := append(nonce, make([]byte, 16)...)
+		binary.BigEndian.PutUint64(answer[pingNonceSize:], st.AppliedIndex)
+		binary.BigEndian.PutUint64(answer[pingNonceSize+8:], st.LastIndex)
+		c.conn.Write(answer)
 	case kindForward:
 		n.serveForward(c.conn)
 	}

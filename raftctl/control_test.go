@@ -206,6 +206,24 @@ func TestPing(t *testing.T) {
 		}
 	})
 
+	t.Run("the answer carries the peer's progress", func(t *testing.T) {
+		if err := b.Bootstrap([]Server{{ID: "p2", Address: b.Addr(), Voter: true}}); err != nil {
+			t.Fatal(err)
+		}
+		waitLeader(t, b)
+		if _, err := b.Apply(bootstrapCommand("p2")); err != nil {
+			t.Fatal(err)
+		}
+		st, err := a.PingStatus(ctxTimeout(t, 2*time.Second), b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := b.Stats()
+		if st.AppliedIndex != want.AppliedIndex || st.LastIndex < want.AppliedIndex || st.AppliedIndex == 0 {
+			t.Fatalf("PingStatus = %+v, the peer says %+v", st, want)
+		}
+	})
+
 	t.Run("a closed port fails", func(t *testing.T) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

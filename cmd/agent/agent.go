@@ -46,7 +46,6 @@ type Agent struct {
 	httpLn  net.Listener
 	httpSrv *http.Server
 	metrics *agentMetrics
-	client  *http.Client
 
 	// monitor confirms gossip's suspicions with probes (every agent runs
 	// one; only the leader acts on it). appChecker probes the app next to
@@ -114,10 +113,9 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg:    cfg,
-		log:    logger.With("node", cfg.NodeID),
-		client: &http.Client{Timeout: 5 * time.Second, CheckRedirect: noRedirects},
-		kick:   make(chan struct{}, 1),
+		cfg:  cfg,
+		log:  logger.With("node", cfg.NodeID),
+		kick: make(chan struct{}, 1),
 
 		leaveRequests: make(chan bool, 1),
 		copies:        copyQueue{wake: make(chan struct{}, 1)},
@@ -129,8 +127,6 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 	a.metrics.registry.MustRegister(stateCollector{a})
 	return a, nil
 }
-
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // Start opens the data dir, binds the HTTP API, raft and gossip, joins the
 // cluster and starts the loops. On error everything started is stopped.
@@ -286,7 +282,6 @@ func (a *Agent) Shutdown() error {
 				errs = append(errs, fmt.Errorf("raft: %w", err))
 			}
 		}
-		a.client.CloseIdleConnections()
 		a.stopErr = errors.Join(errs...)
 		a.log.Info("agent stopped")
 	})

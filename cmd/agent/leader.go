@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"sort"
 	"time"
 
@@ -17,15 +14,14 @@ import (
 )
 
 // applyRaftProfile sets raft's timings for a profile. Raft's own defaults
-// (1 s heartbeat and election timeouts) suit a LAN; loopback and one rack
-// can afford half that, which shortens the leader's failover; a WAN needs
-// three times as long to avoid elections on every slow link.
+// (1 s heartbeat and election timeouts, 500 ms leader lease) serve both
+// local and lan: halving them for loopback was tried and made leaders step
+// down when several agents share two busy cores (a leader that misses its
+// lease for 250 ms is deposed), for a gain of half a second on a leader's
+// death, which failure detection hides anyway. A WAN needs three times as
+// long to avoid elections on every slow link.
 func applyRaftProfile(rc *raftctl.Config, profile string) {
 	switch profile {
-	case "local":
-		rc.HeartbeatTimeout = 500 * time.Millisecond
-		rc.ElectionTimeout = 500 * time.Millisecond
-		rc.LeaderLeaseTimeout = 250 * time.Millisecond
 	case "wan":
 		rc.HeartbeatTimeout = 3 * time.Second
 		rc.ElectionTimeout = 3 * time.Second
@@ -52,10 +48,8 @@ const bootstrapStableFor = 500 * time.Millisecond
 // configuration: the BootstrapExpect agents with the smallest node IDs among
 // those gossip shows, each as a voter. Raft accepts identical bootstraps on
 // every node; an agent outside that set does not bootstrap and is added by
-// the leader later. Before bootstrapping, the agent asks each peer's API
-// for its raft configuration; if one has a different one, this agent never
-// bootstraps (that is how a second, different bootstrap beside an existing
-// cluster is avoided).
+// the leader later. Before bootstrapping, the agent asks each peer whether
+// it already has a raft log (see peerInCluster).
 func (a *Agent) bootstrapLoop() {
 	defer a.bootstrapDone.Store(true)
 	ticker := time.NewTicker(100 * time.Millisecond)
@@ -106,8 +100,8 @@ func (a *Agent) bootstrapLoop() {
 		for _, n := range ready {
 			servers = append(servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: true})
 		}
-		if peer, ok := a.peerInCluster(ready, servers); ok {
-			a.log.Info("a peer already belongs to another cluster; not bootstrapping", "peer", peer)
+		if peer, ok := a.peerInCluster(ready); ok {
+			a.log.Info("a peer already has a raft log; not bootstrapping (its leader adds this agent)", "peer", peer)
 			return
 		}
 		if err := a.raft.Bootstrap(servers); err != nil {
@@ -126,32 +120,22 @@ func (a *Agent) knownLeader() bool {
 	return id != ""
 }
 
-// peerInCluster asks the peers' APIs whether any of them already belongs to
-// a cluster other than the one this agent is about to bootstrap: a peer
-// whose raft configuration is not empty and differs from ours. A peer that
-// bootstrapped the very same configuration a moment earlier is fine (raft
-// accepts identical bootstraps), which is why the configuration is compared
-// rather than merely checked for existence.
-func (a *Agent) peerInCluster(peers []gossip.Node, servers []raftctl.Server) (string, bool) {
-	want := map[string]string{}
-	for _, s := range servers {
-		want[s.ID] = s.Address
-	}
+// peerInCluster asks the peers, over their raft ports, whether any of them
+// already has a raft log. If one has, this agent does not bootstrap: either
+// that peer bootstrapped the very same configuration a moment earlier (its
+// election needs this agent's vote, which a server without a configuration
+// grants, and its leader then replicates the configuration here), or it
+// belongs to an existing cluster, beside which a second bootstrap would
+// split the cluster.
+func (a *Agent) peerInCluster(peers []gossip.Node) (string, bool) {
 	for _, n := range peers {
-		if n.ID == a.cfg.NodeID || n.Meta.APIAddr == "" {
+		if n.ID == a.cfg.NodeID || n.Meta.RaftAddr == "" {
 			continue
 		}
-		var r struct {
-			Servers []raftServerView `json:"servers"`
-		}
-		if err := a.getJSON(a.ctx, n.Meta.APIAddr, "/v1/raft", &r); err != nil || len(r.Servers) == 0 {
-			continue
-		}
-		same := len(r.Servers) == len(want)
-		for _, s := range r.Servers {
-			same = same && want[s.RaftID] == s.Address
-		}
-		if !same {
+		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+		st, err := a.raft.PingStatus(ctx, n.Meta.RaftAddr)
+		cancel()
+		if err == nil && st.LastIndex > 0 {
 			return n.ID, true
 		}
 	}
@@ -476,15 +460,16 @@ func (a *Agent) stableSince(raftID string, ok bool) time.Time {
 	return t
 }
 
-// peerCaughtUp asks a non-voter's API how far it has applied.
+// peerCaughtUp asks a non-voter, over its raft port, how far it has
+// applied.
 func (a *Agent) peerCaughtUp(n gossip.Node, commit uint64) bool {
-	if n.Meta.APIAddr == "" {
+	if n.Meta.RaftAddr == "" {
 		return false
 	}
-	var st statusResponse
 	ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
 	defer cancel()
-	if err := a.getJSON(ctx, n.Meta.APIAddr, "/v1/status", &st); err != nil {
+	st, err := a.raft.PingStatus(ctx, n.Meta.RaftAddr)
+	if err != nil {
 		return false
 	}
 	return st.AppliedIndex+caughtUpSlack >= commit
@@ -502,21 +487,4 @@ func (a *Agent) apply(cmd failover.Command) (failover.Result, error) {
 	res, err := a.raft.ApplyForwarded(ctx, cmd)
 	a.metrics.applyLatency.Observe(time.Since(start).Seconds())
 	return res, err
-}
-
-// getJSON GETs http://addr/path into out.
-func (a *Agent) getJSON(ctx context.Context, addr, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s%s: %s", addr, path, resp.Status)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out)
 }
