@@ -226,6 +226,7 @@ func (a *Agent) Start() (err error) {
 			return fmt.Errorf("-join: %w", err)
 		}
 		a.log.Info("joined gossip", "contacted", n)
+		a.goLoop("join-nudge", a.joinNudgeLoop)
 	}
 	if a.cfg.BootstrapExpect > 0 && !a.raft.HasState() {
 		a.goLoop("bootstrap", a.bootstrapLoop)
@@ -233,6 +234,32 @@ func (a *Agent) Start() (err error) {
 		a.bootstrapDone.Store(true)
 	}
 	return nil
+}
+
+// joinNudgeLoop joins the -join addresses again every few seconds until
+// this agent hears from a leader. A node that comes back under its old name
+// at a new address is refused by memberlist until its old entry has been
+// dead for DeadNodeReclaimTime; after that, a fresh join's state exchange
+// gets it accepted at once, instead of at the next periodic push-pull
+// (up to half a minute later).
+func (a *Agent) joinNudgeLoop() {
+	ticker := time.NewTicker(2 * time.Second)
+	defer ticker.Stop()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if a.knownLeader() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
+		_, err := a.gossip.Join(ctx, a.cfg.Join)
+		cancel()
+		a.log.Debug("joined gossip again while no leader is known", "error", err)
+	}
 }
 
 // goLoop runs fn in a goroutine owned by the agent: Shutdown waits for it.
