@@ -37,12 +37,15 @@ import (
 
 // ---- apps for benchmarks ----
 
-// ackRecord is one webhook the app acknowledged with a 2xx.
+// ackRecord is one webhook the app answered: status 2xx is an
+// acknowledgement; anything else (or 502 for no answer) a refusal that the
+// agent retries with backoff.
 type ackRecord struct {
 	at        time.Time
 	typ       string
 	partition int
 	epoch     uint64
+	status    int
 }
 
 // ackProxy sits between an agent and its kvapp like webhookProxy: it
@@ -80,21 +83,24 @@ func (p *ackProxy) serve(w http.ResponseWriter, r *http.Request) {
 	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target, bytes.NewReader(body))
 	req.Header = r.Header.Clone()
 	resp, err := p.upstream.Do(req)
+	status := http.StatusBadGateway
+	var out []byte
+	if err == nil {
+		out, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+	}
+	var ev hooks.Event
+	if json.Unmarshal(body, &ev) == nil {
+		p.mu.Lock()
+		p.acks = append(p.acks, ackRecord{at: time.Now(), typ: ev.Type, partition: ev.Partition, epoch: ev.Epoch, status: status})
+		p.mu.Unlock()
+	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		http.Error(w, err.Error(), status)
 		return
 	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 == 2 {
-		var ev hooks.Event
-		if json.Unmarshal(body, &ev) == nil {
-			p.mu.Lock()
-			p.acks = append(p.acks, ackRecord{at: time.Now(), typ: ev.Type, partition: ev.Partition, epoch: ev.Epoch})
-			p.mu.Unlock()
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(status)
 	w.Write(out)
 }
 
@@ -104,11 +110,24 @@ func (p *ackProxy) firstAck(typ string, partition int, minEpoch uint64, since ti
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, a := range p.acks {
-		if a.typ == typ && a.partition == partition && a.epoch > minEpoch && a.at.After(since) {
+		if a.status/100 == 2 && a.typ == typ && a.partition == partition && a.epoch > minEpoch && a.at.After(since) {
 			return a.at, true
 		}
 	}
 	return time.Time{}, false
+}
+
+// refusals counts the answers other than 2xx to events of typ after since.
+func (p *ackProxy) refusals(typ string, since time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, a := range p.acks {
+		if a.status/100 != 2 && a.typ == typ && a.at.After(since) {
+			n++
+		}
+	}
+	return n
 }
 
 // benchApp is an agent (in a benchCluster) with its kvapp behind an
@@ -279,6 +298,9 @@ func followerWithMostPrimaries(tb testing.TB, apps []*benchApp, leader *node) *b
 type promoteTrial struct {
 	victim   string
 	promoted int // partitions the victim led
+	// refused counts promotes the survivors' apps answered with other than
+	// 2xx (each is retried after a backoff).
+	refused int
 	// inTable: the leader's table names a new primary, at a higher epoch,
 	// for every partition the victim led (the promotions are committed).
 	inTable time.Duration
@@ -303,11 +325,11 @@ func BenchmarkPromoteAcknowledged(b *testing.B) {
 	}
 	b.ReportMetric(0, "ns/op")
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | failed everywhere | new primaries in table | every promote acknowledged | memberlist dead everywhere |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | failed everywhere | new primaries in table | every promote acknowledged | memberlist dead everywhere | promotes refused, retried |\n|---|---|---|---|---|---|---|---|\n")
 	var acked, inTable, failed, dead []time.Duration
 	ackedBeforeDead := 0
 	for i, r := range rs {
-		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s | %s | %s |\n", i+1, r.victim, r.promoted, secs(r.failed), secs(r.inTable), secs(r.promoteAcked), secs(r.gossipDead))
+		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s | %s | %s | %d |\n", i+1, r.victim, r.promoted, secs(r.failed), secs(r.inTable), secs(r.promoteAcked), secs(r.gossipDead), r.refused)
 		for _, m := range []struct {
 			d  time.Duration
 			to *[]time.Duration
@@ -418,6 +440,9 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 	wg.Wait()
 	r.failed = latest(obs, func(o survivorSeen) time.Duration { return o.failed })
 	r.gossipDead = latest(obs, func(o survivorSeen) time.Duration { return o.gossipDead })
+	for _, s := range survivors {
+		r.refused += s.proxy.refusals(hooks.TypePromote, killedAt)
+	}
 	for _, a := range apps {
 		if n := a.proxy.bad.Load(); n != 0 {
 			b.Fatalf("%s's app got %d webhooks with a bad signature", a.id, n)
@@ -832,6 +857,13 @@ func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duratio
 	if !strings.Contains(victim.log(), "leaving the cluster") {
 		b.Fatalf("%s exited without the graceful leave:\n%s", victim.id, victim.tail(20))
 	}
+	// The agent logs why it stopped draining before holding nothing: the
+	// survivors then re-create the rest without it as a source.
+	for _, line := range strings.Split(victim.log(), "\n") {
+		if strings.Contains(line, "no place for the remaining copies") || strings.Contains(line, "leave timeout reached") {
+			b.Logf("%s stopped draining early: %s", victim.id, line)
+		}
+	}
 	pollUntil(b, 2*time.Minute, victim.id+" left everywhere, RF 3 on the survivors", func() error {
 		for _, s := range survivors {
 			st, err := s.memberStatus(victim.id)
@@ -932,7 +964,7 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 		}()
 	}
 	start := time.Now()
-	var exits, backs []time.Duration
+	var exits, appStops, backs []time.Duration
 	for _, a := range apps {
 		mu.Lock()
 		down[a] = true
@@ -944,8 +976,10 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 			b.Fatalf("SIGTERM %s: %v", a.id, err)
 		}
 		exits = append(exits, time.Since(t0))
+		tApp := time.Now()
 		a.app.Process.Signal(syscall.SIGTERM)
 		<-a.appDone
+		appStops = append(appStops, time.Since(tApp))
 		a.app = nil
 		a.appLog.Close()
 		t1 := time.Now()
@@ -977,6 +1011,6 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 			}
 		}
 	}
-	b.Logf("%d of %d writes acknowledged, all read back through every app", len(acked), tried)
+	b.Logf("%d of %d writes acknowledged, all read back through every app; app SIGTERM to exit: %s", len(acked), tried, formatDurations(appStops))
 	return total, exits, backs
 }

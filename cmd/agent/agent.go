@@ -83,9 +83,6 @@ type Agent struct {
 	// ready is set once this agent's state has caught up with the cluster;
 	// before that the partition table is not served.
 	ready atomic.Bool
-	// bootstrapped is set once this agent called raft's BootstrapCluster or
-	// found that it must never do so.
-	bootstrapDone atomic.Bool
 
 	// kick wakes the leader's reconcile loop early (gossip event, state
 	// change); buffered 1, coalescing.
@@ -230,8 +227,6 @@ func (a *Agent) Start() (err error) {
 	}
 	if a.cfg.BootstrapExpect > 0 && !a.raft.HasState() {
 		a.goLoop("bootstrap", a.bootstrapLoop)
-	} else {
-		a.bootstrapDone.Store(true)
 	}
 	return nil
 }

@@ -146,7 +146,8 @@ func (a *Agent) verdictLoop() {
 	}
 }
 
-// frozen reports whether automatic removals are frozen and why.
+// frozen reports whether automatic removals are frozen and why; extraFailed
+// counts members in trouble that the state still holds alive.
 func (a *Agent) frozen(state *failover.Cluster, extraFailed int) (bool, string) {
 	total, failed := 0, extraFailed
 	for _, m := range state.Members {
@@ -167,12 +168,21 @@ func (a *Agent) frozen(state *failover.Cluster, extraFailed int) (bool, string) 
 func (a *Agent) markFailures() error {
 	state := a.memberState()
 	var newlyFailed []string
+	troubled := 0
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
 		if id == a.cfg.NodeID || (m.Status != failover.StatusAlive && m.Status != failover.StatusSuspect) {
 			continue
 		}
-		if h, ok := a.monitor.Node(id); ok && h.State == health.StateFailed {
+		h, ok := a.monitor.Node(id)
+		if !ok || h.State == health.StateHealthy {
+			continue
+		}
+		// Suspects count towards the freeze too: when several nodes go
+		// at once, the first verdict must not be acted on while the
+		// others are still being confirmed.
+		troubled++
+		if h.State == health.StateFailed {
 			newlyFailed = append(newlyFailed, id)
 		}
 	}
@@ -180,7 +190,7 @@ func (a *Agent) markFailures() error {
 		a.setFreeze(false, "")
 		return nil
 	}
-	if frozen, reason := a.frozen(state, len(newlyFailed)); frozen {
+	if frozen, reason := a.frozen(state, troubled); frozen {
 		a.setFreeze(true, reason)
 		return nil
 	}
@@ -267,7 +277,9 @@ func (a *Agent) quorumLoop() {
 		if a.knownLeader() {
 			lastSeen = time.Now()
 		}
-		lost := a.bootstrapDone.Load() && a.raft.HasState() && time.Since(lastSeen) > a.electionTimeout
+		// Only an agent that was part of a cluster (it has a raft log) can
+		// lose its quorum; a new agent waiting to be added has none yet.
+		lost := a.raft.Stats().LastIndex > 0 && time.Since(lastSeen) > a.electionTimeout
 		if a.quorumLost.Swap(lost) != lost {
 			if lost {
 				a.log.Warn("quorum lost: no leader", "since", lastSeen.Format(time.RFC3339Nano))

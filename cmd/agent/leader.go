@@ -51,7 +51,6 @@ const bootstrapStableFor = 500 * time.Millisecond
 // the leader later. Before bootstrapping, the agent asks each peer whether
 // it already has a raft log (see peerInCluster).
 func (a *Agent) bootstrapLoop() {
-	defer a.bootstrapDone.Store(true)
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
 	var lastView string
