@@ -472,3 +472,47 @@ func TestARejoiningNodeIsToldToReleaseStaleCopiesAndGetsItsShareBack(t *testing.
 	checkAllReadable(t, nodes, w.snapshot())
 	checkSignatures(t, nodes)
 }
+
+// TestAnAgentKilledWithUndeliveredWebhooksDeliversThemAfterRestart: a
+// change is pending for an app that refuses webhooks; its agent is
+// SIGKILLed and restarted (same data dir) and, once the app answers again,
+// delivers what was never acknowledged. No acknowledged write is lost.
+func TestAnAgentKilledWithUndeliveredWebhooksDeliversThemAfterRestart(t *testing.T) {
+	c := newCluster(t)
+	nodes := formAppCluster(t, c, 4, "-partitions", "16", "-replication-factor", "3")
+	w := &writer{acked: map[string]string{}}
+	w.run(context.Background(), func() []*appNode { return nodes }, "before", 100)
+	leader := leaderOf(t, plainNodes(nodes))
+	var victim, stubborn *appNode
+	for _, an := range nodes {
+		switch {
+		case an.node == leader:
+		case victim == nil:
+			victim = an
+		case stubborn == nil:
+			stubborn = an
+		}
+	}
+	stubborn.proxy.failing.Store(true)
+	victim.killNode()
+	survivors := appWithout(nodes, victim)
+	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
+	eventually(t, 30*time.Second, "the stubborn app refused something", func() error {
+		if stubborn.proxy.refused.Load() == 0 {
+			return fmt.Errorf("nothing refused yet")
+		}
+		return nil
+	})
+	var st struct {
+		Undelivered int `json:"undelivered_events"`
+	}
+	if err := stubborn.getJSON("/v1/status", &st); err != nil || st.Undelivered == 0 {
+		t.Fatalf("expected undelivered events before the kill: %+v %v", st, err)
+	}
+	stubborn.kill() // the agent only; its app keeps its data
+	stubborn.start("-join", leader.gossipAddr())
+	stubborn.proxy.failing.Store(false)
+	waitSettled(t, survivors, 3)
+	checkAllReadable(t, survivors, w.snapshot())
+	checkSignatures(t, survivors)
+}
