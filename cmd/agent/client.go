@@ -72,15 +72,39 @@ func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags
 // get fetches path from the agent; out receives the decoded JSON and raw
 // the bytes.
 func (cf clientFlags) get(path string, out any) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return cf.do(http.MethodGet, path, nil, out, 10*time.Second)
+}
+
+// post sends a JSON body to path and decodes the answer into out (if not
+// nil).
+func (cf clientFlags) post(path string, body any, out any) error {
+	data, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	_, err = cf.do(http.MethodPost, path, data, out, 60*time.Second)
+	return err
+}
+
+// do sends one request to the agent's API with the token, and turns a non-2xx
+// answer into an error carrying the agent's message.
+func (cf clientFlags) do(method, path string, body []byte, out any, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	addr := cf.httpAddr
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, addr+path, nil)
+	var reader io.Reader
+	if body != nil {
+		reader = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, addr+path, reader)
 	if err != nil {
 		return nil, usagef("-http-addr: %v", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if cf.token != "" {
 		req.Header.Set("Authorization", "Bearer "+cf.token)
@@ -94,56 +118,17 @@ func (cf clientFlags) get(path string, out any) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		var e apiError
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
 		return nil, fmt.Errorf("agent answered %s", resp.Status)
 	}
-	return raw, json.Unmarshal(raw, out)
-}
-
-// post sends a JSON body to path and decodes the answer into out.
-func (cf clientFlags) post(path string, body any, out any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	addr := cf.httpAddr
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	data, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+path, bytes.NewReader(data))
-	if err != nil {
-		return usagef("-http-addr: %v", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cf.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cf.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s: %w", cf.httpAddr, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e apiError
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return fmt.Errorf("agent answered %s", resp.Status)
-	}
 	if out == nil {
-		return nil
+		return raw, nil
 	}
-	return json.Unmarshal(raw, out)
+	return raw, json.Unmarshal(raw, out)
 }
 
 // cmdLeave is `agent leave [-force]`: ask the agent to leave gracefully and
