@@ -267,19 +267,23 @@ func removableFailedServers(state *failover.Cluster, voters []string, inConfig m
 func (a *Agent) quorumLoop() {
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
-	lastSeen := time.Now()
+	var lastSeen time.Time // zero until this agent has a raft log
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		if a.knownLeader() {
+		// Only an agent that is part of a cluster (it has a raft log) can
+		// lose its quorum; a new agent waiting to be added has none yet,
+		// and the first election after a bootstrap is not a loss.
+		if a.raft.Stats().LastIndex == 0 {
+			continue
+		}
+		if a.knownLeader() || lastSeen.IsZero() {
 			lastSeen = time.Now()
 		}
-		// Only an agent that was part of a cluster (it has a raft log) can
-		// lose its quorum; a new agent waiting to be added has none yet.
-		lost := a.raft.Stats().LastIndex > 0 && time.Since(lastSeen) > a.electionTimeout
+		lost := time.Since(lastSeen) > a.electionTimeout
 		if a.quorumLost.Swap(lost) != lost {
 			if lost {
 				a.log.Warn("quorum lost: no leader", "since", lastSeen.Format(time.RFC3339Nano))

@@ -174,9 +174,12 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	done := make(chan error, 1)
 	go func() {
 		err := agent.Leave(force)
-		if err != nil {
+		switch {
+		case errors.Is(err, errLeaveRefused):
 			// A refused leave (last copy, quorum) still stops the process:
 			// the node stays a member and comes back as a restart.
+			logger.Warn("stopping without leaving the cluster", "reason", err)
+		case err != nil:
 			logger.Error("leaving the cluster", "error", err)
 		}
 		done <- agent.Shutdown()
