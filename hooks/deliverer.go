@@ -2,6 +2,7 @@ package hooks
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,7 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,13 +125,50 @@ type Stats struct {
 	Retries uint64
 }
 
-// partState is the delivery state of one partition's pending event.
+// partState is the delivery state of one partition that has work: an
+// event to send now (queued), one waiting for its retry time (in the retry
+// heap), or one in flight or being recorded (busy). Partitions in
+// agreement have none, so that a dispatch round never looks at them.
 type partState struct {
-	key       string    // webhook-id of the event being tried
+	p         int
+	key       string    // webhook-id of the event being tried; "" for none yet
 	attempts  int       // failed attempts of that event
 	next      time.Time // not before
 	createdAt int64     // Timestamp of that event
-	inFlight  bool
+	busy      bool      // a request in flight, or its acknowledgement being recorded
+	recording bool      // its acknowledgement is being written to the store
+	queued    bool      // in the ready queue
+	heapIdx   int       // position in the retry heap; -1 when not in it
+}
+
+// retryHeap orders the partitions waiting to retry by their retry time.
+type retryHeap []*partState
+
+func (h retryHeap) Len() int           { return len(h) }
+func (h retryHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h retryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIdx, h[j].heapIdx = i, j
+}
+func (h *retryHeap) Push(x any) {
+	st := x.(*partState)
+	st.heapIdx = len(*h)
+	*h = append(*h, st)
+}
+func (h *retryHeap) Pop() any {
+	old := *h
+	st := old[len(old)-1]
+	old[len(old)-1] = nil
+	st.heapIdx = -1
+	*h = old[:len(old)-1]
+	return st
+}
+
+// ackRecord is an acknowledgement waiting to be written to the store.
+type ackRecord struct {
+	st     *partState
+	ev     Event
+	status int
 }
 
 // oneOff is an event given to Notify.
@@ -139,12 +177,20 @@ type oneOff struct {
 	attempts int
 	next     time.Time
 	inFlight bool
-	done     bool
 }
 
 // Deliverer delivers events to the co-located app until what the app has
 // acknowledged matches what the cluster says it holds. Create it with
 // NewDeliverer; feed it with SetDesired; stop it with Close.
+//
+// Its work is proportional to what changes, not to how many partitions the
+// node holds: SetDesired compares the new state with the previous one and
+// queues only the partitions that differ; a dispatch round takes partitions
+// from that queue (and from a heap of retry times) only while a delivery
+// slot is free; acknowledgements that arrive while the previous ones are
+// being written are recorded together, one write and one fsync for all of
+// them (AckStore.Apply); Pending and Stats are kept up to date as things
+// change, so that polling them is cheap.
 type Deliverer struct {
 	cfg    Config
 	store  *AckStore
@@ -156,21 +202,38 @@ type Deliverer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wake   chan struct{}
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the dispatch loop and the deliveries
 	once   sync.Once
+
+	recordWake chan struct{}
+	recordStop chan struct{}
+	recordWG   sync.WaitGroup // the recorder
 
 	mu          sync.Mutex
 	closed      bool
 	rnd         *rand.Rand
 	haveDesired bool
 	desired     map[int]Assignment
-	parts       map[int]*partState
-	redeliver   map[int]bool    // copies to announce again after a restart
-	completed   map[string]bool // migrations reported complete or failed
-	oneOffs     []*oneOff
-	inFlight    int
-	deliveries  map[DeliveryKey]uint64
-	retries     uint64
+	migrations  map[string]int // migration ID → partition, of desired
+	// acked mirrors the store, which only this Deliverer writes.
+	acked         map[int]Acked
+	ackedCopies   map[string]int // migration ID → partition, of acked entries still copying
+	copiesPending int
+	// pending holds every partition whose acknowledged state differs from
+	// the desired one.
+	pending   map[int]struct{}
+	parts     map[int]*partState
+	ready     []int // partitions to look at, oldest first, from readyHead on
+	readyHead int
+	retryQ    retryHeap
+	toRecord  []ackRecord
+	redeliver map[int]bool    // copies to announce again after a restart
+	completed map[string]bool // migrations reported complete or failed
+	oneOffs   []*oneOff
+	inFlight  int
+	// Counters for Stats.
+	deliveries map[DeliveryKey]uint64
+	retries    uint64
 }
 
 // NewDeliverer starts a Deliverer. It delivers nothing until the first
@@ -180,7 +243,8 @@ type Deliverer struct {
 // store is delivered, and everything acknowledged and not desired is
 // released: the app learns its full assignment at every start. Copies the
 // app had answered 202 to before a restart are announced again (same
-// webhook-id), in case the app restarted too.
+// webhook-id), in case the app restarted too. The Deliverer becomes the
+// store's only writer.
 func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logger) (*Deliverer, error) {
 	def := DefaultConfig()
 	switch {
@@ -236,16 +300,23 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logge
 			// send a signed event somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		now:        cfg.Now,
-		wake:       make(chan struct{}, 1),
-		rnd:        rnd,
-		desired:    map[int]Assignment{},
-		parts:      map[int]*partState{},
-		redeliver:  map[int]bool{},
-		completed:  map[string]bool{},
-		deliveries: map[DeliveryKey]uint64{},
+		now:         cfg.Now,
+		wake:        make(chan struct{}, 1),
+		recordWake:  make(chan struct{}, 1),
+		recordStop:  make(chan struct{}),
+		rnd:         rnd,
+		desired:     map[int]Assignment{},
+		migrations:  map[string]int{},
+		acked:       map[int]Acked{},
+		ackedCopies: map[string]int{},
+		pending:     map[int]struct{}{},
+		parts:       map[int]*partState{},
+		redeliver:   map[int]bool{},
+		completed:   map[string]bool{},
+		deliveries:  map[DeliveryKey]uint64{},
 	}
 	for p, a := range store.Snapshot() {
+		d.setAckedLocked(AckChange{Partition: p, Acked: a})
 		if a.Copying {
 			d.redeliver[p] = true
 		}
@@ -253,37 +324,70 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logge
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	d.wg.Add(1)
 	go d.loop()
+	d.recordWG.Add(1)
+	go d.recordLoop()
 	return d, nil
 }
 
 // SetDesired replaces the desired state (see Desired). Call it on every
-// change of the cluster state; calling it with an unchanged state is
-// cheap. The map is copied.
+// change of the cluster state; calling it with an unchanged state costs a
+// comparison and starts nothing. The map is copied.
 func (d *Deliverer) SetDesired(desired map[int]Assignment) {
 	next := make(map[int]Assignment, len(desired))
+	migrations := map[string]int{}
 	for p, a := range desired {
 		next[p] = a
+		if a.MigrationID != "" {
+			migrations[a.MigrationID] = p
+		}
 	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return
 	}
-	d.haveDesired = true
-	d.desired = next
-	live := map[string]bool{}
-	for _, a := range next {
-		if a.MigrationID != "" {
-			live[a.MigrationID] = true
+	var changed []int
+	if !d.haveDesired {
+		// The full assignment: everything desired, and everything
+		// acknowledged (released if not desired, announced again if copying).
+		d.haveDesired = true
+		for p := range next {
+			changed = append(changed, p)
+		}
+		for p := range d.acked {
+			if _, ok := next[p]; !ok {
+				changed = append(changed, p)
+			}
+		}
+	} else {
+		for p, a := range next {
+			if old, ok := d.desired[p]; !ok || !old.same(a) {
+				changed = append(changed, p)
+			}
+		}
+		for p := range d.desired {
+			if _, ok := next[p]; !ok {
+				changed = append(changed, p)
+			}
 		}
 	}
+	d.desired = next
+	d.migrations = migrations
 	for id := range d.completed {
-		if !live[id] {
+		if _, ok := migrations[id]; !ok {
 			delete(d.completed, id)
 		}
 	}
+	// In partition order, so that an assignment goes out in order.
+	slices.Sort(changed)
+	for _, p := range changed {
+		d.updatePendingLocked(p)
+		d.markDirtyLocked(p)
+	}
 	d.mu.Unlock()
-	d.poke()
+	if len(changed) > 0 {
+		d.poke()
+	}
 }
 
 // Notify queues a one-off event (node.rejoin at start, cluster.quorum on a
@@ -342,20 +446,9 @@ func (d *Deliverer) finishCopy(id string, report func(p int)) error {
 		d.mu.Unlock()
 		return ErrClosed
 	}
-	p, found := -1, false
-	for part, a := range d.desired {
-		if a.MigrationID == id {
-			p, found = part, true
-			break
-		}
-	}
+	p, found := d.migrations[id]
 	if !found {
-		for part, a := range d.store.Snapshot() {
-			if a.MigrationID == id && a.Copying {
-				p, found = part, true
-				break
-			}
-		}
+		p, found = d.ackedCopies[id]
 	}
 	if !found {
 		d.mu.Unlock()
@@ -366,10 +459,17 @@ func (d *Deliverer) finishCopy(id string, report func(p int)) error {
 	d.completed[id] = true
 	delete(d.redeliver, p)
 	var err error
-	if a, ok := d.store.Get(p); ok && a.MigrationID == id && a.Copying {
+	// While the partition's acknowledgement is being written, the recorder
+	// clears the flag after its write (it sees completed).
+	recording := d.parts[p] != nil && d.parts[p].recording
+	if a, ok := d.acked[p]; ok && a.MigrationID == id && a.Copying && !recording {
 		a.Copying = false
-		err = d.store.Set(p, a)
+		if err = d.store.Set(p, a); err == nil {
+			d.setAckedLocked(AckChange{Partition: p, Acked: a})
+		}
 	}
+	d.updatePendingLocked(p)
+	d.markDirtyLocked(p)
 	d.mu.Unlock()
 	if err != nil {
 		return err
@@ -385,46 +485,29 @@ func (d *Deliverer) finishCopy(id string, report func(p int)) error {
 func (d *Deliverer) Pending() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.pendingLocked(d.store.Snapshot())
-}
-
-func (d *Deliverer) pendingLocked(acked map[int]Acked) int {
-	n := len(d.oneOffs)
-	if !d.haveDesired {
-		return n
-	}
-	for p := range d.partitionsLocked(acked) {
-		if _, ok := d.nextEventLocked(p, acked); ok {
-			n++
-		}
-	}
-	return n
+	return len(d.pending) + len(d.oneOffs)
 }
 
 // Stats returns a snapshot of the counters.
 func (d *Deliverer) Stats() Stats {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	acked := d.store.Snapshot()
 	s := Stats{
-		Pending:    d.pendingLocked(acked),
-		InFlight:   d.inFlight,
-		Deliveries: make(map[DeliveryKey]uint64, len(d.deliveries)),
-		Retries:    d.retries,
+		Pending:       len(d.pending) + len(d.oneOffs),
+		InFlight:      d.inFlight,
+		CopiesPending: d.copiesPending,
+		Deliveries:    make(map[DeliveryKey]uint64, len(d.deliveries)),
+		Retries:       d.retries,
 	}
 	for k, v := range d.deliveries {
 		s.Deliveries[k] = v
 	}
-	for _, a := range acked {
-		if a.Copying {
-			s.CopiesPending++
-		}
-	}
 	return s
 }
 
-// Close stops delivering, aborts requests in flight and waits for every
-// goroutine. It is safe to call more than once.
+// Close stops delivering, aborts requests in flight, records the
+// acknowledgements already received and waits for every goroutine. It is
+// safe to call more than once.
 func (d *Deliverer) Close() error {
 	d.once.Do(func() {
 		d.mu.Lock()
@@ -432,6 +515,11 @@ func (d *Deliverer) Close() error {
 		d.mu.Unlock()
 		d.cancel()
 		d.wg.Wait()
+		close(d.recordStop)
+		d.recordWG.Wait()
+		// What the app acknowledged last is recorded, so that it is not
+		// delivered again after a restart.
+		d.recordBatch()
 		d.client.CloseIdleConnections()
 	})
 	return nil
@@ -473,6 +561,8 @@ func (d *Deliverer) loop() {
 const idleWait = time.Minute
 
 // dispatch starts what is due and returns how long to wait for the next.
+// It looks only at queued partitions and due retries, and only while a
+// slot is free: those it does not reach stay queued for the next round.
 func (d *Deliverer) dispatch() time.Duration {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -481,80 +571,148 @@ func (d *Deliverer) dispatch() time.Duration {
 	}
 	now := time.Now()
 	wait := idleWait
-	due := func(next time.Time) bool {
-		if next.After(now) {
-			wait = min(wait, next.Sub(now))
-			return false
-		}
-		return true
-	}
 	// One-off events first: they are few and say something about the whole
 	// node.
 	for _, o := range d.oneOffs {
 		if d.inFlight >= d.cfg.MaxConcurrency {
 			return wait
 		}
-		if o.inFlight || !due(o.next) {
+		if o.inFlight {
+			continue
+		}
+		if o.next.After(now) {
+			wait = min(wait, o.next.Sub(now))
 			continue
 		}
 		o.inFlight = true
-		d.start(o.ev, o.attempts+1, func(ok bool, status int) { d.oneOffDone(o, ok) })
+		d.start(o.ev, o.attempts+1, func(ok bool, status int) { d.oneOffDoneLocked(o, ok) })
 	}
 	if !d.haveDesired {
 		return wait
 	}
-	acked := d.store.Snapshot()
-	parts := d.partitionsLocked(acked)
-	order := make([]int, 0, len(parts))
-	for p := range parts {
-		order = append(order, p)
+	for len(d.retryQ) > 0 && !d.retryQ[0].next.After(now) {
+		st := heap.Pop(&d.retryQ).(*partState)
+		d.markDirtyLocked(st.p)
 	}
-	sort.Ints(order)
-	for _, p := range order {
-		if d.inFlight >= d.cfg.MaxConcurrency {
-			return wait
-		}
-		ev, ok := d.nextEventLocked(p, acked)
+	for d.inFlight < d.cfg.MaxConcurrency {
+		p, ok := d.popReadyLocked()
 		if !ok {
-			delete(d.parts, p)
-			continue
+			break
 		}
 		st := d.parts[p]
-		if st != nil && st.inFlight {
+		st.queued = false
+		if st.busy {
+			continue // looked at again once it is done
+		}
+		ev, ok := d.nextEventLocked(p)
+		if !ok {
+			d.dropLocked(st)
 			continue
 		}
-		if st == nil || st.key != ev.ID {
+		if st.key != ev.ID {
 			// A new event, or one superseding an undelivered older one:
 			// it starts with a clean retry schedule.
-			st = &partState{key: ev.ID, createdAt: d.now().Unix()}
-			d.parts[p] = st
+			st.key, st.attempts, st.next, st.createdAt = ev.ID, 0, time.Time{}, d.now().Unix()
 		}
-		if !due(st.next) {
+		if st.next.After(now) {
+			if st.heapIdx < 0 {
+				heap.Push(&d.retryQ, st)
+			}
 			continue
 		}
+		if st.heapIdx >= 0 {
+			heap.Remove(&d.retryQ, st.heapIdx)
+		}
 		ev.Timestamp = st.createdAt
-		st.inFlight = true
-		d.start(ev, st.attempts+1, func(ok bool, status int) { d.partitionDone(p, st, ev, ok, status) })
+		st.busy = true
+		d.start(ev, st.attempts+1, func(ok bool, status int) { d.partitionDoneLocked(st, ev, ok, status) })
+	}
+	if len(d.retryQ) > 0 {
+		wait = min(wait, max(0, d.retryQ[0].next.Sub(now)))
 	}
 	return wait
 }
 
-// partitionsLocked is every partition desired or acknowledged.
-func (d *Deliverer) partitionsLocked(acked map[int]Acked) map[int]struct{} {
-	out := make(map[int]struct{}, len(d.desired)+len(acked))
-	for p := range d.desired {
-		out[p] = struct{}{}
+// markDirtyLocked queues partition p to be looked at by the next dispatch
+// round (once, however often it changes before then).
+func (d *Deliverer) markDirtyLocked(p int) {
+	st := d.parts[p]
+	if st == nil {
+		st = &partState{p: p, heapIdx: -1}
+		d.parts[p] = st
 	}
-	for p := range acked {
-		out[p] = struct{}{}
+	if !st.queued {
+		st.queued = true
+		d.ready = append(d.ready, p)
 	}
-	return out
+}
+
+func (d *Deliverer) popReadyLocked() (int, bool) {
+	if d.readyHead == len(d.ready) {
+		return 0, false
+	}
+	p := d.ready[d.readyHead]
+	d.readyHead++
+	switch {
+	case d.readyHead == len(d.ready):
+		d.ready, d.readyHead = d.ready[:0], 0
+	case d.readyHead >= 1024 && 2*d.readyHead >= len(d.ready):
+		// Reuse the front of a queue that never quite empties.
+		n := copy(d.ready, d.ready[d.readyHead:])
+		d.ready, d.readyHead = d.ready[:n], 0
+	}
+	return p, true
+}
+
+// dropLocked forgets the state of a partition that has nothing to deliver.
+func (d *Deliverer) dropLocked(st *partState) {
+	if st.heapIdx >= 0 {
+		heap.Remove(&d.retryQ, st.heapIdx)
+	}
+	delete(d.parts, st.p)
+}
+
+// updatePendingLocked recomputes whether partition p counts in Pending;
+// called whenever its desired or acknowledged state changes.
+func (d *Deliverer) updatePendingLocked(p int) {
+	if !d.haveDesired {
+		return
+	}
+	want, isDesired := d.desired[p]
+	have, isAcked := d.acked[p]
+	if _, ok := transition(want, isDesired, have, isAcked, d.redeliver[p]); ok {
+		d.pending[p] = struct{}{}
+	} else {
+		delete(d.pending, p)
+	}
+}
+
+// setAckedLocked applies a change the store has made durable to the
+// mirror of the store, its indexes and Pending.
+func (d *Deliverer) setAckedLocked(c AckChange) {
+	p := c.Partition
+	if old, ok := d.acked[p]; ok && old.Copying {
+		d.copiesPending--
+		if q, ok := d.ackedCopies[old.MigrationID]; ok && q == p {
+			delete(d.ackedCopies, old.MigrationID)
+		}
+	}
+	if c.Delete {
+		delete(d.acked, p)
+	} else {
+		d.acked[p] = c.Acked
+		if c.Acked.Copying {
+			d.copiesPending++
+			d.ackedCopies[c.Acked.MigrationID] = p
+		}
+	}
+	d.updatePendingLocked(p)
 }
 
 // nextEventLocked is the event partition p needs now, if any.
-func (d *Deliverer) nextEventLocked(p int, acked map[int]Acked) (Event, bool) {
+func (d *Deliverer) nextEventLocked(p int) (Event, bool) {
 	want, isDesired := d.desired[p]
-	have, isAcked := acked[p]
+	have, isAcked := d.acked[p]
 	typ, ok := transition(want, isDesired, have, isAcked, d.redeliver[p])
 	if !ok {
 		return Event{}, false
@@ -610,7 +768,8 @@ func transition(want Assignment, isDesired bool, have Acked, isAcked bool, redel
 	}
 }
 
-// start sends ev on its own goroutine; done runs there afterwards.
+// start sends ev on its own goroutine; done runs there afterwards, under
+// d.mu, once the slot is free again.
 func (d *Deliverer) start(ev Event, attempt int, done func(ok bool, status int)) {
 	d.inFlight++
 	if attempt > 1 {
@@ -634,7 +793,8 @@ func (d *Deliverer) start(ev Event, attempt int, done func(ok bool, status int))
 		if d.cfg.Observer != nil {
 			d.cfg.Observer.ObserveDelivery(ev.Type, result, attempt, latency)
 		}
-		if result == ResultError || result == ResultRejected {
+		ok := result != ResultError && result != ResultRejected
+		if !ok {
 			if d.ctx.Err() == nil {
 				d.log.Warn("webhook not acknowledged; will retry", "id", ev.ID, "type", ev.Type,
 					"partition", ev.Partition, "epoch", ev.Epoch, "attempt", attempt, "status", status, "error", err)
@@ -644,8 +804,9 @@ func (d *Deliverer) start(ev Event, attempt int, done func(ok bool, status int))
 		}
 		d.mu.Lock()
 		d.deliveries[DeliveryKey{ev.Type, result}]++
+		d.inFlight--
+		done(ok, status)
 		d.mu.Unlock()
-		done(result != ResultError && result != ResultRejected, status)
 		d.poke()
 	}()
 }
@@ -693,10 +854,7 @@ func (d *Deliverer) retryLater(attempts *int, next *time.Time) {
 	*next = time.Now().Add(backoff(*attempts, d.cfg.BackoffBase, d.cfg.BackoffMax, d.rnd))
 }
 
-func (d *Deliverer) oneOffDone(o *oneOff, ok bool) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.inFlight--
+func (d *Deliverer) oneOffDoneLocked(o *oneOff, ok bool) {
 	o.inFlight = false
 	if !ok {
 		d.retryLater(&o.attempts, &o.next)
@@ -710,42 +868,113 @@ func (d *Deliverer) oneOffDone(o *oneOff, ok bool) {
 	}
 }
 
-// partitionDone records the outcome of one attempt for partition p. An
-// acknowledgement is persisted before the partition's next event can start
-// (the in-flight mark is cleared only after the write).
-func (d *Deliverer) partitionDone(p int, st *partState, ev Event, ok bool, status int) {
-	copyDone := false
-	d.mu.Lock()
-	if ok {
-		var err error
-		if ev.Type == TypeRelease {
-			err = d.store.Delete(p)
-		} else {
-			copying := status == http.StatusAccepted && ev.MigrationID != "" && !d.completed[ev.MigrationID]
-			copyDone = ev.MigrationID != "" && status != http.StatusAccepted && !d.completed[ev.MigrationID]
-			if copyDone {
-				d.completed[ev.MigrationID] = true
-			}
-			err = d.store.Set(p, Acked{Role: ev.Role, Epoch: ev.Epoch, MigrationID: ev.MigrationID, Copying: copying})
+// partitionDoneLocked takes the outcome of one attempt for a partition. An
+// acknowledgement goes to the recorder; the partition stays busy until it
+// is durable, so that its next event cannot start before.
+func (d *Deliverer) partitionDoneLocked(st *partState, ev Event, ok bool, status int) {
+	if !ok {
+		st.busy = false
+		d.retryLater(&st.attempts, &st.next)
+		d.markDirtyLocked(st.p)
+		return
+	}
+	st.recording = true
+	d.toRecord = append(d.toRecord, ackRecord{st: st, ev: ev, status: status})
+	select {
+	case d.recordWake <- struct{}{}:
+	default:
+	}
+}
+
+// recordLoop writes acknowledgements to the store as they arrive: all
+// those that arrived during one write go into the next (group commit), so
+// that the rate of deliveries is not bounded by the rate of fsyncs.
+func (d *Deliverer) recordLoop() {
+	defer d.recordWG.Done()
+	for {
+		select {
+		case <-d.recordStop:
+			return
+		case <-d.recordWake:
+			d.recordBatch()
 		}
+	}
+}
+
+// recordBatch makes the acknowledgements received so far durable with one
+// AckStore.Apply, then lets their partitions move on.
+func (d *Deliverer) recordBatch() {
+	d.mu.Lock()
+	batch := d.toRecord
+	d.toRecord = nil
+	if len(batch) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	changes := make([]AckChange, len(batch))
+	for i, r := range batch {
+		changes[i] = d.ackChangeLocked(r)
+	}
+	d.mu.Unlock()
+
+	err := d.store.Apply(changes)
+
+	d.mu.Lock()
+	var copiesDone []ackRecord
+	var fixes []AckChange
+	for i, r := range batch {
+		st, c := r.st, changes[i]
+		st.busy, st.recording = false, false
+		d.markDirtyLocked(st.p)
 		if err != nil {
 			// Not recorded means not acknowledged: deliver it again (the
 			// app treats the repeat as idempotent).
-			d.log.Error("cannot record acknowledgement", "id", ev.ID, "error", err)
-			ok, copyDone = false, false
-		} else {
-			delete(d.redeliver, p)
+			d.retryLater(&st.attempts, &st.next)
+			continue
+		}
+		delete(d.redeliver, st.p)
+		d.setAckedLocked(c)
+		st.key = "" // done: the partition's next event starts afresh
+		if id := r.ev.MigrationID; id != "" && !c.Delete {
+			if r.status != http.StatusAccepted && !d.completed[id] {
+				// The copy was made within the request.
+				d.completed[id] = true
+				copiesDone = append(copiesDone, r)
+			}
+			if c.Acked.Copying && d.completed[id] {
+				// The app reported the copy finished while its 202 was
+				// being written.
+				a := c.Acked
+				a.Copying = false
+				fixes = append(fixes, AckChange{Partition: st.p, Acked: a})
+			}
 		}
 	}
-	d.inFlight--
-	st.inFlight = false
-	if !ok {
-		d.retryLater(&st.attempts, &st.next)
-	} else if d.parts[p] == st {
-		delete(d.parts, p)
+	if err != nil {
+		d.log.Error("cannot record acknowledgements; will deliver them again", "count", len(batch), "error", err)
+	}
+	if len(fixes) > 0 {
+		if ferr := d.store.Apply(fixes); ferr != nil {
+			d.log.Error("cannot record finished copies", "count", len(fixes), "error", ferr)
+		} else {
+			for _, c := range fixes {
+				d.setAckedLocked(c)
+			}
+		}
 	}
 	d.mu.Unlock()
-	if copyDone {
-		d.sink.CopyDone(p, ev.MigrationID)
+	for _, r := range copiesDone {
+		d.sink.CopyDone(r.st.p, r.ev.MigrationID)
 	}
+	d.poke()
+}
+
+// ackChangeLocked is what the store must record for an acknowledged event.
+func (d *Deliverer) ackChangeLocked(r ackRecord) AckChange {
+	if r.ev.Type == TypeRelease {
+		return AckChange{Partition: r.st.p, Delete: true}
+	}
+	id := r.ev.MigrationID
+	copying := r.status == http.StatusAccepted && id != "" && !d.completed[id]
+	return AckChange{Partition: r.st.p, Acked: Acked{Role: r.ev.Role, Epoch: r.ev.Epoch, MigrationID: id, Copying: copying}}
 }

@@ -147,6 +147,7 @@ func openStore(t *testing.T, dir string) *AckStore {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { s.Close() })
 	return s
 }
 
@@ -612,5 +613,132 @@ func TestNewDelivererRefusesAnIncompleteConfig(t *testing.T) {
 		if _, err := NewDeliverer(cfg, store, &sinkRecorder{}, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestAFullAssignmentOfManyPartitionsIsDeliveredOnceEach(t *testing.T) {
+	const n = 1500
+	app := newFakeApp(t)
+	store := openStore(t, t.TempDir())
+	cfg := testConfig(app.srv.URL)
+	d := startDeliverer(t, cfg, store, &sinkRecorder{})
+	desired := make(map[int]Assignment, n)
+	for p := range n {
+		desired[p] = Assignment{Partition: p, Epoch: uint64(1 + p%5), Role: []string{RolePrimary, RoleReplica}[p%2]}
+	}
+	d.SetDesired(desired)
+	eventually(t, "the whole assignment acknowledged", synced(d))
+
+	if got := len(app.log()); got != n {
+		t.Fatalf("%d deliveries for %d partitions", got, n)
+	}
+	for p, a := range desired {
+		if app.attemptsOf(EventID("n1", p, a.Epoch, TypeAssign)) != 1 {
+			t.Fatalf("partition %d not delivered exactly once", p)
+		}
+	}
+	if store.Len() != n {
+		t.Fatalf("the store holds %d partitions, want %d", store.Len(), n)
+	}
+	app.mu.Lock()
+	maxTotal := app.maxTotal
+	app.mu.Unlock()
+	if maxTotal > cfg.MaxConcurrency {
+		t.Fatalf("%d requests in flight, MaxConcurrency is %d", maxTotal, cfg.MaxConcurrency)
+	}
+
+	// In agreement, the Deliverer keeps no state per partition: the next
+	// round of work is only what changes.
+	d.mu.Lock()
+	kept, queued := len(d.parts), len(d.ready)-d.readyHead
+	d.mu.Unlock()
+	if kept != 0 || queued != 0 {
+		t.Fatalf("%d partition states and %d queued after agreement, want none", kept, queued)
+	}
+	d.SetDesired(desired) // unchanged
+	d.mu.Lock()
+	kept, queued = len(d.parts), len(d.ready)-d.readyHead
+	d.mu.Unlock()
+	if kept != 0 || queued != 0 {
+		t.Fatalf("an unchanged state queued %d partitions", queued)
+	}
+
+	changed := make(map[int]Assignment, n)
+	for p, a := range desired {
+		changed[p] = a
+	}
+	changed[701] = Assignment{Partition: 701, Epoch: 9, Role: RolePrimary}
+	d.SetDesired(changed)
+	d.mu.Lock()
+	kept, pending := len(d.parts), len(d.pending)
+	d.mu.Unlock()
+	if kept > 1 || pending != 1 {
+		t.Fatalf("one changed partition left %d states and %d pending", kept, pending)
+	}
+	eventually(t, "the change acknowledged", synced(d))
+	if got := len(app.log()); got != n+1 || app.attemptsOf("n1-p701-e9-promote") != 1 {
+		t.Fatalf("after one change: %d deliveries in all, %d of the promote", got, app.attemptsOf("n1-p701-e9-promote"))
+	}
+}
+
+// The app may call /complete while the agent is still writing down its 202:
+// the copy must not stay pending (and be announced again after a restart).
+func TestACopyCompletedWhileIts202IsBeingRecordedEndsDone(t *testing.T) {
+	app := newFakeApp(t)
+	app.setAnswer(func(Event, int) int { return http.StatusAccepted })
+	store := openStore(t, t.TempDir())
+	sink := &sinkRecorder{}
+	d := startDeliverer(t, testConfig(app.srv.URL), store, sink)
+
+	store.writeMu.Lock() // the disk stalls
+	stalled := true
+	defer func() {
+		if stalled {
+			store.writeMu.Unlock()
+		}
+	}()
+	d.SetDesired(map[int]Assignment{6: {Partition: 6, Epoch: 3, Role: RoleReplica, Source: &Source{NodeID: "n2", AppAddr: "x:1"}, MigrationID: "m6"}})
+	eventually(t, "the 202 being recorded", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		st := d.parts[6]
+		return st != nil && st.recording && len(d.toRecord) == 0
+	})
+	if err := d.MigrationCompleted("m6"); err != nil {
+		t.Fatal(err)
+	}
+	store.writeMu.Unlock()
+	stalled = false
+
+	eventually(t, "in agreement", synced(d))
+	eventually(t, "the copy no longer pending", func() bool { return d.Stats().CopiesPending == 0 })
+	if a, ok := store.Get(6); !ok || a.Copying || a.MigrationID != "m6" || a.Epoch != 3 {
+		t.Fatalf("store has %+v (present %v), want the copy done", a, ok)
+	}
+	if done, _ := sink.snapshot(); fmt.Sprint(done) != "[p6/m6]" {
+		t.Fatalf("sink got %v, want the copy reported once", done)
+	}
+}
+
+func TestAnAcknowledgementThatCannotBeRecordedIsDeliveredAgain(t *testing.T) {
+	app := newFakeApp(t)
+	store := openStore(t, t.TempDir())
+	for range 2 { // the second write leaves the append handle open
+		if err := store.Set(0, Acked{Role: RoleReplica, Epoch: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDeliverer(t, testConfig(app.srv.URL), store, &sinkRecorder{})
+	store.writeMu.Lock()
+	store.f.Close() // the next write fails, as on a disk error
+	store.writeMu.Unlock()
+
+	d.SetDesired(map[int]Assignment{0: {Partition: 0, Epoch: 2, Role: RolePrimary}})
+	eventually(t, "in agreement", synced(d))
+	if n := app.attemptsOf("n1-p0-e2-promote"); n != 2 {
+		t.Fatalf("%d deliveries of the promote, want 2 (the first was not recorded)", n)
+	}
+	if a, _ := store.Get(0); a != (Acked{Role: RolePrimary, Epoch: 2}) {
+		t.Fatalf("store has %+v", a)
 	}
 }
