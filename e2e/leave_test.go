@@ -64,6 +64,9 @@ func TestSIGTERMOfAFollowerLeavesGracefully(t *testing.T) {
 	if !strings.Contains(victim.log(), "leaving the cluster: moving partitions away") {
 		t.Fatalf("%s exited without the graceful leave:\n%s", victim.id, victim.tail(30))
 	}
+	if strings.Contains(victim.log(), "no place for the remaining copies") || strings.Contains(victim.log(), "leave timeout reached") {
+		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", victim.id, victim.tail(30))
+	}
 	survivors := without(nodes, victim)
 	waitLeft(t, survivors, victim.id, 3)
 	checkBalancedEventually(t, survivors[0], ids(survivors))
@@ -79,6 +82,9 @@ func TestSIGTERMOfTheLeaderLeavesGracefully(t *testing.T) {
 	}
 	if !strings.Contains(leader.log(), "leaving the cluster: moving partitions away") {
 		t.Fatalf("%s exited without the graceful leave:\n%s", leader.id, leader.tail(30))
+	}
+	if strings.Contains(leader.log(), "no place for the remaining copies") || strings.Contains(leader.log(), "leave timeout reached") {
+		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", leader.id, leader.tail(30))
 	}
 	survivors := without(nodes, leader)
 	if l := leaderOf(t, survivors); l == leader {

@@ -43,6 +43,10 @@ const (
 	leaveDone      leavePhase = "done"
 	leaveFailed    leavePhase = "failed"
 	leavePollEvery            = 100 * time.Millisecond
+	// drainIdleFor is how long the planner must have nothing for a leaving
+	// node before it gives up moving its remaining copies: several rounds
+	// of the leader's reconcile loop (one second apart at worst).
+	drainIdleFor = 3 * time.Second
 )
 
 // leaveProgress is GET /v1/leave.
@@ -140,7 +144,12 @@ func (a *Agent) leaveSteps(force bool) error {
 		a.log.Info("leaving the cluster: moving partitions away", "primaries_promoted", len(actions))
 	}
 
-	// 3. Drain.
+	// 3. Drain. The plan is judged on this agent's own copy of the state,
+	// so first wait until that copy shows the node leaving; then stop when
+	// the node holds nothing, or when nothing involves it and the planner
+	// has had nothing to do for a while (no place for the rest: the
+	// migration limits are per round, so one empty plan proves nothing).
+	idleSince := time.Time{}
 	for {
 		state = a.raft.Snapshot()
 		copies, primaries, sourcing := holdings(state, a.cfg.NodeID)
@@ -148,9 +157,17 @@ func (a *Agent) leaveSteps(force bool) error {
 		if copies == 0 && sourcing == 0 {
 			break
 		}
-		if sourcing == 0 && len(failover.Plan(a.planInput(state))) == 0 {
-			a.log.Warn("no place for the remaining copies; leaving them", "copies", copies)
-			break
+		leaving := state.Members[a.cfg.NodeID].Status == failover.StatusLeaving
+		if leaving && sourcing == 0 && len(failover.Plan(a.planInput(state))) == 0 {
+			if idleSince.IsZero() {
+				idleSince = time.Now()
+			}
+			if time.Since(idleSince) >= drainIdleFor {
+				a.log.Warn("no place for the remaining copies; leaving them", "copies", copies)
+				break
+			}
+		} else {
+			idleSince = time.Time{}
 		}
 		if !sleepCtx(ctx, leavePollEvery) {
 			a.log.Warn("leave timeout reached while moving partitions", "copies_remaining", copies)
