@@ -115,7 +115,9 @@ type AckStore struct {
 }
 
 // OpenAckStore loads the store at path; a missing file is an empty store
-// (the file is created by the first change). A file that is not such a
+// (the file is created, mode 0600, by the first change). The file is a
+// binary log whatever its name: the agent's "webhook-acks.json" is a name
+// kept from an earlier JSON format, which this version refuses as corrupt. A file that is not such a
 // log, holds impossible entries or is damaged anywhere but in its final
 // record is an error wrapping ErrCorruptAckStore, never an empty store.
 func OpenAckStore(path string) (*AckStore, error) {

@@ -167,3 +167,35 @@ type discardSink struct{}
 
 func (discardSink) CopyDone(int, string)           {}
 func (discardSink) CopyFailed(int, string, string) {}
+
+// BenchmarkSetDesiredUnchanged is what the agent pays every second (its
+// desired loop also runs on a ticker) for a node holding n partitions that
+// are all acknowledged: a copy and a comparison of the map, no delivery.
+func BenchmarkSetDesiredUnchanged(b *testing.B) {
+	for _, n := range []int{4096, 65536} {
+		b.Run(fmt.Sprintf("partitions=%d", n), func(b *testing.B) {
+			store := filledStore(b, n)
+			desired := make(map[int]Assignment, n)
+			for p := range n {
+				desired[p] = Assignment{Partition: p, Epoch: 1, Role: RoleReplica}
+			}
+			cfg := DefaultConfig()
+			cfg.NodeID, cfg.URL, cfg.Secret = "n1", "http://127.0.0.1:1/unused", testSecret
+			d, err := NewDeliverer(cfg, store, discardSink{}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer d.Close()
+			d.SetDesired(desired)
+			if d.Pending() != 0 {
+				b.Fatalf("%d pending: the store should hold the whole assignment", d.Pending())
+			}
+			for b.Loop() {
+				d.SetDesired(desired)
+			}
+			if d.Pending() != 0 || d.Stats().Deliveries[DeliveryKey{TypeAssign, ResultError}] != 0 {
+				b.Fatal("an unchanged state started deliveries")
+			}
+		})
+	}
+}

@@ -208,6 +208,7 @@ type Deliverer struct {
 	recordWake chan struct{}
 	recordStop chan struct{}
 	recordWG   sync.WaitGroup // the recorder
+	setMu      sync.Mutex     // serialises SetDesired
 
 	mu          sync.Mutex
 	closed      bool
@@ -331,8 +332,44 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logge
 
 // SetDesired replaces the desired state (see Desired). Call it on every
 // change of the cluster state; calling it with an unchanged state costs a
-// comparison and starts nothing. The map is copied.
+// comparison, copies nothing and starts nothing. The map is copied; the
+// caller must not change it during the call.
 func (d *Deliverer) SetDesired(desired map[int]Assignment) {
+	// One caller at a time, so that the state compared against below is
+	// still the current one when the new one is installed. Installed maps
+	// are never changed, so they can be read without d.mu.
+	d.setMu.Lock()
+	defer d.setMu.Unlock()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	old, first := d.desired, !d.haveDesired
+	d.mu.Unlock()
+
+	var changed []int
+	if !first {
+		matched := 0
+		for p, a := range desired {
+			if prev, ok := old[p]; !ok || !prev.same(a) {
+				changed = append(changed, p)
+			}
+			if _, ok := old[p]; ok {
+				matched++
+			}
+		}
+		if matched < len(old) {
+			for p := range old {
+				if _, ok := desired[p]; !ok {
+					changed = append(changed, p)
+				}
+			}
+		}
+		if len(changed) == 0 {
+			return
+		}
+	}
 	next := make(map[int]Assignment, len(desired))
 	migrations := map[string]int{}
 	for p, a := range desired {
@@ -341,31 +378,21 @@ func (d *Deliverer) SetDesired(desired map[int]Assignment) {
 			migrations[a.MigrationID] = p
 		}
 	}
+
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
 		return
 	}
-	var changed []int
-	if !d.haveDesired {
+	if first {
 		// The full assignment: everything desired, and everything
 		// acknowledged (released if not desired, announced again if copying).
 		d.haveDesired = true
+		changed = make([]int, 0, len(next))
 		for p := range next {
 			changed = append(changed, p)
 		}
 		for p := range d.acked {
-			if _, ok := next[p]; !ok {
-				changed = append(changed, p)
-			}
-		}
-	} else {
-		for p, a := range next {
-			if old, ok := d.desired[p]; !ok || !old.same(a) {
-				changed = append(changed, p)
-			}
-		}
-		for p := range d.desired {
 			if _, ok := next[p]; !ok {
 				changed = append(changed, p)
 			}
@@ -385,9 +412,7 @@ func (d *Deliverer) SetDesired(desired map[int]Assignment) {
 		d.markDirtyLocked(p)
 	}
 	d.mu.Unlock()
-	if len(changed) > 0 {
-		d.poke()
-	}
+	d.poke()
 }
 
 // Notify queues a one-off event (node.rejoin at start, cluster.quorum on a
