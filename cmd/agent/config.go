@@ -31,10 +31,12 @@ type Config struct {
 	Bind string `json:"bind"`
 	// GossipPort is memberlist's TCP and UDP port; 0 picks a free one.
 	GossipPort int `json:"gossip_port"`
-	// RaftPort is raft's TCP port; 0 picks a free one.
+	// RaftPort is raft's TCP port; it also carries followers' forwarded
+	// writes and the agents' probes of each other. 0 picks a free one.
 	RaftPort int `json:"raft_port"`
 	// HTTPAddr is host:port of the agent's HTTP API. It binds 127.0.0.1
-	// by default: the API is for the app and operators on this machine.
+	// by default: the API is for the app and operators on this machine;
+	// agents talk to each other over the raft port.
 	HTTPAddr string `json:"http_addr"`
 	// Join lists host:port gossip addresses of any members to join at start.
 	Join []string `json:"join"`
@@ -100,7 +102,7 @@ type Config struct {
 	TLSKey  string `json:"tls_key"`
 	TLSCA   string `json:"tls_ca"`
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
-	// mutating API calls and on agent-to-agent forwarding.
+	// mutating API calls (and the keyring listing).
 	APIToken string `json:"api_token"`
 	// APITokenFile names a file holding the API token (first line), so that
 	// the token need not appear in a process listing or unit file.
