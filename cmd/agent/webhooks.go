@@ -63,7 +63,7 @@ func (a *Agent) startWebhooks() error {
 	if err != nil {
 		return err
 	}
-	store, err := hooks.OpenAckStore(filepath.Join(a.cfg.DataDir, "webhook-acks.json"))
+	store, err := hooks.OpenAckStore(filepath.Join(a.cfg.DataDir, "webhook-acks.log"))
 	if err != nil {
 		return fmt.Errorf("webhook acknowledgements: %w", err)
 	}
