@@ -8,7 +8,7 @@ package e2e
 // figures are in docs/benchmarks.md.
 //
 // The kvapp helpers of kvapp_test.go take a *testing.T; this file has its
-// own testing.TB versions (benchApp, ackProxy) and reuses benchCluster,
+// own testing.TB versions (benchApp, ackProxy) and reuses the harness cluster,
 // settled, pollFor, watchVictim and the node methods of bench_test.go.
 
 import (
@@ -130,7 +130,7 @@ func (p *ackProxy) refusals(typ string, since time.Time) int {
 	return n
 }
 
-// benchApp is an agent (in a benchCluster) with its kvapp behind an
+// benchApp is an agent (in a harness cluster) with its kvapp behind an
 // ackProxy.
 type benchApp struct {
 	*node
@@ -145,8 +145,8 @@ type benchApp struct {
 func (a *benchApp) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", a.appPort) }
 
 // addBenchApp declares an agent wired to a kvapp (not started).
-func addBenchApp(tb testing.TB, c *benchCluster, id string, extra ...string) *benchApp {
-	a := &benchApp{appPort: freePortTB(tb)}
+func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *benchApp {
+	a := &benchApp{appPort: freePort(tb)}
 	a.proxy = newAckProxy(tb, "http://"+a.appAddr()+"/steward/events")
 	extra = append(slices.Clone(extra),
 		"-webhook-url", a.proxy.srv.URL+"/steward/events",
@@ -202,7 +202,7 @@ func appNodes(as []*benchApp) []*node {
 // startAppCluster starts n agents with their kvapps (local profile) and
 // waits until the cluster is settled (see settled) and the table too (see
 // tableSettled). It returns the apps and the leader.
-func startAppCluster(tb testing.TB, c *benchCluster, n, rf int, extra ...string) ([]*benchApp, *node) {
+func startAppCluster(tb testing.TB, c *cluster, n, rf int, extra ...string) ([]*benchApp, *node) {
 	tb.Helper()
 	var apps []*benchApp
 	for i := 1; i <= n; i++ {
@@ -210,7 +210,7 @@ func startAppCluster(tb testing.TB, c *benchCluster, n, rf int, extra ...string)
 	}
 	for _, a := range apps {
 		a.startApp(tb)
-		c.start(a.node, "local", "-bootstrap-expect", strconv.Itoa(n), "-join", apps[0].gossipAddr())
+		startBench(a.node, "local", "-bootstrap-expect", strconv.Itoa(n), "-join", apps[0].gossipAddr())
 	}
 	var leader *node
 	pollUntil(tb, 90*time.Second, "agents and apps settled", func() error {
@@ -552,7 +552,7 @@ func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
 		// Bring the victim back with an empty app and let it take its
 		// share again before the next trial.
 		victim.startApp(b)
-		c.start(victim.node, "local", "-join", survivors[0].gossipAddr())
+		startBench(victim.node, "local", "-join", survivors[0].gossipAddr())
 		back := pollUntil(b, 5*time.Minute, "the victim back, settled and balanced", func() error {
 			if err := tableSettled(apps, 3); err != nil {
 				return err
@@ -736,7 +736,7 @@ func rejoinTrialRun(b *testing.B) rejoinTrial {
 		return nil
 	})
 	restarted := time.Now()
-	c.start(victim, "local", "-join", leader.gossipAddr())
+	startBench(victim, "local", "-join", leader.gossipAddr())
 	r := rejoinTrial{victim: victim.id, alive: -1}
 	r.balanced = pollUntil(b, 90*time.Second, victim.id+" back and the table balanced", func() error {
 		if r.alive < 0 {
@@ -830,7 +830,7 @@ func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duratio
 		}()
 		nodes = appNodes(apps)
 	} else {
-		var c *benchCluster
+		var c *cluster
 		c, nodes, leader = startSettled(b, 5, "local", "-partitions", "256")
 		defer c.close()
 	}
@@ -984,7 +984,7 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 		a.appLog.Close()
 		t1 := time.Now()
 		a.startApp(b)
-		c.start(a.node, "local", "-join", appsWithout(apps, a)[0].gossipAddr())
+		startBench(a.node, "local", "-join", appsWithout(apps, a)[0].gossipAddr())
 		mu.Lock()
 		down[a] = false
 		mu.Unlock()

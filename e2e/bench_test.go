@@ -11,16 +11,12 @@ package e2e
 // type and its methods (kill, signal, getJSON, status, raftServers, log).
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -35,106 +31,32 @@ import (
 // resolution of every time they report.
 const benchPoll = 20 * time.Millisecond
 
-// benchCluster is a set of agents of one benchmark trial. close kills them;
-// a Cleanup kills whatever a failed trial left running.
-type benchCluster struct {
-	tb    testing.TB
-	dir   string
-	nodes []*node
-}
+// newBenchCluster is newCluster for a benchmark trial: close kills its
+// agents at the end of a trial, the Cleanup whatever a failed trial left.
+func newBenchCluster(tb testing.TB) *cluster { return newCluster(tb) }
 
-func newBenchCluster(tb testing.TB) *benchCluster {
-	c := &benchCluster{tb: tb, dir: tb.TempDir()}
-	tb.Cleanup(func() {
-		if tb.Failed() {
-			for _, n := range c.nodes {
-				tb.Logf("---- log of %s (last 40 lines) ----\n%s", n.id, n.tail(40))
-			}
-		}
-		c.close()
-	})
-	return c
-}
-
-// close SIGKILLs every agent and closes their log files. Safe to call twice.
-func (c *benchCluster) close() {
-	for _, n := range c.nodes {
-		n.kill()
-		n.mu.Lock()
-		if n.logFile != nil {
-			n.logFile.Close()
-			n.logFile = nil
-		}
-		n.mu.Unlock()
-	}
-}
-
-// add declares an agent with fresh ports and data dir; it is not started.
-func (c *benchCluster) add(id string, extra ...string) *node {
-	n := &node{
-		id: id, dataDir: filepath.Join(c.dir, id),
-		gossipPort: freePortTB(c.tb), raftPort: freePortTB(c.tb), httpPort: freePortTB(c.tb),
-		extraArgs: extra,
-	}
-	c.nodes = append(c.nodes, n)
-	return n
-}
-
-// start runs the agent binary as node.start does, with the profile given.
-// Logs are at info level: debug output of five agents on two cores would
-// itself cost CPU that the timings should not pay for.
-func (c *benchCluster) start(n *node, profile string, args ...string) {
-	c.tb.Helper()
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	all := []string{"run",
-		"-node-id", n.id, "-data-dir", n.dataDir, "-bind", "127.0.0.1",
-		"-gossip-port", strconv.Itoa(n.gossipPort), "-raft-port", strconv.Itoa(n.raftPort),
-		"-http-addr", n.apiAddr(), "-encrypt", gossipKey, "-profile", profile, "-log-level", "info",
-	}
-	all = append(all, n.extraArgs...)
-	all = append(all, args...)
-	cmd := exec.Command(agentBin, all...)
-	if n.logFile == nil {
-		f, err := os.Create(n.dataDir + ".log")
-		if err != nil {
-			c.tb.Fatal(err)
-		}
-		n.logFile = f
-	}
-	n.logBuf = &bytes.Buffer{}
-	w := io.MultiWriter(n.logFile, &lockedWriter{mu: &n.mu, w: n.logBuf})
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		c.tb.Fatalf("start %s: %v", n.id, err)
-	}
-	n.cmd = cmd
-	exited := make(chan struct{})
-	n.exited = exited
-	go func() {
-		err := cmd.Wait()
-		n.mu.Lock()
-		n.exitErr = err
-		n.mu.Unlock()
-		close(exited)
-	}()
+// startBench starts n as a benchmark runs agents: with the given profile
+// and info-level logs.
+func startBench(n *node, profile string, args ...string) {
+	n.profile, n.logLevel = profile, "info"
+	n.start(args...)
 }
 
 // startAll declares and starts n agents with -bootstrap-expect n, all
 // joining the first, and returns them without waiting for anything.
-func (c *benchCluster) startAll(n int, profile string, extra ...string) []*node {
+func (c *cluster) startAll(n int, profile string, extra ...string) []*node {
 	var nodes []*node
 	for i := 1; i <= n; i++ {
 		nodes = append(nodes, c.add(fmt.Sprintf("node%d", i), extra...))
 	}
 	for _, nd := range nodes {
-		c.start(nd, profile, "-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].gossipAddr())
+		startBench(nd, profile, "-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].gossipAddr())
 	}
 	return nodes
 }
 
 // errPortTaken is returned by formedOrPortTaken when an agent could not bind
-// a port freePortTB chose: another process (the machine is shared) took it
+// a port freePort chose: another process (the machine is shared) took it
 // between the check and the agent's bind.
 var errPortTaken = errors.New("e2e: an agent's port was taken before it could bind it")
 
@@ -159,7 +81,7 @@ func exitedEarly(nodes []*node) error {
 // (n registered, alive voters, one leader). A start that lost a port race is retried on
 // fresh ports, up to three times. It returns the cluster, its nodes and the
 // leader.
-func startSettled(tb testing.TB, n int, profile string, extra ...string) (*benchCluster, []*node, *node) {
+func startSettled(tb testing.TB, n int, profile string, extra ...string) (*cluster, []*node, *node) {
 	tb.Helper()
 	for attempt := 1; ; attempt++ {
 		c := newBenchCluster(tb)

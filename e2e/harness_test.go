@@ -50,14 +50,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a port free for both TCP and UDP on 127.0.0.1 (gossip
-// needs both), never one already handed out in this process.
-func freePort(t *testing.T) int {
-	t.Helper()
-	return freePortTB(t)
-}
-
-// handedOut are the ports freePortTB has returned in this process: the
+// handedOut are the ports freePort has returned in this process: the
 // kernel may hand a port that was just closed out again, and a benchmark
 // starts dozens of clusters.
 var handedOut = struct {
@@ -66,7 +59,7 @@ var handedOut = struct {
 }{ports: map[int]bool{}}
 
 // freePortTB is freePort for a testing.TB, never returning a port twice.
-func freePortTB(tb testing.TB) int {
+func freePort(tb testing.TB) int {
 	tb.Helper()
 	for i := 0; i < 50; i++ {
 		port, err := tryFreePort()
@@ -106,13 +99,18 @@ var gossipKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef012345
 
 // node is one agent process and its settings.
 type node struct {
-	t          *testing.T
+	t          testing.TB
 	id         string
 	dataDir    string
 	gossipPort int
 	raftPort   int
 	httpPort   int
 	extraArgs  []string
+	// profile is the -profile it runs with ("local" unless a benchmark
+	// says otherwise); logLevel its -log-level (debug for tests, info for
+	// benchmarks, whose timings should not pay for five agents' debug logs).
+	profile  string
+	logLevel string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -122,19 +120,18 @@ type node struct {
 	exitErr error
 }
 
-// cluster is a set of agents of one test; Cleanup kills them all.
+// cluster is a set of agents of one test or benchmark trial; Cleanup
+// kills them all.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	nodes []*node
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, dir: t.TempDir()}
 	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			n.kill()
-		}
+		c.close()
 		if t.Failed() {
 			for _, n := range c.nodes {
 				t.Logf("---- log of %s (last 60 lines) ----\n%s", n.id, n.tail(60))
@@ -144,12 +141,25 @@ func newCluster(t *testing.T) *cluster {
 	return c
 }
 
+// close SIGKILLs every agent and closes their log files. Safe to call twice.
+func (c *cluster) close() {
+	for _, n := range c.nodes {
+		n.kill()
+		n.mu.Lock()
+		if n.logFile != nil {
+			n.logFile.Close()
+			n.logFile = nil
+		}
+		n.mu.Unlock()
+	}
+}
+
 // add declares a node with fresh ports and data dir; it is not started.
 func (c *cluster) add(id string, extra ...string) *node {
 	n := &node{
 		t: c.t, id: id, dataDir: filepath.Join(c.dir, id),
 		gossipPort: freePort(c.t), raftPort: freePort(c.t), httpPort: freePort(c.t),
-		extraArgs: extra,
+		extraArgs: extra, profile: "local", logLevel: "debug",
 	}
 	c.nodes = append(c.nodes, n)
 	return n
@@ -166,7 +176,7 @@ func (n *node) start(args ...string) {
 	all := []string{"run",
 		"-node-id", n.id, "-data-dir", n.dataDir, "-bind", "127.0.0.1",
 		"-gossip-port", strconv.Itoa(n.gossipPort), "-raft-port", strconv.Itoa(n.raftPort),
-		"-http-addr", n.apiAddr(), "-encrypt", gossipKey, "-profile", "local", "-log-level", "debug",
+		"-http-addr", n.apiAddr(), "-encrypt", gossipKey, "-profile", n.profile, "-log-level", n.logLevel,
 	}
 	all = append(all, n.extraArgs...)
 	all = append(all, args...)
@@ -331,7 +341,7 @@ func (n *node) partitions() (partitionTable, error) {
 }
 
 // eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

@@ -157,15 +157,22 @@ func TestTooManyFailuresAtOnceFreezeRemovals(t *testing.T) {
 		}
 		return nil
 	})
+	// Detection is not simultaneous: the first death may be confirmed
+	// before the second is even suspected, and then it is removed. What the
+	// freeze guarantees is that no more than -max-failed members are.
 	for _, s := range survivors {
+		failed := 0
 		for _, gone := range []*node{followers[0], followers[1]} {
 			st, err := s.memberStatus(gone.id)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if st == "failed" {
-				t.Fatalf("%s marked %s failed although removals are frozen", s.id, gone.id)
+				failed++
 			}
+		}
+		if failed > 1 {
+			t.Fatalf("%s lists %d members failed although -max-failed is 1", s.id, failed)
 		}
 	}
 	if !strings.Contains(leader.log(), "automatic removals frozen") {
