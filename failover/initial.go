@@ -17,6 +17,18 @@ package failover
 // The table is a fixed point of Plan: planning right after bootstrap
 // proposes nothing (tested for the shapes in the tests; with extreme weights
 // and zones the planner may still have a few moves to make).
+//
+// Ties between equally deserving nodes are broken by a hash of the node and
+// the partition (see initialBetter), so that each node shares its
+// partitions with nearly every other node and a failed node's copies can be
+// re-created from many sources at once.
+//
+// InitialTable is part of the replicated state machine: every agent runs it
+// when it applies the bootstrap entry. A change to its output (such as the
+// hashed tie-break above) means that agents of different versions replaying
+// the same bootstrap entry build different tables; a cluster whose raft log
+// still begins with its bootstrap entry (no snapshot yet) must not mix
+// binaries from both sides of such a change.
 func InitialTable(s Settings, members map[string]Member) []Partition {
 	table := make([]Partition, s.Partitions)
 	for i := range table {
@@ -47,7 +59,7 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 					continue
 				}
 				zok := p.zoneOK(i, copies, covered)
-				if best < 0 || zok && !bestZone || zok == bestZone && p.initialBetter(i, best, zoneQuota, zoneGot, got) {
+				if best < 0 || zok && !bestZone || zok == bestZone && p.initialBetter(i, best, pi, zoneQuota, zoneGot, got) {
 					best, bestZone = i, zok
 				}
 			}
@@ -109,13 +121,24 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 	return table
 }
 
-func (p *planner) initialBetter(i, j int, zoneQuota, zoneGot, got []int) bool {
+// initialBetter: the zone, then the node, furthest below its quota; ties
+// by a hash of the node and the partition, then ID. The hash matters: with
+// ties broken by ID alone, every partition would go to the next nodes in ID
+// order, so each node would share its partitions with only a few
+// neighbours in that order (four with RF 3), and after its failure only
+// those could serve as sources of its copies (8 copies in flight with RF 3
+// and 2 migrations per node, whatever MaxMigrations says). Hashed ties spread each node's
+// partners over the whole cluster, the exact quotas stay as they were.
+func (p *planner) initialBetter(i, j, part int, zoneQuota, zoneGot, got []int) bool {
 	zi, zj := p.nodes[i].zone, p.nodes[j].zone
 	if di, dj := zoneQuota[zi]-zoneGot[zi], zoneQuota[zj]-zoneGot[zj]; di != dj {
 		return di > dj
 	}
 	if di, dj := p.copyQuota[i]-got[i], p.copyQuota[j]-got[j]; di != dj {
 		return di > dj
+	}
+	if ti, tj := mix(p.nodes[i].tie, uint64(part)), mix(p.nodes[j].tie, uint64(part)); ti != tj {
+		return ti < tj
 	}
 	return p.nodes[i].id < p.nodes[j].id
 }

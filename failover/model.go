@@ -101,7 +101,9 @@ type Migration struct {
 	ID string `json:"id"`
 	// Target is the node that receives the copy.
 	Target string `json:"target"`
-	// Source is the node to copy from (the primary when the migration began).
+	// Source is the node to copy from: a holder of the partition when the
+	// migration began, the primary unless its migration slots were all
+	// taken (then a live replica, or a leaving holder).
 	Source string `json:"source"`
 	// Replaces, if set, is the holder this copy is meant to replace; it is
 	// released once the copy completes.

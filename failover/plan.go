@@ -33,6 +33,13 @@ import (
 //     Source that Replaces the dead primary: when it completes, the target
 //     becomes the (empty) primary. With ReplaceDelay it waits for the delay,
 //     since the old holder may come back with the data.
+//   - A copy's source is the partition's primary, or, when the primary's
+//     migration slots are taken, another holder with a free slot, a live
+//     replica before a leaving holder (sourceFor): a copy occupies its
+//     source as much as its target, and restoring a failed node's copies
+//     should not queue behind the few primaries that are busy. Targets
+//     likewise are the best unthrottled node that passes the hard
+//     constraints.
 //   - Rebalancing starts only when no partition needs a copy (restoration
 //     fills the nodes below their share anyway), and primaries are
 //     rebalanced only when no copy is moving or in flight.
@@ -866,18 +873,45 @@ func (p *planner) source(part *Partition) int {
 	return -1
 }
 
-// sourceFor is source, falling back to a leaving holder (it still has the
-// data), and reports whether a source is needed at all.
+// sourceFor picks the holder to copy part from, and reports whether a
+// source is needed at all (-1 and "" when no holder has the data). In order
+// of preference: the primary, the live replicas in replica order, then the
+// leaving holders (they still have the data); the first of them with a free
+// migration slot (MaxMigrationsPerNode) wins. When all are busy it returns
+// the first, so that the caller's budget check makes the copy wait.
+//
+// Copying from a replica rather than only from the primary matters once
+// several copies are to be made: a copy occupies its source as much as its
+// target, and a primary that already sends two copies would otherwise hold
+// back every other copy of the partitions it leads. Every holder has the
+// partition (a replica is a copy its app acknowledged), and the app is told
+// the source of each copy.
 func (p *planner) sourceFor(part *Partition) (int, string) {
-	if i := p.source(part); i >= 0 {
-		return i, p.nodes[i].id
+	first := -1
+	try := func(i int) bool {
+		if first < 0 {
+			first = i
+		}
+		per := p.lim.MaxMigrationsPerNode
+		return per <= 0 || p.busy[i] < per
+	}
+	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive && try(i) {
+		return i, part.Primary
+	}
+	for _, r := range part.Replicas {
+		if i, st := p.state(r); st == holderLive && try(i) {
+			return i, r
+		}
 	}
 	for _, h := range part.Holders() {
-		if i, st := p.state(h); st == holderLeaving {
+		if i, st := p.state(h); st == holderLeaving && try(i) {
 			return i, h
 		}
 	}
-	return -1, ""
+	if first < 0 {
+		return -1, ""
+	}
+	return first, p.nodes[first].id
 }
 
 // placeCopy chooses the target of one new copy and emits the migration.
