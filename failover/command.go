@@ -45,6 +45,11 @@ type Command struct {
 	// Settings and Members, for CmdBootstrap.
 	Settings *Settings `json:"settings,omitempty"`
 	Members  []Member  `json:"members,omitempty"`
+	// Table, for CmdBootstrap: the initial partition table, computed once
+	// by the proposer (InitialTable) and carried in the entry, so that
+	// every agent applies the same table whatever version of the layout
+	// code it runs. When absent, each agent computes InitialTable itself.
+	Table []Partition `json:"table,omitempty"`
 	// Member, for CmdUpsertMember.
 	Member *Member `json:"member,omitempty"`
 	// Node is the member a status, voter, health or removal command is about.
@@ -179,12 +184,34 @@ func (c *Cluster) applyBootstrap(cmd Command) error {
 		}
 		members[m.ID] = m
 	}
-	table := InitialTable(*cmd.Settings, members)
+	table := cmd.Table
+	if table == nil {
+		table = InitialTable(*cmd.Settings, members)
+	} else {
+		table = clonePartitions(table)
+		check := &Cluster{Bootstrapped: true, Settings: *cmd.Settings, Members: members, Partitions: table}
+		if err := check.Validate(); err != nil {
+			return fmt.Errorf("failover: bootstrap table: %w", err)
+		}
+		for _, p := range table {
+			if p.Epoch == 0 || len(p.Migrations) > 0 {
+				return fmt.Errorf("failover: bootstrap table: partition %d must start at an epoch above 0 with no migration", p.ID)
+			}
+		}
+	}
 	c.Bootstrapped = true
 	c.Settings = *cmd.Settings
 	c.Members = members
 	c.Partitions = table
 	return nil
+}
+
+func clonePartitions(in []Partition) []Partition {
+	out := make([]Partition, len(in))
+	for i, p := range in {
+		out[i] = p.Clone()
+	}
+	return out
 }
 
 func validateNewMember(m Member) error {

@@ -239,7 +239,15 @@ func (a *Agent) bootstrapTable() error {
 		members = append(members, m)
 	}
 	settings := failover.Settings{Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor}
-	_, err = a.apply(failover.Command{Kind: failover.CmdBootstrap, At: time.Now().UnixNano(), Settings: &settings, Members: members})
+	// The table travels in the entry: every agent applies the same layout,
+	// whatever version of InitialTable it runs.
+	byID := make(map[string]failover.Member, len(members))
+	for _, m := range members {
+		m.Status = failover.StatusAlive
+		byID[m.ID] = m
+	}
+	table := failover.InitialTable(settings, byID)
+	_, err = a.apply(failover.Command{Kind: failover.CmdBootstrap, At: time.Now().UnixNano(), Settings: &settings, Members: members, Table: table})
 	if errors.Is(err, failover.ErrAlreadyBootstrapped) {
 		return nil
 	}
