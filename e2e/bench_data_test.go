@@ -226,38 +226,10 @@ func startAppCluster(tb testing.TB, c *cluster, n, rf int, extra ...string) ([]*
 	return apps, leader
 }
 
-// tableSettled is waitSettled's condition: every partition has rf copies
-// and no migration in flight on the first agent's table, and no agent has
-// an undelivered webhook.
+// tableSettled is waitSettled's condition (settledError) for benchmark
+// apps.
 func tableSettled(apps []*benchApp, rf int) error {
-	var r struct {
-		Partitions []struct {
-			ID         int      `json:"id"`
-			Primary    string   `json:"primary"`
-			Replicas   []string `json:"replicas"`
-			Migrations []any    `json:"migrations"`
-		} `json:"partitions"`
-	}
-	if err := apps[0].getJSON("/v1/partitions", &r); err != nil {
-		return err
-	}
-	for _, p := range r.Partitions {
-		if p.Primary == "" || 1+len(p.Replicas) != rf || len(p.Migrations) != 0 {
-			return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
-		}
-	}
-	for _, a := range apps {
-		var st struct {
-			Undelivered int `json:"undelivered_events"`
-		}
-		if err := a.getJSON("/v1/status", &st); err != nil {
-			return err
-		}
-		if st.Undelivered != 0 {
-			return fmt.Errorf("%s has %d undelivered events", a.id, st.Undelivered)
-		}
-	}
-	return nil
+	return settledError(appNodes(apps), rf)
 }
 
 func appsWithout(apps []*benchApp, gone *benchApp) []*benchApp {

@@ -248,35 +248,42 @@ func plainNodes(ans []*appNode) []*node {
 func waitSettled(t *testing.T, nodes []*appNode, rf int) {
 	t.Helper()
 	eventually(t, 90*time.Second, "table settled and every webhook acknowledged", func() error {
-		var r struct {
-			Partitions []struct {
-				ID         int      `json:"id"`
-				Primary    string   `json:"primary"`
-				Replicas   []string `json:"replicas"`
-				Migrations []any    `json:"migrations"`
-			} `json:"partitions"`
+		return settledError(plainNodes(nodes), rf)
+	})
+}
+
+// settledError says why the cluster is not settled yet: a partition without
+// rf copies or with a migration in flight (on the first agent's table), or
+// an agent with an undelivered webhook; nil once settled.
+func settledError(nodes []*node, rf int) error {
+	var r struct {
+		Partitions []struct {
+			ID         int      `json:"id"`
+			Primary    string   `json:"primary"`
+			Replicas   []string `json:"replicas"`
+			Migrations []any    `json:"migrations"`
+		} `json:"partitions"`
+	}
+	if err := nodes[0].getJSON("/v1/partitions", &r); err != nil {
+		return err
+	}
+	for _, p := range r.Partitions {
+		if p.Primary == "" || 1+len(p.Replicas) != rf || len(p.Migrations) != 0 {
+			return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
 		}
-		if err := nodes[0].getJSON("/v1/partitions", &r); err != nil {
+	}
+	for _, n := range nodes {
+		var st struct {
+			Undelivered int `json:"undelivered_events"`
+		}
+		if err := n.getJSON("/v1/status", &st); err != nil {
 			return err
 		}
-		for _, p := range r.Partitions {
-			if p.Primary == "" || 1+len(p.Replicas) != rf || len(p.Migrations) != 0 {
-				return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
-			}
+		if st.Undelivered != 0 {
+			return fmt.Errorf("%s has %d undelivered events", n.id, st.Undelivered)
 		}
-		for _, an := range nodes {
-			var st struct {
-				Undelivered int `json:"undelivered_events"`
-			}
-			if err := an.getJSON("/v1/status", &st); err != nil {
-				return err
-			}
-			if st.Undelivered != 0 {
-				return fmt.Errorf("%s has %d undelivered events", an.id, st.Undelivered)
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // checkAllReadable reads every acknowledged key through every node.
