@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -58,40 +59,58 @@ var handedOut = struct {
 	ports map[int]bool
 }{ports: map[int]bool{}}
 
-// freePortTB is freePort for a testing.TB, never returning a port twice.
+// freePort returns a port free for TCP and UDP on 127.0.0.1 (gossip needs
+// both), never one it returned before in this process.
 func freePort(tb testing.TB) int {
 	tb.Helper()
-	for i := 0; i < 50; i++ {
-		port, err := tryFreePort()
-		if err != nil {
+	low, high := portRange()
+	for i := 0; i < 500; i++ {
+		port := low + rand.IntN(high-low)
+		handedOut.Lock()
+		seen := handedOut.ports[port]
+		handedOut.Unlock()
+		if seen || !bindable(port) {
 			continue
 		}
 		handedOut.Lock()
-		seen := handedOut.ports[port]
 		handedOut.ports[port] = true
 		handedOut.Unlock()
-		if !seen {
-			return port
-		}
+		return port
 	}
 	tb.Fatal("no free port")
 	return 0
 }
 
-// tryFreePort is one attempt of freePort: a port free for TCP and UDP.
-func tryFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// portRange is where freePort picks: below the kernel's ephemeral range,
+// so that no connection or port-0 listener (the tests' own HTTP servers,
+// any outgoing connection) is given a port between the moment freePort
+// checks it and the moment an agent binds it.
+func portRange() (low, high int) {
+	low, high = 20000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var eLow, eHigh int
+		if _, err := fmt.Sscan(string(b), &eLow, &eHigh); err == nil && eLow > 12000 {
+			high = eLow
+			low = max(10000, eLow-12000)
+		}
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	return low, high
+}
+
+// bindable reports whether port is free for both TCP and UDP on 127.0.0.1.
+func bindable(port int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	u, err := net.ListenPacket("udp", addr)
 	l.Close()
 	if err != nil {
-		return 0, err
+		return false
 	}
 	u.Close()
-	return port, nil
+	return true
 }
 
 // gossipKey is shared by all agents of a test cluster.
