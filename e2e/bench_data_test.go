@@ -22,7 +22,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -134,56 +133,22 @@ func (p *ackProxy) refusals(typ string, since time.Time) int {
 // ackProxy.
 type benchApp struct {
 	*node
-	appPort int
-	proxy   *ackProxy
-
-	app     *exec.Cmd
-	appLog  *os.File
-	appDone chan struct{}
+	kvappProcess
+	proxy *ackProxy
 }
 
-func (a *benchApp) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", a.appPort) }
-
-// addBenchApp declares an agent wired to a kvapp (not started).
+// addBenchApp declares an agent wired to a kvapp (not started). The kvapp
+// logs at info level: debug lines for every write would cost the CPU the
+// timings are about.
 func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *benchApp {
-	a := &benchApp{appPort: freePort(tb)}
+	a := &benchApp{kvappProcess: kvappProcess{appPort: freePort(tb), logLevel: "info"}}
 	a.proxy = newAckProxy(tb, "http://"+a.appAddr()+"/steward/events")
-	extra = append(slices.Clone(extra),
-		"-webhook-url", a.proxy.srv.URL+"/steward/events",
-		"-app-addr", a.appAddr(),
-		"-app-health-url", "http://"+a.appAddr()+"/healthz",
-		"-webhook-secret", testWebhookSecret)
-	a.node = c.add(id, extra...)
+	a.node = c.add(id, append(slices.Clone(extra), a.agentAppFlags(a.proxy.srv.URL+"/steward/events")...)...)
 	tb.Cleanup(a.killApp)
 	return a
 }
 
-// startApp runs the kvapp at info level (debug lines for every write would
-// cost the CPU the timings are about).
-func (a *benchApp) startApp(tb testing.TB) {
-	tb.Helper()
-	f, err := os.OpenFile(a.dataDir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(kvappBin, "--addr", a.appAddr(), "--agent", "http://"+a.apiAddr(), "--webhook-secret", testWebhookSecret, "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	a.app, a.appLog, a.appDone = cmd, f, done
-	go func() { cmd.Wait(); close(done) }()
-}
-
-func (a *benchApp) killApp() {
-	if a.app != nil {
-		_ = a.app.Process.Signal(syscall.SIGKILL)
-		<-a.appDone
-		a.app = nil
-		a.appLog.Close()
-	}
-}
+func (a *benchApp) startApp(tb testing.TB) { a.runApp(tb, a.apiAddr(), a.dataDir+".app.log") }
 
 // killNode SIGKILLs app and agent together, as a machine loss does.
 func (a *benchApp) killNode() {
@@ -949,11 +914,8 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 		}
 		exits = append(exits, time.Since(t0))
 		tApp := time.Now()
-		a.app.Process.Signal(syscall.SIGTERM)
-		<-a.appDone
+		a.stopApp(syscall.SIGTERM)
 		appStops = append(appStops, time.Since(tApp))
-		a.app = nil
-		a.appLog.Close()
 		t1 := time.Now()
 		a.startApp(b)
 		startBench(a.node, "local", "-join", appsWithout(apps, a)[0].gossipAddr())

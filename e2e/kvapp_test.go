@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -99,57 +100,76 @@ func (p *webhookProxy) serve(w http.ResponseWriter, r *http.Request) {
 	w.Write(out)
 }
 
-// appNode is an agent with its kvapp.
-type appNode struct {
-	*node
-	appPort int
-	proxy   *webhookProxy
-	app     *exec.Cmd
-	appLog  *os.File
-	appDone chan struct{}
+// kvappProcess is the kvapp next to one agent; tests and benchmarks embed
+// it beside the agent's *node.
+type kvappProcess struct {
+	appPort  int
+	logLevel string // debug for tests, info for benchmarks
+	app      *exec.Cmd
+	appLog   *os.File
+	appDone  chan struct{}
 }
 
-func (a *appNode) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", a.appPort) }
+func (p *kvappProcess) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", p.appPort) }
+
+// agentAppFlags are the agent flags that bind it to its kvapp, its
+// webhooks going to webhookURL.
+func (p *kvappProcess) agentAppFlags(webhookURL string) []string {
+	return []string{
+		"-webhook-url", webhookURL,
+		"-app-addr", p.appAddr(),
+		"-app-health-url", "http://" + p.appAddr() + "/healthz",
+		"-webhook-secret", testWebhookSecret,
+	}
+}
+
+// runApp starts the kvapp for the agent at apiAddr, logging to logPath.
+func (p *kvappProcess) runApp(tb testing.TB, apiAddr, logPath string) {
+	tb.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(kvappBin, "--addr", p.appAddr(), "--agent", "http://"+apiAddr, "--webhook-secret", testWebhookSecret, "--log-level", p.logLevel)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	done := make(chan struct{})
+	p.app, p.appLog, p.appDone = cmd, f, done
+	go func() { cmd.Wait(); close(done) }()
+}
+
+// stopApp sends sig to the kvapp, if running, and waits for it to exit.
+func (p *kvappProcess) stopApp(sig syscall.Signal) {
+	if p.app == nil {
+		return
+	}
+	_ = p.app.Process.Signal(sig)
+	<-p.appDone
+	p.app = nil
+	p.appLog.Close()
+}
+
+func (p *kvappProcess) killApp() { p.stopApp(syscall.SIGKILL) }
+
+// appNode is an agent with its kvapp, its webhooks going through a proxy
+// that checks every signature.
+type appNode struct {
+	*node
+	kvappProcess
+	proxy *webhookProxy
+}
 
 func addAppNode(t *testing.T, c *cluster, id string, extra ...string) *appNode {
-	appPort := freePort(t)
-	an := &appNode{appPort: appPort}
+	an := &appNode{kvappProcess: kvappProcess{appPort: freePort(t), logLevel: "debug"}}
 	an.proxy = newWebhookProxy(t, "http://"+an.appAddr()+"/steward/events")
-	extra = append(extra,
-		"-webhook-url", an.proxy.srv.URL+"/steward/events",
-		"-app-addr", an.appAddr(),
-		"-app-health-url", "http://"+an.appAddr()+"/healthz",
-		"-webhook-secret", testWebhookSecret)
-	an.node = c.add(id, extra...)
+	an.node = c.add(id, append(slices.Clone(extra), an.agentAppFlags(an.proxy.srv.URL+"/steward/events")...)...)
 	t.Cleanup(an.killApp)
 	return an
 }
 
-func (a *appNode) startApp(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile(a.dataDir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(kvappBin, "--addr", a.appAddr(), "--agent", "http://"+a.apiAddr(), "--webhook-secret", testWebhookSecret, "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	a.app, a.appLog = cmd, f
-	done := make(chan struct{})
-	a.appDone = done
-	go func() { cmd.Wait(); close(done) }()
-}
-
-func (a *appNode) killApp() {
-	if a.app != nil {
-		_ = a.app.Process.Signal(syscall.SIGKILL)
-		<-a.appDone
-		a.app = nil
-		a.appLog.Close()
-	}
-}
+func (a *appNode) startApp(t *testing.T) { a.runApp(t, a.apiAddr(), a.dataDir+".app.log") }
 
 // killNode SIGKILLs agent and app together, as a machine loss does.
 func (a *appNode) killNode() {

@@ -69,10 +69,7 @@ func TestRollingRestartUnderWrites(t *testing.T) {
 		if err := n.stop(60 * time.Second); err != nil {
 			t.Fatalf("SIGTERM %s: %v", n.id, err)
 		}
-		n.app.Process.Signal(syscall.SIGTERM)
-		<-n.appDone
-		n.app = nil
-		n.appLog.Close()
+		n.stopApp(syscall.SIGTERM)
 		n.startApp(t)
 		n.start("-join", liveNodes()[0].gossipAddr())
 		mu.Lock()
