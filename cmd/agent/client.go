@@ -200,18 +200,28 @@ func cmdMaintenance(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	cf, err := parseClientFlags("status", args, stderr)
+// show is the common part of the read-only client commands: parse the
+// client flags, fetch path into out, and with -json print the agent's
+// answer as it is (done is then true: nothing more to print).
+func show(name, path string, args []string, stdout, stderr io.Writer, out any) (done bool, err error) {
+	cf, err := parseClientFlags(name, args, stderr)
 	if err != nil {
-		return err
+		return false, err
 	}
-	var st statusResponse
-	raw, err := cf.get("/v1/status", &st)
+	raw, err := cf.get(path, out)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if cf.json {
 		_, err = stdout.Write(raw)
+		return true, err
+	}
+	return false, nil
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) error {
+	var st statusResponse
+	if done, err := show("status", "/v1/status", args, stdout, stderr, &st); done || err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -235,19 +245,10 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdMembers(args []string, stdout, stderr io.Writer) error {
-	cf, err := parseClientFlags("members", args, stderr)
-	if err != nil {
-		return err
-	}
 	var resp struct {
 		Members []memberView `json:"members"`
 	}
-	raw, err := cf.get("/v1/members", &resp)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		_, err = stdout.Write(raw)
+	if done, err := show("members", "/v1/members", args, stdout, stderr, &resp); done || err != nil {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -260,17 +261,8 @@ func cmdMembers(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdPartitions(args []string, stdout, stderr io.Writer) error {
-	cf, err := parseClientFlags("partitions", args, stderr)
-	if err != nil {
-		return err
-	}
 	var resp partitionsResponse
-	raw, err := cf.get("/v1/partitions", &resp)
-	if err != nil {
-		return err
-	}
-	if cf.json {
-		_, err = stdout.Write(raw)
+	if done, err := show("partitions", "/v1/partitions", args, stdout, stderr, &resp); done || err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%d partitions, replication factor %d\n\n", resp.Settings.Partitions, resp.Settings.ReplicationFactor)
