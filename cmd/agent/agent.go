@@ -206,7 +206,6 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("gossip-events", a.gossipEventLoop)
 	a.goLoop("leader", a.leaderLoop)
 	a.goLoop("readiness", a.readinessLoop)
-	a.goLoop("state-watch", a.stateWatchLoop)
 	a.goLoop("verdicts", a.verdictLoop)
 	a.goLoop("quorum", a.quorumLoop)
 	a.goLoop("suspects", a.suspectPublisher)
@@ -545,18 +544,6 @@ func (a *Agent) gossipEventLoop() {
 			a.metrics.gossipEvents.WithLabelValues(ev.Type.String()).Inc()
 			a.observeGossip(ev)
 			a.log.Debug("gossip event", "type", ev.Type.String(), "peer", ev.Node.ID, "addr", ev.Node.Addr)
-			a.kickLeader()
-		}
-	}
-}
-
-// stateWatchLoop wakes the leader whenever the replicated state changes.
-func (a *Agent) stateWatchLoop() {
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-a.raft.Changes():
 			a.kickLeader()
 		}
 	}

@@ -164,6 +164,7 @@ func (a *Agent) leaderLoop() {
 			}
 			leading = l
 		case <-a.kick:
+		case <-a.raft.Changes():
 		case <-ticker.C:
 		}
 		if leading && a.raft.IsLeader() {
