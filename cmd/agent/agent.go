@@ -84,8 +84,9 @@ type Agent struct {
 	// before that the partition table is not served.
 	ready atomic.Bool
 
-	// kick wakes the leader's reconcile loop early (gossip event, state
-	// change); buffered 1, coalescing.
+	// kick wakes the leader's reconcile loop early (gossip event, health
+	// verdict, app health change); buffered 1, coalescing. State changes
+	// wake it through raft's own notifications.
 	kick chan struct{}
 
 	// stable tracks, on the leader, since when each raft server has been
