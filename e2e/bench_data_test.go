@@ -141,9 +141,10 @@ type benchApp struct {
 // logs at info level: debug lines for every write would cost the CPU the
 // timings are about.
 func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *benchApp {
-	a := &benchApp{kvappProcess: kvappProcess{appPort: freePort(tb), logLevel: "info"}}
+	pl := c.nextPlacement()
+	a := &benchApp{kvappProcess: kvappProcess{appPlace: pl, appPort: freePort(tb), logLevel: "info"}}
 	a.proxy = newAckProxy(tb, "http://"+a.appAddr()+"/steward/events")
-	a.node = c.add(id, append(slices.Clone(extra), a.agentAppFlags(a.proxy.srv.URL+"/steward/events")...)...)
+	a.node = c.addAt(pl, id, append(slices.Clone(extra), a.agentAppFlags(a.proxy.srv.URL+"/steward/events")...)...)
 	tb.Cleanup(a.killApp)
 	return a
 }

@@ -1,5 +1,7 @@
 // Package e2e runs the real agent binary: several processes on 127.0.0.1
-// with free ports, started, killed, paused and restarted by the tests.
+// with free ports, started, killed, paused and restarted by the tests. A
+// cluster with network faults (see netfault_test.go) runs each node on its
+// own loopback address and uid instead.
 package e2e
 
 import (
@@ -45,6 +47,12 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "building", pkg+":", err)
 			os.Exit(1)
 		}
+	}
+	// Nodes of a cluster with network faults run as their own uid: they
+	// must be able to reach and run the binaries.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -118,8 +126,9 @@ var gossipKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef012345
 
 // node is one agent process and its settings.
 type node struct {
-	t          testing.TB
-	id         string
+	t  testing.TB
+	id string
+	placement
 	dataDir    string
 	gossipPort int
 	raftPort   int
@@ -139,12 +148,48 @@ type node struct {
 	exitErr error
 }
 
+// placement is where a node's processes (agent and app) run: the address
+// they bind and the uid they run as. The zero uid is the test's own: the
+// default placement is 127.0.0.1 as the test's user.
+type placement struct {
+	host string
+	uid  int
+}
+
+// defaultPlacement is where nodes run unless their cluster has network
+// faults.
+var defaultPlacement = placement{host: "127.0.0.1"}
+
+// runAs makes cmd run as the placement's uid (and gid), if it has one.
+func (pl placement) runAs(cmd *exec.Cmd) {
+	if pl.uid == 0 {
+		return
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(pl.uid), Gid: uint32(pl.uid)}}
+}
+
+// ownDir creates dir (if missing) owned by the placement's uid with mode
+// 0700: the agent refuses a data dir another user owns, and an app of the
+// node needs its own dirs too. With the test's own uid it only creates it.
+func (pl placement) ownDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if pl.uid == 0 {
+		return nil
+	}
+	return os.Chown(dir, pl.uid, pl.uid)
+}
+
 // cluster is a set of agents of one test or benchmark trial; Cleanup
 // kills them all.
 type cluster struct {
 	t     testing.TB
 	dir   string
 	nodes []*node
+	// faults, once set by newNetFaults, places every node added afterwards
+	// on its own address and uid.
+	faults *netFaults
 }
 
 func newCluster(t testing.TB) *cluster {
@@ -175,8 +220,22 @@ func (c *cluster) close() {
 
 // add declares a node with fresh ports and data dir; it is not started.
 func (c *cluster) add(id string, extra ...string) *node {
+	return c.addAt(c.nextPlacement(), id, extra...)
+}
+
+// nextPlacement is where the next node of the cluster runs: 127.0.0.1 as
+// the test's user, or with network faults a fresh address and uid.
+func (c *cluster) nextPlacement() placement {
+	if c.faults == nil {
+		return defaultPlacement
+	}
+	return c.faults.place()
+}
+
+// addAt declares a node placed at pl (see nextPlacement); it is not started.
+func (c *cluster) addAt(pl placement, id string, extra ...string) *node {
 	n := &node{
-		t: c.t, id: id, dataDir: filepath.Join(c.dir, id),
+		t: c.t, id: id, placement: pl, dataDir: filepath.Join(c.dir, id),
 		gossipPort: freePort(c.t), raftPort: freePort(c.t), httpPort: freePort(c.t),
 		extraArgs: extra, profile: "local", logLevel: "debug",
 	}
@@ -184,8 +243,8 @@ func (c *cluster) add(id string, extra ...string) *node {
 	return n
 }
 
-func (n *node) gossipAddr() string { return fmt.Sprintf("127.0.0.1:%d", n.gossipPort) }
-func (n *node) apiAddr() string    { return fmt.Sprintf("127.0.0.1:%d", n.httpPort) }
+func (n *node) gossipAddr() string { return net.JoinHostPort(n.host, strconv.Itoa(n.gossipPort)) }
+func (n *node) apiAddr() string    { return net.JoinHostPort(n.host, strconv.Itoa(n.httpPort)) }
 
 // start runs the agent binary with the node's settings.
 func (n *node) start(args ...string) {
@@ -193,13 +252,21 @@ func (n *node) start(args ...string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	all := []string{"run",
-		"-node-id", n.id, "-data-dir", n.dataDir, "-bind", "127.0.0.1",
+		"-node-id", n.id, "-data-dir", n.dataDir, "-bind", n.host,
 		"-gossip-port", strconv.Itoa(n.gossipPort), "-raft-port", strconv.Itoa(n.raftPort),
 		"-http-addr", n.apiAddr(), "-encrypt", gossipKey, "-profile", n.profile, "-log-level", n.logLevel,
 	}
 	all = append(all, n.extraArgs...)
 	all = append(all, args...)
 	cmd := exec.Command(agentBin, all...)
+	n.runAs(cmd)
+	if n.uid != 0 {
+		// Created (again, after a test wiped it) for the node's uid: the
+		// agent could not create it in the test's private temp dir.
+		if err := n.ownDir(n.dataDir); err != nil {
+			n.t.Fatal(err)
+		}
+	}
 	if n.logFile == nil {
 		f, err := os.Create(n.dataDir + ".log")
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -103,6 +104,9 @@ func (p *webhookProxy) serve(w http.ResponseWriter, r *http.Request) {
 // kvappProcess is the kvapp next to one agent; tests and benchmarks embed
 // it beside the agent's *node.
 type kvappProcess struct {
+	// appPlace is the node's placement: the app binds its address and runs
+	// as its uid, so that a network fault cuts the app with its agent.
+	appPlace placement
 	appPort  int
 	logLevel string // debug for tests, info for benchmarks
 	app      *exec.Cmd
@@ -110,7 +114,13 @@ type kvappProcess struct {
 	appDone  chan struct{}
 }
 
-func (p *kvappProcess) appAddr() string { return fmt.Sprintf("127.0.0.1:%d", p.appPort) }
+func (p *kvappProcess) appAddr() string {
+	host := p.appPlace.host
+	if host == "" {
+		host = defaultPlacement.host
+	}
+	return net.JoinHostPort(host, strconv.Itoa(p.appPort))
+}
 
 // agentAppFlags are the agent flags that bind it to its kvapp, its
 // webhooks going to webhookURL.
@@ -131,6 +141,7 @@ func (p *kvappProcess) runApp(tb testing.TB, apiAddr, logPath string) {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(kvappBin, "--addr", p.appAddr(), "--agent", "http://"+apiAddr, "--webhook-secret", testWebhookSecret, "--log-level", p.logLevel)
+	p.appPlace.runAs(cmd)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -162,9 +173,10 @@ type appNode struct {
 }
 
 func addAppNode(t *testing.T, c *cluster, id string, extra ...string) *appNode {
-	an := &appNode{kvappProcess: kvappProcess{appPort: freePort(t), logLevel: "debug"}}
+	pl := c.nextPlacement()
+	an := &appNode{kvappProcess: kvappProcess{appPlace: pl, appPort: freePort(t), logLevel: "debug"}}
 	an.proxy = newWebhookProxy(t, "http://"+an.appAddr()+"/steward/events")
-	an.node = c.add(id, append(slices.Clone(extra), an.agentAppFlags(an.proxy.srv.URL+"/steward/events")...)...)
+	an.node = c.addAt(pl, id, append(slices.Clone(extra), an.agentAppFlags(an.proxy.srv.URL+"/steward/events")...)...)
 	t.Cleanup(an.killApp)
 	return an
 }
