@@ -422,6 +422,8 @@ func (n *Node) handleControl(c controlConn) {
 		c.conn.Write(answer)
 	case kindForward:
 		n.serveForward(c.conn)
+	case kindLease:
+		n.serveLease(c)
 	}
 }
 

@@ -87,6 +87,11 @@ type Node struct {
 	controlConns  map[net.Conn]struct{}
 	controlClosed bool
 
+	// leaseGranter answers lease requests while this server leads
+	// (SetLeaseGranter); nil refuses them.
+	leaseMu      sync.Mutex
+	leaseGranter LeaseGranter
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownCh   chan struct{}
@@ -406,6 +411,9 @@ type Stats struct {
 	// 0 on the leader, -1 if the server never heard from one.
 	LastContact time.Duration `json:"last_contact"`
 }
+
+// Term is raft's current term.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
 
 // Stats returns raft's counters.
 func (n *Node) Stats() Stats {

@@ -23,6 +23,8 @@ import (
 //     rpcTimeoutNow=3 and rpcRequestPreVote=4.
 //   - kindForward: a follower forwarding a write to the leader.
 //   - kindPing: an agent probing another.
+//   - kindLease: an agent renewing its primary lease with the leader
+//     (lease.go).
 //
 // Steward's bytes sit far above raft's range, and every byte that is not one
 // of them goes to raft, so an RPC type added by a later raft still works.
@@ -244,7 +246,7 @@ func (t *tcpStreamLayer) classify(raw net.Conn) {
 	raw.SetDeadline(time.Time{})
 
 	switch first[0] {
-	case kindForward, kindPing:
+	case kindForward, kindPing, kindLease:
 		select {
 		case t.control <- controlConn{kind: first[0], conn: conn}:
 		case <-t.closed:

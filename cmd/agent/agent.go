@@ -84,6 +84,12 @@ type Agent struct {
 	// before that the partition table is not served.
 	ready atomic.Bool
 
+	// leaseTimings, leases and lease are the primary leases (lease.go):
+	// the leader's ledger of grants and this agent's own grant.
+	leaseTimings leaseTimings
+	leases       *leaseLedger
+	lease        heldLease
+
 	// kick wakes the leader's reconcile loop early (gossip event, health
 	// verdict, app health change); buffered 1, coalescing. State changes
 	// wake it through raft's own notifications.
@@ -179,6 +185,9 @@ func (a *Agent) Start() (err error) {
 		return err
 	}
 	a.monitor = health.NewMonitor(hc, peerProber{a: a}, health.SystemClock())
+	a.leaseTimings = leaseTimingsFor(hc)
+	a.leases = newLeaseLedger(a.leaseTimings)
+	a.raft.SetLeaseGranter(a.grantLease)
 	if a.cfg.AppHealthURL != "" {
 		ac := health.AppConfigFrom(hc)
 		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())
@@ -210,6 +219,8 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("verdicts", a.verdictLoop)
 	a.goLoop("quorum", a.quorumLoop)
 	a.goLoop("suspects", a.suspectPublisher)
+	a.goLoop("lease", a.leaseLoop)
+	a.goLoop("lease-verify", a.leaseVerifyLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),

@@ -43,6 +43,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/members", a.handleMembers)
 	mux.HandleFunc("GET /v1/partitions", a.handlePartitions)
 	mux.HandleFunc("GET /v1/raft", a.handleRaft)
+	mux.HandleFunc("GET /v1/lease", a.handleLease)
 	mux.HandleFunc("GET /ui", a.handleUI)
 	mux.HandleFunc("GET /v1/plan", a.handlePlan)
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
@@ -92,10 +93,19 @@ type statusResponse struct {
 	Voter        bool   `json:"voter"`
 	RaftHasState bool   `json:"raft_has_state"`
 	Bootstrapped bool   `json:"bootstrapped"`
-	Ready        bool   `json:"ready"`
-	Members      int    `json:"members"`
-	Partitions   int    `json:"partitions"`
-	Version      string `json:"version"`
+	// Ready: caught up with the cluster and in contact with its leader;
+	// NotReady says why not.
+	Ready    bool   `json:"ready"`
+	NotReady string `json:"not_ready,omitempty"`
+	// LeaderContactMS is how long ago the leader last answered this agent
+	// (-1: never); beyond the lease duration the agent's view may be stale.
+	LeaderContactMS int64 `json:"leader_contact_ms"`
+	// LeasePrimaries counts the partitions this node's app may serve as
+	// primary now (its lease).
+	LeasePrimaries int    `json:"lease_primaries"`
+	Members        int    `json:"members"`
+	Partitions     int    `json:"partitions"`
+	Version        string `json:"version"`
 	// Quorum is "ok", or "lost" while no leader has been seen for longer
 	// than the election timeout (then nothing is removed).
 	Quorum string `json:"quorum"`
@@ -122,7 +132,6 @@ func (a *Agent) status() statusResponse {
 		CommitIndex:  st.CommitIndex,
 		LastIndex:    st.LastIndex,
 		RaftHasState: a.raft.HasState() || st.LastIndex > 0,
-		Ready:        a.ready.Load(),
 		Version:      Version,
 		Quorum:       "ok",
 		AppHealthy:   !a.appUnhealthy.Load(),
@@ -130,6 +139,13 @@ func (a *Agent) status() statusResponse {
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"
 	}
+	lv := a.lease.view(time.Now())
+	out.LeaderContactMS = -1
+	if lv.ContactAge >= 0 {
+		out.LeaderContactMS = lv.ContactAge.Milliseconds()
+	}
+	out.LeasePrimaries = len(lv.Primaries)
+	out.Ready, out.NotReady = a.readiness()
 	if a.deliverer != nil {
 		out.UndeliveredEvents = a.deliverer.Pending()
 	}
@@ -276,6 +292,9 @@ func loadByNode(c *failover.Cluster) (primaries, copies map[string]int) {
 
 // partitionsResponse is GET /v1/partitions.
 type partitionsResponse struct {
+	// Stale is set when the table was asked for with ?stale=true while
+	// this agent is out of contact with the leader.
+	Stale      bool                 `json:"stale,omitempty"`
 	Settings   failover.Settings    `json:"settings"`
 	Partitions []failover.Partition `json:"partitions"`
 	Balance    []nodeLoad           `json:"balance"`
@@ -294,6 +313,16 @@ func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out partitionsResponse
+	if !a.inContact() {
+		// Never present a table that may be stale as current: a cut-off
+		// or paused agent's table misses whatever the majority decided.
+		if r.URL.Query().Get("stale") != "true" {
+			_, why := a.readiness()
+			writeError(w, http.StatusServiceUnavailable, why+"; the table may be stale (?stale=true shows it anyway)")
+			return
+		}
+		out.Stale = true
+	}
 	a.raft.Read(func(c *failover.Cluster) {
 		if !c.Bootstrapped {
 			return

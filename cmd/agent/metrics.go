@@ -131,7 +131,10 @@ var (
 		"Partitions whose primary is on a node.", []string{"node"}, nil)
 	descCopies = prometheus.NewDesc("steward_partitions_copies",
 		"Copies (primary included) of partitions held by a node.", []string{"node"}, nil)
-	descReady = prometheus.NewDesc("steward_ready", "1 once this agent has caught up and serves the partition table.", nil, nil)
+	descReady = prometheus.NewDesc("steward_ready", "1 while this agent has caught up and is in contact with the leader (its partition table is current).", nil, nil)
+
+	descLeaderContact  = prometheus.NewDesc("steward_leader_contact_age_seconds", "Time since the leader last answered this agent's lease renewal (-1: never).", nil, nil)
+	descLeasePrimaries = prometheus.NewDesc("steward_lease_primaries", "Partitions this node's app may serve as primary now (its primary lease).", nil, nil)
 
 	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
 	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)
@@ -145,7 +148,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries} {
 		ch <- d
 	}
 }
@@ -165,10 +168,17 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descCommitIndex, prometheus.GaugeValue, float64(st.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(descAppliedIdx, prometheus.GaugeValue, float64(st.AppliedIndex))
 	ready := 0.0
-	if a.ready.Load() {
+	if ok, _ := a.readiness(); ok {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
+	lv := a.lease.view(time.Now())
+	contact := -1.0
+	if lv.ContactAge >= 0 {
+		contact = lv.ContactAge.Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(descLeaderContact, prometheus.GaugeValue, contact)
+	ch <- prometheus.MustNewConstMetric(descLeasePrimaries, prometheus.GaugeValue, float64(len(lv.Primaries)))
 	hc := a.monitor.Counters()
 	ch <- prometheus.MustNewConstMetric(descSuspicions, prometheus.CounterValue, float64(hc.Suspicions))
 	ch <- prometheus.MustNewConstMetric(descFailedProbes, prometheus.CounterValue, float64(hc.FailedProbes))

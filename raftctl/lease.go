@@ -1,0 +1,176 @@
+package raftctl
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Primary leases travel on the raft port like forwarded writes:
+//
+//	lease: client: 0xF2, frame(LeaseRequest JSON)   server: frame(leaseResponse JSON)
+//
+// raftctl only carries them: what a lease grants, and when, is decided by
+// the LeaseGranter the agent installs on the leader (SetLeaseGranter).
+const kindLease byte = 0xF2
+
+// LeaseRequest is an agent asking the leader to renew its primary lease.
+type LeaseRequest struct {
+	// NodeID is the logical node ID (-node-id) of the agent asking.
+	NodeID string `json:"node_id"`
+}
+
+// LeaseGrant is the leader's answer to a LeaseRequest.
+type LeaseGrant struct {
+	// Duration is how long the lease lasts, counted by the requesting
+	// agent from the moment it sent its request (never from when the answer
+	// arrived: the request left before the leader decided, so counting
+	// from it can only end the lease early).
+	Duration time.Duration `json:"duration"`
+	// Primaries maps each partition the node may serve as primary to the
+	// epoch at which the leader's state names it primary. A partition the
+	// node is primary of may be missing: its previous holder's lease has
+	// not run out yet.
+	Primaries map[int]uint64 `json:"primaries"`
+	// AppliedIndex is the leader's applied index when it granted.
+	AppliedIndex uint64 `json:"applied_index"`
+}
+
+// LeaseGranter decides a lease on the leader. It is called concurrently,
+// one call per request, and must not block on raft.
+type LeaseGranter func(req LeaseRequest) (LeaseGrant, error)
+
+// ErrNoLease is returned by RequestLease when the server asked is not the
+// leader, has no granter, or refused the request; the error text says why.
+var ErrNoLease = errors.New("raftctl: no lease granted")
+
+// maxLeaseRequest bounds a lease request frame: a node ID and JSON quotes.
+const maxLeaseRequest = 4 << 10
+
+// leaseResponse is the wire form of a grant or a refusal.
+type leaseResponse struct {
+	Grant *LeaseGrant `json:"grant,omitempty"`
+	Error string      `json:"error,omitempty"`
+}
+
+// SetLeaseGranter installs the function that answers lease requests on
+// this server while it leads. Without one, every request is refused.
+func (n *Node) SetLeaseGranter(g LeaseGranter) {
+	n.leaseMu.Lock()
+	n.leaseGranter = g
+	n.leaseMu.Unlock()
+}
+
+// GrantLocal asks this server's own granter, as RequestLease asks a
+// remote one: an agent that leads renews its own lease without a network
+// round trip.
+func (n *Node) GrantLocal(req LeaseRequest) (LeaseGrant, error) {
+	if n.raft.State() != raft.Leader {
+		return LeaseGrant{}, fmt.Errorf("%w: %w", ErrNoLease, ErrNotLeader)
+	}
+	n.leaseMu.Lock()
+	g := n.leaseGranter
+	n.leaseMu.Unlock()
+	if g == nil {
+		return LeaseGrant{}, fmt.Errorf("%w: the leader grants no leases", ErrNoLease)
+	}
+	grant, err := g(req)
+	if err != nil {
+		return LeaseGrant{}, fmt.Errorf("%w: %w", ErrNoLease, err)
+	}
+	return grant, nil
+}
+
+// RequestLease asks the server at addr (the leader's raft address) for a
+// lease. ctx bounds the exchange; without a deadline TransportTimeout does.
+func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) (LeaseGrant, error) {
+	if !n.running() {
+		return LeaseGrant{}, ErrShutdown
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return LeaseGrant{}, err
+	}
+	conn, stop, err := n.dialControl(ctx, addr, n.cfg.TransportTimeout)
+	if err != nil {
+		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, err)
+	}
+	defer conn.Close()
+	defer stop()
+	msg := append([]byte{kindLease}, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
+	if _, err := conn.Write(append(msg, body...)); err != nil {
+		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, ctxError(ctx, err))
+	}
+	answer, err := readFrame(conn)
+	if err != nil {
+		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: no answer: %w", addr, ctxError(ctx, err))
+	}
+	var resp leaseResponse
+	if err := json.Unmarshal(answer, &resp); err != nil {
+		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: bad answer: %w", addr, err)
+	}
+	if resp.Grant == nil {
+		return LeaseGrant{}, fmt.Errorf("%w by %s: %s", ErrNoLease, addr, resp.Error)
+	}
+	return *resp.Grant, nil
+}
+
+// serveLease answers one lease request.
+func (n *Node) serveLease(c controlConn) {
+	remote := c.conn.RemoteAddr().String()
+	data, err := readFrame(c.conn)
+	if err != nil {
+		n.logger.Debug("dropped a lease request", "remote", remote, "error", err)
+		return
+	}
+	var resp leaseResponse
+	var req LeaseRequest
+	switch {
+	case len(data) > maxLeaseRequest:
+		resp.Error = fmt.Sprintf("lease request of %d bytes (at most %d)", len(data), maxLeaseRequest)
+	case json.Unmarshal(data, &req) != nil || req.NodeID == "":
+		resp.Error = `lease request must be {"node_id": "..."}`
+	default:
+		if grant, err := n.GrantLocal(req); err != nil {
+			resp.Error = err.Error()
+		} else {
+			resp.Grant = &grant
+		}
+	}
+	body, err := json.Marshal(resp)
+	if err != nil {
+		n.logger.Error("cannot encode a lease answer", "remote", remote, "error", err)
+		return
+	}
+	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
+	if err := writeFrame(c.conn, body); err != nil {
+		n.logger.Debug("cannot answer a lease request", "remote", remote, "error", err)
+	}
+}
+
+// VerifyLeader checks with a quorum that this server is still the leader.
+// It returns nil only if a majority acknowledged its term after the call
+// began: no other leader can have been elected before that moment.
+func (n *Node) VerifyLeader(timeout time.Duration) error {
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			return mapRaftError(err)
+		}
+		return nil
+	case <-t.C:
+		return fmt.Errorf("raftctl: leadership not verified within %s", timeout)
+	case <-n.shutdownCh:
+		return ErrShutdown
+	}
+}
