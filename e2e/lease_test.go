@@ -1,0 +1,257 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// leaseInterval is a stretch of time, on the test's monotonic clock, during
+// which an app polling its agent as hooks.LeaseKeeper does could serve a
+// partition as primary: from the moment the answer arrived to the moment
+// the poll was sent plus the remaining time the answer gave.
+type leaseInterval struct {
+	node     string
+	from, to time.Time
+}
+
+// leaseWatch polls every agent's GET /v1/lease, as each app does, and
+// records per partition the intervals each node could serve it.
+type leaseWatch struct {
+	mu          sync.Mutex
+	byPartition map[int][]leaseInterval
+	polls       map[string]int
+	stopCh      chan struct{}
+	wg          sync.WaitGroup
+}
+
+func watchLeases(nodes []*node) *leaseWatch {
+	w := &leaseWatch{byPartition: map[int][]leaseInterval{}, polls: map[string]int{}, stopCh: make(chan struct{})}
+	client := &http.Client{Timeout: 300 * time.Millisecond}
+	for _, n := range nodes {
+		w.wg.Add(1)
+		go func() {
+			defer w.wg.Done()
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-w.stopCh:
+					return
+				case <-tick.C:
+				}
+				w.pollOnce(client, n)
+			}
+		}()
+	}
+	return w
+}
+
+func (w *leaseWatch) pollOnce(client *http.Client, n *node) {
+	sent := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.apiAddr()+"/v1/lease", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Valid       bool              `json:"valid"`
+		RemainingMS int64             `json:"remaining_ms"`
+		Primaries   map[string]uint64 `json:"primaries"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&l) != nil {
+		return
+	}
+	got := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.polls[n.id]++
+	if !l.Valid {
+		return
+	}
+	until := sent.Add(time.Duration(l.RemainingMS) * time.Millisecond)
+	for ps := range l.Primaries {
+		p, _ := strconv.Atoi(ps)
+		w.byPartition[p] = append(w.byPartition[p], leaseInterval{node: n.id, from: got, to: until})
+	}
+}
+
+func (w *leaseWatch) stop() {
+	close(w.stopCh)
+	w.wg.Wait()
+}
+
+// holders returns, per partition, the node whose lease on it was seen last.
+func (w *leaseWatch) holders() map[int]string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[int]string{}
+	for p, ivs := range w.byPartition {
+		last := ivs[0]
+		for _, iv := range ivs {
+			if iv.from.After(last.from) {
+				last = iv
+			}
+		}
+		out[p] = last.node
+	}
+	return out
+}
+
+// overlaps lists every pair of different nodes whose leases on one
+// partition overlapped: two apps that could both have served it as primary
+// at the same instant.
+func (w *leaseWatch) overlaps() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for p, ivs := range w.byPartition {
+		merged := mergeIntervals(ivs)
+		for i := range merged {
+			for j := i + 1; j < len(merged); j++ {
+				a, b := merged[i], merged[j]
+				if a.node != b.node && a.from.Before(b.to) && b.from.Before(a.to) {
+					out = append(out, fmt.Sprintf("partition %d: %s and %s overlap by %v", p, a.node, b.node,
+						minTime(a.to, b.to).Sub(maxTime(a.from, b.from))))
+				}
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// mergeIntervals joins each node's overlapping or touching intervals.
+func mergeIntervals(ivs []leaseInterval) []leaseInterval {
+	byNode := map[string][]leaseInterval{}
+	for _, iv := range ivs {
+		byNode[iv.node] = append(byNode[iv.node], iv)
+	}
+	var out []leaseInterval
+	for _, list := range byNode {
+		sort.Slice(list, func(i, j int) bool { return list[i].from.Before(list[j].from) })
+		cur := list[0]
+		for _, iv := range list[1:] {
+			if !iv.from.After(cur.to) {
+				cur.to = maxTime(cur.to, iv.to)
+				continue
+			}
+			out = append(out, cur)
+			cur = iv
+		}
+		out = append(out, cur)
+	}
+	return out
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// primaryHolder returns a node other than skip that the table names
+// primary of at least one partition.
+func primaryHolder(t *testing.T, nodes []*node, skip *node) *node {
+	t.Helper()
+	pt, err := nodes[0].partitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, p := range pt.Partitions {
+		count[p.Primary]++
+	}
+	for _, n := range nodes {
+		if n != skip && count[n.id] > 0 {
+			return n
+		}
+	}
+	t.Fatal("no node other than the leader holds a primary")
+	return nil
+}
+
+// waitEveryPartitionLeased waits until every partition has been seen
+// leased to some node since the watch began (the cluster serves again).
+func waitEveryPartitionLeased(t *testing.T, w *leaseWatch, partitions int, gone ...*node) {
+	t.Helper()
+	eventually(t, 30*time.Second, "every partition leased to a live node", func() error {
+		h := w.holders()
+		for p := 0; p < partitions; p++ {
+			node, ok := h[p]
+			if !ok {
+				return fmt.Errorf("partition %d never leased", p)
+			}
+			for _, g := range gone {
+				if node == g.id {
+					return fmt.Errorf("partition %d last leased to %s", p, node)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestAPausedPrimaryAndAPausedLeaderNeverShareALease(t *testing.T) {
+	c := newCluster(t)
+	nodes := formCluster(t, c, 5, "-partitions", "32")
+	waitVoters(t, nodes, 5)
+	leader := leaderOf(t, nodes)
+	w := watchLeases(nodes)
+	defer w.stop()
+	waitEveryPartitionLeased(t, w, 32)
+
+	// A follower's agent that holds primaries stops for 5 s: the cluster
+	// fails it over, and its successors are leased its partitions only
+	// once its own lease has run out.
+	victim := primaryHolder(t, nodes, leader)
+	victim.signal(syscall.SIGSTOP)
+	survivors := without(nodes, victim)
+	waitFailedAndRemoved(t, survivors, victim)
+	waitEveryPartitionLeased(t, w, 32, victim)
+	victim.signal(syscall.SIGCONT)
+
+	// The leader's agent stops for 5 s: a new leader grants nothing until
+	// the old leader's grants have run out.
+	leader.signal(syscall.SIGSTOP)
+	eventually(t, 30*time.Second, "a new leader among the others", func() error {
+		for _, n := range without(nodes, leader) {
+			st, err := n.status()
+			if err == nil && st.RaftState == "leader" {
+				return nil
+			}
+		}
+		return fmt.Errorf("no new leader yet")
+	})
+	waitEveryPartitionLeased(t, w, 32, leader)
+	leader.signal(syscall.SIGCONT)
+
+	if o := w.overlaps(); len(o) > 0 {
+		t.Fatalf("two nodes could serve one partition as primary at once:\n%v", o)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, n := range nodes {
+		if w.polls[n.id] == 0 {
+			t.Errorf("no lease poll of %s succeeded: the watch saw nothing", n.id)
+		}
+	}
+}
