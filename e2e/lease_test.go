@@ -255,3 +255,39 @@ func TestAPausedPrimaryAndAPausedLeaderNeverShareALease(t *testing.T) {
 		}
 	}
 }
+
+func TestACutOffPrimaryStopsServingBeforeItsPartitionsAreLeasedElsewhere(t *testing.T) {
+	c := newCluster(t)
+	nf := newNetFaults(t, c)
+	nodes := formCluster(t, c, 5, "-partitions", "32")
+	waitVoters(t, nodes, 5)
+	leader := leaderOf(t, nodes)
+	w := watchLeases(nodes)
+	defer w.stop()
+	waitEveryPartitionLeased(t, w, 32)
+
+	victim := primaryHolder(t, nodes, leader)
+	nf.Isolate(victim)
+	// The cut-off agent says its view may be stale instead of presenting it
+	// as current.
+	eventually(t, 10*time.Second, "the cut-off agent not ready", func() error {
+		st, err := victim.status()
+		if err != nil {
+			return err
+		}
+		if st.Ready {
+			return fmt.Errorf("%s still ready", victim.id)
+		}
+		if _, err := victim.partitions(); err == nil {
+			return fmt.Errorf("%s still serves its partition table as current", victim.id)
+		}
+		return nil
+	})
+	waitFailedAndRemoved(t, without(nodes, victim), victim)
+	waitEveryPartitionLeased(t, w, 32, victim)
+	nf.Heal()
+
+	if o := w.overlaps(); len(o) > 0 {
+		t.Fatalf("two nodes could serve one partition as primary at once:\n%v", o)
+	}
+}
