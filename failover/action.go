@@ -28,6 +28,13 @@ const (
 	// ActionRemoveReplica drops Node from the partition's holders. If Node
 	// is the primary, the partition is left without a primary.
 	ActionRemoveReplica ActionKind = "remove_replica"
+	// ActionDropLostCopy drops Node from the partition's holders because
+	// Node's app reported that it does not have the data (see
+	// CmdCopiesLost, the only command that may carry it). Migrations
+	// copying from Node are cancelled with it: their source has nothing to
+	// give. When no holder that may still have the data is left (alive,
+	// suspect or leaving), the partition is marked DataLost.
+	ActionDropLostCopy ActionKind = "drop_lost_copy"
 )
 
 // Action is one step of a plan for one partition.
@@ -98,6 +105,7 @@ func (c *Cluster) applyAction(p *Partition, a Action, at int64) bool {
 		old := p.Primary
 		p.Replicas = removeAt(p.Replicas, i)
 		p.Primary = a.Node
+		p.DataLost = false
 		if old != "" {
 			p.Replicas = append(p.Replicas, old)
 		}
@@ -141,6 +149,7 @@ func (c *Cluster) applyAction(p *Partition, a Action, at int64) bool {
 		switch {
 		case p.Primary == "":
 			p.Primary = mig.Target
+			p.DataLost = false
 		case mig.Replaces != "" && p.Primary == mig.Replaces:
 			p.Primary = mig.Target
 		default:
@@ -173,6 +182,8 @@ func (c *Cluster) applyAction(p *Partition, a Action, at int64) bool {
 		}
 		p.Replicas = removeAt(p.Replicas, i)
 		return true
+	case ActionDropLostCopy:
+		return c.dropLostCopy(p, a.Node)
 	}
 	return false
 }

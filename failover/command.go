@@ -33,6 +33,13 @@ const (
 	// CmdSetMaintenance switches the cluster-wide maintenance freeze on or
 	// off (Command.Maintenance).
 	CmdSetMaintenance CommandKind = "set_maintenance"
+	// CmdCopiesLost records that the app of Node no longer has copies the
+	// table gives Node (it said so at its start: its data dir was wiped or
+	// lost). Actions are ActionDropLostCopy actions about Node, made by
+	// PlanLostCopies, each compare-and-set on its partition's epoch; a
+	// command with any other action, or about another node, is refused
+	// whole.
+	CmdCopiesLost CommandKind = "copies_lost"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -103,6 +110,9 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		if !cmd.Status.Valid() {
 			return Result{}, fmt.Errorf("failover: unknown status %q", cmd.Status)
 		}
+		if err := onlyPlannerActions(cmd); err != nil {
+			return Result{}, err
+		}
 		if m.Status != cmd.Status {
 			m.Status = cmd.Status
 			m.StatusSince = cmd.At
@@ -128,6 +138,14 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 	case CmdApplyActions:
 		if !c.Bootstrapped {
 			return Result{}, errors.New("failover: actions before bootstrap")
+		}
+		if err := onlyPlannerActions(cmd); err != nil {
+			return Result{}, err
+		}
+		return c.applyActions(cmd.Actions, cmd.At), nil
+	case CmdCopiesLost:
+		if err := c.checkCopiesLost(cmd); err != nil {
+			return Result{}, err
 		}
 		return c.applyActions(cmd.Actions, cmd.At), nil
 	case CmdSetMaintenance:

@@ -128,6 +128,11 @@ type Partition struct {
 	Replicas []string `json:"replicas"`
 	// Migrations are the copies in flight, by target.
 	Migrations []Migration `json:"migrations,omitempty"`
+	// DataLost is set when the last copy that may still have the data was
+	// reported lost by its app (ActionDropLostCopy): the partition keeps no
+	// primary rather than get a new, empty one, until a holder that still
+	// has the data is promoted (a failed holder that comes back).
+	DataLost bool `json:"data_lost,omitempty"`
 }
 
 // Holders returns the primary (if any) followed by the replicas.

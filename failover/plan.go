@@ -32,7 +32,10 @@ import (
 //   - A partition whose copies are all gone gets a migration with no
 //     Source that Replaces the dead primary: when it completes, the target
 //     becomes the (empty) primary. With ReplaceDelay it waits for the delay,
-//     since the old holder may come back with the data.
+//     since the old holder may come back with the data. A partition marked
+//     DataLost (its last copy was reported lost by its app, see lost.go)
+//     never does: it stays without a primary, and counts in no node's
+//     share, until a holder that has the data is back.
 //   - A copy's source is the partition's primary, or, when the primary's
 //     migration slots are taken, another holder with a free slot, a live
 //     replica before a leaving holder (sourceFor): a copy occupies its
@@ -190,6 +193,7 @@ type planner struct {
 	prims     []int
 	busy      []int // migrations in flight per node, as target or source
 	inflight  int
+	lost      int // partitions marked DataLost without a primary
 	copyShare []float64
 	copyQuota []int
 	primShare []float64
@@ -365,6 +369,9 @@ func (p *planner) count() {
 	p.busy = make([]int, n)
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
+		if part.DataLost && part.Primary == "" {
+			p.lost++
+		}
 		if part.Primary != "" {
 			if i, ok := p.idx[part.Primary]; ok {
 				p.prims[i]++
@@ -424,7 +431,9 @@ func (p *planner) computeQuotas() {
 			leaders = append(leaders, i)
 		}
 	}
-	p.copyShare, p.copyQuota = copyShares(len(p.c.Partitions), p.k, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	// A partition whose data is lost gets no copies: it is in nobody's share.
+	holdable := len(p.c.Partitions) - p.lost
+	p.copyShare, p.copyQuota = copyShares(holdable, p.k, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
 	for i, nd := range p.nodes {
 		if nd.hold && !nd.take {
 			// App-unhealthy: keeps what it has, takes nothing new.
@@ -594,6 +603,11 @@ func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]nee
 		}
 	}
 	if promotionsOnly {
+		return true
+	}
+	if part.DataLost && p.source(part) < 0 && !p.hasLeavingSource(part) {
+		// Its last copy was lost by its app: no data is left to copy, and an
+		// empty primary would pass off lost writes as never made.
 		return true
 	}
 	// A copy that can lead is on its way: wait for it.

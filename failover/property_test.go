@@ -137,7 +137,7 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 		s.check("bootstrap")
 		for i, n := 0, rapid.IntRange(1, 8).Draw(rt, "events"); i < n; i++ {
 			s.step()
-			switch rapid.SampledFrom([]string{"join", "join", "fail", "leave", "rejoin", "unhealthy", "healthy"}).Draw(rt, "event") {
+			switch rapid.SampledFrom([]string{"join", "join", "fail", "leave", "rejoin", "unhealthy", "healthy", "lose"}).Draw(rt, "event") {
 			case "join":
 				if len(s.c.Members) >= 20 {
 					continue
@@ -177,6 +177,14 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 				s.apply(Command{Kind: CmdUpsertMember, At: s.now, Member: &m})
 				s.settle()
 				s.check("rejoin " + id)
+			case "lose":
+				id, ok := s.pick("lost", Member.CanHold)
+				if !ok {
+					continue
+				}
+				s.loseCopies(id)
+				s.settle()
+				s.check("copies lost by " + id)
 			case "unhealthy", "healthy":
 				sick := rapid.Bool().Draw(rt, "sick")
 				id, ok := s.pick("app", func(m Member) bool { return m.CanHold() && m.AppUnhealthy != sick })
@@ -189,6 +197,45 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 			}
 		}
 	})
+}
+
+// loseCopies has id's app report that it lost some of the partitions it
+// holds (as after a wiped data dir), and checks the drop: id holds none of
+// them any more, and a partition is marked DataLost exactly when no other
+// holder that may have the data is left.
+func (s *sim) loseCopies(id string) {
+	t, c := s.t, s.c
+	t.Helper()
+	var held []int
+	for _, p := range c.Partitions {
+		if p.Holds(id) {
+			held = append(held, p.ID)
+		}
+	}
+	if len(held) == 0 {
+		return
+	}
+	lost := rapid.SliceOfNDistinct(rapid.SampledFrom(held), 1, len(held), rapid.ID[int]).Draw(t, "lost partitions")
+	wantLost := map[int]bool{}
+	for _, pid := range lost {
+		wantLost[pid] = !c.othersHaveData(&c.Partitions[pid], id)
+	}
+	acts := PlanLostCopies(c, id, lost)
+	if len(acts) != len(lost) {
+		t.Fatalf("%d drops planned for %d lost copies", len(acts), len(lost))
+	}
+	before := epochs(c)
+	s.apply(Command{Kind: CmdCopiesLost, At: s.now, Node: id, Actions: acts})
+	checkEpochs(t, before, c)
+	for _, pid := range lost {
+		p := c.Partitions[pid]
+		if p.Holds(id) {
+			t.Fatalf("partition %d still held by %s after its app lost it", pid, id)
+		}
+		if p.DataLost != wantLost[pid] {
+			t.Fatalf("partition %d: DataLost %v, want %v", pid, p.DataLost, wantLost[pid])
+		}
+	}
 }
 
 // check asserts the converged invariants.
@@ -218,7 +265,21 @@ func (s *sim) check(after string) {
 		}
 	}
 	rf := c.Settings.ReplicationFactor
+	lost := 0
 	for _, p := range c.Partitions {
+		if p.DataLost {
+			// Never an invented primary or copy: nothing is planned for it.
+			if p.Primary != "" || len(p.Migrations) != 0 {
+				t.Fatalf("after %s: lost partition %d has primary %q and %d migrations", after, p.ID, p.Primary, len(p.Migrations))
+			}
+			for _, h := range p.Holders() {
+				if c.Members[h].CanHold() {
+					t.Fatalf("after %s: lost partition %d has a live holder %s that was not promoted", after, p.ID, h)
+				}
+			}
+			lost++
+			continue
+		}
 		switch {
 		case len(lead) > 0:
 			if m, ok := c.Members[p.Primary]; !ok || !m.CanLead() {
@@ -276,14 +337,15 @@ func (s *sim) check(after string) {
 		for i, id := range take {
 			w[i] = float64(c.Members[id].EffectiveWeight())
 		}
-		share := cappedShares(float64(len(c.Partitions)*k), w, float64(len(c.Partitions)))
+		holdable := len(c.Partitions) - lost
+		share := cappedShares(float64(holdable*k), w, float64(holdable))
 		for i, id := range take {
 			if math.Abs(float64(copies[id])-share[i]) >= 1 {
 				t.Fatalf("after %s: %s holds %d copies, weighted share %.3f", after, id, copies[id], share[i])
 			}
 		}
 		if !s.weighted {
-			mean := float64(len(c.Partitions)) / float64(len(take))
+			mean := float64(holdable) / float64(len(take))
 			for _, id := range take {
 				if math.Abs(float64(prims[id])-mean) >= 1 {
 					t.Fatalf("after %s: %s leads %d, mean %.3f", after, id, prims[id], mean)

@@ -99,7 +99,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 // not to have; everything else is reported (a rare spurious notification
 // costs a consumer one needless look at the state).
 func changesState(cmd failover.Command, res failover.Result) bool {
-	if cmd.Kind == failover.CmdApplyActions {
+	if cmd.Kind == failover.CmdApplyActions || cmd.Kind == failover.CmdCopiesLost {
 		return res.Applied > 0
 	}
 	return true
