@@ -14,8 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // ErrUnknownMigration is returned by MigrationCompleted and MigrationFailed
@@ -195,7 +193,7 @@ type Deliverer struct {
 	cfg    Config
 	store  *AckStore
 	sink   CopySink
-	log    hclog.Logger
+	log    Logger
 	client *http.Client
 	now    func() time.Time
 
@@ -230,8 +228,11 @@ type Deliverer struct {
 	toRecord  []ackRecord
 	redeliver map[int]bool    // copies to announce again after a restart
 	completed map[string]bool // migrations reported complete or failed
-	oneOffs   []*oneOff
-	inFlight  int
+	// forgetOnRecord: acknowledgements being recorded when the app reported
+	// its holdings (AppHoldings), with whether it holds the partition.
+	forgetOnRecord map[int]bool
+	oneOffs        []*oneOff
+	inFlight       int
 	// Counters for Stats.
 	deliveries map[DeliveryKey]uint64
 	retries    uint64
@@ -246,7 +247,7 @@ type Deliverer struct {
 // app had answered 202 to before a restart are announced again (same
 // webhook-id), in case the app restarted too. The Deliverer becomes the
 // store's only writer.
-func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logger) (*Deliverer, error) {
+func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger Logger) (*Deliverer, error) {
 	def := DefaultConfig()
 	switch {
 	case cfg.NodeID == "":
@@ -287,13 +288,13 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logge
 		transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	if logger == nil {
-		logger = hclog.NewNullLogger()
+		logger = nopLogger{}
 	}
 	d := &Deliverer{
 		cfg:   cfg,
 		store: store,
 		sink:  sink,
-		log:   logger.Named("hooks"),
+		log:   logger,
 		client: &http.Client{
 			Transport: transport,
 			Timeout:   cfg.Timeout,
@@ -314,7 +315,9 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger hclog.Logge
 		parts:       map[int]*partState{},
 		redeliver:   map[int]bool{},
 		completed:   map[string]bool{},
-		deliveries:  map[DeliveryKey]uint64{},
+
+		forgetOnRecord: map[int]bool{},
+		deliveries:     map[DeliveryKey]uint64{},
 	}
 	for p, a := range store.Snapshot() {
 		d.setAckedLocked(AckChange{Partition: p, Acked: a})
@@ -977,6 +980,11 @@ func (d *Deliverer) recordBatch() {
 	}
 	if err != nil {
 		d.log.Error("cannot record acknowledgements; will deliver them again", "count", len(batch), "error", err)
+		for _, r := range batch {
+			delete(d.forgetOnRecord, r.st.p)
+		}
+	} else {
+		fixes = append(fixes, d.forgetRecordedLocked(changes)...)
 	}
 	if len(fixes) > 0 {
 		if ferr := d.store.Apply(fixes); ferr != nil {
