@@ -170,7 +170,7 @@ func maxTime(a, b time.Time) time.Time {
 
 // primaryHolder returns a node other than skip that the table names
 // primary of at least one partition.
-func primaryHolder(t *testing.T, nodes []*node, skip *node) *node {
+func primaryHolder(t testing.TB, nodes []*node, skip *node) *node {
 	t.Helper()
 	pt, err := nodes[0].partitions()
 	if err != nil {
@@ -186,6 +186,46 @@ func primaryHolder(t *testing.T, nodes []*node, skip *node) *node {
 		}
 	}
 	t.Fatal("no node other than the leader holds a primary")
+	return nil
+}
+
+// firstLeaseAfter is when a node other than not was first seen able to
+// serve partition p after since (zero: not yet).
+func (w *leaseWatch) firstLeaseAfter(p int, since time.Time, not string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var first time.Time
+	for _, iv := range w.byPartition[p] {
+		if iv.node != not && iv.from.After(since) && (first.IsZero() || iv.from.Before(first)) {
+			first = iv.from
+		}
+	}
+	return first
+}
+
+// lastLeaseEnd is when the last lease seen on node ran out.
+func (w *leaseWatch) lastLeaseEnd(node string) time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var last time.Time
+	for _, ivs := range w.byPartition {
+		for _, iv := range ivs {
+			if iv.node == node && iv.to.After(last) {
+				last = iv.to
+			}
+		}
+	}
+	return last
+}
+
+// everyPartitionLeased says which partition has not been seen leased yet.
+func everyPartitionLeased(w *leaseWatch, partitions int) error {
+	h := w.holders()
+	for p := 0; p < partitions; p++ {
+		if _, ok := h[p]; !ok {
+			return fmt.Errorf("partition %d never leased", p)
+		}
+	}
 	return nil
 }
 
