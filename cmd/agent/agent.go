@@ -76,6 +76,8 @@ type Agent struct {
 	deliverer *hooks.Deliverer
 	acks      *hooks.AckStore
 	copies    copyQueue
+	// holdingsMu serialises the app's holdings reports.
+	holdingsMu sync.Mutex
 
 	// suspects are published in gossip metadata for the other agents.
 	suspects suspects

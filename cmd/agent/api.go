@@ -53,6 +53,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/keyring", a.requireToken(a.handleKeyringChange))
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.requireToken(a.handleMigrationComplete))
 	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.requireToken(a.handleMigrationFail))
+	mux.HandleFunc("POST /v1/app/holdings", a.requireToken(a.handleAppHoldings))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -117,6 +118,9 @@ type statusResponse struct {
 	AppHealthy bool `json:"app_healthy"`
 	// UndeliveredEvents counts webhooks not yet acknowledged by the app.
 	UndeliveredEvents int `json:"undelivered_events"`
+	// DataLost lists the partitions whose last copy an app reported lost:
+	// they have no primary, and their data is gone.
+	DataLost []int `json:"data_lost,omitempty"`
 	// Leaving is the phase of a graceful leave in progress, if any.
 	Leaving string `json:"leaving,omitempty"`
 }
@@ -156,6 +160,7 @@ func (a *Agent) status() statusResponse {
 		out.Members = len(c.Members)
 		out.Partitions = len(c.Partitions)
 		out.Maintenance = c.Maintenance
+		out.DataLost = c.LostPartitions()
 		for _, m := range c.Members {
 			if leaderRaftID != "" && m.RaftID == leaderRaftID {
 				out.LeaderID = m.ID

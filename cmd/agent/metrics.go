@@ -141,6 +141,7 @@ var (
 	descFlaps        = prometheus.NewDesc("steward_health_flaps_total", "Hold-downs started for flapping peers.", nil, nil)
 	descMigrations   = prometheus.NewDesc("steward_migrations_in_flight", "Copies of partitions in flight in the cluster.", nil, nil)
 	descUndelivered  = prometheus.NewDesc("steward_webhook_undelivered", "Webhook events this agent has not yet had acknowledged by its app.", nil, nil)
+	descDataLost     = prometheus.NewDesc("steward_partitions_data_lost", "Partitions whose last copy an app reported lost: they have no primary.", nil, nil)
 )
 
 // stateCollector reads raft and the cluster state at scrape time, so that
@@ -148,7 +149,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost} {
 		ch <- d
 	}
 }
@@ -204,6 +205,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 			inFlight += len(p.Migrations)
 		}
 		ch <- prometheus.MustNewConstMetric(descMigrations, prometheus.GaugeValue, float64(inFlight))
+		ch <- prometheus.MustNewConstMetric(descDataLost, prometheus.GaugeValue, float64(len(cl.LostPartitions())))
 		primaries, copies := loadByNode(cl)
 		for _, id := range cl.MemberIDs() {
 			ch <- prometheus.MustNewConstMetric(descPrimaries, prometheus.GaugeValue, float64(primaries[id]), id)
