@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -218,6 +221,47 @@ func TestMutatingCallsWithoutTheTokenAreRefusedAndChangeNothing(t *testing.T) {
 	out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].apiAddr(), "-api-token", "s3cret-token")
 	if err != nil {
 		t.Fatalf("maintenance with the token: %v\n%s", err, out)
+	}
+}
+
+// The raft port carries forwarded writes; without TLS it is the cluster
+// key (derived from the gossip key) that keeps a stranger's forged write
+// out. The forged frame is what a follower sent before the handshake
+// existed: kind 0xF0, a length, an encoded set_maintenance command.
+func TestAForgedWriteOnTheRaftPortIsRefusedAndChangesNothing(t *testing.T) {
+	c := newCluster(t)
+	nodes := formCluster(t, c, 2, "-partitions", "8")
+	command := append([]byte{1}, `{"kind":"set_maintenance","at":1,"maintenance":true}`...)
+	forged := binary.BigEndian.AppendUint32([]byte{0xF0}, uint32(len(command)))
+	forged = append(forged, command...)
+	for _, n := range nodes {
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.raftPort), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(forged); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		reply, _ := io.ReadAll(conn)
+		conn.Close()
+		if len(reply) < 3 || reply[0] != 0x01 || !strings.Contains(string(reply), "cluster-key handshake") {
+			t.Fatalf("%s answered a forged write with %q, want a refusal naming the cluster-key handshake", n.id, reply)
+		}
+	}
+	for _, n := range nodes {
+		var st struct {
+			Maintenance bool `json:"maintenance"`
+		}
+		if err := n.getJSON("/v1/status", &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Maintenance {
+			t.Fatalf("a forged write turned maintenance on at %s", n.id)
+		}
+	}
+	if !strings.Contains(nodes[0].log()+nodes[1].log(), "refused a connection on the raft port") {
+		t.Fatalf("no agent logged the refusal")
 	}
 }
 

@@ -117,6 +117,20 @@ type Config struct {
 	//
 	// Nil: plain TCP, for tests and single-host development only.
 	TLS *tls.Config
+
+	// ClusterSecrets returns the secrets every server of the cluster shares
+	// (the agent gives its gossip keys, primary first, or its API token
+	// when gossip is not encrypted). When it returns any, every connection
+	// on the raft port, raft's own included, starts with a
+	// challenge-response handshake on keys derived from them (ClusterKey;
+	// see auth.go): a peer that cannot prove one changes nothing and is
+	// told why, and a peer that answers must prove one too. This node
+	// proves the first; it accepts any, so that a key can be rotated. It is
+	// called for every connection, from several goroutines, and should
+	// follow the secrets as they change. Nil, or no secrets: no handshake
+	// (anyone who reaches the port may forward writes and speak raft,
+	// unless TLS stops them).
+	ClusterSecrets func() [][]byte
 }
 
 // Timings measured against the environments they are meant for. The LAN

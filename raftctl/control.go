@@ -3,117 +3,111 @@ package raftctl
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
-	"github.com/steward-dev/steward/failover"
 )
 
-// Steward's own exchanges on the raft port (see kindForward), one per
-// connection: the client dials, sends its request and reads one answer;
-// then both sides close. A connection per call costs a TCP (and TLS)
-// handshake, which is small next to a raft commit, and leaves no pool to
-// go stale when the leader changes.
+// Steward's own exchanges on the raft port, one per connection: the client
+// dials (TLS and the cluster-key handshake first, see transport.go and
+// auth.go), sends one request and reads one answer; then both sides close.
+// A connection per call costs a few round trips, small next to a raft
+// commit, and leaves no pool to go stale when the leader changes.
 //
-//	ping:    client: 0xF1, nonce (8 bytes)     server: the same nonce
-//	forward: client: 0xF0, frame(command)      server: frame(forwardResponse JSON)
+//	client: kind (1 byte), frame(request)
+//	server: frame(status (1 byte), answer)
 //
-// A frame is a 4-byte big-endian length, then that many bytes (1 to
-// maxFrameSize). The command is EncodeCommand's output. The server closes
-// the connection without answering on a malformed frame: a length of 0 or
-// above maxFrameSize, a short read, or silence past TransportTimeout. A
-// well-framed command that does not decode is answered with the decoding
-// error, and never reaches the log.
+// A frame is a 4-byte big-endian length, then that many bytes. Each kind
+// declares, in controlHandlers, the largest request the server reads and
+// the largest answer the client reads. A request longer than its kind
+// allows is refused from its length alone, before a byte of it is read or
+// allocated; a request's buffer grows only as its bytes arrive, within
+// TransportTimeout; and the requests above controlSmallRequest being read
+// at once share controlRequestBudget bytes. Status statusOK carries the
+// kind's answer; statusRefused carries a sentence saying why the request
+// was refused (too large, busy, not understood), which the client returns
+// wrapped in ErrRefused. A peer that stops short or says nothing loses its
+// connection at TransportTimeout.
+//
+// Adding a kind: a byte in 0xF0-0xFF not used below (raft's own RPC types
+// are below 0x10, and 0xFA is the cluster-key handshake), an entry in
+// controlHandlers, and a client that calls Node.exchange.
 
-// maxFrameSize bounds a forwarded command and its answer. The largest
-// legitimate command, one action with its reasons for each of
-// failover.MaxPartitions partitions (a failed node that held a copy of
-// everything), encodes to about 17 MB; 64 MiB leaves room for more than
-// one action per partition. A length beyond it is garbage or hostile and
-// is refused before anything is read, and a frame's buffer grows only as
-// its bytes actually arrive (within TransportTimeout), so a peer cannot
-// make the server allocate by merely announcing a length.
-const maxFrameSize = 64 << 20
-
-// frameReadChunk is the initial buffer of a frame being read.
-const frameReadChunk = 64 << 10
-
-// pingNonceSize is the length of a ping's nonce. A random nonce makes the
-// answer prove that the peer read this ping, not that some byte arrived.
-const pingNonceSize = 8
-
-// ErrNoLeader is returned by ApplyForwarded when this server knows of no
-// leader (an election is under way, or the cluster has no quorum).
-var ErrNoLeader = errors.New("raftctl: no leader")
-
-// forwardResponse is the leader's answer to a forwarded command.
-type forwardResponse struct {
-	// Result is what Apply returned.
-	Result failover.Result `json:"result"`
-	// Error is the text of Apply's error; empty on success.
-	Error string `json:"error,omitempty"`
-	// Is names the sentinel errors (forwardSentinels) that Error wraps, so
-	// that errors.Is works on the follower too.
-	Is []string `json:"is,omitempty"`
-}
-
-// forwardSentinels are the errors a forwarded command's error can be
-// matched against on the follower. The names are the wire format: keep
-// them stable; an unknown name is ignored.
-var forwardSentinels = []struct {
+// controlHandler serves one kind of exchange.
+type controlHandler struct {
+	// name is the kind's name in logs and errors.
 	name string
-	err  error
-}{
-	{"not_leader", ErrNotLeader},
-	{"already_bootstrapped", failover.ErrAlreadyBootstrapped},
-	{"unknown_member", failover.ErrUnknownMember},
-	{"empty_command", ErrEmptyCommand},
-	{"unknown_encoding", ErrUnknownEncoding},
+	// maxRequest and maxAnswer bound the two frames, in bytes.
+	maxRequest, maxAnswer int
+	// serve answers a request that arrived whole. An error is sent to the
+	// client as a refusal, its text unchanged.
+	serve func(n *Node, remote string, request []byte) ([]byte, error)
 }
 
-// sentinelNames lists the forwardSentinels err wraps. A leader that is
-// shutting down is, for the follower, a server that is not leader: it
-// should look for the next one, not believe itself shut down.
-func sentinelNames(err error) []string {
-	var names []string
-	for _, s := range forwardSentinels {
-		if errors.Is(err, s.err) || (s.err == ErrNotLeader && errors.Is(err, ErrShutdown)) {
-			names = append(names, s.name)
-		}
-	}
-	return names
+// controlHandlers are the kinds of exchange the raft port serves besides
+// raft, by their first byte.
+var controlHandlers = map[byte]controlHandler{
+	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
+	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing},
+	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease},
 }
 
-// forwardedError is an error the leader returned for a forwarded command:
-// its text unchanged, and the sentinels it wrapped there.
-type forwardedError struct {
-	msg string
-	is  []error
+// Answer status bytes.
+const (
+	statusOK      byte = 0
+	statusRefused byte = 1
+)
+
+// ErrRefused is wrapped by the error of an exchange the peer refused (a
+// request too large or not understood, a peer too busy); the peer's reason
+// follows it.
+var ErrRefused = errors.New("raftctl: refused by the peer")
+
+// controlSmallRequest is the request size below which a request does not
+// count against controlRequestBudget: every request of every kind but a
+// large forwarded command.
+const controlSmallRequest = 1 << 20
+
+// controlRequestBudget bounds the bytes of large requests being read and
+// served at once: room for two of the largest commands. More are refused
+// as busy rather than queued, so twenty peers sending the largest frames
+// at once cost this much memory, not twenty times MaxCommandSize.
+const controlRequestBudget = 2 * MaxCommandSize
+
+// requestBudget is the share of controlRequestBudget in use.
+type requestBudget struct {
+	mu   sync.Mutex
+	used int
 }
 
-func (e *forwardedError) Error() string   { return e.msg }
-func (e *forwardedError) Unwrap() []error { return e.is }
+// reserve takes size bytes of the budget, or reports false when that would
+// go over it.
+func (b *requestBudget) reserve(size int) bool {
+	if size < controlSmallRequest {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used+size > controlRequestBudget {
+		return false
+	}
+	b.used += size
+	return true
+}
 
-func (r *forwardResponse) err() error {
-	if r.Error == "" {
-		return nil
+func (b *requestBudget) release(size int) {
+	if size < controlSmallRequest {
+		return
 	}
-	e := &forwardedError{msg: r.Error}
-	for _, name := range r.Is {
-		for _, s := range forwardSentinels {
-			if s.name == name {
-				e.is = append(e.is, s.err)
-			}
-		}
-	}
-	return e
+	b.mu.Lock()
+	b.used -= size
+	b.mu.Unlock()
 }
 
 // running reports whether this node serves: not shut down, and raft not
@@ -128,170 +122,45 @@ func (n *Node) running() bool {
 	return n.raft.State() != raft.Shutdown
 }
 
-// Ping checks that the agent at addr (its raft address, as in Leader or
-// Server.Address) is up: it connects, mutual TLS included when configured,
-// sends a random nonce and waits for it to come back. A node answers only
-// while it runs: not after Shutdown, nor after raft stopped because the
-// server was removed from the cluster.
-//
-// ctx bounds the whole exchange; without a deadline, TransportTimeout does.
-// An error means no answer in time: refused, reset, TLS refused, or
-// ctx.Err() (wrapped) when the deadline passed or ctx was cancelled. On a
-// node that is no longer running, Ping returns ErrShutdown.
-func (n *Node) Ping(ctx context.Context, addr string) error {
-	_, err := n.PingStatus(ctx, addr)
-	return err
-}
-
-// PeerStatus is what a ping answers besides its nonce: how far the peer's
-// state machine and log are, so that a leader can tell whether a
-// non-voter has caught up before promoting it (raft's API does not expose
-// a follower's progress).
-type PeerStatus struct {
-	// AppliedIndex is the last entry the peer's state machine applied.
-	AppliedIndex uint64
-	// LastIndex is the last entry in the peer's log.
-	LastIndex uint64
-}
-
-// PingStatus is Ping that also returns the peer's PeerStatus.
-func (n *Node) PingStatus(ctx context.Context, addr string) (PeerStatus, error) {
-	if !n.running() {
-		return PeerStatus{}, ErrShutdown
+// exchange sends one request of kind to the raft port at addr and returns
+// the answer. ctx bounds the whole exchange; without a deadline, fallback
+// from now does.
+func (n *Node) exchange(ctx context.Context, addr string, kind byte, request []byte, fallback time.Duration) ([]byte, error) {
+	h, ok := controlHandlers[kind]
+	if !ok {
+		return nil, fmt.Errorf("raftctl: no exchange of kind %#x", kind)
 	}
-	nonce := make([]byte, pingNonceSize)
-	rand.Read(nonce) // never fails (crypto/rand, Go 1.24+)
-	conn, stop, err := n.dialControl(ctx, addr, n.cfg.TransportTimeout)
+	if len(request) > h.maxRequest {
+		return nil, fmt.Errorf("raftctl: %s request of %d bytes is over the limit of %d", h.name, len(request), h.maxRequest)
+	}
+	conn, stop, err := n.dialControl(ctx, addr, fallback)
 	if err != nil {
-		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, err)
+		return nil, err
 	}
 	defer conn.Close()
 	defer stop()
-	if _, err := conn.Write(append([]byte{kindPing}, nonce...)); err != nil {
-		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
+	msg := make([]byte, 0, 1+4+len(request))
+	msg = append(msg, kind)
+	msg = binary.BigEndian.AppendUint32(msg, uint32(len(request)))
+	msg = append(msg, request...)
+	if _, err := conn.Write(msg); err != nil {
+		return nil, ctxError(ctx, err)
 	}
-	answer := make([]byte, pingNonceSize+16)
-	if _, err := io.ReadFull(conn, answer); err != nil {
-		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, ctxError(ctx, err))
-	}
-	if !bytes.Equal(answer[:pingNonceSize], nonce) {
-		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: wrong answer", addr)
-	}
-	return PeerStatus{
-		AppliedIndex: binary.BigEndian.Uint64(answer[pingNonceSize:]),
-		LastIndex:    binary.BigEndian.Uint64(answer[pingNonceSize+8:]),
-	}, nil
-}
-
-// ApplyForwarded applies cmd wherever the leader is: here if this server
-// leads (exactly Apply), otherwise on the leader named by Leader, over the
-// raft port (mutual TLS when configured), one connection per call. It
-// returns the leader's Result and error; an error from the state machine
-// keeps its text, and errors.Is matches it against ErrNotLeader,
-// failover.ErrAlreadyBootstrapped, failover.ErrUnknownMember,
-// ErrEmptyCommand and ErrUnknownEncoding as on the leader.
-//
-// Apply keeps its meaning (ErrNotLeader on a follower), so callers that
-// must not leave this server, such as the leader's own control loop, still
-// can; ApplyForwarded is what a follower's writes use.
-//
-// With no leader known it returns ErrNoLeader at once. If the server it
-// reached says it is no longer leader (or this server lost leadership while
-// applying), it waits within ctx for another leader to be known and tries
-// once more; if none appears it returns ErrNoLeader wrapping ctx's error.
-// A retried command may have committed the first time (leadership lost
-// after the append): Steward's commands are compare-and-set on epochs or
-// idempotent, so it then applies as stale or reports
-// failover.ErrAlreadyBootstrapped or failover.ErrUnknownMember.
-//
-// ctx bounds the exchange with the leader; without a deadline,
-// ApplyTimeout plus twice TransportTimeout does. An I/O error (leader
-// unreachable, connection lost before the answer) is returned as is and
-// not retried: the command may or may not have applied.
-func (n *Node) ApplyForwarded(ctx context.Context, cmd failover.Command) (failover.Result, error) {
-	data, err := EncodeCommand(cmd)
+	answer, err := readFrame(conn, h.maxAnswer)
 	if err != nil {
-		return failover.Result{}, err
+		return nil, fmt.Errorf("no answer: %w", ctxError(ctx, err))
 	}
-	var refused string // address of the server that said it is not leader
-	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
-			if err := n.waitOtherLeader(ctx, refused); err != nil {
-				return failover.Result{}, err
-			}
-		}
-		var res failover.Result
-		var target string
-		if n.raft.State() == raft.Leader {
-			target = n.Addr()
-			res, err = n.apply(data)
-		} else {
-			if !n.running() {
-				return failover.Result{}, ErrShutdown
-			}
-			_, target = n.forwardTarget()
-			if target == "" {
-				return failover.Result{}, ErrNoLeader
-			}
-			res, err = n.forward(ctx, target, data)
-		}
-		if attempt > 0 || !errors.Is(err, ErrNotLeader) {
-			return res, err
-		}
-		refused = target
+	if len(answer) == 0 {
+		return nil, errors.New("empty answer")
 	}
-}
-
-// waitOtherLeader waits until this server leads or knows of a leader at
-// another address than refused.
-func (n *Node) waitOtherLeader(ctx context.Context, refused string) error {
-	tick := time.NewTicker(waitPollInterval)
-	defer tick.Stop()
-	for {
-		if n.raft.State() == raft.Leader {
-			return nil
-		}
-		if !n.running() {
-			return ErrShutdown
-		}
-		if _, addr := n.forwardTarget(); addr != "" && addr != refused {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s is not leader and no other leader appeared: %w", ErrNoLeader, refused, ctx.Err())
-		case <-n.shutdownCh:
-			return ErrShutdown
-		case <-tick.C:
-		}
+	switch answer[0] {
+	case statusOK:
+		return answer[1:], nil
+	case statusRefused:
+		return nil, fmt.Errorf("%w: %s", ErrRefused, answer[1:])
+	default:
+		return nil, fmt.Errorf("answer with unknown status %#x", answer[0])
 	}
-}
-
-// forward sends an encoded command to the server at addr and returns its
-// answer.
-func (n *Node) forward(ctx context.Context, addr string, data []byte) (failover.Result, error) {
-	conn, stop, err := n.dialControl(ctx, addr, n.cfg.ApplyTimeout+2*n.cfg.TransportTimeout)
-	if err != nil {
-		return failover.Result{}, fmt.Errorf("raftctl: forward to leader at %s: %w", addr, err)
-	}
-	defer conn.Close()
-	defer stop()
-	req := make([]byte, 0, 1+4+len(data))
-	req = append(req, kindForward)
-	req = binary.BigEndian.AppendUint32(req, uint32(len(data)))
-	req = append(req, data...)
-	if _, err := conn.Write(req); err != nil {
-		return failover.Result{}, fmt.Errorf("raftctl: forward to leader at %s: %w", addr, ctxError(ctx, err))
-	}
-	body, err := readFrame(conn)
-	if err != nil {
-		return failover.Result{}, fmt.Errorf("raftctl: forward to leader at %s: no answer: %w", addr, ctxError(ctx, err))
-	}
-	var resp forwardResponse
-	if err := json.Unmarshal(body, &resp); err != nil {
-		return failover.Result{}, fmt.Errorf("raftctl: forward to leader at %s: bad answer: %w", addr, err)
-	}
-	return resp.Result, resp.err()
 }
 
 // dialControl connects to addr's raft port for one exchange bounded by ctx
@@ -326,29 +195,48 @@ func ctxError(ctx context.Context, err error) error {
 	return err
 }
 
-// readFrame reads one length-prefixed frame, refusing lengths outside 1 to
-// maxFrameSize before allocating.
-func readFrame(r io.Reader) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+// errFrameTooLarge is wrapped by readFrame's error for a length over the
+// limit; nothing after the length has been read.
+var errFrameTooLarge = errors.New("frame too large")
+
+// readFrame reads one length-prefixed frame of at most limit bytes; a
+// longer one is refused from its length, before anything is allocated.
+func readFrame(r io.Reader, limit int) ([]byte, error) {
+	size, err := readFrameSize(r, limit)
+	if err != nil {
 		return nil, err
 	}
-	size := binary.BigEndian.Uint32(hdr[:])
-	if size == 0 || size > maxFrameSize {
-		return nil, fmt.Errorf("raftctl: frame of %d bytes (allowed 1 to %d)", size, maxFrameSize)
+	return readFrameBody(r, size)
+}
+
+func readFrameSize(r io.Reader, limit int) (int, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, err
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(int(size), frameReadChunk)))
+	size := binary.BigEndian.Uint32(hdr[:])
+	if uint64(size) > uint64(limit) {
+		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", errFrameTooLarge, size, limit)
+	}
+	return int(size), nil
+}
+
+// frameReadChunk is the initial buffer of a frame being read: the buffer
+// grows as bytes actually arrive, so announcing a length costs nothing.
+const frameReadChunk = 64 << 10
+
+func readFrameBody(r io.Reader, size int) ([]byte, error) {
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, frameReadChunk)))
 	if _, err := io.CopyN(buf, r, int64(size)); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
 }
 
-func writeFrame(w io.Writer, body []byte) error {
-	if len(body) == 0 || len(body) > maxFrameSize {
-		return fmt.Errorf("raftctl: frame of %d bytes (allowed 1 to %d)", len(body), maxFrameSize)
-	}
-	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(body)), uint32(len(body)))
+// writeAnswer writes one answer frame: status, then body.
+func writeAnswer(w io.Writer, status byte, body []byte) error {
+	buf := binary.BigEndian.AppendUint32(make([]byte, 0, 5+len(body)), uint32(1+len(body)))
+	buf = append(buf, status)
 	_, err := w.Write(append(buf, body...))
 	return err
 }
@@ -394,6 +282,9 @@ func (n *Node) closeControl() {
 	}
 }
 
+// handleControl serves one exchange: reads the request within
+// TransportTimeout, refusing it from its length if it is too large, and
+// answers with the handler's result.
 func (n *Node) handleControl(c controlConn) {
 	defer n.controlWG.Done()
 	defer func() {
@@ -402,57 +293,42 @@ func (n *Node) handleControl(c controlConn) {
 		delete(n.controlConns, c.conn)
 		n.controlMu.Unlock()
 	}()
+	h := controlHandlers[c.kind]
+	remote := c.conn.RemoteAddr().String()
 	// The request must arrive within TransportTimeout: a silent or slow
 	// peer loses its connection rather than holding this goroutine.
 	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
-	switch c.kind {
-	case kindPing:
-		nonce := make([]byte, pingNonceSize)
-		if _, err := io.ReadFull(c.conn, nonce); err != nil {
-			n.logger.Debug("dropped a ping", "remote", c.conn.RemoteAddr().String(), "error", err)
-			return
-		}
-		if !n.running() {
-			return
-		}
-		st := n.Stats()
-		answer := append(nonce, make([]byte, 16)...)
-		binary.BigEndian.PutUint64(answer[pingNonceSize:], st.AppliedIndex)
-		binary.BigEndian.PutUint64(answer[pingNonceSize+8:], st.LastIndex)
-		c.conn.Write(answer)
-	case kindForward:
-		n.serveForward(c.conn)
-	case kindLease:
-		n.serveLease(c)
-	}
-}
-
-// serveForward applies a command forwarded by a follower and answers with
-// the result.
-func (n *Node) serveForward(conn net.Conn) {
-	remote := conn.RemoteAddr().String()
-	data, err := readFrame(conn)
-	if err != nil {
-		n.logger.Warn("dropped a forwarded command", "remote", remote, "error", err)
+	size, err := readFrameSize(c.conn, h.maxRequest)
+	if errors.Is(err, errFrameTooLarge) {
+		n.logger.Warn("refused a request on the raft port", "kind", h.name, "remote", remote, "error", err)
+		writeAnswer(c.conn, statusRefused, []byte(fmt.Sprintf("%s request: %v", h.name, err)))
 		return
 	}
-	// Refused commands (not leader, undecodable, refused by the model) are
-	// answered: the follower deserves the reason. ApplyEncoded bounds the
-	// wait to enqueue by ApplyTimeout, and raft's commit ends when it
-	// commits, loses leadership or shuts down.
-	res, err := n.ApplyEncoded(data)
-	resp := forwardResponse{Result: res}
 	if err != nil {
-		resp.Error = err.Error()
-		resp.Is = sentinelNames(err)
-	}
-	body, err := json.Marshal(resp)
-	if err != nil {
-		n.logger.Error("cannot encode the answer to a forwarded command", "remote", remote, "error", err)
+		n.logger.Debug("dropped a request on the raft port", "kind", h.name, "remote", remote, "error", err)
 		return
 	}
-	conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
-	if err := writeFrame(conn, body); err != nil {
-		n.logger.Warn("cannot answer a forwarded command", "remote", remote, "error", err)
+	if !n.requests.reserve(size) {
+		n.logger.Warn("refused a request on the raft port: too many large requests at once", "kind", h.name, "remote", remote, "bytes", size)
+		writeAnswer(c.conn, statusRefused, []byte(fmt.Sprintf("busy: large requests of %d bytes are already being served, try again", controlRequestBudget)))
+		return
+	}
+	defer n.requests.release(size)
+	request, err := readFrameBody(c.conn, size)
+	if err != nil {
+		n.logger.Debug("dropped a request on the raft port", "kind", h.name, "remote", remote, "error", err)
+		return
+	}
+	if !n.running() {
+		return
+	}
+	answer, err := h.serve(n, remote, request)
+	status := statusOK
+	if err != nil {
+		status, answer = statusRefused, []byte(err.Error())
+	}
+	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
+	if err := writeAnswer(c.conn, status, answer); err != nil {
+		n.logger.Warn("cannot answer a request on the raft port", "kind", h.name, "remote", remote, "error", err)
 	}
 }

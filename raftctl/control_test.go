@@ -1,6 +1,7 @@
 package raftctl
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -326,7 +327,8 @@ func TestTLSNodesPingAndForward(t *testing.T) {
 	})
 }
 
-// forwardRequest is what ApplyForwarded sends for an encoded command.
+// forwardRequest is what ApplyForwarded sends, after the handshakes, for
+// an encoded command.
 func forwardRequest(data []byte) []byte {
 	req := []byte{kindForward}
 	req = binary.BigEndian.AppendUint32(req, uint32(len(data)))
@@ -343,6 +345,13 @@ func rawExchange(t *testing.T, addr string, payload []byte, wait time.Duration) 
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	return exchangeOn(t, conn, payload, wait)
+}
+
+// exchangeOn writes payload on conn and reads until the server closes it,
+// failing the test if it is still open after wait.
+func exchangeOn(t *testing.T, conn net.Conn, payload []byte, wait time.Duration) []byte {
+	t.Helper()
 	if len(payload) > 0 {
 		if _, err := conn.Write(payload); err != nil {
 			t.Fatal(err)
@@ -357,65 +366,126 @@ func rawExchange(t *testing.T, addr string, payload []byte, wait time.Duration) 
 	return reply
 }
 
-func TestMalformedControlConnectionsAreClosedWithNothingApplied(t *testing.T) {
-	cfg := testConfig("g1", "")
+// authedConn is a plain TCP connection to addr that has passed the
+// cluster-key handshake with the key of secret, ready for a kind byte.
+func authedConn(t *testing.T, addr string, secret []byte) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := clientHandshake(conn, [][]byte{ClusterKey(secret)}); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	conn.SetDeadline(time.Time{})
+	return conn
+}
+
+// decodeAnswer parses an answer frame: its status and body.
+func decodeAnswer(t *testing.T, reply []byte) (byte, []byte) {
+	t.Helper()
+	body, err := readFrame(bytes.NewReader(reply), 1<<20)
+	if err != nil || len(body) == 0 {
+		t.Fatalf("no answer frame in %q (%v)", reply, err)
+	}
+	return body[0], body[1:]
+}
+
+// singleLeader starts one node with testConfig's key, makes it leader of
+// its own cluster and bootstraps the state.
+func singleLeader(t *testing.T, id string, transportTimeout time.Duration) *Node {
+	t.Helper()
+	cfg := testConfig(id, "")
 	cfg.InMemory = true
-	cfg.TransportTimeout = 400 * time.Millisecond
+	cfg.TransportTimeout = transportTimeout
 	n := startNode(t, cfg)
 	if err := n.Bootstrap(serversOf(n)); err != nil {
 		t.Fatal(err)
 	}
 	waitLeader(t, n)
-	if _, err := n.Apply(bootstrapCommand("g1")); err != nil {
+	if _, err := n.Apply(bootstrapCommand(id)); err != nil {
 		t.Fatal(err)
 	}
+	return n
+}
+
+func TestMalformedControlConnectionsAreClosedWithNothingApplied(t *testing.T) {
+	n := singleLeader(t, "g1", 400*time.Millisecond)
+	timeout := n.cfg.TransportTimeout
 	last := n.Stats().LastIndex
 
 	hdr := func(size uint32) []byte {
 		return binary.BigEndian.AppendUint32([]byte{kindForward}, size)
 	}
-	// Cases the server closes without an answer. Those that stop short are
-	// dropped at the deadline (TransportTimeout), the rest at once.
+	// Cases the server closes without an answer, at the deadline
+	// (TransportTimeout): they stop short.
 	closed := []struct {
 		name    string
 		payload []byte
 	}{
-		{"oversized length", hdr(maxFrameSize + 1)},
-		{"huge length", append(hdr(0xFFFFFFFF), "garbage"...)},
-		{"zero length", hdr(0)},
 		{"body shorter than its length, then silence", append(hdr(100), `{"kind":`...)},
 		{"forward byte, then silence", []byte{kindForward}},
-		{"ping with a short nonce, then silence", []byte{kindPing, 1, 2, 3}},
+		{"ping with half a length, then silence", []byte{kindPing, 0, 0}},
 		{"nothing at all", nil},
 	}
 	for _, tc := range closed {
 		t.Run(tc.name, func(t *testing.T) {
 			start := time.Now()
-			reply := rawExchange(t, n.Addr(), tc.payload, 10*cfg.TransportTimeout)
+			reply := exchangeOn(t, authedConn(t, n.Addr(), testSecret), tc.payload, 10*timeout)
 			if len(reply) != 0 {
 				t.Fatalf("got an answer %q", reply)
 			}
-			if elapsed := time.Since(start); elapsed > 5*cfg.TransportTimeout {
-				t.Fatalf("closed after %v, TransportTimeout is %v", elapsed, cfg.TransportTimeout)
+			if elapsed := time.Since(start); elapsed > 5*timeout {
+				t.Fatalf("closed after %v, TransportTimeout is %v", elapsed, timeout)
 			}
 		})
 	}
 
-	// A well-framed body that is not a command is answered with the reason.
-	t.Run("garbage body", func(t *testing.T) {
-		reply := rawExchange(t, n.Addr(), append(hdr(5), "hello"...), 5*time.Second)
-		body, err := readFrame(strings.NewReader(string(reply)))
-		if err != nil {
-			t.Fatalf("no framed answer to a garbage command: %q (%v)", reply, err)
-		}
-		var resp forwardResponse
-		if err := json.Unmarshal(body, &resp); err != nil {
-			t.Fatal(err)
-		}
-		if !errors.Is(resp.err(), ErrUnknownEncoding) {
-			t.Fatalf("answer to a garbage command: %+v, want unknown encoding", resp)
-		}
-	})
+	// Lengths over the kind's limit are refused from the length alone:
+	// the answer comes at once, with no body sent.
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"forward over MaxCommandSize", hdr(MaxCommandSize + 1)},
+		{"forward of 4 GiB", hdr(0xFFFFFFFF)},
+		{"ping with a body", binary.BigEndian.AppendUint32([]byte{kindPing}, 8)},
+		{"lease request over its limit", binary.BigEndian.AppendUint32([]byte{kindLease}, maxLeaseRequest+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			status, body := decodeAnswer(t, exchangeOn(t, authedConn(t, n.Addr(), testSecret), tc.payload, 5*timeout))
+			if status != statusRefused || !strings.Contains(string(body), "frame too large") {
+				t.Fatalf("answer %d %q, want a refusal for the size", status, body)
+			}
+			if elapsed := time.Since(start); elapsed >= timeout {
+				t.Fatalf("refused after %v: the server waited for the body (TransportTimeout %v)", elapsed, timeout)
+			}
+		})
+	}
+
+	// Well-framed bodies that are not commands are answered with the reason.
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+		want    error
+	}{
+		{"garbage body", append(hdr(5), "hello"...), ErrUnknownEncoding},
+		{"empty body", hdr(0), ErrEmptyCommand},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := decodeAnswer(t, exchangeOn(t, authedConn(t, n.Addr(), testSecret), tc.payload, 5*time.Second))
+			var resp forwardResponse
+			if status != statusOK || json.Unmarshal(body, &resp) != nil {
+				t.Fatalf("answer %d %q, want a forward response", status, body)
+			}
+			if !errors.Is(resp.err(), tc.want) {
+				t.Fatalf("answer %+v, want %v", resp, tc.want)
+			}
+		})
+	}
 
 	if got := n.Stats().LastIndex; got != last {
 		t.Fatalf("malformed requests reached the log (last index %d -> %d)", last, got)
@@ -423,6 +493,51 @@ func TestMalformedControlConnectionsAreClosedWithNothingApplied(t *testing.T) {
 	// And the port still serves raft's peers and Steward's after all that.
 	if err := n.Ping(ctxTimeout(t, 2*time.Second), n.Addr()); err != nil {
 		t.Fatalf("Ping after the malformed requests: %v", err)
+	}
+}
+
+// The largest requests share a memory budget: a peer that opens many
+// connections announcing the largest command gets "busy" for those beyond
+// it, at once, instead of making the server hold them all.
+func TestLargeRequestsBeyondTheBudgetAreRefusedAsBusy(t *testing.T) {
+	n := singleLeader(t, "b1", 2*time.Second)
+	announce := binary.BigEndian.AppendUint32([]byte{kindForward}, MaxCommandSize)
+	for i := 0; i < controlRequestBudget/MaxCommandSize; i++ {
+		conn := authedConn(t, n.Addr(), testSecret)
+		if _, err := conn.Write(append(announce, 1, '{')); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 5*time.Second, "the budget to be taken", func() bool {
+		n.requests.mu.Lock()
+		defer n.requests.mu.Unlock()
+		return n.requests.used == controlRequestBudget
+	})
+	status, body := decodeAnswer(t, exchangeOn(t, authedConn(t, n.Addr(), testSecret), announce, 5*time.Second))
+	if status != statusRefused || !strings.Contains(string(body), "busy") {
+		t.Fatalf("answer %d %q beyond the budget, want busy", status, body)
+	}
+	// Small requests are not held up by the large ones.
+	if err := n.Ping(ctxTimeout(t, 2*time.Second), n.Addr()); err != nil {
+		t.Fatalf("Ping while the budget is taken: %v", err)
+	}
+}
+
+func TestCommandsOverTheLimitNeverReachTheLog(t *testing.T) {
+	leader, nodes := startCluster(t, nil, "c1", "c2")
+	follower := followers(leader, nodes...)[0]
+	huge := upsertCommand("huge", 2)
+	huge.Member.Zone = strings.Repeat("z", MaxCommandSize)
+	applied := leader.Stats().AppliedIndex
+
+	if _, err := leader.Apply(huge); !errors.Is(err, ErrCommandTooLarge) {
+		t.Fatalf("Apply of a command over the limit: %v, want ErrCommandTooLarge", err)
+	}
+	if _, err := follower.ApplyForwarded(ctxTimeout(t, 5*time.Second), huge); err == nil {
+		t.Fatalf("a forwarded command over the limit was accepted")
+	}
+	if got := leader.Stats().AppliedIndex; got != applied || memberOf(leader, "huge") {
+		t.Fatalf("a command over the limit was applied (applied index %d -> %d)", applied, got)
 	}
 }
 
@@ -435,11 +550,7 @@ func TestShutdownClosesControlConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := net.DialTimeout("tcp", n.Addr(), 2*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := authedConn(t, n.Addr(), testSecret)
 	if _, err := conn.Write([]byte{kindForward}); err != nil {
 		t.Fatal(err)
 	}

@@ -34,13 +34,18 @@
 // wherever raft does, under the same mutual TLS, while the agents' HTTP API
 // can stay on loopback.
 //
-// Security: with Config.TLS set, the transport is mutual TLS (TLS 1.2+,
-// client certificates required and verified against the cluster CA, peer
-// certificates checked against the host of the peer's raft address or
-// TLS.ServerName); plain connections fail their handshake and nothing they
-// send reaches raft or the forwarding handler. Without it the transport is
-// plain TCP, and anyone who can reach the raft port can forward writes, as
-// they could send raft RPCs.
+// Security: with Config.ClusterSecrets giving any secret, every connection
+// on the raft port, raft's own included, starts with a challenge-response
+// handshake on a key derived from them (auth.go); a peer that cannot prove
+// one is refused with a sentence saying why, and nothing it sends reaches
+// raft or the forwarding handler. With Config.TLS set, the transport is
+// also mutual TLS (TLS 1.2+, client certificates required and verified
+// against the cluster CA, peer certificates checked against the host of the
+// peer's raft address or TLS.ServerName). With neither, anyone who can reach
+// the raft port can forward writes, as they could send raft RPCs. Commands
+// are bounded by MaxCommandSize, and each exchange's frames by limits of
+// its own (controlHandlers), refused from their length before anything is
+// read.
 //
 // Every log entry and snapshot starts with an encoding version byte (1 =
 // JSON). A command that does not decode or that the model refuses changes

@@ -30,7 +30,16 @@ func testConfig(id, dir string) *Config {
 	cfg.UseLoopbackTimings()
 	cfg.ApplyTimeout = 5 * time.Second
 	cfg.TransportTimeout = 2 * time.Second
+	cfg.ClusterSecrets = secrets(testSecret)
 	return cfg
+}
+
+// testSecret is the cluster secret of testConfig's nodes.
+var testSecret = []byte("raftctl test cluster secret")
+
+// secrets is a ClusterSecrets that always returns list.
+func secrets(list ...[]byte) func() [][]byte {
+	return func() [][]byte { return list }
 }
 
 // startNode opens a node and shuts it down when the test ends.

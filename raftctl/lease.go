@@ -2,7 +2,6 @@ package raftctl
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,7 +12,9 @@ import (
 
 // Primary leases travel on the raft port like forwarded writes:
 //
-//	lease: client: 0xF2, frame(LeaseRequest JSON)   server: frame(leaseResponse JSON)
+//	lease: request: LeaseRequest JSON   answer: leaseResponse JSON
+//
+// (one exchange of control.go, kind 0xF2).
 //
 // raftctl only carries them: what a lease grants, and when, is decided by
 // the LeaseGranter the agent installs on the leader (SetLeaseGranter).
@@ -51,6 +52,11 @@ var ErrNoLease = errors.New("raftctl: no lease granted")
 
 // maxLeaseRequest bounds a lease request frame: a node ID and JSON quotes.
 const maxLeaseRequest = 4 << 10
+
+// maxLeaseAnswer bounds a lease answer: at most failover.MaxPartitions
+// entries of a partition number and an epoch, about 2 MiB at the very
+// worst.
+const maxLeaseAnswer = 4 << 20
 
 // leaseResponse is the wire form of a grant or a refusal.
 type leaseResponse struct {
@@ -96,19 +102,9 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 	if err != nil {
 		return LeaseGrant{}, err
 	}
-	conn, stop, err := n.dialControl(ctx, addr, n.cfg.TransportTimeout)
+	answer, err := n.exchange(ctx, addr, kindLease, body, n.cfg.TransportTimeout)
 	if err != nil {
 		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, err)
-	}
-	defer conn.Close()
-	defer stop()
-	msg := append([]byte{kindLease}, binary.BigEndian.AppendUint32(nil, uint32(len(body)))...)
-	if _, err := conn.Write(append(msg, body...)); err != nil {
-		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, ctxError(ctx, err))
-	}
-	answer, err := readFrame(conn)
-	if err != nil {
-		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: no answer: %w", addr, ctxError(ctx, err))
 	}
 	var resp leaseResponse
 	if err := json.Unmarshal(answer, &resp); err != nil {
@@ -121,18 +117,10 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 }
 
 // serveLease answers one lease request.
-func (n *Node) serveLease(c controlConn) {
-	remote := c.conn.RemoteAddr().String()
-	data, err := readFrame(c.conn)
-	if err != nil {
-		n.logger.Debug("dropped a lease request", "remote", remote, "error", err)
-		return
-	}
+func (n *Node) serveLease(remote string, data []byte) ([]byte, error) {
 	var resp leaseResponse
 	var req LeaseRequest
 	switch {
-	case len(data) > maxLeaseRequest:
-		resp.Error = fmt.Sprintf("lease request of %d bytes (at most %d)", len(data), maxLeaseRequest)
 	case json.Unmarshal(data, &req) != nil || req.NodeID == "":
 		resp.Error = `lease request must be {"node_id": "..."}`
 	default:
@@ -145,12 +133,9 @@ func (n *Node) serveLease(c controlConn) {
 	body, err := json.Marshal(resp)
 	if err != nil {
 		n.logger.Error("cannot encode a lease answer", "remote", remote, "error", err)
-		return
+		return nil, fmt.Errorf("cannot encode the answer: %w", err)
 	}
-	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
-	if err := writeFrame(c.conn, body); err != nil {
-		n.logger.Debug("cannot answer a lease request", "remote", remote, "error", err)
-	}
+	return body, nil
 }
 
 // VerifyLeader checks with a quorum that this server is still the leader.

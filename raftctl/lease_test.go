@@ -58,8 +58,8 @@ func TestMalformedLeaseRequestsAreRefusedWithAReason(t *testing.T) {
 	for _, body := range []string{`not json`, `{}`, `{"node_id":""}`} {
 		payload := forwardRequest([]byte(body))
 		payload[0] = kindLease
-		answer := rawExchange(t, leader.Addr(), payload, 2*time.Second)
-		if !strings.Contains(string(answer), "node_id") {
+		status, answer := decodeAnswer(t, exchangeOn(t, authedConn(t, leader.Addr(), testSecret), payload, 2*time.Second))
+		if status != statusOK || !strings.Contains(string(answer), "node_id") {
 			t.Errorf("request %q answered %q, want a refusal naming node_id", body, answer)
 		}
 	}

@@ -32,7 +32,19 @@ var (
 	// ErrLeaderSelf is returned when the leader is asked to remove or demote
 	// itself: it must transfer leadership first (see TransferLeadership).
 	ErrLeaderSelf = errors.New("raftctl: the leader cannot remove or demote itself; transfer leadership first")
+	// ErrCommandTooLarge is returned for a command whose encoding is over
+	// MaxCommandSize; it never reaches the log.
+	ErrCommandTooLarge = errors.New("raftctl: command too large")
 )
+
+// MaxCommandSize bounds an encoded command, applied here or forwarded. The
+// largest legitimate one is the bootstrap entry carrying the whole initial
+// table: failover.MaxPartitions partitions with 7 copies each, under node
+// IDs of the longest allowed length (64 characters), encodes to 32.2 MiB
+// (a failure's promotions, the next largest, stay under 7 MiB). 40 MiB
+// leaves a quarter on top; anything beyond is a bug or an attack, and
+// would be replicated to and kept by every server.
+const MaxCommandSize = 40 << 20
 
 // logCacheSize is how many recent log entries are kept in memory in front of
 // bbolt, so replication to followers rarely reads the disk.
@@ -71,6 +83,9 @@ type Node struct {
 	stream    *tcpStreamLayer
 	bolt      *raftboltdb.BoltStore // nil when InMemory
 	hasState  bool
+
+	// requests is the memory budget of large requests on the raft port.
+	requests requestBudget
 
 	changes       <-chan struct{}
 	cancelChanges func()
@@ -166,7 +181,7 @@ func New(cfg *Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raftctl: read existing state: %w", err)
 	}
 
-	stream, err := listenTCP(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, cfg.TransportTimeout, logger.Named("transport"))
+	stream, err := listenTCP(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS, cfg.ClusterSecrets, cfg.TransportTimeout, logger.Named("transport"))
 	if err != nil {
 		return nil, err
 	}
@@ -294,6 +309,9 @@ func (n *Node) ApplyEncoded(data []byte) (failover.Result, error) {
 }
 
 func (n *Node) apply(data []byte) (failover.Result, error) {
+	if len(data) > MaxCommandSize {
+		return failover.Result{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrCommandTooLarge, len(data), MaxCommandSize)
+	}
 	switch n.raft.State() {
 	case raft.Leader:
 	case raft.Shutdown:

@@ -280,7 +280,8 @@ func TestTLSDropsSilentConnections(t *testing.T) {
 // the given TLS config, not validated (so that it can lack a certificate).
 func tlsTransport(t *testing.T, conf *tls.Config) *raft.NetworkTransport {
 	t.Helper()
-	stream, err := listenTCP("127.0.0.1:0", "", conf, 2*time.Second, testLogger("intruder"))
+	// It holds the cluster key, so that TLS alone is what refuses it.
+	stream, err := listenTCP("127.0.0.1:0", "", conf, secrets(testSecret), 2*time.Second, testLogger("intruder"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func TestTLSRefusesCertificatesFromAnotherCA(t *testing.T) {
 		intruderRPCs(t, tlsTransport(t, other.nodeTLS(t, "mallory")), n)
 	})
 	t.Run("leader refuses a server with a foreign certificate", func(t *testing.T) {
-		stream, err := listenTCP("127.0.0.1:0", "", other.nodeTLS(t, "mallory"), 2*time.Second, testLogger("mallory"))
+		stream, err := listenTCP("127.0.0.1:0", "", other.nodeTLS(t, "mallory"), secrets(testSecret), 2*time.Second, testLogger("mallory"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +327,7 @@ func TestTLSRefusesCertificatesFromAnotherCA(t *testing.T) {
 			}
 			accepted <- err
 		}()
-		ours, err := listenTCP("127.0.0.1:0", "", ca.nodeTLS(t, "dialer"), 2*time.Second, testLogger("dialer"))
+		ours, err := listenTCP("127.0.0.1:0", "", ca.nodeTLS(t, "dialer"), secrets(testSecret), 2*time.Second, testLogger("dialer"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,7 +349,7 @@ func TestTLSChecksThePeerAddressAgainstItsCertificate(t *testing.T) {
 	ca := newTestCA(t, "steward test CA")
 	conf := ca.nodeTLS(t, "elsewhere")
 	conf.Certificates = []tls.Certificate{ca.issue(t, "elsewhere", []net.IP{net.ParseIP("10.1.2.3")})}
-	stream, err := listenTCP("127.0.0.1:0", "", conf, 2*time.Second, testLogger("elsewhere"))
+	stream, err := listenTCP("127.0.0.1:0", "", conf, secrets(testSecret), 2*time.Second, testLogger("elsewhere"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +361,7 @@ func TestTLSChecksThePeerAddressAgainstItsCertificate(t *testing.T) {
 			conn.Close()
 		}
 	}()
-	ours, err := listenTCP("127.0.0.1:0", "", ca.nodeTLS(t, "dialer"), 2*time.Second, testLogger("dialer"))
+	ours, err := listenTCP("127.0.0.1:0", "", ca.nodeTLS(t, "dialer"), secrets(testSecret), 2*time.Second, testLogger("dialer"))
 	if err != nil {
 		t.Fatal(err)
 	}

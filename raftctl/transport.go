@@ -15,24 +15,27 @@ import (
 
 // The raft port carries three kinds of connection, told apart by the first
 // byte the client sends on a new connection (after the TLS handshake when
-// TLS is on):
+// TLS is on, and after the cluster-key handshake, auth.go, when the agents
+// have a cluster key):
 //
 //   - raft's own RPCs. hashicorp/raft's NetworkTransport starts every
 //     connection with an RPC type byte; in raft v1.7.3 (net_transport.go)
 //     these are rpcAppendEntries=0, rpcRequestVote=1, rpcInstallSnapshot=2,
 //     rpcTimeoutNow=3 and rpcRequestPreVote=4.
-//   - kindForward: a follower forwarding a write to the leader.
-//   - kindPing: an agent probing another.
-//   - kindLease: an agent renewing its primary lease with the leader
-//     (lease.go).
+//   - Steward's own exchanges, one kind byte each (controlHandlers in
+//     control.go): a follower forwarding a write to the leader, an agent
+//     probing another, an agent renewing its primary lease with the
+//     leader.
 //
 // Steward's bytes sit far above raft's range, and every byte that is not one
 // of them goes to raft, so an RPC type added by a later raft still works.
 // Forwards and pings thus reach every agent wherever raft does, under the
-// same mutual TLS.
+// same mutual TLS and the same cluster key.
 const (
 	kindForward byte = 0xF0
 	kindPing    byte = 0xF1
+	// 0xF2 is kindLease (lease.go); 0xFA is kindAuth, the cluster-key
+	// handshake (auth.go).
 )
 
 // Backoff of the accept loop after a failed Accept (e.g. out of file
@@ -73,6 +76,10 @@ type tcpStreamLayer struct {
 	// dropped.
 	handshakeTimeout time.Duration
 	logger           hclog.Logger
+	// secrets are the shared secrets the cluster keys derive from (see
+	// Config.ClusterSecrets); nil or none: no cluster-key handshake.
+	secrets  func() [][]byte
+	refusals *refusalLog
 
 	// raftConns carries classified connections to Accept; control carries
 	// the others to the Node. Both are unbuffered: a connection nobody
@@ -97,8 +104,9 @@ var _ raft.StreamLayer = (*tcpStreamLayer)(nil)
 
 // listenTCP listens on bind, works out the address to advertise and starts
 // accepting. With tlsConf non-nil, every accepted and dialled connection is
-// mutual TLS. Close stops it.
-func listenTCP(bind, advertise string, tlsConf *tls.Config, handshakeTimeout time.Duration, logger hclog.Logger) (*tcpStreamLayer, error) {
+// mutual TLS; with secrets giving any, every one starts with the
+// cluster-key handshake. Close stops it.
+func listenTCP(bind, advertise string, tlsConf *tls.Config, secrets func() [][]byte, handshakeTimeout time.Duration, logger hclog.Logger) (*tcpStreamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("raftctl: listen on %s: %w", bind, err)
@@ -114,6 +122,8 @@ func listenTCP(bind, advertise string, tlsConf *tls.Config, handshakeTimeout tim
 		advertise:        adv,
 		handshakeTimeout: handshakeTimeout,
 		logger:           logger,
+		secrets:          secrets,
+		refusals:         &refusalLog{logger: logger},
 		raftConns:        make(chan net.Conn),
 		control:          make(chan controlConn),
 		closed:           make(chan struct{}),
@@ -213,11 +223,13 @@ func (t *tcpStreamLayer) untrack(conn net.Conn) {
 	t.mu.Unlock()
 }
 
-// classify completes the TLS handshake if any, reads the first byte and
-// hands the connection to raft or to the control channel.
+// classify completes the TLS handshake if any and the cluster-key
+// handshake when this node has a key, reads the kind byte and hands the
+// connection to raft or to the control channel.
 func (t *tcpStreamLayer) classify(raw net.Conn) {
 	defer t.wg.Done()
 	conn := raw
+	remote := raw.RemoteAddr().String()
 	raw.SetDeadline(time.Now().Add(t.handshakeTimeout))
 	if t.serverTLS != nil {
 		tc := tls.Server(raw, t.serverTLS)
@@ -225,41 +237,73 @@ func (t *tcpStreamLayer) classify(raw net.Conn) {
 			t.untrack(raw)
 			raw.Close()
 			if !t.isClosed() {
-				t.logger.Warn("refused raft connection: TLS handshake failed", "remote", raw.RemoteAddr().String(), "error", err)
+				t.logger.Warn("refused raft connection: TLS handshake failed", "remote", remote, "error", err)
 			}
 			return
 		}
 		conn = tc
 	}
-	var first [1]byte
-	_, err := io.ReadFull(conn, first[:])
+	kind, err := t.admit(conn, remote)
 	t.untrack(raw)
 	if err != nil {
 		conn.Close()
 		if !t.isClosed() {
-			t.logger.Debug("dropped a connection that sent nothing", "remote", raw.RemoteAddr().String(), "error", err)
+			t.logger.Debug("dropped a connection on the raft port", "remote", remote, "error", err)
 		}
+		return
+	}
+	if kind == nil {
+		conn.Close() // refused, and told why
 		return
 	}
 	// The handlers set deadlines of their own (raft: per RPC on its
 	// side; control: per exchange).
 	raw.SetDeadline(time.Time{})
 
-	switch first[0] {
-	case kindForward, kindPing, kindLease:
+	if _, ok := controlHandlers[*kind]; ok {
 		select {
-		case t.control <- controlConn{kind: first[0], conn: conn}:
+		case t.control <- controlConn{kind: *kind, conn: conn}:
 		case <-t.closed:
 			conn.Close()
 		}
-	default:
-		pc := &peekedConn{Conn: conn, first: first[:]}
-		select {
-		case t.raftConns <- pc:
-		case <-t.closed:
-			conn.Close()
-		}
+		return
 	}
+	pc := &peekedConn{Conn: conn, first: []byte{*kind}}
+	select {
+	case t.raftConns <- pc:
+	case <-t.closed:
+		conn.Close()
+	}
+}
+
+// admit reads the connection's first byte and, when this node has a
+// cluster key, requires the cluster-key handshake before it. It returns
+// the kind byte, or nil after refusing the peer (told why, and logged).
+func (t *tcpStreamLayer) admit(conn net.Conn, remote string) (*byte, error) {
+	keys := clusterKeys(t.secrets)
+	var first [1]byte
+	if _, err := io.ReadFull(conn, first[:]); err != nil {
+		return nil, err
+	}
+	switch {
+	case first[0] == kindAuth:
+		refused, err := serverHandshake(conn, keys)
+		if err != nil {
+			return nil, err
+		}
+		if refused != "" {
+			t.refusals.refused(remote, refused)
+			return nil, nil
+		}
+		if _, err := io.ReadFull(conn, first[:]); err != nil {
+			return nil, err
+		}
+	case len(keys) > 0:
+		writeRefusal(conn, refuseNoHandshake)
+		t.refusals.refused(remote, fmt.Sprintf("no cluster-key handshake (first byte %#x)", first[0]))
+		return nil, nil
+	}
+	return &first[0], nil
 }
 
 func (t *tcpStreamLayer) isClosed() bool {
@@ -308,9 +352,36 @@ func (t *tcpStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration)
 }
 
 // dialContext connects to a peer's raft port, with TLS when configured
-// (handshake and peer verification done before it returns). ctx bounds only
-// the connection setup.
+// (handshake and peer verification done before it returns) and the
+// cluster-key handshake when this node has a key. ctx bounds only the
+// connection setup.
 func (t *tcpStreamLayer) dialContext(ctx context.Context, address string) (net.Conn, error) {
+	conn, err := t.dialTransport(ctx, address)
+	if err != nil {
+		return nil, err
+	}
+	keys := clusterKeys(t.secrets)
+	if len(keys) == 0 {
+		return conn, nil
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Now()) })
+	err = clientHandshake(conn, keys)
+	if !stop() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("raftctl: raft port of %s: %w", address, err)
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// dialTransport opens the TCP or TLS connection.
+func (t *tcpStreamLayer) dialTransport(ctx context.Context, address string) (net.Conn, error) {
 	d := &net.Dialer{}
 	if t.clientTLS == nil {
 		return d.DialContext(ctx, "tcp", address)

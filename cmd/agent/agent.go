@@ -41,11 +41,16 @@ type Agent struct {
 	// raftID is this incarnation's raft server ID (see loadIdentity).
 	raftID string
 
-	raft    *raftctl.Node
-	gossip  *gossip.Gossip
-	httpLn  net.Listener
-	httpSrv *http.Server
-	metrics *agentMetrics
+	raft   *raftctl.Node
+	gossip *gossip.Gossip
+	// startKeys is the gossip keyring read at start, and liveKeys the
+	// gossip instance once it runs (its keyring follows rotations): the
+	// raft port's cluster key derives from them (clusterSecrets).
+	startKeys [][]byte
+	liveKeys  atomic.Pointer[gossip.Gossip]
+	httpLn    net.Listener
+	httpSrv   *http.Server
+	metrics   *agentMetrics
 
 	// monitor confirms gossip's suspicions with probes (every agent runs
 	// one; only the leader acts on it). appChecker probes the app next to
@@ -150,8 +155,15 @@ func (a *Agent) Start() (err error) {
 		return fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
 	}
 
+	gc := gossip.DefaultConfig()
+	if err := a.gossipKeyring(gc); err != nil {
+		return err
+	}
+	a.startKeys = gc.Keyring
+
 	rc := raftctl.DefaultConfig()
 	rc.ServerID = a.raftID
+	rc.ClusterSecrets = a.clusterSecrets
 	rc.BindAddr = net.JoinHostPort(a.cfg.Bind, strconv.Itoa(a.cfg.RaftPort))
 	rc.DataDir = a.cfg.DataDir
 	rc.Logger = a.log.Named("raft")
@@ -167,20 +179,21 @@ func (a *Agent) Start() (err error) {
 		return fmt.Errorf("raft: %w", err)
 	}
 
-	gc := gossip.DefaultConfig()
+	if a.clusterSecrets() == nil {
+		a.log.Warn("the raft port is not authenticated (-insecure and no -api-token): anyone who reaches it can forward writes and speak raft")
+	}
+
 	gc.NodeID = a.cfg.NodeID
 	gc.BindAddr = a.cfg.Bind
 	gc.BindPort = a.cfg.GossipPort
 	gc.Profile = gossip.Profile(a.cfg.Profile)
 	gc.Logger = a.log.Named("gossip")
 	gc.Meta = a.localMeta()
-	if err := a.gossipKeyring(gc); err != nil {
-		return err
-	}
 	a.gossip, err = gossip.New(gc)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
 	}
+	a.liveKeys.Store(a.gossip)
 
 	hc, err := a.healthConfig()
 	if err != nil {

@@ -25,6 +25,25 @@ import (
 // survives restarts. Keys never leave the agent through the API: listing
 // shows fingerprints.
 
+// clusterSecrets are what the raft port's cluster key derives from
+// (raftctl.Config.ClusterSecrets): the gossip keyring as it is now, primary
+// first, so that a rotation carries the raft port along; without gossip
+// encryption, the API token; with neither, nothing (no authentication).
+func (a *Agent) clusterSecrets() [][]byte {
+	if g := a.liveKeys.Load(); g != nil {
+		if keys, err := g.ListKeys(); err == nil {
+			return keys
+		}
+	}
+	if len(a.startKeys) > 0 {
+		return a.startKeys
+	}
+	if a.cfg.APIToken != "" {
+		return [][]byte{[]byte(a.cfg.APIToken)}
+	}
+	return nil
+}
+
 // keyFingerprint names a key without revealing it: the first 8 bytes of
 // its SHA-256, in hex.
 func keyFingerprint(key []byte) string {
