@@ -16,7 +16,15 @@ type ServerHealth struct {
 	// Leader marks the current leader, which is never demoted (it must
 	// transfer leadership first).
 	Leader bool
-	// Healthy: the server is alive as far as gossip and health probes tell.
+	// InService: the server is the current raft ID of a member that the
+	// cluster state holds in service (alive or suspect: neither failed,
+	// leaving nor left). Only a committed change of membership changes it,
+	// never a momentary view of gossip, so the voter target does not move
+	// on mere suspicion.
+	InService bool
+	// Healthy: the server is alive as far as gossip and health probes tell
+	// right now. It decides who may be promoted and who is demoted first,
+	// never how many voters there should be.
 	Healthy bool
 	// CaughtUp: the server has applied (nearly) everything the leader has.
 	// Raft's public API does not expose the leader's per-follower match
@@ -39,16 +47,21 @@ func IsCaughtUp(leaderApplied, serverApplied, maxLag uint64) bool {
 // for one round of voter management:
 //
 //   - The effective target is min(target, the largest odd number not above
-//     the number of healthy servers), and at least 1: with four healthy
-//     servers, three voters tolerate one failure just as four would, and a
-//     smaller quorum is faster.
+//     the number of servers in service), and at least 1: with four members
+//     in service, three voters tolerate one failure just as four would, and
+//     a smaller quorum is faster. Servers in service, not healthy ones:
+//     a voter that gossip merely suspects (a pause, a short cut, a lost
+//     packet) keeps the target where it is, so suspicion never demotes
+//     anyone; the target drops only once the cluster state says a member
+//     failed or left, and rises again when it is back (a rejoin after a
+//     heal).
 //   - While the voters are fewer than that, healthy, caught-up non-voters
 //     that have been stable for at least stabilization are promoted, in
 //     order of ID.
-//   - While the voters are more than that, voters are demoted: unhealthy
-//     ones first, then those not caught up, then the rest, each group in
-//     order of ID; the leader never. Nothing is demoted below the effective
-//     target.
+//   - While the voters are more than that, voters are demoted: those out
+//     of service first, then unhealthy ones, then those not caught up, then
+//     the rest, each group in order of ID; the leader never. Nothing is
+//     demoted below the effective target.
 //
 // Every voter counts towards the target, healthy or not: a failed voter is
 // taken out of the configuration by the leader (Remove), after which the
@@ -58,17 +71,17 @@ func IsCaughtUp(leaderApplied, serverApplied, maxLag uint64) bool {
 // Callers should pass an odd target (the -voters flag is odd); an even one is
 // used as given when enough servers are healthy.
 func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration) (promote, demote []string) {
-	healthy := 0
+	inService := 0
 	voters := 0
 	for _, s := range servers {
-		if s.Healthy {
-			healthy++
+		if s.InService {
+			inService++
 		}
 		if s.Voter {
 			voters++
 		}
 	}
-	effective := healthy
+	effective := inService
 	if effective%2 == 0 {
 		effective--
 	}
@@ -98,12 +111,14 @@ func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration)
 	if voters > effective {
 		rank := func(s ServerHealth) int {
 			switch {
-			case !s.Healthy:
+			case !s.InService:
 				return 0
-			case !s.CaughtUp:
+			case !s.Healthy:
 				return 1
-			default:
+			case !s.CaughtUp:
 				return 2
+			default:
+				return 3
 			}
 		}
 		sort.SliceStable(sorted, func(i, j int) bool { return rank(sorted[i]) < rank(sorted[j]) })

@@ -1,16 +1,19 @@
 package raftctl
 
 import (
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
+
+	"pgregory.net/rapid"
 )
 
 func TestPlanVoters(t *testing.T) {
 	const stable = 10 * time.Second
 	// ready is a healthy, caught-up server, stable for long enough.
 	ready := func(id string, voter bool) ServerHealth {
-		return ServerHealth{ID: id, Voter: voter, Healthy: true, CaughtUp: true, StableFor: time.Minute}
+		return ServerHealth{ID: id, Voter: voter, InService: true, Healthy: true, CaughtUp: true, StableFor: time.Minute}
 	}
 	with := func(s ServerHealth, f func(*ServerHealth)) ServerHealth { f(&s); return s }
 
@@ -62,32 +65,81 @@ func TestPlanVoters(t *testing.T) {
 			promote: []string{"a"},
 		},
 		{
-			name: "two healthy of five: never demote below one voter, and the leader never",
+			name: "one in service of three: never demote below one voter, and the leader never",
+			servers: []ServerHealth{
+				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
+				with(ready("b", true), func(s *ServerHealth) { s.InService = false }),
+				with(ready("c", true), func(s *ServerHealth) { s.InService, s.Healthy = false, false }),
+			},
+			target: 5,
+			demote: []string{"b", "c"},
+		},
+		{
+			name: "a suspected voter of three demotes nobody",
 			servers: []ServerHealth{
 				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
 				ready("b", true),
 				with(ready("c", true), func(s *ServerHealth) { s.Healthy = false }),
 			},
 			target: 5,
-			demote: []string{"c", "b"},
 		},
 		{
-			name: "target lowered: demote unhealthy, then lagging, then by ID",
+			name: "two suspected voters of five (a cut-off minority) demote nobody",
+			servers: []ServerHealth{
+				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
+				ready("b", true), ready("c", true),
+				with(ready("d", true), func(s *ServerHealth) { s.Healthy = false }),
+				with(ready("e", true), func(s *ServerHealth) { s.Healthy, s.CaughtUp = false, false }),
+			},
+			target: 5,
+		},
+		{
+			name: "a failed voter is demoted first, then one more to keep the count odd",
+			servers: []ServerHealth{
+				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
+				ready("b", true), ready("c", true), ready("d", true),
+				with(ready("e", true), func(s *ServerHealth) { s.InService, s.Healthy = false, false }),
+			},
+			target: 5,
+			demote: []string{"e", "b"},
+		},
+		{
+			name: "the rejoined member back in service after a heal: voters restored",
+			servers: []ServerHealth{
+				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
+				ready("b", false), ready("c", true), ready("d", true), ready("e", false),
+			},
+			target:  5,
+			promote: []string{"b", "e"},
+		},
+		{
+			name: "in service but not yet stable after a heal: not promoted yet, nobody demoted",
+			servers: []ServerHealth{
+				with(ready("a", true), func(s *ServerHealth) { s.Leader = true }),
+				ready("c", true), ready("d", true),
+				with(ready("e", false), func(s *ServerHealth) { s.StableFor = 0 }),
+			},
+			target: 5,
+		},
+		{
+			name: "target lowered: demote out of service, then unhealthy, then lagging, then by ID",
 			servers: []ServerHealth{
 				ready("a", true),
 				with(ready("b", true), func(s *ServerHealth) { s.Leader = true }),
 				ready("c", true),
 				with(ready("d", true), func(s *ServerHealth) { s.CaughtUp = false }),
 				with(ready("e", true), func(s *ServerHealth) { s.Healthy = false }),
+				with(ready("f", true), func(s *ServerHealth) { s.InService = false }),
+				ready("g", true),
 			},
 			target: 3,
-			demote: []string{"e", "d"},
+			demote: []string{"f", "e", "d", "a"},
 		},
 		{
-			name: "four healthy of five voters: three voters are as safe as four",
+			name: "four in service of five voters: three voters are as safe as four",
 			servers: []ServerHealth{
 				ready("a", true), ready("b", true), ready("c", true), ready("d", true),
-				with(ready("e", true), func(s *ServerHealth) { s.Healthy = false }),
+				with(ready("e", true), func(s *ServerHealth) { s.InService = false }),
 			},
 			target: 5,
 			demote: []string{"e", "a"},
@@ -123,4 +175,58 @@ func TestIsCaughtUp(t *testing.T) {
 			t.Errorf("IsCaughtUp(%d, %d, %d) = %v, want %v", tc.leader, tc.server, tc.lag, got, tc.want)
 		}
 	}
+}
+
+// TestPlanVotersIgnoresSuspicionProperty: for any set of servers, what
+// gossip momentarily thinks (Healthy, CaughtUp) never changes how many
+// voters are demoted, the leader is never demoted, and a plan never leaves
+// fewer voters than the effective target (or one).
+func TestPlanVotersIgnoresSuspicionProperty(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(0, 9).Draw(rt, "servers")
+		target := rapid.SampledFrom([]int{1, 3, 5, 7}).Draw(rt, "target")
+		leader := rapid.IntRange(-1, n-1).Draw(rt, "leader")
+		var servers []ServerHealth
+		for i := 0; i < n; i++ {
+			servers = append(servers, ServerHealth{
+				ID:        fmt.Sprintf("s%d", i),
+				Voter:     i == leader || rapid.Bool().Draw(rt, "voter"),
+				Leader:    i == leader,
+				InService: i == leader || rapid.Bool().Draw(rt, "in service"),
+				Healthy:   rapid.Bool().Draw(rt, "healthy"),
+				CaughtUp:  rapid.Bool().Draw(rt, "caught up"),
+				StableFor: time.Duration(rapid.IntRange(0, 20).Draw(rt, "stable s")) * time.Second,
+			})
+		}
+		_, demote := PlanVoters(servers, target, 10*time.Second)
+
+		// The same servers with gossip's view redrawn.
+		redrawn := append([]ServerHealth(nil), servers...)
+		for i := range redrawn {
+			redrawn[i].Healthy = rapid.Bool().Draw(rt, "healthy again")
+			redrawn[i].CaughtUp = rapid.Bool().Draw(rt, "caught up again")
+		}
+		if _, again := PlanVoters(redrawn, target, 10*time.Second); len(again) != len(demote) {
+			rt.Fatalf("suspicion changed the demotions: %v then %v", demote, again)
+		}
+
+		voters, inService := 0, 0
+		for _, s := range servers {
+			if s.Voter {
+				voters++
+			}
+			if s.InService {
+				inService++
+			}
+		}
+		effective := max(1, min(target, inService-(1-inService%2)))
+		for _, id := range demote {
+			if leader >= 0 && id == servers[leader].ID {
+				rt.Fatalf("the leader %s was demoted", id)
+			}
+		}
+		if len(demote) > 0 && voters-len(demote) < effective {
+			rt.Fatalf("%d voters demoted to %d, below the effective target %d", voters, voters-len(demote), effective)
+		}
+	})
 }

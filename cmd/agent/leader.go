@@ -397,10 +397,19 @@ func (a *Agent) reconcileVoters() error {
 	for _, n := range a.gossip.Members() {
 		gossipByRaftID[n.Meta.RaftID] = n
 	}
+	// In service by the committed state, not by gossip's momentary view:
+	// see raftctl.ServerHealth.InService.
+	state := a.memberState()
+	inService := map[string]bool{}
+	for _, m := range state.Members {
+		if m.RaftID != "" && m.CanHold() {
+			inService[m.RaftID] = true
+		}
+	}
 	commit := a.raft.Stats().CommitIndex
 	var health []raftctl.ServerHealth
 	for _, s := range servers {
-		h := raftctl.ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == a.raftID}
+		h := raftctl.ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == a.raftID, InService: inService[s.ID]}
 		n, ok := gossipByRaftID[s.ID]
 		h.Healthy = ok && n.State == gossip.StateAlive && !n.Meta.Leaving
 		if s.ID == a.raftID {
@@ -436,7 +445,7 @@ func (a *Agent) reconcileVoters() error {
 	for _, s := range servers {
 		voter[s.ID] = s.Voter
 	}
-	state := a.memberState()
+	state = a.memberState()
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
 		if want := voter[m.RaftID]; m.Voter != want {
