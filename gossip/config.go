@@ -103,6 +103,24 @@ type Config struct {
 	// update to be gossiped before returning an error (the update still
 	// spreads afterwards). Default 5 s.
 	BroadcastTimeout time.Duration
+
+	// ReconnectInterval is how often nodes that went dead (not left) are
+	// joined again, so that two sides of a healed partition, which each
+	// declared the other dead, merge again (see reconnect.go). 0: the
+	// profile's default (local 1 s, lan 5 s, wan 15 s). Negative: never.
+	ReconnectInterval time.Duration
+
+	// ReconnectTimeout is how long after its death a node is still joined
+	// again; after that it is given up. 0: 24 h, Serf's default.
+	ReconnectTimeout time.Duration
+
+	// ReconnectSeeds, if set, is called before every reconnect round and
+	// returns more peers to reconnect to, node ID to gossip address: those
+	// the caller knows from elsewhere (an agent: its persisted cluster
+	// state), for the case where this node never saw them die (it started
+	// cut off). Peers the view holds alive or suspect are skipped. It runs
+	// on the reconnect goroutine and must not call into this Gossip.
+	ReconnectSeeds func() map[string]string
 }
 
 // DefaultLabel is the cluster label of DefaultConfig.
@@ -161,6 +179,9 @@ func (c *Config) validate() error {
 	}
 	if c.DeadNodeReclaimTime < 0 {
 		return fmt.Errorf("%w: DeadNodeReclaimTime is negative", ErrInvalidConfig)
+	}
+	if c.ReconnectTimeout < 0 {
+		return fmt.Errorf("%w: ReconnectTimeout is negative", ErrInvalidConfig)
 	}
 	if c.EventBuffer < 0 {
 		return fmt.Errorf("%w: EventBuffer is negative", ErrInvalidConfig)

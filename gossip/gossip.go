@@ -79,7 +79,8 @@ type Gossip struct {
 	// lock, then mu (delegate callbacks run under memberlist's lock), so mu
 	// is never held while calling into memberlist.
 	mu        sync.Mutex
-	view      map[string]*Node // every known node, the local one included
+	view      map[string]*Node    // every known node, the local one included
+	lost      map[string]lostNode // dead (not left) nodes to reconnect to
 	localMeta Meta
 	metaBytes []byte
 
@@ -87,6 +88,8 @@ type Gossip struct {
 	events    chan Event
 	stop      chan struct{} // closed by Shutdown
 	drainDone chan struct{} // closed when the drain goroutine has returned
+
+	reconnect reconnector
 
 	// keyring is memberlist's live keyring, nil when gossip is plaintext.
 	// keyMu serialises changes to it with their persistence to keyringFile.
@@ -155,12 +158,21 @@ func New(cfg *Config) (*Gossip, error) {
 		mc.GossipVerifyOutgoing = true
 	}
 
+	reconnectEvery := c.ReconnectInterval
+	if reconnectEvery == 0 {
+		reconnectEvery = c.Profile.reconnectInterval()
+	}
+	reconnectTimeout := c.ReconnectTimeout
+	if reconnectTimeout == 0 {
+		reconnectTimeout = defaultReconnectTimeout
+	}
 	g := &Gossip{
 		nodeID:           c.NodeID,
 		logger:           logger,
 		broadcastTimeout: c.BroadcastTimeout,
 		forgetAfter:      mc.GossipToTheDeadTime,
 		view:             make(map[string]*Node),
+		lost:             make(map[string]lostNode),
 		localMeta:        c.Meta,
 		metaBytes:        metaBytes,
 		queue:            newEventQueue(),
@@ -169,6 +181,13 @@ func New(cfg *Config) (*Gossip, error) {
 		drainDone:        make(chan struct{}),
 		keyring:          mc.Keyring,
 		keyringFile:      c.KeyringFile,
+		reconnect: reconnector{
+			interval: reconnectEvery,
+			timeout:  reconnectTimeout,
+			seeds:    c.ReconnectSeeds,
+			done:     make(chan struct{}),
+			tried:    map[string]time.Time{},
+		},
 	}
 	d := &delegates{g: g}
 	mc.Delegate = d
@@ -187,6 +206,11 @@ func New(cfg *Config) (*Gossip, error) {
 	}
 	g.ml = ml
 	go g.drain()
+	if g.reconnect.interval > 0 {
+		go g.reconnectLoop()
+	} else {
+		close(g.reconnect.done)
+	}
 	return g, nil
 }
 
@@ -392,8 +416,10 @@ func (g *Gossip) Leave(timeout time.Duration) error {
 }
 
 // Shutdown stops memberlist (without leaving: call Leave first for a
-// graceful exit), stops the event goroutine and closes the Events channel.
-// It is safe to call more than once; later calls return nil.
+// graceful exit), stops the event and reconnect goroutines and closes the
+// Events channel. It waits for a reconnect attempt in flight, at most the
+// profile's TCPTimeout. It is safe to call more than once; later calls
+// return nil.
 func (g *Gossip) Shutdown() error {
 	g.lifeMu.Lock()
 	if g.down {
@@ -407,6 +433,7 @@ func (g *Gossip) Shutdown() error {
 	g.queue.close()
 	close(g.stop)
 	<-g.drainDone
+	<-g.reconnect.done
 	close(g.events)
 	if err != nil {
 		return fmt.Errorf("gossip: shutdown: %w", err)
@@ -461,6 +488,7 @@ func (g *Gossip) observeJoin(ml *memberlist.Node) {
 		n.Addr, n.Meta = addr, meta
 		g.setState(n, StateAlive)
 		n.Since = time.Now() // a join starts a new life even from alive
+		delete(g.lost, ml.Name)
 		return []EventType{EventJoin}
 	})
 }
@@ -480,6 +508,7 @@ func (g *Gossip) observeUpdate(ml *memberlist.Node) {
 		}
 		g.setState(n, StateAlive)
 		n.Addr, n.Meta = addr, meta
+		delete(g.lost, ml.Name)
 		return append(types, EventUpdate)
 	})
 }
@@ -490,9 +519,11 @@ func (g *Gossip) observeLeave(ml *memberlist.Node) {
 		n.Addr, n.Meta = addr, meta
 		if meta.Leaving {
 			g.setState(n, StateLeft)
+			delete(g.lost, ml.Name)
 			return []EventType{EventLeft}
 		}
 		g.setState(n, StateDead)
+		g.noteLostLocked(ml.Name, addr)
 		return []EventType{EventDead}
 	})
 }

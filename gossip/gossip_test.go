@@ -322,12 +322,13 @@ func TestShutdownIsIdempotentAndClosesEvents(t *testing.T) {
 
 func TestNewRejectsBadConfig(t *testing.T) {
 	for name, tweak := range map[string]func(*Config){
-		"no node ID":     func(c *Config) { c.NodeID = "" },
-		"bind not an IP": func(c *Config) { c.BindAddr = "localhost" },
-		"bad profile":    func(c *Config) { c.Profile = "moon" },
-		"short key":      func(c *Config) { c.SecretKey = []byte("short") },
-		"meta too long":  func(c *Config) { c.Meta.AppAddr = strings.Repeat("a", 256) },
-		"label too long": func(c *Config) { c.Label = strings.Repeat("l", 256) },
+		"no node ID":                 func(c *Config) { c.NodeID = "" },
+		"bind not an IP":             func(c *Config) { c.BindAddr = "localhost" },
+		"bad profile":                func(c *Config) { c.Profile = "moon" },
+		"short key":                  func(c *Config) { c.SecretKey = []byte("short") },
+		"meta too long":              func(c *Config) { c.Meta.AppAddr = strings.Repeat("a", 256) },
+		"label too long":             func(c *Config) { c.Label = strings.Repeat("l", 256) },
+		"negative reconnect timeout": func(c *Config) { c.ReconnectTimeout = -time.Second },
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := testConfig("bad")

@@ -90,3 +90,17 @@ func (p Profile) MemberlistConfig() (*memberlist.Config, error) {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownProfile, string(p))
 	}
 }
+
+// reconnectInterval is the profile's default Config.ReconnectInterval: a
+// healed partition merges within about one interval, and a node dead for
+// good costs one failed connection per interval.
+func (p Profile) reconnectInterval() time.Duration {
+	switch p {
+	case ProfileLocal:
+		return time.Second
+	case ProfileWAN:
+		return 15 * time.Second
+	default:
+		return 5 * time.Second
+	}
+}

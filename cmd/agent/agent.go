@@ -189,6 +189,7 @@ func (a *Agent) Start() (err error) {
 	gc.Profile = gossip.Profile(a.cfg.Profile)
 	gc.Logger = a.log.Named("gossip")
 	gc.Meta = a.localMeta()
+	gc.ReconnectSeeds = a.reconnectSeeds
 	a.gossip, err = gossip.New(gc)
 	if err != nil {
 		return fmt.Errorf("gossip: %w", err)
