@@ -149,7 +149,7 @@ func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *benchAp
 	return a
 }
 
-func (a *benchApp) startApp(tb testing.TB) { a.runApp(tb, a.apiAddr(), a.dataDir+".app.log") }
+func (a *benchApp) startApp(tb testing.TB) { a.runApp(tb, a.apiAddr(), a.dataDir) }
 
 // killNode SIGKILLs app and agent together, as a machine loss does.
 func (a *benchApp) killNode() {

@@ -109,9 +109,12 @@ type kvappProcess struct {
 	appPlace placement
 	appPort  int
 	logLevel string // debug for tests, info for benchmarks
-	app      *exec.Cmd
-	appLog   *os.File
-	appDone  chan struct{}
+	// appDataDir is the app's --data-dir (set by runApp): it survives the
+	// app's restarts unless a test wipes it.
+	appDataDir string
+	app        *exec.Cmd
+	appLog     *os.File
+	appDone    chan struct{}
 }
 
 func (p *kvappProcess) appAddr() string {
@@ -133,14 +136,21 @@ func (p *kvappProcess) agentAppFlags(webhookURL string) []string {
 	}
 }
 
-// runApp starts the kvapp for the agent at apiAddr, logging to logPath.
-func (p *kvappProcess) runApp(tb testing.TB, apiAddr, logPath string) {
+// runApp starts the kvapp for the agent at apiAddr, with its data in
+// nodeDir+".app" and its log in nodeDir+".app.log" (nodeDir is the agent's
+// data dir).
+func (p *kvappProcess) runApp(tb testing.TB, apiAddr, nodeDir string) {
 	tb.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(nodeDir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(kvappBin, "--addr", p.appAddr(), "--agent", "http://"+apiAddr, "--webhook-secret", testWebhookSecret, "--log-level", p.logLevel)
+	p.appDataDir = nodeDir + ".app"
+	if err := p.appPlace.ownDir(p.appDataDir); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(kvappBin, "--addr", p.appAddr(), "--agent", "http://"+apiAddr, "--data-dir", p.appDataDir,
+		"--webhook-secret", testWebhookSecret, "--log-level", p.logLevel)
 	p.appPlace.runAs(cmd)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
@@ -164,6 +174,18 @@ func (p *kvappProcess) stopApp(sig syscall.Signal) {
 
 func (p *kvappProcess) killApp() { p.stopApp(syscall.SIGKILL) }
 
+// wipeAppData removes the app's data dir, as a lost disk does; the app
+// must not be running.
+func (p *kvappProcess) wipeAppData(tb testing.TB) {
+	tb.Helper()
+	if p.app != nil {
+		tb.Fatal("wiping the data dir of a running app")
+	}
+	if err := os.RemoveAll(p.appDataDir); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // appNode is an agent with its kvapp, its webhooks going through a proxy
 // that checks every signature.
 type appNode struct {
@@ -181,7 +203,7 @@ func addAppNode(t *testing.T, c *cluster, id string, extra ...string) *appNode {
 	return an
 }
 
-func (a *appNode) startApp(t *testing.T) { a.runApp(t, a.apiAddr(), a.dataDir+".app.log") }
+func (a *appNode) startApp(t *testing.T) { a.runApp(t, a.apiAddr(), a.dataDir) }
 
 // killNode SIGKILLs agent and app together, as a machine loss does.
 func (a *appNode) killNode() {

@@ -165,7 +165,7 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 	}
 
 	// A rejoin.
-	d.say("restarting %s with its old data dir: a rejoin", victim.id)
+	d.say("restarting %s with its old data dirs (agent and app): a rejoin", victim.id)
 	if err := d.start(victim, false); err != nil {
 		return err
 	}
@@ -224,7 +224,9 @@ func (d *demo) start(n *demoNode, first bool) error {
 		if err != nil {
 			return err
 		}
-		n.app = exec.Command(d.kvapp, "--addr", n.appAddr(), "--agent", "http://"+n.api(), "--webhook-secret", d.secret)
+		// The app keeps its data beside the agent's: a restarted node has
+		// both back.
+		n.app = exec.Command(d.kvapp, "--addr", n.appAddr(), "--agent", "http://"+n.api(), "--data-dir", n.dir+".app", "--webhook-secret", d.secret)
 		n.app.Stdout, n.app.Stderr = log, log
 		if err := n.app.Start(); err != nil {
 			return fmt.Errorf("starting kvapp: %w", err)

@@ -31,8 +31,15 @@ func (s *server) seen(ev hooks.Event) {
 func (s *server) onAssign(ctx context.Context, ev hooks.Event) hooks.Response {
 	s.seen(ev)
 	if ev.Source != nil {
-		return s.assignWithCopy(ev)
+		return s.assignWithCopy(ctx, ev)
 	}
+	return s.hold(ctx, ev, "holding partition")
+}
+
+// hold takes an assign without a source or a promote: the partition in
+// ev's role at ev's epoch, on disk before the event is acknowledged. A new
+// primary serves once its copies have what it holds (sync.go).
+func (s *server) hold(ctx context.Context, ev hooks.Event, what string) hooks.Response {
 	s.store.mu.Lock()
 	p := s.store.get(ev.Partition)
 	if stale(p, ev) {
@@ -42,38 +49,71 @@ func (s *server) onAssign(ctx context.Context, ev hooks.Event) hooks.Response {
 	complete := p.complete
 	s.store.mu.Unlock()
 	if !complete {
-		// Told to hold a partition we have no copy of. On a fresh cluster
-		// nobody has data and an empty partition is right; but an app that
-		// restarted (memory only) may be told again of what it held, and
-		// then the other holders have the data: take it from them.
+		// Told to hold a partition this app has no full copy of. On a fresh
+		// cluster nobody has data and an empty partition is right. An app
+		// that lost its data reports it at start-up, and the agent then
+		// sends a copy with a source instead; this is the safety net for
+		// an agent that still believes it (one whose own data dir was
+		// wiped): the other holders may have the data, so take it from
+		// them.
 		if err := s.recoverFromHolders(ctx, ev.Partition); err != nil {
-			s.log.Warn("assign: cannot get the partition from its other holders yet", "partition", ev.Partition, "epoch", ev.Epoch, "err", err)
+			s.log.Warn("cannot get the partition from its other holders yet", "partition", ev.Partition, "epoch", ev.Epoch, "type", ev.Type, "err", err)
 			return hooks.Retry(err)
 		}
 	}
 	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
 	p = s.store.get(ev.Partition)
 	if stale(p, ev) {
+		s.store.mu.Unlock()
 		return hooks.Ack()
 	}
 	s.setRole(p, ev)
 	p.complete = true
-	s.log.Info("holding partition", "partition", ev.Partition, "role", ev.Role, "epoch", ev.Epoch, "keys", len(p.data))
+	s.readyAsPrimary(p)
+	seq := s.store.saveState(ev.Partition, p)
+	keys := len(p.data)
+	s.store.mu.Unlock()
+	if err := s.store.durable(ctx, seq); err != nil {
+		return hooks.Retry(err)
+	}
+	s.log.Info(what, "partition", ev.Partition, "role", ev.Role, "epoch", ev.Epoch, "keys", keys)
+	if ev.Role == hooks.RolePrimary {
+		s.startSync(ev.Partition)
+	}
 	return hooks.Ack()
 }
 
-// setRole applies ev's role and epoch. Callers hold the store lock.
+// setRole applies ev's role and epoch. A node that becomes primary, or
+// stops being it, serves nothing as primary until it has synced again.
+// Callers hold the store lock.
 func (s *server) setRole(p *partition, ev hooks.Event) {
+	wasPrimary := p.role == hooks.RolePrimary
 	p.role = ev.Role
 	p.epoch = ev.Epoch
 	p.raiseFence(ev.Epoch)
 	if ev.Role == hooks.RolePrimary && ev.Epoch > p.writeEpoch {
 		p.writeEpoch = ev.Epoch
 	}
+	if wasPrimary != (ev.Role == hooks.RolePrimary) {
+		p.leavePrimary()
+	}
+}
+
+// readyAsPrimary lets a complete primary that holds no key serve at once:
+// there is nothing it could show that its copies lack. Callers hold the
+// store lock.
+func (s *server) readyAsPrimary(p *partition) {
+	if p.role == hooks.RolePrimary && p.complete && !p.synced && len(p.data) == 0 {
+		p.synced = true
+	}
 }
 
 func (s *server) onPromote(ctx context.Context, ev hooks.Event) hooks.Response {
+	s.seen(ev)
+	return s.hold(ctx, ev, "promoted")
+}
+
+func (s *server) onDemote(ctx context.Context, ev hooks.Event) hooks.Response {
 	s.seen(ev)
 	s.store.mu.Lock()
 	p := s.store.get(ev.Partition)
@@ -81,33 +121,13 @@ func (s *server) onPromote(ctx context.Context, ev hooks.Event) hooks.Response {
 		s.store.mu.Unlock()
 		return hooks.Ack()
 	}
-	complete := p.complete
+	s.setRole(p, ev)
+	seq := s.store.saveState(ev.Partition, p)
 	s.store.mu.Unlock()
-	if !complete {
-		if err := s.recoverFromHolders(ctx, ev.Partition); err != nil {
-			return hooks.Retry(err)
-		}
+	if err := s.store.durable(ctx, seq); err != nil {
+		return hooks.Retry(err)
 	}
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	p = s.store.get(ev.Partition)
-	if !stale(p, ev) {
-		s.setRole(p, ev)
-		p.complete = true
-		s.log.Info("promoted", "partition", ev.Partition, "epoch", ev.Epoch, "keys", len(p.data))
-	}
-	return hooks.Ack()
-}
-
-func (s *server) onDemote(ctx context.Context, ev hooks.Event) hooks.Response {
-	s.seen(ev)
-	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
-	p := s.store.get(ev.Partition)
-	if !stale(p, ev) {
-		s.setRole(p, ev)
-		s.log.Info("demoted", "partition", ev.Partition, "epoch", ev.Epoch)
-	}
+	s.log.Info("demoted", "partition", ev.Partition, "epoch", ev.Epoch)
 	return hooks.Ack()
 }
 
@@ -115,13 +135,18 @@ func (s *server) onRelease(ctx context.Context, ev hooks.Event) hooks.Response {
 	s.seen(ev)
 	s.cancelCopy(ev.Partition, "")
 	s.store.mu.Lock()
-	defer s.store.mu.Unlock()
 	p := s.store.get(ev.Partition)
-	if !stale(p, ev) {
-		s.setRole(p, ev)
-		p.clear()
-		s.log.Info("released", "partition", ev.Partition, "epoch", ev.Epoch)
+	if stale(p, ev) {
+		s.store.mu.Unlock()
+		return hooks.Ack()
 	}
+	s.setRole(p, ev)
+	seq := s.store.clear(ev.Partition, p)
+	s.store.mu.Unlock()
+	if err := s.store.durable(ctx, seq); err != nil {
+		return hooks.Retry(err)
+	}
+	s.log.Info("released", "partition", ev.Partition, "epoch", ev.Epoch)
 	return hooks.Ack()
 }
 
@@ -153,7 +178,7 @@ func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 				resync = append(resync, id)
 			}
 		case len(p.data) > 0 || p.complete:
-			p.clear()
+			s.store.clear(id, p)
 			dropped = append(dropped, id)
 		}
 	}
@@ -165,6 +190,12 @@ func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 		if err := s.recoverFromHolders(ctx, id); err != nil {
 			return hooks.Retry(fmt.Errorf("kvapp: re-sync partition %d after the rejoin: %w", id, err))
 		}
+	}
+	s.store.mu.Lock()
+	seq := s.store.tail()
+	s.store.mu.Unlock()
+	if err := s.store.durable(ctx, seq); err != nil {
+		return hooks.Retry(err)
 	}
 	s.log.Info("rejoined", "dropped", dropped, "resynced", resync, "listed", ev.Partitions)
 	return hooks.Ack()
@@ -248,7 +279,7 @@ func (s *server) copyFrom(ctx context.Context, id int, addr string) error {
 	if d.Partition != id {
 		return fmt.Errorf("kvapp: copy partition %d from %s: got partition %d", id, addr, d.Partition)
 	}
-	s.store.merge(d)
+	s.store.merge(d) // made durable by the state change that follows
 	return nil
 }
 
@@ -260,38 +291,52 @@ type copyJob struct {
 }
 
 // assignWithCopy starts (or finds) the background copy for ev and answers
-// 202; the copy then acknowledges the migration to the agent.
-func (s *server) assignWithCopy(ev hooks.Event) hooks.Response {
+// 202 once the partition's new state (not complete) is on disk; the copy
+// then acknowledges the migration to the agent.
+func (s *server) assignWithCopy(ctx context.Context, ev hooks.Event) hooks.Response {
+	resp, seq := s.startCopy(ev)
+	if resp.Status != http.StatusAccepted {
+		return resp
+	}
+	if err := s.store.durable(ctx, seq); err != nil {
+		return hooks.Retry(err)
+	}
+	return resp
+}
+
+func (s *server) startCopy(ev hooks.Event) (hooks.Response, uint64) {
 	s.store.mu.Lock()
 	p := s.store.get(ev.Partition)
 	if stale(p, ev) {
 		s.store.mu.Unlock()
-		return hooks.Ack()
+		return hooks.Ack(), 0
 	}
 	s.copyMu.Lock()
 	defer s.copyMu.Unlock()
 	if s.copied[ev.MigrationID] && p.complete {
 		s.store.mu.Unlock()
-		return hooks.Ack() // the copy is done; the agent asks again
+		return hooks.Ack(), 0 // the copy is done; the agent asks again
 	}
 	if j := s.copies[ev.Partition]; j != nil && j.migrationID == ev.MigrationID {
 		// The same copy, delivered again (perhaps at a newer epoch, as
 		// other holders of the partition changed): it goes on.
 		p.epoch = ev.Epoch
 		p.raiseFence(ev.Epoch)
+		seq := s.store.saveState(ev.Partition, p)
 		s.store.mu.Unlock()
-		return hooks.Copying()
+		return hooks.Copying(), seq
 	}
 	// Always copy, even over data held from before: the merge keeps the
 	// newest version of every key, and old data here may be stale.
 	s.setRole(p, ev)
 	p.complete = false
+	seq := s.store.saveState(ev.Partition, p)
 	s.store.mu.Unlock()
 	if old := s.copies[ev.Partition]; old != nil {
 		old.cancel()
 	}
 	if s.ctx.Err() != nil {
-		return hooks.Retry(errors.New("kvapp: shutting down"))
+		return hooks.Retry(errors.New("kvapp: shutting down")), 0
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
 	j := &copyJob{migrationID: ev.MigrationID, epoch: ev.Epoch, cancel: cancel}
@@ -303,7 +348,7 @@ func (s *server) assignWithCopy(ev hooks.Event) hooks.Response {
 		s.runCopy(ctx, j, ev)
 	}()
 	s.log.Info("copying partition", "partition", ev.Partition, "epoch", ev.Epoch, "from", ev.Source.NodeID, "migration", ev.MigrationID)
-	return hooks.Copying()
+	return hooks.Copying(), seq
 }
 
 // cancelCopy stops the partition's copy, if any (only the one for
@@ -336,33 +381,42 @@ func (s *server) runCopy(ctx context.Context, j *copyJob, ev hooks.Event) {
 		s.tellAgent(ctx, ev, err)
 		return
 	}
-	if !s.finishCopy(j, ev, true) {
+	seq, ok := s.finishCopy(j, ev, true)
+	if !ok {
+		return
+	}
+	if err := s.store.durable(ctx, seq); err != nil {
+		// Not on disk: not complete. The agent times the copy out, or this
+		// app restarts, reports the partition missing, and copies again.
+		s.log.Error("a finished copy cannot be written", "partition", ev.Partition, "err", err)
 		return
 	}
 	s.tellAgent(ctx, ev, nil)
 }
 
 // finishCopy records the copy's end unless a newer event has superseded it;
-// it reports whether the agent should be told.
-func (s *server) finishCopy(j *copyJob, ev hooks.Event, ok bool) bool {
+// it reports whether the agent should be told, and the sequence number of
+// the partition's new state on disk, to wait for before telling it.
+func (s *server) finishCopy(j *copyJob, ev hooks.Event, ok bool) (uint64, bool) {
 	s.store.mu.Lock()
 	defer s.store.mu.Unlock()
 	s.copyMu.Lock()
 	defer s.copyMu.Unlock()
 	if s.copies[ev.Partition] != j {
-		return false
+		return 0, false
 	}
 	delete(s.copies, ev.Partition)
 	p := s.store.get(ev.Partition)
 	if p.epoch < ev.Epoch || p.role == hooks.RoleNone {
-		return false // released meanwhile
+		return 0, false // released meanwhile
 	}
-	if ok {
-		p.complete = true
-		s.copied[ev.MigrationID] = true
-		s.log.Info("copy complete", "partition", ev.Partition, "epoch", ev.Epoch, "keys", len(p.data), "migration", ev.MigrationID)
+	if !ok {
+		return 0, true
 	}
-	return true
+	p.complete = true
+	s.copied[ev.MigrationID] = true
+	s.log.Info("copy complete", "partition", ev.Partition, "epoch", ev.Epoch, "keys", len(p.data), "migration", ev.MigrationID)
+	return s.store.saveState(ev.Partition, p), true
 }
 
 // tellAgent acknowledges (copyErr nil) or fails the migration, retrying

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,22 +34,27 @@ type fakeCluster struct {
 	fetches    int
 	completed  []string // "node/migration"
 	failed     []string
-	nodes      map[string]*testNode
-	client     *http.Client
+	holdings   map[string][][]int // every holdings report, by node
+	// refuseHoldings makes the fake agents answer holdings reports 503, as
+	// an agent that has not caught up does.
+	refuseHoldings bool
+	nodes          map[string]*testNode
+	client         *http.Client
 }
 
 // testNode is one kvapp under test with its fake agent.
 type testNode struct {
-	id    string
-	srv   *server
-	ts    *httptest.Server
-	agent *httptest.Server
+	id      string
+	dataDir string
+	srv     *server
+	ts      *httptest.Server
+	agent   *httptest.Server
 }
 
 func newFakeCluster(t *testing.T, partitions int) *fakeCluster {
 	tr := &http.Transport{}
 	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
-		nodes: map[string]*testNode{}, client: &http.Client{Transport: tr}}
+		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, client: &http.Client{Transport: tr}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return c
 }
@@ -116,6 +122,24 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"members": ms})
 	})
+	mux.HandleFunc("POST "+hooks.HoldingsPath, func(w http.ResponseWriter, r *http.Request) {
+		var h hooks.Holdings
+		if err := json.NewDecoder(r.Body).Decode(&h); err != nil || h.Partitions == nil {
+			http.Error(w, `{"error":"bad holdings"}`, http.StatusBadRequest)
+			return
+		}
+		c.mu.Lock()
+		refuse := c.refuseHoldings
+		if !refuse {
+			c.holdings[node] = append(c.holdings[node], h.Partitions)
+		}
+		c.mu.Unlock()
+		if refuse {
+			http.Error(w, `{"error":"not caught up"}`, http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, http.StatusOK, hooks.HoldingsResult{Node: node, Lost: []int{}, DataLost: []int{}, Redelivered: []int{}})
+	})
 	mux.HandleFunc("POST /v1/migrations/{id}/{verb}", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -134,24 +158,62 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 	return mux
 }
 
-// addNode starts a kvapp and its fake agent, and lists it as an alive
-// member with its app address.
+// addNode starts a kvapp on a fresh data dir and its fake agent, and
+// lists it as an alive member with its app address.
 func (c *fakeCluster) addNode(id string) *testNode {
+	return c.startNode(id, c.t.TempDir(), "")
+}
+
+// startNodeNoWait starts a kvapp like addNode, without waiting for its
+// holdings report to be taken.
+func (c *fakeCluster) startNodeNoWait(id, dataDir string) *testNode {
+	return c.startNodeAt(id, dataDir, "", false)
+}
+
+// restart stops n's app (its fake agent and address stay) and starts it
+// again on dataDir: n's own to restart it with its data, a fresh one for
+// an app whose data dir was wiped.
+func (c *fakeCluster) restart(n *testNode, dataDir string) *testNode {
+	c.t.Helper()
+	n.ts.Close()
+	n.srv.Close()
+	n.agent.Close()
+	return c.startNode(n.id, dataDir, n.ts.Listener.Addr().String())
+}
+
+func (c *fakeCluster) startNode(id, dataDir, addr string) *testNode {
+	return c.startNodeAt(id, dataDir, addr, true)
+}
+
+func (c *fakeCluster) startNodeAt(id, dataDir, addr string, wait bool) *testNode {
 	t := c.t
+	t.Helper()
 	agent := httptest.NewServer(c.agentHandler(id))
 	ts := httptest.NewUnstartedServer(nil)
+	if addr != "" {
+		ts.Listener.Close()
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("listen again on %s: %v", addr, err)
+		}
+		ts.Listener = ln
+	}
 	cfg := DefaultConfig()
 	cfg.Addr = ts.Listener.Addr().String()
 	cfg.AgentURL = agent.URL
+	cfg.DataDir = dataDir
 	cfg.WebhookSecret = testSecret
 	cfg.APIToken = "agent-token"
 	cfg.RetryBudget = 5 * time.Second
 	cfg.PeerTimeout = time.Second
 	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := newServer(cfg)
+	srv, err := newServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ts.Config.Handler = srv.Handler()
 	ts.Start()
-	n := &testNode{id: id, srv: srv, ts: ts, agent: agent}
+	n := &testNode{id: id, dataDir: dataDir, srv: srv, ts: ts, agent: agent}
 	t.Cleanup(func() {
 		ts.Close()
 		srv.Close()
@@ -161,7 +223,17 @@ func (c *fakeCluster) addNode(id string) *testNode {
 	c.members[id] = memberView{ID: id, Status: "alive", AppAddr: cfg.Addr}
 	c.nodes[id] = n
 	c.mu.Unlock()
+	if wait {
+		eventually(t, id+" to report its holdings", srv.reported.Load)
+	}
 	return n
+}
+
+// reports returns the holdings reports node made, oldest first.
+func (c *fakeCluster) reports(node string) [][]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]int(nil), c.holdings[node]...)
 }
 
 // testWriter sends the app's logs to the test log.

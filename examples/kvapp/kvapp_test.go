@@ -79,7 +79,7 @@ func TestReplicaRefusesAWriteFromAnOlderEpoch(t *testing.T) {
 	c.setAll(5, "n1", "n2")
 	c.assignFromTable()
 
-	code, e := c.replicate(n, replicateMsg{Partition: 0, Epoch: 4, Key: "k", Value: []byte("stale"), Version: version{4, 1}, From: "old"})
+	code, e := c.replicate(n, replicateMsg{Partition: 0, Epoch: 4, Entries: []dumpEntry{{Key: "k", Value: []byte("stale"), Version: version{4, 1}}}, From: "old"})
 	if code != http.StatusConflict || e.Epoch != 5 {
 		t.Fatalf("replicate at epoch 4 over 5: %d %+v, want 409 with epoch 5", code, e)
 	}
@@ -87,18 +87,18 @@ func TestReplicaRefusesAWriteFromAnOlderEpoch(t *testing.T) {
 		t.Fatal("the fenced write was applied")
 	}
 
-	code, _ = c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Key: "k", Value: []byte("fresh"), Version: version{5, 1}, From: "n1"})
+	code, _ = c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Entries: []dumpEntry{{Key: "k", Value: []byte("fresh"), Version: version{5, 1}}}, From: "n1"})
 	if code != http.StatusNoContent {
 		t.Fatalf("replicate at the current epoch: %d", code)
 	}
 	// An older version of the key arriving late does not win.
-	code, _ = c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Key: "k", Value: []byte("older"), Version: version{5, 0}, From: "n1"})
+	code, _ = c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Entries: []dumpEntry{{Key: "k", Value: []byte("older"), Version: version{5, 0}}}, From: "n1"})
 	if v, _ := stored(n, 0, "k"); code != http.StatusNoContent || v != "fresh" {
 		t.Fatalf("after a late older version: %d, value %q, want 204 and fresh", code, v)
 	}
 	// A newer epoch raises the fence for everybody older.
-	c.replicate(n, replicateMsg{Partition: 0, Epoch: 7, Key: "k2", Value: []byte("x"), Version: version{7, 1}, From: "n9"})
-	if code, e := c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Key: "k", Value: []byte("y"), Version: version{5, 2}, From: "n1"}); code != http.StatusConflict || e.Epoch != 7 {
+	c.replicate(n, replicateMsg{Partition: 0, Epoch: 7, Entries: []dumpEntry{{Key: "k2", Value: []byte("x"), Version: version{7, 1}}}, From: "n9"})
+	if code, e := c.replicate(n, replicateMsg{Partition: 0, Epoch: 5, Entries: []dumpEntry{{Key: "k", Value: []byte("y"), Version: version{5, 2}}}, From: "n1"}); code != http.StatusConflict || e.Epoch != 7 {
 		t.Fatalf("replicate at 5 after 7: %d %+v", code, e)
 	}
 }
@@ -235,7 +235,7 @@ func TestReleaseDropsThePartition(t *testing.T) {
 		t.Fatal("release kept the data")
 	}
 	// A late write from a primary of before the release is refused.
-	if code, _ := c.replicate(n2, replicateMsg{Partition: 0, Epoch: 1, Key: "late", Value: []byte("x"), Version: version{1, 9}, From: "n1"}); code != http.StatusConflict {
+	if code, _ := c.replicate(n2, replicateMsg{Partition: 0, Epoch: 1, Entries: []dumpEntry{{Key: "late", Value: []byte("x"), Version: version{1, 9}}}, From: "n1"}); code != http.StatusConflict {
 		t.Fatalf("late replicate after release: %d, want 409", code)
 	}
 	// An assign older than the release is acknowledged and ignored.
@@ -384,10 +384,11 @@ func TestRejoinDropsWhatTheClusterNoLongerGives(t *testing.T) {
 	}
 }
 
-func TestRestartedAppTakesItsPartitionFromTheOtherHolders(t *testing.T) {
-	// An app restarted with empty memory is told its assignment again
-	// without a source: it must not answer with an empty partition while
-	// another holder has the data.
+func TestAnAssignWithoutSourceOfAPartitionNotHeldTakesItFromTheOtherHolders(t *testing.T) {
+	// The safety net behind the holdings report: an app told to hold a
+	// partition it has no copy of, without a source (its agent's own data
+	// dir was wiped, so the agent does not know what it had), must not
+	// answer with an empty partition while another holder has the data.
 	c := newFakeCluster(t, 1)
 	n1, n2 := c.addNode("n1"), c.addNode("n2")
 	c.setAll(1, "n1", "n2")
@@ -410,7 +411,8 @@ func TestFlagErrorsExitWith2(t *testing.T) {
 		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1"},
 		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_!!"},
 		{"--addr", "nope", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"},
-		{"--addr", "127.0.0.1:0", "--agent", "127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"},
+		{"--addr", "127.0.0.1:0", "--agent", "127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0", "--data-dir", "d"},
+		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"},
 		{"--bogus"},
 	} {
 		var out bytes.Buffer
@@ -423,8 +425,11 @@ func TestFlagErrorsExitWith2(t *testing.T) {
 	}
 }
 
+// TestServeStopsCleanlyWhenCancelled: an app whose agent cannot be reached
+// serves, answers its health check 503 (it has not reported its holdings),
+// and stops cleanly.
 func TestServeStopsCleanlyWhenCancelled(t *testing.T) {
-	cfg, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"}, &bytes.Buffer{})
+	cfg, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0", "--data-dir", t.TempDir()}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +448,7 @@ func TestServeStopsCleanlyWhenCancelled(t *testing.T) {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+		return resp.StatusCode == http.StatusServiceUnavailable
 	})
 	cancel()
 	if err := <-done; err != nil {

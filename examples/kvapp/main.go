@@ -3,9 +3,11 @@
 // agent assigns, in the role and at the epoch given, copies a partition from
 // the named source when told, drops it on release, forwards every request
 // to the key's primary, and acknowledges a write only once every current
-// copy has it. Data lives in memory only. See README.md.
+// copy has it on disk. Data lives in bbolt under --data-dir and survives a
+// restart; at every start the app tells its agent which partitions that
+// dir holds. See README.md.
 //
-//	kvapp --addr 127.0.0.1:7001 --agent http://127.0.0.1:8501 --webhook-secret whsec_... [--api-token T]
+//	kvapp --addr 127.0.0.1:7001 --agent http://127.0.0.1:8501 --data-dir /var/lib/kvapp --webhook-secret whsec_... [--api-token T]
 package main
 
 import (
@@ -44,8 +46,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	var secret string
 	fs.StringVar(&cfg.Addr, "addr", "", "host:port to serve on; also the address given to peers (the agent's -app-addr) (required)")
 	fs.StringVar(&cfg.AgentURL, "agent", "", "base URL of the co-located agent's HTTP API, e.g. http://127.0.0.1:8500 (required)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the app's data (kvapp.db); created if missing (required)")
 	fs.StringVar(&secret, "webhook-secret", "", "the agent's -webhook-secret, whsec_ + base64 (required)")
-	fs.StringVar(&cfg.APIToken, "api-token", "", "the agent's -api-token, for acknowledging copies")
+	fs.StringVar(&cfg.APIToken, "api-token", "", "the agent's -api-token, for acknowledging copies and reporting holdings")
 	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long a client request retries while the cluster changes")
 	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", cfg.PeerTimeout, "timeout of one request to a peer or the agent")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -58,8 +61,8 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	if fs.NArg() > 0 {
 		return cfg, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	if cfg.Addr == "" || cfg.AgentURL == "" || secret == "" {
-		return cfg, fmt.Errorf("%w: --addr, --agent and --webhook-secret are required", errUsage)
+	if cfg.Addr == "" || cfg.AgentURL == "" || secret == "" || cfg.DataDir == "" {
+		return cfg, fmt.Errorf("%w: --addr, --agent, --data-dir and --webhook-secret are required", errUsage)
 	}
 	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
 		return cfg, fmt.Errorf("%w: --addr %q: %v", errUsage, cfg.Addr, err)
@@ -111,12 +114,16 @@ func run(args []string, stderr io.Writer) int {
 // serve runs the app on ln until ctx ends, then shuts down in order: stop
 // taking requests and finish those in flight, then stop the copies.
 func serve(ctx context.Context, cfg Config, ln net.Listener) error {
-	s := newServer(cfg)
+	s, err := newServer(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	defer s.Close()
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	s.log.Info("kvapp serving", "addr", ln.Addr().String(), "agent", cfg.AgentURL)
+	s.log.Info("kvapp serving", "addr", ln.Addr().String(), "agent", cfg.AgentURL, "data_dir", cfg.DataDir)
 	select {
 	case err := <-errc:
 		return err
@@ -125,7 +132,7 @@ func serve(ctx context.Context, cfg Config, ln net.Listener) error {
 	s.log.Info("kvapp shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	err := hs.Shutdown(sctx)
+	err = hs.Shutdown(sctx)
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr
 	}

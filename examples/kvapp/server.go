@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/steward-dev/steward/hooks"
@@ -41,6 +42,10 @@ type Config struct {
 	RetryBudget time.Duration
 	// PeerTimeout bounds one request to a peer or to the agent.
 	PeerTimeout time.Duration
+	// DataDir holds the app's data (kvapp.db, bbolt). An app restarted on
+	// the same dir has its data back; an empty dir is an app that holds
+	// nothing, which it tells its agent (the holdings report).
+	DataDir string
 	// TableMaxAge is how long a cached partition table is used before it is
 	// fetched again even without a webhook or a refusal. A primary learns
 	// new migration targets within it.
@@ -72,6 +77,10 @@ func DefaultConfig() Config {
 // the receiver answers it itself instead of forwarding again.
 const forwardedHeader = "Kvapp-Forwarded"
 
+// maxBatchBytes bounds a replicated batch (a write, or a chunk of a new
+// primary's sync, see syncChunkBytes).
+const maxBatchBytes = 4 * maxValueBytes
+
 // server is one kvapp node.
 type server struct {
 	cfg    Config
@@ -87,6 +96,10 @@ type server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// reported is set once the agent has taken this app's holdings
+	// report: until then webhooks are refused and the app is not healthy.
+	reported atomic.Bool
+
 	copyMu sync.Mutex
 	// copies are the background copies by partition.
 	copies map[int]*copyJob
@@ -95,8 +108,10 @@ type server struct {
 	copied map[string]bool
 }
 
-// newServer builds a node; it starts nothing until requests arrive.
-func newServer(cfg Config) *server {
+// newServer opens the data dir and builds a node. It starts reporting
+// what the data dir holds to the agent, and bringing the copies of the
+// partitions it leads up to date; Close stops both.
+func newServer(cfg Config) (*server, error) {
 	def := DefaultConfig()
 	if cfg.RetryBudget <= 0 {
 		cfg.RetryBudget = def.RetryBudget
@@ -128,9 +143,13 @@ func newServer(cfg Config) *server {
 		// write somewhere nobody chose.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	st, err := openStore(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{
-		cfg: cfg, log: logger, store: newStore(), client: client, tr: tr,
+		cfg: cfg, log: logger, store: st, client: client, tr: tr,
 		agent:  &agentClient{url: cfg.AgentURL, client: client, maxAge: cfg.TableMaxAge},
 		ctx:    ctx,
 		cancel: cancel,
@@ -146,18 +165,42 @@ func newServer(cfg Config) *server {
 		OnRejoin:  s.onRejoin,
 		OnQuorum:  s.onQuorum,
 	}
-	return s
+	s.goBackground(s.reportHoldings)
+	for _, id := range s.store.primariesToSync() {
+		s.startSync(id)
+	}
+	return s, nil
+}
+
+// goBackground runs fn on a goroutine Close waits for.
+func (s *server) goBackground(fn func()) {
+	s.copyMu.Lock()
+	defer s.copyMu.Unlock()
+	if s.ctx.Err() != nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
 }
 
 // Handler is the node's whole HTTP surface.
 func (s *server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": s.agent.self()})
-	})
+	mux.HandleFunc("GET /healthz", s.handleHealth)
 	mux.HandleFunc("PUT /kv/{key}", s.handlePut)
 	mux.HandleFunc("GET /kv/{key}", s.handleGet)
-	mux.Handle("POST /steward/events", s.hooks)
+	mux.HandleFunc("POST /steward/events", func(w http.ResponseWriter, r *http.Request) {
+		if !s.reported.Load() {
+			// What this app holds must reach the agent before it acts on
+			// any event: the agent delivers it again.
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "kvapp: reporting what this app holds to its agent first"})
+			return
+		}
+		s.hooks.ServeHTTP(w, r)
+	})
 	mux.HandleFunc("POST /internal/replicate", s.handleReplicate)
 	mux.HandleFunc("GET /internal/partitions/{p}", s.handleDump)
 	mux.HandleFunc("GET /internal/status", func(w http.ResponseWriter, r *http.Request) {
@@ -166,15 +209,31 @@ func (s *server) Handler() http.Handler {
 	return mux
 }
 
-// Close stops the background copies and waits for them; call it after the
-// HTTP server has shut down. It is safe to call twice.
+// handleHealth answers 200 once the holdings report is through and while
+// the data dir takes writes, 503 otherwise.
+func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	switch err := s.store.disk.healthy(); {
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "disk failed", "error": err.Error(), "node_id": s.agent.self()})
+	case !s.reported.Load():
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "starting: reporting holdings", "node_id": s.agent.self()})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "node_id": s.agent.self()})
+	}
+}
+
+// Close stops the background work, waits for it and closes the data dir;
+// call it after the HTTP server has shut down. It is safe to call twice.
 func (s *server) Close() {
-	// Under copyMu, so that no copy starts (wg.Add) after Wait begins.
+	// Under copyMu, so that no goroutine starts (wg.Add) after Wait begins.
 	s.copyMu.Lock()
 	s.cancel()
 	s.copyMu.Unlock()
 	s.wg.Wait()
 	s.tr.CloseIdleConnections()
+	if err := s.store.close(); err != nil {
+		s.log.Error("closing the data dir", "err", err)
+	}
 }
 
 type apiError struct {
@@ -264,7 +323,7 @@ func writeResult(w http.ResponseWriter, res opResult) {
 }
 
 func (s *server) writeOpError(w http.ResponseWriter, ctx context.Context, op clientOp, err error) {
-	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) {
+	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) || errors.Is(err, errSyncing) {
 		e := apiError{Error: err.Error()}
 		if v, verr := s.agent.get(ctx, false); verr == nil {
 			e.Primary = v.partition(partitionOf(op.key, v.partitions)).Primary
@@ -337,7 +396,7 @@ func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
 	if err != nil {
 		return opResult{}, err
 	}
-	value, ok, err := s.store.read(partitionOf(key, v.partitions), key)
+	value, ok, err := s.serveRead(partitionOf(key, v.partitions), key)
 	if err != nil {
 		return opResult{}, err
 	}
@@ -347,21 +406,56 @@ func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
 	return opResult{status: http.StatusOK, body: value}, nil
 }
 
-// localPut applies a write as primary and returns once every current copy
-// has it: the replicas and migration targets of the agent's table, and the
-// copy targets registered here.
+// serveRead is where this node, as a partition's primary, decides to
+// answer a read: with the latest version of the key that every copy has.
+func (s *server) serveRead(id int, key string) ([]byte, bool, error) {
+	return s.store.read(id, key)
+}
+
+// localPut makes a write as primary and returns once it is on this node's
+// disk and on every current copy: the replicas and migration targets of
+// the agent's table, and the copy targets registered here. Until then
+// reads do not see it.
 func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 	v, err := s.agent.get(ctx, false)
 	if err != nil {
 		return err
 	}
 	id := partitionOf(key, v.partitions)
-	msg, registered, err := s.store.primaryWrite(id, key, value)
+	w, err := s.store.primaryWrite(id, key, value)
 	if err != nil {
 		return err
 	}
-	self := s.agent.self()
-	msg.From = self
+	if w.persistFirst {
+		if err := s.store.durable(ctx, w.disk); err != nil {
+			return err
+		}
+	}
+	w.msg.From = s.agent.self()
+	local := make(chan error, 1)
+	go func() { local <- s.store.durable(ctx, w.disk) }()
+	rerr := s.replicateAll(ctx, w.msg, s.writeDests(v, id, w.registered), true)
+	if err := errors.Join(<-local, rerr); err != nil {
+		return err
+	}
+	return s.acknowledgeWrite(id, w.msg.Entries[0])
+}
+
+// acknowledgeWrite is where this node, as a partition's primary, settles a
+// write every copy has: from now on reads see it, and the client is told
+// it is done.
+func (s *server) acknowledgeWrite(id int, e dumpEntry) error {
+	s.store.confirm(id, e.Key, entry{value: e.Value, ver: e.Version})
+	return nil
+}
+
+// writeDests are the copies a primary's write must reach: the copy
+// targets registered here that the table does not list yet, and every
+// holder and migration target of the table but this node. A failed member
+// stays listed as a replica until its replacement has copied; waiting for
+// it would stall every write until then. It can never be promoted, and on
+// its return it is told to rejoin (and re-syncs, see onRejoin).
+func (s *server) writeDests(v *clusterView, id int, registered []dest) []dest {
 	pv := v.partition(id)
 	var dests []dest
 	for _, d := range registered {
@@ -373,16 +467,12 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 		}
 		dests = append(dests, d)
 	}
-	for _, n := range pv.copies(self) {
-		// A failed member stays listed as a replica until its replacement
-		// has copied; waiting for it would stall every write until then.
-		// It can never be promoted, and on its return it is told to
-		// rejoin (and re-syncs, see onRejoin).
+	for _, n := range pv.copies(s.agent.self()) {
 		if !v.members[n].gone() {
 			dests = append(dests, dest{node: n})
 		}
 	}
-	return s.replicateAll(ctx, msg, dedupe(dests), true)
+	return dedupe(dests)
 }
 
 func dedupe(ds []dest) []dest {
@@ -403,13 +493,13 @@ func dedupe(ds []dest) []dest {
 	return out
 }
 
-// replicateMsg is the body of POST /internal/replicate.
+// replicateMsg is the body of POST /internal/replicate: writes of one
+// partition from its primary (one client write, or a chunk of what a new
+// primary holds, see sync.go).
 type replicateMsg struct {
-	Partition int     `json:"partition"`
-	Epoch     uint64  `json:"epoch"`
-	Key       string  `json:"key"`
-	Value     []byte  `json:"value"`
-	Version   version `json:"version"`
+	Partition int         `json:"partition"`
+	Epoch     uint64      `json:"epoch"`
+	Entries   []dumpEntry `json:"entries"`
 	// From is the sending node, so that a copy source does not forward a
 	// write back to where it came from.
 	From string `json:"from"`
@@ -536,42 +626,65 @@ func (s *server) sendReplicate(ctx context.Context, msg replicateMsg, d dest) er
 		var e apiError
 		_ = json.Unmarshal(b, &e)
 		return &fencedError{epoch: e.Epoch}
+	case http.StatusNotFound:
+		return fmt.Errorf("kvapp: %s: %w", addr, errNotHeld)
 	}
 	return fmt.Errorf("kvapp: %s answered %s: %s", addr, resp.Status, bytes.TrimSpace(b))
 }
 
-// handleReplicate applies a write from the primary, forwards it to the
-// copy targets registered here, and answers 204 once they have it too.
+// handleReplicate applies writes from the primary, forwards them to the
+// copy targets registered here, and answers 204 once they are on this
+// node's disk and the targets have them too. It answers 409 with the epoch
+// held to an older epoch (the fencing), 404 for a partition this node was
+// not told to hold.
 func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	var msg replicateMsg
-	if err := json.NewDecoder(io.LimitReader(r.Body, 2*maxValueBytes)).Decode(&msg); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r.Body, maxBatchBytes)).Decode(&msg); err != nil {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "decode: " + err.Error()})
 		return
 	}
-	if msg.Partition < 0 || msg.Key == "" {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: "partition and key are required"})
+	if msg.Partition < 0 || len(msg.Entries) == 0 {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "partition and entries are required"})
 		return
 	}
-	dests, fence, err := s.store.applyReplicated(msg, msg.From)
-	if err != nil {
+	for _, e := range msg.Entries {
+		if e.Key == "" {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "an entry without a key"})
+			return
+		}
+	}
+	dests, fence, seq, err := s.store.applyReplicated(msg, msg.From)
+	switch {
+	case errors.Is(err, errNotHeld):
+		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
+		return
+	case err != nil:
 		writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Epoch: fence})
 		return
 	}
+	local := make(chan error, 1)
+	go func() { local <- s.store.durable(r.Context(), seq) }()
 	if len(dests) > 0 {
 		dests = s.liveCopyTargets(r.Context(), msg.Partition, dests)
 	}
+	var ferr error
 	if len(dests) > 0 {
 		fwd := msg
 		fwd.From = s.agent.self()
-		if err := s.replicateAll(r.Context(), fwd, dests, false); err != nil {
-			var fe *fencedError
-			if errors.As(err, &fe) {
-				writeJSON(w, http.StatusConflict, apiError{Error: err.Error(), Epoch: fe.epoch})
-				return
-			}
-			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		ferr = s.replicateAll(r.Context(), fwd, dests, false)
+	}
+	if err := <-local; err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	if ferr != nil {
+		var fe *fencedError
+		if errors.As(ferr, &fe) {
+			writeJSON(w, http.StatusConflict, apiError{Error: ferr.Error(), Epoch: fe.epoch})
 			return
 		}
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: ferr.Error()})
+		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
