@@ -131,6 +131,11 @@ type Config struct {
 	// (anyone who reaches the port may forward writes and speak raft,
 	// unless TLS stops them).
 	ClusterSecrets func() [][]byte
+
+	// storeFault, when set, is called before every write to raft.db; an
+	// error fails the write as the disk would (tests of a read-only or
+	// full disk).
+	storeFault func() error
 }
 
 // Timings measured against the environments they are meant for. The LAN

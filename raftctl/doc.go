@@ -47,6 +47,13 @@
 // its own (controlHandlers), refused from their length before anything is
 // read.
 //
+// State integrity: New checks raft's state before raft opens it (every page
+// of raft.db walked, every log entry read, the newest snapshot read whole,
+// and nothing behind the progress recorded in DataDir/raft-applied.json)
+// and refuses, with ErrUnsafeState naming the file, state that is missing,
+// damaged, rolled back or another server's (integrity.go). While running,
+// a write raft.db refuses is StorageError, not a panic (storage.go).
+//
 // Every log entry and snapshot starts with an encoding version byte (1 =
 // JSON). A command that does not decode or that the model refuses changes
 // nothing, on every replica alike, and its error is returned to the caller of

@@ -33,6 +33,9 @@ type fsm struct {
 	// applied moves, so that waiters sleep instead of spinning.
 	progressMu sync.Mutex
 	progress   chan struct{}
+	// appliedPair is applied with the term of that entry (0 after a
+	// snapshot restore, until the next entry), under progressMu.
+	appliedPair [2]uint64
 
 	changes *notifier
 }
@@ -64,11 +67,11 @@ func (f *fsm) Apply(l *raft.Log) interface{} {
 func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	responses := make([]interface{}, len(logs))
 	changed := false
-	var last uint64
+	var last, lastTerm uint64
 
 	f.mu.Lock()
 	for i, l := range logs {
-		last = l.Index
+		last, lastTerm = l.Index, l.Term
 		if l.Type != raft.LogCommand {
 			continue // configuration changes are raft's business
 		}
@@ -86,7 +89,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.mu.Unlock()
 
 	if len(logs) > 0 {
-		f.setApplied(last)
+		f.setApplied(last, lastTerm)
 	}
 	if changed {
 		f.changes.notify()
@@ -129,7 +132,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.cluster = c
 	f.mu.Unlock()
-	f.setApplied(applied)
+	f.setApplied(applied, 0)
 	f.changes.notify()
 	return nil
 }
@@ -137,10 +140,19 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 // appliedIndex returns the index of the last entry the FSM processed.
 func (f *fsm) appliedIndex() uint64 { return f.applied.Load() }
 
+// appliedAt returns the index of the last entry the FSM processed and its
+// term (0 when unknown).
+func (f *fsm) appliedAt() (uint64, uint64) {
+	f.progressMu.Lock()
+	defer f.progressMu.Unlock()
+	return f.appliedPair[0], f.appliedPair[1]
+}
+
 // setApplied records progress and wakes waiters.
-func (f *fsm) setApplied(index uint64) {
+func (f *fsm) setApplied(index, term uint64) {
 	f.applied.Store(index)
 	f.progressMu.Lock()
+	f.appliedPair = [2]uint64{index, term}
 	close(f.progress)
 	f.progress = make(chan struct{})
 	f.progressMu.Unlock()

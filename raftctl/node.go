@@ -107,6 +107,16 @@ type Node struct {
 	leaseMu      sync.Mutex
 	leaseGranter LeaseGranter
 
+	// guard watches the writes to raft.db (nil when InMemory); markPath is
+	// where this server's progress is recorded, lastMark what was last
+	// written there (integrity.go). loops counts the guard's probe and
+	// markLoop.
+	guard    *storeGuard
+	markPath string
+	markMu   sync.Mutex
+	lastMark stateMark
+	loops    sync.WaitGroup
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 	shutdownCh   chan struct{}
@@ -137,43 +147,54 @@ func New(cfg *Config) (n *Node, err error) {
 	}()
 
 	var (
-		logs   raft.LogStore
-		stable raft.StableStore
-		snaps  raft.SnapshotStore
-		bolt   *raftboltdb.BoltStore
+		logs     raft.LogStore
+		stable   raft.StableStore
+		snaps    raft.SnapshotStore
+		bolt     *raftboltdb.BoltStore
+		guard    *storeGuard
+		markPath string
 	)
+	shutdownCh := make(chan struct{})
 	if cfg.InMemory {
 		mem := raft.NewInmemStore()
 		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
 	} else {
+		// Nothing is created or opened for writing before the state has
+		// been checked (integrity.go).
 		dir := filepath.Join(cfg.DataDir, "raft")
+		dbPath := filepath.Join(dir, "raft.db")
+		markPath = filepath.Join(cfg.DataDir, markFileName)
+		mark, err := readMark(markPath)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkBeforeOpen(cfg, dbPath, markPath, mark); err != nil {
+			return nil, err
+		}
+		fellBack, err := checkBolt(dbPath)
+		if err != nil {
+			return nil, err
+		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("raftctl: create %s: %w", dir, err)
 		}
-		bolt, err = raftboltdb.New(raftboltdb.Options{
-			Path: filepath.Join(dir, "raft.db"),
-			BoltOptions: &bbolt.Options{
-				// Fail instead of hanging when another process holds the
-				// file lock (a second agent on the same data dir).
-				Timeout: time.Second,
-				// The freelist is rebuilt on open rather than written on
-				// every commit: fewer bytes per fsync, as Consul does.
-				NoFreelistSync: true,
-			},
-		})
-		if err != nil {
-			return nil, fmt.Errorf("raftctl: open %s: %w", filepath.Join(dir, "raft.db"), err)
+		if bolt, err = openBolt(dbPath); err != nil {
+			return nil, err
 		}
 		closers = append(closers, bolt)
-		cached, err := raft.NewLogCache(logCacheSize, bolt)
+		snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, logger.Named("snapshots"))
+		if err != nil {
+			return nil, fmt.Errorf("raftctl: snapshot store in %s: %w", dir, err)
+		}
+		if err := verifyState(dbPath, filepath.Join(dir, "snapshots"), markPath, bolt, snaps, mark, fellBack, logger); err != nil {
+			return nil, err
+		}
+		guard = newStoreGuard(dbPath, logger.Named("store"), shutdownCh, cfg.storeFault)
+		cached, err := raft.NewLogCache(logCacheSize, guardedLogStore{LogStore: bolt, guard: guard})
 		if err != nil {
 			return nil, fmt.Errorf("raftctl: log cache: %w", err)
 		}
-		logs, stable = cached, bolt
-		snaps, err = raft.NewFileSnapshotStoreWithLogger(dir, cfg.SnapshotRetain, logger.Named("snapshots"))
-		if err != nil {
-			return nil, fmt.Errorf("raftctl: snapshot store: %w", err)
-		}
+		logs, stable = cached, guardedStableStore{StableStore: bolt, guard: guard}
 	}
 
 	hasState, err := raft.HasExistingState(logs, stable, snaps)
@@ -209,10 +230,14 @@ func New(cfg *Config) (n *Node, err error) {
 		return nil, fmt.Errorf("raftctl: %w", err)
 	}
 
+	if guard != nil {
+		guard.isolate = func() { transport.Close() }
+	}
+
 	f := newFSM()
-	r, err := raft.NewRaft(rc, f, logs, stable, snaps, transport)
+	r, err := startRaft(rc, f, logs, stable, snaps, transport, cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("raftctl: start raft: %w", err)
+		return nil, err
 	}
 
 	n = &Node{
@@ -225,14 +250,112 @@ func New(cfg *Config) (n *Node, err error) {
 		stream:       stream,
 		bolt:         bolt,
 		hasState:     hasState,
+		guard:        guard,
+		markPath:     markPath,
 		controlConns: make(map[net.Conn]struct{}),
-		shutdownCh:   make(chan struct{}),
+		shutdownCh:   shutdownCh,
 	}
 	n.forwardTarget = n.Leader
 	n.changes, n.cancelChanges = f.changes.subscribe()
 	n.controlWG.Add(1)
 	go n.serveControl()
+	if guard != nil {
+		n.loops.Add(2)
+		go func() { defer n.loops.Done(); guard.probeLoop(stable) }()
+		go func() { defer n.loops.Done(); n.markLoop() }()
+	}
 	return n, nil
+}
+
+// openBolt opens raft.db for raft, turning a panic on a damaged page into
+// an error.
+func openBolt(path string) (store *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			store, err = nil, unsafeState(path, "damaged (%v)", r)
+		}
+	}()
+	store, err = raftboltdb.New(raftboltdb.Options{
+		Path: path,
+		BoltOptions: &bbolt.Options{
+			// Fail instead of hanging when another process holds the
+			// file lock (a second agent on the same data dir).
+			Timeout: time.Second,
+			// The freelist is rebuilt on open rather than written on
+			// every commit: fewer bytes per fsync, as Consul does.
+			NoFreelistSync: true,
+		},
+	})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		return nil, fmt.Errorf("raftctl: %s is locked by another process: is another agent running on this data dir?", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("raftctl: open %s: %w", path, err)
+	}
+	return store, nil
+}
+
+// startRaft is raft.NewRaft, with a panic from the stores (an entry it
+// cannot read) turned into an error that names the state's directory.
+func startRaft(rc *raft.Config, f *fsm, logs raft.LogStore, stable raft.StableStore, snaps raft.SnapshotStore, trans raft.Transport, dataDir string) (r *raft.Raft, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			r, err = nil, unsafeState(filepath.Join(dataDir, "raft"), "raft cannot read its own state (%v)", p)
+		}
+	}()
+	r, err = raft.NewRaft(rc, f, logs, stable, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("raftctl: start raft on %s: %w", filepath.Join(dataDir, "raft"), err)
+	}
+	return r, nil
+}
+
+// markLoop records this server's progress in its stateMark while it runs.
+func (n *Node) markLoop() {
+	tick := time.NewTicker(markInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-tick.C:
+			n.recordMark()
+		}
+	}
+}
+
+// recordMark writes the stateMark if this server has progressed since the
+// last one. Called from markLoop and, once raft has stopped, from Shutdown.
+func (n *Node) recordMark() {
+	applied, term := n.fsm.appliedAt()
+	// The terms as raft.db holds them (raft's in memory may be ahead of a
+	// save that is still under way).
+	current, vote, err := savedTerms(n.bolt)
+	if err != nil {
+		n.logger.Warn("cannot read raft's saved term to record progress", "error", err)
+		return
+	}
+	m := stateMark{ServerID: n.cfg.ServerID, AppliedIndex: applied, AppliedTerm: term, CurrentTerm: current, VoteTerm: vote}
+	n.markMu.Lock()
+	defer n.markMu.Unlock()
+	if m == n.lastMark || (m.AppliedIndex == 0 && m.CurrentTerm == 0) {
+		return
+	}
+	if err := writeMark(n.markPath, m); err != nil {
+		n.logger.Warn("cannot record raft progress", "file", n.markPath, "error", err)
+		return
+	}
+	n.lastMark = m
+}
+
+// StorageError says why raft's store is refusing writes, or nil. While it
+// is not nil, raft is stalled or refusing entries, and this server's state
+// must not be served as current.
+func (n *Node) StorageError() error {
+	if n.guard == nil {
+		return nil
+	}
+	return n.guard.Err()
 }
 
 // HasState reports whether raft found existing state (log, term or
@@ -623,6 +746,10 @@ func (n *Node) Shutdown() error {
 		// Handlers end once their connection is closed and raft (whose
 		// futures they may wait on) has stopped.
 		n.controlWG.Wait()
+		n.loops.Wait()
+		if n.guard != nil {
+			n.recordMark() // raft has stopped: its final progress
+		}
 		if n.bolt != nil {
 			if err := n.bolt.Close(); err != nil {
 				errs = append(errs, fmt.Errorf("bolt: %w", err))

@@ -318,9 +318,10 @@ func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out partitionsResponse
-	if !a.inContact() {
+	if !a.inContact() || a.raft.StorageError() != nil {
 		// Never present a table that may be stale as current: a cut-off
-		// or paused agent's table misses whatever the majority decided.
+		// or paused agent's table misses whatever the majority decided,
+		// and so does one whose disk refuses raft's writes.
 		if r.URL.Query().Get("stale") != "true" {
 			_, why := a.readiness()
 			writeError(w, http.StatusServiceUnavailable, why+"; the table may be stale (?stale=true shows it anyway)")

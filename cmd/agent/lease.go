@@ -166,10 +166,13 @@ func (a *Agent) inContact() bool {
 	return age >= 0 && age <= a.leaseTimings.Duration
 }
 
-// readiness says whether this agent's view of the cluster is current: caught
-// up after its start, and answered by the leader within the lease
-// duration. The reason is for /v1/status and errors.
+// readiness says whether this agent's view of the cluster is current: its
+// raft store takes writes, it caught up after its start, and the leader
+// answered it within the lease duration. The reason is for /v1/status and errors.
 func (a *Agent) readiness() (bool, string) {
+	if err := a.raft.StorageError(); err != nil {
+		return false, err.Error()
+	}
 	if !a.ready.Load() {
 		return false, "this agent has not caught up with the cluster yet"
 	}
