@@ -79,7 +79,8 @@ type netFaults struct {
 const lostMark = 0x57e4d0
 
 // placed counts the addresses and uids handed out in this process, so that
-// no two nodes (even of different tests) share one.
+// no two nodes (even of different tests) share one; other processes use
+// other blocks (placementBase).
 var placed atomic.Int64
 
 // tables counts the netFaults tables made in this process.
@@ -159,10 +160,54 @@ func deleteStaleTables(t testing.TB) {
 // place hands out the next address and uid, and marks the connections
 // that uid opens so that their replies can be matched.
 func (nf *netFaults) place() placement {
-	i := int(placed.Add(1) - 1)
+	base, err := placementBase()
+	if err != nil {
+		nf.t.Fatal(err)
+	}
+	n := int(placed.Add(1) - 1)
+	if n >= placementBlock {
+		nf.t.Fatalf("more than %d nodes placed in one test binary", placementBlock)
+	}
+	i := base + n
 	pl := placement{host: fmt.Sprintf("127.0.%d.%d", i/250, 2+i%250), uid: 20002 + i}
 	nf.nft(fmt.Sprintf("add rule inet %s owners ct state new meta skuid %d ct mark set %d", nf.table, pl.uid, pl.uid))
 	return pl
+}
+
+// placementBlock is how many placements one test binary may hand out.
+const placementBlock = 1000
+
+// placementBase is the first placement of this test binary: a block of
+// placementBlock addresses and uids that it holds until it exits. Test
+// binaries that run at the same time on one machine (developers' focused
+// runs) must not share one: the rules of one's faults, which match uids
+// and addresses, would cut the other's nodes too.
+var placementBase = sync.OnceValues(claimPlacementBlock)
+
+// placementLock is the open, locked file that holds this binary's block;
+// closing it (or exiting) frees the block.
+var placementLock *os.File
+
+// claimPlacementBlock takes the first free one of 64 blocks (the addresses
+// 127.0.x.y run out beyond), with an exclusive flock on a file per block,
+// which the kernel releases when the process dies however it dies.
+func claimPlacementBlock() (int, error) {
+	const blocks = 64
+	for k := 0; k < blocks; k++ {
+		slot := (os.Getpid() + k) % blocks
+		path := filepath.Join(os.TempDir(), fmt.Sprintf("steward-e2e-placement-%d.lock", slot))
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return 0, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		placementLock = f
+		return slot * placementBlock, nil
+	}
+	return 0, fmt.Errorf("all %d blocks of node addresses are held by other test binaries", blocks)
 }
 
 // Isolate cuts all traffic, both ways, between the given nodes and the
