@@ -52,6 +52,11 @@ func (p partitionView) copies(self string) []string {
 	return out
 }
 
+// isHolder reports whether node is p's primary or one of its replicas.
+func (p partitionView) isHolder(node string) bool {
+	return node != "" && (p.Primary == node || contains(p.Replicas, node))
+}
+
 // holds reports whether node is a holder or a migration target of p.
 func (p partitionView) holds(node string) bool {
 	for _, n := range p.copies("") {

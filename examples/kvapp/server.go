@@ -542,6 +542,13 @@ func (s *server) replicateTo(ctx context.Context, msg replicateMsg, d dest, asPr
 		if err == nil {
 			return nil
 		}
+		if errors.Is(err, errNotHeld) && d.registered {
+			// A copy target that holds nothing has given its copy up (its
+			// app restarted, or the copy was cancelled): a copy under way
+			// accepts writes.
+			s.store.dropCopyTarget(msg.Partition, d.node)
+			return nil
+		}
 		v, verr := s.agent.get(ctx, true)
 		if verr != nil {
 			err = errors.Join(err, verr)
@@ -559,6 +566,13 @@ func (s *server) replicateTo(ctx context.Context, msg replicateMsg, d dest, asPr
 					msg.Epoch = p.Epoch
 					continue
 				}
+			} else if errors.Is(err, errNotHeld) && !p.isHolder(d.node) {
+				// A migration target that has not started its copy yet: its
+				// copy will take a snapshot from a holder (which has every
+				// write acknowledged before) and register there for the
+				// writes after it.
+				s.log.Debug("a migration target has not started copying yet", "partition", msg.Partition, "node", d.node)
+				return nil
 			} else if !s.stillCopy(v, msg.Partition, d) {
 				if d.registered {
 					s.store.dropCopyTarget(msg.Partition, d.node)
