@@ -194,6 +194,7 @@ func TestMutatingCallsWithoutTheTokenAreRefusedAndChangeNothing(t *testing.T) {
 	} {
 		for _, auth := range []string{"", "Bearer wrong"} {
 			req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[0].apiAddr()+call.path, strings.NewReader(call.body))
+			req.Header.Set("Content-Type", "application/json")
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
 			}

@@ -41,13 +41,16 @@ func postMigration(ctx context.Context, client *http.Client, agentURL, migration
 		client = http.DefaultClient
 	}
 	u := strings.TrimRight(agentURL, "/") + "/v1/migrations/" + url.PathEscape(migrationID) + "/" + verb
+	if body == nil {
+		body = []byte("{}")
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("hooks: %s migration %s: %w", verb, migrationID, err)
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	// The agent refuses mutating calls not declared as JSON (they could
+	// come from a web page).
+	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

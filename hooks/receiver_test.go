@@ -250,14 +250,14 @@ func TestHandlerAcknowledgesEventsItHasNoCallbackFor(t *testing.T) {
 }
 
 func TestAckAndFailMigrationCallTheAgent(t *testing.T) {
-	type call struct{ method, path, auth, reason string }
+	type call struct{ method, path, auth, contentType, reason string }
 	calls := make(chan call, 2)
 	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Reason string `json:"reason"`
 		}
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		calls <- call{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization"), body.Reason}
+		calls <- call{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body.Reason}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer agent.Close()
@@ -265,13 +265,13 @@ func TestAckAndFailMigrationCallTheAgent(t *testing.T) {
 	if err := AckMigration(ctx, agent.Client(), agent.URL+"/", "m 7", "tok"); err != nil {
 		t.Fatalf("AckMigration: %v", err)
 	}
-	if c := <-calls; c != (call{"POST", "/v1/migrations/m%207/complete", "Bearer tok", ""}) {
+	if c := <-calls; c != (call{"POST", "/v1/migrations/m%207/complete", "Bearer tok", "application/json", ""}) {
 		t.Fatalf("complete call %+v", c)
 	}
 	if err := FailMigration(ctx, agent.Client(), agent.URL, "m8", "", "source gone"); err != nil {
 		t.Fatalf("FailMigration: %v", err)
 	}
-	if c := <-calls; c != (call{"POST", "/v1/migrations/m8/fail", "", "source gone"}) {
+	if c := <-calls; c != (call{"POST", "/v1/migrations/m8/fail", "", "application/json", "source gone"}) {
 		t.Fatalf("fail call %+v", c)
 	}
 }

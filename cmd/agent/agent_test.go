@@ -197,6 +197,7 @@ func TestUnknownEndpointsAndBadBodiesGetJSONErrors(t *testing.T) {
 		{"POST", "/v1/internal/apply", "s3cret", "x", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(c.method, "http://"+a.HTTPAddr()+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
 		if c.token != "" {
 			req.Header.Set("Authorization", "Bearer "+c.token)
 		}

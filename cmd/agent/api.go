@@ -1,11 +1,9 @@
 package main
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,34 +45,19 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /ui", a.handleUI)
 	mux.HandleFunc("GET /v1/plan", a.handlePlan)
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
-	mux.HandleFunc("POST /v1/maintenance", a.requireToken(a.handleMaintenance))
-	mux.HandleFunc("POST /v1/leave", a.requireToken(a.handleLeave))
-	mux.HandleFunc("GET /v1/keyring", a.requireToken(a.handleKeyringList))
-	mux.HandleFunc("POST /v1/keyring", a.requireToken(a.handleKeyringChange))
-	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.requireToken(a.handleMigrationComplete))
-	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.requireToken(a.handleMigrationFail))
-	mux.HandleFunc("POST /v1/app/holdings", a.requireToken(a.handleAppHoldings))
+	mux.HandleFunc("POST /v1/maintenance", a.guardMutation(a.handleMaintenance))
+	mux.HandleFunc("POST /v1/leave", a.guardMutation(a.handleLeave))
+	mux.HandleFunc("GET /v1/keyring", a.guardMutation(a.handleKeyringList))
+	mux.HandleFunc("POST /v1/keyring", a.guardMutation(a.handleKeyringChange))
+	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.guardMutation(a.handleMigrationComplete))
+	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.guardMutation(a.handleMigrationFail))
+	mux.HandleFunc("POST /v1/app/holdings", a.guardMutation(a.handleAppHoldings))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
 	return mux
-}
-
-// requireToken guards a mutating endpoint with the API token, when one is
-// set. The comparison takes constant time.
-func (a *Agent) requireToken(next http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if a.cfg.APIToken != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.cfg.APIToken)) != 1 {
-				writeError(w, http.StatusUnauthorized, "missing or wrong API token (Authorization: Bearer <token>)")
-				return
-			}
-		}
-		next(w, r)
-	}
 }
 
 func (a *Agent) handleHealth(w http.ResponseWriter, r *http.Request) {

@@ -37,6 +37,7 @@ func FuzzAPIBodies(f *testing.F) {
 			path = "/v1/leave?force=" + queryWord(body)
 		}
 		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		handler.ServeHTTP(rec, req)
 		if rec.Code/100 == 2 {

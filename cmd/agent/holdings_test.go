@@ -57,6 +57,7 @@ func (app *ackingApp) count(key string) int {
 func postHoldings(t *testing.T, a *Agent, token, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, "http://"+a.HTTPAddr()+hooks.HoldingsPath, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
