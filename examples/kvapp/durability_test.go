@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"os/exec"
 	"reflect"
 	"strings"
 	"sync"
@@ -228,4 +229,20 @@ func mustRequest(t *testing.T, method, url string) *http.Request {
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestTheAppPullsInNoControlPlane: an app importing hooks must not build
+// raft, gossip or the agent's logger into itself.
+func TestTheAppPullsInNoControlPlane(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, banned := range []string{"github.com/hashicorp/raft", "github.com/hashicorp/memberlist", "github.com/hashicorp/go-hclog", "github.com/prometheus/"} {
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, banned) {
+				t.Errorf("kvapp depends on %s", dep)
+			}
+		}
+	}
 }

@@ -26,7 +26,7 @@ var testSecret = []byte("kvapp-test-secret-0123456789abcdef")
 // agent per node (each answering /v1/status with its own node ID), and a
 // record of the migration acknowledgements they receive.
 type fakeCluster struct {
-	t          *testing.T
+	t          testing.TB
 	mu         sync.Mutex
 	partitions int
 	parts      map[int]partitionView
@@ -51,7 +51,7 @@ type testNode struct {
 	agent   *httptest.Server
 }
 
-func newFakeCluster(t *testing.T, partitions int) *fakeCluster {
+func newFakeCluster(t testing.TB, partitions int) *fakeCluster {
 	tr := &http.Transport{}
 	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
 		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, client: &http.Client{Transport: tr}}
@@ -237,7 +237,7 @@ func (c *fakeCluster) reports(node string) [][]int {
 }
 
 // testWriter sends the app's logs to the test log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(b), "\n"))
@@ -356,7 +356,7 @@ func keyCount(n *testNode, partition int) int {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
