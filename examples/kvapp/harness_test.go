@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,8 +39,15 @@ type fakeCluster struct {
 	// refuseHoldings makes the fake agents answer holdings reports 503, as
 	// an agent that has not caught up does.
 	refuseHoldings bool
-	nodes          map[string]*testNode
-	client         *http.Client
+	// leaseless are the nodes whose fake agent holds no primary lease (cut
+	// off from its leader); the others are granted every partition the
+	// table makes them primary of.
+	leaseless map[string]bool
+	// frozenLease are grants kept as they were when freezeLease was called
+	// (a lease granted before a later change of the table).
+	frozenLease map[string]map[string]uint64
+	nodes     map[string]*testNode
+	client    *http.Client
 }
 
 // testNode is one kvapp under test with its fake agent.
@@ -54,7 +62,7 @@ type testNode struct {
 func newFakeCluster(t testing.TB, partitions int) *fakeCluster {
 	tr := &http.Transport{}
 	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
-		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, client: &http.Client{Transport: tr}}
+		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, leaseless: map[string]bool{}, frozenLease: map[string]map[string]uint64{}, client: &http.Client{Transport: tr}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return c
 }
@@ -79,6 +87,33 @@ func (c *fakeCluster) setMemberStatus(id, status string) {
 	m := c.members[id]
 	m.Status = status
 	c.members[id] = m
+}
+
+// setLease gives node's fake agent a lease (granted) or none.
+func (c *fakeCluster) setLease(node string, granted bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leaseless[node] = !granted
+}
+
+// freezeLease keeps node's grants as they are now, whatever the table
+// does next.
+func (c *fakeCluster) freezeLease(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozenLease[node] = c.grantsLocked(node)
+}
+
+// grantsLocked are the partitions the table makes node primary of, with
+// their epochs, as GET /v1/lease lists them.
+func (c *fakeCluster) grantsLocked(node string) map[string]uint64 {
+	out := map[string]uint64{}
+	for id, p := range c.parts {
+		if p.Primary == node {
+			out[strconv.Itoa(id)] = p.Epoch
+		}
+	}
+	return out
 }
 
 func (c *fakeCluster) fetchCount() int {
@@ -112,6 +147,21 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 			"settings":   map[string]int{"partitions": c.partitions, "replication_factor": 3},
 			"partitions": parts,
 		})
+	})
+	mux.HandleFunc("GET /v1/lease", func(w http.ResponseWriter, r *http.Request) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		primaries := map[string]uint64{}
+		if c.leaseless[node] {
+			writeJSON(w, http.StatusOK, map[string]any{"valid": false, "remaining_ms": 0, "primaries": primaries})
+			return
+		}
+		if frozen, ok := c.frozenLease[node]; ok {
+			primaries = frozen
+		} else {
+			primaries = c.grantsLocked(node)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"valid": true, "remaining_ms": 500, "primaries": primaries})
 	})
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()

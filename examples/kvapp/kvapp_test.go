@@ -276,6 +276,10 @@ func TestAnyNodeForwardsToThePrimaryAndRidesOutAFailover(t *testing.T) {
 	// n1 dies. Until n2 is promoted, partitions have no primary; a write
 	// sent meanwhile waits and lands once the promotion is delivered.
 	n1.ts.Close()
+	// A write that breaks on a kept-alive connection to the dead primary
+	// has an unknown outcome and is not retried; a fresh connection is
+	// refused, which is known to have sent nothing.
+	n2.srv.tr.CloseIdleConnections()
 	c.setMemberStatus("n1", "failed")
 	c.setAll(2, "")
 	var wg sync.WaitGroup
@@ -314,12 +318,14 @@ func TestAnyNodeForwardsToThePrimaryAndRidesOutAFailover(t *testing.T) {
 
 func TestPrimaryAdoptsANewerEpochItsTableGivesIt(t *testing.T) {
 	// A migration bumped the epoch: the target holds epoch 2, the primary
-	// has not been told yet. The target refuses the primary's epoch-1
-	// write; the primary sees itself primary at 2 in its table and resends.
+	// has not been told yet (its lease was granted at epoch 1, before the
+	// migration). The target refuses the primary's epoch-1 write; the
+	// primary sees itself primary at 2 in its table and resends.
 	c := newFakeCluster(t, 1)
 	n1, n3 := c.addNode("n1"), c.addNode("n3")
 	c.setAll(1, "n1")
 	c.assignFromTable()
+	c.freezeLease("n1")
 	c.setPartition(partitionView{ID: 0, Epoch: 2, Primary: "n1", Migrations: []migrationView{{ID: "m-1", Target: "n3", Source: "n1"}}})
 	ev := hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RoleReplica,
 		Source: &hooks.Source{NodeID: "n1", AppAddr: n1.srv.cfg.Addr}, MigrationID: "m-1"}

@@ -73,6 +73,17 @@ func DefaultConfig() Config {
 	}
 }
 
+// outcomeHeader marks a 503 answer to a write whose outcome is unknown
+// (errOutcomeUnknown): the client must not assume it failed.
+const outcomeHeader = "Kvapp-Outcome"
+
+// isDialError reports whether err happened before a request was sent:
+// nothing reached the peer.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // forwardedHeader marks a client request already forwarded once, so that
 // the receiver answers it itself instead of forwarding again.
 const forwardedHeader = "Kvapp-Forwarded"
@@ -99,6 +110,10 @@ type server struct {
 	// reported is set once the agent has taken this app's holdings
 	// report: until then webhooks are refused and the app is not healthy.
 	reported atomic.Bool
+
+	// lease says which partitions this node may serve as primary now
+	// (hooks.LeaseKeeper, polling the agent's GET /v1/lease).
+	lease *hooks.LeaseKeeper
 
 	copyMu sync.Mutex
 	// copies are the background copies by partition.
@@ -143,13 +158,17 @@ func newServer(cfg Config) (*server, error) {
 		// write somewhere nobody chose.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+	lease, err := hooks.NewLeaseKeeper(hooks.LeaseKeeperConfig{AgentURL: cfg.AgentURL, Client: client})
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{
-		cfg: cfg, log: logger, store: st, client: client, tr: tr,
+		cfg: cfg, log: logger, store: st, client: client, tr: tr, lease: lease,
 		agent:  &agentClient{url: cfg.AgentURL, client: client, maxAge: cfg.TableMaxAge},
 		ctx:    ctx,
 		cancel: cancel,
@@ -165,6 +184,7 @@ func newServer(cfg Config) (*server, error) {
 		OnRejoin:  s.onRejoin,
 		OnQuorum:  s.onQuorum,
 	}
+	s.lease.Start()
 	s.goBackground(s.reportHoldings)
 	for _, id := range s.store.primariesToSync() {
 		s.startSync(id)
@@ -230,6 +250,7 @@ func (s *server) Close() {
 	s.cancel()
 	s.copyMu.Unlock()
 	s.wg.Wait()
+	s.lease.Close()
 	s.tr.CloseIdleConnections()
 	if err := s.store.close(); err != nil {
 		s.log.Error("closing the data dir", "err", err)
@@ -306,6 +327,13 @@ func (s *server) serveClient(w http.ResponseWriter, r *http.Request, op clientOp
 			writeResult(w, res)
 			return
 		}
+		if errors.Is(err, errOutcomeUnknown) {
+			// Trying again would apply the write a second time, perhaps
+			// after another client's: the client must decide.
+			w.Header().Set(outcomeHeader, "unknown")
+			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+			return
+		}
 		lastErr = err
 		if !sleepCtx(ctx, backoff(attempt)) {
 			break
@@ -323,7 +351,12 @@ func writeResult(w http.ResponseWriter, res opResult) {
 }
 
 func (s *server) writeOpError(w http.ResponseWriter, ctx context.Context, op clientOp, err error) {
-	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) || errors.Is(err, errSyncing) {
+	if errors.Is(err, errOutcomeUnknown) {
+		w.Header().Set(outcomeHeader, "unknown")
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
+		return
+	}
+	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) || errors.Is(err, errSyncing) || errors.Is(err, hooks.ErrNoLease) {
 		e := apiError{Error: err.Error()}
 		if v, verr := s.agent.get(ctx, false); verr == nil {
 			e.Primary = v.partition(partitionOf(op.key, v.partitions)).Primary
@@ -377,18 +410,31 @@ func (s *server) forward(ctx context.Context, addr string, op clientOp) (opResul
 	req.Header.Set(forwardedHeader, "1")
 	resp, err := s.client.Do(req)
 	if err != nil {
+		if op.method == http.MethodPut && !isDialError(err) {
+			// The primary may have applied it before the connection broke.
+			return opResult{}, fmt.Errorf("%w: forwarding to %s: %w", errOutcomeUnknown, addr, err)
+		}
 		return opResult{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxValueBytes+1))
 	if err != nil {
+		if op.method == http.MethodPut {
+			return opResult{}, fmt.Errorf("%w: reading the answer of %s: %w", errOutcomeUnknown, addr, err)
+		}
 		return opResult{}, err
 	}
 	switch resp.StatusCode {
 	case http.StatusOK, http.StatusNoContent, http.StatusNotFound:
 		return opResult{status: resp.StatusCode, body: b}, nil
 	}
-	return opResult{}, fmt.Errorf("kvapp: primary at %s answered %s: %s", addr, resp.Status, bytes.TrimSpace(b))
+	err = fmt.Errorf("kvapp: primary at %s answered %s: %s", addr, resp.Status, bytes.TrimSpace(b))
+	if resp.Header.Get(outcomeHeader) == "unknown" || (op.method == http.MethodPut && resp.StatusCode != http.StatusConflict) {
+		// Only a refusal (409: not primary, fenced, no lease) says for
+		// sure that the write was not made.
+		return opResult{}, fmt.Errorf("%w: %w", errOutcomeUnknown, err)
+	}
+	return opResult{}, err
 }
 
 func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
@@ -409,6 +455,9 @@ func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
 // serveRead is where this node, as a partition's primary, decides to
 // answer a read: with the latest version of the key that every copy has.
 func (s *server) serveRead(id int, key string) ([]byte, bool, error) {
+	if err := s.lease.Check(id, s.store.epochOf(id)); err != nil {
+		return nil, false, err
+	}
 	return s.store.read(id, key)
 }
 
@@ -422,13 +471,18 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 		return err
 	}
 	id := partitionOf(key, v.partitions)
+	if err := s.lease.Check(id, s.store.epochOf(id)); err != nil {
+		return err
+	}
 	w, err := s.store.primaryWrite(id, key, value)
 	if err != nil {
 		return err
 	}
+	// From here on the write may reach copies: a failure leaves its outcome
+	// unknown, and it must not be made again behind the client's back.
 	if w.persistFirst {
 		if err := s.store.durable(ctx, w.disk); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
 		}
 	}
 	w.msg.From = s.agent.self()
@@ -436,7 +490,7 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 	go func() { local <- s.store.durable(ctx, w.disk) }()
 	rerr := s.replicateAll(ctx, w.msg, s.writeDests(v, id, w.registered), true)
 	if err := errors.Join(<-local, rerr); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
 	}
 	return s.acknowledgeWrite(id, w.msg.Entries[0])
 }
@@ -444,8 +498,16 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 // acknowledgeWrite is where this node, as a partition's primary, settles a
 // write every copy has: from now on reads see it, and the client is told
 // it is done.
+//
+// Every copy has it, so reads may see it whatever happens next; but the
+// client is told it is done only while this node still holds the lease: once
+// the lease has run out a successor may be serving, and a write
+// acknowledged now could be missing from its reads already made.
 func (s *server) acknowledgeWrite(id int, e dumpEntry) error {
 	s.store.confirm(id, e.Key, entry{value: e.Value, ver: e.Version})
+	if err := s.lease.Check(id, s.store.epochOf(id)); err != nil {
+		return fmt.Errorf("%w: %w", errOutcomeUnknown, err)
+	}
 	return nil
 }
 

@@ -26,6 +26,11 @@ var (
 	// errNotHeld: this node has no copy of the partition to give, or was
 	// not told to hold it.
 	errNotHeld = errors.New("kvapp: partition not held")
+	// errOutcomeUnknown: a write failed after it may have reached a copy;
+	// it may or may not have been made, and is never retried by kvapp
+	// itself (a retry would make it a second time, perhaps after another
+	// client's write). The client gets 503 with Kvapp-Outcome: unknown.
+	errOutcomeUnknown = errors.New("kvapp: the write may or may not have been made")
 )
 
 const roleNone = hooks.RoleNone
@@ -254,6 +259,17 @@ func (s *store) primaryWrite(id int, key string, value []byte) (pendingWrite, er
 	ops = append(ops, diskOp{kind: opEntry, partition: id, key: key, e: e})
 	msg := replicateMsg{Partition: id, Epoch: p.writeEpoch, Entries: []dumpEntry{{Key: key, Value: value, Version: e.ver}}}
 	return pendingWrite{msg: msg, registered: p.registeredDests(""), disk: s.disk.enqueue(ops...), persistFirst: persistFirst}, nil
+}
+
+// epochOf is the epoch the webhooks last gave for partition id (0 if none):
+// the lease must grant the partition at an epoch no newer than it.
+func (s *store) epochOf(id int) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p := s.parts[id]; p != nil {
+		return p.epoch
+	}
+	return 0
 }
 
 // servable says whether a primary may serve reads and take writes now.
