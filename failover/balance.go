@@ -46,7 +46,7 @@ type BalanceReport struct {
 // not copies yet).
 func Balance(c *Cluster) BalanceReport {
 	var r BalanceReport
-	p := newPlanner(c, 0, 0, Limits{})
+	p := newPlanner(c, Ages{}, 0, Limits{})
 	if p == nil {
 		return r
 	}

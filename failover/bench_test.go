@@ -16,18 +16,18 @@ func BenchmarkPlan(b *testing.B) {
 	b.Run("from_scratch", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if a := Plan(PlanInput{Cluster: c, Now: 2, Seed: 1, Limits: DefaultLimits()}); len(a) != 0 {
+			if a := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 2), Seed: 1, Limits: DefaultLimits()}); len(a) != 0 {
 				b.Fatalf("bootstrap table plans %d actions", len(a))
 			}
 		}
 	})
 	failed := c.Clone()
-	setStatus(b, failed, 3, "n50", StatusFailed, PlanFailure(failed, "n50", 3, 1))
+	setStatus(b, failed, 3, "n50", StatusFailed, PlanFailure(failed, "n50", 1))
 	b.Run("after_one_failure", func(b *testing.B) {
 		b.ReportAllocs()
 		var n int
 		for b.Loop() {
-			n = len(Plan(PlanInput{Cluster: failed, Now: 4, Seed: 1, Limits: DefaultLimits()}))
+			n = len(Plan(PlanInput{Cluster: failed, Ages: AgesAt(failed, 4), Seed: 1, Limits: DefaultLimits()}))
 		}
 		b.ReportMetric(float64(n), "actions")
 	})
@@ -35,7 +35,7 @@ func BenchmarkPlan(b *testing.B) {
 		b.ReportAllocs()
 		var n int
 		for b.Loop() {
-			n = len(PlanFailure(c, "n50", 3, 1))
+			n = len(PlanFailure(c, "n50", 1))
 		}
 		b.ReportMetric(float64(n), "promotions")
 	})
@@ -172,7 +172,7 @@ func BenchmarkMoves(b *testing.B) {
 	before = placementOf(c)
 	copies, _ = counts(c)
 	leaving := copies["n01"]
-	setStatus(b, c, 4, "n01", StatusLeaving, PlanStatus(c, "n01", StatusLeaving, 4, 1))
+	setStatus(b, c, 4, "n01", StatusLeaving, PlanStatus(c, "n01", StatusLeaving, 1))
 	converge(b, c, 5)
 	after = placementOf(c)
 	rest := joined[1:]

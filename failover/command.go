@@ -30,6 +30,14 @@ const (
 	CmdApplyActions CommandKind = "apply_actions"
 	// CmdRemoveMember forgets a member that holds nothing any more.
 	CmdRemoveMember CommandKind = "remove_member"
+	// CmdForgetMember forgets a member that is gone for good (agent
+	// force-leave, or failed or departed for longer than -reap-after): one
+	// that holds nothing is removed at once; one that still holds copies is
+	// marked left and Forget, with the promotions that go with it
+	// (Actions), so that the planner re-creates its copies elsewhere at once,
+	// and the leader removes it when it holds nothing. Whether the member is
+	// really gone is the proposer's judgement, as for CmdSetStatus.
+	CmdForgetMember CommandKind = "forget_member"
 	// CmdSetMaintenance switches the cluster-wide maintenance freeze on or
 	// off (Command.Maintenance).
 	CmdSetMaintenance CommandKind = "set_maintenance"
@@ -59,7 +67,8 @@ type Command struct {
 	Table []Partition `json:"table,omitempty"`
 	// Member, for CmdUpsertMember.
 	Member *Member `json:"member,omitempty"`
-	// Node is the member a status, voter, health or removal command is about.
+	// Node is the member a status, voter, health, removal or forget command
+	// is about.
 	Node string `json:"node,omitempty"`
 	// Status, for CmdSetStatus.
 	Status MemberStatus `json:"status,omitempty"`
@@ -67,7 +76,7 @@ type Command struct {
 	Voter bool `json:"voter,omitempty"`
 	// AppUnhealthy, for CmdSetAppHealth.
 	AppUnhealthy bool `json:"app_unhealthy,omitempty"`
-	// Actions, for CmdApplyActions and CmdSetStatus.
+	// Actions, for CmdApplyActions, CmdSetStatus and CmdForgetMember.
 	Actions []Action `json:"actions,omitempty"`
 	// Maintenance, for CmdSetMaintenance.
 	Maintenance bool `json:"maintenance,omitempty"`
@@ -155,18 +164,44 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
 		}
-		for _, p := range c.Partitions {
-			if p.Holds(cmd.Node) {
-				return Result{}, fmt.Errorf("failover: member %q still holds partition %d", cmd.Node, p.ID)
-			}
-			if _, ok := p.MigrationTo(cmd.Node); ok {
-				return Result{}, fmt.Errorf("failover: member %q still has a migration of partition %d", cmd.Node, p.ID)
-			}
+		if err := c.checkHoldsNothing(cmd.Node); err != nil {
+			return Result{}, err
 		}
 		delete(c.Members, cmd.Node)
 		return Result{}, nil
+	case CmdForgetMember:
+		m, ok := c.Members[cmd.Node]
+		if !ok {
+			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
+		}
+		if c.checkHoldsNothing(cmd.Node) == nil {
+			delete(c.Members, cmd.Node)
+			return Result{}, nil
+		}
+		if m.Status != StatusLeft {
+			m.Status = StatusLeft
+			m.StatusSince = cmd.At
+		}
+		m.Forget = true
+		m.Voter = false
+		c.Members[cmd.Node] = m
+		return c.applyActions(cmd.Actions, cmd.At), nil
 	}
 	return Result{}, fmt.Errorf("failover: unknown command kind %q", cmd.Kind)
+}
+
+// checkHoldsNothing returns an error naming a partition that node holds a
+// copy of or is copying, if there is one.
+func (c *Cluster) checkHoldsNothing(node string) error {
+	for _, p := range c.Partitions {
+		if p.Holds(node) {
+			return fmt.Errorf("failover: member %q still holds partition %d", node, p.ID)
+		}
+		if _, ok := p.MigrationTo(node); ok {
+			return fmt.Errorf("failover: member %q still has a migration of partition %d", node, p.ID)
+		}
+	}
+	return nil
 }
 
 func (c *Cluster) applyBootstrap(cmd Command) error {
@@ -277,11 +312,13 @@ func (c *Cluster) applyUpsertMember(cmd Command) error {
 	cur.Zone = in.Zone
 	cur.Weight = in.Weight
 	if cur.Status == StatusFailed || cur.Status == StatusLeft {
-		// A rejoin: the node is back under its old ID.
+		// A rejoin: the node is back under its old ID (and no longer to
+		// be forgotten, if it was).
 		cur.Status = StatusAlive
 		cur.StatusSince = cmd.At
 		cur.Incarnation++
 		cur.Voter = false
+		cur.Forget = false
 	}
 	c.Members[in.ID] = cur
 	return nil

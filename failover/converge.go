@@ -8,20 +8,20 @@ const ConvergeMaxRounds = 10000
 // migration at once (as if every app copied instantly), until the plan is
 // empty. It returns the number of plans applied, or -1 if the plan was still
 // not empty after ConvergeMaxRounds. in.Cluster is ignored (c is used);
-// in.Now is used for every command. It is meant for tests, benchmarks and
+// at is the time of every command. It is meant for tests, benchmarks and
 // simulations; the agent applies plans through raft instead.
-func Converge(c *Cluster, in PlanInput) (rounds int) {
+func Converge(c *Cluster, in PlanInput, at int64) (rounds int) {
 	for rounds = 0; rounds < ConvergeMaxRounds; rounds++ {
 		in.Cluster = c
 		actions := Plan(in)
 		if len(actions) == 0 {
 			return rounds
 		}
-		if _, err := c.Apply(Command{Kind: CmdApplyActions, At: in.Now, Actions: actions}); err != nil {
+		if _, err := c.Apply(Command{Kind: CmdApplyActions, At: at, Actions: actions}); err != nil {
 			return -1
 		}
 		if acks := AcknowledgeAll(c); len(acks) > 0 {
-			if _, err := c.Apply(Command{Kind: CmdApplyActions, At: in.Now, Actions: acks}); err != nil {
+			if _, err := c.Apply(Command{Kind: CmdApplyActions, At: at, Actions: acks}); err != nil {
 				return -1
 			}
 		}

@@ -49,7 +49,7 @@ func (s *story) actions(title string, acts []Action) {
 // fail marks id failed with its promotions in one command, as the leader does.
 func (s *story) fail(id string) {
 	s.now += 1e9
-	acts := PlanFailure(s.c, id, s.now, 1)
+	acts := PlanFailure(s.c, id, 1)
 	s.actions("fail "+id+" (promotions in the same entry)", acts)
 	res := setStatus(s.t, s.c, s.now, id, StatusFailed, acts)
 	if res.Stale != 0 || res.Applied != len(acts) {
@@ -60,7 +60,7 @@ func (s *story) fail(id string) {
 // plan plans once with the default limits and applies the plan.
 func (s *story) plan(title string) []Action {
 	s.now += 1e9
-	acts := Plan(PlanInput{Cluster: s.c, Now: s.now, Seed: 1, Limits: DefaultLimits()})
+	acts := Plan(PlanInput{Cluster: s.c, Ages: AgesAt(s.c, s.now), Seed: 1, Limits: DefaultLimits()})
 	s.actions(title, acts)
 	mustApply(s.t, s.c, Command{Kind: CmdApplyActions, At: s.now, Actions: acts})
 	return acts
@@ -123,7 +123,7 @@ func TestScenariosGolden(t *testing.T) {
 		}},
 		{name: "leaving", rf: 2, parts: 12, nodes: nodes(4), story: func(s *story) {
 			s.now += 1e9
-			acts := PlanStatus(s.c, "n01", StatusLeaving, s.now, 1)
+			acts := PlanStatus(s.c, "n01", StatusLeaving, 1)
 			s.actions("n01 leaving (promotions in the same entry)", acts)
 			setStatus(s.t, s.c, s.now, "n01", StatusLeaving, acts)
 			s.plan("drain n01")

@@ -67,13 +67,13 @@ func setStatus(t testing.TB, c *Cluster, at int64, id string, s MemberStatus, ac
 // fail marks id failed together with its promotions, as the leader does.
 func fail(t testing.TB, c *Cluster, at int64, id string) Result {
 	t.Helper()
-	return setStatus(t, c, at, id, StatusFailed, PlanFailure(c, id, at, 7))
+	return setStatus(t, c, at, id, StatusFailed, PlanFailure(c, id, 7))
 }
 
 // unlimited converges without throttling, as tests want the end state.
 func converge(t testing.TB, c *Cluster, now int64) int {
 	t.Helper()
-	rounds := Converge(c, PlanInput{Now: now, Seed: 42})
+	rounds := Converge(c, PlanInput{Ages: AgesAt(c, now), Seed: 42}, now)
 	if rounds < 0 {
 		t.Fatalf("planner did not converge")
 	}

@@ -38,7 +38,7 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 		return table
 	}
 	tmp := &Cluster{Bootstrapped: true, Settings: s, Members: members, Partitions: table}
-	p := newPlanner(tmp, 0, 0, Limits{})
+	p := newPlanner(tmp, Ages{}, 0, Limits{})
 	zoneQuota := make([]int, len(p.zc))
 	for i, nd := range p.nodes {
 		if nd.take {
@@ -103,7 +103,7 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 	}
 	// Finish the primaries exactly with augmenting-path promotions.
 	for round := 0; round < 64; round++ {
-		q := newPlanner(tmp, 0, 0, Limits{})
+		q := newPlanner(tmp, Ages{}, 0, Limits{})
 		q.rebalancePrimaries()
 		if len(q.actions) == 0 {
 			break

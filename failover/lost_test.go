@@ -80,7 +80,7 @@ func TestLostCopies(t *testing.T) {
 			if got := strings.Join(acts[0].Reasons, ";"); tc.wantLost != strings.Contains(got, "data is lost") {
 				t.Fatalf("reasons %q do not say whether the data is lost", got)
 			}
-			plan := Plan(PlanInput{Cluster: c, Now: 6, Seed: 1})
+			plan := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 6), Seed: 1})
 			var first *Action
 			for i := range plan {
 				if plan[i].Partition == id {

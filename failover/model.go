@@ -2,9 +2,11 @@
 // epochs, migrations) and the planner that decides how to heal it.
 //
 // Everything here is pure: no clocks, no goroutines, no I/O. Time enters as
-// explicit values (unix nanoseconds) carried by commands, so that every agent
-// applying the same raft log computes exactly the same state, and so that the
-// planner can be tested with tables, golden files and properties.
+// explicit values: timestamps (unix nanoseconds) carried by commands, so that
+// every agent applying the same raft log computes exactly the same state, and
+// the ages the planner's timeouts compare (Ages), measured by its caller on
+// a monotonic clock. So the planner can be tested with tables, golden files
+// and properties.
 package failover
 
 import (
@@ -74,8 +76,14 @@ type Member struct {
 	// such a member stays in the cluster but must not hold primaries.
 	AppUnhealthy bool `json:"app_unhealthy,omitempty"`
 	// StatusSince is when Status last changed, in unix nanoseconds, as
-	// carried by the command that changed it.
+	// carried by the command that changed it: the proposing leader's wall
+	// clock, for display. No timeout is measured from it (see Ages).
 	StatusSince int64 `json:"status_since,omitempty"`
+	// Forget marks a member that is gone for good but still held copies
+	// when it was to be forgotten (CmdForgetMember): it is left, its copies
+	// are re-created elsewhere, and the leader removes it once it holds
+	// nothing. A rejoin clears it.
+	Forget bool `json:"forget,omitempty"`
 }
 
 // EffectiveWeight is the member's weight, at least 1.
@@ -108,7 +116,9 @@ type Migration struct {
 	// Replaces, if set, is the holder this copy is meant to replace; it is
 	// released once the copy completes.
 	Replaces string `json:"replaces,omitempty"`
-	// StartedAt is when the migration began, unix nanoseconds.
+	// StartedAt is when the migration began, unix nanoseconds of the
+	// proposing leader's wall clock, for display. The migration timeout is
+	// measured on a monotonic clock instead (see Ages).
 	StartedAt int64 `json:"started_at"`
 }
 

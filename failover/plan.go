@@ -67,13 +67,14 @@ type Limits struct {
 	// MaxMigrations bounds the migrations in flight in the whole cluster.
 	// Zero or negative means no limit. Default 32.
 	MaxMigrations int
-	// MigrationTimeout, in nanoseconds: a migration started longer ago than
-	// this is cancelled and re-planned. Zero means never.
+	// MigrationTimeout, in nanoseconds: a migration in flight for longer
+	// than this (PlanInput.Ages) is cancelled and re-planned. Zero means
+	// never.
 	MigrationTimeout int64
-	// ReplaceDelay, in nanoseconds: the copies held by a node that failed
-	// less than this long ago are not re-created elsewhere yet (a node back
-	// in time resyncs instead of being copied in full). Promotions never
-	// wait. Default 0.
+	// ReplaceDelay, in nanoseconds: the copies held by a node failed for
+	// less than this long (PlanInput.Ages) are not re-created elsewhere yet
+	// (a node back in time resyncs instead of being copied in full).
+	// Promotions never wait. Default 0.
 	ReplaceDelay int64
 	// Instant is set when no webhook URL is configured: nobody will
 	// acknowledge a copy, so a copy is done as soon as it is started. Plan
@@ -99,9 +100,11 @@ func DefaultLimits() Limits {
 type PlanInput struct {
 	// Cluster is the state to plan for.
 	Cluster *Cluster
-	// Now is the planning time in unix nanoseconds (migration timeouts,
-	// replace delay).
-	Now int64
+	// Ages are how long each migration has been in flight and each failed
+	// member failed, for the migration timeout and the replace delay:
+	// durations measured by the caller on one monotonic clock, never
+	// differences of the state's wall-clock timestamps (see Ages).
+	Ages Ages
 	// Seed is the only source of randomness: it breaks ties between
 	// otherwise equal candidates (RavenDB-style spreading of primaries).
 	Seed int64
@@ -178,7 +181,7 @@ type planner struct {
 	needs int      // partitions that need a new copy (placed or not)
 
 	c     *Cluster
-	now   int64
+	ages  Ages
 	seed  int64
 	lim   Limits
 	nodes []nodeInfo
@@ -212,7 +215,7 @@ type planner struct {
 // same output. See the package documentation of each step in the code and
 // the Priority constants for the order.
 func Plan(in PlanInput) []Action {
-	p := newPlanner(in.Cluster, in.Now, in.Seed, in.Limits)
+	p := newPlanner(in.Cluster, in.Ages, in.Seed, in.Limits)
 	if p == nil {
 		return nil
 	}
@@ -228,18 +231,18 @@ func Plan(in PlanInput) []Action {
 	return p.sorted()
 }
 
-// PlanFailure returns the promotions that go with marking node failed at
-// now: for every partition node leads, the best live, app-healthy replica
+// PlanFailure returns the promotions that go with marking node failed:
+// for every partition node leads, the best live, app-healthy replica
 // becomes primary. The actions name the current epochs, so the caller can
 // put them in the same raft entry as the status change (CmdSetStatus with
 // Actions). Copies are not re-created here; the next Plan does that.
-func PlanFailure(c *Cluster, node string, now, seed int64) []Action {
-	return PlanStatus(c, node, StatusFailed, now, seed)
+func PlanFailure(c *Cluster, node string, seed int64) []Action {
+	return PlanStatus(c, node, StatusFailed, seed)
 }
 
 // PlanStatus is PlanFailure for any status: the promotions needed once node
 // has status (failed, leaving, left). It returns nil for an unknown node.
-func PlanStatus(c *Cluster, node string, status MemberStatus, now, seed int64) []Action {
+func PlanStatus(c *Cluster, node string, status MemberStatus, seed int64) []Action {
 	m, ok := c.Members[node]
 	if !ok || !c.Bootstrapped {
 		return nil
@@ -249,12 +252,9 @@ func PlanStatus(c *Cluster, node string, status MemberStatus, now, seed int64) [
 	for id, mm := range c.Members {
 		view.Members[id] = mm
 	}
-	if m.Status != status {
-		m.Status = status
-		m.StatusSince = now
-	}
+	m.Status = status
 	view.Members[node] = m
-	p := newPlanner(&view, now, seed, Limits{})
+	p := newPlanner(&view, Ages{}, seed, Limits{})
 	if p == nil {
 		return nil
 	}
@@ -262,12 +262,12 @@ func PlanStatus(c *Cluster, node string, status MemberStatus, now, seed int64) [
 	return p.sorted()
 }
 
-func newPlanner(c *Cluster, now, seed int64, lim Limits) *planner {
+func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 	if c == nil || !c.Bootstrapped {
 		return nil
 	}
 	ids := c.MemberIDs()
-	p := &planner{c: c, now: now, seed: seed, lim: lim, idx: make(map[string]int, len(ids))}
+	p := &planner{c: c, ages: ages, seed: seed, lim: lim, idx: make(map[string]int, len(ids))}
 	p.nodes = make([]nodeInfo, len(ids))
 	zoneIdx := map[string]int{}
 	var zoneNames []string
@@ -275,7 +275,7 @@ func newPlanner(c *Cluster, now, seed int64, lim Limits) *planner {
 		m := c.Members[id]
 		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
 		n.take = n.lead
-		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && now-m.StatusSince < lim.ReplaceDelay
+		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
 		n.tie = mix(uint64(seed), hashString(id))
 		if n.take {
 			if _, ok := zoneIdx[m.Zone]; !ok {
@@ -678,8 +678,8 @@ func (p *planner) planMigrations(part *Partition) bool {
 		var why string
 		if i, ok := p.idx[m.Target]; !ok || !p.nodes[i].hold {
 			why = fmt.Sprintf("target %s %s", m.Target, p.describe(m.Target))
-		} else if p.lim.MigrationTimeout > 0 && p.now-m.StartedAt > p.lim.MigrationTimeout {
-			why = fmt.Sprintf("timed out after %s", time.Duration(p.now-m.StartedAt))
+		} else if age := p.ages.migration(m.ID); p.lim.MigrationTimeout > 0 && int64(age) > p.lim.MigrationTimeout {
+			why = fmt.Sprintf("timed out after %s", age)
 		}
 		if why != "" {
 			p.copyWork = true

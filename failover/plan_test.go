@@ -19,7 +19,7 @@ func TestPlanBeforeBootstrapIsEmpty(t *testing.T) {
 	if a := Plan(PlanInput{Cluster: NewCluster()}); a != nil {
 		t.Fatalf("plan before bootstrap: %v", a)
 	}
-	if a := PlanFailure(NewCluster(), "n01", 0, 0); a != nil {
+	if a := PlanFailure(NewCluster(), "n01", 0); a != nil {
 		t.Fatalf("failure plan before bootstrap: %v", a)
 	}
 }
@@ -81,7 +81,7 @@ func TestFailurePromotesBestReplicaInOneEntry(t *testing.T) {
 	c := bootstrap(t, 32, 3, nodes(4))
 	before := epochs(c)
 	_, prims := counts(c)
-	acts := PlanFailure(c, "n02", 5, 1)
+	acts := PlanFailure(c, "n02", 1)
 	if len(acts) != prims["n02"] {
 		t.Fatalf("%d promotions for %d primaries", len(acts), prims["n02"])
 	}
@@ -117,7 +117,7 @@ func TestFailurePromotesBestReplicaInOneEntry(t *testing.T) {
 
 func TestDeposedLeadersPlanIsStale(t *testing.T) {
 	c := bootstrap(t, 8, 2, nodes(3))
-	old := PlanFailure(c, "n01", 5, 1)
+	old := PlanFailure(c, "n01", 1)
 	setStatus(t, c, 5, "n01", StatusFailed, old)
 	res := mustApply(t, c, Command{Kind: CmdApplyActions, At: 6, Actions: old})
 	if res.Applied != 0 || res.Stale != len(old) {
@@ -130,16 +130,16 @@ func TestReplaceDelayWaitsButPromotionsDoNot(t *testing.T) {
 	delay := int64(time.Minute)
 	setStatus(t, c, 100, "n01", StatusFailed, nil)
 	lim := Limits{ReplaceDelay: delay}
-	acts := Plan(PlanInput{Cluster: c, Now: 100 + delay/2, Limits: lim})
+	acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 100+delay/2), Limits: lim})
 	if k := kinds(acts); k[ActionStartMigration] != 0 || k[ActionPromote] == 0 {
 		t.Fatalf("within the delay: %v", k)
 	}
 	mustApply(t, c, Command{Kind: CmdApplyActions, Actions: acts})
-	acts = Plan(PlanInput{Cluster: c, Now: 100 + delay/2, Limits: lim})
+	acts = Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 100+delay/2), Limits: lim})
 	if len(acts) != 0 {
 		t.Fatalf("still within the delay: %v", acts)
 	}
-	acts = Plan(PlanInput{Cluster: c, Now: 100 + delay + 1, Limits: lim})
+	acts = Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 100+delay+1), Limits: lim})
 	if k := kinds(acts); k[ActionStartMigration] == 0 {
 		t.Fatalf("after the delay: %v", k)
 	}
@@ -148,23 +148,23 @@ func TestReplaceDelayWaitsButPromotionsDoNot(t *testing.T) {
 func TestMigrationTimeoutAndDeadTargetCancel(t *testing.T) {
 	c := bootstrap(t, 4, 2, nodes(3))
 	fail(t, c, 10, "n03")
-	acts := Plan(PlanInput{Cluster: c, Now: 20})
+	acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 20)})
 	mustApply(t, c, Command{Kind: CmdApplyActions, At: 20, Actions: acts})
 	if kinds(acts)[ActionStartMigration] == 0 {
 		t.Fatalf("no migration started: %v", acts)
 	}
 	lim := Limits{MigrationTimeout: 100}
-	if a := Plan(PlanInput{Cluster: c, Now: 50, Limits: lim}); kinds(a)[ActionCancelMigration] != 0 {
+	if a := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 50), Limits: lim}); kinds(a)[ActionCancelMigration] != 0 {
 		t.Fatalf("cancelled before the timeout: %v", a)
 	}
-	a := Plan(PlanInput{Cluster: c, Now: 121, Limits: lim})
+	a := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 121), Limits: lim})
 	if kinds(a)[ActionCancelMigration] != len(acts) || !strings.Contains(a[0].Reasons[0], "timed out") {
 		t.Fatalf("after the timeout: %v", a)
 	}
 	// A target that fails cancels its migrations whatever the time.
 	target := acts[0].Node
 	setStatus(t, c, 60, target, StatusFailed, nil)
-	for _, x := range Plan(PlanInput{Cluster: c, Now: 60}) {
+	for _, x := range Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 60)}) {
 		if x.Kind == ActionCancelMigration && x.Node == target && strings.Contains(x.Reasons[0], "failed") {
 			return
 		}
@@ -176,12 +176,12 @@ func TestInstantCompletesInTheNextPlan(t *testing.T) {
 	c := bootstrap(t, 6, 2, nodes(3))
 	join(t, c, 5, node{id: "n04"})
 	lim := Limits{Instant: true}
-	first := Plan(PlanInput{Cluster: c, Now: 6, Limits: lim})
+	first := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 6), Limits: lim})
 	if k := kinds(first); k[ActionStartMigration] == 0 || k[ActionCompleteMigration] != 0 {
 		t.Fatalf("first plan: %v", k)
 	}
 	mustApply(t, c, Command{Kind: CmdApplyActions, At: 6, Actions: first})
-	second := Plan(PlanInput{Cluster: c, Now: 7, Limits: lim})
+	second := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 7), Limits: lim})
 	if k := kinds(second); k[ActionCompleteMigration] != len(first) {
 		t.Fatalf("second plan: %v", second)
 	}
@@ -191,7 +191,7 @@ func TestThrottleBoundsMigrationsButNotPromotions(t *testing.T) {
 	c := bootstrap(t, 256, 3, nodes(10))
 	fail(t, c, 10, "n01")
 	setStatus(t, c, 11, "n02", StatusFailed, nil) // its promotions left to Plan
-	acts := Plan(PlanInput{Cluster: c, Now: 12, Limits: DefaultLimits()})
+	acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 12), Limits: DefaultLimits()})
 	k := kinds(acts)
 	_, prims := counts(c)
 	if k[ActionPromote] != prims["n02"] {
@@ -222,7 +222,7 @@ func TestThrottleBoundsMigrationsButNotPromotions(t *testing.T) {
 func TestAllCopiesLostGetsNewEmptyPrimary(t *testing.T) {
 	c := bootstrap(t, 4, 1, nodes(2))
 	fail(t, c, 10, "n01")
-	acts := Plan(PlanInput{Cluster: c, Now: 11})
+	acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 11)})
 	if len(acts) == 0 {
 		t.Fatal("no plan for lost partitions")
 	}
@@ -244,7 +244,7 @@ func TestZoneSpreadScoring(t *testing.T) {
 	// the other zone-b node, although n04 and n06 hold fewer copies.
 	c := bootstrap(t, 6, 3, zoned(6, "a", "b", "c"))
 	fail(t, c, 10, "n02")
-	for _, a := range Plan(PlanInput{Cluster: c, Now: 11}) {
+	for _, a := range Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 11)}) {
 		if a.Kind == ActionStartMigration && a.Node != "n05" {
 			t.Fatalf("copy of %d placed on %s (zone %s): %v", a.Partition, a.Node, c.Members[a.Node].Zone, a.Reasons)
 		}
@@ -255,7 +255,7 @@ func TestPlanIsDeterministicAndSeedOnlyBreaksTies(t *testing.T) {
 	c := bootstrap(t, 64, 3, nodes(6))
 	fail(t, c, 10, "n03")
 	join(t, c, 11, node{id: "n07"})
-	in := PlanInput{Cluster: c, Now: 12, Seed: 5, Limits: DefaultLimits()}
+	in := PlanInput{Cluster: c, Ages: AgesAt(c, 12), Seed: 5, Limits: DefaultLimits()}
 	a, b := Plan(in), Plan(in)
 	if !reflect.DeepEqual(a, b) {
 		t.Fatal("same input, different plans")

@@ -44,7 +44,7 @@ func (s *sim) settle() {
 		if round > 2000 {
 			s.t.Fatalf("no convergence after %d rounds", round)
 		}
-		in := PlanInput{Cluster: s.c, Now: s.now, Seed: int64(round), Limits: s.limits}
+		in := PlanInput{Cluster: s.c, Ages: AgesAt(s.c, s.now), Seed: int64(round), Limits: s.limits}
 		actions := Plan(in)
 		if again := Plan(in); !reflect.DeepEqual(actions, again) {
 			s.t.Fatalf("Plan is not deterministic:\n%v\n%v", actions, again)
@@ -137,7 +137,7 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 		s.check("bootstrap")
 		for i, n := 0, rapid.IntRange(1, 8).Draw(rt, "events"); i < n; i++ {
 			s.step()
-			switch rapid.SampledFrom([]string{"join", "join", "fail", "leave", "rejoin", "unhealthy", "healthy", "lose"}).Draw(rt, "event") {
+			switch rapid.SampledFrom([]string{"join", "join", "fail", "leave", "rejoin", "unhealthy", "healthy", "lose", "forget"}).Draw(rt, "event") {
 			case "join":
 				if len(s.c.Members) >= 20 {
 					continue
@@ -153,7 +153,7 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 				if !ok {
 					continue
 				}
-				s.apply(Command{Kind: CmdSetStatus, At: s.now, Node: id, Status: StatusFailed, Actions: PlanFailure(s.c, id, s.now, 3)})
+				s.apply(Command{Kind: CmdSetStatus, At: s.now, Node: id, Status: StatusFailed, Actions: PlanFailure(s.c, id, 3)})
 				s.settle()
 				s.check("fail " + id)
 			case "leave":
@@ -161,7 +161,7 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 				if !ok {
 					continue
 				}
-				s.apply(Command{Kind: CmdSetStatus, At: s.now, Node: id, Status: StatusLeaving, Actions: PlanStatus(s.c, id, StatusLeaving, s.now, 3)})
+				s.apply(Command{Kind: CmdSetStatus, At: s.now, Node: id, Status: StatusLeaving, Actions: PlanStatus(s.c, id, StatusLeaving, 3)})
 				s.settle()
 				s.check("leaving " + id)
 				s.step()
@@ -185,6 +185,23 @@ func TestPlannerConvergesUnderAnyMembershipHistory(t *testing.T) {
 				s.loseCopies(id)
 				s.settle()
 				s.check("copies lost by " + id)
+			case "forget":
+				// agent force-leave, or the reaper: a failed or departed
+				// member, possibly still holding copies, is forgotten.
+				id, ok := s.pick("forgotten", func(m Member) bool { return m.Status == StatusFailed || m.Status == StatusLeft })
+				if !ok {
+					continue
+				}
+				s.apply(Command{Kind: CmdForgetMember, At: s.now, Node: id, Actions: PlanStatus(s.c, id, StatusLeft, 3)})
+				s.settle()
+				s.check("forget " + id)
+				if _, still := s.c.Members[id]; still {
+					s.apply(Command{Kind: CmdForgetMember, At: s.now, Node: id})
+					if _, still := s.c.Members[id]; still && s.c.checkHoldsNothing(id) == nil {
+						s.t.Fatalf("%s holds nothing but was not forgotten", id)
+					}
+					s.check("forget again " + id)
+				}
 			case "unhealthy", "healthy":
 				sick := rapid.Bool().Draw(rt, "sick")
 				id, ok := s.pick("app", func(m Member) bool { return m.CanHold() && m.AppUnhealthy != sick })
@@ -243,7 +260,7 @@ func (s *sim) check(after string) {
 	t, c := s.t, s.c
 	t.Helper()
 	for seed := int64(100); seed < 103; seed++ {
-		if a := Plan(PlanInput{Cluster: c, Now: s.now, Seed: seed, Limits: s.limits}); len(a) != 0 {
+		if a := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, s.now), Seed: seed, Limits: s.limits}); len(a) != 0 {
 			t.Fatalf("after %s: converged state plans %v", after, a)
 		}
 	}

@@ -50,7 +50,7 @@ func TestFirstPlanAfterFailureStartsAsManyCopiesAsTheLimitsAllow(t *testing.T) {
 			missing := missingAfterFailure(c, victim)
 			fail(t, c, 10, victim)
 			lim := DefaultLimits()
-			acts := Plan(PlanInput{Cluster: c, Now: 11, Seed: 1, Limits: lim})
+			acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 11), Seed: 1, Limits: lim})
 
 			targets := 0
 			for _, n := range tc.nodes {
@@ -94,7 +94,7 @@ func roundsAfterFailure(t testing.TB, c *Cluster) (missing, made, rounds int) {
 	missing = missingAfterFailure(c, victim)
 	fail(t, c, 10, victim)
 	before := c.NextMigration
-	rounds = Converge(c, PlanInput{Now: 11, Seed: 1, Limits: DefaultLimits()})
+	rounds = Converge(c, PlanInput{Ages: AgesAt(c, 11), Seed: 1, Limits: DefaultLimits()}, 11)
 	if rounds < 0 {
 		t.Fatalf("no convergence after the failure of %s", victim)
 	}
@@ -189,7 +189,7 @@ func TestBusyPrimaryIsNotTheOnlySource(t *testing.T) {
 	setStatus(t, c, 10, "x", StatusFailed, nil)
 	lim := DefaultLimits()
 	lim.MaxMigrationsPerNode = 1
-	acts := Plan(PlanInput{Cluster: c, Now: 11, Seed: 1, Limits: lim})
+	acts := Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 11), Seed: 1, Limits: lim})
 
 	sources := map[int]string{}
 	for _, a := range acts {

@@ -46,6 +46,58 @@ func FreezeDecision(total, failed, maxFailed int, manual bool) (frozen bool, rea
 	return false, ""
 }
 
+// MarkedFailure is a member the cluster state holds failed, as the freeze
+// counts it.
+type MarkedFailure struct {
+	// FailedFor is how long the member has been failed, measured on the
+	// deciding leader's monotonic clock (never a difference of wall-clock
+	// timestamps).
+	FailedFor time.Duration
+	// Handled: the failure's consequences are done. The member holds no
+	// copy and no copy is being made for it, and its raft server is out of
+	// the configuration.
+	Handled bool
+}
+
+// FreezeWindows bound how long a member marked failed counts towards the
+// freeze, as ages on the leader's monotonic clock.
+type FreezeWindows struct {
+	// AtOnce: a failure this recent counts, handled or not. Failures
+	// confirmed within it of each other happened at once, as far as failure
+	// detection can tell; a first death handled in a second must not let a
+	// second one, confirmed a moment later, through a freeze of one.
+	AtOnce time.Duration
+	// Handling: past AtOnce, a failure counts while it is unhandled, up to
+	// this age. Past it, the failure is stuck, not part of a wave.
+	Handling time.Duration
+}
+
+// FreezeCounts returns FreezeDecision's total and failed for one look at
+// the cluster:
+//
+//   - present members are those the state holds alive, suspect or
+//     leaving; troubled of them the detector holds suspect or failed, not
+//     yet marked. Both count, troubled ones as failed: when several nodes
+//     go at once, the first verdict must not be acted on while the others
+//     are being confirmed.
+//   - a member marked failed counts (in total and as failed) while its
+//     failure is recent (younger than AtOnce) or, up to Handling, not yet
+//     handled. One failed long ago and handled is history, not part of
+//     what is going wrong now: counting it made a cluster that had
+//     replaced three dead nodes under new IDs freeze at the fourth death
+//     ("4 of 8 nodes are failed at once"), for good.
+//   - members that left count nowhere.
+func FreezeCounts(present, troubled int, marked []MarkedFailure, w FreezeWindows) (total, failed int) {
+	total, failed = present, troubled
+	for _, f := range marked {
+		if f.FailedFor < w.AtOnce || (!f.Handled && f.FailedFor < w.Handling) {
+			total++
+			failed++
+		}
+	}
+	return total, failed
+}
+
 // FailedCount counts the nodes of a snapshot that the cluster should hold
 // failed: failed and held-down ones. It is the failed argument of
 // FreezeDecision.
@@ -72,14 +124,13 @@ func MaxRemovableVoters(voters int) int {
 	return (voters - 1) / 2
 }
 
-// FailedVoter is a voter the detector holds failed, with the time of its
-// Failed verdict.
+// FailedVoter is a voter held failed, with how long it has been.
 type FailedVoter struct {
 	// ID is the node ID as it appears in voters.
 	ID string
-	// FailedAt is when the node was found failed; the oldest failure is
-	// removed first.
-	FailedAt time.Time
+	// FailedFor is how long the node has been failed, on the leader's
+	// monotonic clock; the oldest failure is removed first.
+	FailedFor time.Duration
 }
 
 // RemovableVoters returns which of the failed voters may be removed now, in
@@ -102,8 +153,8 @@ func RemovableVoters(voters []string, failed []FailedVoter, minVoters int) []str
 		}
 	}
 	sort.Slice(candidates, func(i, j int) bool {
-		if !candidates[i].FailedAt.Equal(candidates[j].FailedAt) {
-			return candidates[i].FailedAt.Before(candidates[j].FailedAt)
+		if candidates[i].FailedFor != candidates[j].FailedFor {
+			return candidates[i].FailedFor > candidates[j].FailedFor
 		}
 		return candidates[i].ID < candidates[j].ID
 	})

@@ -54,6 +54,50 @@ func TestFreezeDecision(t *testing.T) {
 	}
 }
 
+func TestFreezeCountsOnlyRecentUnhandledFailures(t *testing.T) {
+	w := FreezeWindows{AtOnce: 10 * time.Second, Handling: 10 * time.Minute}
+	handledLongAgo := MarkedFailure{FailedFor: 3 * time.Hour, Handled: true}
+	tests := []struct {
+		name                string
+		present, troubled   int
+		marked              []MarkedFailure
+		wantTotal, wantFail int
+		maxFailed           int
+		wantFrozen          bool
+	}{
+		{"three nodes replaced under new IDs, then a fourth death", 5, 1,
+			[]MarkedFailure{handledLongAgo, handledLongAgo, handledLongAgo}, 5, 1, 0, false},
+		{"a failure being handled counts", 5, 1,
+			[]MarkedFailure{{FailedFor: time.Minute}}, 6, 2, 0, false},
+		{"handled a minute ago: history", 5, 1,
+			[]MarkedFailure{{FailedFor: time.Minute, Handled: true}}, 5, 1, 0, false},
+		{"handled within the at-once window: still counts", 4, 1,
+			[]MarkedFailure{{FailedFor: 2 * time.Second, Handled: true}}, 5, 2, 0, false},
+		{"stuck unhandled past the handling window: history too", 5, 1,
+			[]MarkedFailure{{FailedFor: w.Handling}}, 5, 1, 0, false},
+		{"a second death seconds after a first one handled at once freezes at a limit of 1", 3, 1,
+			[]MarkedFailure{{FailedFor: 3 * time.Second, Handled: true}}, 4, 2, 1, true},
+		{"several going at once still freeze", 8, 3,
+			[]MarkedFailure{{FailedFor: time.Second}, {FailedFor: 2 * time.Second}}, 10, 5, 0, true},
+		{"suspects alone are counted", 5, 3, nil, 5, 3, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			total, failed := FreezeCounts(tt.present, tt.troubled, tt.marked, w)
+			if total != tt.wantTotal || failed != tt.wantFail {
+				t.Fatalf("FreezeCounts = %d of %d, want %d of %d", failed, total, tt.wantFail, tt.wantTotal)
+			}
+			if frozen, reason := FreezeDecision(total, failed, tt.maxFailed, false); frozen != tt.wantFrozen {
+				t.Fatalf("frozen = %v (%q), want %v", frozen, reason, tt.wantFrozen)
+			}
+		})
+	}
+	// Before: every failed member counted, in total and as failed.
+	if frozen, _ := FreezeDecision(8, 4, 0, false); !frozen {
+		t.Fatal("the old count of the first case should have frozen (the bug)")
+	}
+}
+
 func TestMaxRemovableVoters(t *testing.T) {
 	for voters, want := range map[int]int{-1: 0, 0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 2, 7: 3, 9: 4} {
 		if got := MaxRemovableVoters(voters); got != want {
@@ -63,7 +107,8 @@ func TestMaxRemovableVoters(t *testing.T) {
 }
 
 func TestRemovableVoters(t *testing.T) {
-	at := func(sec int) time.Time { return t0.Add(time.Duration(sec) * time.Second) }
+	// at(s): failed s seconds into a 100-second test, looked at its end.
+	at := func(sec int) time.Duration { return time.Duration(100-sec) * time.Second }
 	five := []string{"a", "b", "c", "d", "e"}
 	tests := []struct {
 		name      string

@@ -56,6 +56,7 @@ var controlHandlers = map[byte]controlHandler{
 	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
 	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing},
 	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease},
+	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
 }
 
 // Answer status bytes.

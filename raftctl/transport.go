@@ -34,8 +34,8 @@ import (
 const (
 	kindForward byte = 0xF0
 	kindPing    byte = 0xF1
-	// 0xF2 is kindLease (lease.go); 0xFA is kindAuth, the cluster-key
-	// handshake (auth.go).
+	// 0xF2 is kindLease (lease.go), 0xF3 kindClock (clock.go); 0xFA is
+	// kindAuth, the cluster-key handshake (auth.go).
 )
 
 // Backoff of the accept loop after a failed Accept (e.g. out of file

@@ -38,6 +38,12 @@ type Agent struct {
 	cfg Config
 	log hclog.Logger
 
+	// clock gives wall-clock timestamps and the monotonic readings every
+	// timeout is measured with; ages times migrations and member statuses
+	// on it (see ageTracker).
+	clock clock
+	ages  *ageTracker
+
 	// raftID is this incarnation's raft server ID (see loadIdentity).
 	raftID string
 
@@ -63,6 +69,8 @@ type Agent struct {
 	// quorumLost is set while this agent has seen no leader for longer
 	// than the election timeout.
 	quorumLost atomic.Bool
+	// skew is how far this agent's wall clock is from the leader's.
+	skew clockSkewState
 	// freezeReason is why automatic removals are frozen ("" when not).
 	freezeMu     sync.Mutex
 	freezeReason string
@@ -124,9 +132,12 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{
-		cfg:  cfg,
-		log:  logger.With("node", cfg.NodeID),
-		kick: make(chan struct{}, 1),
+		cfg:   cfg,
+		log:   logger.With("node", cfg.NodeID),
+		kick:  make(chan struct{}, 1),
+		clock: newSystemClock(),
+		ages:  newAgeTracker(),
+		skew:  clockSkewState{warnedAt: -1},
 
 		leaveRequests: make(chan bool, 1),
 		copies:        copyQueue{wake: make(chan struct{}, 1)},
@@ -237,6 +248,8 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("suspects", a.suspectPublisher)
 	a.goLoop("lease", a.leaseLoop)
 	a.goLoop("lease-verify", a.leaseVerifyLoop)
+	a.goLoop("ages", a.watchAges)
+	a.goLoop("clock-skew", a.clockSkewLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),

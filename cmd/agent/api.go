@@ -47,6 +47,7 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("GET /v1/events", a.handleEvents)
 	mux.HandleFunc("POST /v1/maintenance", a.guardMutation(a.handleMaintenance))
 	mux.HandleFunc("POST /v1/leave", a.guardMutation(a.handleLeave))
+	mux.HandleFunc("POST /v1/members/{id}/force-leave", a.guardMutation(a.handleForceLeave))
 	mux.HandleFunc("GET /v1/keyring", a.guardMutation(a.handleKeyringList))
 	mux.HandleFunc("POST /v1/keyring", a.guardMutation(a.handleKeyringChange))
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.guardMutation(a.handleMigrationComplete))
@@ -106,6 +107,11 @@ type statusResponse struct {
 	DataLost []int `json:"data_lost,omitempty"`
 	// Leaving is the phase of a graceful leave in progress, if any.
 	Leaving string `json:"leaving,omitempty"`
+	// ClockSkewSeconds is this agent's wall clock minus the leader's, as
+	// last measured (0 on the leader and before the first measurement).
+	// Beyond the webhook tolerance (5 minutes) the app rejects this
+	// agent's webhooks; the agent logs an error.
+	ClockSkewSeconds float64 `json:"clock_skew_seconds"`
 }
 
 func (a *Agent) status() statusResponse {
@@ -122,6 +128,8 @@ func (a *Agent) status() statusResponse {
 		Version:      Version,
 		Quorum:       "ok",
 		AppHealthy:   !a.appUnhealthy.Load(),
+
+		ClockSkewSeconds: a.clockSkewSeconds(),
 	}
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"
@@ -191,8 +199,12 @@ type memberView struct {
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	AppHealthy  bool   `json:"app_healthy"`
 	StatusSince string `json:"status_since,omitempty"`
-	Primaries   int    `json:"primaries"`
-	Copies      int    `json:"copies"`
+	// Forgetting: the member was forgotten (agent force-leave, or
+	// -reap-after) while it still held copies; it goes once they are
+	// re-created elsewhere.
+	Forgetting bool `json:"forgetting,omitempty"`
+	Primaries  int  `json:"primaries"`
+	Copies     int  `json:"copies"`
 	// Health is this agent's failure detector's view: healthy, suspect,
 	// failed or held-down.
 	Health string `json:"health,omitempty"`
@@ -221,7 +233,7 @@ func (a *Agent) members() []memberView {
 				ID: id, Status: string(m.Status), Voter: m.Voter, Registered: true,
 				RaftID: m.RaftID, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr,
 				AppAddr: m.AppAddr, Zone: m.Zone, Weight: m.EffectiveWeight(), Incarnation: m.Incarnation,
-				AppHealthy: !m.AppUnhealthy, Primaries: primaries[id], Copies: copies[id],
+				AppHealthy: !m.AppUnhealthy, Forgetting: m.Forget, Primaries: primaries[id], Copies: copies[id],
 			}
 			if m.StatusSince != 0 {
 				v.StatusSince = time.Unix(0, m.StatusSince).UTC().Format(time.RFC3339Nano)

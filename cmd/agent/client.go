@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -200,6 +201,37 @@ func cmdMaintenance(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// cmdForceLeave is `agent force-leave NODE`: forget a member that is gone
+// for good, now rather than after -reap-after.
+func cmdForceLeave(args []string, stdout, stderr io.Writer) error {
+	var node string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		node, args = args[0], args[1:]
+	}
+	cf, err := parseClientFlags("force-leave", args, stderr)
+	if err != nil {
+		return err
+	}
+	if node == "" {
+		return usagef("force-leave: name the node (agent force-leave NODE [flags])")
+	}
+	var out forgetOutcome
+	raw, err := cf.do(http.MethodPost, "/v1/members/"+url.PathEscape(node)+"/force-leave", []byte("{}"), &out, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	if out.Forgotten {
+		fmt.Fprintf(stdout, "%s forgotten\n", node)
+	} else {
+		fmt.Fprintf(stdout, "%s marked left; it is forgotten once its %d copies are re-created elsewhere\n", node, out.CopiesRemaining)
+	}
+	return nil
+}
+
 // show is the common part of the read-only client commands: parse the
 // client flags, fetch path into out, and with -json print the agent's
 // answer as it is (done is then true: nothing more to print).
@@ -235,6 +267,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "ready\t%v\n", st.Ready)
 	fmt.Fprintf(tw, "quorum\t%s\n", st.Quorum)
 	fmt.Fprintf(tw, "maintenance\t%v\n", st.Maintenance)
+	fmt.Fprintf(tw, "clock_skew_seconds\t%g\n", st.ClockSkewSeconds)
 	if st.RemovalsFrozen != "" {
 		fmt.Fprintf(tw, "removals_frozen\t%s\n", st.RemovalsFrozen)
 	}

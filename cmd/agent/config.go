@@ -88,6 +88,11 @@ type Config struct {
 	// failed node elsewhere (a node back in time resyncs instead).
 	// Promotions never wait.
 	ReplaceDelay Duration `json:"replace_delay"`
+	// ReapAfter is how long a member may stay failed or departed before the
+	// leader forgets it (agent force-leave does it at once). Measured on the
+	// leader's monotonic clock from when it saw the status change; an agent
+	// that restarts begins counting again.
+	ReapAfter Duration `json:"reap_after"`
 	// Profile selects gossip and probe timings: local, lan or wan.
 	Profile string `json:"profile"`
 	// Encrypt is the base64 gossip encryption key (agent keygen makes one).
@@ -138,6 +143,7 @@ func DefaultConfig() Config {
 		MaxMigrationsPerNode: 2,
 		MaxMigrations:        32,
 		MigrationTimeout:     Duration(10 * time.Minute),
+		ReapAfter:            Duration(72 * time.Hour),
 		Profile:              "lan",
 		LeaveTimeout:         Duration(30 * time.Second),
 		LogLevel:             "info",
@@ -227,6 +233,7 @@ func runFlags(cfg *Config) []flagSpec {
 		{"max-migrations", "copies in flight in the whole cluster", (*intValue)(&cfg.MaxMigrations)},
 		{"migration-timeout", "a copy not acknowledged within this is re-planned", &cfg.MigrationTimeout},
 		{"replace-delay", "wait before re-creating a failed node's copies elsewhere", &cfg.ReplaceDelay},
+		{"reap-after", "forget a member failed or departed for this long", &cfg.ReapAfter},
 		{"profile", "timing profile: local, lan or wan", (*stringValue)(&cfg.Profile)},
 		{"encrypt", "base64 gossip encryption key (see agent keygen)", (*stringValue)(&cfg.Encrypt)},
 		{"insecure", "run gossip without encryption", (*boolValue)(&cfg.Insecure)},
@@ -463,6 +470,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMigrations < 1 {
 		return usagef("-max-migrations: must be at least 1")
+	}
+	if c.ReapAfter <= 0 {
+		return usagef("-reap-after: must be positive (failed members are forgotten after it)")
+	}
+	if c.ReapAfter <= c.ReplaceDelay {
+		return usagef("-reap-after: %s must be longer than -replace-delay %s (a member is not forgotten while its copies wait for it)", c.ReapAfter, c.ReplaceDelay)
 	}
 	if c.ProbeInterval != 0 && c.ProbeInterval.D() < 10*time.Millisecond {
 		return usagef("-probe-interval: %s is too short (at least 10ms)", c.ProbeInterval)

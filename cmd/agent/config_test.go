@@ -31,6 +31,9 @@ func TestDefaultsApplyWhenNothingIsGiven(t *testing.T) {
 	if cfg.HTTPAddr != "127.0.0.1:7948" || cfg.Bind != "127.0.0.1" {
 		t.Fatalf("API and bind must default to loopback: %+v", cfg)
 	}
+	if cfg.ReapAfter.D() != 72*time.Hour {
+		t.Fatalf("-reap-after defaults to %s, want 72h", cfg.ReapAfter)
+	}
 }
 
 func TestPrecedenceIsDefaultsFileEnvFlags(t *testing.T) {
@@ -81,6 +84,9 @@ func TestBadSettingsNameTheFlag(t *testing.T) {
 		"remote webhook":     {append(minimal, "-webhook-url", "http://10.1.2.3/hook"), nil, "-webhook-allow-remote"},
 		"missing token file": {append(minimal, "-api-token-file", "/nonexistent/token"), nil, "-api-token-file"},
 		"unknown file field": {[]string{"-config", writeTemp(t, `{"node_idd":"x"}`)}, nil, "node_idd"},
+		"reap never":         {append(minimal, "-reap-after", "0s"), nil, "-reap-after"},
+		"reap before delay":  {append(minimal, "-reap-after", "1m", "-replace-delay", "1m"), nil, "-replace-delay"},
+		"bad reap env":       {minimal, map[string]string{"STEWARD_REAP_AFTER": "3 days"}, "STEWARD_REAP_AFTER"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -120,7 +126,7 @@ func TestUnknownFlagExitsWithStatusTwo(t *testing.T) {
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance", "keyring"} {
+	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance", "force-leave", "keyring"} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain([]string{cmd, "-h"}, &stdout, &stderr); code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)
@@ -128,6 +134,13 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		if !strings.Contains(stderr.String(), "Usage of agent "+cmd) {
 			t.Errorf("%s -h printed no usage: %q", cmd, stderr.String())
 		}
+	}
+}
+
+func TestForceLeaveWithoutANodeIsAUsageError(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := realMain([]string{"force-leave", "-http-addr", "127.0.0.1:1"}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "name the node") {
+		t.Fatalf("exit %d, stderr %q: want 2 and a line asking for the node", code, stderr.String())
 	}
 }
 

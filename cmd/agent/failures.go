@@ -146,20 +146,105 @@ func (a *Agent) verdictLoop() {
 	}
 }
 
-// frozen reports whether automatic removals are frozen and why; extraFailed
-// counts members in trouble that the state still holds alive.
-func (a *Agent) frozen(state *failover.Cluster, extraFailed int) (bool, string) {
-	total, failed := 0, extraFailed
-	for _, m := range state.Members {
-		switch m.Status {
+// frozen reports whether automatic removals are frozen and why. troubled
+// counts the members the state still holds alive that this agent's
+// detector holds suspect or failed. Failures already marked count only
+// while they are recent and unhandled (health.FreezeCounts), their age
+// measured on this agent's monotonic clock.
+func (a *Agent) frozen(state *failover.Cluster, troubled int) (bool, string) {
+	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
+	present := 0
+	var failedIDs []string
+	for _, id := range state.MemberIDs() {
+		switch state.Members[id].Status {
 		case failover.StatusLeft:
-			continue
 		case failover.StatusFailed:
-			failed++
+			failedIDs = append(failedIDs, id)
+		default:
+			present++
 		}
-		total++
 	}
+	var marked []health.MarkedFailure
+	if len(failedIDs) > 0 {
+		busy := a.involvedInPartitions(failedIDs)
+		inConfig, configKnown := a.raftServerIDs()
+		for _, id := range failedIDs {
+			handled := configKnown && !busy[id] && !inConfig[state.Members[id].RaftID]
+			marked = append(marked, health.MarkedFailure{FailedFor: inStatus[id], Handled: handled})
+		}
+	}
+	total, failed := health.FreezeCounts(present, troubled, marked, a.freezeWindows())
 	return health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance)
+}
+
+// simultaneousFailureProbes sets the at-once window of the freeze in probe
+// intervals: failures confirmed within 50 probe intervals of each other
+// (10 s with the local profile, 50 s lan, 150 s wan) count as at once. That
+// is about ten times the spread of the detection times measured for each
+// profile (docs/benchmarks.md), and shorter than the time a replaced node
+// takes to join and be given its share.
+const simultaneousFailureProbes = 50
+
+// freezeWindows are how long a marked failure counts towards the freeze:
+// at once, within simultaneousFailureProbes probe intervals whether handled
+// or not; after that while it is not handled, for as long as handling it
+// may take, the replace delay plus one migration timeout (the default
+// timeout when copies never time out).
+func (a *Agent) freezeWindows() health.FreezeWindows {
+	timeout := a.cfg.MigrationTimeout.D()
+	if timeout <= 0 {
+		timeout = DefaultConfig().MigrationTimeout.D()
+	}
+	hc, err := a.healthConfig() // checked at start: cannot fail here
+	if err != nil {
+		hc = health.DefaultConfig()
+	}
+	return health.FreezeWindows{
+		AtOnce:   simultaneousFailureProbes * hc.ProbeInterval,
+		Handling: a.cfg.ReplaceDelay.D() + timeout,
+	}
+}
+
+// involvedInPartitions reports which of ids hold a copy of a partition, or
+// are the source or target of a copy in flight.
+func (a *Agent) involvedInPartitions(ids []string) map[string]bool {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	out := map[string]bool{}
+	a.raft.Read(func(c *failover.Cluster) {
+		for _, p := range c.Partitions {
+			for _, h := range p.Holders() {
+				if want[h] {
+					out[h] = true
+				}
+			}
+			for _, m := range p.Migrations {
+				if want[m.Target] {
+					out[m.Target] = true
+				}
+				if want[m.Source] {
+					out[m.Source] = true
+				}
+			}
+		}
+	})
+	return out
+}
+
+// raftServerIDs returns the raft server IDs of the configuration, and
+// false when raft cannot say.
+func (a *Agent) raftServerIDs() (map[string]bool, bool) {
+	servers, err := a.raft.Configuration()
+	if err != nil {
+		return nil, false
+	}
+	out := make(map[string]bool, len(servers))
+	for _, s := range servers {
+		out[s.ID] = true
+	}
+	return out, true
 }
 
 // markFailures is the leader's level-triggered reaction to the monitor: a
@@ -195,10 +280,10 @@ func (a *Agent) markFailures() error {
 		return nil
 	}
 	a.setFreeze(false, "")
-	now := time.Now().UnixNano()
+	now := a.clock.Now().UnixNano()
 	state = a.raft.Snapshot() // the promotions need the partition table
 	for _, id := range newlyFailed {
-		actions := failover.PlanFailure(state, id, now, a.planSeed())
+		actions := failover.PlanFailure(state, id, a.planSeed())
 		res, err := a.apply(failover.Command{Kind: failover.CmdSetStatus, At: now, Node: id, Status: failover.StatusFailed, Actions: actions})
 		if err != nil {
 			return fmt.Errorf("mark %s failed: %w", id, err)
@@ -236,30 +321,66 @@ func (a *Agent) freezeState() string {
 	return a.freezeReason
 }
 
-// removableFailedServers returns the raft server IDs of failed members that
-// may leave the raft configuration now: every failed non-voter, and at most
-// (voters-1)/2 failed voters (raft-autopilot's rule), oldest failure first.
-func removableFailedServers(state *failover.Cluster, voters []string, inConfig map[string]bool) []string {
+// removableFailedServers returns the raft server IDs of failed members
+// that may leave the raft configuration now, oldest failure first within
+// the quorum rule: at most (voters-1)/2 voters at a time (raft-autopilot's
+// rule), so that a wrong failure view can never remove a majority.
+//
+// Dead voters are removed even while removals are frozen (frozen): a
+// voter is dead when the member is marked failed, or when this agent's
+// detector holds it failed while the freeze keeps it alive in the state.
+// Otherwise the quorum would go on depending on dead members while live
+// agents could vote in their place (raftctl.PlanVoters promotes them once
+// the dead are out), and the next death could cost the quorum for good,
+// as 2 dead voters of 3 did beside 4 live agents. The quorum rule is what
+// makes this safe under a network fault too: the voters removed by mistake
+// are a minority and cannot have formed a quorum of their own. Failed
+// non-voters, which the quorum does not depend on, wait for the freeze to
+// end.
+func (a *Agent) removableFailedServers(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool) []string {
 	var out []string
-	var failedVoters []health.FailedVoter
+	var deadVoters []health.FailedVoter
 	isVoter := map[string]bool{}
 	for _, v := range voters {
 		isVoter[v] = true
 	}
+	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
-		if m.Status != failover.StatusFailed || m.RaftID == "" || !inConfig[m.RaftID] {
+		if m.RaftID == "" || !inConfig[m.RaftID] || m.RaftID == a.raftID {
 			continue
 		}
-		if isVoter[m.RaftID] {
-			failedVoters = append(failedVoters, health.FailedVoter{ID: m.RaftID, FailedAt: time.Unix(0, m.StatusSince)})
-		} else {
-			out = append(out, m.RaftID)
+		switch {
+		case m.Status == failover.StatusFailed && isVoter[m.RaftID]:
+			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: inStatus[id]})
+		case m.Status == failover.StatusFailed:
+			if !frozen {
+				out = append(out, m.RaftID)
+			}
+		case isVoter[m.RaftID] && a.detectorHoldsFailed(id):
+			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: a.detectorFailedFor(id)})
 		}
 	}
-	out = append(out, health.RemovableVoters(voters, failedVoters, 1)...)
+	out = append(out, health.RemovableVoters(voters, deadVoters, 1)...)
 	sort.Strings(out)
 	return out
+}
+
+// detectorHoldsFailed reports whether this agent's failure detector holds
+// member id failed (or held down after flapping).
+func (a *Agent) detectorHoldsFailed(id string) bool {
+	h, ok := a.monitor.Node(id)
+	return ok && (h.State == health.StateFailed || h.State == health.StateHeldDown)
+}
+
+// detectorFailedFor is how long the detector's view of id has been what it
+// is (for ordering removals only).
+func (a *Agent) detectorFailedFor(id string) time.Duration {
+	h, ok := a.monitor.Node(id)
+	if !ok || h.LastChange.IsZero() {
+		return 0
+	}
+	return max(time.Since(h.LastChange), 0)
 }
 
 // quorumLoop tracks whether this agent has seen a leader within the

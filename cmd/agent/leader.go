@@ -176,8 +176,9 @@ func (a *Agent) leaderLoop() {
 }
 
 // reconcile does one round of the leader's work: bootstrap the table,
-// register members seen in gossip, keep the raft configuration in line with
-// the members, keep the voter count at its target. Each step is idempotent
+// register members seen in gossip, mark failures, forget members gone for
+// good, keep the raft configuration in line with the members, keep the
+// voter count at its target. Each step is idempotent
 // so that a new leader simply finishes what its predecessor left half-done.
 func (a *Agent) reconcile() error {
 	state := a.memberState()
@@ -188,6 +189,9 @@ func (a *Agent) reconcile() error {
 		return err
 	}
 	if err := a.markFailures(); err != nil {
+		return err
+	}
+	if err := a.reapMembers(); err != nil {
 		return err
 	}
 	if err := a.reconcileRaftConfig(a.memberState()); err != nil {
@@ -326,6 +330,9 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 		if m.Status != failover.StatusAlive && m.Status != failover.StatusSuspect {
 			continue
 		}
+		if a.detectorHoldsFailed(id) {
+			continue // a dead voter removed while frozen stays out until it is back
+		}
 		if s, ok := inConfig[m.RaftID]; ok && s.Address == m.RaftAddr {
 			continue
 		}
@@ -343,8 +350,9 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 		}
 		a.log.Info("removed stale raft server", "raft_id", s.ID)
 	}
-	// Failed members leave the configuration, voters at most (voters-1)/2
-	// at a time so that a wrong failure view can never remove a majority.
+	// Members that left, or that were forgotten, are removed whatever
+	// their number and whatever the freeze: they said so, or an operator
+	// did (agent force-leave).
 	var voters []string
 	present := map[string]bool{}
 	for _, s := range servers {
@@ -353,10 +361,6 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 			voters = append(voters, s.ID)
 		}
 	}
-	if frozen, _ := a.frozen(state, 0); frozen {
-		return nil
-	}
-	// Members that left are removed whatever their number: they said so.
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
 		if m.Status == failover.StatusLeft && m.RaftID != "" && present[m.RaftID] && m.RaftID != a.raftID {
@@ -366,10 +370,15 @@ func (a *Agent) reconcileRaftConfig(state *failover.Cluster) error {
 			a.log.Info("removed departed member from raft", "member", id, "raft_id", m.RaftID)
 		}
 	}
-	for _, id := range removableFailedServers(state, voters, present) {
-		if id == a.raftID {
-			continue
-		}
+	// Failed members leave the configuration, voters at most (voters-1)/2
+	// at a time so that a wrong failure view can never remove a majority;
+	// dead voters even while removals are frozen, unless an operator
+	// switched maintenance on (see removableFailedServers).
+	if state.Maintenance {
+		return nil
+	}
+	frozen, _ := a.frozen(state, 0)
+	for _, id := range a.removableFailedServers(state, voters, present, frozen) {
 		if err := a.raft.Remove(id); err != nil {
 			return fmt.Errorf("remove failed raft server %s: %w", id, err)
 		}

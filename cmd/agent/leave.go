@@ -137,7 +137,7 @@ func (a *Agent) leaveSteps(force bool) error {
 	}
 	if me.Status != failover.StatusLeaving && me.Status != failover.StatusLeft {
 		now := time.Now().UnixNano()
-		actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeaving, now, a.planSeed())
+		actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeaving, a.planSeed())
 		if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeaving, Actions: actions}); err != nil {
 			return fmt.Errorf("marking this node leaving: %w", err)
 		}
@@ -187,7 +187,7 @@ func (a *Agent) leaveSteps(force bool) error {
 	a.setLeavePhase(leaveRaft, 0, 0)
 	state = a.raft.Snapshot()
 	now := time.Now().UnixNano()
-	actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeft, now, a.planSeed())
+	actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeft, a.planSeed())
 	if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeft, Actions: actions}); err != nil {
 		a.log.Warn("marking this node left", "error", err)
 	}

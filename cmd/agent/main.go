@@ -27,6 +27,7 @@ Commands:
   partitions  show the partition table
   leave       make the agent leave the cluster gracefully, showing progress
   maintenance freeze (on) or resume (off) automatic removals cluster-wide
+  force-leave forget a member that is gone for good (failed or departed)
   keygen      print a new gossip encryption key
   keyring     list, install, use or remove gossip keys on one agent (rotation)
   tls         make a test CA and node certificates for raft mutual TLS
@@ -65,6 +66,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdLeave(rest, stdout, stderr)
 	case "maintenance":
 		err = cmdMaintenance(rest, stdout, stderr)
+	case "force-leave":
+		err = cmdForceLeave(rest, stdout, stderr)
 	case "keyring":
 		err = cmdKeyring(rest, stdout, stderr)
 	case "tls":

@@ -21,6 +21,7 @@ type agentMetrics struct {
 	removals           prometheus.Counter
 	frozen             prometheus.Gauge
 	quorumLost         prometheus.Gauge
+	clockSkew          prometheus.Gauge
 	appHealthy         prometheus.Gauge
 	actions            *prometheus.CounterVec
 	planSeconds        prometheus.Histogram
@@ -78,6 +79,10 @@ func newAgentMetrics() *agentMetrics {
 		Name: "steward_quorum_lost",
 		Help: "1 while this agent has seen no raft leader for longer than the election timeout.",
 	})
+	m.clockSkew = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "steward_clock_skew_seconds",
+		Help: "This agent's wall clock minus the leader's, measured over the raft port every 10 s (0 on the leader). Webhook timestamps carry this clock.",
+	})
 	m.appHealthy = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "steward_app_healthy",
 		Help: "1 while the co-located app passes its health checks (1 when no check is configured).",
@@ -107,13 +112,13 @@ func newAgentMetrics() *agentMetrics {
 	})
 	m.migrationSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "steward_migration_seconds",
-		Help: "Time from the start of a copy to its completion, for copies made by this node's app.",
+		Help: "Time from the start of a copy (as this agent saw it committed) to its completion, for copies made by this node's app.",
 		// 10 ms to about 3 hours: copies range from empty partitions to
 		// large ones over a slow link.
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 21),
 	})
 	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds)
-	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.appHealthy, m.actions, m.planSeconds)
+	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

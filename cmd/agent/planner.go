@@ -30,9 +30,12 @@ func (a *Agent) planLimits() failover.Limits {
 // new leader may spread primaries differently from the last.
 func (a *Agent) planSeed() int64 { return int64(a.raft.Stats().Term) }
 
-// planInput is the planner's input for the current state.
+// planInput is the planner's input for the current state, with the ages of
+// its migrations and failures as this agent's monotonic clock measured
+// them.
 func (a *Agent) planInput(state *failover.Cluster) failover.PlanInput {
-	return failover.PlanInput{Cluster: state, Now: time.Now().UnixNano(), Seed: a.planSeed(), Limits: a.planLimits()}
+	ages := a.ages.observe(state, a.clock.Elapsed())
+	return failover.PlanInput{Cluster: state, Ages: ages.plan, Seed: a.planSeed(), Limits: a.planLimits()}
 }
 
 // runPlanner applies one round of the plan, all its actions in one raft
@@ -49,7 +52,7 @@ func (a *Agent) runPlanner() error {
 	if len(actions) == 0 {
 		return nil
 	}
-	res, err := a.apply(failover.Command{Kind: failover.CmdApplyActions, At: time.Now().UnixNano(), Actions: actions})
+	res, err := a.apply(failover.Command{Kind: failover.CmdApplyActions, At: a.clock.Now().UnixNano(), Actions: actions})
 	if err != nil {
 		return fmt.Errorf("apply plan: %w", err)
 	}

@@ -21,16 +21,19 @@ func (a *Agent) reconnectSeeds() map[string]string {
 	if a.raft == nil {
 		return nil
 	}
-	now := time.Now()
+	state := a.memberState()
+	// How long each member has been failed, on this agent's monotonic
+	// clock (see ageTracker): never the leader's wall-clock stamp.
+	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
 	seeds := map[string]string{}
-	for id, m := range a.memberState().Members {
+	for id, m := range state.Members {
 		if id == a.cfg.NodeID || m.GossipAddr == "" {
 			continue
 		}
 		switch m.Status {
 		case failover.StatusAlive, failover.StatusSuspect:
 		case failover.StatusFailed:
-			if now.Sub(time.Unix(0, m.StatusSince)) > reconnectGiveUp {
+			if inStatus[id] > reconnectGiveUp {
 				continue
 			}
 		default:

@@ -239,7 +239,6 @@ func (a *Agent) copyLoop() {
 // commitCopy tries once to commit o; true when there is nothing left to do.
 func (a *Agent) commitCopy(o copyOutcome) bool {
 	var epoch uint64
-	var started int64
 	found := false
 	a.raft.Read(func(c *failover.Cluster) {
 		if o.partition < 0 || o.partition >= len(c.Partitions) {
@@ -248,13 +247,14 @@ func (a *Agent) commitCopy(o copyOutcome) bool {
 		p := c.Partitions[o.partition]
 		for _, m := range p.Migrations {
 			if m.ID == o.migration && m.Target == a.cfg.NodeID {
-				found, epoch, started = true, p.Epoch, m.StartedAt
+				found, epoch = true, p.Epoch
 			}
 		}
 	})
 	if !found {
 		return true
 	}
+	took, timed := a.ages.migrationAge(o.migration, a.clock.Elapsed())
 	act := failover.Action{Kind: failover.ActionCompleteMigration, Partition: o.partition, Epoch: epoch, MigrationID: o.migration,
 		Reasons: []string{"the app of " + a.cfg.NodeID + " acknowledged the copy"}}
 	if !o.ok {
@@ -267,8 +267,10 @@ func (a *Agent) commitCopy(o copyOutcome) bool {
 		return false
 	}
 	if res.Applied == 1 {
+		if o.ok && timed {
+			a.metrics.migrationSeconds.Observe(took.Seconds())
+		}
 		if o.ok {
-			a.metrics.migrationSeconds.Observe(time.Since(time.Unix(0, started)).Seconds())
 			a.log.Info("copy complete", "partition", o.partition, "migration", o.migration)
 		} else {
 			a.log.Warn("copy failed; the planner will retry", "partition", o.partition, "migration", o.migration, "reason", o.reason)
