@@ -71,6 +71,9 @@ type Agent struct {
 	quorumLost atomic.Bool
 	// skew is how far this agent's wall clock is from the leader's.
 	skew clockSkewState
+	// failuresAtOnce is the number of failures the freeze counted in the
+	// leader's last round (health.FreezeCounts).
+	failuresAtOnce atomic.Int64
 	// freezeReason is why automatic removals are frozen ("" when not).
 	freezeMu     sync.Mutex
 	freezeReason string

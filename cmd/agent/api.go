@@ -98,6 +98,11 @@ type statusResponse struct {
 	Maintenance bool `json:"maintenance"`
 	// RemovalsFrozen says why automatic removals are frozen, if they are.
 	RemovalsFrozen string `json:"removals_frozen,omitempty"`
+	// FailuresAtOnce is, on the leader, how many failures the freeze
+	// counts now: suspects and failures not acted on yet, failures of the
+	// last moments, and failures still being handled (never those handled
+	// long ago). More than -max-failed freezes removals.
+	FailuresAtOnce int `json:"failures_at_once"`
 	// AppHealthy is this node's app's health (true without a health URL).
 	AppHealthy bool `json:"app_healthy"`
 	// UndeliveredEvents counts webhooks not yet acknowledged by the app.
@@ -130,6 +135,9 @@ func (a *Agent) status() statusResponse {
 		AppHealthy:   !a.appUnhealthy.Load(),
 
 		ClockSkewSeconds: a.clockSkewSeconds(),
+	}
+	if a.raft.IsLeader() {
+		out.FailuresAtOnce = int(a.failuresAtOnce.Load())
 	}
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"

@@ -152,6 +152,12 @@ func (a *Agent) verdictLoop() {
 // while they are recent and unhandled (health.FreezeCounts), their age
 // measured on this agent's monotonic clock.
 func (a *Agent) frozen(state *failover.Cluster, troubled int) (bool, string) {
+	total, failed := a.freezeCounts(state, troubled)
+	return health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance)
+}
+
+// freezeCounts are FreezeDecision's total and failed (see frozen).
+func (a *Agent) freezeCounts(state *failover.Cluster, troubled int) (total, failed int) {
 	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
 	present := 0
 	var failedIDs []string
@@ -173,8 +179,7 @@ func (a *Agent) frozen(state *failover.Cluster, troubled int) (bool, string) {
 			marked = append(marked, health.MarkedFailure{FailedFor: inStatus[id], Handled: handled})
 		}
 	}
-	total, failed := health.FreezeCounts(present, troubled, marked, a.freezeWindows())
-	return health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance)
+	return health.FreezeCounts(present, troubled, marked, a.freezeWindows())
 }
 
 // simultaneousFailureProbes sets the at-once window of the freeze in probe
@@ -271,11 +276,13 @@ func (a *Agent) markFailures() error {
 			newlyFailed = append(newlyFailed, id)
 		}
 	}
+	total, failed := a.freezeCounts(state, troubled)
+	a.failuresAtOnce.Store(int64(failed))
 	if len(newlyFailed) == 0 {
 		a.setFreeze(false, "")
 		return nil
 	}
-	if frozen, reason := a.frozen(state, troubled); frozen {
+	if frozen, reason := health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance); frozen {
 		a.setFreeze(true, reason)
 		return nil
 	}

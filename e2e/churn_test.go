@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Churn: nodes die for good and are replaced by nodes with new IDs, over
+// and over. The dead stay in the member list as failed (until -reap-after
+// or agent force-leave), and none of them may make the cluster freeze at
+// the next real death.
+
+// copiesEverywhere waits until n serves a table where every partition has
+// rf copies, on live nodes only, and no copy is in flight.
+func copiesEverywhere(t *testing.T, n *node, rf int, dead map[string]bool) {
+	t.Helper()
+	eventually(t, 30*time.Second, "every partition fully replicated on live nodes", func() error {
+		var pt struct {
+			Partitions []struct {
+				ID         int        `json:"id"`
+				Primary    string     `json:"primary"`
+				Replicas   []string   `json:"replicas"`
+				Migrations []struct{} `json:"migrations"`
+			} `json:"partitions"`
+		}
+		if err := n.getJSON("/v1/partitions", &pt); err != nil {
+			return err
+		}
+		for _, p := range pt.Partitions {
+			holders := append([]string{p.Primary}, p.Replicas...)
+			if p.Primary == "" || len(holders) != rf || len(p.Migrations) != 0 {
+				return fmt.Errorf("partition %d: primary %q, replicas %v, %d copies in flight", p.ID, p.Primary, p.Replicas, len(p.Migrations))
+			}
+			for _, h := range holders {
+				if dead[h] {
+					return fmt.Errorf("partition %d still held by %s, which is dead", p.ID, h)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// notFrozen fails the test if n reports automatic removals frozen.
+func notFrozen(t *testing.T, n *node, when string) {
+	t.Helper()
+	var st struct {
+		Frozen string `json:"removals_frozen"`
+	}
+	if err := n.getJSON("/v1/status", &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Frozen != "" {
+		t.Fatalf("%s: removals frozen on %s: %s", when, n.id, st.Frozen)
+	}
+}
+
+func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
+	const rf = 2
+	c := newCluster(t)
+	live := formCluster(t, c, 5, "-partitions", "16", "-replication-factor", fmt.Sprint(rf))
+	waitVoters(t, live, 5)
+	dead := map[string]bool{}
+	for round := 1; round <= 11; round++ {
+		leader := leaderOf(t, live)
+		// Deaths in a row, not a wave: the previous one is history for
+		// the freeze (handled, and older than its at-once window) before
+		// the next. Until then the freeze would rightly count them
+		// together.
+		eventually(t, 30*time.Second, "no failure counted at once on the leader", func() error {
+			var st struct {
+				FailuresAtOnce int `json:"failures_at_once"`
+			}
+			if err := leader.getJSON("/v1/status", &st); err != nil {
+				return err
+			}
+			if st.FailuresAtOnce != 0 {
+				return fmt.Errorf("%d failures at once", st.FailuresAtOnce)
+			}
+			return nil
+		})
+		victim := without(live, leader)[0]
+		if round%4 == 3 {
+			victim = leader // now and then the leader dies, and a follower takes over the clocks
+		}
+		victim.kill()
+		dead[victim.id] = true
+		live = without(live, victim)
+		// The death is handled: the victim is failed on every survivor and
+		// out of raft (the quorum no longer depends on it), its copies are
+		// re-created on live nodes.
+		waitFailedAndRemoved(t, live, victim)
+		copiesEverywhere(t, live[0], rf, dead)
+		notFrozen(t, leaderOf(t, live), fmt.Sprintf("death %d (%s)", round, victim.id))
+		if round == 11 {
+			break
+		}
+		// A new machine replaces it, under a new node ID.
+		repl := c.add(fmt.Sprintf("new%02d", round))
+		repl.start("-join", live[0].gossipAddr())
+		live = append(live, repl)
+		eventually(t, 30*time.Second, repl.id+" registered alive on every agent", func() error {
+			for _, n := range live {
+				st, err := n.memberStatus(repl.id)
+				if err != nil {
+					return err
+				}
+				if st != "alive" {
+					return fmt.Errorf("%s sees %s as %s", n.id, repl.id, st)
+				}
+			}
+			return nil
+		})
+		copiesEverywhere(t, live[0], rf, dead)
+	}
+	// Every dead member is still listed failed (-reap-after is 72h): what
+	// no longer counts is their number, not their record.
+	ms, err := live[0].members()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := 0
+	for _, m := range ms {
+		if m.Status == "failed" {
+			failed++
+			if !dead[m.ID] {
+				t.Errorf("%s is failed but was never killed", m.ID)
+			}
+		}
+	}
+	if failed != len(dead) {
+		t.Fatalf("%d members listed failed, %d were killed", failed, len(dead))
+	}
+	// Voters are live agents only.
+	servers, err := live[0].raftServers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		if dead[s.NodeID] {
+			t.Fatalf("raft configuration still has %s, which is dead: %+v", s.NodeID, servers)
+		}
+	}
+}
+
+// failedMetric returns steward_members{status="failed"} from n's metrics.
+func failedMetric(n *node) (string, error) {
+	resp, err := http.Get("http://" + n.apiAddr() + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, `steward_members{status="failed"} `); ok {
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no steward_members{status=\"failed\"} in the metrics of %s", n.id)
+}
+
+// waitForgotten waits until no survivor lists gone as a member and no
+// raft configuration has it.
+func waitForgotten(t *testing.T, survivors []*node, gone *node, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, gone.id+" forgotten on every survivor", func() error {
+		for _, s := range survivors {
+			ms, err := s.members()
+			if err != nil {
+				return err
+			}
+			for _, m := range ms {
+				if m.ID == gone.id {
+					return fmt.Errorf("%s still lists %s as %s", s.id, gone.id, m.Status)
+				}
+			}
+			servers, err := s.raftServers()
+			if err != nil {
+				return err
+			}
+			for _, srv := range servers {
+				if srv.NodeID == gone.id {
+					return fmt.Errorf("%s's raft configuration still has %s", s.id, gone.id)
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
+	c := newCluster(t)
+	nodes := formCluster(t, c, 4, "-partitions", "16", "-reap-after", "20s")
+	leader := leaderOf(t, nodes)
+	followers := without(nodes, leader)
+
+	// Refused: an unknown node, and a live one.
+	if out, err := runCLI(t, "force-leave", "nobody", "-http-addr", leader.apiAddr()); err == nil || !strings.Contains(out, "not a member") {
+		t.Fatalf("force-leave of an unknown node: err %v, output %q", err, out)
+	}
+	if out, err := runCLI(t, "force-leave", followers[0].id, "-http-addr", leader.apiAddr()); err == nil || !strings.Contains(out, "is alive") {
+		t.Fatalf("force-leave of a live node: err %v, output %q", err, out)
+	}
+	if st, err := leader.memberStatus(followers[0].id); err != nil || st != "alive" {
+		t.Fatalf("after a refused force-leave %s is %q (%v)", followers[0].id, st, err)
+	}
+
+	// force-leave forgets a dead member at once.
+	gone := followers[0]
+	gone.kill()
+	survivors := without(nodes, gone)
+	waitFailedAndRemoved(t, survivors, gone)
+	if v, err := failedMetric(leader); err != nil || v != "1" {
+		t.Fatalf("steward_members{status=\"failed\"} = %q (%v), want 1", v, err)
+	}
+	out, err := runCLI(t, "force-leave", gone.id, "-http-addr", followers[1].apiAddr())
+	if err != nil {
+		t.Fatalf("force-leave %s: %v\n%s", gone.id, err, out)
+	}
+	if !strings.Contains(out, "forgotten") {
+		t.Fatalf("force-leave output: %q", out)
+	}
+	waitForgotten(t, survivors, gone, 10*time.Second)
+	if v, err := failedMetric(leader); err != nil || v != "0" {
+		t.Fatalf("after force-leave steward_members{status=\"failed\"} = %q (%v), want 0", v, err)
+	}
+
+	// The reaper forgets one that stays failed for -reap-after.
+	reaped := followers[1]
+	reaped.kill()
+	survivors = without(survivors, reaped)
+	waitFailedAndRemoved(t, survivors, reaped) // failed first, not forgotten at once
+	waitForgotten(t, survivors, reaped, 60*time.Second)
+	if log := leaderOf(t, survivors).log(); !strings.Contains(log, "longer than -reap-after 20s") {
+		t.Fatalf("the leader did not log why it forgot %s", reaped.id)
+	}
+}
