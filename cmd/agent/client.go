@@ -271,6 +271,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if st.RemovalsFrozen != "" {
 		fmt.Fprintf(tw, "removals_frozen\t%s\n", st.RemovalsFrozen)
 	}
+	if st.RaftState == "leader" {
+		fmt.Fprintf(tw, "failures_at_once\t%d\n", st.FailuresAtOnce)
+	}
 	fmt.Fprintf(tw, "members\t%d\n", st.Members)
 	fmt.Fprintf(tw, "partitions\t%d\n", st.Partitions)
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)

@@ -149,8 +149,8 @@ func (a *Agent) verdictLoop() {
 // frozen reports whether automatic removals are frozen and why. troubled
 // counts the members the state still holds alive that this agent's
 // detector holds suspect or failed. Failures already marked count only
-// while they are recent and unhandled (health.FreezeCounts), their age
-// measured on this agent's monotonic clock.
+// while they are recent, or not handled yet (health.FreezeCounts), their
+// age measured on this agent's monotonic clock.
 func (a *Agent) frozen(state *failover.Cluster, troubled int) (bool, string) {
 	total, failed := a.freezeCounts(state, troubled)
 	return health.FreezeDecision(total, failed, a.cfg.MaxFailed, state.Maintenance)
@@ -184,10 +184,11 @@ func (a *Agent) freezeCounts(state *failover.Cluster, troubled int) (total, fail
 
 // simultaneousFailureProbes sets the at-once window of the freeze in probe
 // intervals: failures confirmed within 50 probe intervals of each other
-// (10 s with the local profile, 50 s lan, 150 s wan) count as at once. That
-// is about ten times the spread of the detection times measured for each
-// profile (docs/benchmarks.md), and shorter than the time a replaced node
-// takes to join and be given its share.
+// (10 s with the local profile, 50 s lan, 150 s wan) count as at once.
+// That is about ten times the time failure detection takes with each
+// profile (SIGKILL to failed everywhere, median 1.2 s local, 3.9 s lan,
+// 16.7 s wan in docs/benchmarks.md), so nodes cut off together are counted
+// together however their detections spread.
 const simultaneousFailureProbes = 50
 
 // freezeWindows are how long a marked failure counts towards the freeze:
