@@ -274,6 +274,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if st.RaftState == "leader" {
 		fmt.Fprintf(tw, "failures_at_once\t%d\n", st.FailuresAtOnce)
 	}
+	if len(st.DataLost) > 0 {
+		fmt.Fprintf(tw, "data_lost\tpartitions %v: their last copy was lost, they have no primary\n", st.DataLost)
+	}
 	fmt.Fprintf(tw, "members\t%d\n", st.Members)
 	fmt.Fprintf(tw, "partitions\t%d\n", st.Partitions)
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)
@@ -314,7 +317,11 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 		for _, m := range p.Migrations {
 			targets = append(targets, m.Target)
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.ID, p.Epoch, dash(p.Primary), dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
+		primary := dash(p.Primary)
+		if p.DataLost && p.Primary == "" {
+			primary = "DATA LOST"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.ID, p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
 	}
 	return tw.Flush()
 }

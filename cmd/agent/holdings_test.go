@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -160,6 +161,20 @@ func TestHoldingsReport(t *testing.T) {
 	if _, err := get(t, a, "/v1/status", &st); err != nil || !reflect.DeepEqual(st.DataLost, []int{2, 3}) {
 		t.Fatalf("status data_lost %v (%v), want [2 3]", st.DataLost, err)
 	}
+	var out bytes.Buffer
+	if err := cmdStatus([]string{"-http-addr", a.HTTPAddr()}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "data_lost") {
+		t.Fatalf("agent status does not say the data is lost (%v):\n%s", err, out.String())
+	}
+	waitFor(t, 10*time.Second, "agent partitions marks the two lost partitions", func() error {
+		out.Reset()
+		if err := cmdPartitions([]string{"-http-addr", a.HTTPAddr()}, &out, io.Discard); err != nil {
+			return err // 503 until the leader's lease answered this agent
+		}
+		if n := strings.Count(out.String(), "DATA LOST"); n != 2 {
+			return fmt.Errorf("%d marked:\n%s", n, out.String())
+		}
+		return nil
+	})
 	waitFor(t, 10*time.Second, "nothing left to deliver", func() error {
 		if n := a.deliverer.Pending(); n != 0 {
 			return fmt.Errorf("%d pending", n)
