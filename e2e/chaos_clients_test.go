@@ -75,9 +75,12 @@ func (c *kvClient) write(n *appNode, key string) historyOp {
 	value := fmt.Sprintf("c%d-%d", c.id, c.writes)
 	op := historyOp{Client: c.id, Node: n.id, Key: key, Kind: opWrite, Value: value, Call: c.h.now()}
 	req, _ := http.NewRequest(http.MethodPut, "http://"+n.appAddr()+"/kv/"+url.PathEscape(key), strings.NewReader(value))
-	status, _, err := c.do(req)
+	status, body, err := c.do(req)
 	op.Return = c.h.now()
 	op.Outcome, op.Error = outcomeOf(status, err, http.StatusNoContent)
+	if err == nil && op.Outcome != outcomeOK {
+		op.Error += ": " + strings.TrimSpace(string(body))
+	}
 	c.h.record(op)
 	return op
 }
@@ -146,17 +149,24 @@ func runClients(count int, seed uint64, keys []string, nodes []*appNode, h *hist
 	}
 }
 
-// readEverything reads every key through every node, once, as client id:
-// after the cluster converged, a write that was acknowledged and then lost
-// shows up here if no client read the key again.
-func readEverything(id int, keys []string, nodes []*appNode, h *history) {
-	c := newKVClient(id, 0, keys, nodes, h)
-	defer c.http.CloseIdleConnections()
-	for _, n := range nodes {
-		for _, k := range keys {
-			c.read(n, k)
-		}
+// readEverything reads every key through every node, once, as clients
+// firstID and up (one per node, all at once): after the cluster
+// converged, a write that was acknowledged and then lost shows up here if
+// no client read the key again.
+func readEverything(firstID int, keys []string, nodes []*appNode, h *history) {
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newKVClient(firstID+i, 0, keys, nodes, h)
+			defer c.http.CloseIdleConnections()
+			for _, k := range keys {
+				c.read(n, k)
+			}
+		}()
 	}
+	wg.Wait()
 }
 
 // keyNames returns count keys, k00 to k<count-1>.

@@ -36,13 +36,16 @@ const (
 	// faultLeave SIGTERMs an agent (a graceful leave) and starts it again
 	// after Hold; its app keeps running.
 	faultLeave faultKind = "leave"
+	// faultCutOne cuts one node (agent and app) off from the others for
+	// Hold, then heals the network; nothing is restarted.
+	faultCutOne faultKind = "cut-one"
+	// faultCutTwo cuts two nodes off from the other three (the two still
+	// reach each other) for Hold, then heals.
+	faultCutTwo faultKind = "cut-two"
 )
 
-// processFaults are the kinds that need nothing but signals.
-var processFaults = []faultKind{faultKillNode, faultKillApp, faultPauseAgent, faultPauseAgentLong, faultPauseLeader, faultLeave}
-
 // allFaults are every kind a chaos run knows.
-var allFaults = processFaults
+var allFaults = []faultKind{faultKillNode, faultKillApp, faultPauseAgent, faultPauseAgentLong, faultPauseLeader, faultLeave, faultCutOne, faultCutTwo}
 
 // fault is one planned fault.
 type fault struct {
@@ -113,6 +116,10 @@ func planFaults(rng *rand.Rand, kinds []faultKind, nodes, count int) []fault {
 				f.Hold = 5 * time.Second
 			case faultLeave:
 				f.Victims, f.Hold = []int{rng.IntN(nodes)}, between(time.Second, 5*time.Second)
+			case faultCutOne:
+				f.Victims, f.Hold = []int{rng.IntN(nodes)}, between(10*time.Second, 20*time.Second)
+			case faultCutTwo:
+				f.Victims, f.Hold = rng.Perm(nodes)[:2], between(10*time.Second, 20*time.Second)
 			}
 			plan = append(plan, f)
 		}
@@ -162,6 +169,10 @@ func (r *chaosRun) inject(t *testing.T, f fault) faultRecord {
 		}
 		time.Sleep(f.Hold)
 		r.restartAgent(victims[0])
+	case faultCutOne, faultCutTwo:
+		r.net.Isolate(plainNodes(victims)...)
+		time.Sleep(f.Hold)
+		r.net.Heal()
 	default:
 		t.Fatalf("fault kind %q has no injection", f.Kind)
 	}

@@ -129,12 +129,15 @@ func secondsOf(ns int64) float64 { return time.Duration(ns).Seconds() }
 // voters voters.
 func converged(nodes []*node, rf, voters int) error {
 	for _, n := range nodes {
-		st, err := n.status()
-		if err != nil {
+		var st struct {
+			Ready    bool   `json:"ready"`
+			NotReady string `json:"not_ready"`
+		}
+		if err := n.getJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if !st.Ready {
-			return fmt.Errorf("%s is not ready", n.id)
+			return fmt.Errorf("%s is not ready: %s", n.id, st.NotReady)
 		}
 	}
 	if err := sameTableAndLeader(nodes); err != nil {

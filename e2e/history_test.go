@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -129,4 +131,50 @@ func (h *history) writeFile(path string, seed uint64) error {
 		return err
 	}
 	return os.WriteFile(path, b, 0o644)
+}
+
+// availability summarises, per fault, the operations invoked from its
+// injection until the cluster had converged again, and those invoked
+// outside any fault: how many, and how many got no answer. A figure for
+// the log, not an assertion: the clients' patience (clientTimeout) and the
+// kvapp's retry budget shape it as much as the agents do.
+func (h *history) availability() string {
+	faults := h.faultRecords()
+	type tally struct{ ops, unknown int }
+	per := make([]tally, len(faults))
+	var outside tally
+	for _, op := range h.operations() {
+		t := &outside
+		for i, f := range faults {
+			if op.Call >= f.Start && op.Call <= f.End+int64(f.Converged) {
+				t = &per[i]
+				break
+			}
+		}
+		t.ops++
+		if op.Outcome != outcomeOK {
+			t.unknown++
+		}
+	}
+	var b strings.Builder
+	for i, f := range faults {
+		fmt.Fprintf(&b, "\n  %-50s %5d ops, %4d without answer", f.Detail, per[i].ops, per[i].unknown)
+	}
+	fmt.Fprintf(&b, "\n  %-50s %5d ops, %4d without answer", "outside faults", outside.ops, outside.unknown)
+	return b.String()
+}
+
+// faultsByKind counts the faults of each kind, e.g. "3 kill-node, 2 leave".
+func (h *history) faultsByKind() string {
+	count := map[faultKind]int{}
+	for _, f := range h.faultRecords() {
+		count[f.Kind]++
+	}
+	var parts []string
+	for _, k := range allFaults {
+		if count[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", count[k], k))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
