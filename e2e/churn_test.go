@@ -242,3 +242,59 @@ func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
 		t.Fatalf("the leader did not log why it forgot %s", reaped.id)
 	}
 }
+
+func TestDeadVotersLeaveRaftWhileRemovalsAreFrozenSoTheQuorumSurvivesTheNextDeath(t *testing.T) {
+	c := newCluster(t)
+	nodes := formCluster(t, c, 5, "-partitions", "16", "-max-failed", "1")
+	waitVoters(t, nodes, 5)
+	leader := leaderOf(t, nodes)
+	followers := without(nodes, leader)
+	followers[0].kill()
+	followers[1].kill()
+	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
+		var st struct {
+			Frozen string `json:"removals_frozen"`
+		}
+		if err := leader.getJSON("/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Frozen == "" {
+			return fmt.Errorf("not frozen")
+		}
+		return nil
+	})
+	// Frozen, yet the two dead voters leave raft (2 of 5 is within the
+	// quorum rule): the quorum no longer depends on them.
+	eventually(t, 30*time.Second, "no dead voter in raft", func() error {
+		servers, err := leader.raftServers()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.NodeID == followers[0].id || s.NodeID == followers[1].id {
+				return fmt.Errorf("raft still has %s (voter %v)", s.NodeID, s.Voter)
+			}
+		}
+		return nil
+	})
+	// A third death: with five voters three dead would have lost the
+	// quorum for good; with the dead out, two of three remain.
+	followers[2].kill()
+	survivors := []*node{leader, followers[3]}
+	eventually(t, 30*time.Second, "a raft write commits after the third death", func() error {
+		out, err := runCLI(t, "maintenance", "on", "-http-addr", followers[3].apiAddr())
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	for _, s := range survivors {
+		st, err := s.status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LeaderID == "" {
+			t.Fatalf("%s knows no leader after the third death", s.id)
+		}
+	}
+}

@@ -330,34 +330,52 @@ func (a *Agent) freezeState() string {
 }
 
 // removableFailedServers returns the raft server IDs of failed members
-// that may leave the raft configuration now, oldest failure first within
-// the quorum rule: at most (voters-1)/2 voters at a time (raft-autopilot's
-// rule), so that a wrong failure view can never remove a majority.
+// that may leave the raft configuration now (see deadServersToRemove),
+// with the ages this agent measured.
+func (a *Agent) removableFailedServers(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool) []string {
+	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
+	detectorFailed := map[string]time.Duration{}
+	for id, m := range state.Members {
+		if m.Status != failover.StatusFailed && m.Status != failover.StatusLeft && a.detectorHoldsFailed(id) {
+			detectorFailed[id] = a.detectorFailedFor(id)
+		}
+	}
+	return deadServersToRemove(state, voters, inConfig, frozen, a.raftID, inStatus, detectorFailed)
+}
+
+// deadServersToRemove decides (purely) which raft servers of dead members
+// leave the configuration now, oldest failure first within the quorum
+// rule: at most (voters-1)/2 voters at a time (raft-autopilot's rule), so
+// that a wrong failure view can never remove a majority. inStatus is how
+// long each member has had its status; detectorFailed how long this
+// agent's detector has held failed the members the state does not hold
+// failed (yet); self is this agent's raft server ID, never removed here.
 //
 // Dead voters are removed even while removals are frozen (frozen): a
-// voter is dead when the member is marked failed, or when this agent's
-// detector holds it failed while the freeze keeps it alive in the state.
-// Otherwise the quorum would go on depending on dead members while live
-// agents could vote in their place (raftctl.PlanVoters promotes them once
-// the dead are out), and the next death could cost the quorum for good,
-// as 2 dead voters of 3 did beside 4 live agents. The quorum rule is what
-// makes this safe under a network fault too: the voters removed by mistake
-// are a minority and cannot have formed a quorum of their own. Failed
+// voter is dead when the member is marked failed, or when the detector
+// holds it failed while the freeze keeps it alive in the state. Otherwise
+// the quorum would go on depending on dead members while live agents could
+// vote in their place (raftctl.PlanVoters promotes them once the dead are
+// out), and the next death could cost the quorum for good, as 2 dead
+// voters of 3 did beside 4 live agents. The quorum rule is what makes this
+// safe under a network fault too: the voters removed by mistake are a
+// minority and cannot have formed a quorum of their own. Failed
 // non-voters, which the quorum does not depend on, wait for the freeze to
 // end.
-func (a *Agent) removableFailedServers(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool) []string {
+func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool, self string,
+	inStatus, detectorFailed map[string]time.Duration) []string {
 	var out []string
 	var deadVoters []health.FailedVoter
 	isVoter := map[string]bool{}
 	for _, v := range voters {
 		isVoter[v] = true
 	}
-	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
 	for _, id := range state.MemberIDs() {
 		m := state.Members[id]
-		if m.RaftID == "" || !inConfig[m.RaftID] || m.RaftID == a.raftID {
+		if m.RaftID == "" || !inConfig[m.RaftID] || m.RaftID == self {
 			continue
 		}
+		failedFor, detectorHolds := detectorFailed[id]
 		switch {
 		case m.Status == failover.StatusFailed && isVoter[m.RaftID]:
 			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: inStatus[id]})
@@ -365,8 +383,10 @@ func (a *Agent) removableFailedServers(state *failover.Cluster, voters []string,
 			if !frozen {
 				out = append(out, m.RaftID)
 			}
-		case isVoter[m.RaftID] && a.detectorHoldsFailed(id):
-			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: a.detectorFailedFor(id)})
+		case m.Status == failover.StatusLeft:
+			// removed as a departed member, whatever the freeze
+		case isVoter[m.RaftID] && detectorHolds:
+			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: failedFor})
 		}
 	}
 	out = append(out, health.RemovableVoters(voters, deadVoters, 1)...)
