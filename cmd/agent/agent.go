@@ -116,7 +116,7 @@ type Agent struct {
 	// stable tracks, on the leader, since when each raft server has been
 	// healthy and caught up (for voter promotion).
 	stableMu sync.Mutex
-	stable   map[string]time.Time
+	stable   map[string]time.Duration // raft ID: clock.Elapsed when healthy since
 
 	ctx      context.Context
 	cancel   context.CancelFunc

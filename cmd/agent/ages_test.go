@@ -249,3 +249,27 @@ func TestTrackerDatesEachEpisodeFromItsFirstSight(t *testing.T) {
 		t.Fatal("the tracker still times b after it was forgotten")
 	}
 }
+
+func TestVoterStabilisationIsMeasuredOnTheMonotonicClock(t *testing.T) {
+	clk := newFakeClock()
+	a := &Agent{clock: clk}
+	if got := a.stableFor("s1", true); got != 0 {
+		t.Fatalf("stable for %s when first healthy", got)
+	}
+	clk.Step(time.Hour)
+	if got := a.stableFor("s1", true); got != 0 {
+		t.Fatalf("a +1 h step of the wall clock made s1 stable for %s (promotion needs %s)", got, voterStableFor)
+	}
+	clk.Step(-2 * time.Hour)
+	clk.Advance(voterStableFor)
+	if got := a.stableFor("s1", true); got != voterStableFor {
+		t.Fatalf("stable for %s after %s of monotonic time and a -2 h step", got, voterStableFor)
+	}
+	if got := a.stableFor("s1", false); got != 0 {
+		t.Fatalf("unhealthy but stable for %s", got)
+	}
+	clk.Advance(time.Second)
+	if got := a.stableFor("s1", true); got != 0 {
+		t.Fatalf("healthy again: stable for %s, want a fresh start", got)
+	}
+}

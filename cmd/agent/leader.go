@@ -427,9 +427,7 @@ func (a *Agent) reconcileVoters() error {
 		if h.Healthy {
 			h.CaughtUp = s.Voter || a.peerCaughtUp(n, commit)
 		}
-		if since := a.stableSince(s.ID, h.Healthy); !since.IsZero() {
-			h.StableFor = time.Since(since)
-		}
+		h.StableFor = a.stableFor(s.ID, h.Healthy)
 		health = append(health, h)
 	}
 	promote, demote := raftctl.PlanVoters(health, a.cfg.Voters, voterStableFor)
@@ -466,24 +464,26 @@ func (a *Agent) reconcileVoters() error {
 	return nil
 }
 
-// stableSince tracks since when a server has been healthy;
-// it is leader-local bookkeeping, reset when the server stops qualifying.
-func (a *Agent) stableSince(raftID string, ok bool) time.Time {
+// stableFor is how long a server has been healthy without interruption,
+// on this agent's monotonic clock (0 when it is not healthy now); it is
+// leader-local bookkeeping, reset when the server stops qualifying.
+func (a *Agent) stableFor(raftID string, ok bool) time.Duration {
 	a.stableMu.Lock()
 	defer a.stableMu.Unlock()
 	if a.stable == nil {
-		a.stable = map[string]time.Time{}
+		a.stable = map[string]time.Duration{}
 	}
 	if !ok {
 		delete(a.stable, raftID)
-		return time.Time{}
+		return 0
 	}
-	t, seen := a.stable[raftID]
+	now := a.clock.Elapsed()
+	since, seen := a.stable[raftID]
 	if !seen {
-		t = time.Now()
-		a.stable[raftID] = t
+		since = now
+		a.stable[raftID] = now
 	}
-	return t
+	return now - since
 }
 
 // peerCaughtUp asks a non-voter, over its raft port, how far it has
