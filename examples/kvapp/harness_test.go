@@ -46,8 +46,8 @@ type fakeCluster struct {
 	// frozenLease are grants kept as they were when freezeLease was called
 	// (a lease granted before a later change of the table).
 	frozenLease map[string]map[string]uint64
-	nodes     map[string]*testNode
-	client    *http.Client
+	nodes       map[string]*testNode
+	client      *http.Client
 }
 
 // testNode is one kvapp under test with its fake agent.
