@@ -28,7 +28,7 @@ func (n *node) memberEntries() ([]memberEntry, error) {
 }
 
 // incarnationOf returns id's incarnation as n's cluster state has it.
-func incarnationOf(t *testing.T, n *node, id string) uint64 {
+func incarnationOf(t testing.TB, n *node, id string) uint64 {
 	t.Helper()
 	ms, err := n.memberEntries()
 	if err != nil {
@@ -49,44 +49,51 @@ func incarnationOf(t *testing.T, n *node, id string) uint64 {
 func waitRejoined(t *testing.T, nodes []*node, before map[string]uint64, timeout time.Duration) {
 	t.Helper()
 	eventually(t, timeout, "victims back alive in a new incarnation and in raft everywhere", func() error {
-		for _, n := range nodes {
-			ms, err := n.memberEntries()
-			if err != nil {
-				return err
+		return rejoinedError(nodes, before)
+	})
+}
+
+// rejoinedError is waitRejoined's condition: nil once every node lists
+// each victim (ID to incarnation before the fault) once, alive, in a
+// higher incarnation, and has it in its raft configuration.
+func rejoinedError(nodes []*node, before map[string]uint64) error {
+	for _, n := range nodes {
+		ms, err := n.memberEntries()
+		if err != nil {
+			return err
+		}
+		for id, inc := range before {
+			entries := 0
+			for _, m := range ms {
+				if m.ID != id {
+					continue
+				}
+				entries++
+				if m.Status != "alive" || m.Incarnation <= inc {
+					return fmt.Errorf("%s sees %+v (incarnation before the cut: %d)", n.id, m, inc)
+				}
 			}
-			for id, inc := range before {
-				entries := 0
-				for _, m := range ms {
-					if m.ID != id {
-						continue
-					}
-					entries++
-					if m.Status != "alive" || m.Incarnation <= inc {
-						return fmt.Errorf("%s sees %+v (incarnation before the cut: %d)", n.id, m, inc)
-					}
-				}
-				if entries != 1 {
-					return fmt.Errorf("%s lists %s %d times", n.id, id, entries)
-				}
-			}
-			servers, err := n.raftServers()
-			if err != nil {
-				return err
-			}
-			for id := range before {
-				found := 0
-				for _, s := range servers {
-					if s.NodeID == id {
-						found++
-					}
-				}
-				if found != 1 {
-					return fmt.Errorf("%s's raft configuration has %s %d times: %+v", n.id, id, found, servers)
-				}
+			if entries != 1 {
+				return fmt.Errorf("%s lists %s %d times", n.id, id, entries)
 			}
 		}
-		return nil
-	})
+		servers, err := n.raftServers()
+		if err != nil {
+			return err
+		}
+		for id := range before {
+			found := 0
+			for _, s := range servers {
+				if s.NodeID == id {
+					found++
+				}
+			}
+			if found != 1 {
+				return fmt.Errorf("%s's raft configuration has %s %d times: %+v", n.id, id, found, servers)
+			}
+		}
+	}
+	return nil
 }
 
 // checkNoneExited fails the test if any agent process ended: a heal must
@@ -218,8 +225,8 @@ func TestACutOffMinorityWithTheLeaderRemovesNobodyAndBothComeBack(t *testing.T) 
 	time.Sleep(time.Until(cutAt.Add(20 * time.Second))) // the length of the fault
 	checkMinorityChangedNothing(t, minority, nodes)
 	for _, n := range minority {
-		if st, err := n.status(); err != nil || st.RaftState == "leader" {
-			t.Fatalf("the cut-off %s after 20 s: %+v, %v (it must not lead)", n.id, st, err)
+		if st, err := n.status(); err != nil || st.RaftState == "leader" || st.Ready {
+			t.Fatalf("the cut-off %s after 20 s: %+v, %v (it must not lead nor say it is ready)", n.id, st, err)
 		}
 	}
 	nf.Heal()

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ---- Issue 11: heal after a partition ----
+
+// healTrial is one cut and heal; times from the heal.
+type healTrial struct {
+	victims string
+	// alive: every agent lists the victims alive in a higher incarnation
+	// and has them in its raft configuration (rejoinedError).
+	alive time.Duration
+	// rejoined: alive, and all five agents serve one table and name one
+	// leader.
+	rejoined time.Duration
+	// voters: rejoined, and the raft configuration has five voters again.
+	voters time.Duration
+}
+
+// BenchmarkHealAfterPartition: per trial a fresh cluster of five agents,
+// each on its own address and uid (netfault_test.go), `-profile local`,
+// `-partitions 256`, RF 3, no apps, settled. one: the first follower (by
+// node ID) is cut off for 15 s; two-with-leader: the leader and the first
+// follower are cut off for 20 s. Each
+// time the majority fails and removes the victims (checked) before the
+// heal. From the heal the agents are polled every 20 ms.
+func BenchmarkHealAfterPartition(b *testing.B) {
+	for _, sc := range []struct {
+		name       string
+		cut        time.Duration
+		withLeader bool
+		victims    int
+	}{
+		{"one", 15 * time.Second, false, 1},
+		{"two-with-leader", 20 * time.Second, true, 2},
+	} {
+		b.Run(sc.name, func(b *testing.B) {
+			trials := max(b.N, minTrials)
+			var alive, rejoined, voters []time.Duration
+			var tbl strings.Builder
+			fmt.Fprintf(&tbl, "| trial | cut off | heal to alive and in raft | heal to rejoined (one table) | heal to 5 voters |\n|---|---|---|---|---|\n")
+			for i := 0; i < trials; i++ {
+				r := healTrialRun(b, sc.cut, sc.withLeader, sc.victims)
+				alive, rejoined, voters = append(alive, r.alive), append(rejoined, r.rejoined), append(voters, r.voters)
+				fmt.Fprintf(&tbl, "| %d | %s | %s | %s | %s |\n", i+1, r.victims, secs(r.alive), secs(r.rejoined), secs(r.voters))
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(median(rejoined).Seconds(), "rejoined-median-s")
+			b.ReportMetric(slices.Max(rejoined).Seconds(), "rejoined-worst-s")
+			b.ReportMetric(median(voters).Seconds(), "voters-median-s")
+			b.Logf("\n%d trials, seconds from the heal:\n%s", trials, tbl.String())
+		})
+	}
+}
+
+func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int) healTrial {
+	c := newBenchCluster(b)
+	defer c.close()
+	nf := newNetFaults(b, c)
+	nodes := c.startAll(5, "local", "-partitions", "256")
+	var leader *node
+	pollUntil(b, 90*time.Second, "five agents settled", func() error {
+		if err := exitedEarly(nodes); err != nil {
+			return stopPolling{err}
+		}
+		var err error
+		leader, err = settled(nodes, 5)
+		return err
+	})
+	var cutOff []*node
+	if withLeader {
+		cutOff = append(cutOff, leader)
+	}
+	cutOff = append(cutOff, without(nodes, leader)[:victims-len(cutOff)]...)
+	majority := without(nodes, cutOff...)
+	before := map[string]uint64{}
+	var names []string
+	for _, v := range cutOff {
+		before[v.id] = incarnationOf(b, leader, v.id)
+		names = append(names, v.id)
+	}
+
+	cutAt := time.Now()
+	nf.Isolate(cutOff...)
+	pollUntil(b, 60*time.Second, "victims failed and out of raft on the majority", func() error {
+		for _, s := range majority {
+			for _, v := range cutOff {
+				if st, err := s.memberStatus(v.id); err != nil || st != "failed" {
+					return fmt.Errorf("%s sees %s as %q (%v)", s.id, v.id, st, err)
+				}
+			}
+			servers, err := s.raftServers()
+			if err != nil {
+				return err
+			}
+			for _, srv := range servers {
+				if before[srv.NodeID] != 0 {
+					return fmt.Errorf("%s's raft configuration still has %s", s.id, srv.NodeID)
+				}
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Until(cutAt.Add(cut))) // the length of the fault
+	nf.Heal()
+	healed := time.Now()
+
+	r := healTrial{victims: strings.Join(names, "+"), alive: -1, rejoined: -1}
+	r.voters = pollUntil(b, 90*time.Second, "victims rejoined and five voters", func() error {
+		if r.alive < 0 {
+			if err := rejoinedError(nodes, before); err != nil {
+				return err
+			}
+			r.alive = time.Since(healed)
+		}
+		if r.rejoined < 0 {
+			if err := sameTableAndLeader(nodes); err != nil {
+				return err
+			}
+			r.rejoined = time.Since(healed)
+		}
+		servers, err := nodes[0].raftServers()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, s := range servers {
+			if s.Voter {
+				n++
+			}
+		}
+		if n != 5 {
+			return fmt.Errorf("%d voters", n)
+		}
+		return nil
+	})
+	if err := exitedEarly(nodes); err != nil {
+		b.Fatalf("an agent exited: %v", err)
+	}
+	return r
+}
