@@ -204,6 +204,9 @@ type nodeRecord struct {
 	flaps          int
 	suspicions     int
 	failedProbes   int
+	// successes is the current run of successful probes of a failed node
+	// (see Config.RecoverThreshold).
+	successes int
 }
 
 // Detector is the pure failure detector. It holds no clock: Observe, Tick
@@ -215,7 +218,9 @@ type nodeRecord struct {
 //	healthy  --suspect, dead or failed probe-->  suspect
 //	suspect  --alive or successful probe------>  healthy   (no verdict)
 //	suspect  --FailureThreshold failures------>  failed    (Failed verdict)
-//	failed   --alive or successful probe------>  healthy   (Recovered verdict)
+//	failed   --alive--------------------------->  failed    (probed at once)
+//	failed   --RecoverThreshold successful
+//	           probes in a row---------------->  healthy   (Recovered verdict)
 //	                                        or   held-down (if flapping; no verdict)
 //	held-down --Tick at HeldDownUntil--------->  healthy   (Recovered verdict)
 //	held-down --suspect, dead or failed probe->  failed    (a relapse; no verdict,
@@ -280,14 +285,14 @@ func (d *Detector) Observe(ev Observation) []Verdict {
 	case ObservedProbe:
 		if ev.Err == nil {
 			d.counters.SucceededProbes++
-			return d.onHealthy(ev.Node, r, ev.At, "probe succeeded")
+			return d.onHealthy(ev.Node, r, ev.At, true, "probe succeeded")
 		}
 		if r.state == StateHealthy {
 			return nil // stale: see the Detector doc
 		}
 		return d.onTrouble(ev.Node, r, ev.At, true, "probe failed: "+ev.Err.Error())
 	case ObservedAlive:
-		return d.onHealthy(ev.Node, r, ev.At, "gossip reports it alive")
+		return d.onHealthy(ev.Node, r, ev.At, false, "gossip reports it alive")
 	}
 	return nil
 }
@@ -300,6 +305,7 @@ func (d *Detector) onTrouble(node string, r *nodeRecord, at time.Time, failedPro
 		r.failedProbes++
 		d.counters.FailedProbes++
 	}
+	r.successes = 0
 	switch r.state {
 	case StateHealthy:
 		r.setState(StateSuspect, at)
@@ -347,8 +353,9 @@ func (d *Detector) onTrouble(node string, r *nodeRecord, at time.Time, failedPro
 	}}
 }
 
-// onHealthy handles a sign of life.
-func (d *Detector) onHealthy(node string, r *nodeRecord, at time.Time, why string) []Verdict {
+// onHealthy handles a sign of life: a successful probe of this detector's
+// (probe) or gossip's word.
+func (d *Detector) onHealthy(node string, r *nodeRecord, at time.Time, probe bool, why string) []Verdict {
 	switch r.state {
 	case StateHealthy, StateHeldDown:
 		// Held down: life is expected; only time ends the hold-down.
@@ -359,7 +366,23 @@ func (d *Detector) onHealthy(node string, r *nodeRecord, at time.Time, why strin
 		r.suspectSince = time.Time{}
 		return nil
 	}
-	// Failed and now alive: recovered, unless it flaps.
+	// Failed and now alive: recovered once RecoverThreshold probes in a
+	// row succeeded (probed ProbeInterval apart from the first sign of
+	// life), unless it flaps.
+	if !probe {
+		r.nextProbe = at
+		return nil
+	}
+	r.successes++
+	r.failures = 0
+	if r.successes < d.cfg.recoverThreshold() {
+		r.nextProbe = at.Add(d.cfg.ProbeInterval)
+		return nil
+	}
+	if r.successes > 1 {
+		why = fmt.Sprintf("%d probes in a row succeeded", r.successes)
+	}
+	r.successes = 0
 	r.failures = 0
 	r.suspectSince = time.Time{}
 	d.pruneFailures(r, at)

@@ -165,16 +165,49 @@ func TestDetectorScenarios(t *testing.T) {
 			wantState: StateHealthy, wantFails: 0,
 		},
 		{
-			name: "a failed node that comes back alive recovers",
+			name: "a failed node that comes back recovers after three successful probes in a row",
 			steps: []step{
 				s(0, "suspect", "n1"),
 				s(0, "fail", "n1"),
 				s(1*sec, "fail", "n1"),
 				s(2*sec, "fail", "n1", "failed n1"),
 				s(3*sec, "dead", "n1"),
-				s(30*sec, "alive", "n1", "recovered n1"),
+				s(30*sec, "alive", "n1"),
+				s(30*sec, "ok", "n1"),
+				s(31*sec, "ok", "n1"),
+				s(32*sec, "ok", "n1", "recovered n1"),
 			},
 			wantState: StateHealthy, wantFails: 0,
+		},
+		{
+			name: "gossip's word alone never recovers a failed node",
+			steps: []step{
+				s(0, "dead", "n1"),
+				s(0, "fail", "n1"),
+				s(1*sec, "fail", "n1", "failed n1"),
+				s(2*sec, "alive", "n1"),
+				s(3*sec, "alive", "n1"),
+				s(4*sec, "alive", "n1"),
+			},
+			wantState: StateFailed, wantFails: 3,
+		},
+		{
+			name: "a lossy node whose probes succeed now and then stays failed",
+			steps: []step{
+				s(0, "dead", "n1"),
+				s(0, "fail", "n1"),
+				s(1*sec, "fail", "n1", "failed n1"),
+				s(2*sec, "ok", "n1"),
+				s(3*sec, "ok", "n1"),
+				s(4*sec, "fail", "n1"),
+				s(5*sec, "ok", "n1"),
+				s(6*sec, "alive", "n1"),
+				s(6*sec, "ok", "n1"),
+				s(7*sec, "suspect", "n1"),
+				s(8*sec, "ok", "n1"),
+				s(9*sec, "ok", "n1"),
+			},
+			wantState: StateFailed, wantFails: 0,
 		},
 		{
 			name: "a failed node keeps counting failures without new verdicts",
@@ -287,31 +320,33 @@ func TestLeftIsNotAFailure(t *testing.T) {
 }
 
 func TestFlapDampingHoldsDownForAGrowingTime(t *testing.T) {
-	// FailureThreshold 1 keeps the script short: one dead is a failure.
+	// FailureThreshold and RecoverThreshold 1 keep the script short: one
+	// dead is a failure, one successful probe a recovery.
 	cfg := testConfig() // window 1m, base 10s, max 35s
 	cfg.FailureThreshold = 1
+	cfg.RecoverThreshold = 1
 	d := NewDetector(cfg)
 	sec := time.Second
 
 	runScript(t, d, []step{
 		// First failure and recovery: no flap yet, recovered at once.
 		s(0, "dead", "n1", "failed n1"),
-		s(2*sec, "alive", "n1", "recovered n1"),
+		s(2*sec, "ok", "n1", "recovered n1"),
 		// Second failure within the window: the recovery is held down 10s.
 		s(5*sec, "dead", "n1", "failed n1"),
-		s(6*sec, "alive", "n1"),
+		s(6*sec, "ok", "n1"),
 	})
 	n, _ := d.Node("n1")
 	if n.State != StateHeldDown || !n.HeldDownUntil.Equal(t0.Add(16*sec)) || n.Flaps != 1 {
 		t.Fatalf("after the second flap: %+v, want held-down until t0+16s with 1 flap", n)
 	}
 	runScript(t, d, []step{
-		s(10*sec, "alive", "n1"), // life during hold-down changes nothing
+		s(10*sec, "ok", "n1"), // life during hold-down changes nothing
 		s(15*sec, "tick", ""),
 		s(16*sec, "tick", "", "recovered n1"),
 		// Third failure within the window: 20s.
 		s(20*sec, "dead", "n1", "failed n1"),
-		s(21*sec, "alive", "n1"),
+		s(21*sec, "ok", "n1"),
 	})
 	if n, _ := d.Node("n1"); !n.HeldDownUntil.Equal(t0.Add(41 * sec)) {
 		t.Fatalf("third flap held down until %v, want t0+41s (20s)", n.HeldDownUntil.Sub(t0))
@@ -320,7 +355,7 @@ func TestFlapDampingHoldsDownForAGrowingTime(t *testing.T) {
 		s(41*sec, "tick", "", "recovered n1"),
 		// Fourth: 40s, capped at 35s.
 		s(45*sec, "dead", "n1", "failed n1"),
-		s(46*sec, "alive", "n1"),
+		s(46*sec, "ok", "n1"),
 	})
 	if n, _ := d.Node("n1"); !n.HeldDownUntil.Equal(t0.Add(81*sec)) || n.Flaps != 3 {
 		t.Fatalf("fourth flap: held down until %v with %d flaps, want t0+81s (35s cap) and 3 flaps", n.HeldDownUntil.Sub(t0), n.Flaps)
@@ -329,7 +364,7 @@ func TestFlapDampingHoldsDownForAGrowingTime(t *testing.T) {
 		s(81*sec, "tick", "", "recovered n1"),
 		// Long after the window, a failure is a first failure again.
 		s(300*sec, "dead", "n1", "failed n1"),
-		s(301*sec, "alive", "n1", "recovered n1"),
+		s(301*sec, "ok", "n1", "recovered n1"),
 	})
 	if c := d.Counters(); c.Flaps != 3 || c.FailedVerdicts != 5 || c.RecoveredVerdicts != 5 {
 		t.Fatalf("counters %+v: want 3 flaps, 5 failed and 5 recovered verdicts", c)
@@ -339,13 +374,14 @@ func TestFlapDampingHoldsDownForAGrowingTime(t *testing.T) {
 func TestRelapseDuringHoldDownGoesBackToFailedSilently(t *testing.T) {
 	cfg := testConfig()
 	cfg.FailureThreshold = 1
+	cfg.RecoverThreshold = 1
 	d := NewDetector(cfg)
 	sec := time.Second
 	runScript(t, d, []step{
 		s(0, "dead", "n1", "failed n1"),
-		s(1*sec, "alive", "n1", "recovered n1"),
+		s(1*sec, "ok", "n1", "recovered n1"),
 		s(2*sec, "dead", "n1", "failed n1"),
-		s(3*sec, "alive", "n1"), // held down 10s
+		s(3*sec, "ok", "n1"), // held down 10s
 		// Suspected again while held down: back to failed, no verdict
 		// (the cluster never heard it recovered).
 		s(5*sec, "suspect", "n1"),
@@ -355,7 +391,7 @@ func TestRelapseDuringHoldDownGoesBackToFailedSilently(t *testing.T) {
 		t.Fatalf("after a relapse n1 is %s, want failed", n.State)
 	}
 	// The relapse counts: three failures in the window, 20s hold-down.
-	runScript(t, d, []step{s(25*sec, "alive", "n1")})
+	runScript(t, d, []step{s(25*sec, "ok", "n1")})
 	if n, _ := d.Node("n1"); n.State != StateHeldDown || !n.HeldDownUntil.Equal(t0.Add(45*sec)) {
 		t.Fatalf("after the relapse: %+v, want held-down until t0+45s", n)
 	}
@@ -364,13 +400,14 @@ func TestRelapseDuringHoldDownGoesBackToFailedSilently(t *testing.T) {
 func TestDampingOff(t *testing.T) {
 	cfg := testConfig()
 	cfg.FailureThreshold = 1
+	cfg.RecoverThreshold = 1
 	cfg.HoldDownBase = 0
 	d := NewDetector(cfg)
 	runScript(t, d, []step{
 		s(0, "dead", "n1", "failed n1"),
-		s(1*time.Second, "alive", "n1", "recovered n1"),
+		s(1*time.Second, "ok", "n1", "recovered n1"),
 		s(2*time.Second, "dead", "n1", "failed n1"),
-		s(3*time.Second, "alive", "n1", "recovered n1"),
+		s(3*time.Second, "ok", "n1", "recovered n1"),
 	})
 }
 
@@ -414,9 +451,21 @@ func TestDueProbesSuspectNodesEveryInterval(t *testing.T) {
 	if got := d.Due(t0.Add(time.Minute + 4*time.Second)); !reflect.DeepEqual(got, []string{"n2"}) {
 		t.Fatalf("the failed node is not probed again after %d intervals: %q", recoveryProbeFactor, got)
 	}
-	// Its probe succeeds: recovered.
-	if v := d.Observe(ProbeResult("n2", nil, t0.Add(time.Minute+4*time.Second))); len(v) != 1 || v[0].Kind != VerdictRecovered {
-		t.Fatalf("a successful probe of a failed node gave %+v, want Recovered", v)
+	// Its probe succeeds: from then on it is probed every interval, and
+	// the third success in a row recovers it.
+	back := t0.Add(time.Minute + 4*time.Second)
+	if v := d.Observe(ProbeResult("n2", nil, back)); len(v) != 0 {
+		t.Fatalf("one successful probe of a failed node gave %+v, want nothing yet", v)
+	}
+	for i := 1; i <= 2; i++ {
+		at := back.Add(time.Duration(i) * time.Second)
+		if got := d.Due(at); !reflect.DeepEqual(got, []string{"n2"}) {
+			t.Fatalf("a failed node answering again is not probed every interval: Due(+%ds) = %q", i, got)
+		}
+		v := d.Observe(ProbeResult("n2", nil, at))
+		if i == 2 && (len(v) != 1 || v[0].Kind != VerdictRecovered) {
+			t.Fatalf("three successful probes in a row gave %+v, want Recovered", v)
+		}
 	}
 }
 

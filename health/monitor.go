@@ -94,7 +94,7 @@ func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 }
 
 // withDefaults fills the fields where zero cannot work (interval, timeout,
-// threshold) from DefaultConfig. Zero flap settings stay zero: they turn
+// thresholds) from DefaultConfig. Zero flap settings stay zero: they turn
 // damping off.
 func withDefaults(cfg Config) Config {
 	def := DefaultConfig()
@@ -106,6 +106,9 @@ func withDefaults(cfg Config) Config {
 	}
 	if cfg.FailureThreshold == 0 {
 		cfg.FailureThreshold = def.FailureThreshold
+	}
+	if cfg.RecoverThreshold == 0 {
+		cfg.RecoverThreshold = def.RecoverThreshold
 	}
 	return cfg
 }

@@ -178,18 +178,23 @@ func TestMonitorEndsHoldDownOnTick(t *testing.T) {
 	clock := NewManualClock(t0)
 	cfg := monitorConfig() // hold-down base: 2 intervals
 	cfg.FailureThreshold = 1
-	m := NewMonitor(cfg, newScriptedProber(), clock)
+	cfg.RecoverThreshold = 1
+	prober := newScriptedProber()
+	m := NewMonitor(cfg, prober, clock)
 	defer m.Close()
 
+	// A failed node is probed; the probe answers once it is back.
 	m.Observe(Dead("n1", time.Time{}))
 	nextVerdict(t, m)
 	m.Observe(Alive("n1", time.Time{}))
+	prober.expectProbe(t, "n1").reply <- nil
 	if v := nextVerdict(t, m); v.Kind != VerdictRecovered {
 		t.Fatalf("first recovery %+v, want recovered", v)
 	}
 	m.Observe(Dead("n1", time.Time{}))
 	nextVerdict(t, m)
 	m.Observe(Alive("n1", time.Time{}))
+	prober.expectProbe(t, "n1").reply <- nil
 	eventually(t, "n1 held down", func() bool {
 		n, _ := m.Node("n1")
 		return n.State == StateHeldDown && n.HeldDownUntil.Equal(t0.Add(cfg.HoldDownBase))
