@@ -145,3 +145,63 @@ func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int)
 	}
 	return r
 }
+
+// ---- Issue 11: gray failures ----
+
+// BenchmarkGrayFailures: per trial a fresh cluster of five agents on their
+// own addresses (`-profile local`, `-partitions 256`, no apps), settled;
+// then, one after the other, for 30 s each and healed in between (the
+// cluster whole again: one table, five voters): lossy, one follower loses
+// 80 % of its packets both ways; one-way, another follower loses every
+// packet sent to it but still sends. The healthy agents' /v1/members are
+// polled every 100 ms, for Steward's cluster status and memberlist's own
+// gossip_state side by side (memberlist alone, in the same run).
+func BenchmarkGrayFailures(b *testing.B) {
+	trials := max(b.N, minTrials)
+	type row struct {
+		name string
+		out  grayOutcome
+	}
+	var rows []row
+	for i := 0; i < trials; i++ {
+		c := newBenchCluster(b)
+		nf := newNetFaults(b, c)
+		nodes := c.startAll(5, "local", "-partitions", "256")
+		var leader *node
+		pollUntil(b, 90*time.Second, "five agents settled", func() error {
+			if err := exitedEarly(nodes); err != nil {
+				return stopPolling{err}
+			}
+			var err error
+			leader, err = settled(nodes, 5)
+			return err
+		})
+		followers := without(nodes, leader)
+		rows = append(rows,
+			row{"lossy (80 % both ways)", grayFault(b, nf, nodes, followers[0], 80, lossBoth, 30*time.Second)},
+			row{"one-way (all incoming lost)", grayFault(b, nf, nodes, followers[1], 100, lossIncoming, 30*time.Second)})
+		c.close()
+	}
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "| trial | fault | Steward: healthy failed | Steward: faulty failed (times) | Steward: changes healthy / faulty | memberlist: healthy dead | memberlist: faulty dead (times) | memberlist: changes healthy / faulty |\n|---|---|---|---|---|---|---|---|\n")
+	wrongSteward, wrongMemberlist, flapsSteward, flapsMemberlist := 0, 0, 0, 0
+	for i, r := range rows {
+		s, m := r.out.steward, r.out.memberlist
+		fmt.Fprintf(&tbl, "| %d | %s | %v | %d | %d / %d | %v | %d | %d / %d |\n", i/2+1, r.name,
+			s.healthyDown, s.faultyDowns, s.healthyChanges, s.faultyChanges,
+			m.healthyDown, m.faultyDowns, m.healthyChanges, m.faultyChanges)
+		wrongSteward += len(s.healthyDown)
+		wrongMemberlist += len(m.healthyDown)
+		if s.faultyDowns > 1 {
+			flapsSteward++
+		}
+		if m.faultyDowns > 1 {
+			flapsMemberlist++
+		}
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(wrongSteward), "steward-healthy-failed")
+	b.ReportMetric(float64(wrongMemberlist), "memberlist-healthy-dead")
+	b.Logf("\n%d trials of both faults, 30 s each:\n%s\nfaults after which the faulty node went down more than once: Steward %d, memberlist %d of %d",
+		trials, tbl.String(), flapsSteward, flapsMemberlist, len(rows))
+}

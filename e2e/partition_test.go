@@ -134,6 +134,7 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 	}
 	survivors := appWithout(apps, victim)
 	before := map[string]uint64{victim.id: incarnationOf(t, leader, victim.id)}
+	raftID := raftIDOf(t, leader, victim.id)
 	releasesBefore := victim.proxy.seen("partition.release")
 
 	cutAt := time.Now()
@@ -157,11 +158,33 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 		}
 		return nil
 	})
+	// Back under its old raft ID, first as a non-voter (it may vote only
+	// once caught up), then promoted.
+	if id := raftIDOf(t, leader, victim.id); id != raftID {
+		t.Fatalf("%s came back as raft server %s, was %s: a heal is no new server", victim.id, id, raftID)
+	}
+	if !logHasLine(leader.log(), "added to raft as non-voter", "member="+victim.id) {
+		t.Fatalf("the leader did not add %s back as a non-voter", victim.id)
+	}
 	waitVoters(t, nodes, 5)
 	waitSettled(t, apps, 3)
 	checkBalancedEventually(t, leader, ids(nodes))
 	checkAllReadable(t, apps, w.snapshot())
 	checkNoneExited(t, nodes)
+}
+
+// logHasLine reports whether one line of log holds every part.
+func logHasLine(log string, parts ...string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // memberStatuses returns every member's status as n's state has it.
