@@ -38,26 +38,40 @@ var (
 	ErrBadTimestamp   = errors.New("hooks: webhook-timestamp is not unix seconds")
 	ErrStaleTimestamp = errors.New("hooks: webhook-timestamp outside the tolerance")
 	ErrBadSignature   = errors.New("hooks: no matching signature")
-	ErrBadSecret      = errors.New("hooks: secret is not whsec_ followed by base64")
+	ErrBadSecret      = errors.New("hooks: bad webhook secret")
 )
 
-// ParseSecret decodes a secret given as "whsec_" + base64, or as bare
-// base64.
+// A secret's key is 24 to 64 random bytes, as the Standard Webhooks
+// convention asks: shorter is guessable, and a short "secret" is usually a
+// mistake (a file holding "garbage" used to become a 5-byte key that the
+// app then rejected everything with).
+const (
+	minSecretBytes = 24
+	maxSecretBytes = 64
+)
+
+// secretHowTo ends every ParseSecret error: how to make a good secret.
+const secretHowTo = `a webhook secret is "whsec_" followed by the base64 of 24 to 64 random bytes; make one with: echo whsec_$(head -c 32 /dev/urandom | base64)`
+
+// ParseSecret decodes a secret given as "whsec_" + base64 (padded or not)
+// of 24 to 64 bytes. Anything else is an error wrapping ErrBadSecret that
+// says what is wrong without repeating the secret.
 func ParseSecret(s string) ([]byte, error) {
-	s = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(s), SecretPrefix))
-	if s == "" {
-		return nil, ErrBadSecret
+	s = strings.TrimSpace(s)
+	rest, ok := strings.CutPrefix(s, SecretPrefix)
+	if !ok {
+		return nil, fmt.Errorf("%w: it does not start with %q; %s", ErrBadSecret, SecretPrefix, secretHowTo)
 	}
-	b, err := base64.StdEncoding.DecodeString(s)
+	b, err := base64.StdEncoding.DecodeString(rest)
 	if err != nil {
 		// Some tools emit unpadded base64; accept it too.
 		var err2 error
-		if b, err2 = base64.RawStdEncoding.DecodeString(s); err2 != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadSecret, err)
+		if b, err2 = base64.RawStdEncoding.DecodeString(rest); err2 != nil {
+			return nil, fmt.Errorf("%w: what follows %q is not base64 (%v); %s", ErrBadSecret, SecretPrefix, err, secretHowTo)
 		}
 	}
-	if len(b) == 0 {
-		return nil, ErrBadSecret
+	if len(b) < minSecretBytes || len(b) > maxSecretBytes {
+		return nil, fmt.Errorf("%w: it holds %d bytes; %s", ErrBadSecret, len(b), secretHowTo)
 	}
 	return b, nil
 }

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"os"
@@ -54,18 +55,39 @@ func TestVerifyAcceptsTheVector(t *testing.T) {
 	}
 }
 
-func TestSecretWithoutPrefixIsTheSameKey(t *testing.T) {
-	withPrefix := mustSecret(t, vectorSecret)
-	bare := mustSecret(t, strings.TrimPrefix(vectorSecret, SecretPrefix))
-	if string(withPrefix) != string(bare) {
-		t.Fatal("whsec_ prefix changed the key")
+func TestUnpaddedBase64IsTheSameKey(t *testing.T) {
+	padded := mustSecret(t, SecretPrefix+base64.StdEncoding.EncodeToString(make([]byte, 25)))
+	raw := mustSecret(t, SecretPrefix+base64.RawStdEncoding.EncodeToString(make([]byte, 25)))
+	if string(padded) != string(raw) {
+		t.Fatal("padding changed the key")
 	}
 }
 
-func TestParseSecretRejectsGarbage(t *testing.T) {
-	for _, s := range []string{"", "whsec_", "whsec_not base64!", "%%%"} {
-		if _, err := ParseSecret(s); !errors.Is(err, ErrBadSecret) {
-			t.Errorf("ParseSecret(%q) = %v, want ErrBadSecret", s, err)
+// A secret that is not whsec_ + base64 of 24 to 64 bytes is refused with
+// a sentence saying what is wrong and how to make one, and without the
+// secret itself in it.
+func TestParseSecretRejectsGarbageAndShortSecrets(t *testing.T) {
+	for s, says := range map[string]string{
+		"":        "does not start with",
+		"garbage": "does not start with",
+		strings.TrimPrefix(vectorSecret, SecretPrefix): "does not start with",
+		"whsec_":            "holds 0 bytes",
+		"whsec_not base64!": "not base64",
+		"whsec_c2VjcmV0":    "holds 6 bytes",
+		SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 23)): "holds 23 bytes",
+		SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 65)): "holds 65 bytes",
+	} {
+		_, err := ParseSecret(s)
+		if !errors.Is(err, ErrBadSecret) || !strings.Contains(err.Error(), says) || !strings.Contains(err.Error(), "24 to 64 random bytes") {
+			t.Errorf("ParseSecret(%q) = %v, want ErrBadSecret saying %q and how to make one", s, err, says)
+		}
+		if len(s) > 8 && strings.Contains(err.Error(), strings.TrimPrefix(s, SecretPrefix)) {
+			t.Errorf("the error repeats the secret: %v", err)
+		}
+	}
+	for _, n := range []int{24, 32, 64} {
+		if _, err := ParseSecret(SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, n))); err != nil {
+			t.Errorf("a secret of %d bytes: %v", n, err)
 		}
 	}
 }

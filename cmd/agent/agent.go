@@ -92,6 +92,9 @@ type Agent struct {
 	deliverer *hooks.Deliverer
 	acks      *hooks.AckStore
 	copies    copyQueue
+	// startIncarnation is the incarnation the app was last told about, as
+	// saved in the data dir (read at start, see desiredLoop).
+	startIncarnation uint64
 	// holdingsMu serialises the app's holdings reports.
 	holdingsMu sync.Mutex
 
@@ -374,8 +377,12 @@ func (a *Agent) loadIdentity() error {
 	}
 	idPath := filepath.Join(a.cfg.DataDir, "node-id")
 	if b, err := os.ReadFile(idPath); err == nil {
-		if got := strings.TrimSpace(string(b)); got != a.cfg.NodeID {
-			return usagef("-data-dir: %s belongs to node %q, not %q", a.cfg.DataDir, got, a.cfg.NodeID)
+		got := strings.TrimSpace(string(b))
+		if (Config{NodeID: got}).validNodeID() != nil {
+			return fmt.Errorf("-data-dir: %s holds %s, which is not a node ID (damaged?); it names the node this data dir belongs to: write %q in it if this is that node's data dir", idPath, snippet(b), a.cfg.NodeID)
+		}
+		if got != a.cfg.NodeID {
+			return usagef("-data-dir: %s belongs to node %q (%s), not %q", a.cfg.DataDir, got, idPath, a.cfg.NodeID)
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
 		if err := writeFileAtomic(idPath, []byte(a.cfg.NodeID+"\n")); err != nil {
@@ -387,8 +394,9 @@ func (a *Agent) loadIdentity() error {
 	ridPath := filepath.Join(a.cfg.DataDir, "raft-id")
 	if b, err := os.ReadFile(ridPath); err == nil {
 		a.raftID = strings.TrimSpace(string(b))
-		if !strings.HasPrefix(a.raftID, a.cfg.NodeID+"-") {
-			return fmt.Errorf("-data-dir: raft-id file holds %q, which is not an ID of node %q", a.raftID, a.cfg.NodeID)
+		if !isRaftIDOf(a.raftID, a.cfg.NodeID) {
+			return fmt.Errorf("-data-dir: %s holds %s, which is not a raft ID of node %q (the node ID, a dash, 8 hex digits); put back the raft ID this data dir's raft state belongs to (server_id in %s), or move the data dir aside to rejoin as a new server",
+				ridPath, snippet(b), a.cfg.NodeID, filepath.Join(a.cfg.DataDir, "raft-applied.json"))
 		}
 		return nil
 	} else if !errors.Is(err, os.ErrNotExist) {
@@ -403,6 +411,31 @@ func (a *Agent) loadIdentity() error {
 	}
 	a.raftID = a.cfg.NodeID + "-" + hex.EncodeToString(suffix[:])
 	return writeFileAtomic(ridPath, []byte(a.raftID+"\n"))
+}
+
+// raftIDSuffixLen is the length of the random hex suffix of a raft ID.
+const raftIDSuffixLen = 8
+
+// isRaftIDOf reports whether id is a raft ID loadIdentity makes for node:
+// the node ID, a dash and 8 hex digits.
+func isRaftIDOf(id, node string) bool {
+	suffix, ok := strings.CutPrefix(id, node+"-")
+	if !ok || len(suffix) != raftIDSuffixLen {
+		return false
+	}
+	_, err := hex.DecodeString(suffix)
+	return err == nil
+}
+
+// snippet shows the start of a state file's content in an error, quoted
+// and bounded, however binary it is.
+func snippet(b []byte) string {
+	const max = 40
+	s := strings.TrimSpace(string(b))
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // checkDataDirTrust refuses a data dir that someone else could have

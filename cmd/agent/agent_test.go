@@ -243,6 +243,52 @@ func TestDataDirOfAnotherNodeIsRefused(t *testing.T) {
 	}
 }
 
+// A state file holding garbage is an error that names the file and says
+// what to do, never a zero or an empty value taken at face value.
+func TestGarbageInStateFilesIsAnErrorNamingTheFile(t *testing.T) {
+	for _, c := range []struct {
+		file, content string
+		webhooks      bool
+		says          string
+	}{
+		{"node-id", "\x00\x01\xfe garbage", false, "not a node ID"},
+		{"node-id", "", false, "not a node ID"},
+		{"raft-id", "garbage", false, "not a raft ID"},
+		{"raft-id", "me-zzzzzzzz", false, "not a raft ID"},
+		{"incarnation", "garbage", true, "not an incarnation number"},
+		{"webhook-secret", "garbage", true, `does not start with "whsec_"`},
+		{"webhook-secret", "whsec_Z2FyYmFnZQ==", true, "holds 7 bytes"},
+	} {
+		t.Run(c.file+" "+c.content, func(t *testing.T) {
+			dir := t.TempDir()
+			if c.file != "node-id" {
+				os.WriteFile(filepath.Join(dir, "node-id"), []byte("me\n"), 0o600)
+			}
+			path := filepath.Join(dir, c.file)
+			if err := os.WriteFile(path, []byte(c.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := testConfig(t, "me", dir)
+			if c.webhooks {
+				cfg.WebhookURL = "http://127.0.0.1:1/hooks"
+				cfg.AppAddr = "127.0.0.1:1"
+			}
+			a, err := NewAgent(cfg, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = a.Start()
+			if err == nil {
+				a.Shutdown()
+				t.Fatalf("the agent started on a %s holding %q", c.file, c.content)
+			}
+			if !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), c.says) {
+				t.Fatalf("error %q, want it to name %s and say %q", err, path, c.says)
+			}
+		})
+	}
+}
+
 func TestWorldWritableDataDirIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o777); err != nil {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Config is everything `agent run` can be told. Each field is a flag
@@ -410,13 +411,26 @@ func (c *Config) resolveSecrets() error {
 	return nil
 }
 
+// validNodeID checks the form of NodeID: 1 to 64 printable characters
+// without spaces or slashes.
+func (c Config) validNodeID() error {
+	ok := c.NodeID != "" && len(c.NodeID) <= 64 && !strings.ContainsAny(c.NodeID, " \t\n/\\")
+	for _, r := range c.NodeID {
+		ok = ok && unicode.IsPrint(r)
+	}
+	if !ok {
+		return usagef("-node-id: %q must be 1 to 64 printable characters without spaces or slashes", c.NodeID)
+	}
+	return nil
+}
+
 // Validate checks every setting and names the flag of the first bad one.
 func (c Config) Validate() error {
 	if c.NodeID == "" {
 		return usagef("-node-id: required")
 	}
-	if len(c.NodeID) > 64 || strings.ContainsAny(c.NodeID, " \t\n/\\") {
-		return usagef("-node-id: %q must be at most 64 characters without spaces or slashes", c.NodeID)
+	if err := c.validNodeID(); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return usagef("-data-dir: required")

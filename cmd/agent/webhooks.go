@@ -63,6 +63,9 @@ func (a *Agent) startWebhooks() error {
 	if err != nil {
 		return err
 	}
+	if a.startIncarnation, err = readIncarnation(filepath.Join(a.cfg.DataDir, "incarnation")); err != nil {
+		return err
+	}
 	store, err := hooks.OpenAckStore(filepath.Join(a.cfg.DataDir, "webhook-acks.log"))
 	if err != nil {
 		return fmt.Errorf("webhook acknowledgements: %w", err)
@@ -95,7 +98,7 @@ func (a *Agent) desiredLoop() {
 	// that a node that comes back (and is re-registered before this agent
 	// has caught up) still tells its app it rejoined.
 	incPath := filepath.Join(a.cfg.DataDir, "incarnation")
-	lastIncarnation := readIncarnation(incPath)
+	lastIncarnation := a.startIncarnation
 	for {
 		select {
 		case <-a.ctx.Done():
@@ -128,14 +131,21 @@ func (a *Agent) desiredLoop() {
 	}
 }
 
-// readIncarnation reads the incarnation saved in the data dir; 0 if none.
-func readIncarnation(path string) uint64 {
+// readIncarnation reads the incarnation saved in the data dir: 0 if there
+// is none, an error naming the file if it does not hold a number.
+func readIncarnation(path string) (uint64, error) {
 	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
 	}
-	n, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return n
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s holds %s, not an incarnation number (damaged?); remove it, and the app is told once more that its node rejoined", path, snippet(b))
+	}
+	return n, nil
 }
 
 // notifyRejoin sends node.rejoin listing the partitions the app may keep:

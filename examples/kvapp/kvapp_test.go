@@ -411,14 +411,19 @@ func TestAnAssignWithoutSourceOfAPartitionNotHeldTakesItFromTheOtherHolders(t *t
 	_ = n2
 }
 
+// validSecret is a well-formed webhook secret (24 bytes), so that the
+// flag cases below fail for the reason they are about.
+const validSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
 func TestFlagErrorsExitWith2(t *testing.T) {
 	for _, args := range [][]string{
 		{},
 		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1"},
 		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_!!"},
-		{"--addr", "nope", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"},
-		{"--addr", "127.0.0.1:0", "--agent", "127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0", "--data-dir", "d"},
-		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0"},
+		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0", "--data-dir", "d"},
+		{"--addr", "nope", "--agent", "http://127.0.0.1:1", "--webhook-secret", validSecret},
+		{"--addr", "127.0.0.1:0", "--agent", "127.0.0.1:1", "--webhook-secret", validSecret, "--data-dir", "d"},
+		{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", validSecret},
 		{"--bogus"},
 	} {
 		var out bytes.Buffer
@@ -435,7 +440,7 @@ func TestFlagErrorsExitWith2(t *testing.T) {
 // serves, answers its health check 503 (it has not reported its holdings),
 // and stops cleanly.
 func TestServeStopsCleanlyWhenCancelled(t *testing.T) {
-	cfg, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", "whsec_c2VjcmV0", "--data-dir", t.TempDir()}, &bytes.Buffer{})
+	cfg, err := parseFlags([]string{"--addr", "127.0.0.1:0", "--agent", "http://127.0.0.1:1", "--webhook-secret", validSecret, "--data-dir", t.TempDir()}, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
