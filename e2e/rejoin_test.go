@@ -136,3 +136,42 @@ func raftIDOf(t *testing.T, n *node, id string) string {
 	t.Fatalf("%s not listed", id)
 	return ""
 }
+
+// The README's three-node recipe gives every agent -join of node1's
+// gossip address, node1 included. Restarted, node1 then had only itself
+// to join and stayed alone in gossip. It must find the others again,
+// whether it was killed or left gracefully (SIGTERM) before the restart.
+func TestTheREADMERecipeRestartsNode1IntoTheFullCluster(t *testing.T) {
+	for _, how := range []string{"SIGKILL", "SIGTERM"} {
+		t.Run(how, func(t *testing.T) {
+			c := newCluster(t)
+			nodes := formCluster(t, c, 3, "-partitions", "16")
+			node1 := nodes[0]
+			if how == "SIGKILL" {
+				node1.kill()
+			} else if err := node1.stop(30 * time.Second); err != nil {
+				t.Fatalf("graceful stop: %v", err)
+			}
+			node1.start("-bootstrap-expect", "3", "-join", node1.gossipAddr())
+			eventually(t, 90*time.Second, "node1 alive in everyone's view, and everyone in node1's", func() error {
+				for _, viewer := range nodes {
+					ms, err := viewer.members()
+					if err != nil {
+						return err
+					}
+					alive := 0
+					for _, m := range ms {
+						if m.Status == "alive" {
+							alive++
+						}
+					}
+					if alive != 3 {
+						return fmt.Errorf("%s sees %d alive members: %+v", viewer.id, alive, ms)
+					}
+				}
+				return nil
+			})
+			waitSameTable(t, nodes, 60*time.Second)
+		})
+	}
+}

@@ -111,6 +111,9 @@ type Agent struct {
 	leases       *leaseLedger
 	lease        heldLease
 
+	// peersDirty wakes peersLoop after a gossip event; buffered 1.
+	peersDirty chan struct{}
+
 	// kick wakes the leader's reconcile loop early (gossip event, health
 	// verdict, app health change); buffered 1, coalescing. State changes
 	// wake it through raft's own notifications.
@@ -145,6 +148,7 @@ func NewAgent(cfg Config, logger hclog.Logger) (*Agent, error) {
 		ages:  newAgeTracker(),
 		skew:  clockSkewState{warnedAt: -1},
 
+		peersDirty:    make(chan struct{}, 1),
 		leaveRequests: make(chan bool, 1),
 		copies:        copyQueue{wake: make(chan struct{}, 1)},
 		suspects:      suspects{set: map[string]bool{}, dirty: make(chan struct{}, 1)},
@@ -261,46 +265,14 @@ func (a *Agent) Start() (err error) {
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),
 		"has_state", a.raft.HasState())
 
-	if len(a.cfg.Join) > 0 {
-		ctx, cancel := context.WithTimeout(a.ctx, a.cfg.JoinTimeout.D())
-		n, err := a.gossip.Join(ctx, a.cfg.Join)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("-join: %w", err)
-		}
-		a.log.Info("joined gossip", "contacted", n)
-		a.goLoop("join-nudge", a.joinNudgeLoop)
+	if err := a.joinAtStart(); err != nil {
+		return err
 	}
+	a.goLoop("gossip-peers", a.peersLoop)
 	if a.cfg.BootstrapExpect > 0 && !a.raft.HasState() {
 		a.goLoop("bootstrap", a.bootstrapLoop)
 	}
 	return nil
-}
-
-// joinNudgeLoop joins the -join addresses again every few seconds until
-// this agent hears from a leader. A node that comes back under its old name
-// at a new address is refused by memberlist until its old entry has been
-// dead for DeadNodeReclaimTime; after that, a fresh join's state exchange
-// gets it accepted at once, instead of at the next periodic push-pull
-// (up to half a minute later).
-func (a *Agent) joinNudgeLoop() {
-	ticker := time.NewTicker(2 * time.Second)
-	defer ticker.Stop()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		if a.knownLeader() {
-			return
-		}
-		ctx, cancel := context.WithTimeout(a.ctx, 2*time.Second)
-		_, err := a.gossip.Join(ctx, a.cfg.Join)
-		cancel()
-		a.log.Debug("joined gossip again while no leader is known", "error", err)
-	}
 }
 
 // goLoop runs fn in a goroutine owned by the agent: Shutdown waits for it.
@@ -622,6 +594,7 @@ func (a *Agent) gossipEventLoop() {
 			a.observeGossip(ev)
 			a.log.Debug("gossip event", "type", ev.Type.String(), "peer", ev.Node.ID, "addr", ev.Node.Addr)
 			a.kickLeader()
+			a.peersChanged()
 		}
 	}
 }

@@ -258,6 +258,8 @@ func TestGarbageInStateFilesIsAnErrorNamingTheFile(t *testing.T) {
 		{"incarnation", "garbage", true, "not an incarnation number"},
 		{"webhook-secret", "garbage", true, `does not start with "whsec_"`},
 		{"webhook-secret", "whsec_Z2FyYmFnZQ==", true, "holds 7 bytes"},
+		{"gossip-peers.json", "garbage", false, "not a list of gossip peers"},
+		{"gossip-peers.json", `{"peers":["nowhere"]}`, false, "not host:port"},
 	} {
 		t.Run(c.file+" "+c.content, func(t *testing.T) {
 			dir := t.TempDir()
