@@ -132,10 +132,11 @@ type Config struct {
 	// unless TLS stops them).
 	ClusterSecrets func() [][]byte
 
-	// storeFault, when set, is called before every write to raft.db; an
-	// error fails the write as the disk would (tests of a read-only or
-	// full disk).
-	storeFault func() error
+	// StoreFault, when set, is called before every write to raft.db, and
+	// an error it returns fails the write as the disk would: fault
+	// injection for tests and drills of a read-only or full disk. Leave it
+	// nil in production.
+	StoreFault func() error
 }
 
 // Timings measured against the environments they are meant for. The LAN

@@ -189,7 +189,7 @@ func New(cfg *Config) (n *Node, err error) {
 		if err := verifyState(dbPath, filepath.Join(dir, "snapshots"), markPath, bolt, snaps, mark, fellBack, logger); err != nil {
 			return nil, err
 		}
-		guard = newStoreGuard(dbPath, logger.Named("store"), shutdownCh, cfg.storeFault)
+		guard = newStoreGuard(dbPath, logger.Named("store"), shutdownCh, cfg.StoreFault)
 		cached, err := raft.NewLogCache(logCacheSize, guardedLogStore{LogStore: bolt, guard: guard})
 		if err != nil {
 			return nil, fmt.Errorf("raftctl: log cache: %w", err)

@@ -32,7 +32,7 @@ func diskCluster(t *testing.T) ([]*Node, []*diskFault, []*Config) {
 	for i, id := range ids {
 		faults[i] = &diskFault{}
 		cfgs[i] = testConfig(id, t.TempDir())
-		cfgs[i].storeFault = faults[i].check
+		cfgs[i].StoreFault = faults[i].check
 		nodes[i] = startNode(t, cfgs[i])
 	}
 	if err := nodes[0].Bootstrap(serversOf(nodes...)); err != nil {

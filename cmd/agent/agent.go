@@ -46,6 +46,9 @@ type Agent struct {
 
 	// raftID is this incarnation's raft server ID (see loadIdentity).
 	raftID string
+	// raftConfigHook, when set (by tests), adjusts raft's configuration
+	// before Start opens it: fault injection.
+	raftConfigHook func(*raftctl.Config)
 
 	raft   *raftctl.Node
 	gossip *gossip.Gossip
@@ -189,6 +192,9 @@ func (a *Agent) Start() (err error) {
 	rc.DataDir = a.cfg.DataDir
 	rc.Logger = a.log.Named("raft")
 	applyRaftProfile(rc, a.cfg.Profile)
+	if a.raftConfigHook != nil {
+		a.raftConfigHook(rc)
+	}
 	if a.cfg.TLSCert != "" {
 		if rc.TLS, err = loadTLSConfig(a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSCA); err != nil {
 			return usagef("-tls-cert: %v", err)
