@@ -173,8 +173,8 @@ func (r linearizabilityResult) visualize(path string, faults []faultRecord) erro
 // explainKey describes where key's history stops being linearizable: the
 // operations of the longest linearizable prefix porcupine found end
 // somewhere, and the first operation (by call time) that no linearization
-// could take is shown with the operations that overlap it or just precede
-// it. A hint for the reader of the HTML, not a proof.
+// could take is shown with the operations that overlap it and the last ones
+// that precede it. A hint for the reader of the HTML, not a proof.
 func (r linearizabilityResult) explainKey(key string) string {
 	var keyOps []porcupine.Operation
 	for _, op := range r.ops {
@@ -210,9 +210,24 @@ func (r linearizabilityResult) explainKey(key string) string {
 	bad := keyOps[first]
 	var b strings.Builder
 	fmt.Fprintf(&b, "first operation no linearization can take: %s\n", describeOp(bad))
-	fmt.Fprintf(&b, "operations on %s completed in the 2 s before it or overlapping it:\n", key)
+	fmt.Fprintf(&b, "the last operations on %s completed before it, and those overlapping it:\n", key)
+	var before []int
 	for i, op := range keyOps {
-		if i != first && op.Return >= bad.Call-int64(2*time.Second) && op.Call <= bad.Return {
+		if op.Return < bad.Call && !op.Output.(kvOutput).Unknown {
+			before = append(before, i)
+		}
+	}
+	shown := map[int]bool{}
+	for _, i := range before[max(0, len(before)-5):] {
+		shown[i] = true
+	}
+	for i, op := range keyOps {
+		if i != first && op.Call <= bad.Return && (op.Return >= bad.Call || op.Output.(kvOutput).Unknown) {
+			shown[i] = true
+		}
+	}
+	for i, op := range keyOps {
+		if shown[i] {
 			fmt.Fprintf(&b, "  %s\n", describeOp(op))
 		}
 	}
