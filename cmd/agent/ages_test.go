@@ -8,6 +8,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/raftctl"
 )
 
 // fakeClock is a clock whose wall and monotonic readings tests move
@@ -271,5 +272,22 @@ func TestVoterStabilisationIsMeasuredOnTheMonotonicClock(t *testing.T) {
 	clk.Advance(time.Second)
 	if got := a.stableFor("s1", true); got != 0 {
 		t.Fatalf("healthy again: stable for %s, want a fresh start", got)
+	}
+}
+
+func TestAServerRemovedAndAddedBackIsStableAgainOnlyAfterTheStabilisationTime(t *testing.T) {
+	clk := newFakeClock()
+	a := &Agent{clock: clk}
+	a.stableFor("s1", true)
+	a.stableFor("s2", true)
+	clk.Advance(time.Minute)
+	// s1 is removed from the configuration (failed while cut off): the
+	// leader never sees it unhealthy, it simply is not listed any more.
+	a.forgetStability([]raftctl.Server{{ID: "s2"}})
+	if got := a.stableFor("s2", true); got != time.Minute {
+		t.Fatalf("s2, still configured, stable for %s, want 1m", got)
+	}
+	if got := a.stableFor("s1", true); got != 0 {
+		t.Fatalf("s1 added back after its removal is stable for %s at once, want a fresh start", got)
 	}
 }

@@ -430,6 +430,7 @@ func (a *Agent) reconcileVoters() error {
 		h.StableFor = a.stableFor(s.ID, h.Healthy)
 		health = append(health, h)
 	}
+	a.forgetStability(servers)
 	promote, demote := raftctl.PlanVoters(health, a.cfg.Voters, voterStableFor)
 	for _, id := range promote {
 		if err := a.raft.Promote(id); err != nil {
@@ -484,6 +485,24 @@ func (a *Agent) stableFor(raftID string, ok bool) time.Duration {
 		a.stable[raftID] = now
 	}
 	return now - since
+}
+
+// forgetStability drops the stability of servers no longer in the
+// configuration: a server removed while failed (cut off, paused) must be
+// stable for voterStableFor again after it is added back, not be promoted
+// on the strength of the time before its failure.
+func (a *Agent) forgetStability(servers []raftctl.Server) {
+	inConfig := make(map[string]bool, len(servers))
+	for _, s := range servers {
+		inConfig[s.ID] = true
+	}
+	a.stableMu.Lock()
+	defer a.stableMu.Unlock()
+	for id := range a.stable {
+		if !inConfig[id] {
+			delete(a.stable, id)
+		}
+	}
 }
 
 // peerCaughtUp asks a non-voter, over its raft port, how far it has
