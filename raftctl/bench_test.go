@@ -59,3 +59,36 @@ func BenchmarkApply(b *testing.B) {
 	b.ReportMetric(float64(pct(0.50).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(pct(0.99).Microseconds()), "p99-µs")
 }
+
+// BenchmarkPing measures one ping between two nodes on loopback, a new
+// connection each (as the agents' probes do), with and without the
+// cluster-key handshake that authenticates every connection on the raft
+// port.
+//
+//	go test -run '^$' -bench Ping ./raftctl
+func BenchmarkPing(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		secrets func() [][]byte
+	}{
+		{"cluster key", secrets(testSecret)},
+		{"no key", nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var nodes []*Node
+			for _, id := range []string{"a", "b"} {
+				cfg := testConfig(id, "")
+				cfg.InMemory = true
+				cfg.ClusterSecrets = tc.secrets
+				nodes = append(nodes, startNode(b, cfg))
+			}
+			ctx := ctxTimeout(b, time.Minute)
+			b.ResetTimer()
+			for range b.N {
+				if err := nodes[0].Ping(ctx, nodes[1].Addr()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
