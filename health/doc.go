@@ -13,5 +13,5 @@
 //     Clock, and stops everything it started on Close.
 //
 // health imports nothing else from Steward: gossip events and cluster sizes
-// arrive as plain values and the agent (cmd/agent) adapts them.
+// arrive as plain values and the agent (package agent) adapts them.
 package health

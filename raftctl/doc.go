@@ -2,7 +2,7 @@
 // raft-boltdb for the log and stable store, a file snapshot store, a TCP
 // transport (optionally mutual TLS), and a finite state machine over failover.Cluster.
 //
-// The package knows nothing about gossip or HTTP; the agent (cmd/agent)
+// The package knows nothing about gossip or HTTP; the agent (package agent)
 // drives it:
 //
 //   - Start: New opens DataDir/raft and listens. If HasState is true the node

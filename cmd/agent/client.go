@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/steward-dev/steward/agent"
 	"github.com/steward-dev/steward/gossip"
 )
 
@@ -30,7 +31,7 @@ type clientFlags struct {
 // register declares the client flags on fs, with their environment
 // defaults.
 func (cf *clientFlags) register(fs *flag.FlagSet) {
-	cf.httpAddr = DefaultConfig().HTTPAddr
+	cf.httpAddr = agent.DefaultConfig().HTTPAddr
 	if v := os.Getenv("STEWARD_HTTP_ADDR"); v != "" {
 		cf.httpAddr = v
 	}
@@ -120,7 +121,7 @@ func (cf clientFlags) do(method, path string, body []byte, out any, timeout time
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
-		var e apiError
+		var e agent.APIError
 		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
 			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
 		}
@@ -152,7 +153,7 @@ func cmdLeave(args []string, stdout, stderr io.Writer) error {
 	if force {
 		path += "?force=true"
 	}
-	var p leaveProgress
+	var p agent.LeaveProgress
 	if err := cf.post(path, map[string]bool{}, &p); err != nil {
 		return err
 	}
@@ -164,10 +165,10 @@ func cmdLeave(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stdout, line)
 			last = line
 		}
-		if p.Phase == leaveDone {
+		if p.Phase == agent.LeaveDone {
 			break
 		}
-		if p.Phase == leaveFailed {
+		if p.Phase == agent.LeaveFailed {
 			return fmt.Errorf("leave failed: %s", p.Error)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -215,7 +216,7 @@ func cmdForceLeave(args []string, stdout, stderr io.Writer) error {
 	if node == "" {
 		return usagef("force-leave: name the node (agent force-leave NODE [flags])")
 	}
-	var out forgetOutcome
+	var out agent.ForgetOutcome
 	raw, err := cf.do(http.MethodPost, "/v1/members/"+url.PathEscape(node)+"/force-leave", []byte("{}"), &out, 60*time.Second)
 	if err != nil {
 		return err
@@ -252,7 +253,7 @@ func show(name, path string, args []string, stdout, stderr io.Writer, out any) (
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	var st statusResponse
+	var st agent.Status
 	if done, err := show("status", "/v1/status", args, stdout, stderr, &st); done || err != nil {
 		return err
 	}
@@ -285,7 +286,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 
 func cmdMembers(args []string, stdout, stderr io.Writer) error {
 	var resp struct {
-		Members []memberView `json:"members"`
+		Members []agent.MemberView `json:"members"`
 	}
 	if done, err := show("members", "/v1/members", args, stdout, stderr, &resp); done || err != nil {
 		return err
@@ -300,7 +301,7 @@ func cmdMembers(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdPartitions(args []string, stdout, stderr io.Writer) error {
-	var resp partitionsResponse
+	var resp agent.PartitionsView
 	if done, err := show("partitions", "/v1/partitions", args, stdout, stderr, &resp); done || err != nil {
 		return err
 	}

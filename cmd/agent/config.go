@@ -3,187 +3,18 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/url"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
-	"unicode"
+
+	"github.com/steward-dev/steward/agent"
 )
 
-// Config is everything `agent run` can be told. Each field is a flag
-// (-node-id), a key of the JSON config file ("node_id") and an environment
-// variable (STEWARD_NODE_ID). Precedence: defaults < file < environment <
-// flags, merged in one place (loadConfig).
-type Config struct {
-	// NodeID is this node's stable logical ID. It names the node in the
-	// API, the webhooks and the CLI, and survives restarts and rejoins.
-	NodeID string `json:"node_id"`
-	// DataDir holds raft's log and snapshots and the agent's own state.
-	// Restarting with the same data dir resumes; an empty one is a fresh
-	// incarnation of the node.
-	DataDir string `json:"data_dir"`
-	// Bind is the IP address gossip and raft listen on and advertise.
-	Bind string `json:"bind"`
-	// GossipPort is memberlist's TCP and UDP port; 0 picks a free one.
-	GossipPort int `json:"gossip_port"`
-	// RaftPort is raft's TCP port; it also carries followers' forwarded
-	// writes and the agents' probes of each other. 0 picks a free one.
-	RaftPort int `json:"raft_port"`
-	// HTTPAddr is host:port of the agent's HTTP API. It binds 127.0.0.1
-	// by default: the API is for the app and operators on this machine;
-	// agents talk to each other over the raft port.
-	HTTPAddr string `json:"http_addr"`
-	// Join lists host:port gossip addresses of any members to join at start.
-	Join []string `json:"join"`
-	// JoinTimeout bounds how long -join keeps retrying before the agent
-	// gives up and exits with an error.
-	JoinTimeout Duration `json:"join_timeout"`
-	// BootstrapExpect: this many agents form the first cluster once they see
-	// each other in gossip. 0 means this agent never bootstraps a cluster
-	// and waits to be added to an existing one.
-	BootstrapExpect int `json:"bootstrap_expect"`
-	// Partitions is how many partitions the cluster has (set at bootstrap).
-	Partitions int `json:"partitions"`
-	// ReplicationFactor is the number of copies of each partition, primary
-	// included (set at bootstrap).
-	ReplicationFactor int `json:"replication_factor"`
-	// WebhookURL is the app's endpoint for partition events; empty means no
-	// app is attached and copies complete at once.
-	WebhookURL string `json:"webhook_url"`
-	// AppHealthURL is probed to decide whether the co-located app is healthy.
-	AppHealthURL string `json:"app_health_url"`
-	// AppAddr is the app's data address, given to peers that copy from it.
-	AppAddr string `json:"app_addr"`
-	// Zone is this node's failure domain; copies of a partition are spread
-	// over zones.
-	Zone string `json:"zone"`
-	// Weight is this node's relative capacity (partitions are spread in
-	// proportion to it).
-	Weight int `json:"weight"`
-	// Voters is the target number of raft voters (odd). With fewer agents,
-	// the largest odd number not above their count.
-	Voters int `json:"voters"`
-	// FailureThreshold is how many consecutive failed probes make a node
-	// failed.
-	FailureThreshold int `json:"failure_threshold"`
-	// ProbeInterval is the time between probes of a suspect node; 0 takes
-	// the profile's default.
-	ProbeInterval Duration `json:"probe_interval"`
-	// MaxFailed: when more members than this are failed at once, automatic
-	// removals freeze (it is more likely a network fault than deaths).
-	// 0 means a third of the cluster, rounded up.
-	MaxFailed int `json:"max_failed"`
-	// MaxMigrationsPerNode bounds the copies in flight one node takes part in.
-	MaxMigrationsPerNode int `json:"max_migrations_per_node"`
-	// MaxMigrations bounds the copies in flight in the whole cluster.
-	MaxMigrations int `json:"max_migrations"`
-	// MigrationTimeout: a copy not acknowledged within it is re-planned.
-	MigrationTimeout Duration `json:"migration_timeout"`
-	// ReplaceDelay is how long to wait before re-creating the copies of a
-	// failed node elsewhere (a node back in time resyncs instead).
-	// Promotions never wait.
-	ReplaceDelay Duration `json:"replace_delay"`
-	// ReapAfter is how long a member may stay failed or departed before the
-	// leader forgets it (agent force-leave does it at once). Measured on the
-	// leader's monotonic clock from when it saw the status change; an agent
-	// that restarts begins counting again.
-	ReapAfter Duration `json:"reap_after"`
-	// Profile selects gossip and probe timings: local, lan or wan.
-	Profile string `json:"profile"`
-	// Encrypt is the base64 gossip encryption key (agent keygen makes one).
-	Encrypt string `json:"encrypt"`
-	// Insecure runs gossip without encryption. Without it, an agent with no
-	// key refuses to start.
-	Insecure bool `json:"insecure"`
-	// TLSCert, TLSKey and TLSCA turn on mutual TLS for raft traffic between
-	// agents: this node's certificate and key, and the CA that signs every
-	// node's certificate. Give all three or none.
-	TLSCert string `json:"tls_cert"`
-	TLSKey  string `json:"tls_key"`
-	TLSCA   string `json:"tls_ca"`
-	// APIToken, when set, is required as "Authorization: Bearer <token>" on
-	// mutating API calls (and the keyring listing).
-	APIToken string `json:"api_token"`
-	// APITokenFile names a file holding the API token (first line), so that
-	// the token need not appear in a process listing or unit file.
-	APITokenFile string `json:"api_token_file"`
-	// WebhookSecret signs webhooks ("whsec_" + base64). When empty, one is
-	// generated and kept in the data dir (mode 0600).
-	WebhookSecret string `json:"webhook_secret"`
-	// WebhookAllowRemote allows a webhook URL off the loopback range. The
-	// app is co-located by design; a remote URL is usually a mistake that
-	// would send partition assignments across the network.
-	WebhookAllowRemote bool `json:"webhook_allow_remote"`
-	// LeaveTimeout bounds a graceful leave.
-	LeaveTimeout Duration `json:"leave_timeout"`
-	// LogLevel is trace, debug, info, warn or error.
-	LogLevel string `json:"log_level"`
-	// LogJSON writes logs as JSON lines.
-	LogJSON bool `json:"log_json"`
-}
-
-// DefaultConfig returns the settings an agent runs with when nothing else is
-// given.
-func DefaultConfig() Config {
-	return Config{
-		Bind:                 "127.0.0.1",
-		GossipPort:           7946,
-		RaftPort:             7947,
-		HTTPAddr:             "127.0.0.1:7948",
-		JoinTimeout:          Duration(60 * time.Second),
-		Partitions:           256,
-		ReplicationFactor:    3,
-		Voters:               5,
-		FailureThreshold:     3,
-		MaxMigrationsPerNode: 2,
-		MaxMigrations:        32,
-		MigrationTimeout:     Duration(10 * time.Minute),
-		ReapAfter:            Duration(72 * time.Hour),
-		Profile:              "lan",
-		LeaveTimeout:         Duration(30 * time.Second),
-		LogLevel:             "info",
-		Weight:               1,
-	}
-}
-
-// Duration is a time.Duration that reads and writes as "1.5s" in JSON.
-type Duration time.Duration
-
-// D returns the value as a time.Duration.
-func (d Duration) D() time.Duration { return time.Duration(d) }
-
-func (d Duration) String() string { return time.Duration(d).String() }
-
-// Set parses a flag value.
-func (d *Duration) Set(s string) error {
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("not a duration (like 500ms or 2s): %q", s)
-	}
-	if v < 0 {
-		return fmt.Errorf("must not be negative: %q", s)
-	}
-	*d = Duration(v)
-	return nil
-}
-
-// MarshalJSON writes the duration as a string.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
-
-// UnmarshalJSON reads a duration string.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("must be a string like \"2s\"")
-	}
-	return d.Set(s)
-}
+// This file reads `agent run`'s settings: defaults, then the JSON config
+// file, then the environment, then flags, merged in one place (loadConfig)
+// into an agent.Config.
 
 // stringList is a repeatable flag; a comma-separated value adds several.
 type stringList []string
@@ -208,7 +39,7 @@ type flagSpec struct {
 }
 
 // runFlags declares every `agent run` flag over cfg.
-func runFlags(cfg *Config) []flagSpec {
+func runFlags(cfg *agent.Config) []flagSpec {
 	return []flagSpec{
 		{"node-id", "stable logical ID of this node (required)", (*stringValue)(&cfg.NodeID)},
 		{"data-dir", "directory for raft state and the agent's own state (required)", (*stringValue)(&cfg.DataDir)},
@@ -295,10 +126,10 @@ func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(f
 
 // loadConfig merges defaults < config file < environment < flags for
 // `agent run`, then validates. getenv is os.Getenv outside tests.
-func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, error) {
+func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (agent.Config, error) {
 	// First pass: flags into a scratch config, to learn -config and which
 	// flags were given. Values are applied in precedence order below.
-	scratch := DefaultConfig()
+	scratch := agent.DefaultConfig()
 	var configPath string
 	specs := runFlags(&scratch)
 	for _, s := range specs {
@@ -306,10 +137,10 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 	}
 	fs.StringVar(&configPath, "config", "", "JSON config file (keys are flag names with underscores)")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return agent.Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
+		return agent.Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
 	}
 	given := map[string]string{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = f.Value.String() })
@@ -317,10 +148,10 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 		configPath = getenv("STEWARD_CONFIG")
 	}
 
-	cfg := DefaultConfig()
+	cfg := agent.DefaultConfig()
 	if configPath != "" {
 		if err := readConfigFile(configPath, &cfg); err != nil {
-			return Config{}, err
+			return agent.Config{}, err
 		}
 	}
 	final := runFlags(&cfg)
@@ -333,7 +164,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 			cfg.Join = nil
 		}
 		if err := s.value.Set(v); err != nil {
-			return Config{}, usagef("%s: %v", envName(s.name), err)
+			return agent.Config{}, usagef("%s: %v", envName(s.name), err)
 		}
 	}
 	for _, s := range final {
@@ -345,16 +176,13 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (Co
 			continue
 		}
 		if err := s.value.Set(given[s.name]); err != nil {
-			return Config{}, usagef("-%s: %v", s.name, err)
+			return agent.Config{}, usagef("-%s: %v", s.name, err)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.resolveSecrets()
+	return cfg, cfg.Validate()
 }
 
-func readConfigFile(path string, cfg *Config) error {
+func readConfigFile(path string, cfg *agent.Config) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return usagef("-config: %v", err)
@@ -366,180 +194,6 @@ func readConfigFile(path string, cfg *Config) error {
 	}
 	if dec.More() {
 		return usagef("-config %s: trailing data after the JSON object", path)
-	}
-	return nil
-}
-
-// keyringFileName is the gossip keyring kept in the data dir once a key
-// was given; it then takes precedence over -encrypt, so that a rotated
-// keyring survives restarts.
-const keyringFileName = "gossip-keyring.json"
-
-func countSet(values ...string) int {
-	n := 0
-	for _, v := range values {
-		if v != "" {
-			n++
-		}
-	}
-	return n
-}
-
-// isLoopbackHost reports whether host is localhost or a loopback IP.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// resolveSecrets reads the API token file, if one is given.
-func (c *Config) resolveSecrets() error {
-	if c.APITokenFile == "" {
-		return nil
-	}
-	b, err := os.ReadFile(c.APITokenFile)
-	if err != nil {
-		return usagef("-api-token-file: %v", err)
-	}
-	tok := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
-	if tok == "" {
-		return usagef("-api-token-file: %s is empty", c.APITokenFile)
-	}
-	c.APIToken = tok
-	return nil
-}
-
-// validNodeID checks the form of NodeID: 1 to 64 printable characters
-// without spaces or slashes.
-func (c Config) validNodeID() error {
-	ok := c.NodeID != "" && len(c.NodeID) <= 64 && !strings.ContainsAny(c.NodeID, " \t\n/\\")
-	for _, r := range c.NodeID {
-		ok = ok && unicode.IsPrint(r)
-	}
-	if !ok {
-		return usagef("-node-id: %q must be 1 to 64 printable characters without spaces or slashes", c.NodeID)
-	}
-	return nil
-}
-
-// Validate checks every setting and names the flag of the first bad one.
-func (c Config) Validate() error {
-	if c.NodeID == "" {
-		return usagef("-node-id: required")
-	}
-	if err := c.validNodeID(); err != nil {
-		return err
-	}
-	if c.DataDir == "" {
-		return usagef("-data-dir: required")
-	}
-	if ip := net.ParseIP(c.Bind); ip == nil {
-		return usagef("-bind: %q is not an IP address", c.Bind)
-	} else if ip.IsUnspecified() {
-		return usagef("-bind: %q cannot be advertised to peers; give this machine's address", c.Bind)
-	}
-	for _, p := range []struct {
-		name string
-		v    int
-	}{{"gossip-port", c.GossipPort}, {"raft-port", c.RaftPort}} {
-		if p.v < 0 || p.v > 65535 {
-			return usagef("-%s: %d is not a port (0-65535)", p.name, p.v)
-		}
-	}
-	if c.GossipPort != 0 && c.GossipPort == c.RaftPort {
-		return usagef("-raft-port: %d is also the gossip port", c.RaftPort)
-	}
-	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return usagef("-http-addr: %q is not host:port", c.HTTPAddr)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return usagef("-http-addr: %q has no valid port", c.HTTPAddr)
-	}
-	for _, j := range c.Join {
-		if _, _, err := net.SplitHostPort(j); err != nil {
-			return usagef("-join: %q is not host:port", j)
-		}
-	}
-	if c.BootstrapExpect < 0 {
-		return usagef("-bootstrap-expect: must not be negative")
-	}
-	if c.Partitions < 1 || c.Partitions > 65536 {
-		return usagef("-partitions: %d is not between 1 and 65536", c.Partitions)
-	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
-		return usagef("-replication-factor: %d is not between 1 and 7", c.ReplicationFactor)
-	}
-	if c.Voters < 1 || c.Voters%2 == 0 {
-		return usagef("-voters: %d must be odd and at least 1", c.Voters)
-	}
-	if c.FailureThreshold < 1 {
-		return usagef("-failure-threshold: must be at least 1")
-	}
-	if c.MaxFailed < 0 {
-		return usagef("-max-failed: must not be negative")
-	}
-	if c.MaxMigrationsPerNode < 1 {
-		return usagef("-max-migrations-per-node: must be at least 1")
-	}
-	if c.MaxMigrations < 1 {
-		return usagef("-max-migrations: must be at least 1")
-	}
-	if c.ReapAfter <= 0 {
-		return usagef("-reap-after: must be positive (failed members are forgotten after it)")
-	}
-	if c.ReapAfter <= c.ReplaceDelay {
-		return usagef("-reap-after: %s must be longer than -replace-delay %s (a member is not forgotten while its copies wait for it)", c.ReapAfter, c.ReplaceDelay)
-	}
-	if c.ProbeInterval != 0 && c.ProbeInterval.D() < 10*time.Millisecond {
-		return usagef("-probe-interval: %s is too short (at least 10ms)", c.ProbeInterval)
-	}
-	if c.Weight < 1 || c.Weight > 1000 {
-		return usagef("-weight: %d is not between 1 and 1000", c.Weight)
-	}
-	switch c.Profile {
-	case "local", "lan", "wan":
-	default:
-		return usagef("-profile: %q is not local, lan or wan", c.Profile)
-	}
-	for _, u := range []struct{ name, v string }{{"webhook-url", c.WebhookURL}, {"app-health-url", c.AppHealthURL}} {
-		if u.v == "" {
-			continue
-		}
-		parsed, err := url.Parse(u.v)
-		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			return usagef("-%s: %q must be an http:// or https:// URL", u.name, u.v)
-		}
-		if !c.WebhookAllowRemote && !isLoopbackHost(parsed.Hostname()) {
-			return usagef("-%s: %q is not on this machine (loopback); the app is co-located, or pass -webhook-allow-remote", u.name, u.v)
-		}
-	}
-	if c.WebhookURL != "" && c.AppAddr == "" {
-		return usagef("-app-addr: required with -webhook-url (peers copy partitions from the app at this address)")
-	}
-	if c.AppAddr != "" {
-		if _, _, err := net.SplitHostPort(c.AppAddr); err != nil {
-			return usagef("-app-addr: %q is not host:port", c.AppAddr)
-		}
-	}
-	if c.APIToken != "" && c.APITokenFile != "" {
-		return usagef("-api-token-file: cannot be combined with -api-token")
-	}
-	if c.Encrypt != "" && c.Insecure {
-		return usagef("-insecure: cannot be combined with -encrypt")
-	}
-	if c.Encrypt == "" && !c.Insecure {
-		if _, err := os.Stat(filepath.Join(c.DataDir, keyringFileName)); err != nil {
-			return usagef("-encrypt: gossip needs an encryption key; make one with 'agent keygen' and pass it to every agent, or run with -insecure")
-		}
-	}
-	if n := countSet(c.TLSCert, c.TLSKey, c.TLSCA); n != 0 && n != 3 {
-		return usagef("-tls-cert, -tls-key and -tls-ca: give all three or none")
-	}
-	switch strings.ToLower(c.LogLevel) {
-	case "trace", "debug", "info", "warn", "error":
-	default:
-		return usagef("-log-level: %q is not trace, debug, info, warn or error", c.LogLevel)
 	}
 	return nil
 }

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/agent"
 )
 
-func parseRun(t *testing.T, args []string, env map[string]string) (Config, error) {
+func parseRun(t *testing.T, args []string, env map[string]string) (agent.Config, error) {
 	t.Helper()
 	fs := flag.NewFlagSet("agent run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -82,7 +84,6 @@ func TestBadSettingsNameTheFlag(t *testing.T) {
 		"webhook not a url":  {append(minimal, "-webhook-url", "localhost/x"), nil, "-webhook-url"},
 		"stray argument":     {append(minimal, "extra"), nil, "unexpected argument"},
 		"remote webhook":     {append(minimal, "-webhook-url", "http://10.1.2.3/hook"), nil, "-webhook-allow-remote"},
-		"missing token file": {append(minimal, "-api-token-file", "/nonexistent/token"), nil, "-api-token-file"},
 		"unknown file field": {[]string{"-config", writeTemp(t, `{"node_idd":"x"}`)}, nil, "node_idd"},
 		"reap never":         {append(minimal, "-reap-after", "0s"), nil, "-reap-after"},
 		"reap before delay":  {append(minimal, "-reap-after", "1m", "-replace-delay", "1m"), nil, "-replace-delay"},
@@ -146,7 +147,7 @@ func TestForceLeaveWithoutANodeIsAUsageError(t *testing.T) {
 
 func TestVersionAndKeygen(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if realMain([]string{"version"}, &stdout, &stderr) != 0 || !strings.Contains(stdout.String(), Version) {
+	if realMain([]string{"version"}, &stdout, &stderr) != 0 || !strings.Contains(stdout.String(), agent.Version) {
 		t.Fatalf("version: %q", stdout.String())
 	}
 	stdout.Reset()
@@ -164,13 +165,14 @@ func TestRemoteWebhookIsAllowedOnlyWhenAsked(t *testing.T) {
 	}
 }
 
-func TestAPITokenFromFile(t *testing.T) {
-	cfg, err := parseRun(t, append(minimal, "-api-token-file", writeTemp(t, "tok3n\nrest")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cfg.APIToken != "tok3n" {
-		t.Fatalf("token %q", cfg.APIToken)
+// -api-token-file is read by the agent: a file that cannot be read stops
+// `agent run` with status 2 and one line naming the flag. (A token file that
+// works is tested in package agent.)
+func TestAnUnreadableTokenFileIsAUsageError(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := realMain([]string{"run", "-node-id", "a", "-data-dir", t.TempDir(), "-insecure", "-api-token-file", "/nonexistent/token"}, &stdout, &stderr)
+	if code != 2 || !strings.Contains(stderr.String(), "-api-token-file") {
+		t.Fatalf("exit %d, stderr %q: want 2 and a line naming -api-token-file", code, stderr.String())
 	}
 }
 
@@ -206,7 +208,7 @@ func TestExampleConfigsAreValid(t *testing.T) {
 		if strings.Contains(f, "grafana") {
 			continue
 		}
-		cfg := DefaultConfig()
+		cfg := agent.DefaultConfig()
 		if err := readConfigFile(f, &cfg); err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/steward-dev/steward/agent"
 	"github.com/steward-dev/steward/hooks"
 )
 
@@ -318,7 +319,7 @@ func (d *demo) poll(ctx context.Context, what string, cond func() error) error {
 func (d *demo) waitLeader(ctx context.Context, nodes []*demoNode) (string, error) {
 	var leader string
 	err := d.poll(ctx, "waiting for a leader", func() error {
-		var st statusResponse
+		var st agent.Status
 		if err := d.getJSON(nodes[0], "/v1/status", &st); err != nil {
 			return err
 		}
@@ -333,7 +334,7 @@ func (d *demo) waitLeader(ctx context.Context, nodes []*demoNode) (string, error
 
 func (d *demo) waitSettled(ctx context.Context, nodes []*demoNode) error {
 	return d.poll(ctx, "waiting for the table to settle", func() error {
-		var pt partitionsResponse
+		var pt agent.PartitionsView
 		if err := d.getJSON(nodes[0], "/v1/partitions", &pt); err != nil {
 			return err
 		}
@@ -357,7 +358,7 @@ func (d *demo) waitSettled(ctx context.Context, nodes []*demoNode) error {
 
 func (d *demo) waitStatus(ctx context.Context, via *demoNode, id, status string) error {
 	return d.poll(ctx, "waiting for "+id+" to be "+status, func() error {
-		var ms struct{ Members []memberView }
+		var ms struct{ Members []agent.MemberView }
 		if err := d.getJSON(via, "/v1/members", &ms); err != nil {
 			return err
 		}
@@ -371,7 +372,7 @@ func (d *demo) waitStatus(ctx context.Context, via *demoNode, id, status string)
 }
 
 func (d *demo) mostPrimaries(leader string) *demoNode {
-	var ms struct{ Members []memberView }
+	var ms struct{ Members []agent.MemberView }
 	_ = d.getJSON(d.nodes[0], "/v1/members", &ms)
 	best, most := d.nodes[1], -1
 	for _, m := range ms.Members {
@@ -385,7 +386,7 @@ func (d *demo) mostPrimaries(leader string) *demoNode {
 }
 
 func (d *demo) printMembers() {
-	var ms struct{ Members []memberView }
+	var ms struct{ Members []agent.MemberView }
 	if err := d.getJSON(d.without(nil)[0], "/v1/members", &ms); err != nil {
 		return
 	}
@@ -400,7 +401,7 @@ func (d *demo) printMembers() {
 func (d *demo) printEvents(nodes []*demoNode, n int) {
 	for _, node := range nodes {
 		var ev struct {
-			Events []eventRecord `json:"events"`
+			Events []agent.Event `json:"events"`
 		}
 		if d.getJSON(node, "/v1/events", &ev) != nil || len(ev.Events) == 0 {
 			continue

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 
-	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/agent"
 )
 
 // Gossip key rotation without downtime, one agent at a time (the operator
@@ -24,88 +20,6 @@ import (
 // Every change is saved to the keyring file in the data dir, so it
 // survives restarts. Keys never leave the agent through the API: listing
 // shows fingerprints.
-
-// clusterSecrets are what the raft port's cluster key derives from
-// (raftctl.Config.ClusterSecrets): the gossip keyring as it is now, primary
-// first, so that a rotation carries the raft port along; without gossip
-// encryption, the API token; with neither, nothing (no authentication).
-func (a *Agent) clusterSecrets() [][]byte {
-	if g := a.liveKeys.Load(); g != nil {
-		if keys, err := g.ListKeys(); err == nil {
-			return keys
-		}
-	}
-	if len(a.startKeys) > 0 {
-		return a.startKeys
-	}
-	if a.cfg.APIToken != "" {
-		return [][]byte{[]byte(a.cfg.APIToken)}
-	}
-	return nil
-}
-
-// keyFingerprint names a key without revealing it: the first 8 bytes of
-// its SHA-256, in hex.
-func keyFingerprint(key []byte) string {
-	sum := sha256.Sum256(key)
-	return hex.EncodeToString(sum[:8])
-}
-
-// keyringView is GET /v1/keyring.
-type keyringView struct {
-	// Keys are fingerprints, primary first.
-	Keys []string `json:"keys"`
-}
-
-func (a *Agent) handleKeyringList(w http.ResponseWriter, r *http.Request) {
-	keys, err := a.gossip.ListKeys()
-	if err != nil {
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	out := keyringView{Keys: []string{}}
-	for _, k := range keys {
-		out.Keys = append(out.Keys, keyFingerprint(k))
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
-// handleKeyringChange is POST /v1/keyring with {"op": "install"|"use"|
-// "remove", "key": "<base64>"}.
-func (a *Agent) handleKeyringChange(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		Op  string `json:"op"`
-		Key string `json:"key"`
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		writeError(w, http.StatusBadRequest, `body must be {"op": "install"|"use"|"remove", "key": "<base64 key>"}`)
-		return
-	}
-	key, err := gossip.ParseKey(body.Key)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	switch body.Op {
-	case "install":
-		err = a.gossip.InstallKey(key)
-	case "use":
-		err = a.gossip.UseKey(key)
-	case "remove":
-		err = a.gossip.RemoveKey(key)
-	default:
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("op %q is not install, use or remove", body.Op))
-		return
-	}
-	if err != nil {
-		writeError(w, http.StatusConflict, err.Error())
-		return
-	}
-	a.log.Warn("gossip keyring changed", "op", body.Op, "key", keyFingerprint(key))
-	a.handleKeyringList(w, r)
-}
 
 // cmdKeyring is `agent keyring -list | -install KEY | -use KEY | -remove KEY`.
 func cmdKeyring(args []string, stdout, stderr io.Writer) error {
@@ -138,7 +52,7 @@ func cmdKeyring(args []string, stdout, stderr io.Writer) error {
 			op, key = o, k
 		}
 	}
-	var view keyringView
+	var view agent.KeyringView
 	switch {
 	case op != "" && *list:
 		return usagef("keyring: give one of -list, -install, -use, -remove")

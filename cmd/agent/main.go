@@ -4,6 +4,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/steward-dev/steward/agent"
 )
 
 const usageText = `Usage: agent <command> [flags]
@@ -75,7 +77,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "keygen":
 		err = cmdKeygen(rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "steward agent %s\n", Version)
+		fmt.Fprintf(stdout, "steward agent %s\n", agent.Version)
 		return 0
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
@@ -90,6 +92,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 // exitStatus prints err, if any, as one line and maps it to an exit status.
 func exitStatus(err error, stderr io.Writer) int {
 	var ue *usageError
+	var ce *agent.ConfigError
 	switch {
 	case err == nil:
 		return 0
@@ -97,6 +100,9 @@ func exitStatus(err error, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "agent: %s\n", ue.msg)
+		return 2
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "agent: %s\n", ce.Msg)
 		return 2
 	case isFlagError(err):
 		return 2 // the flag package already printed the error and usage
@@ -122,7 +128,7 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-func newLogger(cfg Config, out io.Writer) hclog.Logger {
+func newLogger(cfg agent.Config, out io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:       "steward",
 		Level:      hclog.LevelFromString(cfg.LogLevel),
@@ -136,7 +142,7 @@ func newLogger(cfg Config, out io.Writer) hclog.Logger {
 // -leave-timeout and exits 0; a second signal exits at once.
 func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	fs := newFlagSet(map[bool]string{false: "run", true: "dev"}[dev], stderr)
-	var cfg Config
+	var cfg agent.Config
 	var err error
 	if dev {
 		cfg, err = devConfig(fs, args)
@@ -148,44 +154,45 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 			return err
 		}
 		var ue *usageError
-		if errors.As(err, &ue) {
+		var ce *agent.ConfigError
+		if errors.As(err, &ue) || errors.As(err, &ce) {
 			return err
 		}
 		return flagParseError{err}
 	}
 	logger := newLogger(cfg, stderr)
-	agent, err := NewAgent(cfg, logger)
+	a, err := agent.New(cfg, logger)
 	if err != nil {
 		return err
 	}
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(signals)
-	if err := agent.Start(); err != nil {
+	if err := a.Start(); err != nil {
 		return err
 	}
 	if dev {
-		fmt.Fprintf(stderr, "agent dev: node %q, data dir %s, API http://%s\n", cfg.NodeID, cfg.DataDir, agent.HTTPAddr())
+		fmt.Fprintf(stderr, "agent dev: node %q, data dir %s, API http://%s\n", cfg.NodeID, cfg.DataDir, a.HTTPAddr())
 	}
 	force := false
 	select {
 	case sig := <-signals:
 		logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
-	case force = <-agent.LeaveRequests():
+	case force = <-a.LeaveRequests():
 		logger.Info("leave requested through the API", "force", force, "leave_timeout", cfg.LeaveTimeout.String())
 	}
 	done := make(chan error, 1)
 	go func() {
-		err := agent.Leave(force)
+		err := a.Leave(context.Background(), force)
 		switch {
-		case errors.Is(err, errLeaveRefused):
+		case errors.Is(err, agent.ErrLeaveRefused):
 			// A refused leave (last copy, quorum) still stops the process:
 			// the node stays a member and comes back as a restart.
 			logger.Warn("stopping without leaving the cluster", "reason", err)
 		case err != nil:
 			logger.Error("leaving the cluster", "error", err)
 		}
-		done <- agent.Shutdown()
+		done <- a.Shutdown()
 	}()
 	select {
 	case err := <-done:
@@ -204,8 +211,8 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 
 // devConfig is `agent dev`: one agent, a temporary data dir, a fresh gossip
 // key, free gossip and raft ports, the API on its usual address.
-func devConfig(fs *flag.FlagSet, args []string) (Config, error) {
-	cfg := DefaultConfig()
+func devConfig(fs *flag.FlagSet, args []string) (agent.Config, error) {
+	cfg := agent.DefaultConfig()
 	cfg.NodeID = "dev"
 	cfg.BootstrapExpect = 1
 	cfg.GossipPort = 0
@@ -217,19 +224,19 @@ func devConfig(fs *flag.FlagSet, args []string) (Config, error) {
 	fs.StringVar(&cfg.AppAddr, "app-addr", "", "the app's data address (required with -webhook-url)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return agent.Config{}, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
+		return agent.Config{}, usagef("unexpected argument %q (flags only)", fs.Arg(0))
 	}
 	dir, err := os.MkdirTemp("", "steward-dev-")
 	if err != nil {
-		return Config{}, err
+		return agent.Config{}, err
 	}
 	cfg.DataDir = dir
 	key, err := newGossipKey()
 	if err != nil {
-		return Config{}, err
+		return agent.Config{}, err
 	}
 	cfg.Encrypt = key
 	return cfg, cfg.Validate()

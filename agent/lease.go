@@ -1,0 +1,222 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// This file is the agent's side of primary leases (the leader's
+// bookkeeping and the safety argument are in lease_ledger.go): every agent
+// renews its lease with the leader, serves it to its app on GET /v1/lease,
+// and counts the time since the leader last answered as the age of its
+// view of the cluster; the leader confirms its leadership and grants.
+
+// heldLease is the last grant this agent received.
+type heldLease struct {
+	mu sync.Mutex
+	// sentAt is when the request of the current grant left (monotonic):
+	// the grant runs from it.
+	sentAt time.Time
+	grant  raftctl.LeaseGrant
+}
+
+// leaseView is the lease as of one instant.
+type leaseView struct {
+	// Remaining is how long the lease still runs; 0 when it has run out.
+	Remaining time.Duration
+	// Primaries are the partitions (with epochs) the app may serve as
+	// primary while Remaining lasts; empty when it has run out.
+	Primaries map[int]uint64
+	// ContactAge is how long ago the leader last granted (-1: never).
+	ContactAge time.Duration
+}
+
+func (h *heldLease) set(sentAt time.Time, g raftctl.LeaseGrant) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sentAt.Before(h.sentAt) {
+		return // an answer overtaken by a later one
+	}
+	h.sentAt, h.grant = sentAt, g
+}
+
+func (h *heldLease) view(now time.Time) leaseView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := leaseView{ContactAge: -1, Primaries: map[int]uint64{}}
+	if h.sentAt.IsZero() {
+		return v
+	}
+	v.ContactAge = now.Sub(h.sentAt)
+	if rem := h.sentAt.Add(h.grant.Duration).Sub(now); rem > 0 {
+		v.Remaining = rem
+		for p, e := range h.grant.Primaries {
+			v.Primaries[p] = e
+		}
+	}
+	return v
+}
+
+// leaseLoop renews this agent's lease every Renew, whoever leads.
+func (a *Agent) leaseLoop() {
+	ticker := time.NewTicker(a.leaseTimings.Renew)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		a.renewLease()
+	}
+}
+
+// renewLease asks the leader (itself when it leads) for a grant once.
+func (a *Agent) renewLease() {
+	req := raftctl.LeaseRequest{NodeID: a.cfg.NodeID}
+	sent := time.Now()
+	var g raftctl.LeaseGrant
+	var err error
+	if a.raft.IsLeader() {
+		g, err = a.raft.GrantLocal(req)
+	} else if _, addr := a.raft.Leader(); addr != "" {
+		// A grant that arrives after half the lease is of little use.
+		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
+		g, err = a.raft.RequestLease(ctx, addr, req)
+		cancel()
+	} else {
+		return
+	}
+	if err != nil {
+		a.log.Trace("lease not renewed", "error", err)
+		return
+	}
+	a.lease.set(sent, g)
+}
+
+// leaseVerifyLoop runs the leader's side: it starts a ledger term when this
+// agent becomes leader (by raft term, so that a leadership lost and won
+// back between two ticks is still a new term) and confirms the leadership
+// with a quorum every VerifyEvery.
+func (a *Agent) leaseVerifyLoop() {
+	ticker := time.NewTicker(a.leaseTimings.VerifyEvery)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if !a.raft.IsLeader() {
+			a.leases.lostLeadership()
+			continue
+		}
+		term := a.raft.Term()
+		if !a.leases.leadingIn(term) {
+			a.leases.becameLeader(time.Now(), term)
+			a.log.Info("granting primary leases", "term", term, "timings", a.leaseTimings.String())
+		}
+		start := time.Now()
+		if err := a.raft.VerifyLeader(a.leaseTimings.VerifiedFor); err != nil {
+			a.log.Debug("leadership not confirmed; no lease granted until it is", "error", err)
+			continue
+		}
+		a.leases.verified(start, term)
+	}
+}
+
+// grantLease is the leader's LeaseGranter: the partitions the asking node
+// is primary of in the leader's state, as far as the ledger allows. A node
+// that is not a live member gets contact but no partition.
+func (a *Agent) grantLease(req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
+	var applied uint64
+	primaries, err := a.leases.grant(time.Now(), a.raft.Term(), req.NodeID, func() map[int]uint64 {
+		out := map[int]uint64{}
+		a.raft.Read(func(c *failover.Cluster) {
+			m, ok := c.Members[req.NodeID]
+			if !ok || !(m.CanHold() || m.Status == failover.StatusLeaving) {
+				return
+			}
+			for _, p := range c.Partitions {
+				if p.Primary == req.NodeID {
+					out[p.ID] = p.Epoch
+				}
+			}
+		})
+		applied = a.raft.Stats().AppliedIndex
+		return out
+	})
+	if err != nil {
+		return raftctl.LeaseGrant{}, err
+	}
+	return raftctl.LeaseGrant{Duration: a.leaseTimings.Duration, Primaries: primaries, AppliedIndex: applied}, nil
+}
+
+// inContact reports whether the leader answered this agent within the
+// lease duration: otherwise its view of the cluster may be stale (cut off,
+// paused, no quorum).
+func (a *Agent) inContact() bool {
+	age := a.lease.view(time.Now()).ContactAge
+	return age >= 0 && age <= a.leaseTimings.Duration
+}
+
+// readiness says whether this agent's view of the cluster is current: its
+// raft store takes writes, it caught up after its start, and the leader
+// answered it within the lease duration. The reason is for /v1/status and errors.
+func (a *Agent) readiness() (bool, string) {
+	if err := a.raft.StorageError(); err != nil {
+		return false, err.Error()
+	}
+	if !a.ready.Load() {
+		return false, "this agent has not caught up with the cluster yet"
+	}
+	switch age := a.lease.view(time.Now()).ContactAge; {
+	case age < 0:
+		return false, "no leader has answered this agent yet"
+	case age > a.leaseTimings.Duration:
+		return false, "no contact with the leader for " + age.Round(time.Millisecond).String()
+	}
+	return true, ""
+}
+
+// leaseResponse is GET /v1/lease.
+type leaseResponse struct {
+	NodeID string `json:"node_id"`
+	// Valid: the app may serve the partitions of Primaries as primary
+	// for RemainingMS from the moment it sent this request.
+	Valid       bool  `json:"valid"`
+	RemainingMS int64 `json:"remaining_ms"`
+	DurationMS  int64 `json:"duration_ms"`
+	// Primaries maps partition numbers to the epoch at which this node is
+	// their primary.
+	Primaries map[string]uint64 `json:"primaries"`
+	// LeaderContactMS is how long ago the leader last answered this agent
+	// (-1: never).
+	LeaderContactMS int64 `json:"leader_contact_ms"`
+}
+
+// handleLease is GET /v1/lease, polled by the app (hooks.LeaseKeeper).
+func (a *Agent) handleLease(w http.ResponseWriter, r *http.Request) {
+	v := a.lease.view(time.Now())
+	out := leaseResponse{
+		NodeID:          a.cfg.NodeID,
+		Valid:           v.Remaining > 0,
+		RemainingMS:     v.Remaining.Milliseconds(), // rounded down: never longer than granted
+		DurationMS:      a.leaseTimings.Duration.Milliseconds(),
+		Primaries:       make(map[string]uint64, len(v.Primaries)),
+		LeaderContactMS: -1,
+	}
+	if v.ContactAge >= 0 {
+		out.LeaderContactMS = v.ContactAge.Milliseconds()
+	}
+	for p, e := range v.Primaries {
+		out.Primaries[strconv.Itoa(p)] = e
+	}
+	writeJSON(w, http.StatusOK, out)
+}

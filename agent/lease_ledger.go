@@ -1,0 +1,194 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/health"
+)
+
+// Primary leases: fencing by time.
+//
+// An app serves a partition as primary only while it holds a lease for it,
+// a deadline on its own monotonic clock that only renewals extend. Its agent
+// renews every leaseTimings.Renew by asking the raft leader, and the leader
+// grants a partition to a node only when no other node can still hold a
+// lease on it. The leader's bookkeeping is the leaseLedger below; the
+// argument that it is safe:
+//
+//  1. A holder counts its lease from the moment its request left (the app:
+//     from when it asked its agent; the agent: from when it asked the
+//     leader), so in real time a lease granted at leader time g ends before
+//     g + Duration, stretched by at most maxClockDrift on the holder's
+//     clock: before g + Wait.
+//  2. The leader records, per partition, the last node it granted and when.
+//     It grants the partition to another node only Wait after that record.
+//     When raft moves a partition's primary from X to Y, grants to X stop
+//     including it at once (they are computed from the leader's state), and
+//     Y's first grant comes Wait after X's last: the two never overlap.
+//  3. A leader grants only while a quorum acknowledged its leadership
+//     within VerifiedFor (raft's VerifyLeader, started at v): a newer leader
+//     was elected after v (the quorums intersect in a server that
+//     acknowledged the old term before voting in the new one), so every
+//     grant of an old leader precedes the new leader's election by less
+//     than VerifiedFor. A new leader therefore grants nothing for
+//     VerifiedFor + Wait after it takes over: the old grants have run out.
+//
+// Assumptions (docs/operations.md): clocks advance at rates within
+// maxClockDrift of each other (wall-clock steps do not matter, only
+// monotonic durations are used), and every agent of a cluster runs with the
+// same lease timings (the same -profile, -probe-interval and
+// -failure-threshold). A failed node's partitions are promoted in raft as
+// soon as it is declared failed; its successor starts serving once the
+// ledger allows, which, because the lease is shorter than failure detection,
+// has normally already happened.
+
+// maxClockDrift bounds how much faster or slower one node's monotonic clock
+// may run than another's over a lease. Quartz oscillators drift by parts per
+// million; 1 % is a wide margin for virtual machines whose clocks are
+// slewed.
+const maxClockDrift = 0.01
+
+// leaseTimings are the durations of the lease protocol.
+type leaseTimings struct {
+	// Duration is how long a grant lasts, counted by its holder from the
+	// moment it asked.
+	Duration time.Duration
+	// Renew is how often an agent asks for a new grant: several renewals
+	// fit in one Duration, so one lost or slow request does not end it.
+	Renew time.Duration
+	// Wait is how long after its last grant to one node a partition may be
+	// granted to another: Duration stretched by maxClockDrift, plus a
+	// margin for the time between the holder's check and its answer.
+	Wait time.Duration
+	// VerifyEvery is how often the leader confirms its leadership with a
+	// quorum; VerifiedFor is how old that confirmation may be for the
+	// leader to grant.
+	VerifyEvery time.Duration
+	VerifiedFor time.Duration
+}
+
+// leaseTimingsFor derives the lease from the failure detector's timings:
+// three quarters of the confirmation window (FailureThreshold probes
+// ProbeInterval apart), so that by the time a node is declared failed its
+// lease has normally run out and promotion costs no extra wait.
+// For the profiles: local 450ms, lan 2.25s, wan 6.75s.
+func leaseTimingsFor(hc health.Config) leaseTimings {
+	window := time.Duration(hc.FailureThreshold) * hc.ProbeInterval
+	d := window * 3 / 4
+	return leaseTimings{
+		Duration:    d,
+		Renew:       d / 5,
+		Wait:        d + time.Duration(float64(d)*maxClockDrift) + d/10,
+		VerifyEvery: d / 5,
+		VerifiedFor: d / 2,
+	}
+}
+
+// errLeadershipUnverified is the ledger's refusal while the leader has not
+// confirmed its leadership recently.
+var errLeadershipUnverified = errors.New("leadership not confirmed by a quorum recently")
+
+// leaseLedger is the leader's record of the grants it made. Time is an
+// input (monotonic readings), so that it is tested without a clock.
+type leaseLedger struct {
+	t leaseTimings
+
+	mu sync.Mutex
+	// leading is set between becameLeader and lostLeadership; term is the
+	// raft term of that leadership (a node leads at most once per term).
+	leading bool
+	term    uint64
+	// holdUntil: no partition is granted before it (a new leader waits out
+	// its predecessors' grants).
+	holdUntil time.Time
+	// verifiedAt is when the last successful leadership check began.
+	verifiedAt time.Time
+	// last is, per partition, the last node granted and when.
+	last map[int]leaseRecord
+}
+
+type leaseRecord struct {
+	node string
+	at   time.Time
+}
+
+func newLeaseLedger(t leaseTimings) *leaseLedger {
+	return &leaseLedger{t: t, last: map[int]leaseRecord{}}
+}
+
+// becameLeader starts a term of grants: nothing is granted before every
+// grant of an earlier leader has run out.
+func (l *leaseLedger) becameLeader(now time.Time, term uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leading = true
+	l.term = term
+	l.holdUntil = now.Add(l.t.VerifiedFor + l.t.Wait)
+	l.verifiedAt = time.Time{}
+	l.last = map[int]leaseRecord{}
+}
+
+// lostLeadership stops grants.
+func (l *leaseLedger) lostLeadership() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leading = false
+	l.verifiedAt = time.Time{}
+}
+
+// leadingIn reports whether the ledger grants for the given term.
+func (l *leaseLedger) leadingIn(term uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leading && l.term == term
+}
+
+// verified records a successful leadership check, in the given term, that
+// began at start.
+func (l *leaseLedger) verified(start time.Time, term uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leading && l.term == term && start.After(l.verifiedAt) {
+		l.verifiedAt = start
+	}
+}
+
+// grant decides which of the partitions node is primary of it may serve
+// now, and records them. primariesOf reads them (with their epochs) from
+// the leader's state; it is called under the ledger's lock, so that a grant
+// is never based on a state older than another grant's. grant refuses
+// everything while leadership is unconfirmed; while a new leader waits out
+// its predecessors, it grants contact but no partition.
+func (l *leaseLedger) grant(now time.Time, term uint64, node string, primariesOf func() map[int]uint64) (map[int]uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.leading || l.term != term {
+		return nil, errors.New("not leading in this term")
+	}
+	if l.verifiedAt.IsZero() || now.Sub(l.verifiedAt) > l.t.VerifiedFor {
+		return nil, errLeadershipUnverified
+	}
+	out := map[int]uint64{}
+	if now.Before(l.holdUntil) {
+		return out, nil
+	}
+	for p, epoch := range primariesOf() {
+		rec, ok := l.last[p]
+		if ok && rec.node != node && now.Before(rec.at.Add(l.t.Wait)) {
+			continue // the previous holder's lease may still run
+		}
+		if !ok || rec.node != node || now.After(rec.at) {
+			l.last[p] = leaseRecord{node: node, at: now}
+		}
+		out[p] = epoch
+	}
+	return out, nil
+}
+
+// String is for logs.
+func (t leaseTimings) String() string {
+	return fmt.Sprintf("lease %s, renewed every %s, handover wait %s", t.Duration, t.Renew, t.Wait)
+}
