@@ -1,0 +1,441 @@
+package failover
+
+import (
+	"sort"
+)
+
+// The planner's view of the table: nodes, loads, quotas, the migration
+// budget, zone counts, and the bookkeeping every step shares.
+
+// holderState classifies one copy of a partition.
+type holderState uint8
+
+const (
+	holderLive    holderState = iota // alive or suspect: counts, may be source
+	holderWaiting                    // failed within ReplaceDelay: counts, not a source
+	holderLeaving                    // leaving: to be re-created, may be a source
+	holderGone                       // failed past the delay, left or unknown
+)
+
+type nodeInfo struct {
+	id      string
+	zone    int // index into planner.zoneNames
+	weight  int
+	hold    bool // alive or suspect
+	lead    bool // hold and app healthy
+	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	waiting bool // failed less than ReplaceDelay ago
+	leaving bool
+	tie     uint64 // seeded tie-break
+}
+
+type planner struct {
+	hbuf  []string // scratch for holders, so that the hot loops do not allocate
+	dead  []string // scratch for planCopies
+	needs int      // partitions that need a new copy (placed or not)
+
+	c     *Cluster
+	ages  Ages
+	seed  int64
+	lim   Limits
+	nodes []nodeInfo
+	idx   map[string]int
+
+	zoneNames []string
+	rule      zoneRule
+	k         int // copies each partition should have
+
+	copies    []int // effective copies per node (in-flight targets in, replaced holders out)
+	held      []int // partitions a live node actually holds
+	prims     []int
+	busy      []int // migrations in flight per node, as target or source
+	inflight  int
+	lost      int // partitions marked DataLost without a primary
+	copyShare []float64
+	copyQuota []int
+	primShare []float64
+	primQuota []int
+
+	touched  []bool
+	actions  []Action
+	copyWork bool // a migration or removal was planned or is in flight
+
+	zc []int // scratch: copies per zone of one partition
+}
+
+func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
+	if c == nil || !c.Bootstrapped {
+		return nil
+	}
+	ids := c.MemberIDs()
+	p := &planner{c: c, ages: ages, seed: seed, lim: lim, idx: make(map[string]int, len(ids))}
+	p.nodes = make([]nodeInfo, len(ids))
+	zoneIdx := map[string]int{}
+	var zoneNames []string
+	for i, id := range ids {
+		m := c.Members[id]
+		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
+		n.take = n.lead
+		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
+		n.tie = mix(uint64(seed), hashString(id))
+		if n.take {
+			if _, ok := zoneIdx[m.Zone]; !ok {
+				zoneIdx[m.Zone] = -1
+				zoneNames = append(zoneNames, m.Zone)
+			}
+		}
+		p.nodes[i] = n
+		p.idx[id] = i
+	}
+	sort.Strings(zoneNames)
+	for i, z := range zoneNames {
+		zoneIdx[z] = i
+	}
+	p.zoneNames = zoneNames
+	for i := range p.nodes {
+		if z, ok := zoneIdx[c.Members[ids[i]].Zone]; ok && z >= 0 {
+			p.nodes[i].zone = z
+		} else {
+			// A zone with no node that takes copies: give it its own index
+			// past the real ones so it never counts as covering a zone.
+			p.nodes[i].zone = len(zoneNames) + i
+		}
+	}
+	eligible := 0
+	for _, n := range p.nodes {
+		if n.hold {
+			eligible++
+		}
+	}
+	p.k = c.Settings.ReplicationFactor
+	if eligible < p.k {
+		p.k = eligible
+	}
+	p.rule = newZoneRule(p.k, len(zoneNames))
+	p.zc = make([]int, len(zoneNames)+len(p.nodes))
+	p.touched = make([]bool, len(c.Partitions))
+	p.count()
+	p.computeQuotas()
+	return p
+}
+
+// holders is part.Holders() into a scratch buffer, valid until the next call.
+func (p *planner) holders(part *Partition) []string {
+	p.hbuf = p.hbuf[:0]
+	if part.Primary != "" {
+		p.hbuf = append(p.hbuf, part.Primary)
+	}
+	p.hbuf = append(p.hbuf, part.Replicas...)
+	return p.hbuf
+}
+
+func (p *planner) state(id string) (int, holderState) {
+	i, ok := p.idx[id]
+	if !ok {
+		return -1, holderGone
+	}
+	n := &p.nodes[i]
+	switch {
+	case n.hold:
+		return i, holderLive
+	case n.waiting:
+		return i, holderWaiting
+	case n.leaving:
+		return i, holderLeaving
+	}
+	return i, holderGone
+}
+
+// replacedBy reports whether a live migration of part replaces holder.
+func (p *planner) replaced(part *Partition, holder string) bool {
+	for _, m := range part.Migrations {
+		if m.Replaces == holder && p.targetLive(m) {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) targetLive(m Migration) bool {
+	i, ok := p.idx[m.Target]
+	return ok && p.nodes[i].hold
+}
+
+// count gathers the per-node loads in one pass over the table.
+func (p *planner) count() {
+	n := len(p.nodes)
+	p.copies = make([]int, n)
+	p.held = make([]int, n)
+	p.prims = make([]int, n)
+	p.busy = make([]int, n)
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if part.DataLost && part.Primary == "" {
+			p.lost++
+		}
+		if part.Primary != "" {
+			if i, ok := p.idx[part.Primary]; ok {
+				p.prims[i]++
+			}
+		}
+		p.countHolder(part, part.Primary)
+		for _, r := range part.Replicas {
+			p.countHolder(part, r)
+		}
+		for _, m := range part.Migrations {
+			if !p.targetLive(m) {
+				continue
+			}
+			t := p.idx[m.Target]
+			p.copies[t]++
+			p.busy[t]++
+			if s, ok := p.idx[m.Source]; ok {
+				p.busy[s]++
+			}
+			p.inflight++
+			p.copyWork = true
+		}
+	}
+}
+
+func (p *planner) countHolder(part *Partition, h string) {
+	if h == "" {
+		return
+	}
+	i, ok := p.idx[h]
+	if !ok {
+		return
+	}
+	p.held[i]++
+	if len(part.Migrations) == 0 || !p.replaced(part, h) {
+		p.copies[i]++
+	}
+}
+
+func (p *planner) computeQuotas() {
+	n := len(p.nodes)
+	weight := make([]int, n)
+	zoneOf := make([]int, n)
+	tie := make([]uint64, n)
+	var takers, leaders []int
+	frozen := 0
+	for i, nd := range p.nodes {
+		weight[i] = nd.weight
+		zoneOf[i] = nd.zone
+		tie[i] = nd.tie
+		if nd.take {
+			takers = append(takers, i)
+		} else if nd.hold {
+			frozen += p.copies[i]
+		}
+		if nd.lead {
+			leaders = append(leaders, i)
+		}
+	}
+	// A partition whose data is lost gets no copies: it is in nobody's share.
+	holdable := len(p.c.Partitions) - p.lost
+	p.copyShare, p.copyQuota = copyShares(holdable, p.k, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	for i, nd := range p.nodes {
+		if nd.hold && !nd.take {
+			// App-unhealthy: keeps what it has, takes nothing new.
+			p.copyShare[i] = float64(p.copies[i])
+			p.copyQuota[i] = p.copies[i]
+		}
+	}
+	// Primaries: every partition with a copy on a leader-capable node.
+	total := 0
+	for pi := range p.c.Partitions {
+		for _, h := range p.holders(&p.c.Partitions[pi]) {
+			if i, ok := p.idx[h]; ok && p.nodes[i].lead {
+				total++
+				break
+			}
+		}
+	}
+	p.primShare, p.primQuota = primaryShares(total, leaders, weight, p.held, p.prims, tie)
+}
+
+// budget reports whether one more migration between target and source fits
+// the limits.
+func (p *planner) budget(target, source int) bool {
+	if p.lim.MaxMigrations > 0 && p.inflight >= p.lim.MaxMigrations {
+		return false
+	}
+	if per := p.lim.MaxMigrationsPerNode; per > 0 {
+		if p.busy[target] >= per {
+			return false
+		}
+		if source >= 0 && p.busy[source] >= per {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *planner) budgetLeft() bool {
+	return p.lim.MaxMigrations <= 0 || p.inflight < p.lim.MaxMigrations
+}
+
+func (p *planner) emit(a Action) {
+	p.touched[a.Partition] = true
+	p.actions = append(p.actions, a)
+}
+
+// sorted returns the actions by priority, highest first, stable otherwise.
+func (p *planner) sorted() []Action {
+	sort.SliceStable(p.actions, func(i, j int) bool { return p.actions[i].Priority > p.actions[j].Priority })
+	return p.actions
+}
+
+func (p *planner) describe(id string) string {
+	i, ok := p.idx[id]
+	if !ok {
+		return "unknown"
+	}
+	m := p.c.Members[p.nodes[i].id]
+	if m.CanHold() && m.AppUnhealthy {
+		return "app-unhealthy"
+	}
+	return string(m.Status)
+}
+
+// zoneCounts fills p.zc with the copies of part per zone (live and waiting
+// holders, live migration targets; holders replaced by a migration and
+// except are left out) and returns the number of copies and covered zones.
+func (p *planner) zoneCounts(part *Partition, except string) (copies, covered int) {
+	for i := range p.zc {
+		p.zc[i] = 0
+	}
+	add := func(i int) {
+		if p.zc[p.nodes[i].zone] == 0 && p.nodes[i].zone < len(p.zoneNames) {
+			covered++
+		}
+		p.zc[p.nodes[i].zone]++
+		copies++
+	}
+	for _, h := range p.holders(part) {
+		if h == except {
+			continue
+		}
+		i, st := p.state(h)
+		if (st == holderLive || st == holderWaiting) && !(len(part.Migrations) > 0 && p.replaced(part, h)) {
+			add(i)
+		}
+	}
+	for _, m := range part.Migrations {
+		if p.targetLive(m) {
+			add(p.idx[m.Target])
+		}
+	}
+	return copies, covered
+}
+
+// zoneOK reports whether a new copy on node i keeps part within the zone
+// spread rule, given p.zc, copies and covered from zoneCounts.
+func (p *planner) zoneOK(i, copies, covered int) bool {
+	z := p.nodes[i].zone
+	if z >= len(p.zoneNames) {
+		return false
+	}
+	if p.zc[z] >= p.rule.maxPer {
+		return false
+	}
+	if p.zc[z] > 0 {
+		// Adding to a covered zone must leave room to cover the rest.
+		want := p.rule.zones
+		if p.rule.k < want {
+			want = p.rule.k
+		}
+		if want-covered > p.k-copies-1 {
+			return false
+		}
+	}
+	return true
+}
+
+// source picks the node to copy part from: the primary if it is live, else
+// a live replica; -1 if none.
+func (p *planner) source(part *Partition) int {
+	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive {
+		return i
+	}
+	for _, r := range part.Replicas {
+		if i, st := p.state(r); st == holderLive {
+			return i
+		}
+	}
+	return -1
+}
+
+// sourceFor picks the holder to copy part from, and reports whether a
+// source is needed at all (-1 and "" when no holder has the data). In order
+// of preference: the primary, the live replicas in replica order, then the
+// leaving holders (they still have the data); the first of them with a free
+// migration slot (MaxMigrationsPerNode) wins. When all are busy it returns
+// the first, so that the caller's budget check makes the copy wait.
+//
+// Copying from a replica rather than only from the primary matters once
+// several copies are to be made: a copy occupies its source as much as its
+// target, and a primary that already sends two copies would otherwise hold
+// back every other copy of the partitions it leads. Every holder has the
+// partition (a replica is a copy its app acknowledged), and the app is told
+// the source of each copy.
+func (p *planner) sourceFor(part *Partition) (int, string) {
+	first := -1
+	try := func(i int) bool {
+		if first < 0 {
+			first = i
+		}
+		per := p.lim.MaxMigrationsPerNode
+		return per <= 0 || p.busy[i] < per
+	}
+	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive && try(i) {
+		return i, part.Primary
+	}
+	for _, r := range part.Replicas {
+		if i, st := p.state(r); st == holderLive && try(i) {
+			return i, r
+		}
+	}
+	for _, h := range part.Holders() {
+		if i, st := p.state(h); st == holderLeaving && try(i) {
+			return i, h
+		}
+	}
+	if first < 0 {
+		return -1, ""
+	}
+	return first, p.nodes[first].id
+}
+
+func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces string, prio int, reasons []string) {
+	p.copies[t]++
+	p.busy[t]++
+	if src >= 0 {
+		p.busy[src]++
+	}
+	if i, st := p.state(replaces); replaces != "" && i >= 0 && (st == holderLive) {
+		p.copies[i]--
+	}
+	p.inflight++
+	p.copyWork = true
+	p.emit(Action{Kind: ActionStartMigration, Partition: part.ID, Epoch: part.Epoch, Node: p.nodes[t].id, Source: srcID, Replaces: replaces, Priority: prio, Reasons: reasons})
+}
+
+// hashString is FNV-1a, used only to derive seeded tie-breaks from IDs.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix is splitmix64 of a combined with b.
+func mix(a, b uint64) uint64 {
+	z := a + b*0x9E3779B97F4A7C15 + 0x9E3779B97F4A7C15
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+	return z ^ (z >> 31)
+}

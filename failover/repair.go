@@ -1,0 +1,399 @@
+package failover
+
+import (
+	"fmt"
+	"sort"
+)
+
+// Repair: promotions, copies that restore the replication factor, the end
+// of broken migrations, removal of failed and surplus copies, zone spread.
+
+// need is a partition that needs a new copy; targets are chosen after all
+// needs are known so that the migration budget goes to the most urgent.
+type need struct {
+	part     int
+	priority int
+	replaces string // holder the copy replaces ("" to add)
+	lead     bool   // the new copy must be able to lead
+	reasons  []string
+	// present, for replace and add needs whose reasons are only written
+	// once a target is found (most needs wait for budget; formatting their
+	// reasons up front would dominate the cost of a plan).
+	present int
+	kind    needKind
+}
+
+type needKind uint8
+
+const (
+	needOther needKind = iota
+	needReplace
+	needAdd
+)
+
+// reasonsOf writes a need's reasons.
+func (p *planner) reasonsOf(nd need) []string {
+	switch nd.kind {
+	case needReplace:
+		return []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.k)}
+	case needAdd:
+		return []string{fmt.Sprintf("missing copy: %d of %d", nd.present, p.k)}
+	}
+	return nd.reasons
+}
+
+// planPartitions walks the table once, in partition order, and plans each
+// partition's most urgent step. With promotionsOnly it stops after the
+// promotions (PlanStatus).
+func (p *planner) planPartitions(promotionsOnly bool) {
+	var needs []need
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if p.planPrimary(part, promotionsOnly, &needs) || promotionsOnly {
+			continue
+		}
+		if p.planMigrations(part) {
+			continue
+		}
+		p.planCopies(part, &needs)
+	}
+	if promotionsOnly {
+		return
+	}
+	p.needs = len(needs)
+	sort.SliceStable(needs, func(i, j int) bool { return needs[i].priority > needs[j].priority })
+	for _, nd := range needs {
+		if !p.budgetLeft() {
+			break
+		}
+		p.placeCopy(nd)
+	}
+}
+
+// planPrimary handles a partition without a usable primary. It reports
+// whether it planned something (or must wait) for the partition.
+func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]need) bool {
+	if part.Primary != "" {
+		if i, ok := p.idx[part.Primary]; ok && p.nodes[i].lead {
+			return false
+		}
+	}
+	why := "no primary"
+	if part.Primary != "" {
+		why = fmt.Sprintf("primary %s %s", part.Primary, p.describe(part.Primary))
+	}
+	// The best live, app-healthy replica: the one furthest below its
+	// primary quota, then the seeded tie-break, then ID.
+	best := -1
+	for _, r := range part.Replicas {
+		i, ok := p.idx[r]
+		if !ok || !p.nodes[i].lead {
+			continue
+		}
+		if best < 0 || p.betterLeader(i, best, part.ID) {
+			best = i
+		}
+	}
+	if best >= 0 {
+		p.promote(part, best, PriorityPromote, why)
+		return true
+	}
+	// No app-healthy replica. A dead primary is worse than an app-unhealthy
+	// one: promote a live replica whose app is down, if any.
+	primLive := false
+	if i, ok := p.idx[part.Primary]; ok && p.nodes[i].hold {
+		primLive = true
+	}
+	if !primLive {
+		for _, r := range part.Replicas {
+			if i, ok := p.idx[r]; ok && p.nodes[i].hold {
+				p.promote(part, i, PriorityPromote, why, "no app-healthy replica: "+r+" holds the data")
+				return true
+			}
+		}
+	}
+	if promotionsOnly {
+		return true
+	}
+	if part.DataLost && p.source(part) < 0 && !p.hasLeavingSource(part) {
+		// Its last copy was lost by its app: no data is left to copy, and an
+		// empty primary would pass off lost writes as never made.
+		return true
+	}
+	// A copy that can lead is on its way: wait for it.
+	for _, m := range part.Migrations {
+		if i, ok := p.idx[m.Target]; ok && p.nodes[i].lead {
+			return false
+		}
+	}
+	// Only copies that cannot lead are left (or none): a new copy on a
+	// node that can lead, replacing the primary, which it then becomes.
+	if part.Primary != "" {
+		_, st := p.state(part.Primary)
+		if st == holderWaiting && !primLive {
+			return true // the old primary may come back: wait for ReplaceDelay
+		}
+	}
+	for _, r := range part.Replicas {
+		if _, st := p.state(r); st == holderWaiting {
+			return true
+		}
+	}
+	reasons := []string{why}
+	if len(part.Holders()) == 0 || p.source(part) < 0 && !p.hasLeavingSource(part) {
+		reasons = append(reasons, "all copies lost: new empty primary")
+	} else {
+		reasons = append(reasons, "no replica can lead: new copy becomes primary")
+	}
+	*needs = append(*needs, need{part: part.ID, priority: PriorityLeaderCopy, replaces: part.Primary, lead: true, reasons: reasons})
+	return true
+}
+
+func (p *planner) hasLeavingSource(part *Partition) bool {
+	for _, h := range part.Holders() {
+		if _, st := p.state(h); st == holderLeaving {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *planner) promote(part *Partition, i, prio int, reasons ...string) {
+	nd := p.nodes[i]
+	reasons = append(reasons, fmt.Sprintf("%s leads %d (share %.1f)", nd.id, p.prims[i], p.primShare[i]))
+	if old, ok := p.idx[part.Primary]; ok {
+		p.prims[old]--
+	}
+	p.prims[i]++
+	p.emit(Action{Kind: ActionPromote, Partition: part.ID, Epoch: part.Epoch, Node: nd.id, Priority: prio, Reasons: reasons})
+}
+
+// planMigrations cancels broken or timed-out migrations and, with Instant,
+// completes live ones.
+func (p *planner) planMigrations(part *Partition) bool {
+	for _, m := range part.Migrations {
+		var why string
+		if i, ok := p.idx[m.Target]; !ok || !p.nodes[i].hold {
+			why = fmt.Sprintf("target %s %s", m.Target, p.describe(m.Target))
+		} else if age := p.ages.migration(m.ID); p.lim.MigrationTimeout > 0 && int64(age) > p.lim.MigrationTimeout {
+			why = fmt.Sprintf("timed out after %s", age)
+		}
+		if why != "" {
+			p.copyWork = true
+			p.emit(Action{Kind: ActionCancelMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{why}})
+			return true
+		}
+		if p.lim.Instant {
+			p.emit(Action{Kind: ActionCompleteMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{"instant: no webhook acknowledges copies"}})
+			return true
+		}
+	}
+	return false
+}
+
+// planCopies restores the copy count and zone spread of one partition.
+func (p *planner) planCopies(part *Partition, needs *[]need) {
+	live, present := 0, 0
+	dead := p.dead[:0] // holders to re-create: gone or leaving, not yet replaced
+	defer func() { p.dead = dead[:0] }()
+	for _, h := range p.holders(part) {
+		_, st := p.state(h)
+		repl := len(part.Migrations) > 0 && p.replaced(part, h)
+		switch st {
+		case holderLive:
+			if !repl {
+				live++
+				present++
+			}
+		case holderWaiting:
+			if !repl {
+				present++
+			}
+		default:
+			if !repl {
+				dead = append(dead, h)
+			}
+		}
+	}
+	for _, m := range part.Migrations {
+		if p.targetLive(m) {
+			present++
+		}
+	}
+	deficit := p.k - present
+	switch {
+	case deficit > 0 && len(dead) > 0:
+		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present})
+	case deficit > 0:
+		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit, kind: needAdd, present: present})
+	case len(dead) > 0:
+		h := dead[0]
+		if h == part.Primary {
+			return // a promotion comes first
+		}
+		p.copyWork = true
+		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
+			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, p.k)}})
+	case live > p.k && len(part.Migrations) == 0:
+		// Surplus: drop the replica on the node furthest above its quota.
+		best := -1
+		for _, r := range part.Replicas {
+			i, ok := p.idx[r]
+			if !ok || !p.nodes[i].hold {
+				continue
+			}
+			if best < 0 || p.copies[i]-p.copyQuota[i] > p.copies[best]-p.copyQuota[best] ||
+				p.copies[i]-p.copyQuota[i] == p.copies[best]-p.copyQuota[best] && p.nodes[i].id < p.nodes[best].id {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		p.copies[best]--
+		p.copyWork = true
+		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: p.nodes[best].id, Priority: PriorityRemoveSurplus,
+			Reasons: []string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k), fmt.Sprintf("%s holds %d (quota %d)", p.nodes[best].id, p.copies[best]+1, p.copyQuota[best])}})
+	case len(part.Migrations) == 0 && len(p.zoneNames) > 1:
+		p.planZoneSpread(part, needs)
+	}
+}
+
+// planZoneSpread moves a copy out of a crowded zone when a node in an
+// uncovered zone could take it.
+func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
+	copies, covered := p.zoneCounts(part, "")
+	want := p.rule.zones
+	if p.rule.k < want {
+		want = p.rule.k
+	}
+	if copies > p.k {
+		copies = p.k
+	}
+	if covered >= want || covered >= copies {
+		return
+	}
+	// The copy to move: in the most crowded zone, a replica if possible,
+	// on the node furthest above its quota.
+	var from string
+	bestScore := 0
+	for _, h := range part.Holders() {
+		i, st := p.state(h)
+		if st != holderLive {
+			continue
+		}
+		z := p.nodes[i].zone
+		crowd := p.zc[z]
+		if z >= len(p.zoneNames) {
+			crowd = 1 << 20 // a zone no taker is in: move away first
+		}
+		if crowd < 2 {
+			continue
+		}
+		score := crowd*4 + boolInt(h != part.Primary)*2
+		if from == "" || score > bestScore {
+			from, bestScore = h, score
+		}
+	}
+	if from == "" {
+		return
+	}
+	// Is there a node in an uncovered zone that could take it?
+	for i, nd := range p.nodes {
+		if nd.take && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
+			*needs = append(*needs, need{part: part.ID, priority: PriorityZoneSpread, replaces: from,
+				reasons: []string{fmt.Sprintf("zone spread: zone %q has no copy", p.zoneNames[nd.zone])}})
+			_ = i
+			return
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// placeCopy chooses the target of one new copy and emits the migration.
+func (p *planner) placeCopy(nd need) {
+	part := &p.c.Partitions[nd.part]
+	src, srcID := p.sourceFor(part)
+	if src >= 0 && p.lim.MaxMigrationsPerNode > 0 && p.busy[src] >= p.lim.MaxMigrationsPerNode {
+		return
+	}
+	except := ""
+	if nd.replaces != "" {
+		if i, st := p.state(nd.replaces); i >= 0 && st == holderLive {
+			except = nd.replaces // moving a live copy: its zone frees up
+		}
+	}
+	t, reasons := p.bestTarget(part, except, nd.lead, src, false)
+	if t < 0 {
+		// No node with a healthy app can take it. Rather than lose the
+		// copy (a leaving or failed holder), put it on a live node whose
+		// app is unhealthy; never move a live primary that way (two such
+		// nodes would pass the partition back and forth).
+		if i, st := p.state(nd.replaces); nd.lead && nd.replaces != "" && i >= 0 && st == holderLive {
+			return
+		}
+		if t, reasons = p.bestTarget(part, except, false, src, true); t < 0 {
+			return
+		}
+	}
+	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(p.reasonsOf(nd), reasons...))
+}
+
+// bestTarget scores the candidates for a new copy of part: hard constraints
+// (takes copies, does not hold or receive part, budget, zone spread), then
+// load against quota, then the seeded tie-break and ID.
+//
+// With unhealthy set, the candidates are instead the live nodes whose app is
+// unhealthy (the last resort of placeCopy).
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (int, []string) {
+	copies, covered := p.zoneCounts(part, except)
+	best, bestZone, zoneBlocked := -1, false, false
+	for i := range p.nodes {
+		nd := &p.nodes[i]
+		if unhealthy {
+			if !nd.hold || nd.take {
+				continue
+			}
+		} else if !nd.take || (lead && !nd.lead) {
+			continue
+		}
+		if part.Holds(nd.id) {
+			continue
+		}
+		if _, busy := part.MigrationTo(nd.id); busy {
+			continue
+		}
+		zok := p.zoneOK(i, copies, covered)
+		if !p.budget(i, src) {
+			// Throttled now; if it keeps the zones spread, wait for it
+			// rather than settle for a node that does not.
+			zoneBlocked = zoneBlocked || zok
+			continue
+		}
+		if best < 0 || zok && !bestZone || zok == bestZone && p.lessLoaded(i, best, part.ID) {
+			best, bestZone = i, zok
+		}
+	}
+	if best < 0 || !bestZone && zoneBlocked {
+		return -1, nil
+	}
+	nd := p.nodes[best]
+	reasons := []string{fmt.Sprintf("%s holds %d (share %.1f)", nd.id, p.copies[best], p.copyShare[best])}
+	if unhealthy {
+		reasons = append(reasons, "no app-healthy node can take it: "+nd.id+" (app-unhealthy) keeps the data")
+	}
+	if len(p.zoneNames) > 1 {
+		if bestZone {
+			reasons = append(reasons, fmt.Sprintf("zone spread: zone %q", p.zoneNames[nd.zone]))
+		} else {
+			reasons = append(reasons, "zone spread impossible")
+		}
+	}
+	return best, reasons
+}
