@@ -3,10 +3,12 @@ package failover
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
-// Rebalance: moving copies and primaries between nodes outside their bands.
+// Rebalance: once no partition needs a copy, copies move from nodes above
+// their bands to nodes below them; once no copy moves, primaries do.
 
 // Bands. A node is balanced when its count lies in [floor(share),
 // ceil(share)] (ceil capped by what it can hold or lead). Rebalancing only
@@ -30,39 +32,111 @@ func band(share float64, cap int) (lo, hi int) {
 	return lo, hi
 }
 
+// bands are the balanced ranges of one kind of load, copies or primaries:
+// member i is in its band when lo[i] ≤ load[i] ≤ hi[i]. Only members (the
+// nodes that take copies, or the nodes that may lead) have a band.
+type bands struct {
+	member []bool
+	load   []int // the planner's own counter, so planned moves count at once
+	lo, hi []int
+}
+
+// copyBands: the nodes that take copies, around their copy shares (a node
+// holds at most one copy of each partition).
+func (p *planner) copyBands() bands {
+	b := newBands(len(p.nodes), p.copies)
+	for i, nd := range p.nodes {
+		if nd.take {
+			b.member[i] = true
+			b.lo[i], b.hi[i] = band(p.copyShare[i], len(p.c.Partitions))
+		}
+	}
+	return b
+}
+
+// primaryBands: the nodes that may lead, around their primary shares (a
+// node leads only partitions it holds).
+func (p *planner) primaryBands() bands {
+	b := newBands(len(p.nodes), p.prims)
+	for i, nd := range p.nodes {
+		if nd.lead {
+			b.member[i] = true
+			b.lo[i], b.hi[i] = band(p.primShare[i], p.held[i])
+		}
+	}
+	return b
+}
+
+func newBands(n int, load []int) bands {
+	return bands{member: make([]bool, n), load: load, lo: make([]int, n), hi: make([]int, n)}
+}
+
+func (b bands) above(i int) bool      { return b.load[i] > b.hi[i] }
+func (b bands) below(i int) bool      { return b.load[i] < b.lo[i] }
+func (b bands) aboveFloor(i int) bool { return b.load[i] > b.lo[i] }
+func (b bands) belowCeil(i int) bool  { return b.load[i] < b.hi[i] }
+
+// outside reports whether some member is above its band and whether some
+// member is below it.
+func (b bands) outside() (over, under bool) {
+	for i, m := range b.member {
+		if m {
+			over = over || b.above(i)
+			under = under || b.below(i)
+		}
+	}
+	return over, under
+}
+
+// phase is one kind of move: the nodes that give load and those that take
+// it. Every phase has a node outside its band on at least one side.
+type phase struct{ give, take func(i int) bool }
+
+// phases are the kinds of move in the order they are tried: straight from
+// above-band to below-band; then what is left above its band to nodes
+// below their ceiling; then nodes below their band from nodes above their
+// floor.
+func (b bands) phases() [3]phase {
+	return [3]phase{{b.above, b.below}, {b.above, b.belowCeil}, {b.aboveFloor, b.below}}
+}
+
+// phaseFor is the one phase that matters given which sides are outside
+// their bands: the first when both are, else the one whose outside side
+// has nodes.
+func (b bands) phaseFor(over, under bool) phase {
+	ph := b.phases()
+	switch {
+	case over && under:
+		return ph[0]
+	case over:
+		return ph[1]
+	}
+	return ph[2]
+}
+
 // rebalanceCopies moves copies between nodes outside their bands, each a
 // direct move from the giving node to the receiving one (add before
 // remove: a migration that replaces the giver). With equal weights and one
 // zone this moves exactly the optimum number of copies.
 func (p *planner) rebalanceCopies() {
-	n := len(p.nodes)
-	lo, hi := make([]int, n), make([]int, n)
-	anyOver, anyUnder := false, false
-	parts := len(p.c.Partitions)
-	for i, nd := range p.nodes {
-		if !nd.take {
-			continue
-		}
-		lo[i], hi[i] = band(p.copyShare[i], parts)
-		anyOver = anyOver || p.copies[i] > hi[i]
-		anyUnder = anyUnder || p.copies[i] < lo[i]
-	}
-	if !anyOver && !anyUnder || !p.budgetLeft() {
+	b := p.copyBands()
+	if over, under := b.outside(); !over && !under || !p.budgetLeft() {
 		return
 	}
+	n := len(p.nodes)
 	// Candidate givers: every node above its floor, the furthest above
 	// first; the partitions each holds, untouched and with nothing in flight.
 	var givers []int
 	isGiver := make([]bool, n)
-	for i, nd := range p.nodes {
-		if nd.take && p.copies[i] > lo[i] {
+	for i := range p.nodes {
+		if b.member[i] && b.aboveFloor(i) {
 			givers = append(givers, i)
 			isGiver[i] = true
 		}
 	}
-	sort.SliceStable(givers, func(a, b int) bool {
-		i, j := givers[a], givers[b]
-		ei, ej := p.copies[i]-hi[i], p.copies[j]-hi[j]
+	sort.SliceStable(givers, func(x, y int) bool {
+		i, j := givers[x], givers[y]
+		ei, ej := b.load[i]-b.hi[i], b.load[j]-b.hi[j]
 		if ei != ej {
 			return ei > ej
 		}
@@ -83,20 +157,11 @@ func (p *planner) rebalanceCopies() {
 			}
 		}
 	}
-	// Phases: straight from above-band to below-band; then what is left
-	// above its band to nodes below their ceil; then nodes below their band
-	// from nodes above their floor.
-	type phase struct{ give, take func(i int) bool }
-	phases := []phase{
-		{func(i int) bool { return p.copies[i] > hi[i] }, func(i int) bool { return p.copies[i] < lo[i] }},
-		{func(i int) bool { return p.copies[i] > hi[i] }, func(i int) bool { return p.copies[i] < hi[i] }},
-		{func(i int) bool { return p.copies[i] > lo[i] }, func(i int) bool { return p.copies[i] < lo[i] }},
-	}
 	started := false
-	for _, ph := range phases {
+	for _, ph := range b.phases() {
 		var takers []int
-		for i, nd := range p.nodes {
-			if nd.take && ph.take(i) {
+		for i := range p.nodes {
+			if b.member[i] && ph.take(i) {
 				takers = append(takers, i)
 			}
 		}
@@ -114,42 +179,42 @@ func (p *planner) rebalanceCopies() {
 				part := &p.c.Partitions[pi]
 				src, srcID := p.sourceFor(part)
 				copies, covered := p.zoneCounts(part, p.nodes[a].id)
-				b := -1
+				t := -1
 				for _, u := range takers {
 					if !ph.take(u) || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) {
 						continue
 					}
-					if b < 0 || p.lessLoaded(u, b, int(pi)) {
-						b = u
+					if t < 0 || p.lessLoaded(u, t, int(pi)) {
+						t = u
 					}
 				}
-				if b < 0 {
+				if t < 0 {
 					continue
 				}
-				na, nb := p.nodes[a], p.nodes[b]
+				na, nt := p.nodes[a], p.nodes[t]
 				reasons := []string{
 					fmt.Sprintf("%s holds %d copies (share %.1f)", na.id, p.copies[a], p.copyShare[a]),
-					fmt.Sprintf("%s holds %d copies (share %.1f)", nb.id, p.copies[b], p.copyShare[b]),
+					fmt.Sprintf("%s holds %d copies (share %.1f)", nt.id, p.copies[t], p.copyShare[t]),
 				}
-				p.startMigration(part, b, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+				p.startMigration(part, t, src, srcID, na.id, PriorityRebalanceReplica, reasons)
 				started = true
 			}
 		}
 	}
 	if !started && p.inflight == 0 {
 		// Last resort, when no direct move exists at all.
-		p.rebalanceChains(lo, hi)
+		p.rebalanceChains(b)
 	}
 }
 
 // rebalanceChains handles what direct moves cannot: a node outside its band
 // whose partitions cannot go to any node on the other side of the
 // imbalance (they already hold them, or the zone spread forbids it). It
-// searches, breadth first, a chain a → x1 → … → b where each step moves one
-// copy of a different partition, so that only a loses a copy and only b
-// gains one. A chain of m steps costs m copies for one unit of balance, so
-// it is only tried when no direct move exists.
-func (p *planner) rebalanceChains(lo, hi []int) {
+// moves copies along an augmenting path a → x1 → … → b, each step one copy
+// of a different partition, so that only a loses a copy and only b gains
+// one. A chain of m steps costs m copies for one unit of balance, so it is
+// only tried when no direct move exists.
+func (p *planner) rebalanceChains(b bands) {
 	n := len(p.nodes)
 	lists := make([][]int32, n)
 	for pi := range p.c.Partitions {
@@ -158,7 +223,7 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 			continue
 		}
 		for _, h := range p.holders(part) {
-			if i, ok := p.idx[h]; ok && p.nodes[i].take {
+			if i, ok := p.idx[h]; ok && b.member[i] {
 				lists[i] = append(lists[i], int32(pi))
 			}
 		}
@@ -181,64 +246,31 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 		}
 		return -1
 	}
-	parent := make([]int, n)
+	canMove := func(from, to int) bool { return find(from, to) >= 0 }
+	paths := newPathSearch(n)
 	for p.budgetLeft() {
-		anyOver, anyUnder := false, false
-		for i, nd := range p.nodes {
-			if nd.take {
-				anyOver = anyOver || p.copies[i] > hi[i]
-				anyUnder = anyUnder || p.copies[i] < lo[i]
-			}
-		}
-		if !anyOver && !anyUnder {
+		over, under := b.outside()
+		if !over && !under {
 			return
 		}
-		give := func(i int) bool { return p.copies[i] > hi[i] || !anyOver && p.copies[i] > lo[i] }
-		take := func(i int) bool { return p.copies[i] < lo[i] || !anyUnder && p.copies[i] < hi[i] }
-		for i := range parent {
-			parent[i] = -2
-		}
-		var queue []int
-		for i, nd := range p.nodes {
-			if nd.take && give(i) {
-				parent[i] = -1
-				queue = append(queue, i)
-			}
-		}
-		end := -1
-		for h := 0; h < len(queue) && end < 0; h++ {
-			u := queue[h]
-			for v := 0; v < n; v++ {
-				if parent[v] != -2 || !p.nodes[v].take || find(u, v) < 0 {
-					continue
-				}
-				parent[v] = u
-				if take(v) {
-					end = v
-					break
-				}
-				queue = append(queue, v)
-			}
-		}
-		if end < 0 {
+		path := paths.find(b.member, b.phaseFor(over, under), canMove)
+		if path == nil {
 			return
 		}
-		var steps [][2]int
-		for v := end; parent[v] >= 0; v = parent[v] {
-			steps = append(steps, [2]int{parent[v], v})
-		}
-		first := steps[len(steps)-1][0]
-		why := fmt.Sprintf("chain of %d moves from %s to %s: no direct move", len(steps), p.nodes[first].id, p.nodes[end].id)
-		for _, st := range steps {
-			pi := find(st[0], st[1])
+		first, end := path[0], path[len(path)-1]
+		why := fmt.Sprintf("chain of %d moves from %s to %s: no direct move", len(path)-1, p.nodes[first].id, p.nodes[end].id)
+		// The receiving end first, back to the giving one.
+		for k := len(path) - 1; k > 0; k-- {
+			from, to := path[k-1], path[k]
+			pi := find(from, to)
 			if pi < 0 {
 				return // an earlier step of this chain took the partition
 			}
 			part := &p.c.Partitions[pi]
 			src, srcID := p.sourceFor(part)
-			p.startMigration(part, st[1], src, srcID, p.nodes[st[0]].id, PriorityRebalanceReplica, []string{
-				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[st[0]].id, p.copies[st[0]], p.copyShare[st[0]]),
-				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[st[1]].id, p.copies[st[1]], p.copyShare[st[1]]), why})
+			p.startMigration(part, to, src, srcID, p.nodes[from].id, PriorityRebalanceReplica, []string{
+				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[from].id, p.copies[from], p.copyShare[from]),
+				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[to].id, p.copies[to], p.copyShare[to]), why})
 		}
 	}
 }
@@ -246,16 +278,11 @@ func (p *planner) rebalanceChains(lo, hi []int) {
 // rebalancePrimaries moves primary roles between nodes outside their
 // primary bands by promotions along augmenting paths: a path u0 → u1 → … →
 // um promotes u1 in a partition u0 leads, u2 in one u1 leads, and so on, so
-// only u0 loses a primary and only um gains one. Paths are searched with
-// the same phases as copies; promotions cost no copy.
+// only u0 loses a primary and only um gains one. Paths are searched phase
+// by phase, as direct copy moves are; promotions cost no copy.
 func (p *planner) rebalancePrimaries() {
+	b := p.primaryBands()
 	n := len(p.nodes)
-	lo, hi := make([]int, n), make([]int, n)
-	for i, nd := range p.nodes {
-		if nd.lead {
-			lo[i], hi[i] = band(p.primShare[i], p.held[i])
-		}
-	}
 	var pairs [][]int32
 	var cursor []int
 	avail := func(u, v int) int32 {
@@ -268,26 +295,11 @@ func (p *planner) rebalancePrimaries() {
 		}
 		return -1
 	}
-	parent := make([]int, n)
-	queue := make([]int, 0, n)
+	canPromote := func(u, v int) bool { return avail(u, v) >= 0 }
+	paths := newPathSearch(n)
 	for {
-		anyOver, anyUnder := false, false
-		for i, nd := range p.nodes {
-			if nd.lead {
-				anyOver = anyOver || p.prims[i] > hi[i]
-				anyUnder = anyUnder || p.prims[i] < lo[i]
-			}
-		}
-		if !anyOver && !anyUnder {
+		if over, under := b.outside(); !over && !under {
 			return
-		}
-		// Phases as for copies: above-band straight to below-band first,
-		// then whichever side is outside its band with the other side's
-		// in-band nodes.
-		phases := [][2]func(i int) bool{
-			{func(i int) bool { return p.prims[i] > hi[i] }, func(i int) bool { return p.prims[i] < lo[i] }},
-			{func(i int) bool { return p.prims[i] > hi[i] }, func(i int) bool { return p.prims[i] < hi[i] }},
-			{func(i int) bool { return p.prims[i] > lo[i] }, func(i int) bool { return p.prims[i] < lo[i] }},
 		}
 		if pairs == nil {
 			// pairs[u*n+v]: partitions led by u with v as a replica that may lead.
@@ -299,64 +311,37 @@ func (p *planner) rebalancePrimaries() {
 					continue
 				}
 				u, ok := p.idx[part.Primary]
-				if !ok || !p.nodes[u].lead {
+				if !ok || !b.member[u] {
 					continue
 				}
 				for _, r := range part.Replicas {
-					if v, ok := p.idx[r]; ok && p.nodes[v].lead {
+					if v, ok := p.idx[r]; ok && b.member[v] {
 						pairs[u*n+v] = append(pairs[u*n+v], int32(pi))
 					}
 				}
 			}
 		}
-		end := -1
-		for _, ph := range phases {
-			give, take := ph[0], ph[1]
-			for i := range parent {
-				parent[i] = -2
-			}
-			queue = queue[:0]
-			for i, nd := range p.nodes {
-				if nd.lead && give(i) {
-					parent[i] = -1
-					queue = append(queue, i)
-				}
-			}
-			for h := 0; h < len(queue) && end < 0; h++ {
-				u := queue[h]
-				for v := 0; v < n; v++ {
-					if parent[v] != -2 || !p.nodes[v].lead || avail(u, v) < 0 {
-						continue
-					}
-					parent[v] = u
-					if take(v) {
-						end = v
-						break
-					}
-					queue = append(queue, v)
-				}
-			}
-			if end >= 0 {
+		var path []int
+		for _, ph := range b.phases() {
+			if path = paths.find(b.member, ph, canPromote); path != nil {
 				break
 			}
 		}
-		if end < 0 {
+		if path == nil {
 			return
 		}
-		first := end
-		for parent[first] >= 0 {
-			first = parent[first]
-		}
+		first, end := path[0], path[len(path)-1]
 		reasons := []string{
 			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[first].id, p.prims[first], p.primShare[first]),
 			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[end].id, p.prims[end], p.primShare[end]),
 		}
-		for v := end; parent[v] >= 0; v = parent[v] {
-			u := parent[v]
+		// The receiving end first, back to the giving one.
+		for k := len(path) - 1; k > 0; k-- {
+			u, v := path[k-1], path[k]
 			pi := avail(u, v)
 			part := &p.c.Partitions[pi]
 			r := reasons
-			if v != end || u != first {
+			if len(path) > 2 {
 				r = append(append([]string(nil), reasons...), fmt.Sprintf("step %s→%s of a chain", p.nodes[u].id, p.nodes[v].id))
 			}
 			p.emit(Action{Kind: ActionPromote, Partition: int(pi), Epoch: part.Epoch, Node: p.nodes[v].id, Priority: PriorityRebalancePrimary, Reasons: r})
@@ -364,4 +349,60 @@ func (p *planner) rebalancePrimaries() {
 		p.prims[first]--
 		p.prims[end]++
 	}
+}
+
+// pathSearch finds augmenting paths; it keeps its scratch space from one
+// search to the next.
+type pathSearch struct {
+	parent []int // -2 not reached, -1 a start, else the node it was reached from
+	queue  []int
+	path   []int
+}
+
+func newPathSearch(n int) *pathSearch {
+	return &pathSearch{parent: make([]int, n), queue: make([]int, 0, n)}
+}
+
+// find searches, breadth first over the members, for a path u0 → u1 → … →
+// um from a node that gives (ph.give) to one that takes (ph.take), each step
+// u→v one that edge(u, v) allows. Moving one unit of load along every step
+// (a copy of a different partition, or a primary role) takes one from u0,
+// gives one to um and leaves the nodes in between as they were. It returns
+// the shortest such path found first (nodes in index order), u0 first,
+// valid until the next find; nil when there is none.
+func (s *pathSearch) find(member []bool, ph phase, edge func(u, v int) bool) []int {
+	for i := range s.parent {
+		s.parent[i] = -2
+	}
+	s.queue = s.queue[:0]
+	for i, m := range member {
+		if m && ph.give(i) {
+			s.parent[i] = -1
+			s.queue = append(s.queue, i)
+		}
+	}
+	end := -1
+	for h := 0; h < len(s.queue) && end < 0; h++ {
+		u := s.queue[h]
+		for v, m := range member {
+			if s.parent[v] != -2 || !m || !edge(u, v) {
+				continue
+			}
+			s.parent[v] = u
+			if ph.take(v) {
+				end = v
+				break
+			}
+			s.queue = append(s.queue, v)
+		}
+	}
+	if end < 0 {
+		return nil
+	}
+	s.path = s.path[:0]
+	for v := end; v >= 0; v = s.parent[v] {
+		s.path = append(s.path, v)
+	}
+	slices.Reverse(s.path)
+	return s.path
 }
