@@ -19,9 +19,14 @@ package failover
 // and zones the planner may still have a few moves to make).
 //
 // Ties between equally deserving nodes are broken by a hash of the node and
-// the partition (see initialBetter), so that each node shares its
+// the partition (bySeed in initialCopy), so that each node shares its
 // partitions with nearly every other node and a failed node's copies can be
-// re-created from many sources at once.
+// re-created from many sources at once. With ties broken by ID alone, every
+// partition would go to the next nodes in ID order, so each node would share
+// its partitions with only a few neighbours in that order (four with RF 3),
+// and after its failure only those could serve as sources of its copies (8
+// copies in flight with RF 3 and 2 migrations per node, whatever
+// MaxMigrations says); the quotas are met exactly either way.
 //
 // InitialTable is part of the replicated state machine: every agent runs it
 // when it applies the bootstrap entry. A change to its output (such as the
@@ -50,25 +55,28 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 	for pi := range table {
 		part := &table[pi]
 		var holders []string
-		for c := 0; c < p.k; c++ {
+		for range p.k {
 			copies, covered := p.zoneCounts(part, "")
-			best, bestZone := -1, false
+			target := choice{d: &initialCopy}
+			// One candidate value, refilled node by node: this loop runs
+			// nodes × copies times, and only these fields differ.
+			c := candidate{part: pi}
 			for i := range p.nodes {
 				nd := &p.nodes[i]
 				if !nd.take || part.Holds(nd.id) {
 					continue
 				}
-				zok := p.zoneOK(i, copies, covered)
-				if best < 0 || zok && !bestZone || zok == bestZone && p.initialBetter(i, best, pi, zoneQuota, zoneGot, got) {
-					best, bestZone = i, zok
-				}
+				c.node, c.id, c.tie, c.load, c.quota = i, nd.id, nd.tie, got[i], p.copyQuota[i]
+				c.zoneOK, c.zoneRoom = p.zoneOK(i, copies, covered), zoneQuota[nd.zone]-zoneGot[nd.zone]
+				target.offer(&c)
 			}
-			if best < 0 {
+			if !target.ok {
 				break
 			}
-			got[best]++
-			zoneGot[p.nodes[best].zone]++
-			holders = append(holders, p.nodes[best].id)
+			best := target.best
+			got[best.node]++
+			zoneGot[p.nodes[best.node].zone]++
+			holders = append(holders, best.id)
 			// Keep the partition's holders current for zoneCounts.
 			part.Primary = holders[0]
 			part.Replicas = append([]string{}, holders[1:]...)
@@ -81,24 +89,21 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 	for pi := range table {
 		part := &table[pi]
 		holders := part.Holders()
-		best := -1
+		leader := choice{d: &initialPrimary}
 		for _, h := range holders {
-			i := p.idx[h]
-			if !p.nodes[i].lead {
-				continue
-			}
-			if best < 0 || p.primQuota[i]-prims[i] > p.primQuota[best]-prims[best] {
-				best = i
+			if i := p.idx[h]; p.nodes[i].lead {
+				leader.offer(&candidate{node: i, id: h, load: prims[i], quota: p.primQuota[i]})
 			}
 		}
-		if best < 0 {
+		if !leader.ok {
 			continue
 		}
-		prims[best]++
-		if holders[0] != p.nodes[best].id {
-			part.Replicas = removeAt(part.Replicas, indexOf(part.Replicas, p.nodes[best].id))
+		best := leader.best
+		prims[best.node]++
+		if holders[0] != best.id {
+			part.Replicas = removeAt(part.Replicas, indexOf(part.Replicas, best.id))
 			part.Replicas = append(part.Replicas, part.Primary)
-			part.Primary = p.nodes[best].id
+			part.Primary = best.id
 		}
 	}
 	// Finish the primaries exactly with augmenting-path promotions.
@@ -119,26 +124,4 @@ func InitialTable(s Settings, members map[string]Member) []Partition {
 		table[i].Epoch = 1
 	}
 	return table
-}
-
-// initialBetter: the zone, then the node, furthest below its quota; ties
-// by a hash of the node and the partition, then ID. The hash matters: with
-// ties broken by ID alone, every partition would go to the next nodes in ID
-// order, so each node would share its partitions with only a few
-// neighbours in that order (four with RF 3), and after its failure only
-// those could serve as sources of its copies (8 copies in flight with RF 3
-// and 2 migrations per node, whatever MaxMigrations says). Hashed ties spread each node's
-// partners over the whole cluster, the exact quotas stay as they were.
-func (p *planner) initialBetter(i, j, part int, zoneQuota, zoneGot, got []int) bool {
-	zi, zj := p.nodes[i].zone, p.nodes[j].zone
-	if di, dj := zoneQuota[zi]-zoneGot[zi], zoneQuota[zj]-zoneGot[zj]; di != dj {
-		return di > dj
-	}
-	if di, dj := p.copyQuota[i]-got[i], p.copyQuota[j]-got[j]; di != dj {
-		return di > dj
-	}
-	if ti, tj := mix(p.nodes[i].tie, uint64(part)), mix(p.nodes[j].tie, uint64(part)); ti != tj {
-		return ti < tj
-	}
-	return p.nodes[i].id < p.nodes[j].id
 }

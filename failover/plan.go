@@ -4,6 +4,11 @@ import "time"
 
 // The planner.
 //
+// This file holds its API and the order of its work; planner.go its view of
+// the table; repair.go the steps that restore primaries, copies and the
+// zone spread; rebalance.go the moves towards balance; score.go how it
+// chooses between nodes and words why.
+//
 // Plan looks at the whole table once and proposes, in priority order:
 // promotions (primary failed, leaving, left, unknown, app-unhealthy or
 // missing), a new copy for a partition that has no copy able to lead,

@@ -1,11 +1,11 @@
 package failover
 
-import (
-	"sort"
-)
+import "sort"
 
-// The planner's view of the table: nodes, loads, quotas, the migration
-// budget, zone counts, and the bookkeeping every step shares.
+// The planner's view of the table, which repair and rebalance share: the
+// nodes and what they may do, their loads and quotas, the migration budget,
+// a partition's copies per zone, the source of a copy, and the actions
+// planned so far.
 
 // holderState classifies one copy of a partition.
 type holderState uint8
@@ -29,6 +29,8 @@ type nodeInfo struct {
 	tie     uint64 // seeded tie-break
 }
 
+// planner is one planning pass over one table; Plan, PlanStatus, Balance
+// and InitialTable each make their own.
 type planner struct {
 	hbuf  []string // scratch for holders, so that the hot loops do not allocate
 	dead  []string // scratch for planCopies
@@ -146,7 +148,7 @@ func (p *planner) state(id string) (int, holderState) {
 	return i, holderGone
 }
 
-// replacedBy reports whether a live migration of part replaces holder.
+// replaced reports whether a live migration of part replaces holder.
 func (p *planner) replaced(part *Partition, holder string) bool {
 	for _, m := range part.Migrations {
 		if m.Replaces == holder && p.targetLive(m) {
@@ -342,11 +344,7 @@ func (p *planner) zoneOK(i, copies, covered int) bool {
 	}
 	if p.zc[z] > 0 {
 		// Adding to a covered zone must leave room to cover the rest.
-		want := p.rule.zones
-		if p.rule.k < want {
-			want = p.rule.k
-		}
-		if want-covered > p.k-copies-1 {
+		if p.rule.spread()-covered > p.k-copies-1 {
 			return false
 		}
 	}

@@ -36,6 +36,9 @@ type zoneRule struct {
 	maxPer   int
 }
 
+// spread is the number of distinct zones a partition's copies must cover.
+func (r zoneRule) spread() int { return min(r.k, r.zones) }
+
 func newZoneRule(k, zones int) zoneRule {
 	r := zoneRule{k: k, zones: zones}
 	switch {

@@ -179,24 +179,19 @@ func (p *planner) rebalanceCopies() {
 				part := &p.c.Partitions[pi]
 				src, srcID := p.sourceFor(part)
 				copies, covered := p.zoneCounts(part, p.nodes[a].id)
-				t := -1
+				to := choice{d: &rebalancing}
 				for _, u := range takers {
 					if !ph.take(u) || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) {
 						continue
 					}
-					if t < 0 || p.lessLoaded(u, t, int(pi)) {
-						t = u
-					}
+					c := p.copyCandidate(u, int(pi))
+					to.offer(&c)
 				}
-				if t < 0 {
+				if !to.ok {
 					continue
 				}
-				na, nt := p.nodes[a], p.nodes[t]
-				reasons := []string{
-					fmt.Sprintf("%s holds %d copies (share %.1f)", na.id, p.copies[a], p.copyShare[a]),
-					fmt.Sprintf("%s holds %d copies (share %.1f)", nt.id, p.copies[t], p.copyShare[t]),
-				}
-				p.startMigration(part, t, src, srcID, na.id, PriorityRebalanceReplica, reasons)
+				from := p.copyCandidate(a, int(pi))
+				p.startMigration(part, to.best.node, src, srcID, from.id, PriorityRebalanceReplica, moveReasons(from, to.best, rebalancing))
 				started = true
 			}
 		}
@@ -268,9 +263,8 @@ func (p *planner) rebalanceChains(b bands) {
 			}
 			part := &p.c.Partitions[pi]
 			src, srcID := p.sourceFor(part)
-			p.startMigration(part, to, src, srcID, p.nodes[from].id, PriorityRebalanceReplica, []string{
-				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[from].id, p.copies[from], p.copyShare[from]),
-				fmt.Sprintf("%s holds %d copies (share %.1f)", p.nodes[to].id, p.copies[to], p.copyShare[to]), why})
+			p.startMigration(part, to, src, srcID, p.nodes[from].id, PriorityRebalanceReplica,
+				append(moveReasons(p.copyCandidate(from, int(pi)), p.copyCandidate(to, int(pi)), rebalancing), why))
 		}
 	}
 }
@@ -331,10 +325,7 @@ func (p *planner) rebalancePrimaries() {
 			return
 		}
 		first, end := path[0], path[len(path)-1]
-		reasons := []string{
-			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[first].id, p.prims[first], p.primShare[first]),
-			fmt.Sprintf("%s leads %d (share %.1f)", p.nodes[end].id, p.prims[end], p.primShare[end]),
-		}
+		reasons := moveReasons(p.leaderCandidate(first, -1), p.leaderCandidate(end, -1), leading)
 		// The receiving end first, back to the giving one.
 		for k := len(path) - 1; k > 0; k-- {
 			u, v := path[k-1], path[k]

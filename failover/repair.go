@@ -82,20 +82,16 @@ func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]nee
 	if part.Primary != "" {
 		why = fmt.Sprintf("primary %s %s", part.Primary, p.describe(part.Primary))
 	}
-	// The best live, app-healthy replica: the one furthest below its
-	// primary quota, then the seeded tie-break, then ID.
-	best := -1
+	// The best live, app-healthy replica (see leading).
+	leader := choice{d: &leading}
 	for _, r := range part.Replicas {
-		i, ok := p.idx[r]
-		if !ok || !p.nodes[i].lead {
-			continue
-		}
-		if best < 0 || p.betterLeader(i, best, part.ID) {
-			best = i
+		if i, ok := p.idx[r]; ok && p.nodes[i].lead {
+			c := p.leaderCandidate(i, part.ID)
+			leader.offer(&c)
 		}
 	}
-	if best >= 0 {
-		p.promote(part, best, PriorityPromote, why)
+	if leader.ok {
+		p.promote(part, leader.best.node, PriorityPromote, why)
 		return true
 	}
 	// No app-healthy replica. A dead primary is worse than an app-unhealthy
@@ -159,13 +155,13 @@ func (p *planner) hasLeavingSource(part *Partition) bool {
 }
 
 func (p *planner) promote(part *Partition, i, prio int, reasons ...string) {
-	nd := p.nodes[i]
-	reasons = append(reasons, fmt.Sprintf("%s leads %d (share %.1f)", nd.id, p.prims[i], p.primShare[i]))
+	c := p.leaderCandidate(i, part.ID)
+	reasons = append(reasons, c.reasons(leading)...)
 	if old, ok := p.idx[part.Primary]; ok {
 		p.prims[old]--
 	}
 	p.prims[i]++
-	p.emit(Action{Kind: ActionPromote, Partition: part.ID, Epoch: part.Epoch, Node: nd.id, Priority: prio, Reasons: reasons})
+	p.emit(Action{Kind: ActionPromote, Partition: part.ID, Epoch: part.Epoch, Node: c.id, Priority: prio, Reasons: reasons})
 }
 
 // planMigrations cancels broken or timed-out migrations and, with Instant,
@@ -235,25 +231,22 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
 			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, p.k)}})
 	case live > p.k && len(part.Migrations) == 0:
-		// Surplus: drop the replica on the node furthest above its quota.
-		best := -1
+		// Surplus: drop the live replica that dropping prefers.
+		surplus := choice{d: &dropping}
 		for _, r := range part.Replicas {
-			i, ok := p.idx[r]
-			if !ok || !p.nodes[i].hold {
-				continue
-			}
-			if best < 0 || p.copies[i]-p.copyQuota[i] > p.copies[best]-p.copyQuota[best] ||
-				p.copies[i]-p.copyQuota[i] == p.copies[best]-p.copyQuota[best] && p.nodes[i].id < p.nodes[best].id {
-				best = i
+			if i, ok := p.idx[r]; ok && p.nodes[i].hold {
+				c := p.copyCandidate(i, part.ID)
+				surplus.offer(&c)
 			}
 		}
-		if best < 0 {
+		if !surplus.ok {
 			return
 		}
-		p.copies[best]--
+		drop := surplus.best
+		p.copies[drop.node]--
 		p.copyWork = true
-		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: p.nodes[best].id, Priority: PriorityRemoveSurplus,
-			Reasons: []string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k), fmt.Sprintf("%s holds %d (quota %d)", p.nodes[best].id, p.copies[best]+1, p.copyQuota[best])}})
+		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: drop.id, Priority: PriorityRemoveSurplus,
+			Reasons: append([]string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k)}, drop.reasons(dropping)...)})
 	case len(part.Migrations) == 0 && len(p.zoneNames) > 1:
 		p.planZoneSpread(part, needs)
 	}
@@ -263,20 +256,18 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 // uncovered zone could take it.
 func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 	copies, covered := p.zoneCounts(part, "")
-	want := p.rule.zones
-	if p.rule.k < want {
-		want = p.rule.k
-	}
+	want := p.rule.spread()
 	if copies > p.k {
 		copies = p.k
 	}
 	if covered >= want || covered >= copies {
 		return
 	}
-	// The copy to move: in the most crowded zone, a replica if possible,
-	// on the node furthest above its quota.
+	// The copy to move: a live one in the most crowded zone (a zone where
+	// no node takes copies counts as the most crowded), a replica rather
+	// than the primary; among equals the first in holder order.
 	var from string
-	bestScore := 0
+	fromCrowd, fromReplica := 0, false
 	for _, h := range part.Holders() {
 		i, st := p.state(h)
 		if st != holderLive {
@@ -290,30 +281,22 @@ func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 		if crowd < 2 {
 			continue
 		}
-		score := crowd*4 + boolInt(h != part.Primary)*2
-		if from == "" || score > bestScore {
-			from, bestScore = h, score
+		replica := h != part.Primary
+		if from == "" || crowd > fromCrowd || crowd == fromCrowd && replica && !fromReplica {
+			from, fromCrowd, fromReplica = h, crowd, replica
 		}
 	}
 	if from == "" {
 		return
 	}
 	// Is there a node in an uncovered zone that could take it?
-	for i, nd := range p.nodes {
+	for _, nd := range p.nodes {
 		if nd.take && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
 			*needs = append(*needs, need{part: part.ID, priority: PriorityZoneSpread, replaces: from,
 				reasons: []string{fmt.Sprintf("zone spread: zone %q has no copy", p.zoneNames[nd.zone])}})
-			_ = i
 			return
 		}
 	}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // placeCopy chooses the target of one new copy and emits the migration.
@@ -329,8 +312,8 @@ func (p *planner) placeCopy(nd need) {
 			except = nd.replaces // moving a live copy: its zone frees up
 		}
 	}
-	t, reasons := p.bestTarget(part, except, nd.lead, src, false)
-	if t < 0 {
+	t, ok := p.bestTarget(part, except, nd.lead, src, false)
+	if !ok {
 		// No node with a healthy app can take it. Rather than lose the
 		// copy (a leaving or failed holder), put it on a live node whose
 		// app is unhealthy; never move a live primary that way (two such
@@ -338,22 +321,25 @@ func (p *planner) placeCopy(nd need) {
 		if i, st := p.state(nd.replaces); nd.lead && nd.replaces != "" && i >= 0 && st == holderLive {
 			return
 		}
-		if t, reasons = p.bestTarget(part, except, false, src, true); t < 0 {
+		if t, ok = p.bestTarget(part, except, false, src, true); !ok {
 			return
 		}
 	}
-	p.startMigration(part, t, src, srcID, nd.replaces, nd.priority, append(p.reasonsOf(nd), reasons...))
+	p.startMigration(part, t.node, src, srcID, nd.replaces, nd.priority, append(p.reasonsOf(nd), t.reasons(placing)...))
 }
 
-// bestTarget scores the candidates for a new copy of part: hard constraints
-// (takes copies, does not hold or receive part, budget, zone spread), then
-// load against quota, then the seeded tie-break and ID.
+// bestTarget chooses the target of a new copy of part among the nodes that
+// pass the hard constraints (takes copies, and can lead if lead is set;
+// does not hold or receive part; has a free migration slot), by the
+// criteria of placing. A node that keeps the zone spread but is throttled
+// makes the copy wait rather than go to a node that breaks the spread.
 //
 // With unhealthy set, the candidates are instead the live nodes whose app is
 // unhealthy (the last resort of placeCopy).
-func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (int, []string) {
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (candidate, bool) {
 	copies, covered := p.zoneCounts(part, except)
-	best, bestZone, zoneBlocked := -1, false, false
+	target := choice{d: &placing}
+	zoneBlocked := false
 	for i := range p.nodes {
 		nd := &p.nodes[i]
 		if unhealthy {
@@ -376,24 +362,12 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int,
 			zoneBlocked = zoneBlocked || zok
 			continue
 		}
-		if best < 0 || zok && !bestZone || zok == bestZone && p.lessLoaded(i, best, part.ID) {
-			best, bestZone = i, zok
-		}
+		c := p.copyCandidate(i, part.ID)
+		c.zoneOK, c.lastResort = zok, unhealthy
+		target.offer(&c)
 	}
-	if best < 0 || !bestZone && zoneBlocked {
-		return -1, nil
+	if !target.ok || !target.best.zoneOK && zoneBlocked {
+		return candidate{}, false
 	}
-	nd := p.nodes[best]
-	reasons := []string{fmt.Sprintf("%s holds %d (share %.1f)", nd.id, p.copies[best], p.copyShare[best])}
-	if unhealthy {
-		reasons = append(reasons, "no app-healthy node can take it: "+nd.id+" (app-unhealthy) keeps the data")
-	}
-	if len(p.zoneNames) > 1 {
-		if bestZone {
-			reasons = append(reasons, fmt.Sprintf("zone spread: zone %q", p.zoneNames[nd.zone]))
-		} else {
-			reasons = append(reasons, "zone spread impossible")
-		}
-	}
-	return best, reasons
+	return target.best, true
 }
