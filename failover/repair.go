@@ -156,7 +156,7 @@ func (p *planner) hasLeavingSource(part *Partition) bool {
 
 func (p *planner) promote(part *Partition, i, prio int, reasons ...string) {
 	c := p.leaderCandidate(i, part.ID)
-	reasons = append(reasons, c.reasons(leading)...)
+	reasons = c.appendReasons(reasons, leading)
 	if old, ok := p.idx[part.Primary]; ok {
 		p.prims[old]--
 	}
@@ -246,7 +246,7 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 		p.copies[drop.node]--
 		p.copyWork = true
 		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: drop.id, Priority: PriorityRemoveSurplus,
-			Reasons: append([]string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k)}, drop.reasons(dropping)...)})
+			Reasons: drop.appendReasons([]string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k)}, dropping)})
 	case len(part.Migrations) == 0 && len(p.zoneNames) > 1:
 		p.planZoneSpread(part, needs)
 	}
@@ -325,7 +325,7 @@ func (p *planner) placeCopy(nd need) {
 			return
 		}
 	}
-	p.startMigration(part, t.node, src, srcID, nd.replaces, nd.priority, append(p.reasonsOf(nd), t.reasons(placing)...))
+	p.startMigration(part, t.node, src, srcID, nd.replaces, nd.priority, t.appendReasons(p.reasonsOf(nd), placing))
 }
 
 // bestTarget chooses the target of a new copy of part among the nodes that

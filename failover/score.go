@@ -229,11 +229,12 @@ func (c candidate) standing(w wording) string {
 	return fmt.Sprintf("%s holds %d (share %.1f)", c.id, c.load, c.share)
 }
 
-// reasons are what an action says of the node chosen for d: its load
-// against its share; that it is a last resort, if it is; and, when d weighs
-// the zone spread in a cluster of several zones, how the spread went.
-func (c candidate) reasons(d decision) []string {
-	out := []string{c.standing(d.wording)}
+// appendReasons appends to out what an action says of the node chosen for
+// d: its load against its share; that it is a last resort, if it is; and,
+// when d weighs the zone spread in a cluster of several zones, how the
+// spread went.
+func (c candidate) appendReasons(out []string, d decision) []string {
+	out = append(out, c.standing(d.wording))
 	if c.lastResort {
 		out = append(out, "no app-healthy node can take it: "+c.id+" (app-unhealthy) keeps the data")
 	}

@@ -117,7 +117,7 @@ func TestReasonsAreWordedFromTheCandidate(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.c.reasons(tc.d); !reflect.DeepEqual(got, tc.want) {
+			if got := tc.c.appendReasons(nil, tc.d); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("reasons %q, want %q", got, tc.want)
 			}
 		})
