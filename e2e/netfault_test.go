@@ -22,6 +22,10 @@ package e2e
 // test process itself (uid 0) is never cut: it keeps reaching every node's
 // API and app, and the webhook proxies on 127.0.0.1 stay reachable from
 // every agent. A fault covers the nodes the cluster has when it is made.
+// A node's processes run as its uid: a dir one of them must write (an
+// app's data dir) is made with n.ownDir(path) (placement.ownDir). Each
+// test binary takes its own block of addresses and uids, so that two runs
+// at once on one machine do not cut each other's nodes.
 //
 // How: on loopback an outgoing TCP connection takes source 127.0.0.1
 // unless its socket is bound, so rules on the source address would miss
