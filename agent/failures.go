@@ -359,9 +359,11 @@ func (a *Agent) removableFailedServers(state *failover.Cluster, voters []string,
 // out), and the next death could cost the quorum for good, as 2 dead
 // voters of 3 did beside 4 live agents. The quorum rule is what makes this
 // safe under a network fault too: the voters removed by mistake are a
-// minority and cannot have formed a quorum of their own. Failed
-// non-voters, which the quorum does not depend on, wait for the freeze to
-// end.
+// minority and cannot have formed a quorum of their own. Dead non-voters
+// leave too, freeze or not: the quorum does not depend on them, and a dead
+// voter demoted by voter planning (to keep the voter count odd) must not
+// stay in the configuration as a non-voter for the whole freeze. A healed
+// one is added back as a non-voter like any returning member.
 func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool, self string,
 	inStatus, detectorFailed map[string]time.Duration) []string {
 	var out []string
@@ -380,13 +382,14 @@ func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[
 		case m.Status == failover.StatusFailed && isVoter[m.RaftID]:
 			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: inStatus[id]})
 		case m.Status == failover.StatusFailed:
-			if !frozen {
-				out = append(out, m.RaftID)
-			}
+			out = append(out, m.RaftID)
 		case m.Status == failover.StatusLeft:
 			// removed as a departed member, whatever the freeze
 		case isVoter[m.RaftID] && detectorHolds:
 			deadVoters = append(deadVoters, health.FailedVoter{ID: m.RaftID, FailedFor: failedFor})
+		case detectorHolds && frozen:
+			// A dead non-voter the freeze keeps alive in the state.
+			out = append(out, m.RaftID)
 		}
 	}
 	out = append(out, health.RemovableVoters(voters, deadVoters, 1)...)

@@ -38,21 +38,21 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 			want:     []string{"c-r", "f-r"},
 		},
 		{
-			name:     "frozen: the dead voter still goes, the non-voter waits",
+			name:     "frozen: the dead voter still goes, and the dead non-voter too (the quorum does not depend on it)",
 			statuses: map[string]failover.MemberStatus{"a": alive, "b": alive, "c": failed, "d": alive, "e": alive, "f": failed},
 			voters:   []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
 			frozen:   true,
-			want:     []string{"c-r"},
+			want:     []string{"c-r", "f-r"},
 		},
 		{
-			name: "frozen before marking: voters the detector holds failed go, two of five at most, oldest first",
+			name: "frozen before marking: voters the detector holds failed go, two of five at most, oldest first; a non-voter it holds failed goes",
 			statuses: map[string]failover.MemberStatus{
 				"a": alive, "b": alive, "c": alive, "d": alive, "e": alive, "f": alive,
 			},
 			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
 			frozen:         true,
 			detectorFailed: map[string]time.Duration{"c": 3 * time.Second, "d": 9 * time.Second, "e": 5 * time.Second, "f": time.Minute},
-			want:           []string{"d-r", "e-r"},
+			want:           []string{"d-r", "e-r", "f-r"},
 		},
 		{
 			name:     "two dead of three voters: one at a time (a quorum of the old three remains)",

@@ -99,9 +99,14 @@ func TestAnAgentRefusesRaftStateRestoredFromAnOlderCopyOrOfAnotherRaftID(t *test
 		t.Fatal(err)
 	}
 	victim.start("-join", nodes[0].gossipAddr())
-	if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].apiAddr()); err != nil {
-		t.Fatalf("maintenance on: %v\n%s", err, out)
-	}
+	// The victim may have been the leader: the write goes through once the
+	// others know the new one.
+	eventually(t, 30*time.Second, "maintenance on", func() error {
+		if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].apiAddr()); err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
 	eventually(t, 30*time.Second, "the agent to record progress past the copy", func() error {
 		applied, err := raftProgress(victim)
 		if err != nil {
