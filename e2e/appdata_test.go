@@ -67,7 +67,7 @@ func startWorkload(keys []string, nodes func() []*appNode, writers, readers int)
 				ns := w.nodes()
 				via := ns[rng.IntN(len(ns))]
 				start := time.Now()
-				err := putKey(client, via.appAddr(), k, strconv.Itoa(next[k]))
+				err := putKey(client, via.app.Addr(), k, strconv.Itoa(next[k]))
 				w.record(opRecord{key: k, write: true, value: next[k], ok: err == nil, start: start, end: time.Now()})
 				if err != nil {
 					time.Sleep(20 * time.Millisecond) // a node down refuses at once
@@ -85,7 +85,7 @@ func startWorkload(keys []string, nodes func() []*appNode, writers, readers int)
 				ns := w.nodes()
 				via := ns[rng.IntN(len(ns))]
 				start := time.Now()
-				got, code, err := getKey(client, via.appAddr(), k)
+				got, code, err := getKey(client, via.app.Addr(), k)
 				rec := opRecord{key: k, start: start, end: time.Now()}
 				switch {
 				case err == nil && code == http.StatusOK:
@@ -232,16 +232,16 @@ func (w *workload) checkFinalValues(t *testing.T, nodes []*appNode) {
 	for _, k := range w.keys {
 		seen := -1
 		for _, n := range nodes {
-			got, code, err := getKey(client, n.appAddr(), k)
+			got, code, err := getKey(client, n.app.Addr(), k)
 			v, _ := strconv.Atoi(got)
 			if err != nil || (code != http.StatusOK && code != http.StatusNotFound) {
-				t.Fatalf("final read of %s through %s: %d %v", k, n.id, code, err)
+				t.Fatalf("final read of %s through %s: %d %v", k, n.ID, code, err)
 			}
 			if v < acked[k] {
-				t.Fatalf("%s through %s is %d, but %d was acknowledged: an acknowledged write is lost", k, n.id, v, acked[k])
+				t.Fatalf("%s through %s is %d, but %d was acknowledged: an acknowledged write is lost", k, n.ID, v, acked[k])
 			}
 			if seen >= 0 && v != seen {
-				t.Fatalf("%s reads %d through %s and %d through another node", k, v, n.id, seen)
+				t.Fatalf("%s reads %d through %s and %d through another node", k, v, n.ID, seen)
 			}
 			seen = v
 		}
@@ -251,7 +251,7 @@ func (w *workload) checkFinalValues(t *testing.T, nodes []*appNode) {
 // workloadKeys are n keys and the node that leads most of them.
 func workloadKeys(t *testing.T, nodes []*appNode, n int) ([]string, *appNode) {
 	t.Helper()
-	pt, err := nodes[0].partitions()
+	pt, err := nodes[0].Partitions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +264,11 @@ func workloadKeys(t *testing.T, nodes []*appNode, n int) ([]string, *appNode) {
 	}
 	best := nodes[0]
 	for _, an := range nodes {
-		if leads[an.id] > leads[best.id] {
+		if leads[an.ID] > leads[best.ID] {
 			best = an
 		}
 	}
-	if leads[best.id] == 0 {
+	if leads[best.ID] == 0 {
 		t.Fatal("no node leads any workload key")
 	}
 	return keys, best
@@ -286,13 +286,13 @@ type appStatus struct {
 
 func (a *appNode) appStatus() (appStatus, error) {
 	var st appStatus
-	resp, err := http.Get("http://" + a.appAddr() + "/internal/status")
+	resp, err := http.Get("http://" + a.app.Addr() + "/internal/status")
 	if err != nil {
 		return st, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return st, fmt.Errorf("%s's app status: %s", a.id, resp.Status)
+		return st, fmt.Errorf("%s's app status: %s", a.ID, resp.Status)
 	}
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
@@ -301,8 +301,8 @@ func (a *appNode) appStatus() (appStatus, error) {
 // reported its holdings).
 func (a *appNode) waitAppHealthy(t *testing.T) {
 	t.Helper()
-	eventually(t, 30*time.Second, a.id+"'s app healthy", func() error {
-		resp, err := http.Get("http://" + a.appAddr() + "/healthz")
+	eventually(t, 30*time.Second, a.ID+"'s app healthy", func() error {
+		resp, err := http.Get("http://" + a.app.Addr() + "/healthz")
 		if err != nil {
 			return err
 		}
@@ -321,7 +321,7 @@ func (n *node) eventTypes() (map[string]int, error) {
 			Type string `json:"type"`
 		} `json:"events"`
 	}
-	if err := n.getJSON("/v1/events", &r); err != nil {
+	if err := n.GetJSON("/v1/events", &r); err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
@@ -344,7 +344,7 @@ func TestAKilledAppRestartedOnItsDataLosesNothing(t *testing.T) {
 	defer w.stop()
 	w.waitOps(t, 100, "load before the crash")
 
-	victim.killApp()
+	victim.app.Kill()
 	victim.startApp(t)
 	victim.waitAppHealthy(t)
 	st, err := victim.appStatus()
@@ -358,7 +358,7 @@ func TestAKilledAppRestartedOnItsDataLosesNothing(t *testing.T) {
 		}
 	}
 	if held == 0 {
-		t.Fatalf("%s's app came back holding nothing: %+v", victim.id, st)
+		t.Fatalf("%s's app came back holding nothing: %+v", victim.ID, st)
 	}
 	w.waitOps(t, 100, "load after the restart")
 	w.stop()
@@ -370,7 +370,7 @@ func TestAKilledAppRestartedOnItsDataLosesNothing(t *testing.T) {
 	w.checkHistory(t)
 	w.checkFinalValues(t, nodes)
 	wr, rd := w.counts()
-	t.Logf("%d writes acknowledged, %d reads; %s's app held %d partitions after its restart", wr, rd, victim.id, held)
+	t.Logf("%d writes acknowledged, %d reads; %s's app held %d partitions after its restart", wr, rd, victim.ID, held)
 }
 
 // TestAWipedAppGetsItsCopiesBack: the kvapp of the node that leads most of
@@ -386,10 +386,12 @@ func TestAWipedAppGetsItsCopiesBack(t *testing.T) {
 	w := startWorkload(keys, func() []*appNode { return nodes }, 4, 4)
 	defer w.stop()
 	w.waitOps(t, 100, "load before the wipe")
-	assignsBefore := victim.proxy.seen("partition.assign")
+	assignsBefore := victim.proxy.Seen("partition.assign")
 
-	victim.killApp()
-	victim.wipeAppData(t)
+	victim.app.Kill()
+	if err := victim.app.WipeData(); err != nil {
+		t.Fatal(err)
+	}
 	victim.startApp(t)
 	victim.waitAppHealthy(t)
 	eventually(t, 30*time.Second, "the agent records the lost copies", func() error {
@@ -407,7 +409,7 @@ func TestAWipedAppGetsItsCopiesBack(t *testing.T) {
 	w.waitOps(t, 50, "load once settled")
 	w.stop()
 
-	if victim.proxy.seen("partition.assign") == assignsBefore {
+	if victim.proxy.Seen("partition.assign") == assignsBefore {
 		t.Fatal("the wiped app was never told to hold anything again")
 	}
 	st, err := victim.appStatus()
@@ -426,7 +428,7 @@ func TestAWipedAppGetsItsCopiesBack(t *testing.T) {
 	var status struct {
 		DataLost []int `json:"data_lost"`
 	}
-	if err := victim.getJSON("/v1/status", &status); err != nil || len(status.DataLost) != 0 {
+	if err := victim.GetJSON("/v1/status", &status); err != nil || len(status.DataLost) != 0 {
 		t.Fatalf("partitions marked lost although other copies lived: %v %v", status.DataLost, err)
 	}
 	w.checkHistory(t)
@@ -454,22 +456,22 @@ func TestANodeRestartedWhileItsFailoverIsDecidedLosesNoAcknowledgedWrite(t *test
 		if round == 2 {
 			v = appNodeOf(nodes, leaderOf(t, plainNodes(nodes)))
 		}
-		before := incarnationOf(t, appWithout(nodes, v)[0].node, v.id)
+		before := incarnationOf(t, appWithout(nodes, v)[0].node, v.ID)
 		v.killNode()
 		// Down for 1.5 s: the scenario, not a wait for anything. The
 		// restart lands while the survivors are deciding the failover (the
 		// local profile confirms a failure in about a second).
 		time.Sleep(1500 * time.Millisecond)
 		v.startApp(t)
-		v.start("-join", appWithout(nodes, v)[0].gossipAddr())
+		v.start("-join", appWithout(nodes, v)[0].GossipAddr())
 		v.waitAppHealthy(t)
 		waitSettled(t, nodes, 3)
-		if after := incarnationOf(t, appWithout(nodes, v)[0].node, v.id); after > before {
-			t.Logf("restart %d of %s: failed over before it was back, then rejoined", round, v.id)
+		if after := incarnationOf(t, appWithout(nodes, v)[0].node, v.ID); after > before {
+			t.Logf("restart %d of %s: failed over before it was back, then rejoined", round, v.ID)
 		} else {
-			t.Logf("restart %d of %s: back before the cluster declared it failed", round, v.id)
+			t.Logf("restart %d of %s: back before the cluster declared it failed", round, v.ID)
 		}
-		w.waitOps(t, 100, fmt.Sprintf("load after restart %d of %s", round, v.id))
+		w.waitOps(t, 100, fmt.Sprintf("load after restart %d of %s", round, v.ID))
 	}
 	w.stop()
 	waitSettled(t, nodes, 3)

@@ -8,19 +8,15 @@ package e2e
 // figures are in docs/benchmarks.md.
 //
 // The kvapp helpers of kvapp_test.go take a *testing.T; this file has its
-// own testing.TB versions (benchApp, ackProxy) and reuses the harness cluster,
+// own testing.TB versions (appNode, ackProxy) and reuses the harness cluster,
 // settled, pollFor, watchVictim and the node methods of bench_test.go.
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -32,159 +28,38 @@ import (
 	"time"
 
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // ---- apps for benchmarks ----
 
-// ackRecord is one webhook the app answered: status 2xx is an
-// acknowledgement; anything else (or 502 for no answer) a refusal that the
-// agent retries with backoff.
-type ackRecord struct {
-	at        time.Time
-	typ       string
-	partition int
-	epoch     uint64
-	status    int
-}
-
-// ackProxy sits between an agent and its kvapp like webhookProxy: it
-// verifies every signature, forwards to the app and records the time at
-// which the app acknowledged each event.
-type ackProxy struct {
-	srv      *httptest.Server
-	target   string
-	secret   []byte
-	upstream *http.Client
-	bad      atomic.Int64
-
-	mu   sync.Mutex
-	acks []ackRecord
-}
-
-func newAckProxy(tb testing.TB, target string) *ackProxy {
-	secret, err := hooks.ParseSecret(testWebhookSecret)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := &ackProxy{target: target, secret: secret, upstream: &http.Client{Timeout: 30 * time.Second}}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
-	tb.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *ackProxy) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if err := hooks.Verify(p.secret, r.Header, body, time.Now(), time.Minute); err != nil {
-		p.bad.Add(1)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return
-	}
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target, bytes.NewReader(body))
-	req.Header = r.Header.Clone()
-	resp, err := p.upstream.Do(req)
-	status := http.StatusBadGateway
-	var out []byte
-	if err == nil {
-		out, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		status = resp.StatusCode
-	}
-	var ev hooks.Event
-	if json.Unmarshal(body, &ev) == nil {
-		p.mu.Lock()
-		p.acks = append(p.acks, ackRecord{at: time.Now(), typ: ev.Type, partition: ev.Partition, epoch: ev.Epoch, status: status})
-		p.mu.Unlock()
-	}
-	if err != nil {
-		http.Error(w, err.Error(), status)
-		return
-	}
-	w.WriteHeader(status)
-	w.Write(out)
-}
-
-// firstAck returns the time of the first acknowledged event of typ for
-// partition at an epoch above minEpoch, after since.
-func (p *ackProxy) firstAck(typ string, partition int, minEpoch uint64, since time.Time) (time.Time, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, a := range p.acks {
-		if a.status/100 == 2 && a.typ == typ && a.partition == partition && a.epoch > minEpoch && a.at.After(since) {
-			return a.at, true
-		}
-	}
-	return time.Time{}, false
-}
-
-// refusals counts the answers other than 2xx to events of typ after since.
-func (p *ackProxy) refusals(typ string, since time.Time) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, a := range p.acks {
-		if a.status/100 != 2 && a.typ == typ && a.at.After(since) {
-			n++
-		}
-	}
-	return n
-}
-
-// benchApp is an agent (in a harness cluster) with its kvapp behind an
-// ackProxy.
-type benchApp struct {
-	*node
-	kvappProcess
-	proxy *ackProxy
-}
-
 // addBenchApp declares an agent wired to a kvapp (not started). The kvapp
 // logs at info level: debug lines for every write would cost the CPU the
 // timings are about.
-func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *benchApp {
-	pl := c.nextPlacement()
-	a := &benchApp{kvappProcess: kvappProcess{appPlace: pl, appPort: freePort(tb), logLevel: "info"}}
-	a.proxy = newAckProxy(tb, "http://"+a.appAddr()+"/steward/events")
-	a.node = c.addAt(pl, id, append(slices.Clone(extra), a.agentAppFlags(a.proxy.srv.URL+"/steward/events")...)...)
-	tb.Cleanup(a.killApp)
-	return a
-}
-
-func (a *benchApp) startApp(tb testing.TB) { a.runApp(tb, a.apiAddr(), a.dataDir) }
-
-// killNode SIGKILLs app and agent together, as a machine loss does.
-func (a *benchApp) killNode() {
-	a.killApp()
-	a.kill()
-}
-
-func appNodes(as []*benchApp) []*node {
-	out := make([]*node, len(as))
-	for i, a := range as {
-		out[i] = a.node
-	}
-	return out
+func addBenchApp(tb testing.TB, c *cluster, id string, extra ...string) *appNode {
+	return addAppNodeLogging(tb, c, id, "info", 30*time.Second, extra...)
 }
 
 // startAppCluster starts n agents with their kvapps (local profile) and
 // waits until the cluster is settled (see settled) and the table too (see
 // tableSettled). It returns the apps and the leader.
-func startAppCluster(tb testing.TB, c *cluster, n, rf int, extra ...string) ([]*benchApp, *node) {
+func startAppCluster(tb testing.TB, c *cluster, n, rf int, extra ...string) ([]*appNode, *node) {
 	tb.Helper()
-	var apps []*benchApp
+	var apps []*appNode
 	for i := 1; i <= n; i++ {
 		apps = append(apps, addBenchApp(tb, c, fmt.Sprintf("node%d", i), extra...))
 	}
 	for _, a := range apps {
 		a.startApp(tb)
-		startBench(a.node, "local", "-bootstrap-expect", strconv.Itoa(n), "-join", apps[0].gossipAddr())
+		startBench(a.node, "local", "-bootstrap-expect", strconv.Itoa(n), "-join", apps[0].GossipAddr())
 	}
 	var leader *node
 	pollUntil(tb, 90*time.Second, "agents and apps settled", func() error {
-		if err := exitedEarly(appNodes(apps)); err != nil {
-			return stopPolling{err}
+		if err := exitedEarly(plainNodes(apps)); err != nil {
+			return localcluster.Stop{Err: err}
 		}
 		var err error
-		if leader, err = settled(appNodes(apps), n); err != nil {
+		if leader, err = settled(plainNodes(apps), n); err != nil {
 			return err
 		}
 		return tableSettled(apps, rf)
@@ -192,27 +67,11 @@ func startAppCluster(tb testing.TB, c *cluster, n, rf int, extra ...string) ([]*
 	return apps, leader
 }
 
-// tableSettled is waitSettled's condition (settledError) for benchmark
-// apps.
-func tableSettled(apps []*benchApp, rf int) error {
-	return settledError(appNodes(apps), rf)
-}
-
-func appsWithout(apps []*benchApp, gone *benchApp) []*benchApp {
-	var out []*benchApp
-	for _, a := range apps {
-		if a != gone {
-			out = append(out, a)
-		}
-	}
-	return out
-}
-
 // followerWithMostPrimaries is the follower whose loss needs the most
 // promotions.
-func followerWithMostPrimaries(tb testing.TB, apps []*benchApp, leader *node) *benchApp {
+func followerWithMostPrimaries(tb testing.TB, apps []*appNode, leader *node) *appNode {
 	tb.Helper()
-	pt, err := leader.partitions()
+	pt, err := leader.Partitions()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -220,9 +79,9 @@ func followerWithMostPrimaries(tb testing.TB, apps []*benchApp, leader *node) *b
 	for _, p := range pt.Partitions {
 		count[p.Primary]++
 	}
-	var best *benchApp
+	var best *appNode
 	for _, a := range apps {
-		if a.node != leader && (best == nil || count[a.id] > count[best.id]) {
+		if a.node != leader && (best == nil || count[a.ID] > count[best.ID]) {
 			best = a
 		}
 	}
@@ -299,18 +158,18 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 	apps, leader := startAppCluster(b, c, 5, 3, "-partitions", "64")
 	defer func() {
 		for _, a := range apps {
-			a.killApp()
+			a.app.Kill()
 		}
 	}()
 	victim := followerWithMostPrimaries(b, apps, leader)
-	survivors := appsWithout(apps, victim)
-	pt, err := leader.partitions()
+	survivors := appWithout(apps, victim)
+	pt, err := leader.Partitions()
 	if err != nil {
 		b.Fatal(err)
 	}
 	led := map[int]uint64{} // partition -> epoch before the kill
 	for _, p := range pt.Partitions {
-		if p.Primary == victim.id {
+		if p.Primary == victim.ID {
 			led[p.ID] = p.Epoch
 		}
 	}
@@ -325,18 +184,18 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			obs[i] = watchVictim(ctx, s.node, victim.id, killedAt)
+			obs[i] = watchVictim(ctx, s.node, victim.ID, killedAt)
 		}()
 	}
-	r := promoteTrial{victim: victim.id, promoted: len(led), inTable: -1, promoteAcked: -1}
+	r := promoteTrial{victim: victim.ID, promoted: len(led), inTable: -1, promoteAcked: -1}
 	tick := time.NewTicker(benchPoll)
 	defer tick.Stop()
 	for r.inTable < 0 || r.promoteAcked < 0 {
 		if r.inTable < 0 {
-			if pt, err := leader.partitions(); err == nil {
+			if pt, err := leader.Partitions(); err == nil {
 				done := 0
 				for _, p := range pt.Partitions {
-					if old, ok := led[p.ID]; ok && p.Primary != victim.id && p.Primary != "" && p.Epoch > old {
+					if old, ok := led[p.ID]; ok && p.Primary != victim.ID && p.Primary != "" && p.Epoch > old {
 						done++
 					}
 				}
@@ -351,7 +210,7 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 			for p, old := range led {
 				var first time.Time
 				for _, s := range survivors {
-					if at, ok := s.proxy.firstAck(hooks.TypePromote, p, old, killedAt); ok && (first.IsZero() || at.Before(first)) {
+					if at, ok := s.proxy.FirstAck(hooks.TypePromote, p, old, killedAt); ok && (first.IsZero() || at.Before(first)) {
 						first = at
 					}
 				}
@@ -369,7 +228,7 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 		}
 		select {
 		case <-ctx.Done():
-			b.Errorf("victim %s: not every promotion seen within 30 s: %+v", victim.id, r)
+			b.Errorf("victim %s: not every promotion seen within 30 s: %+v", victim.ID, r)
 			wg.Wait()
 			return r
 		case <-tick.C:
@@ -379,11 +238,11 @@ func promoteTrialRun(b *testing.B) promoteTrial {
 	r.failed = latest(obs, func(o survivorSeen) time.Duration { return o.failed })
 	r.gossipDead = latest(obs, func(o survivorSeen) time.Duration { return o.gossipDead })
 	for _, s := range survivors {
-		r.refused += s.proxy.refusals(hooks.TypePromote, killedAt)
+		r.refused += s.proxy.Refusals(hooks.TypePromote, killedAt)
 	}
 	for _, a := range apps {
-		if n := a.proxy.bad.Load(); n != 0 {
-			b.Fatalf("%s's app got %d webhooks with a bad signature", a.id, n)
+		if n := a.proxy.Bad.Load(); n != 0 {
+			b.Fatalf("%s's app got %d webhooks with a bad signature", a.ID, n)
 		}
 	}
 	return r
@@ -422,7 +281,7 @@ func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
 	apps, leader := startAppCluster(b, c, 5, 3, "-partitions", strconv.Itoa(partitions))
 	defer func() {
 		for _, a := range apps {
-			a.killApp()
+			a.app.Kill()
 		}
 	}()
 	keys := loadKeys(b, apps, leader, partitions, keysPerPartition)
@@ -433,26 +292,26 @@ func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
 	fmt.Fprintf(&tbl, "| trial | victim | copies it held | failed (on one survivor) | RF 3 restored, settled |\n|---|---|---|---|---|\n")
 	killed := map[string]bool{}
 	for i := 0; i < trials; i++ {
-		st, err := apps[0].status()
+		st, err := apps[0].Status()
 		if err != nil {
 			b.Fatal(err)
 		}
-		var victim *benchApp
+		var victim *appNode
 		for _, a := range apps {
-			if a.id != st.LeaderID && !killed[a.id] {
+			if a.ID != st.LeaderID && !killed[a.ID] {
 				victim = a
 				break
 			}
 		}
-		killed[victim.id] = true
-		survivors := appsWithout(apps, victim)
-		pt, err := survivors[0].partitions()
+		killed[victim.ID] = true
+		survivors := appWithout(apps, victim)
+		pt, err := survivors[0].Partitions()
 		if err != nil {
 			b.Fatal(err)
 		}
 		held := 0
 		for _, p := range pt.Partitions {
-			if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
+			if p.Primary == victim.ID || slices.Contains(p.Replicas, victim.ID) {
 				held++
 			}
 		}
@@ -461,52 +320,52 @@ func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
 		var failedAt time.Duration = -1
 		took := pollUntil(b, 5*time.Minute, "RF 3 restored on the survivors", func() error {
 			if failedAt < 0 {
-				if s, err := survivors[0].memberStatus(victim.id); err == nil && s == "failed" {
+				if s, err := survivors[0].MemberStatus(victim.ID); err == nil && s == "failed" {
 					failedAt = time.Since(killedAt)
 				}
 			}
 			if failedAt < 0 {
-				return fmt.Errorf("%s not failed yet", victim.id)
+				return fmt.Errorf("%s not failed yet", victim.ID)
 			}
 			if err := tableSettled(survivors, 3); err != nil {
 				return err
 			}
-			pt, err := survivors[0].partitions()
+			pt, err := survivors[0].Partitions()
 			if err != nil {
 				return err
 			}
 			for _, p := range pt.Partitions {
-				if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
-					return fmt.Errorf("partition %d still names %s", p.ID, victim.id)
+				if p.Primary == victim.ID || slices.Contains(p.Replicas, victim.ID) {
+					return fmt.Errorf("partition %d still names %s", p.ID, victim.ID)
 				}
 			}
 			return nil
 		})
 		restore, failed = append(restore, took), append(failed, failedAt)
-		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s |\n", i+1, victim.id, held, secs(failedAt), secs(took))
-		b.Logf("trial %d: killed %s (%d copies of %d keys): failed after %s, RF 3 restored and settled after %s", i+1, victim.id, held, keysPerPartition, secs(failedAt), secs(took))
+		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s |\n", i+1, victim.ID, held, secs(failedAt), secs(took))
+		b.Logf("trial %d: killed %s (%d copies of %d keys): failed after %s, RF 3 restored and settled after %s", i+1, victim.ID, held, keysPerPartition, secs(failedAt), secs(took))
 		readBack(b, survivors, keys, 2000)
 
 		// Bring the victim back with an empty app and let it take its
 		// share again before the next trial.
 		victim.startApp(b)
-		startBench(victim.node, "local", "-join", survivors[0].gossipAddr())
+		startBench(victim.node, "local", "-join", survivors[0].GossipAddr())
 		back := pollUntil(b, 5*time.Minute, "the victim back, settled and balanced", func() error {
 			if err := tableSettled(apps, 3); err != nil {
 				return err
 			}
-			pt, err := apps[0].partitions()
+			pt, err := apps[0].Partitions()
 			if err != nil {
 				return err
 			}
-			return balanced(pt, ids(appNodes(apps)))
+			return balanced(pt, ids(plainNodes(apps)))
 		})
-		b.Logf("trial %d: %s back, settled and balanced after %s", i+1, victim.id, secs(back))
+		b.Logf("trial %d: %s back, settled and balanced after %s", i+1, victim.ID, secs(back))
 	}
 	readBack(b, apps, keys, 2000)
 	for _, a := range apps {
-		if n := a.proxy.bad.Load(); n != 0 {
-			b.Fatalf("%s's app got %d webhooks with a bad signature", a.id, n)
+		if n := a.proxy.Bad.Load(); n != 0 {
+			b.Fatalf("%s's app got %d webhooks with a bad signature", a.ID, n)
 		}
 	}
 	b.ReportMetric(0, "ns/op")
@@ -528,15 +387,15 @@ func kvPartition(key string, partitions int) int {
 // loadKeys writes keysPerPartition keys into every partition, each key to
 // its partition's primary app, from 32 concurrent writers, and returns the
 // keys (the value of key k is "v-"+k). Every write must be acknowledged.
-func loadKeys(b *testing.B, apps []*benchApp, leader *node, partitions, keysPerPartition int) []string {
+func loadKeys(b *testing.B, apps []*appNode, leader *node, partitions, keysPerPartition int) []string {
 	b.Helper()
-	pt, err := leader.partitions()
+	pt, err := leader.Partitions()
 	if err != nil {
 		b.Fatal(err)
 	}
 	addr := map[string]string{}
 	for _, a := range apps {
-		addr[a.id] = a.appAddr()
+		addr[a.ID] = a.app.Addr()
 	}
 	primaryApp := make([]string, partitions)
 	for _, p := range pt.Partitions {
@@ -587,15 +446,15 @@ func loadKeys(b *testing.B, apps []*benchApp, leader *node, partitions, keysPerP
 }
 
 // readBack reads a random sample of n keys through every app.
-func readBack(b *testing.B, apps []*benchApp, keys []string, n int) {
+func readBack(b *testing.B, apps []*appNode, keys []string, n int) {
 	b.Helper()
 	client := &http.Client{Timeout: 30 * time.Second}
 	for _, a := range apps {
 		for j := 0; j < n; j++ {
 			k := keys[rand.IntN(len(keys))]
-			got, code, err := getKey(client, a.appAddr(), k)
+			got, code, err := getKey(client, a.app.Addr(), k)
 			if err != nil || code != http.StatusOK || got != "v-"+k {
-				b.Fatalf("through %s, key %s: %q %d %v", a.id, k, got, code, err)
+				b.Fatalf("through %s, key %s: %q %d %v", a.ID, k, got, code, err)
 			}
 		}
 	}
@@ -642,50 +501,50 @@ func rejoinTrialRun(b *testing.B) rejoinTrial {
 	defer c.close()
 	victim := without(nodes, leader)[rand.IntN(4)]
 	survivors := without(nodes, victim)
-	victim.kill()
-	pollUntil(b, 60*time.Second, victim.id+" failed, removed, holding nothing", func() error {
+	victim.Kill()
+	pollUntil(b, 60*time.Second, victim.ID+" failed, removed, holding nothing", func() error {
 		for _, s := range survivors {
-			st, err := s.memberStatus(victim.id)
+			st, err := s.MemberStatus(victim.ID)
 			if err != nil {
 				return err
 			}
 			if st != "failed" {
-				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
 			}
 		}
-		servers, err := leader.raftServers()
+		servers, err := leader.RaftServers()
 		if err != nil {
 			return err
 		}
 		for _, s := range servers {
-			if s.NodeID == victim.id {
-				return fmt.Errorf("%s still in raft", victim.id)
+			if s.NodeID == victim.ID {
+				return fmt.Errorf("%s still in raft", victim.ID)
 			}
 		}
-		pt, err := leader.partitions()
+		pt, err := leader.Partitions()
 		if err != nil {
 			return err
 		}
 		for _, p := range pt.Partitions {
-			if p.Primary == victim.id || slices.Contains(p.Replicas, victim.id) {
-				return fmt.Errorf("partition %d still names %s", p.ID, victim.id)
+			if p.Primary == victim.ID || slices.Contains(p.Replicas, victim.ID) {
+				return fmt.Errorf("partition %d still names %s", p.ID, victim.ID)
 			}
 		}
 		return nil
 	})
 	restarted := time.Now()
-	startBench(victim, "local", "-join", leader.gossipAddr())
-	r := rejoinTrial{victim: victim.id, alive: -1}
-	r.balanced = pollUntil(b, 90*time.Second, victim.id+" back and the table balanced", func() error {
+	startBench(victim, "local", "-join", leader.GossipAddr())
+	r := rejoinTrial{victim: victim.ID, alive: -1}
+	r.balanced = pollUntil(b, 90*time.Second, victim.ID+" back and the table balanced", func() error {
 		if r.alive < 0 {
-			ms, err := benchMembers(leader)
+			ms, err := leader.MembersByID()
 			if err != nil {
 				return err
 			}
-			if m := ms[victim.id]; m.Status == "alive" && m.Registered {
+			if m := ms[victim.ID]; m.Status == "alive" && m.Registered {
 				r.alive = time.Since(restarted)
 			} else {
-				return fmt.Errorf("leader sees %s as %+v", victim.id, m)
+				return fmt.Errorf("leader sees %s as %+v", victim.ID, m)
 			}
 		}
 		var t struct {
@@ -696,7 +555,7 @@ func rejoinTrialRun(b *testing.B) rejoinTrial {
 				Migrations []any    `json:"migrations"`
 			} `json:"partitions"`
 		}
-		if err := leader.getJSON("/v1/partitions", &t); err != nil {
+		if err := leader.GetJSON("/v1/partitions", &t); err != nil {
 			return err
 		}
 		for _, p := range t.Partitions {
@@ -704,14 +563,14 @@ func rejoinTrialRun(b *testing.B) rejoinTrial {
 				return fmt.Errorf("partition %d: %d replicas, %d migrations", p.ID, len(p.Replicas), len(p.Migrations))
 			}
 		}
-		pt, err := leader.partitions()
+		pt, err := leader.Partitions()
 		if err != nil {
 			return err
 		}
 		return balanced(pt, ids(nodes))
 	})
-	if st, err := leader.status(); err != nil || st.LeaderID != leader.id {
-		b.Errorf("the rejoin of %s changed the leader: %+v %v", victim.id, st, err)
+	if st, err := leader.Status(); err != nil || st.LeaderID != leader.ID {
+		b.Errorf("the rejoin of %s changed the leader: %+v %v", victim.ID, st, err)
 	}
 	return r
 }
@@ -756,17 +615,17 @@ func BenchmarkSIGTERMToExit(b *testing.B) {
 func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duration, time.Duration) {
 	var nodes []*node
 	var leader *node
-	var apps []*benchApp
+	var apps []*appNode
 	if withApps {
 		c := newBenchCluster(b)
 		defer c.close()
 		apps, leader = startAppCluster(b, c, 5, 3, "-partitions", "256")
 		defer func() {
 			for _, a := range apps {
-				a.killApp()
+				a.app.Kill()
 			}
 		}()
-		nodes = appNodes(apps)
+		nodes = plainNodes(apps)
 	} else {
 		var c *cluster
 		c, nodes, leader = startSettled(b, 5, "local", "-partitions", "256")
@@ -778,51 +637,49 @@ func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duratio
 	}
 	survivors := without(nodes, victim)
 	start := time.Now()
-	victim.signal(syscall.SIGTERM)
+	victim.Signal(syscall.SIGTERM)
 	var exit time.Duration
 	select {
-	case <-victim.exited:
+	case <-victim.Exited():
 		exit = time.Since(start)
 	case <-time.After(2 * time.Minute):
-		b.Fatalf("%s did not exit within 2 min of SIGTERM", victim.id)
+		b.Fatalf("%s did not exit within 2 min of SIGTERM", victim.ID)
 	}
-	victim.mu.Lock()
-	err := victim.exitErr
-	victim.mu.Unlock()
+	err := victim.ExitErr()
 	if err != nil {
-		b.Fatalf("%s exited with %v after SIGTERM, want 0:\n%s", victim.id, err, victim.tail(20))
+		b.Fatalf("%s exited with %v after SIGTERM, want 0:\n%s", victim.ID, err, victim.Tail(20))
 	}
-	if !strings.Contains(victim.log(), "leaving the cluster") {
-		b.Fatalf("%s exited without the graceful leave:\n%s", victim.id, victim.tail(20))
+	if !strings.Contains(victim.Log(), "leaving the cluster") {
+		b.Fatalf("%s exited without the graceful leave:\n%s", victim.ID, victim.Tail(20))
 	}
 	// The agent logs why it stopped draining before holding nothing: the
 	// survivors then re-create the rest without it as a source.
-	for _, line := range strings.Split(victim.log(), "\n") {
+	for _, line := range strings.Split(victim.Log(), "\n") {
 		if strings.Contains(line, "no place for the remaining copies") || strings.Contains(line, "leave timeout reached") {
-			b.Logf("%s stopped draining early: %s", victim.id, line)
+			b.Logf("%s stopped draining early: %s", victim.ID, line)
 		}
 	}
-	pollUntil(b, 2*time.Minute, victim.id+" left everywhere, RF 3 on the survivors", func() error {
+	pollUntil(b, 2*time.Minute, victim.ID+" left everywhere, RF 3 on the survivors", func() error {
 		for _, s := range survivors {
-			st, err := s.memberStatus(victim.id)
+			st, err := s.MemberStatus(victim.ID)
 			if err != nil {
 				return err
 			}
 			if st != "left" {
-				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
 			}
 		}
-		pt, err := survivors[0].partitions()
+		pt, err := survivors[0].Partitions()
 		if err != nil {
 			return err
 		}
 		for _, p := range pt.Partitions {
-			if p.Primary == "" || p.Primary == victim.id || len(p.Replicas) != 2 || slices.Contains(p.Replicas, victim.id) {
+			if p.Primary == "" || p.Primary == victim.ID || len(p.Replicas) != 2 || slices.Contains(p.Replicas, victim.ID) {
 				return fmt.Errorf("partition %d: %s %v", p.ID, p.Primary, p.Replicas)
 			}
 		}
 		if withApps {
-			var rest []*benchApp
+			var rest []*appNode
 			for _, a := range apps {
 				if a.node != victim {
 					rest = append(rest, a)
@@ -832,7 +689,7 @@ func leaveTrial(b *testing.B, leaderLeaves, withApps bool) (string, time.Duratio
 		}
 		return nil
 	})
-	return victim.id, exit, time.Since(start)
+	return victim.ID, exit, time.Since(start)
 }
 
 // ---- Issue 7: rolling restart ----
@@ -868,11 +725,11 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 	apps, _ := startAppCluster(b, c, 5, 3, "-partitions", "32")
 	defer func() {
 		for _, a := range apps {
-			a.killApp()
+			a.app.Kill()
 		}
 	}()
 	var mu sync.Mutex
-	down := map[*benchApp]bool{}
+	down := map[*appNode]bool{}
 	acked := map[string]string{}
 	tried := 0
 	ctx, cancel := context.WithCancel(context.Background())
@@ -884,7 +741,7 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 			client := &http.Client{Timeout: 15 * time.Second}
 			for i := 0; ctx.Err() == nil; i++ {
 				mu.Lock()
-				var live []*benchApp
+				var live []*appNode
 				for _, a := range apps {
 					if !down[a] {
 						live = append(live, a)
@@ -893,7 +750,7 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 				tried++
 				mu.Unlock()
 				k := fmt.Sprintf("w%d-%d", w, i)
-				if putKey(client, live[rand.IntN(len(live))].appAddr(), k, "v-"+k) == nil {
+				if putKey(client, live[rand.IntN(len(live))].app.Addr(), k, "v-"+k) == nil {
 					mu.Lock()
 					acked[k] = "v-" + k
 					mu.Unlock()
@@ -908,30 +765,30 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 		down[a] = true
 		mu.Unlock()
 		t0 := time.Now()
-		if err := a.stop(2 * time.Minute); err != nil {
+		if err := a.Stop(2 * time.Minute); err != nil {
 			cancel()
 			wg.Wait()
-			b.Fatalf("SIGTERM %s: %v", a.id, err)
+			b.Fatalf("SIGTERM %s: %v", a.ID, err)
 		}
 		exits = append(exits, time.Since(t0))
 		tApp := time.Now()
-		a.stopApp(syscall.SIGTERM)
+		a.app.StopApp(syscall.SIGTERM)
 		appStops = append(appStops, time.Since(tApp))
 		t1 := time.Now()
 		a.startApp(b)
-		startBench(a.node, "local", "-join", appsWithout(apps, a)[0].gossipAddr())
+		startBench(a.node, "local", "-join", appWithout(apps, a)[0].GossipAddr())
 		mu.Lock()
 		down[a] = false
 		mu.Unlock()
-		pollUntil(b, 3*time.Minute, a.id+" back, settled and balanced", func() error {
+		pollUntil(b, 3*time.Minute, a.ID+" back, settled and balanced", func() error {
 			if err := tableSettled(apps, 3); err != nil {
 				return err
 			}
-			pt, err := apps[0].partitions()
+			pt, err := apps[0].Partitions()
 			if err != nil {
 				return err
 			}
-			return balanced(pt, ids(appNodes(apps)))
+			return balanced(pt, ids(plainNodes(apps)))
 		})
 		backs = append(backs, time.Since(t1))
 	}
@@ -941,8 +798,8 @@ func rollingTrial(b *testing.B) (time.Duration, []time.Duration, []time.Duration
 	client := &http.Client{Timeout: 15 * time.Second}
 	for _, a := range apps {
 		for k, v := range acked {
-			if got, code, err := getKey(client, a.appAddr(), k); err != nil || code != http.StatusOK || got != v {
-				b.Fatalf("through %s, acknowledged key %s: %q %d %v", a.id, k, got, code, err)
+			if got, code, err := getKey(client, a.app.Addr(), k); err != nil || code != http.StatusOK || got != v {
+				b.Fatalf("through %s, acknowledged key %s: %q %d %v", a.ID, k, got, code, err)
 			}
 		}
 	}

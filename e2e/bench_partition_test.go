@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // ---- Issue 11: heal after a partition ----
@@ -67,7 +69,7 @@ func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int)
 	var leader *node
 	pollUntil(b, 90*time.Second, "five agents settled", func() error {
 		if err := exitedEarly(nodes); err != nil {
-			return stopPolling{err}
+			return localcluster.Stop{Err: err}
 		}
 		var err error
 		leader, err = settled(nodes, 5)
@@ -82,8 +84,8 @@ func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int)
 	before := map[string]uint64{}
 	var names []string
 	for _, v := range cutOff {
-		before[v.id] = incarnationOf(b, leader, v.id)
-		names = append(names, v.id)
+		before[v.ID] = incarnationOf(b, leader, v.ID)
+		names = append(names, v.ID)
 	}
 
 	cutAt := time.Now()
@@ -91,17 +93,17 @@ func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int)
 	pollUntil(b, 60*time.Second, "victims failed and out of raft on the majority", func() error {
 		for _, s := range majority {
 			for _, v := range cutOff {
-				if st, err := s.memberStatus(v.id); err != nil || st != "failed" {
-					return fmt.Errorf("%s sees %s as %q (%v)", s.id, v.id, st, err)
+				if st, err := s.MemberStatus(v.ID); err != nil || st != "failed" {
+					return fmt.Errorf("%s sees %s as %q (%v)", s.ID, v.ID, st, err)
 				}
 			}
-			servers, err := s.raftServers()
+			servers, err := s.RaftServers()
 			if err != nil {
 				return err
 			}
 			for _, srv := range servers {
 				if before[srv.NodeID] != 0 {
-					return fmt.Errorf("%s's raft configuration still has %s", s.id, srv.NodeID)
+					return fmt.Errorf("%s's raft configuration still has %s", s.ID, srv.NodeID)
 				}
 			}
 		}
@@ -120,12 +122,12 @@ func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int)
 			r.alive = time.Since(healed)
 		}
 		if r.rejoined < 0 {
-			if err := sameTableAndLeader(nodes); err != nil {
+			if _, err := localcluster.SameTableAndLeader(agents(nodes)); err != nil {
 				return err
 			}
 			r.rejoined = time.Since(healed)
 		}
-		servers, err := nodes[0].raftServers()
+		servers, err := nodes[0].RaftServers()
 		if err != nil {
 			return err
 		}
@@ -170,7 +172,7 @@ func BenchmarkGrayFailures(b *testing.B) {
 		var leader *node
 		pollUntil(b, 90*time.Second, "five agents settled", func() error {
 			if err := exitedEarly(nodes); err != nil {
-				return stopPolling{err}
+				return localcluster.Stop{Err: err}
 			}
 			var err error
 			leader, err = settled(nodes, 5)

@@ -17,7 +17,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // benchPoll is how often the benchmarks poll the agents' APIs: the
@@ -38,7 +39,7 @@ func newBenchCluster(tb testing.TB) *cluster { return newCluster(tb) }
 // startBench starts n as a benchmark runs agents: with the given profile
 // and info-level logs.
 func startBench(n *node, profile string, args ...string) {
-	n.profile, n.logLevel = profile, "info"
+	n.Profile, n.LogLevel = profile, "info"
 	n.start(args...)
 }
 
@@ -50,7 +51,7 @@ func (c *cluster) startAll(n int, profile string, extra ...string) []*node {
 		nodes = append(nodes, c.add(fmt.Sprintf("node%d", i), extra...))
 	}
 	for _, nd := range nodes {
-		startBench(nd, profile, "-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].gossipAddr())
+		startBench(nd, profile, "-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].GossipAddr())
 	}
 	return nodes
 }
@@ -66,11 +67,11 @@ var errPortTaken = errors.New("e2e: an agent's port was taken before it could bi
 func exitedEarly(nodes []*node) error {
 	for _, n := range nodes {
 		select {
-		case <-n.exited:
-			if strings.Contains(n.log(), "address already in use") {
+		case <-n.Exited():
+			if strings.Contains(n.Log(), "address already in use") {
 				return errPortTaken
 			}
-			return fmt.Errorf("%s exited: %s", n.id, n.tail(3))
+			return fmt.Errorf("%s exited: %s", n.ID, n.Tail(3))
 		default:
 		}
 	}
@@ -87,9 +88,9 @@ func startSettled(tb testing.TB, n int, profile string, extra ...string) (*clust
 		c := newBenchCluster(tb)
 		nodes := c.startAll(n, profile, extra...)
 		var leader *node
-		_, err := pollFor(60*time.Second, func() error {
+		_, err := localcluster.Poll(context.Background(), benchPoll, 60*time.Second, func() error {
 			if err := exitedEarly(nodes); err != nil {
-				return stopPolling{err}
+				return localcluster.Stop{Err: err}
 			}
 			var err error
 			leader, err = settled(nodes, n)
@@ -106,153 +107,26 @@ func startSettled(tb testing.TB, n int, profile string, extra ...string) (*clust
 	}
 }
 
-// stopPolling wraps an error that no amount of waiting will cure: pollFor
-// returns it at once.
-type stopPolling struct{ err error }
-
-func (s stopPolling) Error() string { return s.err.Error() }
-func (s stopPolling) Unwrap() error { return s.err }
-
-// pollFor calls cond every benchPoll until it returns nil, and returns the
-// time that took; or the last error after timeout, or a stopPolling error
-// at once.
-func pollFor(timeout time.Duration, cond func() error) (time.Duration, error) {
-	start := time.Now()
-	for {
-		err := cond()
-		if err == nil {
-			return time.Since(start), nil
-		}
-		var stop stopPolling
-		if errors.As(err, &stop) {
-			return time.Since(start), err
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), fmt.Errorf("not true after %s: %w", timeout, err)
-		}
-		time.Sleep(benchPoll)
-	}
-}
-
-// pollUntil is pollFor that fails tb on timeout.
+// pollUntil polls cond every benchPoll until it returns nil and returns the
+// time that took, the resolution of the figures; it fails tb on timeout.
 func pollUntil(tb testing.TB, timeout time.Duration, what string, cond func() error) time.Duration {
 	tb.Helper()
-	d, err := pollFor(timeout, cond)
-	if err != nil {
-		tb.Fatalf("%s: %v", what, err)
-	}
-	return d
+	return localcluster.EventuallyEvery(tb, benchPoll, timeout, what, cond)
 }
 
-// sameTableAndLeader is waitSameTable's condition: every agent names the same
-// leader and serves the same, non-empty partition table.
-func sameTableAndLeader(nodes []*node) error {
-	var leader string
-	var table partitionTable
-	for i, nd := range nodes {
-		st, err := nd.status()
-		if err != nil {
-			return err
-		}
-		if st.LeaderID == "" {
-			return fmt.Errorf("%s knows no leader", nd.id)
-		}
-		pt, err := nd.partitions()
-		if err != nil {
-			return err
-		}
-		if len(pt.Partitions) == 0 {
-			return fmt.Errorf("%s serves no partitions", nd.id)
-		}
-		if i == 0 {
-			leader, table = st.LeaderID, pt
-			continue
-		}
-		if st.LeaderID != leader {
-			return fmt.Errorf("%s says leader %s, %s says %s", nodes[0].id, leader, nd.id, st.LeaderID)
-		}
-		if !reflect.DeepEqual(pt.Partitions, table.Partitions) {
-			return fmt.Errorf("%s's table differs from %s's", nd.id, nodes[0].id)
-		}
-	}
-	return nil
-}
-
-// benchMember is an entry of /v1/members with the fields the benchmarks
-// read, gossip_state among them (memberlist's own view on that agent).
-type benchMember struct {
-	ID          string `json:"id"`
-	Status      string `json:"status"`
-	Voter       bool   `json:"voter"`
-	GossipState string `json:"gossip_state"`
-	// Registered is false for an agent gossip knows but the leader has not
-	// yet written into the cluster state.
-	Registered bool `json:"registered"`
-}
-
-func benchMembers(n *node) (map[string]benchMember, error) {
-	var r struct {
-		Members []benchMember `json:"members"`
-	}
-	if err := n.getJSON("/v1/members", &r); err != nil {
-		return nil, err
-	}
-	out := make(map[string]benchMember, len(r.Members))
-	for _, m := range r.Members {
-		out[m.ID] = m
-	}
-	return out, nil
-}
-
-// settled is true when every agent lists every other as registered and
-// alive (cluster status and gossip state), the raft configuration has want
-// voters, each named by its node ID (so registered too), and all agree on a
-// leader, which it returns. A kill before registration would measure a
-// cluster still forming.
+// settled is localcluster.Settled for nodes: it returns the leader once
+// the cluster is settled.
 func settled(nodes []*node, wantVoters int) (*node, error) {
-	leaderID := ""
-	for _, n := range nodes {
-		ms, err := benchMembers(n)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range nodes {
-			m, ok := ms[o.id]
-			if !ok || !m.Registered || m.Status != "alive" || m.GossipState != "alive" {
-				return nil, fmt.Errorf("%s sees %s as %+v", n.id, o.id, m)
-			}
-		}
-		st, err := n.status()
-		if err != nil {
-			return nil, err
-		}
-		if st.LeaderID == "" || (leaderID != "" && st.LeaderID != leaderID) {
-			return nil, fmt.Errorf("%s names leader %q, others %q", n.id, st.LeaderID, leaderID)
-		}
-		leaderID = st.LeaderID
-	}
-	servers, err := nodes[0].raftServers()
+	leader, err := localcluster.Settled(agents(nodes), wantVoters)
 	if err != nil {
 		return nil, err
 	}
-	voters := 0
-	for _, s := range servers {
-		if s.NodeID == "" {
-			return nil, fmt.Errorf("raft server %s has no registered member", s.RaftID)
-		}
-		if s.Voter {
-			voters++
-		}
-	}
-	if voters != wantVoters {
-		return nil, fmt.Errorf("%d voters, want %d: %+v", voters, wantVoters, servers)
-	}
 	for _, n := range nodes {
-		if n.id == leaderID {
+		if n.Agent == leader {
 			return n, nil
 		}
 	}
-	return nil, fmt.Errorf("leader %q is none of the agents", leaderID)
+	return nil, fmt.Errorf("leader %s is none of the nodes", leader.ID)
 }
 
 // ---- Cluster formation ----
@@ -270,11 +144,12 @@ func benchFormCluster(b *testing.B, n int) {
 		c := newBenchCluster(b)
 		start := time.Now()
 		nodes := c.startAll(n, "local")
-		_, err := pollFor(60*time.Second, func() error {
+		_, err := localcluster.Poll(context.Background(), benchPoll, 60*time.Second, func() error {
 			if err := exitedEarly(nodes); err != nil {
-				return stopPolling{err}
+				return localcluster.Stop{Err: err}
 			}
-			return sameTableAndLeader(nodes)
+			_, err := localcluster.SameTableAndLeader(agents(nodes))
+			return err
 		})
 		took := time.Since(start)
 		c.close()
@@ -359,18 +234,18 @@ func detectionTrial(b *testing.B, profile string) detection {
 	ctx, cancel := context.WithTimeout(context.Background(), profileTiming[profile])
 	defer cancel()
 	killedAt := time.Now()
-	victim.kill()
+	victim.Kill()
 	obs := make([]survivorSeen, len(survivors))
 	var wg sync.WaitGroup
 	for i, s := range survivors {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			obs[i] = watchVictim(ctx, s, victim.id, killedAt)
+			obs[i] = watchVictim(ctx, s, victim.ID, killedAt)
 		}()
 	}
 	wg.Wait()
-	d := detection{victim: victim.id}
+	d := detection{victim: victim.ID}
 	d.failed = latest(obs, func(o survivorSeen) time.Duration { return o.failed })
 	d.removed = latest(obs, func(o survivorSeen) time.Duration { return o.removed })
 	d.gossipDead = latest(obs, func(o survivorSeen) time.Duration { return o.gossipDead })
@@ -385,14 +260,14 @@ func detectionTrial(b *testing.B, profile string) detection {
 	}
 	for i, o := range obs {
 		if o.unlisted != "" {
-			b.Logf("%s, victim %s: %s's raft configuration lacked it before listing it, at %s", profile, victim.id, survivors[i].id, o.unlisted)
+			b.Logf("%s, victim %s: %s's raft configuration lacked it before listing it, at %s", profile, victim.ID, survivors[i].ID, o.unlisted)
 		}
 	}
 	if d.failed < 0 || d.removed < 0 || d.gossipDead < 0 {
 		for i, s := range survivors {
-			b.Logf("%s: %+v (last: %s)", s.id, obs[i], obs[i].last)
+			b.Logf("%s: %+v (last: %s)", s.ID, obs[i], obs[i].last)
 		}
-		b.Errorf("%s, victim %s: not every event seen within %s: %+v", profile, victim.id, profileTiming[profile], d)
+		b.Errorf("%s, victim %s: not every event seen within %s: %+v", profile, victim.ID, profileTiming[profile], d)
 	}
 	return d
 }
@@ -423,7 +298,7 @@ func watchVictim(ctx context.Context, s *node, victim string, since time.Time) s
 	tick := time.NewTicker(benchPoll)
 	defer tick.Stop()
 	for {
-		if ms, err := benchMembers(s); err == nil {
+		if ms, err := s.MembersByID(); err == nil {
 			m := ms[victim]
 			o.last = fmt.Sprintf("%+v", m)
 			if o.suspect < 0 && m.Status != "alive" {
@@ -437,7 +312,7 @@ func watchVictim(ctx context.Context, s *node, victim string, since time.Time) s
 			}
 		}
 		if o.removed < 0 {
-			if servers, err := s.raftServers(); err == nil {
+			if servers, err := s.RaftServers(); err == nil {
 				listed := false
 				for _, srv := range servers {
 					listed = listed || srv.NodeID == victim
@@ -583,40 +458,40 @@ func pausesRun(b *testing.B) pauseResult {
 	failedOnes := map[string]bool{}
 	for p := 0; p < pauseCount; p++ {
 		// Leadership could move if a pause disturbed raft: ask every time.
-		st, err := nodes[0].status()
+		st, err := nodes[0].Status()
 		if err != nil {
 			b.Fatal(err)
 		}
 		var candidates []*node
 		for _, n := range nodes {
-			if n.id != st.LeaderID && !failedOnes[n.id] {
+			if n.ID != st.LeaderID && !failedOnes[n.ID] {
 				candidates = append(candidates, n)
 			}
 		}
 		victim := candidates[rand.IntN(len(candidates))]
-		victim.signal(syscall.SIGSTOP)
+		victim.Signal(syscall.SIGSTOP)
 		time.Sleep(pauseLength) // the pause itself, not a synchronisation
-		victim.signal(syscall.SIGCONT)
+		victim.Signal(syscall.SIGCONT)
 		resumed := time.Now()
 		sawSuspect, sawFailed := false, false
 		// Back to alive on every agent (its own view included), or failed
 		// somewhere: then it will not come back by itself within a pause
 		// budget, and it is counted and no longer paused.
-		pollUntil(b, 30*time.Second, victim.id+" alive everywhere after the pause", func() error {
+		pollUntil(b, 30*time.Second, victim.ID+" alive everywhere after the pause", func() error {
 			notAlive := ""
 			for _, n := range nodes {
-				ms, err := benchMembers(n)
+				ms, err := n.MembersByID()
 				if err != nil {
 					return err
 				}
-				m := ms[victim.id]
+				m := ms[victim.ID]
 				sawSuspect = sawSuspect || m.Status == "suspect" || m.GossipState == "suspect"
 				if m.Status == "failed" {
 					sawFailed = true
 					return nil
 				}
 				if m.Status != "alive" || m.GossipState != "alive" {
-					notAlive = fmt.Sprintf("%s sees %s as %+v", n.id, victim.id, m)
+					notAlive = fmt.Sprintf("%s sees %s as %+v", n.ID, victim.ID, m)
 				}
 			}
 			if notAlive != "" {
@@ -630,15 +505,15 @@ func pausesRun(b *testing.B) pauseResult {
 		}
 		if sawFailed {
 			falseVerdicts++
-			failedOnes[victim.id] = true
-			b.Logf("pause %d: %s was marked failed", p+1, victim.id)
+			failedOnes[victim.ID] = true
+			b.Logf("pause %d: %s was marked failed", p+1, victim.ID)
 		}
 	}
 	// The leader logs "member failed" once per verdict it applies; counting
 	// log lines also catches a verdict the polling above missed.
 	logged := 0
 	for _, n := range nodes {
-		logged += strings.Count(n.log(), "member failed")
+		logged += strings.Count(n.Log(), "member failed")
 	}
 	b.Logf("%d pauses of %s: %d members marked failed (log lines %d), %d pauses seen as suspect, alive again after SIGCONT: %s",
 		pauseCount, pauseLength, falseVerdicts, logged, suspected, formatDurations(recoveries))

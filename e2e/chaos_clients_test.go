@@ -73,8 +73,8 @@ func (c *kvClient) run(ctx context.Context) {
 func (c *kvClient) write(n *appNode, key string) historyOp {
 	c.writes++
 	value := fmt.Sprintf("c%d-%d", c.id, c.writes)
-	op := historyOp{Client: c.id, Node: n.id, Key: key, Kind: opWrite, Value: value, Call: c.h.now()}
-	req, _ := http.NewRequest(http.MethodPut, "http://"+n.appAddr()+"/kv/"+url.PathEscape(key), strings.NewReader(value))
+	op := historyOp{Client: c.id, Node: n.ID, Key: key, Kind: opWrite, Value: value, Call: c.h.now()}
+	req, _ := http.NewRequest(http.MethodPut, "http://"+n.app.Addr()+"/kv/"+url.PathEscape(key), strings.NewReader(value))
 	status, body, err := c.do(req)
 	op.Return = c.h.now()
 	op.Outcome, op.Error = outcomeOf(status, err, http.StatusNoContent)
@@ -86,8 +86,8 @@ func (c *kvClient) write(n *appNode, key string) historyOp {
 }
 
 func (c *kvClient) read(n *appNode, key string) historyOp {
-	op := historyOp{Client: c.id, Node: n.id, Key: key, Kind: opRead, Call: c.h.now()}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+n.appAddr()+"/kv/"+url.PathEscape(key), nil)
+	op := historyOp{Client: c.id, Node: n.ID, Key: key, Kind: opRead, Call: c.h.now()}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+n.app.Addr()+"/kv/"+url.PathEscape(key), nil)
 	status, body, err := c.do(req)
 	op.Return = c.h.now()
 	switch {

@@ -145,7 +145,7 @@ func (r *chaosRun) inject(t *testing.T, f fault) faultRecord {
 	}
 	rec := faultRecord{Kind: f.Kind, Detail: f.String(), Start: r.history.now()}
 	for _, v := range victims {
-		rec.Nodes = append(rec.Nodes, v.id)
+		rec.Nodes = append(rec.Nodes, v.ID)
 	}
 	switch f.Kind {
 	case faultKillNode:
@@ -154,18 +154,18 @@ func (r *chaosRun) inject(t *testing.T, f fault) faultRecord {
 		r.restartApp(victims[0])
 		r.restartAgent(victims[0])
 	case faultKillApp:
-		victims[0].killApp()
+		victims[0].app.Kill()
 		time.Sleep(f.Hold)
 		r.restartApp(victims[0])
 	case faultPauseAgent, faultPauseAgentLong, faultPauseLeader:
-		victims[0].signal(syscall.SIGSTOP)
+		victims[0].Signal(syscall.SIGSTOP)
 		time.Sleep(f.Hold)
-		victims[0].signal(syscall.SIGCONT)
+		victims[0].Signal(syscall.SIGCONT)
 	case faultLeave:
 		// A graceful leave moves the node's partitions away first; it is
 		// bounded by the agent's -leave-timeout (30 s).
-		if err := victims[0].stop(60 * time.Second); err != nil {
-			r.failf("leave of %s: %v", victims[0].id, err)
+		if err := victims[0].Stop(60 * time.Second); err != nil {
+			r.failf("leave of %s: %v", victims[0].ID, err)
 		}
 		time.Sleep(f.Hold)
 		r.restartAgent(victims[0])
@@ -186,7 +186,7 @@ func (r *chaosRun) restartAgent(n *appNode) {
 	var args []string
 	for _, o := range r.nodes {
 		if o != n {
-			args = append(args, "-join", o.gossipAddr())
+			args = append(args, "-join", o.GossipAddr())
 		}
 	}
 	n.start(args...)

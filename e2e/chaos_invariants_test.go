@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Invariants of the partition tables that a chaos run checks while it
@@ -61,8 +63,8 @@ func (w *tableWatcher) run(ctx context.Context) {
 			tick := time.NewTicker(tableWatchInterval)
 			defer tick.Stop()
 			for {
-				if pt, err := n.partitions(); err == nil {
-					w.observe(n.id, pt, w.h.now())
+				if pt, err := n.Partitions(); err == nil {
+					w.observe(n.ID, pt, w.h.now())
 				}
 				select {
 				case <-ctx.Done():
@@ -76,7 +78,7 @@ func (w *tableWatcher) run(ctx context.Context) {
 }
 
 // observe judges one table served by agent at time at.
-func (w *tableWatcher) observe(agent string, pt partitionTable, at int64) {
+func (w *tableWatcher) observe(agent string, pt localcluster.PartitionTable, at int64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.reads++
@@ -133,28 +135,28 @@ func converged(nodes []*node, rf, voters int) error {
 			Ready    bool   `json:"ready"`
 			NotReady string `json:"not_ready"`
 		}
-		if err := n.getJSON("/v1/status", &st); err != nil {
+		if err := n.GetJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if !st.Ready {
-			return fmt.Errorf("%s is not ready: %s", n.id, st.NotReady)
+			return fmt.Errorf("%s is not ready: %s", n.ID, st.NotReady)
 		}
 	}
-	if err := sameTableAndLeader(nodes); err != nil {
+	if _, err := localcluster.SameTableAndLeader(agents(nodes)); err != nil {
 		return err
 	}
-	if err := settledError(nodes, rf); err != nil {
+	if err := localcluster.TableSettled(agents(nodes), rf); err != nil {
 		return err
 	}
 	for _, n := range nodes {
-		ms, err := benchMembers(n)
+		ms, err := n.MembersByID()
 		if err != nil {
 			return err
 		}
 		for _, o := range nodes {
-			m, ok := ms[o.id]
+			m, ok := ms[o.ID]
 			if !ok || !m.Registered || m.Status != "alive" || m.GossipState != "alive" {
-				return fmt.Errorf("%s sees %s as %+v", n.id, o.id, m)
+				return fmt.Errorf("%s sees %s as %+v", n.ID, o.ID, m)
 			}
 		}
 	}
@@ -164,7 +166,7 @@ func converged(nodes []*node, rf, voters int) error {
 			AppHealthy bool   `json:"app_healthy"`
 		} `json:"members"`
 	}
-	if err := nodes[0].getJSON("/v1/members", &r); err != nil {
+	if err := nodes[0].GetJSON("/v1/members", &r); err != nil {
 		return err
 	}
 	for _, m := range r.Members {
@@ -172,7 +174,7 @@ func converged(nodes []*node, rf, voters int) error {
 			return fmt.Errorf("%s's app is not healthy", m.ID)
 		}
 	}
-	servers, err := nodes[0].raftServers()
+	servers, err := nodes[0].RaftServers()
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // The chaos test: five agents with their kvapps, clients reading and
@@ -76,13 +78,13 @@ func (r *chaosRun) failf(format string, args ...any) {
 func (r *chaosRun) leader() (*appNode, error) {
 	var last error
 	for _, n := range r.nodes {
-		st, err := n.status()
+		st, err := n.Status()
 		if err != nil || st.LeaderID == "" {
-			last = fmt.Errorf("%s: %v (leader %q)", n.id, err, st.LeaderID)
+			last = fmt.Errorf("%s: %v (leader %q)", n.ID, err, st.LeaderID)
 			continue
 		}
 		for _, o := range r.nodes {
-			if o.id == st.LeaderID {
+			if o.ID == st.LeaderID {
 				return o, nil
 			}
 		}
@@ -166,7 +168,7 @@ func TestChaosLinearizable(t *testing.T) {
 // the run injects nothing more.
 func (r *chaosRun) faultAndConverge(i int, f fault) bool {
 	rec := r.inject(r.t, f)
-	took, err := pollFor(convergeBound, func() error { return converged(plainNodes(r.nodes), chaosRF, chaosNodes) })
+	took, err := localcluster.Poll(context.Background(), benchPoll, convergeBound, func() error { return converged(plainNodes(r.nodes), chaosRF, chaosNodes) })
 	if err != nil {
 		r.history.recordFault(rec)
 		r.failf("fault %d (%s) at %.1f s: the cluster did not converge within %s of the repair: %v", i, f, secondsOf(rec.Start), convergeBound, err)

@@ -27,7 +27,7 @@ func copiesEverywhere(t *testing.T, n *node, rf int, dead map[string]bool) {
 				Migrations []struct{} `json:"migrations"`
 			} `json:"partitions"`
 		}
-		if err := n.getJSON("/v1/partitions", &pt); err != nil {
+		if err := n.GetJSON("/v1/partitions", &pt); err != nil {
 			return err
 		}
 		for _, p := range pt.Partitions {
@@ -51,11 +51,11 @@ func notFrozen(t *testing.T, n *node, when string) {
 	var st struct {
 		Frozen string `json:"removals_frozen"`
 	}
-	if err := n.getJSON("/v1/status", &st); err != nil {
+	if err := n.GetJSON("/v1/status", &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Frozen != "" {
-		t.Fatalf("%s: removals frozen on %s: %s", when, n.id, st.Frozen)
+		t.Fatalf("%s: removals frozen on %s: %s", when, n.ID, st.Frozen)
 	}
 }
 
@@ -75,7 +75,7 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 			var st struct {
 				FailuresAtOnce int `json:"failures_at_once"`
 			}
-			if err := leader.getJSON("/v1/status", &st); err != nil {
+			if err := leader.GetJSON("/v1/status", &st); err != nil {
 				return err
 			}
 			if st.FailuresAtOnce != 0 {
@@ -87,30 +87,30 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 		if round%4 == 3 {
 			victim = leader // now and then the leader dies, and a follower takes over the clocks
 		}
-		victim.kill()
-		dead[victim.id] = true
+		victim.Kill()
+		dead[victim.ID] = true
 		live = without(live, victim)
 		// The death is handled: the victim is failed on every survivor and
 		// out of raft (the quorum no longer depends on it), its copies are
 		// re-created on live nodes.
 		waitFailedAndRemoved(t, live, victim)
 		copiesEverywhere(t, live[0], rf, dead)
-		notFrozen(t, leaderOf(t, live), fmt.Sprintf("death %d (%s)", round, victim.id))
+		notFrozen(t, leaderOf(t, live), fmt.Sprintf("death %d (%s)", round, victim.ID))
 		if round == 11 {
 			break
 		}
 		// A new machine replaces it, under a new node ID.
 		repl := c.add(fmt.Sprintf("new%02d", round))
-		repl.start("-join", live[0].gossipAddr())
+		repl.start("-join", live[0].GossipAddr())
 		live = append(live, repl)
-		eventually(t, 30*time.Second, repl.id+" registered alive on every agent", func() error {
+		eventually(t, 30*time.Second, repl.ID+" registered alive on every agent", func() error {
 			for _, n := range live {
-				st, err := n.memberStatus(repl.id)
+				st, err := n.MemberStatus(repl.ID)
 				if err != nil {
 					return err
 				}
 				if st != "alive" {
-					return fmt.Errorf("%s sees %s as %s", n.id, repl.id, st)
+					return fmt.Errorf("%s sees %s as %s", n.ID, repl.ID, st)
 				}
 			}
 			return nil
@@ -119,7 +119,7 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 	}
 	// Every dead member is still listed failed (-reap-after is 72h): what
 	// no longer counts is their number, not their record.
-	ms, err := live[0].members()
+	ms, err := live[0].Members()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 		t.Fatalf("%d members listed failed, %d were killed", failed, len(dead))
 	}
 	// Voters are live agents only.
-	servers, err := live[0].raftServers()
+	servers, err := live[0].RaftServers()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +149,7 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 
 // failedMetric returns steward_members{status="failed"} from n's metrics.
 func failedMetric(n *node) (string, error) {
-	resp, err := http.Get("http://" + n.apiAddr() + "/metrics")
+	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
 	if err != nil {
 		return "", err
 	}
@@ -163,31 +163,31 @@ func failedMetric(n *node) (string, error) {
 			return v, nil
 		}
 	}
-	return "", fmt.Errorf("no steward_members{status=\"failed\"} in the metrics of %s", n.id)
+	return "", fmt.Errorf("no steward_members{status=\"failed\"} in the metrics of %s", n.ID)
 }
 
 // waitForgotten waits until no survivor lists gone as a member and no
 // raft configuration has it.
 func waitForgotten(t *testing.T, survivors []*node, gone *node, timeout time.Duration) {
 	t.Helper()
-	eventually(t, timeout, gone.id+" forgotten on every survivor", func() error {
+	eventually(t, timeout, gone.ID+" forgotten on every survivor", func() error {
 		for _, s := range survivors {
-			ms, err := s.members()
+			ms, err := s.Members()
 			if err != nil {
 				return err
 			}
 			for _, m := range ms {
-				if m.ID == gone.id {
-					return fmt.Errorf("%s still lists %s as %s", s.id, gone.id, m.Status)
+				if m.ID == gone.ID {
+					return fmt.Errorf("%s still lists %s as %s", s.ID, gone.ID, m.Status)
 				}
 			}
-			servers, err := s.raftServers()
+			servers, err := s.RaftServers()
 			if err != nil {
 				return err
 			}
 			for _, srv := range servers {
-				if srv.NodeID == gone.id {
-					return fmt.Errorf("%s's raft configuration still has %s", s.id, gone.id)
+				if srv.NodeID == gone.ID {
+					return fmt.Errorf("%s's raft configuration still has %s", s.ID, gone.ID)
 				}
 			}
 		}
@@ -202,27 +202,27 @@ func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
 	followers := without(nodes, leader)
 
 	// Refused: an unknown node, and a live one.
-	if out, err := runCLI(t, "force-leave", "nobody", "-http-addr", leader.apiAddr()); err == nil || !strings.Contains(out, "not a member") {
+	if out, err := runCLI(t, "force-leave", "nobody", "-http-addr", leader.APIAddr()); err == nil || !strings.Contains(out, "not a member") {
 		t.Fatalf("force-leave of an unknown node: err %v, output %q", err, out)
 	}
-	if out, err := runCLI(t, "force-leave", followers[0].id, "-http-addr", leader.apiAddr()); err == nil || !strings.Contains(out, "is alive") {
+	if out, err := runCLI(t, "force-leave", followers[0].ID, "-http-addr", leader.APIAddr()); err == nil || !strings.Contains(out, "is alive") {
 		t.Fatalf("force-leave of a live node: err %v, output %q", err, out)
 	}
-	if st, err := leader.memberStatus(followers[0].id); err != nil || st != "alive" {
-		t.Fatalf("after a refused force-leave %s is %q (%v)", followers[0].id, st, err)
+	if st, err := leader.MemberStatus(followers[0].ID); err != nil || st != "alive" {
+		t.Fatalf("after a refused force-leave %s is %q (%v)", followers[0].ID, st, err)
 	}
 
 	// force-leave forgets a dead member at once.
 	gone := followers[0]
-	gone.kill()
+	gone.Kill()
 	survivors := without(nodes, gone)
 	waitFailedAndRemoved(t, survivors, gone)
 	if v, err := failedMetric(leader); err != nil || v != "1" {
 		t.Fatalf("steward_members{status=\"failed\"} = %q (%v), want 1", v, err)
 	}
-	out, err := runCLI(t, "force-leave", gone.id, "-http-addr", followers[1].apiAddr())
+	out, err := runCLI(t, "force-leave", gone.ID, "-http-addr", followers[1].APIAddr())
 	if err != nil {
-		t.Fatalf("force-leave %s: %v\n%s", gone.id, err, out)
+		t.Fatalf("force-leave %s: %v\n%s", gone.ID, err, out)
 	}
 	if !strings.Contains(out, "forgotten") {
 		t.Fatalf("force-leave output: %q", out)
@@ -234,12 +234,12 @@ func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
 
 	// The reaper forgets one that stays failed for -reap-after.
 	reaped := followers[1]
-	reaped.kill()
+	reaped.Kill()
 	survivors = without(survivors, reaped)
 	waitFailedAndRemoved(t, survivors, reaped) // failed first, not forgotten at once
 	waitForgotten(t, survivors, reaped, 60*time.Second)
-	if log := leaderOf(t, survivors).log(); !strings.Contains(log, "longer than -reap-after 20s") {
-		t.Fatalf("the leader did not log why it forgot %s", reaped.id)
+	if log := leaderOf(t, survivors).Log(); !strings.Contains(log, "longer than -reap-after 20s") {
+		t.Fatalf("the leader did not log why it forgot %s", reaped.ID)
 	}
 }
 
@@ -249,13 +249,13 @@ func TestDeadVotersLeaveRaftWhileRemovalsAreFrozenSoTheQuorumSurvivesTheNextDeat
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
 	followers := without(nodes, leader)
-	followers[0].kill()
-	followers[1].kill()
+	followers[0].Kill()
+	followers[1].Kill()
 	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
 		var st struct {
 			Frozen string `json:"removals_frozen"`
 		}
-		if err := leader.getJSON("/v1/status", &st); err != nil {
+		if err := leader.GetJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if st.Frozen == "" {
@@ -266,12 +266,12 @@ func TestDeadVotersLeaveRaftWhileRemovalsAreFrozenSoTheQuorumSurvivesTheNextDeat
 	// Frozen, yet the two dead voters leave raft (2 of 5 is within the
 	// quorum rule): the quorum no longer depends on them.
 	eventually(t, 30*time.Second, "no dead voter in raft", func() error {
-		servers, err := leader.raftServers()
+		servers, err := leader.RaftServers()
 		if err != nil {
 			return err
 		}
 		for _, s := range servers {
-			if s.NodeID == followers[0].id || s.NodeID == followers[1].id {
+			if s.NodeID == followers[0].ID || s.NodeID == followers[1].ID {
 				return fmt.Errorf("raft still has %s (voter %v)", s.NodeID, s.Voter)
 			}
 		}
@@ -279,22 +279,22 @@ func TestDeadVotersLeaveRaftWhileRemovalsAreFrozenSoTheQuorumSurvivesTheNextDeat
 	})
 	// A third death: with five voters three dead would have lost the
 	// quorum for good; with the dead out, two of three remain.
-	followers[2].kill()
+	followers[2].Kill()
 	survivors := []*node{leader, followers[3]}
 	eventually(t, 30*time.Second, "a raft write commits after the third death", func() error {
-		out, err := runCLI(t, "maintenance", "on", "-http-addr", followers[3].apiAddr())
+		out, err := runCLI(t, "maintenance", "on", "-http-addr", followers[3].APIAddr())
 		if err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		return nil
 	})
 	for _, s := range survivors {
-		st, err := s.status()
+		st, err := s.Status()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.LeaderID == "" {
-			t.Fatalf("%s knows no leader after the third death", s.id)
+			t.Fatalf("%s knows no leader after the third death", s.ID)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // formCluster starts n agents with -bootstrap-expect n, all joining the
@@ -18,50 +20,27 @@ func formCluster(t *testing.T, c *cluster, n int, extra ...string) []*node {
 		nodes = append(nodes, c.add(fmt.Sprintf("node%d", i), extra...))
 	}
 	for _, nd := range nodes {
-		nd.start("-bootstrap-expect", fmt.Sprint(n), "-join", nodes[0].gossipAddr())
+		nd.start("-bootstrap-expect", fmt.Sprint(n), "-join", nodes[0].GossipAddr())
 	}
 	waitSameTable(t, nodes, 60*time.Second)
 	return nodes
 }
 
 // waitSameTable waits until every node serves one identical, bootstrapped
-// partition table and they agree on one leader.
-func waitSameTable(t *testing.T, nodes []*node, timeout time.Duration) partitionTable {
+// partition table and they agree on one leader, and returns the table.
+func waitSameTable(t *testing.T, nodes []*node, timeout time.Duration) localcluster.PartitionTable {
 	t.Helper()
-	var table partitionTable
-	eventually(t, timeout, "identical partition tables and one leader on all agents", func() error {
-		var leader string
-		for i, nd := range nodes {
-			st, err := nd.status()
-			if err != nil {
-				return err
-			}
-			if st.LeaderID == "" {
-				return fmt.Errorf("%s knows no leader", nd.id)
-			}
-			if i == 0 {
-				leader = st.LeaderID
-			} else if st.LeaderID != leader {
-				return fmt.Errorf("%s says leader %s, %s says %s", nodes[0].id, leader, nd.id, st.LeaderID)
-			}
-			pt, err := nd.partitions()
-			if err != nil {
-				return err
-			}
-			if i == 0 {
-				table = pt
-			} else if !reflect.DeepEqual(pt.Partitions, table.Partitions) {
-				return fmt.Errorf("%s's table differs from %s's", nd.id, nodes[0].id)
-			}
-		}
-		return nil
+	var table localcluster.PartitionTable
+	eventually(t, timeout, "identical partition tables and one leader on all agents", func() (err error) {
+		table, err = localcluster.SameTableAndLeader(agents(nodes))
+		return err
 	})
 	return table
 }
 
 // checkBalanced asserts that primaries and copies per node differ by at most
 // one over the given nodes and that no node holds two copies of a partition.
-func checkBalanced(t *testing.T, table partitionTable, nodeIDs []string) {
+func checkBalanced(t *testing.T, table localcluster.PartitionTable, nodeIDs []string) {
 	t.Helper()
 	primaries, copies := map[string]int{}, map[string]int{}
 	for _, id := range nodeIDs {
@@ -100,7 +79,7 @@ func TestThreeAgentsFormOneClusterThenAFourthJoinsAndAllRestart(t *testing.T) {
 
 	// One leader, three voters, three alive members, one balanced table.
 	eventually(t, 30*time.Second, "three alive voters", func() error {
-		ms, err := nodes[0].members()
+		ms, err := nodes[0].Members()
 		if err != nil {
 			return err
 		}
@@ -116,7 +95,7 @@ func TestThreeAgentsFormOneClusterThenAFourthJoinsAndAllRestart(t *testing.T) {
 	})
 	leaders := 0
 	for _, nd := range nodes {
-		st, err := nd.status()
+		st, err := nd.Status()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,11 +115,11 @@ func TestThreeAgentsFormOneClusterThenAFourthJoinsAndAllRestart(t *testing.T) {
 	// A fourth agent joins with -join and becomes an alive non-voter (with
 	// four agents the voter target is three).
 	n4 := c.add("node4")
-	n4.start("-join", nodes[1].gossipAddr())
+	n4.start("-join", nodes[1].GossipAddr())
 	all := append(append([]*node{}, nodes...), n4)
 	eventually(t, 30*time.Second, "node4 alive non-voter on every agent", func() error {
 		for _, nd := range all {
-			ms, err := nd.members()
+			ms, err := nd.Members()
 			if err != nil {
 				return err
 			}
@@ -149,12 +128,12 @@ func TestThreeAgentsFormOneClusterThenAFourthJoinsAndAllRestart(t *testing.T) {
 				if m.ID == "node4" {
 					found = true
 					if m.Status != "alive" || m.Voter {
-						return fmt.Errorf("%s sees node4 as %+v", nd.id, m)
+						return fmt.Errorf("%s sees node4 as %+v", nd.ID, m)
 					}
 				}
 			}
 			if !found {
-				return fmt.Errorf("%s does not list node4", nd.id)
+				return fmt.Errorf("%s does not list node4", nd.ID)
 			}
 		}
 		return nil
@@ -167,22 +146,22 @@ func TestThreeAgentsFormOneClusterThenAFourthJoinsAndAllRestart(t *testing.T) {
 	// would move partitions away), restart with the same data dirs: the
 	// same table comes back and nobody bootstraps again.
 	for _, nd := range all {
-		nd.kill()
+		nd.Kill()
 	}
 	for _, nd := range nodes {
-		nd.start("-bootstrap-expect", "3", "-join", nodes[0].gossipAddr())
+		nd.start("-bootstrap-expect", "3", "-join", nodes[0].GossipAddr())
 	}
-	n4.start("-join", nodes[1].gossipAddr())
+	n4.start("-join", nodes[1].GossipAddr())
 	after := waitSameTable(t, all, 60*time.Second)
 	if !reflect.DeepEqual(before.Partitions, after.Partitions) {
 		t.Fatalf("the partition table changed across the restart")
 	}
 	for _, nd := range all {
-		if strings.Contains(nd.log(), "bootstrapped raft") {
-			t.Fatalf("%s bootstrapped again after a restart", nd.id)
+		if strings.Contains(nd.Log(), "bootstrapped raft") {
+			t.Fatalf("%s bootstrapped again after a restart", nd.ID)
 		}
 	}
-	ms, err := nodes[2].members()
+	ms, err := nodes[2].Members()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,32 +10,6 @@ import (
 
 // Failure detection scenarios: five real agents with the local profile.
 
-type raftServer struct {
-	NodeID string `json:"node_id"`
-	RaftID string `json:"raft_id"`
-	Voter  bool   `json:"voter"`
-}
-
-func (n *node) raftServers() ([]raftServer, error) {
-	var r struct {
-		Servers []raftServer `json:"servers"`
-	}
-	return r.Servers, n.getJSON("/v1/raft", &r)
-}
-
-func (n *node) memberStatus(id string) (string, error) {
-	ms, err := n.members()
-	if err != nil {
-		return "", err
-	}
-	for _, m := range ms {
-		if m.ID == id {
-			return m.Status, nil
-		}
-	}
-	return "", fmt.Errorf("%s does not list %s", n.id, id)
-}
-
 // leaderOf returns the node the given agents agree leads.
 func leaderOf(t *testing.T, nodes []*node) *node {
 	t.Helper()
@@ -43,7 +17,7 @@ func leaderOf(t *testing.T, nodes []*node) *node {
 	eventually(t, 30*time.Second, "a leader all agree on", func() error {
 		ids := map[string]bool{}
 		for _, n := range nodes {
-			st, err := n.status()
+			st, err := n.Status()
 			if err != nil {
 				return err
 			}
@@ -53,7 +27,7 @@ func leaderOf(t *testing.T, nodes []*node) *node {
 			return fmt.Errorf("leaders seen: %v", ids)
 		}
 		for _, n := range nodes {
-			if ids[n.id] {
+			if ids[n.ID] {
 				leader = n
 				return nil
 			}
@@ -84,22 +58,22 @@ func waitFailedAndRemoved(t *testing.T, survivors []*node, victims ...*node) {
 	eventually(t, 30*time.Second, "victims failed on every survivor and out of raft", func() error {
 		for _, s := range survivors {
 			for _, v := range victims {
-				st, err := s.memberStatus(v.id)
+				st, err := s.MemberStatus(v.ID)
 				if err != nil {
 					return err
 				}
 				if st != "failed" {
-					return fmt.Errorf("%s sees %s as %s", s.id, v.id, st)
+					return fmt.Errorf("%s sees %s as %s", s.ID, v.ID, st)
 				}
 			}
-			servers, err := s.raftServers()
+			servers, err := s.RaftServers()
 			if err != nil {
 				return err
 			}
 			for _, srv := range servers {
 				for _, v := range victims {
-					if srv.NodeID == v.id {
-						return fmt.Errorf("%s's raft configuration still has %s", s.id, v.id)
+					if srv.NodeID == v.ID {
+						return fmt.Errorf("%s's raft configuration still has %s", s.ID, v.ID)
 					}
 				}
 			}
@@ -112,7 +86,7 @@ func waitFailedAndRemoved(t *testing.T, survivors []*node, victims ...*node) {
 func waitVoters(t *testing.T, nodes []*node, want int) {
 	t.Helper()
 	eventually(t, 30*time.Second, fmt.Sprintf("%d voters", want), func() error {
-		servers, err := nodes[0].raftServers()
+		servers, err := nodes[0].RaftServers()
 		if err != nil {
 			return err
 		}
@@ -135,12 +109,12 @@ func TestKillingAFollowerFailsAndRemovesIt(t *testing.T) {
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
 	victim := without(nodes, leader)[0]
-	victim.kill()
+	victim.Kill()
 	survivors := without(nodes, victim)
 	waitFailedAndRemoved(t, survivors, victim)
 	// Four agents: the voter target drops to three.
 	waitVoters(t, survivors, 3)
-	checkNoPartitionOn(t, survivors[0], victim.id)
+	checkNoPartitionOn(t, survivors[0], victim.ID)
 }
 
 func TestKillingTheLeaderElectsANewOneWhichRemovesTheOld(t *testing.T) {
@@ -148,14 +122,14 @@ func TestKillingTheLeaderElectsANewOneWhichRemovesTheOld(t *testing.T) {
 	nodes := formCluster(t, c, 5, "-partitions", "32")
 	waitVoters(t, nodes, 5)
 	old := leaderOf(t, nodes)
-	old.kill()
+	old.Kill()
 	survivors := without(nodes, old)
 	newLeader := leaderOf(t, survivors)
 	if newLeader == old {
 		t.Fatal("the killed agent is still named leader")
 	}
 	waitFailedAndRemoved(t, survivors, old)
-	checkNoPartitionOn(t, survivors[0], old.id)
+	checkNoPartitionOn(t, survivors[0], old.ID)
 }
 
 func TestKillingTwoOfFiveRemovesBothAndKeepsQuorum(t *testing.T) {
@@ -165,20 +139,20 @@ func TestKillingTwoOfFiveRemovesBothAndKeepsQuorum(t *testing.T) {
 	leader := leaderOf(t, nodes)
 	followers := without(nodes, leader)
 	a, b := followers[0], followers[1]
-	a.kill()
-	b.kill()
+	a.Kill()
+	b.Kill()
 	survivors := without(nodes, a, b)
 	waitFailedAndRemoved(t, survivors, a, b)
 	for _, s := range survivors {
-		st, err := s.status()
+		st, err := s.Status()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.LeaderID == "" {
-			t.Fatalf("%s has no leader after two deaths", s.id)
+			t.Fatalf("%s has no leader after two deaths", s.ID)
 		}
 	}
-	checkNoPartitionOn(t, survivors[0], a.id, b.id)
+	checkNoPartitionOn(t, survivors[0], a.ID, b.ID)
 }
 
 func TestAShortPauseRemovesNobody(t *testing.T) {
@@ -191,28 +165,28 @@ func TestAShortPauseRemovesNobody(t *testing.T) {
 	// 200 ms apart, on top of gossip's suspicion: a 300 ms pause is inside
 	// the window.
 	for i := 0; i < 5; i++ {
-		victim.signal(syscall.SIGSTOP)
+		victim.Signal(syscall.SIGSTOP)
 		time.Sleep(300 * time.Millisecond) // the pause itself, not a synchronisation
-		victim.signal(syscall.SIGCONT)
+		victim.Signal(syscall.SIGCONT)
 		time.Sleep(300 * time.Millisecond) // time to refute before the next pause
 	}
 	// Give detection its full window to act on any wrong conclusion, then
 	// check that nothing was ever marked failed.
 	eventually(t, 10*time.Second, "victim alive everywhere", func() error {
 		for _, s := range nodes {
-			st, err := s.memberStatus(victim.id)
+			st, err := s.MemberStatus(victim.ID)
 			if err != nil {
 				return err
 			}
 			if st != "alive" {
-				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
 			}
 		}
 		return nil
 	})
 	for _, s := range nodes {
-		if strings.Contains(s.log(), "member failed") {
-			t.Fatalf("%s marked a member failed after short pauses", s.id)
+		if strings.Contains(s.Log(), "member failed") {
+			t.Fatalf("%s marked a member failed after short pauses", s.ID)
 		}
 	}
 	waitVoters(t, nodes, 5)
@@ -224,11 +198,11 @@ func TestALongPauseRemovesTheNodeAndItComesBackOnlyAsARejoin(t *testing.T) {
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
 	victim := without(nodes, leader)[0]
-	victim.signal(syscall.SIGSTOP)
+	victim.Signal(syscall.SIGSTOP)
 	survivors := without(nodes, victim)
 	waitFailedAndRemoved(t, survivors, victim)
-	checkNoPartitionOn(t, survivors[0], victim.id)
-	victim.signal(syscall.SIGCONT)
+	checkNoPartitionOn(t, survivors[0], victim.ID)
+	victim.Signal(syscall.SIGCONT)
 	// It is taken back as a rejoin: a new incarnation, logged by the leader,
 	// alive again, with no partitions it held before its failure.
 	eventually(t, 30*time.Second, "victim back as a rejoin", func() error {
@@ -239,17 +213,17 @@ func TestALongPauseRemovesTheNodeAndItComesBackOnlyAsARejoin(t *testing.T) {
 				Incarnation int    `json:"incarnation"`
 			} `json:"members"`
 		}
-		if err := survivors[0].getJSON("/v1/members", &r); err != nil {
+		if err := survivors[0].GetJSON("/v1/members", &r); err != nil {
 			return err
 		}
 		for _, m := range r.Members {
-			if m.ID == victim.id && (m.Status != "alive" || m.Incarnation < 2) {
+			if m.ID == victim.ID && (m.Status != "alive" || m.Incarnation < 2) {
 				return fmt.Errorf("%+v", m)
 			}
 		}
 		l := leaderOf(t, survivors)
-		if !strings.Contains(l.log(), "member rejoined") {
-			return fmt.Errorf("leader %s has not logged a rejoin", l.id)
+		if !strings.Contains(l.Log(), "member rejoined") {
+			return fmt.Errorf("leader %s has not logged a rejoin", l.ID)
 		}
 		return nil
 	})
@@ -260,7 +234,7 @@ func TestALongPauseRemovesTheNodeAndItComesBackOnlyAsARejoin(t *testing.T) {
 func checkNoPartitionOn(t *testing.T, n *node, gone ...string) {
 	t.Helper()
 	eventually(t, 30*time.Second, "no partition on "+strings.Join(gone, ","), func() error {
-		pt, err := n.partitions()
+		pt, err := n.Partitions()
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Gray failures (issue 11, item 5; the scenarios Rapid published against
@@ -22,7 +24,7 @@ import (
 // gossip_state (memberlist's own view on that observer).
 type statusWatch struct {
 	mu   sync.Mutex
-	last map[string]benchMember // "observer/member" → last entry seen
+	last map[string]localcluster.Member // "observer/member" → last entry seen
 	// status and gossip list the changes as "observer/member:from>to".
 	status, gossip []string
 	polls          int
@@ -31,7 +33,7 @@ type statusWatch struct {
 // watchStatuses polls observers every 100 ms until ctx ends; the returned
 // func waits for the poller to stop.
 func watchStatuses(ctx context.Context, observers []*node) (*statusWatch, func()) {
-	w := &statusWatch{last: map[string]benchMember{}}
+	w := &statusWatch{last: map[string]localcluster.Member{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -39,11 +41,11 @@ func watchStatuses(ctx context.Context, observers []*node) (*statusWatch, func()
 		defer ticker.Stop()
 		for {
 			for _, o := range observers {
-				ms, err := benchMembers(o)
+				ms, err := o.MembersByID()
 				if err != nil {
 					continue // an agent busy or cut off answers later
 				}
-				w.record(o.id, ms)
+				w.record(o.ID, ms)
 			}
 			select {
 			case <-ctx.Done():
@@ -55,7 +57,7 @@ func watchStatuses(ctx context.Context, observers []*node) (*statusWatch, func()
 	return w, func() { <-done }
 }
 
-func (w *statusWatch) record(observer string, ms map[string]benchMember) {
+func (w *statusWatch) record(observer string, ms map[string]localcluster.Member) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.polls++
@@ -158,7 +160,7 @@ func grayFault(tb testing.TB, nf *netFaults, nodes []*node, victim *node, percen
 	tb.Helper()
 	healthy := without(nodes, victim)
 	leader := healthy[0]
-	before := map[string]uint64{victim.id: incarnationOf(tb, leader, victim.id)}
+	before := map[string]uint64{victim.ID: incarnationOf(tb, leader, victim.ID)}
 	ctx, cancel := context.WithCancel(context.Background())
 	w, stopped := watchStatuses(ctx, healthy)
 	nf.Loss(victim, percent, dir)
@@ -166,7 +168,7 @@ func grayFault(tb testing.TB, nf *netFaults, nodes []*node, victim *node, percen
 	nf.Heal()
 	cancel()
 	stopped()
-	out := w.outcome(victim.id)
+	out := w.outcome(victim.ID)
 
 	pollUntil(tb, 60*time.Second, "the cluster whole again after the gray failure", func() error {
 		if out.steward.faultyDowns > 0 {
@@ -174,10 +176,10 @@ func grayFault(tb testing.TB, nf *netFaults, nodes []*node, victim *node, percen
 				return err
 			}
 		}
-		if err := sameTableAndLeader(nodes); err != nil {
+		if _, err := localcluster.SameTableAndLeader(agents(nodes)); err != nil {
 			return err
 		}
-		servers, err := nodes[0].raftServers()
+		servers, err := nodes[0].RaftServers()
 		if err != nil {
 			return err
 		}
@@ -213,12 +215,12 @@ func TestGrayFailuresRemoveNoHealthyNodeAndNobodyFlaps(t *testing.T) {
 		{"all incoming lost (it still sends)", followers[1], 100, lossIncoming},
 	} {
 		out := grayFault(t, nf, nodes, sc.victim, sc.percent, sc.dir, 30*time.Second)
-		t.Logf("%s on %s for 30 s: Steward %+v; memberlist alone %+v", sc.name, sc.victim.id, out.steward, out.memberlist)
+		t.Logf("%s on %s for 30 s: Steward %+v; memberlist alone %+v", sc.name, sc.victim.ID, out.steward, out.memberlist)
 		if len(out.steward.healthyDown) > 0 || out.steward.healthyChanges > 0 {
 			t.Fatalf("%s: the status of healthy nodes changed: %v", sc.name, out.statusLog)
 		}
 		if out.steward.faultyDowns > 1 {
-			t.Fatalf("%s: %s flapped: failed %d times during the fault; status changes: %v", sc.name, sc.victim.id, out.steward.faultyDowns, out.statusLog)
+			t.Fatalf("%s: %s flapped: failed %d times during the fault; status changes: %v", sc.name, sc.victim.ID, out.steward.faultyDowns, out.statusLog)
 		}
 	}
 }

@@ -34,7 +34,7 @@ func newFlakyHealth(t *testing.T) *flakyHealth {
 }
 
 func primariesOf(n *node, id string) (int, error) {
-	pt, err := n.partitions()
+	pt, err := n.Partitions()
 	if err != nil {
 		return 0, err
 	}
@@ -57,39 +57,39 @@ func TestAnUnhealthyAppLosesItsPrimariesAndGetsThemBack(t *testing.T) {
 		nodes = append(nodes, c.add(fmt.Sprintf("node%d", i), "-partitions", "32", "-app-health-url", h.srv.URL+"/healthz"))
 	}
 	for _, n := range nodes {
-		n.start("-bootstrap-expect", "4", "-join", nodes[0].gossipAddr())
+		n.start("-bootstrap-expect", "4", "-join", nodes[0].GossipAddr())
 	}
 	waitSameTable(t, nodes, 60*time.Second)
 	sick := nodes[1]
-	if p, err := primariesOf(nodes[0], sick.id); err != nil || p == 0 {
-		t.Fatalf("%s leads %d partitions before (err %v)", sick.id, p, err)
+	if p, err := primariesOf(nodes[0], sick.ID); err != nil || p == 0 {
+		t.Fatalf("%s leads %d partitions before (err %v)", sick.ID, p, err)
 	}
 	health[1].failing.Store(true)
 	eventually(t, 30*time.Second, "the sick node's primaries moved, it stays a member", func() error {
-		p, err := primariesOf(nodes[0], sick.id)
+		p, err := primariesOf(nodes[0], sick.ID)
 		if err != nil {
 			return err
 		}
 		if p != 0 {
-			return fmt.Errorf("%s still leads %d partitions", sick.id, p)
+			return fmt.Errorf("%s still leads %d partitions", sick.ID, p)
 		}
-		st, err := nodes[0].memberStatus(sick.id)
+		st, err := nodes[0].MemberStatus(sick.ID)
 		if err != nil {
 			return err
 		}
 		if st != "alive" {
-			return fmt.Errorf("%s is %s; an unhealthy app is no reason to remove its node", sick.id, st)
+			return fmt.Errorf("%s is %s; an unhealthy app is no reason to remove its node", sick.ID, st)
 		}
 		return nil
 	})
 	health[1].failing.Store(false)
 	eventually(t, 30*time.Second, "primaries back on the healed node", func() error {
-		p, err := primariesOf(nodes[0], sick.id)
+		p, err := primariesOf(nodes[0], sick.ID)
 		if err != nil {
 			return err
 		}
 		if p == 0 {
-			return fmt.Errorf("%s leads nothing yet", sick.id)
+			return fmt.Errorf("%s leads nothing yet", sick.ID)
 		}
 		return nil
 	})
@@ -102,13 +102,13 @@ func TestAnAgentWithoutLeaderReportsQuorumLostAndRemovesNobody(t *testing.T) {
 	leader := leaderOf(t, nodes)
 	others := without(nodes, leader)
 	survivor := others[0]
-	leader.kill()
-	others[1].kill()
+	leader.Kill()
+	others[1].Kill()
 	eventually(t, 30*time.Second, "the survivor reports quorum lost", func() error {
 		var st struct {
 			Quorum string `json:"quorum"`
 		}
-		if err := survivor.getJSON("/v1/status", &st); err != nil {
+		if err := survivor.GetJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if st.Quorum != "lost" {
@@ -116,7 +116,7 @@ func TestAnAgentWithoutLeaderReportsQuorumLostAndRemovesNobody(t *testing.T) {
 		}
 		return nil
 	})
-	ms, err := survivor.members()
+	ms, err := survivor.Members()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestAnAgentWithoutLeaderReportsQuorumLostAndRemovesNobody(t *testing.T) {
 			t.Fatalf("%s was marked failed without quorum", m.ID)
 		}
 	}
-	resp, err := http.Get("http://" + survivor.apiAddr() + "/metrics")
+	resp, err := http.Get("http://" + survivor.APIAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,14 +142,14 @@ func TestTooManyFailuresAtOnceFreezeRemovals(t *testing.T) {
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
 	followers := without(nodes, leader)
-	followers[0].kill()
-	followers[1].kill()
+	followers[0].Kill()
+	followers[1].Kill()
 	survivors := without(nodes, followers[0], followers[1])
 	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
 		var st struct {
 			Frozen string `json:"removals_frozen"`
 		}
-		if err := leader.getJSON("/v1/status", &st); err != nil {
+		if err := leader.GetJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if st.Frozen == "" {
@@ -163,7 +163,7 @@ func TestTooManyFailuresAtOnceFreezeRemovals(t *testing.T) {
 	for _, s := range survivors {
 		failed := 0
 		for _, gone := range []*node{followers[0], followers[1]} {
-			st, err := s.memberStatus(gone.id)
+			st, err := s.MemberStatus(gone.ID)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -172,10 +172,10 @@ func TestTooManyFailuresAtOnceFreezeRemovals(t *testing.T) {
 			}
 		}
 		if failed > 1 {
-			t.Fatalf("%s lists %d members failed although -max-failed is 1", s.id, failed)
+			t.Fatalf("%s lists %d members failed although -max-failed is 1", s.ID, failed)
 		}
 	}
-	if !strings.Contains(leader.log(), "automatic removals frozen") {
+	if !strings.Contains(leader.Log(), "automatic removals frozen") {
 		t.Fatal("the leader did not log the freeze")
 	}
 }
@@ -185,18 +185,18 @@ func TestMaintenanceModeFreezesRemovalsUntilSwitchedOff(t *testing.T) {
 	nodes := formCluster(t, c, 5, "-partitions", "16")
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
-	if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[2].apiAddr()); err != nil {
+	if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[2].APIAddr()); err != nil {
 		t.Fatalf("maintenance on: %v\n%s", err, out)
 	}
 	victim := without(nodes, leader)[0]
-	victim.kill()
+	victim.Kill()
 	survivors := without(nodes, victim)
 	eventually(t, 30*time.Second, "the freeze is reported", func() error {
 		var st struct {
 			Frozen      string `json:"removals_frozen"`
 			Maintenance bool   `json:"maintenance"`
 		}
-		if err := leader.getJSON("/v1/status", &st); err != nil {
+		if err := leader.GetJSON("/v1/status", &st); err != nil {
 			return err
 		}
 		if st.Frozen == "" || !st.Maintenance {
@@ -208,12 +208,12 @@ func TestMaintenanceModeFreezesRemovalsUntilSwitchedOff(t *testing.T) {
 	// two seconds), the member is still not failed.
 	deadline := time.Now().Add(4 * time.Second)
 	for time.Now().Before(deadline) {
-		if st, err := leader.memberStatus(victim.id); err == nil && st == "failed" {
-			t.Fatalf("%s marked failed during maintenance", victim.id)
+		if st, err := leader.MemberStatus(victim.ID); err == nil && st == "failed" {
+			t.Fatalf("%s marked failed during maintenance", victim.ID)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if out, err := runCLI(t, "maintenance", "off", "-http-addr", nodes[2].apiAddr()); err != nil {
+	if out, err := runCLI(t, "maintenance", "off", "-http-addr", nodes[2].APIAddr()); err != nil {
 		t.Fatalf("maintenance off: %v\n%s", err, out)
 	}
 	waitFailedAndRemoved(t, survivors, victim)

@@ -20,26 +20,26 @@ import (
 // with one line saying everything in says.
 func refusedStart(t *testing.T, n *node, says ...string) string {
 	t.Helper()
-	err, exited := n.waitExit(30 * time.Second)
+	err, exited := n.WaitExit(30 * time.Second)
 	if !exited {
-		t.Fatalf("%s is still running on broken raft state:\n%s", n.id, n.tail(20))
+		t.Fatalf("%s is still running on broken raft state:\n%s", n.ID, n.Tail(20))
 	}
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("%s exited with %v, want exit status 1:\n%s", n.id, err, n.tail(20))
+		t.Fatalf("%s exited with %v, want exit status 1:\n%s", n.ID, err, n.Tail(20))
 	}
 	var line string
-	for _, l := range strings.Split(n.log(), "\n") {
+	for _, l := range strings.Split(n.Log(), "\n") {
 		if strings.HasPrefix(l, "agent: ") {
 			line = l
 		}
 	}
 	for _, want := range append(says, "docs/operations.md") {
 		if !strings.Contains(line, want) {
-			t.Fatalf("%s's error line does not say %q:\n%s", n.id, want, n.tail(20))
+			t.Fatalf("%s's error line does not say %q:\n%s", n.ID, want, n.Tail(20))
 		}
 	}
-	t.Logf("%s refused to start: %s", n.id, line)
+	t.Logf("%s refused to start: %s", n.ID, line)
 	return line
 }
 
@@ -47,20 +47,20 @@ func TestAnAgentWhoseRaftStateIsGoneRefusesToStartAndBootstrapsNothing(t *testin
 	c := newCluster(t)
 	nodes := formCluster(t, c, 3, "-partitions", "8")
 	victim := nodes[2]
-	victim.kill()
-	db := filepath.Join(victim.dataDir, "raft", "raft.db")
+	victim.Kill()
+	db := filepath.Join(victim.DataDir, "raft", "raft.db")
 	if err := os.Remove(db); err != nil {
 		t.Fatal(err)
 	}
 
 	// The same command line as its first start: with -bootstrap-expect it
 	// used to form a new cluster of its own here.
-	victim.start("-bootstrap-expect", "3", "-join", nodes[0].gossipAddr())
+	victim.start("-bootstrap-expect", "3", "-join", nodes[0].GossipAddr())
 	refusedStart(t, victim, db, "missing", "applied raft index")
 	if _, err := os.Stat(db); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the refused start created %s (%v)", db, err)
 	}
-	ms, err := nodes[0].members()
+	ms, err := nodes[0].Members()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestAnAgentWhoseRaftStateIsGoneRefusesToStartAndBootstrapsNothing(t *testin
 
 // raftProgress reads the agent's record of how far its raft state came.
 func raftProgress(n *node) (applied uint64, err error) {
-	data, err := os.ReadFile(filepath.Join(n.dataDir, "raft-applied.json"))
+	data, err := os.ReadFile(filepath.Join(n.DataDir, "raft-applied.json"))
 	if err != nil {
 		return 0, err
 	}
@@ -88,8 +88,8 @@ func TestAnAgentRefusesRaftStateRestoredFromAnOlderCopyOrOfAnotherRaftID(t *test
 
 	// An operator "restores" the agent's raft directory from a copy taken
 	// before the cluster moved on.
-	victim.kill()
-	raftDir := filepath.Join(victim.dataDir, "raft")
+	victim.Kill()
+	raftDir := filepath.Join(victim.DataDir, "raft")
 	backup := filepath.Join(c.dir, "raft-backup")
 	if out, err := exec.Command("cp", "-a", raftDir, backup).CombinedOutput(); err != nil {
 		t.Fatalf("copy: %v %s", err, out)
@@ -98,11 +98,11 @@ func TestAnAgentRefusesRaftStateRestoredFromAnOlderCopyOrOfAnotherRaftID(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim.start("-join", nodes[0].gossipAddr())
+	victim.start("-join", nodes[0].GossipAddr())
 	// The victim may have been the leader: the write goes through once the
 	// others know the new one.
 	eventually(t, 30*time.Second, "maintenance on", func() error {
-		if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].apiAddr()); err != nil {
+		if out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].APIAddr()); err != nil {
 			return fmt.Errorf("%v: %s", err, out)
 		}
 		return nil
@@ -117,28 +117,28 @@ func TestAnAgentRefusesRaftStateRestoredFromAnOlderCopyOrOfAnotherRaftID(t *test
 		}
 		return nil
 	})
-	victim.kill()
+	victim.Kill()
 	if err := os.RemoveAll(raftDir); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Rename(backup, raftDir); err != nil {
 		t.Fatal(err)
 	}
-	victim.start("-join", nodes[0].gossipAddr())
+	victim.start("-join", nodes[0].GossipAddr())
 	refusedStart(t, victim, filepath.Join(raftDir, "raft.db"), "rolled back")
 
 	// Another agent's raft-id file is changed: its state belongs to the
 	// old ID.
 	other := nodes[1]
-	other.kill()
-	idFile := filepath.Join(other.dataDir, "raft-id")
+	other.Kill()
+	idFile := filepath.Join(other.DataDir, "raft-id")
 	old, err := os.ReadFile(idFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(idFile, []byte(other.id+"-0badc0de\n"), 0o600); err != nil {
+	if err := os.WriteFile(idFile, []byte(other.ID+"-0badc0de\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	other.start("-join", nodes[0].gossipAddr())
+	other.start("-join", nodes[0].GossipAddr())
 	refusedStart(t, other, "belongs to raft server "+fmt.Sprintf("%q", strings.TrimSpace(string(old))), "raft-id")
 }

@@ -3,25 +3,18 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Data scenarios: every node is an agent plus a kvapp. The agent's webhooks
@@ -30,185 +23,53 @@ import (
 
 const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-// webhookProxy forwards signed webhooks to an app, verifying each.
-type webhookProxy struct {
-	t        *testing.T
-	srv      *httptest.Server
-	target   string
-	secret   []byte
-	failing  atomic.Bool
-	bad      atomic.Int64
-	good     atomic.Int64
-	refused  atomic.Int64
-	upstream *http.Client
-
-	mu    sync.Mutex
-	types map[string]int // verified events by type
-}
-
-// seen returns how many verified events of type typ went through.
-func (p *webhookProxy) seen(typ string) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.types[typ]
-}
-
-func newWebhookProxy(t *testing.T, target string) *webhookProxy {
-	secret, err := hooks.ParseSecret(testWebhookSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &webhookProxy{t: t, target: target, secret: secret, upstream: &http.Client{Timeout: 10 * time.Second}}
-	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *webhookProxy) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if err := hooks.Verify(p.secret, r.Header, body, time.Now(), time.Minute); err != nil {
-		p.bad.Add(1)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return
-	}
-	p.good.Add(1)
-	var ev struct {
-		Type string `json:"type"`
-	}
-	if json.Unmarshal(body, &ev) == nil {
-		p.mu.Lock()
-		if p.types == nil {
-			p.types = map[string]int{}
-		}
-		p.types[ev.Type]++
-		p.mu.Unlock()
-	}
-	if p.failing.Load() {
-		p.refused.Add(1)
-		http.Error(w, "injected failure", http.StatusInternalServerError)
-		return
-	}
-	req, _ := http.NewRequestWithContext(r.Context(), r.Method, p.target, bytes.NewReader(body))
-	req.Header = r.Header.Clone()
-	resp, err := p.upstream.Do(req)
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	w.WriteHeader(resp.StatusCode)
-	w.Write(out)
-}
-
-// kvappProcess is the kvapp next to one agent; tests and benchmarks embed
-// it beside the agent's *node.
-type kvappProcess struct {
-	// appPlace is the node's placement: the app binds its address and runs
-	// as its uid, so that a network fault cuts the app with its agent.
-	appPlace placement
-	appPort  int
-	logLevel string // debug for tests, info for benchmarks
-	// appDataDir is the app's --data-dir (set by runApp): it survives the
-	// app's restarts unless a test wipes it.
-	appDataDir string
-	app        *exec.Cmd
-	appLog     *os.File
-	appDone    chan struct{}
-}
-
-func (p *kvappProcess) appAddr() string {
-	host := p.appPlace.host
-	if host == "" {
-		host = defaultPlacement.host
-	}
-	return net.JoinHostPort(host, strconv.Itoa(p.appPort))
-}
-
-// agentAppFlags are the agent flags that bind it to its kvapp, its
-// webhooks going to webhookURL.
-func (p *kvappProcess) agentAppFlags(webhookURL string) []string {
-	return []string{
-		"-webhook-url", webhookURL,
-		"-app-addr", p.appAddr(),
-		"-app-health-url", "http://" + p.appAddr() + "/healthz",
-		"-webhook-secret", testWebhookSecret,
-	}
-}
-
-// runApp starts the kvapp for the agent at apiAddr, with its data in
-// nodeDir+".app" and its log in nodeDir+".app.log" (nodeDir is the agent's
-// data dir).
-func (p *kvappProcess) runApp(tb testing.TB, apiAddr, nodeDir string) {
-	tb.Helper()
-	f, err := os.OpenFile(nodeDir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.appDataDir = nodeDir + ".app"
-	if err := p.appPlace.ownDir(p.appDataDir); err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(kvappBin, "--addr", p.appAddr(), "--agent", "http://"+apiAddr, "--data-dir", p.appDataDir,
-		"--webhook-secret", testWebhookSecret, "--log-level", p.logLevel)
-	p.appPlace.runAs(cmd)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		tb.Fatal(err)
-	}
-	done := make(chan struct{})
-	p.app, p.appLog, p.appDone = cmd, f, done
-	go func() { cmd.Wait(); close(done) }()
-}
-
-// stopApp sends sig to the kvapp, if running, and waits for it to exit.
-func (p *kvappProcess) stopApp(sig syscall.Signal) {
-	if p.app == nil {
-		return
-	}
-	_ = p.app.Process.Signal(sig)
-	<-p.appDone
-	p.app = nil
-	p.appLog.Close()
-}
-
-func (p *kvappProcess) killApp() { p.stopApp(syscall.SIGKILL) }
-
-// wipeAppData removes the app's data dir, as a lost disk does; the app
-// must not be running.
-func (p *kvappProcess) wipeAppData(tb testing.TB) {
-	tb.Helper()
-	if p.app != nil {
-		tb.Fatal("wiping the data dir of a running app")
-	}
-	if err := os.RemoveAll(p.appDataDir); err != nil {
-		tb.Fatal(err)
-	}
-}
-
 // appNode is an agent with its kvapp, its webhooks going through a proxy
 // that checks every signature.
 type appNode struct {
 	*node
-	kvappProcess
-	proxy *webhookProxy
+	app   *localcluster.KVApp
+	proxy *localcluster.SigningProxy
 }
 
+// addAppNode declares an agent wired to a kvapp logging at debug level (not
+// started).
 func addAppNode(t *testing.T, c *cluster, id string, extra ...string) *appNode {
+	return addAppNodeLogging(t, c, id, "debug", 10*time.Second, extra...)
+}
+
+// addAppNodeLogging declares an agent wired to a kvapp with the given log
+// level, its proxy waiting up to upstreamTimeout for the app's answer.
+func addAppNodeLogging(tb testing.TB, c *cluster, id, logLevel string, upstreamTimeout time.Duration, extra ...string) *appNode {
+	tb.Helper()
 	pl := c.nextPlacement()
-	an := &appNode{kvappProcess: kvappProcess{appPlace: pl, appPort: freePort(t), logLevel: "debug"}}
-	an.proxy = newWebhookProxy(t, "http://"+an.appAddr()+"/steward/events")
-	an.node = c.addAt(pl, id, append(slices.Clone(extra), an.agentAppFlags(an.proxy.srv.URL+"/steward/events")...)...)
-	t.Cleanup(an.killApp)
+	app, err := localcluster.NewKVApp(kvappBin, pl, testWebhookSecret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	app.LogLevel = logLevel
+	proxy, err := localcluster.NewSigningProxy(testWebhookSecret, app.WebhookURL(), upstreamTimeout)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(proxy.Close)
+	an := &appNode{app: app, proxy: proxy}
+	an.node = c.addAt(pl, id, append(slices.Clone(extra), app.AgentFlags(proxy.URL())...)...)
+	tb.Cleanup(app.Kill)
 	return an
 }
 
-func (a *appNode) startApp(t *testing.T) { a.runApp(t, a.apiAddr(), a.dataDir) }
+// startApp starts the node's kvapp, its data beside the agent's.
+func (a *appNode) startApp(tb testing.TB) {
+	tb.Helper()
+	if err := a.app.Start(a.APIAddr(), a.DataDir); err != nil {
+		tb.Fatal(err)
+	}
+}
 
 // killNode SIGKILLs agent and app together, as a machine loss does.
 func (a *appNode) killNode() {
-	a.killApp()
-	a.kill()
+	a.app.Kill()
+	a.Kill()
 }
 
 func putKey(client *http.Client, addr, key, value string) error {
@@ -254,7 +115,7 @@ func (w *writer) run(ctx context.Context, nodes func() []*appNode, prefix string
 		w.mu.Lock()
 		w.tried++
 		w.mu.Unlock()
-		if putKey(client, target.appAddr(), key, value) == nil {
+		if putKey(client, target.app.Addr(), key, value) == nil {
 			w.mu.Lock()
 			w.acked[key] = value
 			w.mu.Unlock()
@@ -282,7 +143,7 @@ func formAppCluster(t *testing.T, c *cluster, n int, extra ...string) []*appNode
 	}
 	for _, an := range nodes {
 		an.startApp(t)
-		an.start("-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].gossipAddr())
+		an.start("-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].GossipAddr())
 	}
 	waitSameTable(t, plainNodes(nodes), 60*time.Second)
 	waitSettled(t, nodes, 3)
@@ -302,42 +163,13 @@ func plainNodes(ans []*appNode) []*node {
 func waitSettled(t *testing.T, nodes []*appNode, rf int) {
 	t.Helper()
 	eventually(t, 90*time.Second, "table settled and every webhook acknowledged", func() error {
-		return settledError(plainNodes(nodes), rf)
+		return tableSettled(nodes, rf)
 	})
 }
 
-// settledError says why the cluster is not settled yet: a partition without
-// rf copies or with a migration in flight (on the first agent's table), or
-// an agent with an undelivered webhook; nil once settled.
-func settledError(nodes []*node, rf int) error {
-	var r struct {
-		Partitions []struct {
-			ID         int      `json:"id"`
-			Primary    string   `json:"primary"`
-			Replicas   []string `json:"replicas"`
-			Migrations []any    `json:"migrations"`
-		} `json:"partitions"`
-	}
-	if err := nodes[0].getJSON("/v1/partitions", &r); err != nil {
-		return err
-	}
-	for _, p := range r.Partitions {
-		if p.Primary == "" || 1+len(p.Replicas) != rf || len(p.Migrations) != 0 {
-			return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
-		}
-	}
-	for _, n := range nodes {
-		var st struct {
-			Undelivered int `json:"undelivered_events"`
-		}
-		if err := n.getJSON("/v1/status", &st); err != nil {
-			return err
-		}
-		if st.Undelivered != 0 {
-			return fmt.Errorf("%s has %d undelivered events", n.id, st.Undelivered)
-		}
-	}
-	return nil
+// tableSettled is waitSettled's condition: localcluster.TableSettled.
+func tableSettled(nodes []*appNode, rf int) error {
+	return localcluster.TableSettled(agents(plainNodes(nodes)), rf)
 }
 
 // checkAllReadable reads every acknowledged key through every node.
@@ -348,7 +180,7 @@ func checkAllReadable(t *testing.T, nodes []*appNode, acked map[string]string) {
 		missing := 0
 		var first string
 		for k, v := range acked {
-			got, code, err := getKey(client, an.appAddr(), k)
+			got, code, err := getKey(client, an.app.Addr(), k)
 			if err != nil || code != http.StatusOK || got != v {
 				missing++
 				if first == "" {
@@ -357,14 +189,14 @@ func checkAllReadable(t *testing.T, nodes []*appNode, acked map[string]string) {
 			}
 		}
 		if missing > 0 {
-			t.Fatalf("through %s, %d of %d acknowledged keys are lost or wrong; first: %s", an.id, missing, len(acked), first)
+			t.Fatalf("through %s, %d of %d acknowledged keys are lost or wrong; first: %s", an.ID, missing, len(acked), first)
 		}
 	}
 }
 
 func mostPrimaries(t *testing.T, nodes []*appNode, among []*appNode) *appNode {
 	t.Helper()
-	pt, err := nodes[0].partitions()
+	pt, err := nodes[0].Partitions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +206,7 @@ func mostPrimaries(t *testing.T, nodes []*appNode, among []*appNode) *appNode {
 	}
 	best := among[0]
 	for _, an := range among {
-		if count[an.id] > count[best.id] {
+		if count[an.ID] > count[best.ID] {
 			best = an
 		}
 	}
@@ -395,10 +227,10 @@ func checkSignatures(t *testing.T, nodes []*appNode) {
 	t.Helper()
 	total := int64(0)
 	for _, an := range nodes {
-		if b := an.proxy.bad.Load(); b != 0 {
-			t.Fatalf("%s's app got %d webhooks with a bad signature", an.id, b)
+		if b := an.proxy.Bad.Load(); b != 0 {
+			t.Fatalf("%s's app got %d webhooks with a bad signature", an.ID, b)
 		}
-		total += an.proxy.good.Load()
+		total += an.proxy.Good.Load()
 	}
 	if total == 0 {
 		t.Fatal("no webhook was delivered at all")
@@ -421,7 +253,7 @@ func killScenario(t *testing.T, pickVictim func(nodes []*appNode) *appNode, fail
 		// One survivor's app answers 500 to every webhook for a while:
 		// what it must do (promotions, copies) waits and is delivered once
 		// it recovers.
-		survivors[0].proxy.failing.Store(true)
+		survivors[0].proxy.Failing.Store(true)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -434,17 +266,17 @@ func killScenario(t *testing.T, pickVictim func(nodes []*appNode) *appNode, fail
 	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
 	if failApp {
 		eventually(t, 30*time.Second, "the failing app was asked something", func() error {
-			if survivors[0].proxy.refused.Load() == 0 {
+			if survivors[0].proxy.Refused.Load() == 0 {
 				return fmt.Errorf("no webhook refused yet")
 			}
 			return nil
 		})
-		survivors[0].proxy.failing.Store(false)
+		survivors[0].proxy.Failing.Store(false)
 	}
 	wg.Wait()
 	cancel()
 	waitSettled(t, survivors, 3)
-	checkNoPartitionOn(t, survivors[0].node, victim.id)
+	checkNoPartitionOn(t, survivors[0].node, victim.ID)
 	acked := w.snapshot()
 	t.Logf("%d of %d writes acknowledged", len(acked), w.tried)
 	checkAllReadable(t, survivors, acked)
@@ -508,26 +340,26 @@ func TestARejoiningNodeIsToldToReleaseStaleCopiesAndGetsItsShareBack(t *testing.
 		}
 	}
 	survivors := appWithout(nodes, victim)
-	releasesBefore := victim.proxy.seen("partition.release")
+	releasesBefore := victim.proxy.Seen("partition.release")
 	victim.killNode()
 	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
 	w.run(context.Background(), func() []*appNode { return survivors }, "while-away", 100)
 
 	victim.startApp(t)
-	victim.start("-join", leader.gossipAddr())
+	victim.start("-join", leader.GossipAddr())
 	eventually(t, 60*time.Second, "the app hears node.rejoin and releases", func() error {
-		if victim.proxy.seen("node.rejoin") == 0 {
+		if victim.proxy.Seen("node.rejoin") == 0 {
 			return fmt.Errorf("no node.rejoin yet")
 		}
-		if victim.proxy.seen("partition.release") == releasesBefore {
+		if victim.proxy.Seen("partition.release") == releasesBefore {
 			return fmt.Errorf("no partition.release for the stale copies yet")
 		}
 		return nil
 	})
 	waitSettled(t, nodes, 3)
 	checkBalancedEventually(t, leader, ids(plainNodes(nodes)))
-	st, err := leader.status()
-	if err != nil || st.LeaderID != leader.id {
+	st, err := leader.Status()
+	if err != nil || st.LeaderID != leader.ID {
 		t.Fatalf("the rejoin changed the leader: %+v %v", st, err)
 	}
 	checkAllReadable(t, nodes, w.snapshot())
@@ -554,12 +386,12 @@ func TestAnAgentKilledWithUndeliveredWebhooksDeliversThemAfterRestart(t *testing
 			stubborn = an
 		}
 	}
-	stubborn.proxy.failing.Store(true)
+	stubborn.proxy.Failing.Store(true)
 	victim.killNode()
 	survivors := appWithout(nodes, victim)
 	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
 	eventually(t, 30*time.Second, "the stubborn app refused something", func() error {
-		if stubborn.proxy.refused.Load() == 0 {
+		if stubborn.proxy.Refused.Load() == 0 {
 			return fmt.Errorf("nothing refused yet")
 		}
 		return nil
@@ -567,12 +399,12 @@ func TestAnAgentKilledWithUndeliveredWebhooksDeliversThemAfterRestart(t *testing
 	var st struct {
 		Undelivered int `json:"undelivered_events"`
 	}
-	if err := stubborn.getJSON("/v1/status", &st); err != nil || st.Undelivered == 0 {
+	if err := stubborn.GetJSON("/v1/status", &st); err != nil || st.Undelivered == 0 {
 		t.Fatalf("expected undelivered events before the kill: %+v %v", st, err)
 	}
-	stubborn.kill() // the agent only; its app keeps its data
-	stubborn.start("-join", leader.gossipAddr())
-	stubborn.proxy.failing.Store(false)
+	stubborn.Kill() // the agent only; its app keeps its data
+	stubborn.start("-join", leader.GossipAddr())
+	stubborn.proxy.Failing.Store(false)
 	waitSettled(t, survivors, 3)
 	checkAllReadable(t, survivors, w.snapshot())
 	checkSignatures(t, survivors)

@@ -1,10 +1,13 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // BenchmarkLeaseHandover measures, in one run, what a primary lease costs
@@ -36,35 +39,35 @@ func leaseHandoverTrial(b *testing.B) (leaseEnd, failed, first, last time.Durati
 	defer c.close()
 	w := watchLeases(nodes)
 	defer w.stop()
-	if _, err := pollFor(30*time.Second, func() error { return everyPartitionLeased(w, 32) }); err != nil {
+	if _, err := localcluster.Poll(context.Background(), benchPoll, 30*time.Second, func() error { return everyPartitionLeased(w, 32) }); err != nil {
 		b.Fatal(err)
 	}
 	victim := primaryHolder(b, nodes, leader)
 	var theirs []int
-	pt, err := leader.partitions()
+	pt, err := leader.Partitions()
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, p := range pt.Partitions {
-		if p.Primary == victim.id {
+		if p.Primary == victim.ID {
 			theirs = append(theirs, p.ID)
 		}
 	}
 	killedAt := time.Now()
-	victim.kill()
-	failed, err = pollFor(30*time.Second, func() error {
-		st, err := leader.memberStatus(victim.id)
+	victim.Kill()
+	failed, err = localcluster.Poll(context.Background(), benchPoll, 30*time.Second, func() error {
+		st, err := leader.MemberStatus(victim.ID)
 		if err != nil || st != "failed" {
-			return fmt.Errorf("%s is %q on the leader (%v)", victim.id, st, err)
+			return fmt.Errorf("%s is %q on the leader (%v)", victim.ID, st, err)
 		}
 		return nil
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := pollFor(30*time.Second, func() error {
+	if _, err := localcluster.Poll(context.Background(), benchPoll, 30*time.Second, func() error {
 		for _, p := range theirs {
-			if w.firstLeaseAfter(p, killedAt, victim.id).IsZero() {
+			if w.firstLeaseAfter(p, killedAt, victim.ID).IsZero() {
 				return fmt.Errorf("partition %d not leased elsewhere yet", p)
 			}
 		}
@@ -74,11 +77,11 @@ func leaseHandoverTrial(b *testing.B) (leaseEnd, failed, first, last time.Durati
 	}
 	var starts []time.Duration
 	for _, p := range theirs {
-		starts = append(starts, w.firstLeaseAfter(p, killedAt, victim.id).Sub(killedAt))
+		starts = append(starts, w.firstLeaseAfter(p, killedAt, victim.ID).Sub(killedAt))
 	}
 	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
 	if o := w.overlaps(); len(o) > 0 {
 		b.Errorf("leases overlapped: %v", o)
 	}
-	return w.lastLeaseEnd(victim.id).Sub(killedAt), failed, starts[0], starts[len(starts)-1]
+	return w.lastLeaseEnd(victim.ID).Sub(killedAt), failed, starts[0], starts[len(starts)-1]
 }

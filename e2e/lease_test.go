@@ -58,7 +58,7 @@ func (w *leaseWatch) pollOnce(client *http.Client, n *node) {
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.apiAddr()+"/v1/lease", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.APIAddr()+"/v1/lease", nil)
 	resp, err := client.Do(req)
 	if err != nil {
 		return
@@ -75,14 +75,14 @@ func (w *leaseWatch) pollOnce(client *http.Client, n *node) {
 	got := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.polls[n.id]++
+	w.polls[n.ID]++
 	if !l.Valid {
 		return
 	}
 	until := sent.Add(time.Duration(l.RemainingMS) * time.Millisecond)
 	for ps := range l.Primaries {
 		p, _ := strconv.Atoi(ps)
-		w.byPartition[p] = append(w.byPartition[p], leaseInterval{node: n.id, from: got, to: until})
+		w.byPartition[p] = append(w.byPartition[p], leaseInterval{node: n.ID, from: got, to: until})
 	}
 }
 
@@ -172,7 +172,7 @@ func maxTime(a, b time.Time) time.Time {
 // primary of at least one partition.
 func primaryHolder(t testing.TB, nodes []*node, skip *node) *node {
 	t.Helper()
-	pt, err := nodes[0].partitions()
+	pt, err := nodes[0].Partitions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func primaryHolder(t testing.TB, nodes []*node, skip *node) *node {
 		count[p.Primary]++
 	}
 	for _, n := range nodes {
-		if n != skip && count[n.id] > 0 {
+		if n != skip && count[n.ID] > 0 {
 			return n
 		}
 	}
@@ -241,7 +241,7 @@ func waitEveryPartitionLeased(t *testing.T, w *leaseWatch, partitions int, gone 
 				return fmt.Errorf("partition %d never leased", p)
 			}
 			for _, g := range gone {
-				if node == g.id {
+				if node == g.ID {
 					return fmt.Errorf("partition %d last leased to %s", p, node)
 				}
 			}
@@ -263,18 +263,18 @@ func TestAPausedPrimaryAndAPausedLeaderNeverShareALease(t *testing.T) {
 	// fails it over, and its successors are leased its partitions only
 	// once its own lease has run out.
 	victim := primaryHolder(t, nodes, leader)
-	victim.signal(syscall.SIGSTOP)
+	victim.Signal(syscall.SIGSTOP)
 	survivors := without(nodes, victim)
 	waitFailedAndRemoved(t, survivors, victim)
 	waitEveryPartitionLeased(t, w, 32, victim)
-	victim.signal(syscall.SIGCONT)
+	victim.Signal(syscall.SIGCONT)
 
 	// The leader's agent stops for 5 s: a new leader grants nothing until
 	// the old leader's grants have run out.
-	leader.signal(syscall.SIGSTOP)
+	leader.Signal(syscall.SIGSTOP)
 	eventually(t, 30*time.Second, "a new leader among the others", func() error {
 		for _, n := range without(nodes, leader) {
-			st, err := n.status()
+			st, err := n.Status()
 			if err == nil && st.RaftState == "leader" {
 				return nil
 			}
@@ -282,7 +282,7 @@ func TestAPausedPrimaryAndAPausedLeaderNeverShareALease(t *testing.T) {
 		return fmt.Errorf("no new leader yet")
 	})
 	waitEveryPartitionLeased(t, w, 32, leader)
-	leader.signal(syscall.SIGCONT)
+	leader.Signal(syscall.SIGCONT)
 
 	if o := w.overlaps(); len(o) > 0 {
 		t.Fatalf("two nodes could serve one partition as primary at once:\n%v", o)
@@ -290,8 +290,8 @@ func TestAPausedPrimaryAndAPausedLeaderNeverShareALease(t *testing.T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, n := range nodes {
-		if w.polls[n.id] == 0 {
-			t.Errorf("no lease poll of %s succeeded: the watch saw nothing", n.id)
+		if w.polls[n.ID] == 0 {
+			t.Errorf("no lease poll of %s succeeded: the watch saw nothing", n.ID)
 		}
 	}
 }
@@ -311,15 +311,15 @@ func TestACutOffPrimaryStopsServingBeforeItsPartitionsAreLeasedElsewhere(t *test
 	// The cut-off agent says its view may be stale instead of presenting it
 	// as current.
 	eventually(t, 10*time.Second, "the cut-off agent not ready", func() error {
-		st, err := victim.status()
+		st, err := victim.Status()
 		if err != nil {
 			return err
 		}
 		if st.Ready {
-			return fmt.Errorf("%s still ready", victim.id)
+			return fmt.Errorf("%s still ready", victim.ID)
 		}
-		if _, err := victim.partitions(); err == nil {
-			return fmt.Errorf("%s still serves its partition table as current", victim.id)
+		if _, err := victim.Partitions(); err == nil {
+			return fmt.Errorf("%s still serves its partition table as current", victim.ID)
 		}
 		return nil
 	})

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Graceful leave scenarios.
@@ -16,24 +18,24 @@ func waitLeft(t *testing.T, survivors []*node, gone string, rf int) {
 	t.Helper()
 	eventually(t, 60*time.Second, gone+" left, its partitions re-created elsewhere", func() error {
 		for _, s := range survivors {
-			st, err := s.memberStatus(gone)
+			st, err := s.MemberStatus(gone)
 			if err != nil {
 				return err
 			}
 			if st != "left" {
-				return fmt.Errorf("%s sees %s as %s", s.id, gone, st)
+				return fmt.Errorf("%s sees %s as %s", s.ID, gone, st)
 			}
-			servers, err := s.raftServers()
+			servers, err := s.RaftServers()
 			if err != nil {
 				return err
 			}
 			for _, srv := range servers {
 				if srv.NodeID == gone {
-					return fmt.Errorf("%s's raft configuration still has %s", s.id, gone)
+					return fmt.Errorf("%s's raft configuration still has %s", s.ID, gone)
 				}
 			}
 		}
-		pt, err := survivors[0].partitions()
+		pt, err := survivors[0].Partitions()
 		if err != nil {
 			return err
 		}
@@ -58,17 +60,17 @@ func TestSIGTERMOfAFollowerLeavesGracefully(t *testing.T) {
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
 	victim := without(nodes, leader)[0]
-	if err := victim.stop(30 * time.Second); err != nil {
+	if err := victim.Stop(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v (want exit 0)", err)
 	}
-	if !strings.Contains(victim.log(), "leaving the cluster: moving partitions away") {
-		t.Fatalf("%s exited without the graceful leave:\n%s", victim.id, victim.tail(30))
+	if !strings.Contains(victim.Log(), "leaving the cluster: moving partitions away") {
+		t.Fatalf("%s exited without the graceful leave:\n%s", victim.ID, victim.Tail(30))
 	}
-	if strings.Contains(victim.log(), "no place for the remaining copies") || strings.Contains(victim.log(), "leave timeout reached") {
-		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", victim.id, victim.tail(30))
+	if strings.Contains(victim.Log(), "no place for the remaining copies") || strings.Contains(victim.Log(), "leave timeout reached") {
+		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", victim.ID, victim.Tail(30))
 	}
 	survivors := without(nodes, victim)
-	waitLeft(t, survivors, victim.id, 3)
+	waitLeft(t, survivors, victim.ID, 3)
 	checkBalancedEventually(t, survivors[0], ids(survivors))
 }
 
@@ -77,20 +79,20 @@ func TestSIGTERMOfTheLeaderLeavesGracefully(t *testing.T) {
 	nodes := formCluster(t, c, 5, "-partitions", "64")
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
-	if err := leader.stop(30 * time.Second); err != nil {
+	if err := leader.Stop(30 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v (want exit 0)", err)
 	}
-	if !strings.Contains(leader.log(), "leaving the cluster: moving partitions away") {
-		t.Fatalf("%s exited without the graceful leave:\n%s", leader.id, leader.tail(30))
+	if !strings.Contains(leader.Log(), "leaving the cluster: moving partitions away") {
+		t.Fatalf("%s exited without the graceful leave:\n%s", leader.ID, leader.Tail(30))
 	}
-	if strings.Contains(leader.log(), "no place for the remaining copies") || strings.Contains(leader.log(), "leave timeout reached") {
-		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", leader.id, leader.tail(30))
+	if strings.Contains(leader.Log(), "no place for the remaining copies") || strings.Contains(leader.Log(), "leave timeout reached") {
+		t.Fatalf("%s left before its copies were re-created elsewhere:\n%s", leader.ID, leader.Tail(30))
 	}
 	survivors := without(nodes, leader)
 	if l := leaderOf(t, survivors); l == leader {
 		t.Fatal("the departed leader is still named leader")
 	}
-	waitLeft(t, survivors, leader.id, 3)
+	waitLeft(t, survivors, leader.ID, 3)
 	checkBalancedEventually(t, survivors[0], ids(survivors))
 }
 
@@ -101,20 +103,20 @@ func TestScaleDownToOneAndBackUpToFive(t *testing.T) {
 	alive := nodes
 	for len(alive) > 1 {
 		victim := alive[len(alive)-1]
-		if err := victim.stop(30 * time.Second); err != nil {
-			t.Fatalf("stop %s: %v", victim.id, err)
+		if err := victim.Stop(30 * time.Second); err != nil {
+			t.Fatalf("stop %s: %v", victim.ID, err)
 		}
 		alive = without(alive, victim)
 		rf := 2
 		if len(alive) < 2 {
 			rf = 1
 		}
-		waitLeft(t, alive, victim.id, rf)
+		waitLeft(t, alive, victim.ID, rf)
 	}
 	// Back up to five: new agents join the survivor.
 	for i := 4; i <= 7; i++ {
 		n := c.add(fmt.Sprintf("node%d", i))
-		n.start("-join", alive[0].gossipAddr())
+		n.start("-join", alive[0].GossipAddr())
 		alive = append(alive, n)
 	}
 	waitSameTable(t, alive, 60*time.Second)
@@ -125,7 +127,7 @@ func TestScaleDownToOneAndBackUpToFive(t *testing.T) {
 func ids(nodes []*node) []string {
 	var out []string
 	for _, n := range nodes {
-		out = append(out, n.id)
+		out = append(out, n.ID)
 	}
 	return out
 }
@@ -135,7 +137,7 @@ func ids(nodes []*node) []string {
 func checkBalancedEventually(t *testing.T, n *node, nodeIDs []string) {
 	t.Helper()
 	eventually(t, 60*time.Second, "balanced table", func() error {
-		pt, err := n.partitions()
+		pt, err := n.Partitions()
 		if err != nil {
 			return err
 		}
@@ -144,7 +146,7 @@ func checkBalancedEventually(t *testing.T, n *node, nodeIDs []string) {
 }
 
 // balanced is checkBalanced as an error.
-func balanced(table partitionTable, nodeIDs []string) error {
+func balanced(table localcluster.PartitionTable, nodeIDs []string) error {
 	primaries, copies := map[string]int{}, map[string]int{}
 	for _, id := range nodeIDs {
 		primaries[id], copies[id] = 0, 0

@@ -23,7 +23,7 @@ package e2e
 // API and app, and the webhook proxies on 127.0.0.1 stay reachable from
 // every agent. A fault covers the nodes the cluster has when it is made.
 // A node's processes run as its uid: a dir one of them must write (an
-// app's data dir) is made with n.ownDir(path) (placement.ownDir). Each
+// app's data dir) is made with n.OwnDir(path) (localcluster.Placement.OwnDir). Each
 // test binary takes its own block of addresses and uids, so that two runs
 // at once on one machine do not cut each other's nodes.
 //
@@ -56,6 +56,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // lossDirection says which of a node's packets Loss drops.
@@ -99,7 +101,7 @@ func newNetFaults(t testing.TB, c *cluster) *netFaults {
 		t.Fatalf("network-fault tests need nftables' nft command, which is missing (%v): install it, e.g. apt-get install -y nftables", err)
 	}
 	if len(c.nodes) > 0 {
-		t.Fatalf("newNetFaults must come before the cluster's first node: %s already runs on %s", c.nodes[0].id, c.nodes[0].host)
+		t.Fatalf("newNetFaults must come before the cluster's first node: %s already runs on %s", c.nodes[0].ID, c.nodes[0].Host)
 	}
 	deleteStaleTables(t)
 	nf := &netFaults{t: t, c: c, table: fmt.Sprintf("steward_e2e_%d_%d", os.Getpid(), tables.Add(1))}
@@ -163,7 +165,7 @@ func deleteStaleTables(t testing.TB) {
 
 // place hands out the next address and uid, and marks the connections
 // that uid opens so that their replies can be matched.
-func (nf *netFaults) place() placement {
+func (nf *netFaults) place() localcluster.Placement {
 	base, err := placementBase()
 	if err != nil {
 		nf.t.Fatal(err)
@@ -173,8 +175,8 @@ func (nf *netFaults) place() placement {
 		nf.t.Fatalf("more than %d nodes placed in one test binary", placementBlock)
 	}
 	i := base + n
-	pl := placement{host: fmt.Sprintf("127.0.%d.%d", i/250, 2+i%250), uid: 20002 + i}
-	nf.nft(fmt.Sprintf("add rule inet %s owners ct state new meta skuid %d ct mark set %d", nf.table, pl.uid, pl.uid))
+	pl := localcluster.Placement{Host: fmt.Sprintf("127.0.%d.%d", i/250, 2+i%250), UID: 20002 + i}
+	nf.nft(fmt.Sprintf("add rule inet %s owners ct state new meta skuid %d ct mark set %d", nf.table, pl.UID, pl.UID))
 	return pl
 }
 
@@ -234,7 +236,7 @@ func (nf *netFaults) Loss(n *node, percent int, dir lossDirection) {
 	}
 	in, out := nf.split([]*node{n})
 	if len(out) == 0 {
-		nf.t.Fatalf("Loss: %s has no other node to lose packets with", n.id)
+		nf.t.Fatalf("Loss: %s has no other node to lose packets with", n.ID)
 	}
 	random := fmt.Sprintf("numgen random mod 100 < %d", percent)
 	if percent == 100 {
@@ -265,15 +267,15 @@ func (nf *netFaults) split(group []*node) (in, out []*node) {
 	nf.t.Helper()
 	chosen := map[*node]bool{}
 	for _, n := range group {
-		if n.uid == 0 {
-			nf.t.Fatalf("%s runs on %s as the test's user: add it after newNetFaults", n.id, n.host)
+		if n.UID == 0 {
+			nf.t.Fatalf("%s runs on %s as the test's user: add it after newNetFaults", n.ID, n.Host)
 		}
 		chosen[n] = true
 	}
 	for _, n := range nf.c.nodes {
 		if chosen[n] {
 			in = append(in, n)
-		} else if n.uid != 0 {
+		} else if n.UID != 0 {
 			out = append(out, n)
 		}
 	}
@@ -286,11 +288,11 @@ func (nf *netFaults) split(group []*node) (in, out []*node) {
 func (nf *netFaults) dropRules(from, to []*node, extra string) string {
 	var fromUIDs, toUIDs, toHosts []string
 	for _, n := range from {
-		fromUIDs = append(fromUIDs, strconv.Itoa(n.uid))
+		fromUIDs = append(fromUIDs, strconv.Itoa(n.UID))
 	}
 	for _, n := range to {
-		toUIDs = append(toUIDs, strconv.Itoa(n.uid))
-		toHosts = append(toHosts, n.host)
+		toUIDs = append(toUIDs, strconv.Itoa(n.UID))
+		toHosts = append(toHosts, n.Host)
 	}
 	set := func(xs []string) string { return "{ " + strings.Join(xs, ", ") + " }" }
 	return fmt.Sprintf("add rule inet %[1]s faults meta skuid %[2]s ip daddr %[3]s %[5]s meta mark set %[6]d\n"+
@@ -315,14 +317,14 @@ func (nf *netFaults) nft(script string) {
 func (nf *netFaults) reach(from, to *node) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, "status", "-json", "-http-addr", to.apiAddr())
-	from.runAs(cmd)
+	cmd := exec.CommandContext(ctx, agentBin, "status", "-json", "-http-addr", to.APIAddr())
+	from.RunAs(cmd)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%s -> %s: %v: %s", from.id, to.id, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%s -> %s: %v: %s", from.ID, to.ID, err, strings.TrimSpace(string(out)))
 	}
 	if !strings.Contains(string(out), `"node_id"`) {
-		return fmt.Errorf("%s -> %s: no status in %q", from.id, to.id, out)
+		return fmt.Errorf("%s -> %s: no status in %q", from.ID, to.ID, out)
 	}
 	return nil
 }
@@ -332,8 +334,8 @@ func TestNetFaultsCutAndHealTrafficBetweenNodes(t *testing.T) {
 	nf := newNetFaults(t, c)
 	nodes := formCluster(t, c, 3, "-partitions", "8")
 	a, b, cut := nodes[0], nodes[1], nodes[2]
-	if a.host == b.host || a.uid == b.uid || a.uid == 0 {
-		t.Fatalf("nodes share a placement: %+v %+v", a.placement, b.placement)
+	if a.Host == b.Host || a.UID == b.UID || a.UID == 0 {
+		t.Fatalf("nodes share a placement: %+v %+v", a.Placement, b.Placement)
 	}
 	mustReach := func(from, to *node) {
 		t.Helper()
@@ -344,7 +346,7 @@ func TestNetFaultsCutAndHealTrafficBetweenNodes(t *testing.T) {
 	mustNotReach := func(from, to *node) {
 		t.Helper()
 		if err := nf.reach(from, to); err == nil {
-			t.Fatalf("%s reaches %s through the fault", from.id, to.id)
+			t.Fatalf("%s reaches %s through the fault", from.ID, to.ID)
 		}
 	}
 	mustReach(a, cut)
@@ -354,14 +356,14 @@ func TestNetFaultsCutAndHealTrafficBetweenNodes(t *testing.T) {
 	mustNotReach(a, cut)
 	mustNotReach(cut, b)
 	mustReach(a, b)
-	if _, err := cut.status(); err != nil {
+	if _, err := cut.Status(); err != nil {
 		t.Fatalf("the test itself must still reach the cut-off node: %v", err)
 	}
 	// Gossip is cut too: the others fail the node.
 	eventually(t, 30*time.Second, "the isolated node failed on the others", func() error {
 		for _, n := range []*node{a, b} {
-			if st, err := n.memberStatus(cut.id); err != nil || st != "failed" {
-				return fmt.Errorf("%s sees %s as %q (%v)", n.id, cut.id, st, err)
+			if st, err := n.MemberStatus(cut.ID); err != nil || st != "failed" {
+				return fmt.Errorf("%s sees %s as %q (%v)", n.ID, cut.ID, st, err)
 			}
 		}
 		return nil
@@ -377,7 +379,7 @@ func TestNetFaultsCutAndHealTrafficBetweenNodes(t *testing.T) {
 	mustNotReach(b, a)
 	mustNotReach(a, b)
 	mustReach(a, cut)
-	if _, err := b.status(); err != nil {
+	if _, err := b.Status(); err != nil {
 		t.Fatalf("the test itself must still reach the lossy node: %v", err)
 	}
 	nf.Heal()

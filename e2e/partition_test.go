@@ -12,25 +12,10 @@ import (
 // Partition scenarios: nodes cut off by network faults (netfault_test.go),
 // then healed, with no process restarted.
 
-// memberEntry is one member as /v1/members lists it, with its incarnation.
-type memberEntry struct {
-	ID          string `json:"id"`
-	Status      string `json:"status"`
-	Voter       bool   `json:"voter"`
-	Incarnation uint64 `json:"incarnation"`
-}
-
-func (n *node) memberEntries() ([]memberEntry, error) {
-	var r struct {
-		Members []memberEntry `json:"members"`
-	}
-	return r.Members, n.getJSON("/v1/members", &r)
-}
-
 // incarnationOf returns id's incarnation as n's cluster state has it.
 func incarnationOf(t testing.TB, n *node, id string) uint64 {
 	t.Helper()
-	ms, err := n.memberEntries()
+	ms, err := n.Members()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +24,7 @@ func incarnationOf(t testing.TB, n *node, id string) uint64 {
 			return m.Incarnation
 		}
 	}
-	t.Fatalf("%s does not list %s", n.id, id)
+	t.Fatalf("%s does not list %s", n.ID, id)
 	return 0
 }
 
@@ -58,7 +43,7 @@ func waitRejoined(t *testing.T, nodes []*node, before map[string]uint64, timeout
 // higher incarnation, and has it in its raft configuration.
 func rejoinedError(nodes []*node, before map[string]uint64) error {
 	for _, n := range nodes {
-		ms, err := n.memberEntries()
+		ms, err := n.Members()
 		if err != nil {
 			return err
 		}
@@ -70,14 +55,14 @@ func rejoinedError(nodes []*node, before map[string]uint64) error {
 				}
 				entries++
 				if m.Status != "alive" || m.Incarnation <= inc {
-					return fmt.Errorf("%s sees %+v (incarnation before the cut: %d)", n.id, m, inc)
+					return fmt.Errorf("%s sees %+v (incarnation before the cut: %d)", n.ID, m, inc)
 				}
 			}
 			if entries != 1 {
-				return fmt.Errorf("%s lists %s %d times", n.id, id, entries)
+				return fmt.Errorf("%s lists %s %d times", n.ID, id, entries)
 			}
 		}
-		servers, err := n.raftServers()
+		servers, err := n.RaftServers()
 		if err != nil {
 			return err
 		}
@@ -89,7 +74,7 @@ func rejoinedError(nodes []*node, before map[string]uint64) error {
 				}
 			}
 			if found != 1 {
-				return fmt.Errorf("%s's raft configuration has %s %d times: %+v", n.id, id, found, servers)
+				return fmt.Errorf("%s's raft configuration has %s %d times: %+v", n.ID, id, found, servers)
 			}
 		}
 	}
@@ -102,8 +87,8 @@ func checkNoneExited(t *testing.T, nodes []*node) {
 	t.Helper()
 	for _, n := range nodes {
 		select {
-		case <-n.exited:
-			t.Fatalf("%s exited: %s", n.id, n.tail(5))
+		case <-n.Exited():
+			t.Fatalf("%s exited: %s", n.ID, n.Tail(5))
 		default:
 		}
 	}
@@ -133,14 +118,14 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 		}
 	}
 	survivors := appWithout(apps, victim)
-	before := map[string]uint64{victim.id: incarnationOf(t, leader, victim.id)}
-	raftID := raftIDOf(t, leader, victim.id)
-	releasesBefore := victim.proxy.seen("partition.release")
+	before := map[string]uint64{victim.ID: incarnationOf(t, leader, victim.ID)}
+	raftID := raftIDOf(t, leader, victim.ID)
+	releasesBefore := victim.proxy.Seen("partition.release")
 
 	cutAt := time.Now()
 	nf.Isolate(victim.node)
 	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
-	checkNoPartitionOn(t, leader, victim.id)
+	checkNoPartitionOn(t, leader, victim.ID)
 	w.run(context.Background(), func() []*appNode { return survivors }, "while-cut", 40)
 	time.Sleep(time.Until(cutAt.Add(15 * time.Second))) // the length of the fault
 	nf.Heal()
@@ -150,21 +135,21 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 	waitSameTable(t, nodes, 60*time.Second)
 	t.Logf("heal to rejoined (alive everywhere, in raft, one table): %s", time.Since(healedAt).Round(10*time.Millisecond))
 	eventually(t, 30*time.Second, "the app hears node.rejoin and releases its stale copies", func() error {
-		if victim.proxy.seen("node.rejoin") == 0 {
+		if victim.proxy.Seen("node.rejoin") == 0 {
 			return fmt.Errorf("no node.rejoin yet")
 		}
-		if victim.proxy.seen("partition.release") == releasesBefore {
+		if victim.proxy.Seen("partition.release") == releasesBefore {
 			return fmt.Errorf("no partition.release yet")
 		}
 		return nil
 	})
 	// Back under its old raft ID, first as a non-voter (it may vote only
 	// once caught up), then promoted.
-	if id := raftIDOf(t, leader, victim.id); id != raftID {
-		t.Fatalf("%s came back as raft server %s, was %s: a heal is no new server", victim.id, id, raftID)
+	if id := raftIDOf(t, leader, victim.ID); id != raftID {
+		t.Fatalf("%s came back as raft server %s, was %s: a heal is no new server", victim.ID, id, raftID)
 	}
-	if !logHasLine(leader.log(), "added to raft as non-voter", "member="+victim.id) {
-		t.Fatalf("the leader did not add %s back as a non-voter", victim.id)
+	if !logHasLine(leader.Log(), "added to raft as non-voter", "member="+victim.ID) {
+		t.Fatalf("the leader did not add %s back as a non-voter", victim.ID)
 	}
 	waitVoters(t, nodes, 5)
 	waitSettled(t, apps, 3)
@@ -189,7 +174,7 @@ func logHasLine(log string, parts ...string) bool {
 
 // memberStatuses returns every member's status as n's state has it.
 func memberStatuses(n *node) (map[string]string, error) {
-	ms, err := n.memberEntries()
+	ms, err := n.Members()
 	if err != nil {
 		return nil, err
 	}
@@ -208,19 +193,19 @@ func checkMinorityChangedNothing(t *testing.T, minority []*node, all []*node) {
 	for _, n := range minority {
 		st, err := memberStatuses(n)
 		if err != nil {
-			t.Fatalf("the cut-off %s no longer answers: %v", n.id, err)
+			t.Fatalf("the cut-off %s no longer answers: %v", n.ID, err)
 		}
 		for _, m := range all {
-			if s := st[m.id]; s != "alive" && s != "suspect" {
-				t.Fatalf("the cut-off %s changed %s to %q: a minority must change nothing", n.id, m.id, s)
+			if s := st[m.ID]; s != "alive" && s != "suspect" {
+				t.Fatalf("the cut-off %s changed %s to %q: a minority must change nothing", n.ID, m.ID, s)
 			}
 		}
-		servers, err := n.raftServers()
+		servers, err := n.RaftServers()
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(servers) != len(all) {
-			t.Fatalf("the cut-off %s's raft configuration changed: %+v", n.id, servers)
+			t.Fatalf("the cut-off %s's raft configuration changed: %+v", n.ID, servers)
 		}
 	}
 }
@@ -235,7 +220,7 @@ func TestACutOffMinorityWithTheLeaderRemovesNobodyAndBothComeBack(t *testing.T) 
 	majority := without(nodes, minority...)
 	before := map[string]uint64{}
 	for _, n := range minority {
-		before[n.id] = incarnationOf(t, leader, n.id)
+		before[n.ID] = incarnationOf(t, leader, n.ID)
 	}
 
 	cutAt := time.Now()
@@ -243,13 +228,13 @@ func TestACutOffMinorityWithTheLeaderRemovesNobodyAndBothComeBack(t *testing.T) 
 	// The majority elects a leader of its own, fails and removes both.
 	newLeader := leaderOf(t, majority)
 	waitFailedAndRemoved(t, majority, minority...)
-	checkNoPartitionOn(t, newLeader, minority[0].id, minority[1].id)
+	checkNoPartitionOn(t, newLeader, minority[0].ID, minority[1].ID)
 	checkMinorityChangedNothing(t, minority, nodes)
 	time.Sleep(time.Until(cutAt.Add(20 * time.Second))) // the length of the fault
 	checkMinorityChangedNothing(t, minority, nodes)
 	for _, n := range minority {
-		if st, err := n.status(); err != nil || st.RaftState == "leader" || st.Ready {
-			t.Fatalf("the cut-off %s after 20 s: %+v, %v (it must not lead nor say it is ready)", n.id, st, err)
+		if st, err := n.Status(); err != nil || st.RaftState == "leader" || st.Ready {
+			t.Fatalf("the cut-off %s after 20 s: %+v, %v (it must not lead nor say it is ready)", n.ID, st, err)
 		}
 	}
 	nf.Heal()
@@ -277,34 +262,34 @@ func TestASuspectedVoterDemotesNobody(t *testing.T) {
 		time.Sleep(400 * time.Millisecond) // the length of the cut
 		nf.Heal()
 		time.Sleep(time.Second) // time to refute before the next fault
-		victim.signal(syscall.SIGSTOP)
+		victim.Signal(syscall.SIGSTOP)
 		time.Sleep(300 * time.Millisecond) // the pause itself
-		victim.signal(syscall.SIGCONT)
+		victim.Signal(syscall.SIGCONT)
 		time.Sleep(time.Second)
 	}
 	eventually(t, 10*time.Second, "victim alive everywhere", func() error {
 		for _, s := range nodes {
-			st, err := s.memberStatus(victim.id)
+			st, err := s.MemberStatus(victim.ID)
 			if err != nil {
 				return err
 			}
 			if st != "alive" {
-				return fmt.Errorf("%s sees %s as %s", s.id, victim.id, st)
+				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
 			}
 		}
 		return nil
 	})
 	suspected := false
 	for _, n := range without(nodes, victim) {
-		suspected = suspected || strings.Contains(n.log(), "type=suspect peer="+victim.id)
+		suspected = suspected || strings.Contains(n.Log(), "type=suspect peer="+victim.ID)
 	}
 	if !suspected {
-		t.Fatalf("nobody suspected %s: the faults were too short to test anything", victim.id)
+		t.Fatalf("nobody suspected %s: the faults were too short to test anything", victim.ID)
 	}
 	for _, n := range nodes {
 		for _, bad := range []string{"demoted to non-voter", "member failed", "removed failed member"} {
-			if strings.Contains(n.log(), bad) {
-				t.Fatalf("%s logged %q after suspicions only", n.id, bad)
+			if strings.Contains(n.Log(), bad) {
+				t.Fatalf("%s logged %q after suspicions only", n.ID, bad)
 			}
 		}
 	}

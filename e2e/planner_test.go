@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // TestFailoverPromotesWithHigherEpochsAndAJoinMovesTheOptimum: 5 agents,
@@ -17,7 +19,7 @@ func TestFailoverPromotesWithHigherEpochsAndAJoinMovesTheOptimum(t *testing.T) {
 	nodes := formCluster(t, c, 5, "-partitions", "64", "-replication-factor", "3")
 	waitVoters(t, nodes, 5)
 	leader := leaderOf(t, nodes)
-	table, err := leader.partitions()
+	table, err := leader.Partitions()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,23 +30,23 @@ func TestFailoverPromotesWithHigherEpochsAndAJoinMovesTheOptimum(t *testing.T) {
 	}
 	victim := nodes[0]
 	for _, n := range nodes {
-		if count[n.id] > count[victim.id] {
+		if count[n.ID] > count[victim.ID] {
 			victim = n
 		}
 	}
 	led := map[int]uint64{}
 	for _, p := range table.Partitions {
-		if p.Primary == victim.id {
+		if p.Primary == victim.ID {
 			led[p.ID] = p.Epoch
 		}
 	}
-	victim.kill()
+	victim.Kill()
 	survivors := without(nodes, victim)
 	waitFailedAndRemoved(t, survivors, victim)
 
-	var after partitionTable
+	var after localcluster.PartitionTable
 	eventually(t, 60*time.Second, "RF 3 on the survivors, new primaries at higher epochs", func() error {
-		pt, err := survivors[0].partitions()
+		pt, err := survivors[0].Partitions()
 		if err != nil {
 			return err
 		}
@@ -54,7 +56,7 @@ func TestFailoverPromotesWithHigherEpochsAndAJoinMovesTheOptimum(t *testing.T) {
 				return fmt.Errorf("partition %d has %d copies", p.ID, len(holders))
 			}
 			for _, h := range holders {
-				if h == victim.id {
+				if h == victim.ID {
 					return fmt.Errorf("partition %d still held by %s", p.ID, h)
 				}
 			}
@@ -74,7 +76,7 @@ func TestFailoverPromotesWithHigherEpochsAndAJoinMovesTheOptimum(t *testing.T) {
 
 	// A sixth agent joins.
 	n6 := c.add("node6")
-	n6.start("-join", survivors[0].gossipAddr())
+	n6.start("-join", survivors[0].GossipAddr())
 	all := append(append([]*node{}, survivors...), n6)
 	checkBalancedEventually(t, survivors[0], ids(all))
 	final := waitSameTable(t, all, 30*time.Second)

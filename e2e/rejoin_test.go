@@ -37,25 +37,25 @@ func testRejoin(t *testing.T, rc rejoinCase) {
 	leader := leaderOf(t, nodes)
 	victim := without(nodes, leader)[0]
 	survivors := without(nodes, victim)
-	oldRaftID := raftIDOf(t, leader, victim.id)
+	oldRaftID := raftIDOf(t, leader, victim.ID)
 
-	victim.kill()
+	victim.Kill()
 	waitFailedAndRemoved(t, survivors, victim)
-	checkNoPartitionOn(t, survivors[0], victim.id)
-	before, err := leader.status()
+	checkNoPartitionOn(t, survivors[0], victim.ID)
+	before, err := leader.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	if rc.newPorts {
-		victim.gossipPort, victim.raftPort, victim.httpPort = freePort(t), freePort(t), freePort(t)
+		victim.GossipPort, victim.RaftPort, victim.HTTPPort = freePort(t), freePort(t), freePort(t)
 	}
 	if rc.wipeData {
-		if err := os.RemoveAll(victim.dataDir); err != nil {
+		if err := os.RemoveAll(victim.DataDir); err != nil {
 			t.Fatal(err)
 		}
 	}
-	victim.start("-join", leader.gossipAddr())
+	victim.start("-join", leader.GossipAddr())
 
 	// One alive entry, a new incarnation, one raft server for the node,
 	// the same leader at the same term, and its share of partitions back.
@@ -67,12 +67,12 @@ func testRejoin(t *testing.T, rc rejoinCase) {
 				Incarnation int    `json:"incarnation"`
 			} `json:"members"`
 		}
-		if err := leader.getJSON("/v1/members", &r); err != nil {
+		if err := leader.GetJSON("/v1/members", &r); err != nil {
 			return err
 		}
 		entries := 0
 		for _, m := range r.Members {
-			if m.ID != victim.id {
+			if m.ID != victim.ID {
 				continue
 			}
 			entries++
@@ -81,24 +81,24 @@ func testRejoin(t *testing.T, rc rejoinCase) {
 			}
 		}
 		if entries != 1 {
-			return fmt.Errorf("%d entries for %s", entries, victim.id)
+			return fmt.Errorf("%d entries for %s", entries, victim.ID)
 		}
-		servers, err := leader.raftServers()
+		servers, err := leader.RaftServers()
 		if err != nil {
 			return err
 		}
 		found := 0
 		for _, s := range servers {
-			if s.NodeID == victim.id {
+			if s.NodeID == victim.ID {
 				found++
 			}
 		}
 		if found != 1 {
-			return fmt.Errorf("%d raft servers for %s in %+v", found, victim.id, servers)
+			return fmt.Errorf("%d raft servers for %s in %+v", found, victim.ID, servers)
 		}
 		return nil
 	})
-	newRaftID := raftIDOf(t, leader, victim.id)
+	newRaftID := raftIDOf(t, leader, victim.ID)
 	if rc.wantNewID && newRaftID == oldRaftID {
 		t.Fatalf("an empty data dir must come back as a new raft server, still %s", newRaftID)
 	}
@@ -108,7 +108,7 @@ func testRejoin(t *testing.T, rc rejoinCase) {
 	all := append(survivors, victim)
 	waitSameTable(t, all, 60*time.Second)
 	checkBalancedEventually(t, leader, ids(all))
-	after, err := leader.status()
+	after, err := leader.Status()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func raftIDOf(t *testing.T, n *node, id string) string {
 			RaftID string `json:"raft_id"`
 		} `json:"members"`
 	}
-	if err := n.getJSON("/v1/members", &r); err != nil {
+	if err := n.GetJSON("/v1/members", &r); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range r.Members {
@@ -148,14 +148,14 @@ func TestTheREADMERecipeRestartsNode1IntoTheFullCluster(t *testing.T) {
 			nodes := formCluster(t, c, 3, "-partitions", "16")
 			node1 := nodes[0]
 			if how == "SIGKILL" {
-				node1.kill()
-			} else if err := node1.stop(30 * time.Second); err != nil {
+				node1.Kill()
+			} else if err := node1.Stop(30 * time.Second); err != nil {
 				t.Fatalf("graceful stop: %v", err)
 			}
-			node1.start("-bootstrap-expect", "3", "-join", node1.gossipAddr())
+			node1.start("-bootstrap-expect", "3", "-join", node1.GossipAddr())
 			eventually(t, 90*time.Second, "node1 alive in everyone's view, and everyone in node1's", func() error {
 				for _, viewer := range nodes {
-					ms, err := viewer.members()
+					ms, err := viewer.Members()
 					if err != nil {
 						return err
 					}
@@ -166,7 +166,7 @@ func TestTheREADMERecipeRestartsNode1IntoTheFullCluster(t *testing.T) {
 						}
 					}
 					if alive != 3 {
-						return fmt.Errorf("%s sees %d alive members: %+v", viewer.id, alive, ms)
+						return fmt.Errorf("%s sees %d alive members: %+v", viewer.ID, alive, ms)
 					}
 				}
 				return nil

@@ -48,7 +48,7 @@ func TestRollingRestartUnderWrites(t *testing.T) {
 				var st struct {
 					Quorum string `json:"quorum"`
 				}
-				if n.getJSON("/v1/status", &st) == nil && st.Quorum == "lost" {
+				if n.GetJSON("/v1/status", &st) == nil && st.Quorum == "lost" {
 					quorumLost.Add(1)
 				}
 			}
@@ -66,12 +66,12 @@ func TestRollingRestartUnderWrites(t *testing.T) {
 		mu.Lock()
 		up[n] = false
 		mu.Unlock()
-		if err := n.stop(60 * time.Second); err != nil {
-			t.Fatalf("SIGTERM %s: %v", n.id, err)
+		if err := n.Stop(60 * time.Second); err != nil {
+			t.Fatalf("SIGTERM %s: %v", n.ID, err)
 		}
-		n.stopApp(syscall.SIGTERM)
+		n.app.StopApp(syscall.SIGTERM)
 		n.startApp(t)
-		n.start("-join", liveNodes()[0].gossipAddr())
+		n.start("-join", liveNodes()[0].GossipAddr())
 		mu.Lock()
 		up[n] = true
 		mu.Unlock()
@@ -93,8 +93,8 @@ func TestRollingRestartUnderWrites(t *testing.T) {
 	checkAllReadable(t, nodes, acked)
 	checkSignatures(t, nodes)
 	for _, n := range nodes {
-		if st, err := nodes[0].memberStatus(n.id); err != nil || st != "alive" {
-			t.Fatalf("%s is %s (%v) after the rolling restart", n.id, st, err)
+		if st, err := nodes[0].MemberStatus(n.ID); err != nil || st != "alive" {
+			t.Fatalf("%s is %s (%v) after the rolling restart", n.ID, st, err)
 		}
 	}
 }

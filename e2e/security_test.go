@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Security scenarios.
@@ -26,18 +27,6 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command(agentBin, args...).CombinedOutput()
 	return string(out), err
-}
-
-// waitExit waits for the node's process to end and returns its error.
-func (n *node) waitExit(timeout time.Duration) (error, bool) {
-	select {
-	case <-n.exited:
-		n.mu.Lock()
-		defer n.mu.Unlock()
-		return n.exitErr, true
-	case <-time.After(timeout):
-		return nil, false
-	}
 }
 
 func TestAnAgentWithAnotherKeyOrNoKeyCannotJoin(t *testing.T) {
@@ -56,22 +45,22 @@ func TestAnAgentWithAnotherKeyOrNoKeyCannotJoin(t *testing.T) {
 			// Flags given later win over the harness's -encrypt; for "no
 			// key" an empty -encrypt clears it, since -insecure cannot be
 			// combined with a key.
-			args := append([]string{"-join", nodes[0].gossipAddr(), "-join-timeout", "3s"}, tc.args...)
+			args := append([]string{"-join", nodes[0].GossipAddr(), "-join-timeout", "3s"}, tc.args...)
 			if tc.name == "no key" {
 				args = append([]string{"-encrypt", ""}, args...)
 			}
 			intruder.start(args...)
-			err, exited := intruder.waitExit(30 * time.Second)
+			err, exited := intruder.WaitExit(30 * time.Second)
 			if !exited {
 				t.Fatal("the intruder is still running after its join timeout")
 			}
 			if err == nil {
-				t.Fatalf("the intruder exited 0:\n%s", intruder.tail(20))
+				t.Fatalf("the intruder exited 0:\n%s", intruder.Tail(20))
 			}
-			if !strings.Contains(intruder.log(), "-join") {
-				t.Fatalf("the intruder's error does not say the join failed:\n%s", intruder.tail(20))
+			if !strings.Contains(intruder.Log(), "-join") {
+				t.Fatalf("the intruder's error does not say the join failed:\n%s", intruder.Tail(20))
 			}
-			ms, err := nodes[0].members()
+			ms, err := nodes[0].Members()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,28 +77,28 @@ func TestGossipKeyRotationCausesNoFailure(t *testing.T) {
 	c := newCluster(t)
 	nodes := formCluster(t, c, 3, "-partitions", "16")
 	newKey := base64.StdEncoding.EncodeToString([]byte("NEWKEY-0123456789abcdef-NEWKEY!!"))
-	for _, step := range [][]string{{"-install", newKey}, {"-use", newKey}, {"-remove", gossipKey}} {
+	for _, step := range [][]string{{"-install", newKey}, {"-use", newKey}, {"-remove", localcluster.TestGossipKey}} {
 		for _, n := range nodes {
-			if out, err := runCLI(t, append([]string{"keyring", "-http-addr", n.apiAddr()}, step...)...); err != nil {
-				t.Fatalf("keyring %v on %s: %v\n%s", step, n.id, err, out)
+			if out, err := runCLI(t, append([]string{"keyring", "-http-addr", n.APIAddr()}, step...)...); err != nil {
+				t.Fatalf("keyring %v on %s: %v\n%s", step, n.ID, err, out)
 			}
 		}
 	}
-	out, err := runCLI(t, "keyring", "-list", "-http-addr", nodes[0].apiAddr())
+	out, err := runCLI(t, "keyring", "-list", "-http-addr", nodes[0].APIAddr())
 	if err != nil || strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, "(primary)") {
 		t.Fatalf("after rotation one primary key should be left: %v\n%s", err, out)
 	}
 	// Nobody was suspected long enough to fail, and a node with only the
 	// new key joins.
 	for _, n := range nodes {
-		if strings.Contains(n.log(), "member failed") {
-			t.Fatalf("%s marked a member failed during the rotation", n.id)
+		if strings.Contains(n.Log(), "member failed") {
+			t.Fatalf("%s marked a member failed during the rotation", n.ID)
 		}
 	}
 	late := c.add("late")
-	late.start("-join", nodes[1].gossipAddr(), "-encrypt", newKey)
+	late.start("-join", nodes[1].GossipAddr(), "-encrypt", newKey)
 	eventually(t, 30*time.Second, "the node with the new key joins", func() error {
-		st, err := nodes[0].memberStatus("late")
+		st, err := nodes[0].MemberStatus("late")
 		if err != nil {
 			return err
 		}
@@ -120,10 +109,10 @@ func TestGossipKeyRotationCausesNoFailure(t *testing.T) {
 	})
 	// A restarted agent keeps the rotated keyring (the data dir's file wins
 	// over its old -encrypt flag).
-	nodes[2].kill()
-	nodes[2].start("-join", nodes[0].gossipAddr())
+	nodes[2].Kill()
+	nodes[2].start("-join", nodes[0].GossipAddr())
 	eventually(t, 30*time.Second, "the restarted agent is back with the rotated keyring", func() error {
-		st, err := nodes[2].status()
+		st, err := nodes[2].Status()
 		if err != nil {
 			return err
 		}
@@ -152,16 +141,16 @@ func TestRaftOverMutualTLSRefusesAClientWithoutCertificate(t *testing.T) {
 			"-tls-ca", filepath.Join(certDir, "ca.pem")))
 	}
 	for _, n := range nodes {
-		n.start("-bootstrap-expect", "3", "-join", nodes[0].gossipAddr())
+		n.start("-bootstrap-expect", "3", "-join", nodes[0].GossipAddr())
 	}
 	waitSameTable(t, nodes, 60*time.Second)
 
-	before, err := nodes[0].status()
+	before, err := nodes[0].Status()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A TLS client without a certificate is refused by the raft port.
-	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", nodes[0].raftPort), &tls.Config{InsecureSkipVerify: true})
+	conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", nodes[0].RaftPort), &tls.Config{InsecureSkipVerify: true})
 	if err == nil {
 		_, err = conn.Write([]byte("hello"))
 		if err == nil {
@@ -174,7 +163,7 @@ func TestRaftOverMutualTLSRefusesAClientWithoutCertificate(t *testing.T) {
 	if err == nil {
 		t.Fatal("a client without a certificate could talk to the raft port")
 	}
-	after, err := nodes[0].status()
+	after, err := nodes[0].Status()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,11 +178,11 @@ func TestMutatingCallsWithoutTheTokenAreRefusedAndChangeNothing(t *testing.T) {
 	for _, call := range []struct{ path, body string }{
 		{"/v1/maintenance", `{"enabled":true}`},
 		{"/v1/leave", `{}`},
-		{"/v1/keyring", `{"op":"install","key":"` + gossipKey + `"}`},
+		{"/v1/keyring", `{"op":"install","key":"` + localcluster.TestGossipKey + `"}`},
 		{"/v1/migrations/m1/complete", `{}`},
 	} {
 		for _, auth := range []string{"", "Bearer wrong"} {
-			req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[0].apiAddr()+call.path, strings.NewReader(call.body))
+			req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[0].APIAddr()+call.path, strings.NewReader(call.body))
 			req.Header.Set("Content-Type", "application/json")
 			if auth != "" {
 				req.Header.Set("Authorization", auth)
@@ -212,14 +201,14 @@ func TestMutatingCallsWithoutTheTokenAreRefusedAndChangeNothing(t *testing.T) {
 		Maintenance bool   `json:"maintenance"`
 		Leaving     string `json:"leaving"`
 	}
-	if err := nodes[0].getJSON("/v1/status", &st); err != nil {
+	if err := nodes[0].GetJSON("/v1/status", &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Maintenance || st.Leaving != "" {
 		t.Fatalf("refused calls changed something: %+v", st)
 	}
 	// With the token, the same call works.
-	out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].apiAddr(), "-api-token", "s3cret-token")
+	out, err := runCLI(t, "maintenance", "on", "-http-addr", nodes[0].APIAddr(), "-api-token", "s3cret-token")
 	if err != nil {
 		t.Fatalf("maintenance with the token: %v\n%s", err, out)
 	}
@@ -236,7 +225,7 @@ func TestAForgedWriteOnTheRaftPortIsRefusedAndChangesNothing(t *testing.T) {
 	forged := binary.BigEndian.AppendUint32([]byte{0xF0}, uint32(len(command)))
 	forged = append(forged, command...)
 	for _, n := range nodes {
-		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.raftPort), 2*time.Second)
+		conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", n.RaftPort), 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -247,21 +236,21 @@ func TestAForgedWriteOnTheRaftPortIsRefusedAndChangesNothing(t *testing.T) {
 		reply, _ := io.ReadAll(conn)
 		conn.Close()
 		if len(reply) < 3 || reply[0] != 0x01 || !strings.Contains(string(reply), "cluster-key handshake") {
-			t.Fatalf("%s answered a forged write with %q, want a refusal naming the cluster-key handshake", n.id, reply)
+			t.Fatalf("%s answered a forged write with %q, want a refusal naming the cluster-key handshake", n.ID, reply)
 		}
 	}
 	for _, n := range nodes {
 		var st struct {
 			Maintenance bool `json:"maintenance"`
 		}
-		if err := n.getJSON("/v1/status", &st); err != nil {
+		if err := n.GetJSON("/v1/status", &st); err != nil {
 			t.Fatal(err)
 		}
 		if st.Maintenance {
-			t.Fatalf("a forged write turned maintenance on at %s", n.id)
+			t.Fatalf("a forged write turned maintenance on at %s", n.ID)
 		}
 	}
-	if !strings.Contains(nodes[0].log()+nodes[1].log(), "refused a connection on the raft port") {
+	if !strings.Contains(nodes[0].Log()+nodes[1].Log(), "refused a connection on the raft port") {
 		t.Fatalf("no agent logged the refusal")
 	}
 }
@@ -287,7 +276,7 @@ func TestTamperedWebhooksAreRejectedByTheApp(t *testing.T) {
 	} {
 		h := http.Header{}
 		sent := mutate(h, append([]byte(nil), body...))
-		req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[0].appAddr()+"/steward/events", bytes.NewReader(sent))
+		req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[0].app.Addr()+"/steward/events", bytes.NewReader(sent))
 		req.Header = h
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
@@ -305,20 +294,20 @@ func TestACorruptedDataDirRefusesToStart(t *testing.T) {
 	c := newCluster(t)
 	nodes := formCluster(t, c, 3, "-partitions", "8")
 	victim := nodes[2]
-	victim.kill()
-	db := filepath.Join(victim.dataDir, "raft", "raft.db")
+	victim.Kill()
+	db := filepath.Join(victim.DataDir, "raft", "raft.db")
 	if _, err := os.Stat(db); err != nil {
 		t.Fatalf("no raft.db where expected: %v", err)
 	}
 	if err := os.WriteFile(db, bytes.Repeat([]byte("garbage!"), 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	victim.start("-join", nodes[0].gossipAddr())
-	err, exited := victim.waitExit(30 * time.Second)
+	victim.start("-join", nodes[0].GossipAddr())
+	err, exited := victim.WaitExit(30 * time.Second)
 	if !exited || err == nil {
 		t.Fatalf("an agent with a corrupted raft log must refuse to start (exited %v, err %v)", exited, err)
 	}
-	if !strings.Contains(victim.log(), "raft") {
-		t.Fatalf("the refusal does not say what is wrong:\n%s", victim.tail(10))
+	if !strings.Contains(victim.Log(), "raft") {
+		t.Fatalf("the refusal does not say what is wrong:\n%s", victim.Tail(10))
 	}
 }

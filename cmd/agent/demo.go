@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/steward-dev/steward/agent"
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // `agent demo` runs a local cluster of real agent processes (this binary)
@@ -30,15 +29,12 @@ import (
 // what happens as it happens. Everything lives in a temporary directory
 // that is removed at the end.
 
+// demoNode is one node of the demo: an agent and, when a kvapp binary is
+// found, its app.
 type demoNode struct {
-	id                         string
-	dir                        string
-	gossip, raft, http, appPrt int
-	agent, app                 *exec.Cmd
+	agent *localcluster.Agent
+	app   *localcluster.KVApp // nil without a kvapp
 }
-
-func (n *demoNode) api() string     { return "127.0.0.1:" + strconv.Itoa(n.http) }
-func (n *demoNode) appAddr() string { return "127.0.0.1:" + strconv.Itoa(n.appPrt) }
 
 type demo struct {
 	out     io.Writer
@@ -112,12 +108,18 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 		d.say("no kvapp binary found (build it with: go build -o kvapp ./examples/kvapp, next to this binary); running agents without apps")
 	}
 	for i := 1; i <= size; i++ {
-		n := &demoNode{id: fmt.Sprintf("node%d", i), dir: filepath.Join(d.dir, fmt.Sprintf("node%d", i))}
-		var err error
-		for _, p := range []*int{&n.gossip, &n.raft, &n.http, &n.appPrt} {
-			if *p, err = demoFreePort(); err != nil {
+		id := fmt.Sprintf("node%d", i)
+		a, err := localcluster.NewAgent(d.self, id, filepath.Join(d.dir, id), localcluster.DefaultPlacement, "-partitions", "32")
+		if err != nil {
+			return err
+		}
+		a.GossipKey, a.Profile = d.key, "local"
+		n := &demoNode{agent: a}
+		if d.kvapp != "" {
+			if n.app, err = localcluster.NewKVApp(d.kvapp, localcluster.DefaultPlacement, d.secret); err != nil {
 				return err
 			}
+			a.Args = append(a.Args, n.app.AgentFlags(n.app.WebhookURL())...)
 		}
 		d.nodes = append(d.nodes, n)
 	}
@@ -131,7 +133,7 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 	if err != nil {
 		return err
 	}
-	d.say("cluster formed: leader %s; UI at http://%s/ui", leader, d.nodes[0].api())
+	d.say("cluster formed: leader %s; UI at http://%s/ui", leader, d.nodes[0].agent.APIAddr())
 	if err := d.waitSettled(ctx, d.nodes); err != nil {
 		return err
 	}
@@ -148,14 +150,14 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 
 	// A failure.
 	victim := d.mostPrimaries(leader)
-	d.say("SIGKILL %s (agent and app), the node with the most primaries", victim.id)
+	d.say("SIGKILL %s (agent and app), the node with the most primaries", victim.agent.ID)
 	killed := time.Now()
 	d.kill(victim)
 	rest := d.without(victim)
-	if err := d.waitStatus(ctx, rest[0], victim.id, "failed"); err != nil {
+	if err := d.waitStatus(ctx, rest[0], victim.agent.ID, "failed"); err != nil {
 		return err
 	}
-	d.say("%s declared failed by the cluster %.2fs after the kill; its primaries were promoted", victim.id, time.Since(killed).Seconds())
+	d.say("%s declared failed by the cluster %.2fs after the kill; its primaries were promoted", victim.agent.ID, time.Since(killed).Seconds())
 	d.printEvents(rest, 3)
 	if err := d.waitSettled(ctx, rest); err != nil {
 		return err
@@ -166,17 +168,31 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 	}
 
 	// A rejoin.
-	d.say("restarting %s with its old data dirs (agent and app): a rejoin", victim.id)
+	d.say("restarting %s with its old data dirs (agent and app): a rejoin", victim.agent.ID)
 	if err := d.start(victim, false); err != nil {
 		return err
 	}
-	if err := d.waitStatus(ctx, rest[0], victim.id, "alive"); err != nil {
+	if err := d.waitStatus(ctx, rest[0], victim.agent.ID, "alive"); err != nil {
+		return err
+	}
+	// The rebalance that gives it copies again is planned a moment after
+	// it is alive: a settled table before that is not the end of the rejoin.
+	if err := d.poll(ctx, "waiting for "+victim.agent.ID+" to hold copies again", func() error {
+		ms, err := rest[0].agent.MembersByID()
+		if err != nil {
+			return err
+		}
+		if ms[victim.agent.ID].Copies == 0 {
+			return fmt.Errorf("%s holds nothing yet", victim.agent.ID)
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := d.waitSettled(ctx, d.nodes); err != nil {
 		return err
 	}
-	d.say("%s is back and has its share again", victim.id)
+	d.say("%s is back and has its share again", victim.agent.ID)
 	d.printMembers()
 
 	// A graceful leave.
@@ -184,15 +200,13 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 	if leaver == victim {
 		leaver = d.nodes[len(d.nodes)-2]
 	}
-	d.say("SIGTERM %s: a graceful leave", leaver.id)
+	d.say("SIGTERM %s: a graceful leave", leaver.agent.ID)
 	left := time.Now()
-	_ = leaver.agent.Process.Signal(syscall.SIGTERM)
-	_ = leaver.agent.Wait()
-	leaver.agent = nil
-	d.say("%s exited %.2fs after SIGTERM, its partitions moved away first", leaver.id, time.Since(left).Seconds())
+	_ = leaver.agent.StopWith(syscall.SIGTERM)
+	d.say("%s exited %.2fs after SIGTERM, its partitions moved away first", leaver.agent.ID, time.Since(left).Seconds())
 	d.stopApp(leaver)
 	rest = d.without(leaver)
-	if err := d.waitStatus(ctx, rest[0], leaver.id, "left"); err != nil {
+	if err := d.waitStatus(ctx, rest[0], leaver.agent.ID, "left"); err != nil {
 		return err
 	}
 	if err := d.waitSettled(ctx, rest); err != nil {
@@ -210,63 +224,34 @@ func (d *demo) run(ctx context.Context, size int, keep bool) error {
 	return nil
 }
 
-func demoFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
+// start starts n's app (unless it runs) and agent; first says the agent
+// is one of the cluster's first (-bootstrap-expect).
 func (d *demo) start(n *demoNode, first bool) error {
-	if d.kvapp != "" && n.app == nil {
-		log, err := os.OpenFile(n.dir+".app.log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-		if err != nil {
-			return err
-		}
+	if n.app != nil && !n.app.Running() {
 		// The app keeps its data beside the agent's: a restarted node has
 		// both back.
-		n.app = exec.Command(d.kvapp, "--addr", n.appAddr(), "--agent", "http://"+n.api(), "--data-dir", n.dir+".app", "--webhook-secret", d.secret)
-		n.app.Stdout, n.app.Stderr = log, log
-		if err := n.app.Start(); err != nil {
-			return fmt.Errorf("starting kvapp: %w", err)
+		if err := n.app.Start(n.agent.APIAddr(), n.agent.DataDir); err != nil {
+			return err
 		}
 	}
-	args := []string{"run", "-node-id", n.id, "-data-dir", n.dir, "-encrypt", d.key, "-profile", "local",
-		"-gossip-port", strconv.Itoa(n.gossip), "-raft-port", strconv.Itoa(n.raft), "-http-addr", n.api(),
-		"-partitions", "32", "-join", "127.0.0.1:" + strconv.Itoa(d.nodes[0].gossip)}
+	args := []string{"-join", d.nodes[0].agent.GossipAddr()}
 	if first {
 		args = append(args, "-bootstrap-expect", strconv.Itoa(len(d.nodes)))
 	}
-	if d.kvapp != "" {
-		args = append(args, "-webhook-url", "http://"+n.appAddr()+"/steward/events", "-app-addr", n.appAddr(),
-			"-app-health-url", "http://"+n.appAddr()+"/healthz", "-webhook-secret", d.secret)
-	}
-	log, err := os.OpenFile(n.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	n.agent = exec.Command(d.self, args...)
-	n.agent.Stdout, n.agent.Stderr = log, log
-	return n.agent.Start()
+	return n.agent.Start(args...)
 }
 
+// kill SIGKILLs n's app and agent, as a machine loss does.
 func (d *demo) kill(n *demoNode) {
-	for _, c := range []*exec.Cmd{n.app, n.agent} {
-		if c != nil {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
+	if n.app != nil {
+		n.app.Kill()
 	}
-	n.app, n.agent = nil, nil
+	n.agent.Kill()
 }
 
 func (d *demo) stopApp(n *demoNode) {
 	if n.app != nil {
-		_ = n.app.Process.Signal(syscall.SIGTERM)
-		_ = n.app.Wait()
-		n.app = nil
+		n.app.StopApp(syscall.SIGTERM)
 	}
 }
 
@@ -276,51 +261,39 @@ func (d *demo) stopAll() {
 	}
 }
 
+// without is the running nodes other than gone.
 func (d *demo) without(gone *demoNode) []*demoNode {
 	var out []*demoNode
 	for _, n := range d.nodes {
-		if n != gone && n.agent != nil {
+		if n != gone && n.agent.Running() {
 			out = append(out, n)
 		}
 	}
 	return out
 }
 
-func (d *demo) getJSON(n *demoNode, path string, out any) error {
-	resp, err := d.client.Get("http://" + n.api() + path)
-	if err != nil {
-		return err
+func agentsOf(nodes []*demoNode) []*localcluster.Agent {
+	out := make([]*localcluster.Agent, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.agent
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", path, resp.Status)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return out
 }
 
 // poll runs cond every 100 ms until it succeeds, ctx ends or a minute
 // passes.
 func (d *demo) poll(ctx context.Context, what string, cond func() error) error {
-	deadline := time.Now().Add(time.Minute)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, err := localcluster.Poll(ctx, localcluster.DefaultInterval, time.Minute, cond); err != nil {
+		return fmt.Errorf("demo: %s: %w", what, err)
 	}
-	return fmt.Errorf("demo: %s: %v", what, err)
+	return nil
 }
 
 func (d *demo) waitLeader(ctx context.Context, nodes []*demoNode) (string, error) {
 	var leader string
 	err := d.poll(ctx, "waiting for a leader", func() error {
-		var st agent.Status
-		if err := d.getJSON(nodes[0], "/v1/status", &st); err != nil {
+		st, err := nodes[0].agent.Status()
+		if err != nil {
 			return err
 		}
 		if st.LeaderID == "" || !st.Bootstrapped {
@@ -332,21 +305,18 @@ func (d *demo) waitLeader(ctx context.Context, nodes []*demoNode) (string, error
 	return leader, err
 }
 
+// waitSettled waits until every partition has its copies, no migration is
+// in flight, every app has acknowledged its webhooks and the leader plans
+// nothing more.
 func (d *demo) waitSettled(ctx context.Context, nodes []*demoNode) error {
 	return d.poll(ctx, "waiting for the table to settle", func() error {
-		var pt agent.PartitionsView
-		if err := d.getJSON(nodes[0], "/v1/partitions", &pt); err != nil {
+		if err := localcluster.TableSettled(agentsOf(nodes), min(3, len(nodes))); err != nil {
 			return err
-		}
-		for _, p := range pt.Partitions {
-			if p.Primary == "" || len(p.Migrations) > 0 || len(p.Holders()) != min(pt.Settings.ReplicationFactor, len(nodes)) {
-				return fmt.Errorf("partition %d still moving", p.ID)
-			}
 		}
 		var plan struct {
 			Actions []any `json:"actions"`
 		}
-		if err := d.getJSON(nodes[0], "/v1/plan", &plan); err != nil {
+		if err := nodes[0].agent.GetJSON("/v1/plan", &plan); err != nil {
 			return err
 		}
 		if len(plan.Actions) > 0 {
@@ -358,26 +328,23 @@ func (d *demo) waitSettled(ctx context.Context, nodes []*demoNode) error {
 
 func (d *demo) waitStatus(ctx context.Context, via *demoNode, id, status string) error {
 	return d.poll(ctx, "waiting for "+id+" to be "+status, func() error {
-		var ms struct{ Members []agent.MemberView }
-		if err := d.getJSON(via, "/v1/members", &ms); err != nil {
+		got, err := via.agent.MemberStatus(id)
+		if err != nil {
 			return err
 		}
-		for _, m := range ms.Members {
-			if m.ID == id && m.Status == status {
-				return nil
-			}
+		if got != status {
+			return fmt.Errorf("%s is %s", id, got)
 		}
-		return errors.New("not yet")
+		return nil
 	})
 }
 
 func (d *demo) mostPrimaries(leader string) *demoNode {
-	var ms struct{ Members []agent.MemberView }
-	_ = d.getJSON(d.nodes[0], "/v1/members", &ms)
+	ms, _ := d.nodes[0].agent.Members()
 	best, most := d.nodes[1], -1
-	for _, m := range ms.Members {
+	for _, m := range ms {
 		for _, n := range d.nodes {
-			if n.id == m.ID && m.ID != leader && m.Primaries > most {
+			if n.agent.ID == m.ID && m.ID != leader && m.Primaries > most {
 				best, most = n, m.Primaries
 			}
 		}
@@ -386,12 +353,12 @@ func (d *demo) mostPrimaries(leader string) *demoNode {
 }
 
 func (d *demo) printMembers() {
-	var ms struct{ Members []agent.MemberView }
-	if err := d.getJSON(d.without(nil)[0], "/v1/members", &ms); err != nil {
+	ms, err := d.without(nil)[0].agent.Members()
+	if err != nil {
 		return
 	}
 	var lines []string
-	for _, m := range ms.Members {
+	for _, m := range ms {
 		lines = append(lines, fmt.Sprintf("%s=%s(p%d/c%d)", m.ID, m.Status, m.Primaries, m.Copies))
 	}
 	sort.Strings(lines)
@@ -403,12 +370,12 @@ func (d *demo) printEvents(nodes []*demoNode, n int) {
 		var ev struct {
 			Events []agent.Event `json:"events"`
 		}
-		if d.getJSON(node, "/v1/events", &ev) != nil || len(ev.Events) == 0 {
+		if node.agent.GetJSON("/v1/events", &ev) != nil || len(ev.Events) == 0 {
 			continue
 		}
 		for _, e := range ev.Events {
 			if e.Type == "member.failed" {
-				d.say("  leader %s: %s", node.id, e.Summary)
+				d.say("  leader %s: %s", node.agent.ID, e.Summary)
 				for i, a := range e.Actions {
 					if i >= n {
 						d.say("    ... and %d more", len(e.Actions)-n)
@@ -422,7 +389,7 @@ func (d *demo) printEvents(nodes []*demoNode, n int) {
 }
 
 func (d *demo) put(n *demoNode, key, value string) error {
-	req, _ := http.NewRequest(http.MethodPut, "http://"+n.appAddr()+"/kv/"+key, bytes.NewBufferString(value))
+	req, _ := http.NewRequest(http.MethodPut, "http://"+n.app.Addr()+"/kv/"+key, bytes.NewBufferString(value))
 	resp, err := d.client.Do(req)
 	if err != nil {
 		return err
@@ -437,7 +404,7 @@ func (d *demo) put(n *demoNode, key, value string) error {
 func (d *demo) readAll(nodes []*demoNode, keys int) int {
 	ok := 0
 	for i := 0; i < keys; i++ {
-		resp, err := d.client.Get("http://" + nodes[i%len(nodes)].appAddr() + "/kv/" + fmt.Sprintf("key-%d", i))
+		resp, err := d.client.Get("http://" + nodes[i%len(nodes)].app.Addr() + "/kv/" + fmt.Sprintf("key-%d", i))
 		if err != nil {
 			continue
 		}
