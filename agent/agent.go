@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/steward-dev/steward/control"
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 	"github.com/steward-dev/steward/health"
@@ -39,10 +40,8 @@ type Agent struct {
 	log hclog.Logger
 
 	// clock gives wall-clock timestamps and the monotonic readings every
-	// timeout is measured with; ages times migrations and member statuses
-	// on it (see ageTracker).
-	clock clock
-	ages  *ageTracker
+	// timeout is measured with (see control.Clock).
+	clock control.Clock
 
 	// raftID is this incarnation's raft server ID (see loadIdentity).
 	raftID string
@@ -52,6 +51,11 @@ type Agent struct {
 
 	raft   *raftctl.Node
 	gossip *gossip.Gossip
+	// ctrl makes the cluster-control decisions (bootstrap, reconcile,
+	// failures, voters, leave safety, leases, forgetting, lost copies)
+	// over raft, gossip and the monitor; the agent's loops and handlers
+	// call it.
+	ctrl *control.Controller
 	// startKeys is the gossip keyring read at start, and liveKeys the
 	// gossip instance once it runs (its keyring follows rotations): the
 	// raft port's cluster key derives from them (clusterSecrets).
@@ -80,15 +84,6 @@ type Agent struct {
 	quorumLost atomic.Bool
 	// skew is how far this agent's wall clock is from the leader's.
 	skew clockSkewState
-	// failuresAtOnce is the number of failures the freeze counted in the
-	// leader's last round (health.FreezeCounts).
-	failuresAtOnce atomic.Int64
-	// freezeReason is why automatic removals are frozen ("" when not).
-	freezeMu     sync.Mutex
-	freezeReason string
-	// events is the bounded log of decisions applied by this agent as
-	// leader (GET /v1/events).
-	events eventLog
 
 	// leave tracks a graceful leave; leaveRequests carries API requests
 	// for one to the process owner (cmdRun), which performs it and exits.
@@ -114,10 +109,10 @@ type Agent struct {
 	// before that the partition table is not served.
 	ready atomic.Bool
 
-	// leaseTimings, leases and lease are the primary leases (lease.go):
-	// the leader's ledger of grants and this agent's own grant.
-	leaseTimings leaseTimings
-	leases       *leaseLedger
+	// leaseTimings and lease are the primary leases (lease.go; the
+	// leader's ledger is the controller's): their timings and this
+	// agent's own grant.
+	leaseTimings control.LeaseTimings
 	lease        heldLease
 
 	// peersDirty wakes peersLoop after a gossip event; buffered 1.
@@ -127,11 +122,6 @@ type Agent struct {
 	// verdict, app health change); buffered 1, coalescing. State changes
 	// wake it through raft's own notifications.
 	kick chan struct{}
-
-	// stable tracks, on the leader, since when each raft server has been
-	// healthy and caught up (for voter promotion).
-	stableMu sync.Mutex
-	stable   map[string]time.Duration // raft ID: clock.Elapsed when healthy since
 
 	ctx      context.Context
 	cancel   context.CancelFunc
@@ -158,8 +148,7 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 		cfg:   cfg,
 		log:   logger.With("node", cfg.NodeID),
 		kick:  make(chan struct{}, 1),
-		clock: newSystemClock(),
-		ages:  newAgeTracker(),
+		clock: control.NewSystemClock(),
 		skew:  clockSkewState{warnedAt: -1},
 
 		peersDirty:    make(chan struct{}, 1),
@@ -211,7 +200,11 @@ func (a *Agent) Start() (err error) {
 	rc.BindAddr = net.JoinHostPort(a.cfg.Bind, strconv.Itoa(a.cfg.RaftPort))
 	rc.DataDir = a.cfg.DataDir
 	rc.Logger = a.log.Named("raft")
-	applyRaftProfile(rc, a.cfg.Profile)
+	timings, err := a.timings()
+	if err != nil {
+		return err
+	}
+	timings.Raft.Apply(rc)
 	if a.raftConfigHook != nil {
 		a.raftConfigHook(rc)
 	}
@@ -230,10 +223,22 @@ func (a *Agent) Start() (err error) {
 		a.log.Warn("the raft port is not authenticated (-insecure and no -api-token): anyone who reaches it can forward writes and speak raft")
 	}
 
+	hc, err := a.healthConfig()
+	if err != nil {
+		return err
+	}
+	a.monitor = health.NewMonitor(hc, peerProber{a: a}, health.SystemClock())
+	a.leaseTimings = control.LeaseTimingsFor(hc)
+	a.ctrl = control.New(a.controlConfig(hc), control.Deps{
+		Raft: a.raft, Members: gossipView{a}, Detector: a.monitor,
+		Clock: a.clock, Logger: a.log, Observer: a.metrics,
+	})
+	a.raft.SetLeaseGranter(a.ctrl.GrantLease)
+
 	gc.NodeID = a.cfg.NodeID
 	gc.BindAddr = a.cfg.Bind
 	gc.BindPort = a.cfg.GossipPort
-	gc.Profile = gossip.Profile(a.cfg.Profile)
+	gc.Profile = timings.Gossip
 	gc.Logger = a.log.Named("gossip")
 	gc.Meta = a.localMeta()
 	gc.ReconnectSeeds = a.reconnectSeeds
@@ -242,15 +247,6 @@ func (a *Agent) Start() (err error) {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	a.liveKeys.Store(a.gossip)
-
-	hc, err := a.healthConfig()
-	if err != nil {
-		return err
-	}
-	a.monitor = health.NewMonitor(hc, peerProber{a: a}, health.SystemClock())
-	a.leaseTimings = leaseTimingsFor(hc)
-	a.leases = newLeaseLedger(a.leaseTimings)
-	a.raft.SetLeaseGranter(a.grantLease)
 	if a.cfg.AppHealthURL != "" {
 		ac := health.AppConfigFrom(hc)
 		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())
@@ -566,13 +562,23 @@ func (a *Agent) gossipKeyring(gc *gossip.Config) error {
 	}
 }
 
+// timings are the profile's timings for gossip, health and raft.
+func (a *Agent) timings() (control.Timings, error) {
+	p, err := control.ParseProfile(a.cfg.Profile)
+	if err != nil {
+		return control.Timings{}, configErrorf("-profile: %v", err)
+	}
+	return p.Timings()
+}
+
 // healthConfig is the failure detector's configuration: the profile's
 // timings with the flags' overrides.
 func (a *Agent) healthConfig() (health.Config, error) {
-	hc, err := health.ProfileConfig(a.cfg.Profile)
+	timings, err := a.timings()
 	if err != nil {
-		return hc, configErrorf("-profile: %v", err)
+		return health.Config{}, err
 	}
+	hc := timings.Health
 	hc.FailureThreshold = a.cfg.FailureThreshold
 	if a.cfg.ProbeInterval > 0 {
 		hc.ProbeInterval = a.cfg.ProbeInterval.D()
@@ -586,6 +592,28 @@ func (a *Agent) healthConfig() (health.Config, error) {
 	}
 	return hc, nil
 }
+
+// controlConfig is the controller's share of the configuration.
+func (a *Agent) controlConfig(hc health.Config) control.Config {
+	return control.Config{
+		NodeID: a.cfg.NodeID, RaftID: a.raftID,
+		BootstrapExpect: a.cfg.BootstrapExpect, Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor,
+		Voters: a.cfg.Voters, MaxFailed: a.cfg.MaxFailed, ProbeInterval: hc.ProbeInterval,
+		ReplaceDelay: a.cfg.ReplaceDelay.D(), MigrationTimeout: a.cfg.MigrationTimeout.D(),
+		MaxMigrationsPerNode: a.cfg.MaxMigrationsPerNode, MaxMigrations: a.cfg.MaxMigrations,
+		InstantCopies: a.cfg.WebhookURL == "", ReapAfter: a.cfg.ReapAfter.D(),
+		Leases: a.leaseTimings,
+	}
+}
+
+// gossipView is gossip's membership for the controller. It reads
+// a.gossip when called: the controller is made before gossip starts (the
+// reconnect seeds need it) and calls it only from the loops, which start
+// after.
+type gossipView struct{ a *Agent }
+
+func (g gossipView) Members() []gossip.Node               { return g.a.gossip.Members() }
+func (g gossipView) Member(id string) (gossip.Node, bool) { return g.a.gossip.Member(id) }
 
 // appHealthLoop publishes the app's health in this node's gossip metadata;
 // the leader records it in the cluster state, and the planner moves
@@ -615,18 +643,9 @@ func (a *Agent) appHealthLoop() {
 	}
 }
 
-// memberFromGossip is the cluster model's view of a gossip node.
-func memberFromGossip(n gossip.Node) failover.Member {
-	return failover.Member{
-		ID:         n.ID,
-		RaftID:     n.Meta.RaftID,
-		GossipAddr: n.Addr,
-		RaftAddr:   n.Meta.RaftAddr,
-		APIAddr:    n.Meta.APIAddr,
-		AppAddr:    n.Meta.AppAddr,
-		Zone:       n.Meta.Zone,
-		Weight:     n.Meta.Weight,
-	}
+// apply commits cmd through raft (see control.Controller.Apply).
+func (a *Agent) apply(cmd failover.Command) (failover.Result, error) {
+	return a.ctrl.Apply(a.ctx, cmd)
 }
 
 // kickLeader wakes the reconcile loop without blocking.

@@ -138,7 +138,7 @@ func (a *Agent) Status() Status {
 		ClockSkewSeconds: a.clockSkewSeconds(),
 	}
 	if a.raft.IsLeader() {
-		out.FailuresAtOnce = int(a.failuresAtOnce.Load())
+		out.FailuresAtOnce = a.ctrl.FailuresAtOnce()
 	}
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"
@@ -170,7 +170,7 @@ func (a *Agent) Status() Status {
 			}
 		}
 	})
-	if reason := a.freezeState(); reason != "" {
+	if reason := a.ctrl.FreezeReason(); reason != "" {
 		out.RemovalsFrozen = reason
 	} else if out.Maintenance {
 		out.RemovalsFrozen = "maintenance mode is on"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/steward-dev/steward/control"
 )
 
 func TestEstimateClockSkewTakesTheMiddleOfTheRoundTrip(t *testing.T) {
@@ -34,7 +35,7 @@ func TestEstimateClockSkewTakesTheMiddleOfTheRoundTrip(t *testing.T) {
 // steppedClock is the system clock with its wall reading stepped by
 // offset; its monotonic reading is the real one.
 type steppedClock struct {
-	systemClock
+	control.SystemClock
 	offset time.Duration
 }
 
@@ -67,7 +68,7 @@ func TestAClockSteppedAnHourAwayFromTheLeadersWarnsAndShows(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a.clock = steppedClock{systemClock: newSystemClock(), offset: offset}
+			a.clock = steppedClock{SystemClock: control.NewSystemClock(), offset: offset}
 			if err := a.Start(); err != nil {
 				t.Fatal(err)
 			}

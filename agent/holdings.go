@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/steward-dev/steward/control"
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/hooks"
 )
@@ -18,18 +19,14 @@ import (
 // This file takes the app's holdings report (POST /v1/app/holdings, see
 // hooks/holdings.go): at its start the app says which partitions it really
 // holds, and the copies it had acknowledged and no longer has are treated
-// as lost: dropped from the holders through raft (failover.CmdCopiesLost),
-// so that they are never promoted and are copied again from a live holder,
-// and forgotten by the Deliverer, so that what the cluster now gives the
-// app is delivered again.
+// as lost: dropped from the holders through raft (the controller's
+// CommitLostCopies), so that they are never promoted and are copied again
+// from a live holder, and forgotten by the Deliverer, so that what the
+// cluster now gives the app is delivered again.
 
 // holdingsWait bounds how long one report waits for its drops to reach
 // this agent's copy of the state.
 const holdingsWait = 10 * time.Second
-
-// holdingsRounds bounds how often a report re-plans drops that were stale
-// (the partition moved on between the plan and its commit).
-const holdingsRounds = 5
 
 // handleAppHoldings is POST /v1/app/holdings with {"partitions": [...]}.
 func (a *Agent) handleAppHoldings(w http.ResponseWriter, r *http.Request) {
@@ -65,7 +62,7 @@ func (a *Agent) handleAppHoldings(w http.ResponseWriter, r *http.Request) {
 	defer a.holdingsMu.Unlock()
 	ctx, cancel := context.WithTimeout(a.ctx, holdingsWait)
 	defer cancel()
-	lost, err := a.commitLostCopies(ctx, held)
+	lost, err := a.ctrl.CommitLostCopies(ctx, control.LostCopyCandidates(a.acks.Snapshot(), held))
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "committing the lost copies: "+err.Error()+"; report again")
 		return
@@ -133,71 +130,6 @@ func decodeHoldings(r io.Reader) (map[int]bool, []int, error) {
 	return held, *in.Partitions, nil
 }
 
-// commitLostCopies drops, through raft, every copy the cluster gives this
-// node that the app acknowledged (and not as a copy under way) and does
-// not hold, and waits until this agent's state shows the drops. It returns
-// the partitions dropped, in order. Drops planned against a partition that
-// moved on meanwhile are planned again.
-func (a *Agent) commitLostCopies(ctx context.Context, held map[int]bool) ([]int, error) {
-	var candidates []int
-	for p, ack := range a.acks.Snapshot() {
-		if !held[p] && !ack.Copying {
-			candidates = append(candidates, p)
-		}
-	}
-	var lost []int
-	for round := 0; ; round++ {
-		var actions []failover.Action
-		a.raft.Read(func(c *failover.Cluster) { actions = failover.PlanLostCopies(c, a.cfg.NodeID, candidates) })
-		if len(actions) == 0 {
-			slices.Sort(lost)
-			return lost, nil
-		}
-		if round == holdingsRounds {
-			return nil, fmt.Errorf("the partitions kept moving on: %d drops still stale after %d rounds", len(actions), round)
-		}
-		res, err := a.apply(failover.Command{Kind: failover.CmdCopiesLost, At: time.Now().UnixNano(), Node: a.cfg.NodeID, Actions: actions})
-		if err != nil {
-			return nil, err
-		}
-		lost = append(lost, res.Changed...)
-		a.recordEvent("app.copies_lost", fmt.Sprintf("the app of %s lost %d copies: %d dropped, %d stale", a.cfg.NodeID, len(actions), res.Applied, res.Stale), actions)
-		// Every planned partition has moved past the epoch it was planned
-		// at, by this drop or by whatever made the drop stale.
-		if err := a.waitState(ctx, func(c *failover.Cluster) bool {
-			for _, act := range actions {
-				if c.Partitions[act.Partition].Epoch <= act.Epoch {
-					return false
-				}
-			}
-			return true
-		}); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// waitState waits until cond holds on this agent's copy of the state.
-func (a *Agent) waitState(ctx context.Context, cond func(c *failover.Cluster) bool) error {
-	changes, unsubscribe := a.raft.Subscribe()
-	defer unsubscribe()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok := false
-		a.raft.Read(func(c *failover.Cluster) { ok = cond(c) })
-		if ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("this agent's state did not catch up: %w", ctx.Err())
-		case <-changes:
-		case <-tick.C:
-		}
-	}
-}
-
 // reportHoldings logs a report, loudly for data that is gone.
 func (a *Agent) reportHoldings(held int, out hooks.HoldingsResult) {
 	a.log.Info("the app reported its holdings", "held", held, "lost", out.Lost, "redelivered", out.Redelivered)
@@ -208,6 +140,6 @@ func (a *Agent) reportHoldings(held int, out hooks.HoldingsResult) {
 	}
 	for _, p := range out.DataLost {
 		a.log.Error("DATA LOST: the app lost the last copy of a partition; it keeps no primary until an operator acts", "partition", p)
-		a.recordEvent("partition.data_lost", fmt.Sprintf("partition %d: the app of %s lost its last copy; the partition has no primary", p, a.cfg.NodeID), nil)
+		a.ctrl.RecordEvent("partition.data_lost", fmt.Sprintf("partition %d: the app of %s lost its last copy; the partition has no primary", p, a.cfg.NodeID), nil)
 	}
 }

@@ -184,7 +184,7 @@ func TestHoldingsReport(t *testing.T) {
 	})
 	// A later plan does not invent an empty primary for them.
 	if a.raft.IsLeader() {
-		if err := a.runPlanner(); err != nil {
+		if err := a.ctrl.Reconcile(t.Context()); err != nil {
 			t.Fatal(err)
 		}
 	}

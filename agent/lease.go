@@ -7,12 +7,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/raftctl"
 )
 
 // This file is the agent's side of primary leases (the leader's
-// bookkeeping and the safety argument are in lease_ledger.go): every agent
+// bookkeeping and the safety argument are in control/lease.go): every agent
 // renews its lease with the leader, serves it to its app on GET /v1/lease,
 // and counts the time since the leader last answered as the age of its
 // view of the cluster; the leader confirms its leadership and grants.
@@ -100,10 +99,8 @@ func (a *Agent) renewLease() {
 	a.lease.set(sent, g)
 }
 
-// leaseVerifyLoop runs the leader's side: it starts a ledger term when this
-// agent becomes leader (by raft term, so that a leadership lost and won
-// back between two ticks is still a new term) and confirms the leadership
-// with a quorum every VerifyEvery.
+// leaseVerifyLoop runs the leader's side of the leases every
+// VerifyEvery (control.Controller.LeaseRound).
 func (a *Agent) leaseVerifyLoop() {
 	ticker := time.NewTicker(a.leaseTimings.VerifyEvery)
 	defer ticker.Stop()
@@ -113,49 +110,8 @@ func (a *Agent) leaseVerifyLoop() {
 			return
 		case <-ticker.C:
 		}
-		if !a.raft.IsLeader() {
-			a.leases.lostLeadership()
-			continue
-		}
-		term := a.raft.Term()
-		if !a.leases.leadingIn(term) {
-			a.leases.becameLeader(time.Now(), term)
-			a.log.Info("granting primary leases", "term", term, "timings", a.leaseTimings.String())
-		}
-		start := time.Now()
-		if err := a.raft.VerifyLeader(a.leaseTimings.VerifiedFor); err != nil {
-			a.log.Debug("leadership not confirmed; no lease granted until it is", "error", err)
-			continue
-		}
-		a.leases.verified(start, term)
+		a.ctrl.LeaseRound()
 	}
-}
-
-// grantLease is the leader's LeaseGranter: the partitions the asking node
-// is primary of in the leader's state, as far as the ledger allows. A node
-// that is not a live member gets contact but no partition.
-func (a *Agent) grantLease(req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
-	var applied uint64
-	primaries, err := a.leases.grant(time.Now(), a.raft.Term(), req.NodeID, func() map[int]uint64 {
-		out := map[int]uint64{}
-		a.raft.Read(func(c *failover.Cluster) {
-			m, ok := c.Members[req.NodeID]
-			if !ok || !(m.CanHold() || m.Status == failover.StatusLeaving) {
-				return
-			}
-			for _, p := range c.Partitions {
-				if p.Primary == req.NodeID {
-					out[p.ID] = p.Epoch
-				}
-			}
-		})
-		applied = a.raft.Stats().AppliedIndex
-		return out
-	})
-	if err != nil {
-		return raftctl.LeaseGrant{}, err
-	}
-	return raftctl.LeaseGrant{Duration: a.leaseTimings.Duration, Primaries: primaries, AppliedIndex: applied}, nil
 }
 
 // inContact reports whether the leader answered this agent within the

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/steward-dev/steward/control"
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
-	"github.com/steward-dev/steward/raftctl"
 )
 
 // A graceful leave, step by step (SIGTERM, `agent leave`, POST /v1/leave):
@@ -74,7 +73,7 @@ type leaveState struct {
 // ErrLeaveRefused wraps refusals that force overrides: leaving would lose
 // the quorum or the last copy of a partition. A refused leave changed
 // nothing; the agent is still a member.
-var ErrLeaveRefused = errors.New("leave refused")
+var ErrLeaveRefused = control.ErrLeaveRefused
 
 // Leave leaves the cluster gracefully (the steps above), bounded by
 // Config.LeaveTimeout and by ctx. A second call waits for the first. force
@@ -109,6 +108,7 @@ func (a *Agent) Leave(ctx context.Context, force bool) error {
 		if errors.Is(err, ErrLeaveRefused) {
 			// A refused leave changed nothing; it may be tried again.
 			a.leave.started = false
+			a.ctrl.SetLeaving(false)
 		}
 	} else {
 		a.leave.progress.Phase = LeaveDone
@@ -131,13 +131,14 @@ func (a *Agent) leaveSteps(ctx context.Context, force bool) error {
 	me, registered := state.Members[a.cfg.NodeID]
 	if !registered || !state.Bootstrapped {
 		// Never part of a cluster: nothing to hand over.
-		return a.LeaveLeavingGossip(ctx)
+		return a.leaveGossip(ctx)
 	}
 	if !force {
-		if err := a.checkLeaveSafe(state); err != nil {
+		if err := a.ctrl.CheckLeaveSafe(state); err != nil {
 			return err
 		}
 	}
+	a.ctrl.SetLeaving(true)
 
 	// 2. Announce and mark leaving.
 	meta := a.localMeta()
@@ -146,12 +147,11 @@ func (a *Agent) leaveSteps(ctx context.Context, force bool) error {
 		a.log.Warn("announcing the leave in gossip", "error", err)
 	}
 	if me.Status != failover.StatusLeaving && me.Status != failover.StatusLeft {
-		now := time.Now().UnixNano()
-		actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeaving, a.planSeed())
-		if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeaving, Actions: actions}); err != nil {
+		promoted, err := a.ctrl.SetOwnStatus(ctx, failover.StatusLeaving)
+		if err != nil {
 			return fmt.Errorf("marking this node leaving: %w", err)
 		}
-		a.log.Info("leaving the cluster: moving partitions away", "primaries_promoted", len(actions))
+		a.log.Info("leaving the cluster: moving partitions away", "primaries_promoted", promoted)
 	}
 
 	// 3. Drain. The plan is judged on this agent's own copy of the state,
@@ -159,16 +159,19 @@ func (a *Agent) leaveSteps(ctx context.Context, force bool) error {
 	// the node holds nothing, or when nothing involves it and the planner
 	// has had nothing to do for a while (no place for the rest: the
 	// migration limits are per round, so one empty plan proves nothing).
+	poll := time.NewTicker(leavePollEvery)
+	defer poll.Stop()
 	idleSince := time.Time{}
+drain:
 	for {
 		state = a.raft.Snapshot()
-		copies, primaries, sourcing := holdings(state, a.cfg.NodeID)
+		copies, primaries, sourcing := control.Holdings(state, a.cfg.NodeID)
 		a.setLeavePhase(LeaveDraining, copies, primaries)
 		if copies == 0 && sourcing == 0 {
 			break
 		}
 		leaving := state.Members[a.cfg.NodeID].Status == failover.StatusLeaving
-		if leaving && sourcing == 0 && len(failover.Plan(a.planInput(state))) == 0 {
+		if leaving && sourcing == 0 && a.ctrl.NothingToPlanFor(state) {
 			if idleSince.IsZero() {
 				idleSince = time.Now()
 			}
@@ -179,41 +182,39 @@ func (a *Agent) leaveSteps(ctx context.Context, force bool) error {
 		} else {
 			idleSince = time.Time{}
 		}
-		if !sleepCtx(ctx, leavePollEvery) {
+		select {
+		case <-ctx.Done():
 			a.log.Warn("leave timeout reached while moving partitions", "copies_remaining", copies)
-			break
+			break drain
+		case <-poll.C:
 		}
 	}
 
 	// 4. Hand leadership over.
 	a.setLeavePhase(LeaveHandingOver, 0, 0)
 	if a.raft.IsLeader() {
-		if err := a.handOverLeadership(ctx); err != nil {
+		if err := a.ctrl.HandOverLeadership(ctx); err != nil {
 			a.log.Warn("leadership hand-over failed", "error", err)
 		}
 	}
 
 	// 5. Mark left; the leader removes this server from raft.
 	a.setLeavePhase(LeaveLeavingRaft, 0, 0)
-	state = a.raft.Snapshot()
-	now := time.Now().UnixNano()
-	actions := failover.PlanStatus(state, a.cfg.NodeID, failover.StatusLeft, a.planSeed())
-	if _, err := a.applyRetry(ctx, failover.Command{Kind: failover.CmdSetStatus, At: now, Node: a.cfg.NodeID, Status: failover.StatusLeft, Actions: actions}); err != nil {
+	if _, err := a.ctrl.SetOwnStatus(ctx, failover.StatusLeft); err != nil {
 		a.log.Warn("marking this node left", "error", err)
 	}
-	for ctx.Err() == nil {
-		servers, err := a.raft.Configuration()
-		if err == nil && !hasServer(servers, a.raftID) {
-			break
+	for ctx.Err() == nil && a.ctrl.InConfiguration() {
+		select {
+		case <-ctx.Done():
+		case <-poll.C:
 		}
-		sleepCtx(ctx, leavePollEvery)
 	}
 
 	// 6. Leave gossip, with at least a moment even if the timeout is spent.
-	return a.LeaveLeavingGossip(ctx)
+	return a.leaveGossip(ctx)
 }
 
-func (a *Agent) LeaveLeavingGossip(ctx context.Context) error {
+func (a *Agent) leaveGossip(ctx context.Context) error {
 	a.setLeavePhase(LeaveLeavingGossip, 0, 0)
 	remaining := time.Second
 	if d, ok := ctx.Deadline(); ok && time.Until(d) > remaining {
@@ -226,154 +227,6 @@ func (a *Agent) LeaveLeavingGossip(ctx context.Context) error {
 	return err
 }
 
-// checkLeaveSafe refuses a leave that would lose the last copy of a
-// partition or the quorum of the raft configuration.
-func (a *Agent) checkLeaveSafe(state *failover.Cluster) error {
-	others := 0
-	for id, m := range state.Members {
-		if id != a.cfg.NodeID && m.CanHold() {
-			others++
-		}
-	}
-	if copies, _, _ := holdings(state, a.cfg.NodeID); copies > 0 && others == 0 {
-		return fmt.Errorf("%w: this is the last node holding data (%d partitions would lose their last copy); use -force to leave anyway", ErrLeaveRefused, copies)
-	}
-	servers, err := a.raft.Configuration()
-	if err != nil {
-		return err
-	}
-	voters, aliveOthers := 0, 0
-	selfVoter := false
-	for _, s := range servers {
-		if !s.Voter {
-			continue
-		}
-		voters++
-		if s.ID == a.raftID {
-			selfVoter = true
-			continue
-		}
-		for _, n := range a.gossip.Members() {
-			if n.Meta.RaftID == s.ID && n.State == gossip.StateAlive {
-				aliveOthers++
-			}
-		}
-	}
-	if selfVoter && voters > 1 && aliveOthers <= (voters-1)/2 {
-		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum; use -force to leave anyway", ErrLeaveRefused, aliveOthers, voters-1)
-	}
-	return nil
-}
-
-// holdings counts the copies and primaries node holds and the migrations
-// that copy from it.
-func holdings(c *failover.Cluster, node string) (copies, primaries, sourcing int) {
-	for _, p := range c.Partitions {
-		if p.Primary == node {
-			primaries++
-		}
-		if p.Holds(node) {
-			copies++
-		}
-		for _, m := range p.Migrations {
-			if m.Source == node || m.Target == node {
-				sourcing++
-			}
-		}
-	}
-	return copies, primaries, sourcing
-}
-
-// handOverLeadership transfers leadership away from this agent, first
-// promoting a caught-up non-voter if this agent is the only voter.
-func (a *Agent) handOverLeadership(ctx context.Context) error {
-	servers, err := a.raft.Configuration()
-	if err != nil {
-		return err
-	}
-	otherVoter := false
-	for _, s := range servers {
-		otherVoter = otherVoter || (s.Voter && s.ID != a.raftID)
-	}
-	if !otherVoter {
-		for _, s := range servers {
-			if s.ID == a.raftID {
-				continue
-			}
-			if err := a.raft.Promote(s.ID); err != nil {
-				return fmt.Errorf("promote %s before handing over: %w", s.ID, err)
-			}
-			a.log.Info("promoted a voter to hand leadership to", "raft_id", s.ID)
-			break
-		}
-	}
-	if err := a.raft.TransferLeadership(); err != nil {
-		return err
-	}
-	for ctx.Err() == nil {
-		if id, _ := a.raft.Leader(); id != "" && id != a.raftID {
-			return nil
-		}
-		sleepCtx(ctx, leavePollEvery)
-	}
-	return ctx.Err()
-}
-
-// applyRetry applies cmd, retrying while there is no leader (an election
-// during the leave) until ctx ends.
-func (a *Agent) applyRetry(ctx context.Context, cmd failover.Command) (failover.Result, error) {
-	for {
-		res, err := a.apply(cmd)
-		if err == nil || ctx.Err() != nil {
-			return res, err
-		}
-		if !errors.Is(err, raftctl.ErrNoLeader) && !errors.Is(err, raftctl.ErrNotLeader) && !isTransient(err) {
-			return res, err
-		}
-		if !sleepCtx(ctx, leavePollEvery) {
-			return res, err
-		}
-	}
-}
-
-// isTransient reports errors worth retrying: the leader changed or could
-// not be reached.
-func isTransient(err error) bool {
-	var netErr interface{ Timeout() bool }
-	return errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) ||
-		containsAny(err.Error(), "not the leader", "not leader", "forward to leader", "leadership lost", "connection refused")
-}
-
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-func hasServer(servers []raftctl.Server, id string) bool {
-	for _, s := range servers {
-		if s.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-// sleepCtx waits d or until ctx ends; false if ctx ended.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // handleLeave starts a graceful leave (POST /v1/leave, ?force=true to skip
 // the safety checks) and answers 202 with the progress; the agent exits
 // once it has left.
@@ -381,7 +234,7 @@ func (a *Agent) handleLeave(w http.ResponseWriter, r *http.Request) {
 	force := r.URL.Query().Get("force") == "true"
 	state := a.raft.Snapshot()
 	if !force && state.Bootstrapped {
-		if err := a.checkLeaveSafe(state); err != nil {
+		if err := a.ctrl.CheckLeaveSafe(state); err != nil {
 			writeError(w, http.StatusConflict, err.Error())
 			return
 		}

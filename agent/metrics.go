@@ -41,6 +41,28 @@ func (m *agentMetrics) ObserveDelivery(eventType, result string, attempt int, la
 	m.deliverySeconds.Observe(latency.Seconds())
 }
 
+// Applied, MarkedFailed, Frozen and Planned implement control.Observer.
+func (m *agentMetrics) Applied(took time.Duration) { m.applyLatency.Observe(took.Seconds()) }
+
+func (m *agentMetrics) MarkedFailed() { m.removals.Inc() }
+
+func (m *agentMetrics) Frozen(frozen bool) {
+	if frozen {
+		m.frozen.Set(1)
+	} else {
+		m.frozen.Set(0)
+	}
+}
+
+func (m *agentMetrics) Planned(took time.Duration, actions []failover.Action, applied bool) {
+	m.planSeconds.Observe(took.Seconds())
+	if applied {
+		for _, act := range actions {
+			m.actions.WithLabelValues(string(act.Kind)).Inc()
+		}
+	}
+}
+
 func newAgentMetrics() *agentMetrics {
 	m := &agentMetrics{
 		registry: prometheus.NewRegistry(),

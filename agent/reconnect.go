@@ -18,13 +18,10 @@ const reconnectGiveUp = 24 * time.Hour
 // left are not reconnected to (they said so), failed ones for a day.
 // Gossip skips those it holds alive.
 func (a *Agent) reconnectSeeds() map[string]string {
-	if a.raft == nil {
-		return nil
-	}
-	state := a.memberState()
+	state := a.ctrl.MemberState()
 	// How long each member has been failed, on this agent's monotonic
-	// clock (see ageTracker): never the leader's wall-clock stamp.
-	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
+	// clock (see control.AgeTracker): never the leader's wall-clock stamp.
+	inStatus := a.ctrl.Ages().ObserveMembers(state, a.clock.Elapsed())
 	seeds := map[string]string{}
 	for id, m := range state.Members {
 		if id == a.cfg.NodeID || m.GossipAddr == "" {

@@ -264,7 +264,7 @@ func (a *Agent) commitCopy(o copyOutcome) bool {
 	if !found {
 		return true
 	}
-	took, timed := a.ages.migrationAge(o.migration, a.clock.Elapsed())
+	took, timed := a.ctrl.Ages().MigrationAge(o.migration, a.clock.Elapsed())
 	act := failover.Action{Kind: failover.ActionCompleteMigration, Partition: o.partition, Epoch: epoch, MigrationID: o.migration,
 		Reasons: []string{"the app of " + a.cfg.NodeID + " acknowledged the copy"}}
 	if !o.ok {

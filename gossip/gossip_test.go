@@ -398,17 +398,13 @@ func TestEventTypeStrings(t *testing.T) {
 }
 
 func TestProfiles(t *testing.T) {
-	for _, s := range []string{"local", "LAN", " wan "} {
-		p, err := ParseProfile(s)
-		if err != nil {
-			t.Fatalf("ParseProfile(%q): %v", s, err)
-		}
+	for _, p := range []Profile{ProfileLocal, ProfileLAN, ProfileWAN} {
 		if _, err := p.MemberlistConfig(); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
 	}
-	if _, err := ParseProfile("fast"); !errors.Is(err, ErrUnknownProfile) {
-		t.Errorf("ParseProfile(fast) = %v", err)
+	if _, err := Profile("fast").MemberlistConfig(); !errors.Is(err, ErrUnknownProfile) {
+		t.Errorf("an unknown profile's memberlist config: %v, want ErrUnknownProfile", err)
 	}
 	local, _ := ProfileLocal.MemberlistConfig()
 	lan, _ := ProfileLAN.MemberlistConfig()

@@ -2,15 +2,16 @@ package gossip
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 )
 
-// Profile names a set of memberlist timings. Each profile starts from one of
-// memberlist's own default configurations, so that the numbers are the ones
-// memberlist's authors tested, and only ProfileLocal departs from them.
+// Profile names a set of memberlist timings: gossip's part of the agent's
+// timing profile (control.Profile, which reads the -profile flag). Each
+// starts from one of memberlist's own default configurations, so that the
+// numbers are the ones memberlist's authors tested, and only ProfileLocal
+// departs from them.
 type Profile string
 
 const (
@@ -23,20 +24,8 @@ const (
 	ProfileWAN Profile = "wan"
 )
 
-// ErrUnknownProfile is returned by ParseProfile for a name that is not a
-// profile.
+// ErrUnknownProfile is returned for a Profile that is none of the above.
 var ErrUnknownProfile = fmt.Errorf("gossip: unknown profile (want %q, %q or %q)", ProfileLocal, ProfileLAN, ProfileWAN)
-
-// ParseProfile turns a flag value into a Profile. Case and surrounding
-// spaces are ignored.
-func ParseProfile(s string) (Profile, error) {
-	switch p := Profile(strings.ToLower(strings.TrimSpace(s))); p {
-	case ProfileLocal, ProfileLAN, ProfileWAN:
-		return p, nil
-	default:
-		return "", fmt.Errorf("%w: %q", ErrUnknownProfile, s)
-	}
-}
 
 // String returns the profile's name.
 func (p Profile) String() string { return string(p) }

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Config tunes failure detection. Obtain one from DefaultConfig or
-// ProfileConfig and override single fields. Validate says whether a Config
+// Config tunes failure detection. Obtain one from DefaultConfig or the
+// profiles' LocalConfig, LANConfig and WANConfig and override single
+// fields. Validate says whether a Config
 // can work; zero FlapWindow or HoldDownBase turn flap damping off.
 type Config struct {
 	// ProbeInterval is how often a suspect node is probed directly (GET on
@@ -61,18 +62,6 @@ type Config struct {
 	MaxFailed int
 }
 
-// Profile names accepted by ProfileConfig; they match the -profile flag and
-// the gossip module's timing profiles.
-const (
-	ProfileLocal = "local"
-	ProfileLAN   = "lan"
-	ProfileWAN   = "wan"
-)
-
-// ErrUnknownProfile is returned by ProfileConfig for a name other than
-// "local", "lan" or "wan".
-var ErrUnknownProfile = errors.New("health: unknown profile")
-
 // ErrInvalidConfig wraps every error returned by Config.Validate.
 var ErrInvalidConfig = errors.New("health: invalid config")
 
@@ -88,60 +77,53 @@ const DefaultFailureThreshold = 3
 // profile), one that loses 80 % of its packets almost never does.
 const DefaultRecoverThreshold = 3
 
-// DefaultConfig is the "lan" profile, the right choice for agents on one
+// DefaultConfig is LANConfig, the right choice for agents on one
 // data-centre network.
-func DefaultConfig() Config {
-	cfg, _ := ProfileConfig(ProfileLAN)
-	return cfg
+func DefaultConfig() Config { return LANConfig() }
+
+// The timings of the three profiles (control.Profile names them). In each,
+// FailureThreshold is DefaultFailureThreshold, RecoverThreshold
+// DefaultRecoverThreshold and MaxFailed 0 (a third of the cluster).
+
+// LocalConfig is for one machine, loopback (dev, demo, e2e):
+// ProbeInterval 200ms, ProbeTimeout 150ms. Loopback answers in well under a
+// millisecond, so 150ms only fails for a process that is really stopped or
+// starved; the confirmation window is about 550ms, which keeps
+// SIGKILL-to-failed under the 2s goal together with a tuned gossip
+// suspicion of 0.3–0.6s. FlapWindow 30s, HoldDownBase 2s, HoldDownMax 30s:
+// short enough that a demo shows a damped rejoin within seconds.
+func LocalConfig() Config {
+	return Config{
+		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 150 * time.Millisecond,
+		FailureThreshold: DefaultFailureThreshold, RecoverThreshold: DefaultRecoverThreshold,
+		FlapWindow: 30 * time.Second, HoldDownBase: 2 * time.Second, HoldDownMax: 30 * time.Second,
+	}
 }
 
-// ProfileConfig returns the timings of a named profile:
-//
-//   - "local" (one machine, loopback; dev, demo, e2e): ProbeInterval 200ms,
-//     ProbeTimeout 150ms. Loopback answers in well under a millisecond, so
-//     150ms only fails for a process that is really stopped or starved; the
-//     confirmation window is about 550ms, which keeps SIGKILL-to-failed under
-//     the 2s goal together with a tuned gossip suspicion of 0.3–0.6s.
-//     FlapWindow 30s, HoldDownBase 2s, HoldDownMax 30s: short enough that a
-//     demo shows a damped rejoin within seconds.
-//   - "lan" (one data centre): ProbeInterval 1s, ProbeTimeout 500ms (memberlist's
-//     own LAN probe timeout is 500ms, and a healthy agent answers /v1/health in
-//     a few ms even under load); confirmation window about 2.5s.
-//     FlapWindow 5m, HoldDownBase 10s, HoldDownMax 5m: a node that dies and
-//     comes back twice within five minutes is kept out for at least ten
-//     seconds, at most five minutes.
-//   - "wan" (across regions): ProbeInterval 3s, ProbeTimeout 2s, because
-//     round trips of 100–300ms and transient loss are normal; confirmation
-//     window about 8s. FlapWindow 15m, HoldDownBase 30s, HoldDownMax 15m.
-//
-// FailureThreshold is DefaultFailureThreshold and RecoverThreshold
-// DefaultRecoverThreshold in every profile, and MaxFailed is 0 (a third of
-// the cluster).
-func ProfileConfig(profile string) (Config, error) {
-	cfg := Config{FailureThreshold: DefaultFailureThreshold, RecoverThreshold: DefaultRecoverThreshold}
-	switch profile {
-	case ProfileLocal:
-		cfg.ProbeInterval = 200 * time.Millisecond
-		cfg.ProbeTimeout = 150 * time.Millisecond
-		cfg.FlapWindow = 30 * time.Second
-		cfg.HoldDownBase = 2 * time.Second
-		cfg.HoldDownMax = 30 * time.Second
-	case ProfileLAN:
-		cfg.ProbeInterval = time.Second
-		cfg.ProbeTimeout = 500 * time.Millisecond
-		cfg.FlapWindow = 5 * time.Minute
-		cfg.HoldDownBase = 10 * time.Second
-		cfg.HoldDownMax = 5 * time.Minute
-	case ProfileWAN:
-		cfg.ProbeInterval = 3 * time.Second
-		cfg.ProbeTimeout = 2 * time.Second
-		cfg.FlapWindow = 15 * time.Minute
-		cfg.HoldDownBase = 30 * time.Second
-		cfg.HoldDownMax = 15 * time.Minute
-	default:
-		return Config{}, fmt.Errorf("%w %q (want %q, %q or %q)", ErrUnknownProfile, profile, ProfileLocal, ProfileLAN, ProfileWAN)
+// LANConfig is for one data centre: ProbeInterval 1s, ProbeTimeout 500ms
+// (memberlist's own LAN probe timeout is 500ms, and a healthy agent answers
+// /v1/health in a few ms even under load); confirmation window about 2.5s.
+// FlapWindow 5m, HoldDownBase 10s, HoldDownMax 5m: a node that dies and
+// comes back twice within five minutes is kept out for at least ten
+// seconds, at most five minutes.
+func LANConfig() Config {
+	return Config{
+		ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		FailureThreshold: DefaultFailureThreshold, RecoverThreshold: DefaultRecoverThreshold,
+		FlapWindow: 5 * time.Minute, HoldDownBase: 10 * time.Second, HoldDownMax: 5 * time.Minute,
 	}
-	return cfg, nil
+}
+
+// WANConfig is for agents across regions: ProbeInterval 3s, ProbeTimeout
+// 2s, because round trips of 100–300ms and transient loss are normal;
+// confirmation window about 8s. FlapWindow 15m, HoldDownBase 30s,
+// HoldDownMax 15m.
+func WANConfig() Config {
+	return Config{
+		ProbeInterval: 3 * time.Second, ProbeTimeout: 2 * time.Second,
+		FailureThreshold: DefaultFailureThreshold, RecoverThreshold: DefaultRecoverThreshold,
+		FlapWindow: 15 * time.Minute, HoldDownBase: 30 * time.Second, HoldDownMax: 15 * time.Minute,
+	}
 }
 
 // Validate reports the first field that cannot work. The agent calls it when

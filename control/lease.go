@@ -1,4 +1,4 @@
-package agent
+package control
 
 import (
 	"errors"
@@ -6,16 +6,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/raftctl"
 )
 
 // Primary leases: fencing by time.
 //
 // An app serves a partition as primary only while it holds a lease for it,
 // a deadline on its own monotonic clock that only renewals extend. Its agent
-// renews every leaseTimings.Renew by asking the raft leader, and the leader
+// renews every LeaseTimings.Renew by asking the raft leader, and the leader
 // grants a partition to a node only when no other node can still hold a
-// lease on it. The leader's bookkeeping is the leaseLedger below; the
+// lease on it. The leader's bookkeeping is the LeaseLedger below; the
 // argument that it is safe:
 //
 //  1. A holder counts its lease from the moment its request left (the app:
@@ -51,8 +53,8 @@ import (
 // slewed.
 const maxClockDrift = 0.01
 
-// leaseTimings are the durations of the lease protocol.
-type leaseTimings struct {
+// LeaseTimings are the durations of the lease protocol.
+type LeaseTimings struct {
 	// Duration is how long a grant lasts, counted by its holder from the
 	// moment it asked.
 	Duration time.Duration
@@ -70,15 +72,15 @@ type leaseTimings struct {
 	VerifiedFor time.Duration
 }
 
-// leaseTimingsFor derives the lease from the failure detector's timings:
+// LeaseTimingsFor derives the lease from the failure detector's timings:
 // three quarters of the confirmation window (FailureThreshold probes
 // ProbeInterval apart), so that by the time a node is declared failed its
 // lease has normally run out and promotion costs no extra wait.
 // For the profiles: local 450ms, lan 2.25s, wan 6.75s.
-func leaseTimingsFor(hc health.Config) leaseTimings {
+func LeaseTimingsFor(hc health.Config) LeaseTimings {
 	window := time.Duration(hc.FailureThreshold) * hc.ProbeInterval
 	d := window * 3 / 4
-	return leaseTimings{
+	return LeaseTimings{
 		Duration:    d,
 		Renew:       d / 5,
 		Wait:        d + time.Duration(float64(d)*maxClockDrift) + d/10,
@@ -87,17 +89,17 @@ func leaseTimingsFor(hc health.Config) leaseTimings {
 	}
 }
 
-// errLeadershipUnverified is the ledger's refusal while the leader has not
+// ErrLeadershipUnverified is the ledger's refusal while the leader has not
 // confirmed its leadership recently.
-var errLeadershipUnverified = errors.New("leadership not confirmed by a quorum recently")
+var ErrLeadershipUnverified = errors.New("leadership not confirmed by a quorum recently")
 
-// leaseLedger is the leader's record of the grants it made. Time is an
+// LeaseLedger is the leader's record of the grants it made. Time is an
 // input (monotonic readings), so that it is tested without a clock.
-type leaseLedger struct {
-	t leaseTimings
+type LeaseLedger struct {
+	t LeaseTimings
 
 	mu sync.Mutex
-	// leading is set between becameLeader and lostLeadership; term is the
+	// leading is set between BecameLeader and LostLeadership; term is the
 	// raft term of that leadership (a node leads at most once per term).
 	leading bool
 	term    uint64
@@ -115,13 +117,13 @@ type leaseRecord struct {
 	at   time.Time
 }
 
-func newLeaseLedger(t leaseTimings) *leaseLedger {
-	return &leaseLedger{t: t, last: map[int]leaseRecord{}}
+func NewLeaseLedger(t LeaseTimings) *LeaseLedger {
+	return &LeaseLedger{t: t, last: map[int]leaseRecord{}}
 }
 
-// becameLeader starts a term of grants: nothing is granted before every
+// BecameLeader starts a term of grants: nothing is granted before every
 // grant of an earlier leader has run out.
-func (l *leaseLedger) becameLeader(now time.Time, term uint64) {
+func (l *LeaseLedger) BecameLeader(now time.Time, term uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.leading = true
@@ -131,24 +133,24 @@ func (l *leaseLedger) becameLeader(now time.Time, term uint64) {
 	l.last = map[int]leaseRecord{}
 }
 
-// lostLeadership stops grants.
-func (l *leaseLedger) lostLeadership() {
+// LostLeadership stops grants.
+func (l *LeaseLedger) LostLeadership() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.leading = false
 	l.verifiedAt = time.Time{}
 }
 
-// leadingIn reports whether the ledger grants for the given term.
-func (l *leaseLedger) leadingIn(term uint64) bool {
+// LeadingIn reports whether the ledger grants for the given term.
+func (l *LeaseLedger) LeadingIn(term uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.leading && l.term == term
 }
 
-// verified records a successful leadership check, in the given term, that
+// Verified records a successful leadership check, in the given term, that
 // began at start.
-func (l *leaseLedger) verified(start time.Time, term uint64) {
+func (l *LeaseLedger) Verified(start time.Time, term uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.leading && l.term == term && start.After(l.verifiedAt) {
@@ -156,20 +158,20 @@ func (l *leaseLedger) verified(start time.Time, term uint64) {
 	}
 }
 
-// grant decides which of the partitions node is primary of it may serve
+// Grant decides which of the partitions node is primary of it may serve
 // now, and records them. primariesOf reads them (with their epochs) from
 // the leader's state; it is called under the ledger's lock, so that a grant
 // is never based on a state older than another grant's. grant refuses
 // everything while leadership is unconfirmed; while a new leader waits out
 // its predecessors, it grants contact but no partition.
-func (l *leaseLedger) grant(now time.Time, term uint64, node string, primariesOf func() map[int]uint64) (map[int]uint64, error) {
+func (l *LeaseLedger) Grant(now time.Time, term uint64, node string, primariesOf func() map[int]uint64) (map[int]uint64, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if !l.leading || l.term != term {
 		return nil, errors.New("not leading in this term")
 	}
 	if l.verifiedAt.IsZero() || now.Sub(l.verifiedAt) > l.t.VerifiedFor {
-		return nil, errLeadershipUnverified
+		return nil, ErrLeadershipUnverified
 	}
 	out := map[int]uint64{}
 	if now.Before(l.holdUntil) {
@@ -189,6 +191,55 @@ func (l *leaseLedger) grant(now time.Time, term uint64, node string, primariesOf
 }
 
 // String is for logs.
-func (t leaseTimings) String() string {
+func (t LeaseTimings) String() string {
 	return fmt.Sprintf("lease %s, renewed every %s, handover wait %s", t.Duration, t.Renew, t.Wait)
+}
+
+// LeaseRound is the leader's side of the leases, run every
+// LeaseTimings.VerifyEvery: it starts a ledger term when this agent becomes
+// leader (by raft term, so that a leadership lost and won back between two
+// rounds is still a new term) and confirms the leadership with a quorum.
+func (c *Controller) LeaseRound() {
+	if !c.raft.IsLeader() {
+		c.leases.LostLeadership()
+		return
+	}
+	term := c.raft.Term()
+	if !c.leases.LeadingIn(term) {
+		c.leases.BecameLeader(time.Now(), term)
+		c.log.Info("granting primary leases", "term", term, "timings", c.cfg.Leases.String())
+	}
+	start := time.Now()
+	if err := c.raft.VerifyLeader(c.cfg.Leases.VerifiedFor); err != nil {
+		c.log.Debug("leadership not confirmed; no lease granted until it is", "error", err)
+		return
+	}
+	c.leases.Verified(start, term)
+}
+
+// GrantLease is the leader's raftctl.LeaseGranter: the partitions the
+// asking node is primary of in the leader's state, as far as the ledger
+// allows. A node that is not a live member gets contact but no partition.
+func (c *Controller) GrantLease(req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
+	var applied uint64
+	primaries, err := c.leases.Grant(time.Now(), c.raft.Term(), req.NodeID, func() map[int]uint64 {
+		out := map[int]uint64{}
+		c.raft.Read(func(cl *failover.Cluster) {
+			m, ok := cl.Members[req.NodeID]
+			if !ok || !(m.CanHold() || m.Status == failover.StatusLeaving) {
+				return
+			}
+			for _, p := range cl.Partitions {
+				if p.Primary == req.NodeID {
+					out[p.ID] = p.Epoch
+				}
+			}
+		})
+		applied = c.raft.Stats().AppliedIndex
+		return out
+	})
+	if err != nil {
+		return raftctl.LeaseGrant{}, err
+	}
+	return raftctl.LeaseGrant{Duration: c.cfg.Leases.Duration, Primaries: primaries, AppliedIndex: applied}, nil
 }

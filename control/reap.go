@@ -1,13 +1,11 @@
-package agent
+package control
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/steward-dev/steward/failover"
-	"github.com/steward-dev/steward/gossip"
-	"github.com/steward-dev/steward/health"
 )
 
 // This file forgets members that are gone for good: automatically, once
@@ -60,9 +58,9 @@ func membersToForget(state *failover.Cluster, inStatus map[string]time.Duration,
 }
 
 // reapMembers is the leader's reaper, one round of it per reconcile.
-func (a *Agent) reapMembers() error {
-	state := a.memberState()
-	inStatus := a.ages.observeMembers(state, a.clock.Elapsed())
+func (c *Controller) reapMembers(ctx context.Context) error {
+	state := c.MemberState()
+	inStatus := c.ages.ObserveMembers(state, c.clock.Elapsed())
 	var candidates []string
 	for id, m := range state.Members {
 		if m.Forget || m.Status == failover.StatusFailed || m.Status == failover.StatusLeft {
@@ -72,15 +70,16 @@ func (a *Agent) reapMembers() error {
 	if len(candidates) == 0 {
 		return nil
 	}
-	for _, f := range membersToForget(state, inStatus, a.involvedInPartitions(candidates), a.cfg.ReapAfter.D(), a.cfg.NodeID) {
-		if _, err := a.forgetMember(f.node, f.why); err != nil {
+	for _, f := range membersToForget(state, inStatus, c.involvedInPartitions(candidates), c.cfg.ReapAfter, c.cfg.NodeID) {
+		if _, err := c.ForgetMember(ctx, f.node, f.why); err != nil {
 			return fmt.Errorf("forget %s: %w", f.node, err)
 		}
 	}
 	return nil
 }
 
-// ForgetOutcome is what forgetting one member did.
+// ForgetOutcome is what forgetting one member did (the answer of POST
+// /v1/members/{id}/force-leave).
 type ForgetOutcome struct {
 	Node string `json:"node"`
 	// Forgotten: the member is no longer in the cluster state. Otherwise it
@@ -90,70 +89,27 @@ type ForgetOutcome struct {
 	CopiesRemaining int  `json:"copies_remaining"`
 }
 
-// forgetMember commits failover.CmdForgetMember for id, with the
-// promotions its primaries need.
-func (a *Agent) forgetMember(id, why string) (ForgetOutcome, error) {
-	state := a.raft.Snapshot()
+// ForgetMember commits failover.CmdForgetMember for id, with the
+// promotions its primaries need; why is for the log and the events. The
+// reaper calls it, and the agent for agent force-leave.
+func (c *Controller) ForgetMember(ctx context.Context, id, why string) (ForgetOutcome, error) {
+	state := c.raft.Snapshot()
 	m, ok := state.Members[id]
 	if !ok {
 		return ForgetOutcome{Node: id, Forgotten: true}, nil
 	}
-	copies, _, sourcing := holdings(state, id)
+	copies, _, sourcing := Holdings(state, id)
 	out := ForgetOutcome{Node: id, Forgotten: copies == 0 && sourcing == 0, CopiesRemaining: copies}
-	actions := failover.PlanStatus(state, id, failover.StatusLeft, a.planSeed())
-	if _, err := a.apply(failover.Command{Kind: failover.CmdForgetMember, At: a.clock.Now().UnixNano(), Node: id, Actions: actions}); err != nil {
+	actions := failover.PlanStatus(state, id, failover.StatusLeft, c.planSeed())
+	if _, err := c.Apply(ctx, failover.Command{Kind: failover.CmdForgetMember, At: c.clock.Now().UnixNano(), Node: id, Actions: actions}); err != nil {
 		return out, err
 	}
 	if out.Forgotten {
-		a.log.Warn("member forgotten", "member", id, "was", m.Status, "why", why)
-		a.recordEvent("member.forgotten", fmt.Sprintf("%s forgotten: %s", id, why), nil)
+		c.log.Warn("member forgotten", "member", id, "was", m.Status, "why", why)
+		c.RecordEvent("member.forgotten", fmt.Sprintf("%s forgotten: %s", id, why), nil)
 	} else {
-		a.log.Warn("member marked left, to be forgotten once its copies are re-created", "member", id, "was", m.Status, "copies", copies, "why", why)
-		a.recordEvent("member.forgetting", fmt.Sprintf("%s marked left, %d copies to re-create: %s", id, copies, why), actions)
+		c.log.Warn("member marked left, to be forgotten once its copies are re-created", "member", id, "was", m.Status, "copies", copies, "why", why)
+		c.RecordEvent("member.forgetting", fmt.Sprintf("%s marked left, %d copies to re-create: %s", id, copies, why), actions)
 	}
 	return out, nil
-}
-
-// memberIsLive reports whether id looks alive from here: gossip has it
-// alive or merely suspect, and this agent's detector does not hold it
-// failed. Such a member is not forgotten by hand; it leaves with agent leave.
-func (a *Agent) memberIsLive(id string) bool {
-	n, ok := a.gossip.Member(id)
-	if !ok || (n.State != gossip.StateAlive && n.State != gossip.StateSuspect) {
-		return false
-	}
-	h, known := a.monitor.Node(id)
-	return !known || (h.State != health.StateFailed && h.State != health.StateHeldDown)
-}
-
-// handleForceLeave is POST /v1/members/{id}/force-leave: forget a member
-// that is gone for good, now rather than after -reap-after.
-func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !a.ready.Load() {
-		writeError(w, http.StatusServiceUnavailable, "this agent has not caught up with the cluster yet")
-		return
-	}
-	m, ok := a.memberState().Members[id]
-	switch {
-	case !ok:
-		writeError(w, http.StatusNotFound, fmt.Sprintf("%q is not a member of the cluster (never was, or already forgotten)", id))
-		return
-	case id == a.cfg.NodeID:
-		writeError(w, http.StatusConflict, fmt.Sprintf("%q is the agent answering this request, and alive: stop it with agent leave", id))
-		return
-	case a.memberIsLive(id):
-		writeError(w, http.StatusConflict, fmt.Sprintf("%q is alive (status %s, gossip and probes reach it): force-leave is for members gone for good; make it leave with agent leave on its host", id, m.Status))
-		return
-	}
-	out, err := a.forgetMember(id, "agent force-leave")
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	code := http.StatusOK
-	if !out.Forgotten {
-		code = http.StatusAccepted
-	}
-	writeJSON(w, code, out)
 }

@@ -1,4 +1,4 @@
-package agent
+package control
 
 import (
 	"errors"
@@ -9,12 +9,8 @@ import (
 )
 
 // testTimings are the local profile's lease timings.
-func testTimings(t *testing.T) leaseTimings {
-	hc, err := health.ProfileConfig(health.ProfileLocal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaseTimingsFor(hc)
+func testTimings(t *testing.T) LeaseTimings {
+	return LeaseTimingsFor(health.LocalConfig())
 }
 
 func primaries(m map[int]uint64) func() map[int]uint64 {
@@ -23,19 +19,20 @@ func primaries(m map[int]uint64) func() map[int]uint64 {
 
 // leadingLedger is a ledger whose leader took over at t0 and has waited
 // out its predecessors, verified just now.
-func leadingLedger(t *testing.T, t0 time.Time) (*leaseLedger, time.Time) {
+func leadingLedger(t *testing.T, t0 time.Time) (*LeaseLedger, time.Time) {
 	lt := testTimings(t)
-	l := newLeaseLedger(lt)
-	l.becameLeader(t0, 7)
+	l := NewLeaseLedger(lt)
+	l.BecameLeader(t0, 7)
 	now := t0.Add(lt.VerifiedFor + lt.Wait)
-	l.verified(now, 7)
+	l.Verified(now, 7)
 	return l, now
 }
 
 func TestLeaseTimingsAreShorterThanFailureDetection(t *testing.T) {
-	for _, profile := range []string{health.ProfileLocal, health.ProfileLAN, health.ProfileWAN} {
-		hc, _ := health.ProfileConfig(profile)
-		lt := leaseTimingsFor(hc)
+	for _, profile := range []Profile{ProfileLocal, ProfileLAN, ProfileWAN} {
+		tm, _ := profile.Timings()
+		hc := tm.Health
+		lt := LeaseTimingsFor(hc)
 		window := time.Duration(hc.FailureThreshold) * hc.ProbeInterval
 		if lt.Wait >= window {
 			t.Errorf("%s: a handover waits %v, not shorter than the confirmation window %v", profile, lt.Wait, window)
@@ -52,19 +49,19 @@ func TestLeaseTimingsAreShorterThanFailureDetection(t *testing.T) {
 func TestANewLeaderGrantsContactButNoPartitionUntilOldLeasesRunOut(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	lt := testTimings(t)
-	l := newLeaseLedger(lt)
-	l.becameLeader(t0, 3)
-	if _, err := l.grant(t0, 3, "a", primaries(map[int]uint64{1: 4})); !errors.Is(err, errLeadershipUnverified) {
-		t.Fatalf("grant before any leadership check: %v, want errLeadershipUnverified", err)
+	l := NewLeaseLedger(lt)
+	l.BecameLeader(t0, 3)
+	if _, err := l.Grant(t0, 3, "a", primaries(map[int]uint64{1: 4})); !errors.Is(err, ErrLeadershipUnverified) {
+		t.Fatalf("grant before any leadership check: %v, want ErrLeadershipUnverified", err)
 	}
-	l.verified(t0.Add(time.Millisecond), 3)
-	got, err := l.grant(t0.Add(2*time.Millisecond), 3, "a", primaries(map[int]uint64{1: 4}))
+	l.Verified(t0.Add(time.Millisecond), 3)
+	got, err := l.Grant(t0.Add(2*time.Millisecond), 3, "a", primaries(map[int]uint64{1: 4}))
 	if err != nil || len(got) != 0 {
 		t.Fatalf("while holding: %v, %v; want contact with no partition", got, err)
 	}
 	later := t0.Add(lt.VerifiedFor + lt.Wait)
-	l.verified(later, 3)
-	got, err = l.grant(later, 3, "a", primaries(map[int]uint64{1: 4}))
+	l.Verified(later, 3)
+	got, err = l.Grant(later, 3, "a", primaries(map[int]uint64{1: 4}))
 	if err != nil || got[1] != 4 {
 		t.Fatalf("after the hold: %v, %v; want partition 1 at epoch 4", got, err)
 	}
@@ -73,43 +70,43 @@ func TestANewLeaderGrantsContactButNoPartitionUntilOldLeasesRunOut(t *testing.T)
 func TestAStaleLeadershipCheckStopsGrants(t *testing.T) {
 	l, now := leadingLedger(t, time.Unix(1000, 0))
 	late := now.Add(l.t.VerifiedFor + time.Millisecond)
-	if _, err := l.grant(late, 7, "a", primaries(nil)); !errors.Is(err, errLeadershipUnverified) {
-		t.Fatalf("grant %v after the last check: %v, want errLeadershipUnverified", late.Sub(now), err)
+	if _, err := l.Grant(late, 7, "a", primaries(nil)); !errors.Is(err, ErrLeadershipUnverified) {
+		t.Fatalf("grant %v after the last check: %v, want ErrLeadershipUnverified", late.Sub(now), err)
 	}
 }
 
 func TestAGrantOfAnotherTermIsRefused(t *testing.T) {
 	l, now := leadingLedger(t, time.Unix(1000, 0))
-	if _, err := l.grant(now, 8, "a", primaries(nil)); err == nil {
+	if _, err := l.Grant(now, 8, "a", primaries(nil)); err == nil {
 		t.Fatal("a grant in term 8 from a ledger of term 7 was made")
 	}
-	l.lostLeadership()
-	if _, err := l.grant(now, 7, "a", primaries(nil)); err == nil {
+	l.LostLeadership()
+	if _, err := l.Grant(now, 7, "a", primaries(nil)); err == nil {
 		t.Fatal("a grant after losing leadership was made")
 	}
 }
 
 func TestAPartitionMovesToANewPrimaryOnlyAfterTheOldLeaseRanOut(t *testing.T) {
 	l, now := leadingLedger(t, time.Unix(1000, 0))
-	if got, _ := l.grant(now, 7, "old", primaries(map[int]uint64{5: 1, 6: 1})); len(got) != 2 {
+	if got, _ := l.Grant(now, 7, "old", primaries(map[int]uint64{5: 1, 6: 1})); len(got) != 2 {
 		t.Fatalf("old primary granted %v, want partitions 5 and 6", got)
 	}
 	// Raft moves partition 5 to "new" at epoch 2; "old" keeps 6.
 	soon := now.Add(l.t.Wait / 2)
-	l.verified(soon, 7)
-	if got, _ := l.grant(soon, 7, "new", primaries(map[int]uint64{5: 2})); len(got) != 0 {
+	l.Verified(soon, 7)
+	if got, _ := l.Grant(soon, 7, "new", primaries(map[int]uint64{5: 2})); len(got) != 0 {
 		t.Fatalf("new primary granted %v while the old lease may run", got)
 	}
-	if got, _ := l.grant(soon, 7, "old", primaries(map[int]uint64{6: 1})); got[6] != 1 || len(got) != 1 {
+	if got, _ := l.Grant(soon, 7, "old", primaries(map[int]uint64{6: 1})); got[6] != 1 || len(got) != 1 {
 		t.Fatalf("old primary granted %v, want only partition 6", got)
 	}
 	after := now.Add(l.t.Wait)
-	l.verified(after, 7)
-	if got, _ := l.grant(after, 7, "new", primaries(map[int]uint64{5: 2})); got[5] != 2 {
+	l.Verified(after, 7)
+	if got, _ := l.Grant(after, 7, "new", primaries(map[int]uint64{5: 2})); got[5] != 2 {
 		t.Fatalf("new primary granted %v once the old lease ran out, want partition 5 at epoch 2", got)
 	}
 	// And back: "old" must wait for "new"'s lease in turn.
-	if got, _ := l.grant(after, 7, "old", primaries(map[int]uint64{5: 3, 6: 1})); got[5] != 0 || got[6] != 1 {
+	if got, _ := l.Grant(after, 7, "old", primaries(map[int]uint64{5: 3, 6: 1})); got[5] != 0 || got[6] != 1 {
 		t.Fatalf("old primary granted %v right after new's grant, want only partition 6", got)
 	}
 }
@@ -118,8 +115,8 @@ func TestRenewalsByTheSamePrimaryAreNeverHeldBack(t *testing.T) {
 	l, now := leadingLedger(t, time.Unix(1000, 0))
 	for i := 0; i < 20; i++ {
 		at := now.Add(time.Duration(i) * l.t.Renew)
-		l.verified(at, 7)
-		if got, _ := l.grant(at, 7, "a", primaries(map[int]uint64{1: 1})); got[1] != 1 {
+		l.Verified(at, 7)
+		if got, _ := l.Grant(at, 7, "a", primaries(map[int]uint64{1: 1})); got[1] != 1 {
 			t.Fatalf("renewal %d: %v", i, got)
 		}
 	}
@@ -127,14 +124,14 @@ func TestRenewalsByTheSamePrimaryAreNeverHeldBack(t *testing.T) {
 
 func TestAGrantWithAnEarlierClockReadingKeepsTheLaterRecord(t *testing.T) {
 	l, now := leadingLedger(t, time.Unix(1000, 0))
-	l.verified(now.Add(10*time.Millisecond), 7)
-	l.grant(now.Add(10*time.Millisecond), 7, "a", primaries(map[int]uint64{1: 1}))
+	l.Verified(now.Add(10*time.Millisecond), 7)
+	l.Grant(now.Add(10*time.Millisecond), 7, "a", primaries(map[int]uint64{1: 1}))
 	// A request whose clock was read before the one above but granted
 	// after it must not pull the record back in time.
-	l.grant(now, 7, "a", primaries(map[int]uint64{1: 1}))
+	l.Grant(now, 7, "a", primaries(map[int]uint64{1: 1}))
 	justAfterEarly := now.Add(l.t.Wait)
-	l.verified(justAfterEarly, 7)
-	if got, _ := l.grant(justAfterEarly, 7, "b", primaries(map[int]uint64{1: 2})); len(got) != 0 {
+	l.Verified(justAfterEarly, 7)
+	if got, _ := l.Grant(justAfterEarly, 7, "b", primaries(map[int]uint64{1: 2})); len(got) != 0 {
 		t.Fatalf("b granted %v while a's later lease may run", got)
 	}
 }

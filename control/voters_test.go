@@ -1,4 +1,4 @@
-package raftctl
+package control
 
 import (
 	"fmt"
@@ -229,4 +229,62 @@ func TestPlanVotersIgnoresSuspicionProperty(t *testing.T) {
 			rt.Fatalf("%d voters demoted to %d, below the effective target %d", voters, voters-len(demote), effective)
 		}
 	})
+}
+
+func TestMaxRemovableVoters(t *testing.T) {
+	for voters, want := range map[int]int{-1: 0, 0: 0, 1: 0, 2: 0, 3: 1, 4: 1, 5: 2, 6: 2, 7: 3, 9: 4} {
+		if got := MaxRemovableVoters(voters); got != want {
+			t.Errorf("MaxRemovableVoters(%d) = %d, want %d", voters, got, want)
+		}
+	}
+}
+
+func TestRemovableVoters(t *testing.T) {
+	// at(s): failed s seconds into a 100-second test, looked at its end.
+	at := func(sec int) time.Duration { return time.Duration(100-sec) * time.Second }
+	five := []string{"a", "b", "c", "d", "e"}
+	tests := []struct {
+		name      string
+		voters    []string
+		failed    []FailedVoter
+		minVoters int
+		want      []string
+	}{
+		{"nothing failed", five, nil, 0, []string{}},
+		{"one failed voter of five", five, []FailedVoter{{"c", at(1)}}, 0, []string{"c"}},
+		{"two of five: both, oldest failure first", five,
+			[]FailedVoter{{"a", at(5)}, {"d", at(1)}}, 0, []string{"d", "a"}},
+		{"three of five: only the two oldest", five,
+			[]FailedVoter{{"a", at(3)}, {"b", at(1)}, {"c", at(2)}}, 0, []string{"b", "c"}},
+		{"same failure time: ties broken by ID", five,
+			[]FailedVoter{{"e", at(1)}, {"c", at(1)}, {"d", at(1)}}, 0, []string{"c", "d"}},
+		{"failed non-voters and unknown IDs are ignored", five,
+			[]FailedVoter{{"x", at(0)}, {"b", at(2)}}, 0, []string{"b"}},
+		{"duplicates count once", five,
+			[]FailedVoter{{"b", at(2)}, {"b", at(1)}}, 0, []string{"b"}},
+		{"three voters: one at most", []string{"a", "b", "c"},
+			[]FailedVoter{{"a", at(1)}, {"b", at(2)}}, 0, []string{"a"}},
+		{"two voters: none, a quorum of two needs both", []string{"a", "b"},
+			[]FailedVoter{{"a", at(1)}}, 0, []string{}},
+		{"minimum voters caps removals", five,
+			[]FailedVoter{{"a", at(1)}, {"b", at(2)}}, 4, []string{"a"}},
+		{"minimum above the configuration removes none", five,
+			[]FailedVoter{{"a", at(1)}}, 7, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := RemovableVoters(tt.voters, tt.failed, tt.minVoters)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("RemovableVoters = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestQuorumIsAMajority(t *testing.T) {
+	for voters, want := range map[int]int{0: 0, 1: 1, 2: 2, 3: 2, 4: 3, 5: 3, 7: 4} {
+		if got := Quorum(voters); got != want {
+			t.Errorf("Quorum(%d) = %d, want %d", voters, got, want)
+		}
+	}
 }

@@ -1,53 +1,13 @@
-package agent
+package control
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-dev/steward/failover"
-	"github.com/steward-dev/steward/health"
 	"github.com/steward-dev/steward/raftctl"
 )
-
-// fakeClock is a clock whose wall and monotonic readings tests move
-// separately: Step moves the wall clock only, as NTP or an operator does;
-// Advance moves both, as time passing does.
-type fakeClock struct {
-	mu      sync.Mutex
-	wall    time.Time
-	elapsed time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{wall: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.wall
-}
-
-func (c *fakeClock) Elapsed() time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.elapsed
-}
-
-func (c *fakeClock) Step(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wall = c.wall.Add(d)
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.wall = c.wall.Add(d)
-	c.elapsed += d
-}
 
 func mustApply(t *testing.T, c *failover.Cluster, cmd failover.Command) {
 	t.Helper()
@@ -62,16 +22,16 @@ func mustApply(t *testing.T, c *failover.Cluster, cmd failover.Command) {
 type leaderSim struct {
 	t     *testing.T
 	clock *fakeClock
-	ages  *ageTracker
-	a     *Agent
+	ages  *AgeTracker
+	ctrl  *Controller
 	c     *failover.Cluster
 }
 
 func newLeaderSim(t *testing.T, nodes ...string) *leaderSim {
-	cfg := DefaultConfig()
-	cfg.WebhookURL = "http://127.0.0.1:1/hooks" // copies wait for acknowledgements
-	cfg.ReapAfter = Duration(30 * time.Minute)
-	s := &leaderSim{t: t, clock: newFakeClock(), ages: newAgeTracker(), a: &Agent{cfg: cfg}, c: failover.NewCluster()}
+	clk := newFakeClock()
+	cfg := testConfig("n1")
+	cfg.ReapAfter = 30 * time.Minute
+	s := &leaderSim{t: t, clock: clk, ages: NewAgeTracker(), ctrl: New(cfg, Deps{Clock: clk}), c: failover.NewCluster()}
 	var ms []failover.Member
 	for _, id := range nodes {
 		ms = append(ms, failover.Member{ID: id})
@@ -84,7 +44,7 @@ func (s *leaderSim) apply(cmd failover.Command) {
 	s.t.Helper()
 	cmd.At = s.clock.Now().UnixNano()
 	mustApply(s.t, s.c, cmd)
-	s.ages.observe(s.c, s.clock.Elapsed())
+	s.ages.Observe(s.c, s.clock.Elapsed())
 }
 
 func (s *leaderSim) fail(id string) {
@@ -92,8 +52,8 @@ func (s *leaderSim) fail(id string) {
 }
 
 func (s *leaderSim) plan() []failover.Action {
-	ages := s.ages.observe(s.c, s.clock.Elapsed())
-	return failover.Plan(failover.PlanInput{Cluster: s.c, Ages: ages.plan, Seed: 1, Limits: s.a.planLimits()})
+	ages := s.ages.Observe(s.c, s.clock.Elapsed())
+	return failover.Plan(failover.PlanInput{Cluster: s.c, Ages: ages.Plan, Seed: 1, Limits: s.ctrl.planLimits()})
 }
 
 func (s *leaderSim) cancels() []failover.Action {
@@ -107,14 +67,14 @@ func (s *leaderSim) cancels() []failover.Action {
 }
 
 func (s *leaderSim) reaped() []forgetting {
-	ages := s.ages.observe(s.c, s.clock.Elapsed())
-	return membersToForget(s.c, ages.inStatus, map[string]bool{}, s.a.cfg.ReapAfter.D(), "n1")
+	ages := s.ages.Observe(s.c, s.clock.Elapsed())
+	return membersToForget(s.c, ages.InStatus, map[string]bool{}, s.ctrl.cfg.ReapAfter, "n1")
 }
 
 func (s *leaderSim) failureCounts(id string) bool {
-	ages := s.ages.observe(s.c, s.clock.Elapsed())
+	ages := s.ages.Observe(s.c, s.clock.Elapsed())
 	// Unhandled: its copies are being re-created.
-	_, failed := health.FreezeCounts(0, 0, []health.MarkedFailure{{FailedFor: ages.inStatus[id]}}, s.a.freezeWindows())
+	_, failed := FreezeCounts(0, 0, []MarkedFailure{{FailedFor: ages.InStatus[id]}}, s.ctrl.freezeWindows())
 	return failed == 1
 }
 
@@ -192,7 +152,7 @@ func TestALeaderClockSteppedBackReplansAStuckCopyOnTime(t *testing.T) {
 func TestReplaceDelayIsMeasuredOnTheMonotonicClock(t *testing.T) {
 	for _, step := range []time.Duration{time.Hour, -time.Hour} {
 		s := newLeaderSim(t, "n1", "n2", "n3", "n4")
-		s.a.cfg.ReplaceDelay = Duration(time.Minute)
+		s.ctrl.cfg.ReplaceDelay = time.Minute
 		s.fail("n3")
 		s.clock.Advance(30 * time.Second)
 		s.clock.Step(step)
@@ -218,26 +178,26 @@ func TestTrackerDatesEachEpisodeFromItsFirstSight(t *testing.T) {
 	c := failover.NewCluster()
 	mustApply(t, c, failover.Command{Kind: failover.CmdBootstrap, At: 1, Settings: &failover.Settings{Partitions: 2, ReplicationFactor: 1}, Members: []failover.Member{{ID: "a"}}})
 	mustApply(t, c, failover.Command{Kind: failover.CmdUpsertMember, At: 1, Member: &failover.Member{ID: "b"}}) // holds nothing
-	tr := newAgeTracker()
-	tr.observe(c, 10*time.Second)
+	tr := NewAgeTracker()
+	tr.Observe(c, 10*time.Second)
 	mustApply(t, c, failover.Command{Kind: failover.CmdSetStatus, At: 2, Node: "b", Status: failover.StatusFailed})
-	if got := tr.observe(c, 15*time.Second).plan.Failed["b"]; got != 0 {
+	if got := tr.Observe(c, 15*time.Second).Plan.Failed["b"]; got != 0 {
 		t.Fatalf("b failed for %s when first seen failed, want 0", got)
 	}
-	if got := tr.observe(c, 20*time.Second).inStatus["b"]; got != 5*time.Second {
+	if got := tr.Observe(c, 20*time.Second).InStatus["b"]; got != 5*time.Second {
 		t.Fatalf("b failed for %s, want 5s", got)
 	}
 	// A rejoin and a new failure is a new episode, timed from its sight,
 	// even if the two stamps happen to be equal.
 	m := c.Members["b"]
 	mustApply(t, c, failover.Command{Kind: failover.CmdUpsertMember, At: 3, Member: &m})
-	tr.observe(c, 21*time.Second)
+	tr.Observe(c, 21*time.Second)
 	mustApply(t, c, failover.Command{Kind: failover.CmdSetStatus, At: 4, Node: "b", Status: failover.StatusFailed})
-	if got := tr.observe(c, 30*time.Second).plan.Failed["b"]; got != 0 {
+	if got := tr.Observe(c, 30*time.Second).Plan.Failed["b"]; got != 0 {
 		t.Fatalf("second failure of b is %s old at its first sight", got)
 	}
 	// A reading taken before another goroutine's never gives a negative age.
-	if got := tr.observe(c, 29*time.Second).plan.Failed["b"]; got != 0 {
+	if got := tr.Observe(c, 29*time.Second).Plan.Failed["b"]; got != 0 {
 		t.Fatalf("age %s from an earlier reading", got)
 	}
 	// Forgotten members are forgotten here too.
@@ -245,7 +205,7 @@ func TestTrackerDatesEachEpisodeFromItsFirstSight(t *testing.T) {
 	if _, still := c.Members["b"]; still {
 		t.Fatal("b holds nothing but was not forgotten")
 	}
-	tr.observe(c, 31*time.Second)
+	tr.Observe(c, 31*time.Second)
 	if _, ok := tr.statuses["b"]; ok {
 		t.Fatal("the tracker still times b after it was forgotten")
 	}
@@ -253,7 +213,7 @@ func TestTrackerDatesEachEpisodeFromItsFirstSight(t *testing.T) {
 
 func TestVoterStabilisationIsMeasuredOnTheMonotonicClock(t *testing.T) {
 	clk := newFakeClock()
-	a := &Agent{clock: clk}
+	a := New(testConfig("n1"), Deps{Clock: clk})
 	if got := a.stableFor("s1", true); got != 0 {
 		t.Fatalf("stable for %s when first healthy", got)
 	}
@@ -277,7 +237,7 @@ func TestVoterStabilisationIsMeasuredOnTheMonotonicClock(t *testing.T) {
 
 func TestAServerRemovedAndAddedBackIsStableAgainOnlyAfterTheStabilisationTime(t *testing.T) {
 	clk := newFakeClock()
-	a := &Agent{clock: clk}
+	a := New(testConfig("n1"), Deps{Clock: clk})
 	a.stableFor("s1", true)
 	a.stableFor("s2", true)
 	clk.Advance(time.Minute)

@@ -1,13 +1,60 @@
-package raftctl
+package control
 
 import (
 	"sort"
 	"time"
 )
 
+// The voter arithmetic of the whole agent is in this file: the quorum of a
+// configuration, how many voters may go at once, how many there should be
+// (PlanVoters), which dead ones go first (RemovableVoters). The reconcile
+// steps (raftconfig.go, promotion.go) and the leave's safety check
+// (leave.go) call it.
+
+// Quorum is the number of voters of a configuration of voters voters that
+// must agree for raft to commit or elect: a majority.
+func Quorum(voters int) int {
+	if voters < 1 {
+		return 0
+	}
+	return voters/2 + 1
+}
+
+// MaxRemovableVoters is how many failed voters may be removed from a raft
+// configuration of voters voters in one go: (voters-1)/2, raft-autopilot's
+// rule, which is what is left once a quorum stays. It never removes a
+// majority at once: if the failure view is wrong (a partition seen from
+// one side), the nodes removed by mistake are still a minority of the old
+// configuration and cannot have formed a quorum of their own.
+func MaxRemovableVoters(voters int) int {
+	if voters < 1 {
+		return 0
+	}
+	return voters - Quorum(voters)
+}
+
+// targetVoters is how many voters a cluster with inService servers in
+// service should have for a configured target: the largest odd number not
+// above inService, at most target, and at least 1. With four members in
+// service, three voters tolerate one failure just as four would, and a
+// smaller quorum is faster.
+func targetVoters(target, inService int) int {
+	effective := inService
+	if effective%2 == 0 {
+		effective--
+	}
+	if target < effective {
+		effective = target
+	}
+	if effective < 1 {
+		effective = 1
+	}
+	return effective
+}
+
 // ServerHealth is what the leader knows about one server of the raft
-// configuration when it plans voters. Gathering it is the agent's job (I/O);
-// PlanVoters only computes (pure), as raft-autopilot splits them.
+// configuration when it plans voters. Gathering it is reconcileVoters' job
+// (I/O); PlanVoters only computes (pure), as raft-autopilot splits them.
 type ServerHealth struct {
 	// ID is the raft server ID.
 	ID string
@@ -81,16 +128,7 @@ func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration)
 			voters++
 		}
 	}
-	effective := inService
-	if effective%2 == 0 {
-		effective--
-	}
-	if target < effective {
-		effective = target
-	}
-	if effective < 1 {
-		effective = 1
-	}
+	effective := targetVoters(target, inService)
 
 	sorted := append([]ServerHealth(nil), servers...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
@@ -133,4 +171,55 @@ func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration)
 		}
 	}
 	return nil, demote
+}
+
+// FailedVoter is a voter held failed, with how long it has been.
+type FailedVoter struct {
+	// ID is the node ID as it appears in voters.
+	ID string
+	// FailedFor is how long the node has been failed, on the leader's
+	// monotonic clock; the oldest failure is removed first.
+	FailedFor time.Duration
+}
+
+// RemovableVoters returns which of the failed voters may be removed now, in
+// the order to remove them: oldest failure first, ties broken by ID. voters
+// is the current raft configuration's voter IDs. A failed node that is not
+// among voters is ignored (it is not a voter, or already removed). At most
+// MaxRemovableVoters(len(voters)) are returned, and never so many that fewer
+// than minVoters voters would remain (minVoters ≤ 0: no minimum).
+func RemovableVoters(voters []string, failed []FailedVoter, minVoters int) []string {
+	isVoter := make(map[string]bool, len(voters))
+	for _, v := range voters {
+		isVoter[v] = true
+	}
+	candidates := make([]FailedVoter, 0, len(failed))
+	seen := make(map[string]bool, len(failed))
+	for _, f := range failed {
+		if isVoter[f.ID] && !seen[f.ID] {
+			seen[f.ID] = true
+			candidates = append(candidates, f)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		if candidates[i].FailedFor != candidates[j].FailedFor {
+			return candidates[i].FailedFor > candidates[j].FailedFor
+		}
+		return candidates[i].ID < candidates[j].ID
+	})
+	limit := MaxRemovableVoters(len(isVoter))
+	if minVoters > 0 && len(isVoter)-minVoters < limit {
+		limit = len(isVoter) - minVoters
+	}
+	if limit < 0 {
+		limit = 0
+	}
+	if len(candidates) > limit {
+		candidates = candidates[:limit]
+	}
+	out := make([]string, 0, len(candidates))
+	for _, c := range candidates {
+		out = append(out, c.ID)
+	}
+	return out
 }

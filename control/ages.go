@@ -1,4 +1,4 @@
-package agent
+package control
 
 import (
 	"sync"
@@ -7,20 +7,20 @@ import (
 	"github.com/steward-dev/steward/failover"
 )
 
-// ageTracker measures, on this agent's monotonic clock (clock.Elapsed), how
+// AgeTracker measures, on this agent's monotonic clock (clock.Elapsed), how
 // long each migration has been in flight and how long each member has had
 // its current status, counted from the moment this agent first saw them in
 // its copy of the state. The leader's timeouts and ages (migration timeout,
 // replace delay, the freeze window, reaping) are read from it, never from
 // the wall-clock timestamps the state carries (see failover.Ages).
 //
-// Every agent keeps one, fed by watchAges with each change its state
+// Every agent keeps one, fed (by the agent) with each change its state
 // machine applies, so a follower that becomes leader already knows how
 // long what it watched has been going on: an election does not restart the
 // clocks. What the state held when the agent started (replayed from its
 // raft log or a snapshot) is dated from that first look: ages then err
 // short, so timeouts, the replace delay and reaping come late, never early.
-type ageTracker struct {
+type AgeTracker struct {
 	mu         sync.Mutex
 	migrations map[string]time.Duration // migration ID: Elapsed when first seen
 	statuses   map[string]statusEpisode // member ID: its current status, first seen
@@ -37,32 +37,32 @@ type statusEpisode struct {
 	seen  time.Duration
 }
 
-// clusterAges is one look at the state through the tracker.
-type clusterAges struct {
-	// plan are the ages the planner compares with its limits.
-	plan failover.Ages
-	// inStatus is how long each member has had its current status.
-	inStatus map[string]time.Duration
+// ClusterAges is one look at the state through the tracker.
+type ClusterAges struct {
+	// Plan are the ages the planner compares with its limits.
+	Plan failover.Ages
+	// InStatus is how long each member has had its current status.
+	InStatus map[string]time.Duration
 }
 
-func newAgeTracker() *ageTracker {
-	return &ageTracker{migrations: map[string]time.Duration{}, statuses: map[string]statusEpisode{}}
+func NewAgeTracker() *AgeTracker {
+	return &AgeTracker{migrations: map[string]time.Duration{}, statuses: map[string]statusEpisode{}}
 }
 
-// observe records what c shows for the first time at now (an Elapsed
+// Observe records what c shows for the first time at now (an Elapsed
 // reading), forgets the migrations and members c no longer has, and
 // returns the ages of everything in c.
-func (t *ageTracker) observe(c *failover.Cluster, now time.Duration) clusterAges {
+func (t *AgeTracker) Observe(c *failover.Cluster, now time.Duration) ClusterAges {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := clusterAges{inStatus: t.observeMembersLocked(c, now)}
-	out.plan.Failed = map[string]time.Duration{}
+	out := ClusterAges{InStatus: t.observeMembersLocked(c, now)}
+	out.Plan.Failed = map[string]time.Duration{}
 	for id, m := range c.Members {
 		if m.Status == failover.StatusFailed {
-			out.plan.Failed[id] = out.inStatus[id]
+			out.Plan.Failed[id] = out.InStatus[id]
 		}
 	}
-	out.plan.Migrations = map[string]time.Duration{}
+	out.Plan.Migrations = map[string]time.Duration{}
 	for _, p := range c.Partitions {
 		for _, m := range p.Migrations {
 			seen, ok := t.migrations[m.ID]
@@ -70,27 +70,27 @@ func (t *ageTracker) observe(c *failover.Cluster, now time.Duration) clusterAges
 				seen = now
 				t.migrations[m.ID] = now
 			}
-			out.plan.Migrations[m.ID] = since(seen, now)
+			out.Plan.Migrations[m.ID] = since(seen, now)
 		}
 	}
 	for id := range t.migrations {
-		if _, ok := out.plan.Migrations[id]; !ok {
+		if _, ok := out.Plan.Migrations[id]; !ok {
 			delete(t.migrations, id)
 		}
 	}
 	return out
 }
 
-// observeMembers is observe for the members only, for callers that hold a
-// state without its partition table (Agent.memberState): the migrations
+// ObserveMembers is Observe for the members only, for callers that hold a
+// state without its partition table (Controller.MemberState): the migrations
 // being timed are left alone.
-func (t *ageTracker) observeMembers(c *failover.Cluster, now time.Duration) map[string]time.Duration {
+func (t *AgeTracker) ObserveMembers(c *failover.Cluster, now time.Duration) map[string]time.Duration {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.observeMembersLocked(c, now)
 }
 
-func (t *ageTracker) observeMembersLocked(c *failover.Cluster, now time.Duration) map[string]time.Duration {
+func (t *AgeTracker) observeMembersLocked(c *failover.Cluster, now time.Duration) map[string]time.Duration {
 	out := make(map[string]time.Duration, len(c.Members))
 	for id, m := range c.Members {
 		ep, ok := t.statuses[id]
@@ -108,9 +108,9 @@ func (t *ageTracker) observeMembersLocked(c *failover.Cluster, now time.Duration
 	return out
 }
 
-// migrationAge is how long this agent has seen migration id in flight;
+// MigrationAge is how long this agent has seen migration id in flight;
 // false when it has not seen it.
-func (t *ageTracker) migrationAge(id string, now time.Duration) (time.Duration, bool) {
+func (t *AgeTracker) MigrationAge(id string, now time.Duration) (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	seen, ok := t.migrations[id]
@@ -124,19 +124,4 @@ func since(seen, now time.Duration) time.Duration {
 		return 0
 	}
 	return now - seen
-}
-
-// watchAges feeds the tracker every state this agent applies, so that it
-// dates what it sees from about when it was committed.
-func (a *Agent) watchAges() {
-	changes, unsubscribe := a.raft.Subscribe()
-	defer unsubscribe()
-	for {
-		a.raft.Read(func(c *failover.Cluster) { a.ages.observe(c, a.clock.Elapsed()) })
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-changes:
-		}
-	}
 }

@@ -1,9 +1,10 @@
-package health
+package control
 
 import (
 	"fmt"
-	"sort"
 	"time"
+
+	"github.com/steward-dev/steward/failover"
 )
 
 // DefaultMaxFailed is the number of nodes that may be failed at once before
@@ -98,79 +99,26 @@ func FreezeCounts(present, troubled int, marked []MarkedFailure, w FreezeWindows
 	return total, failed
 }
 
-// FailedCount counts the nodes of a snapshot that the cluster should hold
-// failed: failed and held-down ones. It is the failed argument of
-// FreezeDecision.
-func FailedCount(nodes []NodeHealth) int {
-	n := 0
-	for _, h := range nodes {
-		if h.State == StateFailed || h.State == StateHeldDown {
-			n++
-		}
-	}
-	return n
-}
+// simultaneousFailureProbes sets the at-once window of the freeze in probe
+// intervals: failures confirmed within 50 probe intervals of each other
+// (10 s with the local profile, 50 s lan, 150 s wan) count as at once.
+// That is about ten times the time failure detection takes with each
+// profile (SIGKILL to failed everywhere, median 1.2 s local, 3.9 s lan,
+// 16.7 s wan in docs/benchmarks.md), so nodes cut off together are counted
+// together however their detections spread.
+const simultaneousFailureProbes = 50
 
-// MaxRemovableVoters is how many failed voters may be removed from a raft
-// configuration of voters voters in one go: (voters-1)/2, raft-autopilot's
-// rule. It never removes a majority at once: if the failure view is wrong
-// (a partition seen from one side), the nodes removed by mistake are still a
-// minority of the old configuration and cannot have formed a quorum of
-// their own.
-func MaxRemovableVoters(voters int) int {
-	if voters < 1 {
-		return 0
+// FreezeWindowsFor are how long a marked failure counts towards the
+// freeze: at once, within simultaneousFailureProbes probe intervals whether
+// handled or not; after that while it is not handled, for as long as
+// handling it may take, the replace delay plus one migration timeout (the
+// planner's default timeout when copies never time out).
+func FreezeWindowsFor(probeInterval, replaceDelay, migrationTimeout time.Duration) FreezeWindows {
+	if migrationTimeout <= 0 {
+		migrationTimeout = time.Duration(failover.DefaultLimits().MigrationTimeout)
 	}
-	return (voters - 1) / 2
-}
-
-// FailedVoter is a voter held failed, with how long it has been.
-type FailedVoter struct {
-	// ID is the node ID as it appears in voters.
-	ID string
-	// FailedFor is how long the node has been failed, on the leader's
-	// monotonic clock; the oldest failure is removed first.
-	FailedFor time.Duration
-}
-
-// RemovableVoters returns which of the failed voters may be removed now, in
-// the order to remove them: oldest failure first, ties broken by ID. voters
-// is the current raft configuration's voter IDs. A failed node that is not
-// among voters is ignored (it is not a voter, or already removed). At most
-// MaxRemovableVoters(len(voters)) are returned, and never so many that fewer
-// than minVoters voters would remain (minVoters ≤ 0: no minimum).
-func RemovableVoters(voters []string, failed []FailedVoter, minVoters int) []string {
-	isVoter := make(map[string]bool, len(voters))
-	for _, v := range voters {
-		isVoter[v] = true
+	return FreezeWindows{
+		AtOnce:   simultaneousFailureProbes * probeInterval,
+		Handling: replaceDelay + migrationTimeout,
 	}
-	candidates := make([]FailedVoter, 0, len(failed))
-	seen := make(map[string]bool, len(failed))
-	for _, f := range failed {
-		if isVoter[f.ID] && !seen[f.ID] {
-			seen[f.ID] = true
-			candidates = append(candidates, f)
-		}
-	}
-	sort.Slice(candidates, func(i, j int) bool {
-		if candidates[i].FailedFor != candidates[j].FailedFor {
-			return candidates[i].FailedFor > candidates[j].FailedFor
-		}
-		return candidates[i].ID < candidates[j].ID
-	})
-	limit := MaxRemovableVoters(len(isVoter))
-	if minVoters > 0 && len(isVoter)-minVoters < limit {
-		limit = len(isVoter) - minVoters
-	}
-	if limit < 0 {
-		limit = 0
-	}
-	if len(candidates) > limit {
-		candidates = candidates[:limit]
-	}
-	out := make([]string, 0, len(candidates))
-	for _, c := range candidates {
-		out = append(out, c.ID)
-	}
-	return out
 }

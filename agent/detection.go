@@ -1,0 +1,182 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
+)
+
+// This file is the agent's side of failure detection: it feeds gossip
+// events to the health monitor, probes peers over their raft port,
+// publishes its suspicions, and watches for the loss of the quorum. The
+// leader turns the monitor's verdicts into cluster state and raft
+// membership changes (control.Controller's reconcile round).
+
+// peerProber probes a peer agent directly: a ping over its raft port,
+// answered by the agent process itself (so a paused or dead process fails
+// it), reachable between machines and under raft's mutual TLS when that is
+// on, unlike the HTTP API, which binds the loopback by default.
+type peerProber struct{ a *Agent }
+
+func (p peerProber) Probe(ctx context.Context, node string) error {
+	n, ok := p.a.gossip.Member(node)
+	if !ok || n.Meta.RaftAddr == "" {
+		return fmt.Errorf("no raft address known for %s", node)
+	}
+	return p.a.raft.Ping(ctx, n.Meta.RaftAddr)
+}
+
+// observeGossip turns one gossip event into health observations, and keeps
+// this node's published suspicions up to date.
+func (a *Agent) observeGossip(ev gossip.Event) {
+	if ev.Node.ID == a.cfg.NodeID {
+		return
+	}
+	now := time.Now()
+	switch ev.Type {
+	case gossip.EventSuspect:
+		a.monitor.Observe(health.Suspect(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, true)
+	case gossip.EventDead:
+		a.monitor.Observe(health.Dead(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
+	case gossip.EventLeft:
+		a.monitor.Observe(health.Left(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
+	case gossip.EventAlive, gossip.EventJoin:
+		a.monitor.Observe(health.Alive(ev.Node.ID, now))
+		a.setSuspect(ev.Node.ID, false)
+	}
+	if ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate {
+		// A peer's own probes suspect these nodes: start confirming now
+		// rather than when this agent's probe round reaches them. Only
+		// this agent's probes decide a verdict.
+		for _, id := range ev.Node.Meta.Suspects {
+			if id == a.cfg.NodeID {
+				continue
+			}
+			if n, ok := a.gossip.Member(id); ok && (n.State == gossip.StateAlive || n.State == gossip.StateSuspect) {
+				a.monitor.Observe(health.Suspect(id, now))
+			}
+		}
+	}
+}
+
+// suspects are the peers this node's own memberlist probes suspect,
+// published in its gossip metadata (gossip.Meta.Suspects).
+type suspects struct {
+	mu    sync.Mutex
+	set   map[string]bool
+	dirty chan struct{}
+}
+
+func (a *Agent) setSuspect(id string, on bool) {
+	a.suspects.mu.Lock()
+	changed := a.suspects.set[id] != on
+	if on {
+		a.suspects.set[id] = true
+	} else {
+		delete(a.suspects.set, id)
+	}
+	a.suspects.mu.Unlock()
+	if changed {
+		select {
+		case a.suspects.dirty <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// currentSuspects returns at most gossip.MaxSuspects suspects, sorted.
+func (a *Agent) currentSuspects() []string {
+	a.suspects.mu.Lock()
+	defer a.suspects.mu.Unlock()
+	var out []string
+	for id := range a.suspects.set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	if len(out) > gossip.MaxSuspects {
+		out = out[:gossip.MaxSuspects]
+	}
+	return out
+}
+
+// suspectPublisher republishes this node's metadata when its suspicions
+// change. UpdateMeta waits for the broadcast, so it runs here rather than
+// on the gossip event loop.
+func (a *Agent) suspectPublisher() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-a.suspects.dirty:
+		}
+		if err := a.gossip.UpdateMeta(a.localMeta()); err != nil && a.ctx.Err() == nil {
+			a.log.Debug("publishing suspicions", "error", err)
+		}
+	}
+}
+
+// verdictLoop logs and counts verdicts and wakes the leader, which reads
+// the monitor's state level-triggered in reconcile (so a verdict decided
+// while another agent led is still acted on).
+func (a *Agent) verdictLoop() {
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case v, ok := <-a.monitor.Verdicts():
+			if !ok {
+				return
+			}
+			a.log.Info("health verdict", "peer", v.Node, "verdict", v.Kind.String(), "failures", v.Failures,
+				"suspected_for", v.SuspectedFor.String(), "reason", v.Reason)
+			a.metrics.verdicts.WithLabelValues(v.Kind.String()).Inc()
+			if v.Kind == health.VerdictFailed && v.SuspectedFor > 0 {
+				a.metrics.suspicionToVerdict.Observe(v.SuspectedFor.Seconds())
+			}
+			a.kickLeader()
+		}
+	}
+}
+
+// quorumLoop tracks whether this agent has seen a leader within the
+// election timeout; without one it reports quorum lost.
+func (a *Agent) quorumLoop() {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	var lastSeen time.Time // zero until this agent has a raft log
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		// Only an agent that is part of a cluster (it has a raft log) can
+		// lose its quorum; a new agent waiting to be added has none yet,
+		// and the first election after a bootstrap is not a loss.
+		if a.raft.Stats().LastIndex == 0 {
+			continue
+		}
+		if a.knownLeader() || lastSeen.IsZero() {
+			lastSeen = time.Now()
+		}
+		lost := time.Since(lastSeen) > a.electionTimeout
+		if a.quorumLost.Swap(lost) != lost {
+			if lost {
+				a.log.Warn("quorum lost: no leader", "since", lastSeen.Format(time.RFC3339Nano))
+				a.metrics.quorumLost.Set(1)
+			} else {
+				a.log.Info("quorum regained")
+				a.metrics.quorumLost.Set(0)
+			}
+			a.notifyQuorum(lost)
+		}
+	}
+}

@@ -1,0 +1,71 @@
+package control
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// newcomers is gossip's view of agents that have just started: alive,
+// with their raft ID and address published, no raft state yet.
+func newcomers(ids ...string) *fakeMembers {
+	m := &fakeMembers{nodes: map[string]gossip.Node{}}
+	for _, id := range ids {
+		m.nodes[id] = gossip.Node{ID: id, State: gossip.StateAlive, Meta: gossip.Meta{RaftID: id + "-r", RaftAddr: id + ":7947"}}
+	}
+	return m
+}
+
+// Every agent of a new cluster bootstraps the same configuration: the
+// BootstrapExpect agents with the smallest IDs, all voters, once gossip's
+// view has been stable for a moment. An agent outside them waits to be
+// added; none bootstraps beside a peer that already has a raft log.
+func TestTheFirstAgentsBootstrapTheSameConfigurationOnceTheirViewIsStable(t *testing.T) {
+	want := []raftctl.Server{{ID: "a-r", Address: "a:7947", Voter: true}, {ID: "b-r", Address: "b:7947", Voter: true}, {ID: "c-r", Address: "c:7947", Voter: true}}
+	start := func(self string, members *fakeMembers) (*Bootstrapper, *fakeRaft, *fakeClock) {
+		cfg := testConfig(self)
+		cfg.BootstrapExpect = 3
+		r := &fakeRaft{self: self + "-r", peers: map[string]raftctl.PeerStatus{}}
+		clk := newFakeClock()
+		return New(cfg, Deps{Raft: r, Members: members, Clock: clk}).NewBootstrapper(), r, clk
+	}
+	ctx := context.Background()
+
+	for _, self := range []string{"a", "b", "c"} {
+		members := newcomers("a", "b")
+		b, r, clk := start(self, members)
+		if b.Step(ctx) {
+			t.Fatalf("%s: done with two of three agents in view", self)
+		}
+		members.nodes = newcomers("d", "c", "b", "a").nodes
+		if b.Step(ctx) || r.HasState() {
+			t.Fatalf("%s: bootstrapped on a view seen once", self)
+		}
+		clk.Advance(bootstrapStableFor / 2)
+		if b.Step(ctx) || r.HasState() {
+			t.Fatalf("%s: bootstrapped on a view stable for less than %s", self, bootstrapStableFor)
+		}
+		clk.Advance(bootstrapStableFor / 2)
+		if !b.Step(ctx) || !slices.Equal(r.servers, want) {
+			t.Fatalf("%s: bootstrapped %v, want %v", self, r.servers, want)
+		}
+	}
+
+	b, r, clk := start("d", newcomers("a", "b", "c", "d"))
+	b.Step(ctx)
+	clk.Advance(bootstrapStableFor)
+	if !b.Step(ctx) || r.HasState() {
+		t.Fatal("d, not among the first three, bootstrapped")
+	}
+
+	b, r, clk = start("a", newcomers("a", "b", "c"))
+	r.peers["c:7947"] = raftctl.PeerStatus{LastIndex: 42}
+	b.Step(ctx)
+	clk.Advance(bootstrapStableFor)
+	if !b.Step(ctx) || r.HasState() {
+		t.Fatal("bootstrapped beside a peer that already has a raft log")
+	}
+}

@@ -1,0 +1,104 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+)
+
+// This file runs the planner on the leader and keeps a bounded log of the
+// decisions it applied.
+
+// planLimits are the planner's bounds from the configuration.
+func (c *Controller) planLimits() failover.Limits {
+	l := failover.DefaultLimits()
+	l.MaxMigrationsPerNode = c.cfg.MaxMigrationsPerNode
+	l.MaxMigrations = c.cfg.MaxMigrations
+	l.MigrationTimeout = int64(c.cfg.MigrationTimeout)
+	l.ReplaceDelay = int64(c.cfg.ReplaceDelay)
+	// Without an app to acknowledge copies, a copy is complete as soon as
+	// it is started.
+	l.Instant = c.cfg.InstantCopies
+	return l
+}
+
+// planSeed breaks the planner's ties. It is the raft term, so that every
+// agent computes the same dry-run plan as the leader (GET /v1/plan) and a
+// new leader may spread primaries differently from the last.
+func (c *Controller) planSeed() int64 { return int64(c.raft.Stats().Term) }
+
+// PlanInput is the planner's input for state, with the ages of its
+// migrations and failures as this agent's monotonic clock measured them.
+func (c *Controller) PlanInput(state *failover.Cluster) failover.PlanInput {
+	ages := c.ages.Observe(state, c.clock.Elapsed())
+	return failover.PlanInput{Cluster: state, Ages: ages.Plan, Seed: c.planSeed(), Limits: c.planLimits()}
+}
+
+// runPlanner applies one round of the plan, all its actions in one raft
+// entry. Every applied change wakes the leader's loop again, so rounds
+// follow each other until the plan is empty.
+func (c *Controller) runPlanner(ctx context.Context) error {
+	state := c.raft.Snapshot()
+	if !state.Bootstrapped {
+		return nil
+	}
+	start := time.Now()
+	actions := failover.Plan(c.PlanInput(state))
+	took := time.Since(start)
+	if len(actions) == 0 {
+		c.obs.Planned(took, nil, false)
+		return nil
+	}
+	res, err := c.Apply(ctx, failover.Command{Kind: failover.CmdApplyActions, At: c.clock.Now().UnixNano(), Actions: actions})
+	c.obs.Planned(took, actions, err == nil)
+	if err != nil {
+		return fmt.Errorf("apply plan: %w", err)
+	}
+	c.RecordEvent("plan.applied", fmt.Sprintf("%d actions applied, %d stale", res.Applied, res.Stale), actions)
+	c.log.Debug("plan applied", "actions", len(actions), "applied", res.Applied, "stale", res.Stale)
+	return nil
+}
+
+// maxEvents bounds the decision log kept in memory.
+const maxEvents = 256
+
+// Event is one entry of GET /v1/events: a decision this agent applied as
+// leader.
+type Event struct {
+	Seq     uint64            `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"type"`
+	Summary string            `json:"summary"`
+	Actions []failover.Action `json:"actions,omitempty"`
+}
+
+// EventLog is a bounded ring of the decisions this agent applied as leader.
+type EventLog struct {
+	mu   sync.Mutex
+	seq  uint64
+	ring []Event
+}
+
+func (l *EventLog) record(now time.Time, typ, summary string, actions []failover.Action) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.seq++
+	// Keep at most the first 64 actions of a large plan: the log is for
+	// people, and /v1/partitions shows the result.
+	if len(actions) > 64 {
+		actions = actions[:64]
+	}
+	l.ring = append(l.ring, Event{Seq: l.seq, Time: now.UTC(), Type: typ, Summary: summary, Actions: actions})
+	if len(l.ring) > maxEvents {
+		l.ring = append([]Event(nil), l.ring[len(l.ring)-maxEvents:]...)
+	}
+}
+
+func (l *EventLog) list() []Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]Event{}, l.ring...)
+}

@@ -1,0 +1,199 @@
+package control
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// raftCluster is a state whose members are raft servers named "<id>-r".
+func raftCluster(statuses map[string]failover.MemberStatus) (*failover.Cluster, map[string]bool) {
+	c := &failover.Cluster{Bootstrapped: true, Members: map[string]failover.Member{}}
+	inConfig := map[string]bool{}
+	for id, st := range statuses {
+		c.Members[id] = failover.Member{ID: id, RaftID: id + "-r", Status: st}
+		inConfig[id+"-r"] = true
+	}
+	return c, inConfig
+}
+
+func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
+	const alive, failed = failover.StatusAlive, failover.StatusFailed
+	tests := []struct {
+		name           string
+		statuses       map[string]failover.MemberStatus
+		voters         []string
+		frozen         bool
+		self           string
+		inStatus       map[string]time.Duration
+		detectorFailed map[string]time.Duration
+		want           []string
+	}{
+		{
+			name:     "a failed voter and a failed non-voter",
+			statuses: map[string]failover.MemberStatus{"a": alive, "b": alive, "c": failed, "d": alive, "e": alive, "f": failed},
+			voters:   []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
+			want:     []string{"c-r", "f-r"},
+		},
+		{
+			name:     "frozen: the dead voter still goes, and the dead non-voter too (the quorum does not depend on it)",
+			statuses: map[string]failover.MemberStatus{"a": alive, "b": alive, "c": failed, "d": alive, "e": alive, "f": failed},
+			voters:   []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
+			frozen:   true,
+			want:     []string{"c-r", "f-r"},
+		},
+		{
+			name: "frozen before marking: voters the detector holds failed go, two of five at most, oldest first; a non-voter it holds failed goes",
+			statuses: map[string]failover.MemberStatus{
+				"a": alive, "b": alive, "c": alive, "d": alive, "e": alive, "f": alive,
+			},
+			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
+			frozen:         true,
+			detectorFailed: map[string]time.Duration{"c": 3 * time.Second, "d": 9 * time.Second, "e": 5 * time.Second, "f": time.Minute},
+			want:           []string{"d-r", "e-r", "f-r"},
+		},
+		{
+			name:     "two dead of three voters: one at a time (a quorum of the old three remains)",
+			statuses: map[string]failover.MemberStatus{"a": alive, "b": failed, "c": failed, "d": alive},
+			voters:   []string{"a-r", "b-r", "c-r"},
+			inStatus: map[string]time.Duration{"b": time.Minute, "c": time.Hour},
+			want:     []string{"c-r"},
+		},
+		{
+			name:           "this agent and departed members are not removed here",
+			statuses:       map[string]failover.MemberStatus{"a": failed, "b": failover.StatusLeft, "c": alive},
+			voters:         []string{"a-r", "b-r", "c-r"},
+			self:           "a-r",
+			detectorFailed: map[string]time.Duration{"b": time.Minute},
+			want:           []string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state, inConfig := raftCluster(tt.statuses)
+			got := deadServersToRemove(state, tt.voters, inConfig, tt.frozen, tt.self, tt.inStatus, tt.detectorFailed)
+			if got == nil {
+				got = []string{}
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("removed %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// failNode makes id dead everywhere the leader looks: gossip, the
+// detector, and (marked) the state.
+func (cl *cluster) failNode(id string) {
+	cl.members.set(id, gossip.StateDead)
+	cl.detector.set(id, health.StateFailed, cl.clock.Now())
+	cl.setStatus(id, failover.StatusFailed)
+}
+
+// reconcileMembership runs the two membership steps of a reconcile round:
+// the raft configuration, then the voters.
+func (cl *cluster) reconcileMembership(t *testing.T) {
+	t.Helper()
+	if err := cl.ctrl.reconcileRaftConfig(cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ctrl.reconcileVoters(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Two of three voters die beside two live non-voters. The leader removes
+// one dead voter, the older failure (the quorum rule: (3-1)/2 = 1 at a
+// time), promotes a live agent once it has been stable for the
+// stabilisation time, and only then removes the second dead voter: the
+// configuration never loses its quorum, and ends with three live voters.
+func TestTwoDeadVotersOfThreeLeaveOneAtATimeWhileLiveAgentsArePromoted(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3", "n4", "n5"}, map[string]bool{"n1": true, "n2": true, "n3": true})
+	for _, id := range []string{"n4", "n5"} {
+		cl.raft.peers[id+":7947"] = raftctl.PeerStatus{AppliedIndex: 1 << 20}
+	}
+	cl.failNode("n3")
+	cl.clock.Advance(10 * time.Second)
+	cl.failNode("n2")
+	cl.raft.takeOps()
+
+	cl.reconcileMembership(t)
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"remove n3-r"}) {
+		t.Fatalf("first round: %v, want only the older dead voter removed", ops)
+	}
+	cl.reconcileMembership(t)
+	if ops := cl.raft.takeOps(); len(ops) != 0 {
+		t.Fatalf("second round, before anyone is stable: %v, want nothing", ops)
+	}
+	cl.clock.Advance(voterStableFor)
+	cl.reconcileMembership(t)
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"promote n4-r"}) {
+		t.Fatalf("after the stabilisation time: %v, want n4 promoted (the lowest ID)", ops)
+	}
+	cl.reconcileMembership(t)
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"remove n2-r", "promote n5-r"}) {
+		t.Fatalf("with three voters again: %v, want the second dead voter removed and n5 promoted", ops)
+	}
+	if v := cl.voters(); !slices.Equal(v, []string{"n1-r", "n4-r", "n5-r"}) {
+		t.Fatalf("voters %v, want the three live agents", v)
+	}
+	for id, want := range map[string]bool{"n1": true, "n2": false, "n3": false, "n4": true, "n5": true} {
+		if got := cl.member(id).Voter; got != want {
+			t.Errorf("the state holds %s voter=%v, want %v", id, got, want)
+		}
+	}
+}
+
+// While removals are frozen (three of six marked failed), dead voters
+// still leave the configuration within the quorum rule, and so does a dead
+// non-voter, which the quorum does not depend on.
+func TestFrozenRemovalsStillTakeDeadVotersOut(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3", "n4", "n5", "n6"}, map[string]bool{"n1": true, "n2": true, "n3": true, "n4": true, "n5": true})
+	for _, id := range []string{"n4", "n5", "n6"} {
+		cl.failNode(id)
+	}
+	if frozen, _ := cl.ctrl.frozen(cl.ctrl.MemberState(), 0); !frozen {
+		t.Fatal("three of six failed does not freeze removals: the test would prove nothing")
+	}
+	cl.raft.takeOps()
+	if err := cl.ctrl.reconcileRaftConfig(cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"remove n4-r", "remove n5-r", "remove n6-r"}) {
+		t.Fatalf("frozen: %v, want the two dead voters out ((5-1)/2 = 2) and the dead non-voter n6", ops)
+	}
+}
+
+// The configuration follows the members: a live member missing from it is
+// added as a non-voter, a server that is no member's incarnation is
+// removed, and so is a member that left, even in maintenance mode.
+func TestTheRaftConfigurationFollowsTheMembers(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3", "n4"}, map[string]bool{"n1": true, "n2": true, "n3": true})
+	n5 := failover.Member{ID: "n5", RaftID: "n5-r", RaftAddr: "n5:7947"}
+	if _, err := cl.raft.ApplyForwarded(context.Background(), failover.Command{Kind: failover.CmdUpsertMember, Member: &n5}); err != nil {
+		t.Fatal(err)
+	}
+	cl.raft.servers = append(cl.raft.servers, raftctl.Server{ID: "n2-old", Address: "n2:7947"})
+	cl.setStatus("n4", failover.StatusLeft)
+	if _, err := cl.raft.ApplyForwarded(context.Background(), failover.Command{Kind: failover.CmdSetMaintenance, Maintenance: true}); err != nil {
+		t.Fatal(err)
+	}
+	cl.raft.takeOps()
+	if err := cl.ctrl.reconcileRaftConfig(cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"add n5-r", "remove n2-old", "remove n4-r"}) {
+		t.Fatalf("changes %v", ops)
+	}
+	servers, _ := cl.raft.Configuration()
+	if i := slices.IndexFunc(servers, func(s raftctl.Server) bool { return s.ID == "n5-r" }); i < 0 || servers[i].Voter || servers[i].Address != "n5:7947" {
+		t.Fatalf("n5 in the configuration: %+v", servers)
+	}
+}

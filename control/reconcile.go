@@ -1,0 +1,52 @@
+package control
+
+import (
+	"context"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+)
+
+// Reconcile does one round of the leader's work: bootstrap the table,
+// register members seen in gossip, mark failures, forget members gone for
+// good, keep the raft configuration in line with the members, keep the
+// voter count at its target, and apply one round of the planner. Each step
+// is idempotent, so that a new leader simply finishes what its predecessor
+// left half-done; the agent calls it on every change and every second
+// while it leads.
+func (c *Controller) Reconcile(ctx context.Context) error {
+	state := c.MemberState()
+	if !state.Bootstrapped {
+		return c.bootstrapTable(ctx)
+	}
+	if err := c.registerMembers(ctx, state); err != nil {
+		return err
+	}
+	if err := c.markFailures(ctx); err != nil {
+		return err
+	}
+	if err := c.reapMembers(ctx); err != nil {
+		return err
+	}
+	if err := c.reconcileRaftConfig(c.MemberState()); err != nil {
+		return err
+	}
+	if err := c.reconcileVoters(ctx); err != nil {
+		return err
+	}
+	return c.runPlanner(ctx)
+}
+
+// memberFromGossip is the cluster model's view of a gossip node.
+func memberFromGossip(n gossip.Node) failover.Member {
+	return failover.Member{
+		ID:         n.ID,
+		RaftID:     n.Meta.RaftID,
+		GossipAddr: n.Addr,
+		RaftAddr:   n.Meta.RaftAddr,
+		APIAddr:    n.Meta.APIAddr,
+		AppAddr:    n.Meta.AppAddr,
+		Zone:       n.Meta.Zone,
+		Weight:     n.Meta.Weight,
+	}
+}

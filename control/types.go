@@ -1,0 +1,147 @@
+package control
+
+import (
+	"context"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/raftctl"
+)
+
+// Raft lists the raft operations the control plane uses, and only those,
+// so that tests can fake them. *raftctl.Node implements it.
+type Raft interface {
+	// Read runs fn on this server's copy of the cluster state (as its
+	// state machine applied it); fn must not keep c.
+	Read(fn func(c *failover.Cluster))
+	// Snapshot is a copy of this server's cluster state.
+	Snapshot() *failover.Cluster
+	// Subscribe wakes the returned channel after each change of the state.
+	Subscribe() (changes <-chan struct{}, unsubscribe func())
+	// ApplyForwarded commits cmd: directly on the leader, forwarded to the
+	// leader otherwise.
+	ApplyForwarded(ctx context.Context, cmd failover.Command) (failover.Result, error)
+
+	// Configuration is the raft configuration as this server knows it.
+	Configuration() ([]raftctl.Server, error)
+	// AddNonvoter adds a server, or updates its address (leader only).
+	AddNonvoter(id, addr string) error
+	// Remove takes a server out of the configuration (leader only).
+	Remove(id string) error
+	// Promote makes a non-voter a voter (leader only).
+	Promote(id string) error
+	// Demote makes a voter a non-voter (leader only).
+	Demote(id string) error
+	// Bootstrap writes the first configuration of a new cluster.
+	Bootstrap(servers []raftctl.Server) error
+	// HasState reports whether this server had a raft log at start.
+	HasState() bool
+
+	// IsLeader reports whether this server leads now.
+	IsLeader() bool
+	// Term is the current raft term.
+	Term() uint64
+	// VerifyLeader confirms with a quorum that this server still leads.
+	VerifyLeader(timeout time.Duration) error
+	// Leader is the current leader's server ID and address ("" if none).
+	Leader() (id, addr string)
+	// TransferLeadership hands leadership to another voter.
+	TransferLeadership() error
+	// Stats are this server's term and indexes.
+	Stats() raftctl.Stats
+	// PingStatus asks the agent at a raft address how far it has applied.
+	PingStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error)
+}
+
+// Membership lists the gossip operations the control plane uses.
+// *gossip.Gossip implements it.
+type Membership interface {
+	// Members is every node gossip knows, in any state.
+	Members() []gossip.Node
+	// Member is one node by ID.
+	Member(id string) (gossip.Node, bool)
+}
+
+// Detector is the failure detector's view of the other nodes.
+// *health.Monitor implements it.
+type Detector interface {
+	// Node is the detector's view of one node; false if it never heard of
+	// it.
+	Node(id string) (health.NodeHealth, bool)
+}
+
+// Clock gives the wall clock for timestamps that leave this node (the At
+// of raft commands) and a monotonic reading for every age and timeout:
+// Elapsed is the time since an arbitrary origin, which a step of the wall
+// clock does not move. A leader whose wall clock jumped an hour ahead used
+// to cancel every copy in flight as "timed out after 1h0m11s".
+type Clock interface {
+	Now() time.Time
+	Elapsed() time.Duration
+}
+
+// SystemClock reads the real clocks. Go's time.Now carries a monotonic
+// reading, and time.Since subtracts those, so Elapsed never steps.
+type SystemClock struct{ origin time.Time }
+
+// NewSystemClock starts a system clock's Elapsed at zero now.
+func NewSystemClock() SystemClock { return SystemClock{origin: time.Now()} }
+
+// Now is time.Now.
+func (c SystemClock) Now() time.Time { return time.Now() }
+
+// Elapsed is the monotonic time since NewSystemClock.
+func (c SystemClock) Elapsed() time.Duration { return time.Since(c.origin) }
+
+// Observer is told what the control plane did, for metrics. Its methods are
+// called from the reconcile round and from Apply's callers; they must
+// return quickly.
+type Observer interface {
+	// Applied: one command took this long to commit (forwarding included).
+	Applied(took time.Duration)
+	// MarkedFailed: this leader marked a member failed.
+	MarkedFailed()
+	// Frozen: automatic removals were frozen (true) or resumed (false).
+	Frozen(frozen bool)
+	// Planned: one round of the planner took this long, and proposed these
+	// actions (committed: applied tells whether the entry went through).
+	Planned(took time.Duration, actions []failover.Action, applied bool)
+}
+
+// Config is what the control plane decides with: the agent's settings
+// that concern the cluster.
+type Config struct {
+	// NodeID is this node's logical ID; RaftID this incarnation's raft
+	// server ID.
+	NodeID string
+	RaftID string
+	// BootstrapExpect: this many agents form the first cluster (0: this
+	// agent never bootstraps one).
+	BootstrapExpect int
+	// Partitions and ReplicationFactor are the bootstrap's settings.
+	Partitions        int
+	ReplicationFactor int
+	// Voters is the target number of raft voters (odd).
+	Voters int
+	// MaxFailed: more members failed at once than this freezes automatic
+	// removals (0: DefaultMaxFailed).
+	MaxFailed int
+	// ProbeInterval is the failure detector's; the freeze's at-once window
+	// is counted in it.
+	ProbeInterval time.Duration
+	// ReplaceDelay, MigrationTimeout, MaxMigrationsPerNode and
+	// MaxMigrations bound the planner (failover.Limits).
+	ReplaceDelay         time.Duration
+	MigrationTimeout     time.Duration
+	MaxMigrationsPerNode int
+	MaxMigrations        int
+	// InstantCopies: no app is attached, so a copy is complete as soon as
+	// it is started.
+	InstantCopies bool
+	// ReapAfter: a member failed or departed for this long is forgotten.
+	ReapAfter time.Duration
+	// Leases are the primary lease's timings (LeaseTimingsFor).
+	Leases LeaseTimings
+}
