@@ -130,14 +130,22 @@ func (c *Controller) peerInCluster(ctx context.Context, peers []gossip.Node) (st
 		if n.ID == c.cfg.NodeID || n.Meta.RaftAddr == "" {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := c.raft.PingStatus(pctx, n.Meta.RaftAddr)
-		cancel()
-		if err == nil && st.LastIndex > 0 {
+		if st, err := c.peerStatus(ctx, n.Meta.RaftAddr); err == nil && st.LastIndex > 0 {
 			return n.ID, true
 		}
 	}
 	return "", false
+}
+
+// peerPingTimeout bounds one ping of a peer's raft port for its status.
+const peerPingTimeout = 2 * time.Second
+
+// peerStatus asks the agent at a raft address how far its log and state
+// machine are, within peerPingTimeout.
+func (c *Controller) peerStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, peerPingTimeout)
+	defer cancel()
+	return c.raft.PingStatus(ctx, addr)
 }
 
 // bootstrapTable applies the bootstrap command: settings and the partition
@@ -150,10 +158,7 @@ func (c *Controller) bootstrapTable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	byRaftID := map[string]gossip.Node{}
-	for _, n := range c.members.Members() {
-		byRaftID[n.Meta.RaftID] = n
-	}
+	byRaftID := c.gossipByRaftID()
 	var members []failover.Member
 	for _, s := range servers {
 		n, ok := byRaftID[s.ID]

@@ -250,11 +250,17 @@ func (r *fakeRaft) PingStatus(ctx context.Context, addr string) (raftctl.PeerSta
 }
 
 // takeOps returns the configuration changes since the last call.
-func (r *fakeRaft) takeOps() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.ops
-	r.ops = nil
+func (r *fakeRaft) takeOps() []string { return take(&r.mu, &r.ops) }
+
+// takeCommands returns the commands applied since the last call.
+func (r *fakeRaft) takeCommands() []failover.Command { return take(&r.mu, &r.commands) }
+
+// take empties a record kept under mu and returns what it held.
+func take[T any](mu *sync.Mutex, record *[]T) []T {
+	mu.Lock()
+	defer mu.Unlock()
+	out := *record
+	*record = nil
 	return out
 }
 
@@ -382,15 +388,6 @@ func (cl *cluster) setStatus(id string, st failover.MemberStatus) {
 		panic(err)
 	}
 	cl.ctrl.Ages().Observe(cl.raft.Snapshot(), cl.clock.Elapsed())
-}
-
-// takeCommands returns the commands applied since the last call.
-func (r *fakeRaft) takeCommands() []failover.Command {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := r.commands
-	r.commands = nil
-	return out
 }
 
 // recorder is an Observer that counts.

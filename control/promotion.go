@@ -30,10 +30,7 @@ func (c *Controller) reconcileVoters(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gossipByRaftID := map[string]gossip.Node{}
-	for _, n := range c.members.Members() {
-		gossipByRaftID[n.Meta.RaftID] = n
-	}
+	gossipByRaftID := c.gossipByRaftID()
 	// In service by the committed state, not by gossip's momentary view:
 	// see ServerHealth.InService.
 	state := c.MemberState()
@@ -139,9 +136,7 @@ func (c *Controller) peerCaughtUp(ctx context.Context, n gossip.Node, commit uin
 	if n.Meta.RaftAddr == "" {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	st, err := c.raft.PingStatus(ctx, n.Meta.RaftAddr)
+	st, err := c.peerStatus(ctx, n.Meta.RaftAddr)
 	if err != nil {
 		return false
 	}

@@ -37,6 +37,15 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	return c.runPlanner(ctx)
 }
 
+// gossipByRaftID is gossip's nodes by the raft ID they publish.
+func (c *Controller) gossipByRaftID() map[string]gossip.Node {
+	out := map[string]gossip.Node{}
+	for _, n := range c.members.Members() {
+		out[n.Meta.RaftID] = n
+	}
+	return out
+}
+
 // memberFromGossip is the cluster model's view of a gossip node.
 func memberFromGossip(n gossip.Node) failover.Member {
 	return failover.Member{
