@@ -11,8 +11,8 @@
 //     every one of them calls Bootstrap with the same N servers as voters.
 //     Exactly one cluster forms; a node that already has state ignores it.
 //   - Join: the leader calls AddNonvoter for a server that appears in gossip,
-//     then Promote for the ones PlanVoters picks once they are caught up. A
-//     server that comes back at a new address is re-added with the same call
+//     then Promote for the ones control.PlanVoters picks once they are
+//     caught up. A server that comes back at a new address is re-added with the same call
 //     (its address is updated); see AddNonvoter for a new ID at an old
 //     address.
 //   - Write: ApplyForwarded, on any server: it applies on the leader, or

@@ -55,7 +55,7 @@ func (n *Node) leaderConfiguration() ([]Server, uint64, error) {
 //     back with a wiped data dir under a new raft ID, at its old address):
 //     that stale server is removed first, because raft refuses two servers
 //     at one address ("found duplicate address"), then id is added. Removing
-//     a stale voter lowers the voter count; the voter plan (PlanVoters)
+//     a stale voter lowers the voter count; the voter plan (control.PlanVoters)
 //     makes it up again.
 //
 // The leader never removes itself this way: if addr is the leader's own
@@ -96,7 +96,7 @@ func (n *Node) AddNonvoter(id, addr string) error {
 }
 
 // Promote makes the configured server id a voter, at its current address.
-// Promote a server only once it has caught up (see PlanVoters): a voter that
+// Promote a server only once it has caught up (see control.PlanVoters): a voter that
 // lags cannot help form a quorum.
 func (n *Node) Promote(id string) error {
 	servers, index, err := n.leaderConfiguration()
