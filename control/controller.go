@@ -38,7 +38,7 @@ type Controller struct {
 	// many failures the last round counted at once.
 	freeze freezeState
 	// events is the bounded log of decisions applied as leader.
-	events EventLog
+	events eventLog
 	// leases is the leader's ledger of primary leases.
 	leases *LeaseLedger
 	// leaving is set once this agent has begun to leave: it is then no

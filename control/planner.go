@@ -75,14 +75,14 @@ type Event struct {
 	Actions []failover.Action `json:"actions,omitempty"`
 }
 
-// EventLog is a bounded ring of the decisions this agent applied as leader.
-type EventLog struct {
+// eventLog is a bounded ring of the decisions this agent applied as leader.
+type eventLog struct {
 	mu   sync.Mutex
 	seq  uint64
 	ring []Event
 }
 
-func (l *EventLog) record(now time.Time, typ, summary string, actions []failover.Action) {
+func (l *eventLog) record(now time.Time, typ, summary string, actions []failover.Action) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.seq++
@@ -97,7 +97,7 @@ func (l *EventLog) record(now time.Time, typ, summary string, actions []failover
 	}
 }
 
-func (l *EventLog) list() []Event {
+func (l *eventLog) list() []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]Event{}, l.ring...)

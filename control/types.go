@@ -113,15 +113,17 @@ type Observer interface {
 // Config is what the control plane decides with: the agent's settings
 // that concern the cluster.
 type Config struct {
-	// NodeID is this node's logical ID; RaftID this incarnation's raft
-	// server ID.
+	// NodeID is this node's logical ID.
 	NodeID string
+	// RaftID is this incarnation's raft server ID.
 	RaftID string
 	// BootstrapExpect: this many agents form the first cluster (0: this
 	// agent never bootstraps one).
 	BootstrapExpect int
-	// Partitions and ReplicationFactor are the bootstrap's settings.
-	Partitions        int
+	// Partitions is the number of partitions the bootstrap creates.
+	Partitions int
+	// ReplicationFactor is the bootstrap's number of copies of each
+	// partition.
 	ReplicationFactor int
 	// Voters is the target number of raft voters (odd).
 	Voters int
@@ -131,12 +133,17 @@ type Config struct {
 	// ProbeInterval is the failure detector's; the freeze's at-once window
 	// is counted in it.
 	ProbeInterval time.Duration
-	// ReplaceDelay, MigrationTimeout, MaxMigrationsPerNode and
-	// MaxMigrations bound the planner (failover.Limits).
-	ReplaceDelay         time.Duration
-	MigrationTimeout     time.Duration
+	// ReplaceDelay is how long the planner waits before it re-creates a
+	// failed node's copies elsewhere.
+	ReplaceDelay time.Duration
+	// MigrationTimeout: a copy not acknowledged within it is re-planned
+	// (0: the planner's default).
+	MigrationTimeout time.Duration
+	// MaxMigrationsPerNode bounds the copies in flight one node takes
+	// part in.
 	MaxMigrationsPerNode int
-	MaxMigrations        int
+	// MaxMigrations bounds the copies in flight in the whole cluster.
+	MaxMigrations int
 	// InstantCopies: no app is attached, so a copy is complete as soon as
 	// it is started.
 	InstantCopies bool
