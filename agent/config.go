@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/steward-dev/steward/control"
 )
 
 // Config is everything an agent can be told. Start from DefaultConfig and
@@ -330,9 +332,7 @@ func (c Config) Validate() error {
 	if c.Weight < 1 || c.Weight > 1000 {
 		return configErrorf("-weight: %d is not between 1 and 1000", c.Weight)
 	}
-	switch c.Profile {
-	case "local", "lan", "wan":
-	default:
+	if _, err := control.ParseProfile(c.Profile); err != nil {
 		return configErrorf("-profile: %q is not local, lan or wan", c.Profile)
 	}
 	for _, u := range []struct{ name, v string }{{"webhook-url", c.WebhookURL}, {"app-health-url", c.AppHealthURL}} {

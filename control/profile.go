@@ -3,7 +3,6 @@ package control
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/steward-dev/steward/gossip"
@@ -32,10 +31,10 @@ const (
 // profile.
 var ErrUnknownProfile = errors.New("control: unknown profile")
 
-// ParseProfile reads a profile name (case and surrounding spaces do not
-// matter). An unknown name is an error, never a fallback.
+// ParseProfile reads a profile name: local, lan or wan, as the -profile
+// flag spells them. An unknown name is an error, never a fallback.
 func ParseProfile(s string) (Profile, error) {
-	p := Profile(strings.ToLower(strings.TrimSpace(s)))
+	p := Profile(s)
 	if _, err := p.Timings(); err != nil {
 		return "", err
 	}

@@ -18,8 +18,8 @@ func TestEveryProfileTimesGossipHealthAndRaft(t *testing.T) {
 		election          time.Duration
 	}{
 		{"local", gossip.ProfileLocal, 200 * time.Millisecond, 150 * time.Millisecond, time.Second},
-		{"LAN", gossip.ProfileLAN, time.Second, 500 * time.Millisecond, time.Second},
-		{" wan ", gossip.ProfileWAN, 3 * time.Second, 2 * time.Second, 3 * time.Second},
+		{"lan", gossip.ProfileLAN, time.Second, 500 * time.Millisecond, time.Second},
+		{"wan", gossip.ProfileWAN, 3 * time.Second, 2 * time.Second, 3 * time.Second},
 	}
 	for _, tt := range tests {
 		p, err := ParseProfile(tt.name)
@@ -59,8 +59,10 @@ func TestEveryProfileTimesGossipHealthAndRaft(t *testing.T) {
 
 // An unknown profile is an error wherever it is read, never lan's timings.
 func TestAnUnknownProfileIsAnError(t *testing.T) {
-	if _, err := ParseProfile("moon"); !errors.Is(err, ErrUnknownProfile) {
-		t.Fatalf("ParseProfile(moon): %v, want ErrUnknownProfile", err)
+	for _, name := range []string{"moon", "", "LAN", " lan"} {
+		if _, err := ParseProfile(name); !errors.Is(err, ErrUnknownProfile) {
+			t.Fatalf("ParseProfile(%q): %v, want ErrUnknownProfile", name, err)
+		}
 	}
 	if tm, err := Profile("moon").Timings(); !errors.Is(err, ErrUnknownProfile) || tm != (Timings{}) {
 		t.Fatalf("Timings of moon: %+v, %v; want no timings and ErrUnknownProfile", tm, err)
