@@ -123,14 +123,6 @@ func (c *Controller) markFailures(ctx context.Context) error {
 	return nil
 }
 
-// frozen reports whether automatic removals are frozen and why. troubled
-// counts the members the state still holds alive that the detector holds
-// suspect or failed.
-func (c *Controller) frozen(state *failover.Cluster, troubled int) (bool, string) {
-	total, failed := c.freezeCounts(state, troubled)
-	return FreezeDecision(total, failed, c.cfg.MaxFailed, state.Maintenance)
-}
-
 // freezeCounts gathers FreezeCounts' inputs: failures already marked
 // count only while they are recent, or not handled yet, their age measured
 // on this agent's monotonic clock.

@@ -51,8 +51,6 @@ type raftConfigInputs struct {
 	detectorFailed map[string]time.Duration
 	// inStatus is how long each member has had its status.
 	inStatus map[string]time.Duration
-	// frozen: automatic removals are frozen (dead voters still go).
-	frozen bool
 }
 
 // planRaftConfig decides (purely) the changes of the raft configuration,
@@ -110,7 +108,7 @@ func planRaftConfig(in raftConfigInputs) []configChange {
 			detectorFailed[id] = d
 		}
 	}
-	for _, id := range deadServersToRemove(in.state, voters, present, in.frozen, in.self, in.inStatus, detectorFailed) {
+	for _, id := range deadServersToRemove(in.state, voters, present, in.self, in.inStatus, detectorFailed) {
 		out = append(out, configChange{kind: removeFailed, server: inConfig[id]})
 	}
 	return out
@@ -124,9 +122,9 @@ func planRaftConfig(in raftConfigInputs) []configChange {
 // members the state does not hold failed (yet); self is this agent's raft
 // server ID, never removed here.
 //
-// Dead voters are removed even while removals are frozen (frozen): a
-// voter is dead when the member is marked failed, or when the detector
-// holds it failed while the freeze keeps it alive in the state. Otherwise
+// Dead servers are removed even while removals are frozen: a server is
+// dead when the member is marked failed, or when the detector holds it
+// failed while the freeze keeps it alive in the state. Otherwise
 // the quorum would go on depending on dead members while live agents could
 // vote in their place (PlanVoters promotes them once the dead are out), and
 // the next death could cost the quorum for good, as 2 dead voters of 3 did
@@ -136,8 +134,11 @@ func planRaftConfig(in raftConfigInputs) []configChange {
 // freeze or not: the quorum does not depend on them, and a dead voter
 // demoted by voter planning (to keep the voter count odd) must not stay in
 // the configuration as a non-voter for the whole freeze. A healed one is
-// added back as a non-voter like any returning member.
-func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[string]bool, frozen bool, self string,
+// added back as a non-voter like any returning member. (Whether removals
+// are frozen does not enter: a non-voter the detector holds failed was
+// kept by a freeze computed without the suspects that marking counts,
+// and stayed in the configuration while marking was frozen.)
+func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[string]bool, self string,
 	inStatus, detectorFailed map[string]time.Duration) []string {
 	var out []string
 	var deadVoters []FailedVoter
@@ -160,7 +161,7 @@ func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[
 			// removed as a departed member, whatever the freeze
 		case isVoter[m.RaftID] && detectorHolds:
 			deadVoters = append(deadVoters, FailedVoter{ID: m.RaftID, FailedFor: failedFor})
-		case detectorHolds && frozen:
+		case detectorHolds:
 			// A dead non-voter the freeze keeps alive in the state.
 			out = append(out, m.RaftID)
 		}
@@ -185,7 +186,6 @@ func (c *Controller) reconcileRaftConfig(state *failover.Cluster) error {
 	}
 	if !state.Maintenance {
 		in.inStatus = c.ages.ObserveMembers(state, c.clock.Elapsed())
-		in.frozen, _ = c.frozen(state, 0)
 	}
 	for _, ch := range planRaftConfig(in) {
 		s := ch.server

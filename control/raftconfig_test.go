@@ -30,7 +30,6 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 		name           string
 		statuses       map[string]failover.MemberStatus
 		voters         []string
-		frozen         bool
 		self           string
 		inStatus       map[string]time.Duration
 		detectorFailed map[string]time.Duration
@@ -43,19 +42,11 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 			want:     []string{"c-r", "f-r"},
 		},
 		{
-			name:     "frozen: the dead voter still goes, and the dead non-voter too (the quorum does not depend on it)",
-			statuses: map[string]failover.MemberStatus{"a": alive, "b": alive, "c": failed, "d": alive, "e": alive, "f": failed},
-			voters:   []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
-			frozen:   true,
-			want:     []string{"c-r", "f-r"},
-		},
-		{
-			name: "frozen before marking: voters the detector holds failed go, two of five at most, oldest first; a non-voter it holds failed goes",
+			name: "before marking (a freeze keeps them alive): voters the detector holds failed go, two of five at most, oldest first; a non-voter it holds failed goes",
 			statuses: map[string]failover.MemberStatus{
 				"a": alive, "b": alive, "c": alive, "d": alive, "e": alive, "f": alive,
 			},
 			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
-			frozen:         true,
 			detectorFailed: map[string]time.Duration{"c": 3 * time.Second, "d": 9 * time.Second, "e": 5 * time.Second, "f": time.Minute},
 			want:           []string{"d-r", "e-r", "f-r"},
 		},
@@ -78,7 +69,7 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			state, inConfig := raftCluster(tt.statuses)
-			got := deadServersToRemove(state, tt.voters, inConfig, tt.frozen, tt.self, tt.inStatus, tt.detectorFailed)
+			got := deadServersToRemove(state, tt.voters, inConfig, tt.self, tt.inStatus, tt.detectorFailed)
 			if got == nil {
 				got = []string{}
 			}
@@ -87,6 +78,12 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 			}
 		})
 	}
+}
+
+// frozenBy reports whether removals freeze for these counts.
+func frozenBy(total, failed, maxFailed int) bool {
+	frozen, _ := FreezeDecision(total, failed, maxFailed, false)
+	return frozen
 }
 
 // failNode makes id dead everywhere the leader looks: gossip, the
@@ -159,7 +156,8 @@ func TestFrozenRemovalsStillTakeDeadVotersOut(t *testing.T) {
 	for _, id := range []string{"n4", "n5", "n6"} {
 		cl.failNode(id)
 	}
-	if frozen, _ := cl.ctrl.frozen(cl.ctrl.MemberState(), 0); !frozen {
+	state := cl.ctrl.MemberState()
+	if total, failed := cl.ctrl.freezeCounts(state, 0); !frozenBy(total, failed, cl.ctrl.cfg.MaxFailed) {
 		t.Fatal("three of six failed does not freeze removals: the test would prove nothing")
 	}
 	cl.raft.takeOps()
@@ -195,5 +193,47 @@ func TestTheRaftConfigurationFollowsTheMembers(t *testing.T) {
 	servers, _ := cl.raft.Configuration()
 	if i := slices.IndexFunc(servers, func(s raftctl.Server) bool { return s.ID == "n5-r" }); i < 0 || servers[i].Voter || servers[i].Address != "n5:7947" {
 		t.Fatalf("n5 in the configuration: %+v", servers)
+	}
+}
+
+// Two voters of five die a moment apart with -max-failed 1: the leader
+// marks the first (one failure is within the limit), then the second
+// freezes marking, so the state keeps it alive. Voter planning demotes it
+// (four in service want three voters), and as a dead non-voter it must
+// still leave the configuration: the freeze that keeps it alive in the
+// state is the one marking saw (the suspect counted), whatever removals
+// of marked failures alone would say.
+func TestADeadVoterDemotedDuringAFreezeLeavesTheConfiguration(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3", "n4", "n5"}, map[string]bool{"n1": true, "n2": true, "n3": true, "n4": true, "n5": true})
+	cl.ctrl.cfg.MaxFailed = 1
+	ctx := context.Background()
+	round := func() {
+		t.Helper()
+		if err := cl.ctrl.markFailures(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cl.reconcileMembership(t)
+	}
+	cl.members.set("n2", gossip.StateDead)
+	cl.detector.set("n2", health.StateFailed, cl.clock.Now())
+	round()
+	if cl.member("n2").Status != failover.StatusFailed {
+		t.Fatal("n2, the only failure, was not marked")
+	}
+	cl.clock.Advance(time.Second)
+	cl.members.set("n3", gossip.StateDead)
+	cl.detector.set("n3", health.StateFailed, cl.clock.Now())
+	for range 3 {
+		round()
+		cl.clock.Advance(time.Second)
+	}
+	if cl.ctrl.FreezeReason() == "" || cl.member("n3").Status != failover.StatusAlive {
+		t.Fatalf("n3 is %s, freeze %q: the test wants it held alive by the freeze", cl.member("n3").Status, cl.ctrl.FreezeReason())
+	}
+	servers, _ := cl.raft.Configuration()
+	for _, s := range servers {
+		if s.ID == "n2-r" || s.ID == "n3-r" {
+			t.Fatalf("a dead server is still in the configuration: %+v (all: %+v)", s, servers)
+		}
 	}
 }
