@@ -2,9 +2,7 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"sort"
 	"strconv"
 	"sync"
@@ -34,7 +32,6 @@ type leaseWatch struct {
 
 func watchLeases(nodes []*node) *leaseWatch {
 	w := &leaseWatch{byPartition: map[int][]leaseInterval{}, polls: map[string]int{}, stopCh: make(chan struct{})}
-	client := &http.Client{Timeout: 300 * time.Millisecond}
 	for _, n := range nodes {
 		w.wg.Add(1)
 		go func() {
@@ -47,29 +44,19 @@ func watchLeases(nodes []*node) *leaseWatch {
 					return
 				case <-tick.C:
 				}
-				w.pollOnce(client, n)
+				w.pollOnce(n)
 			}
 		}()
 	}
 	return w
 }
 
-func (w *leaseWatch) pollOnce(client *http.Client, n *node) {
+func (w *leaseWatch) pollOnce(n *node) {
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.APIAddr()+"/v1/lease", nil)
-	resp, err := client.Do(req)
+	l, err := n.Lease(ctx)
 	if err != nil {
-		return
-	}
-	defer resp.Body.Close()
-	var l struct {
-		Valid       bool              `json:"valid"`
-		RemainingMS int64             `json:"remaining_ms"`
-		Primaries   map[string]uint64 `json:"primaries"`
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&l) != nil {
 		return
 	}
 	got := time.Now()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 	"go.uber.org/goleak"
 )
 
@@ -405,16 +407,15 @@ func keyCount(n *testNode, partition int) int {
 	return 0
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond until it holds or 5 s pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+	localcluster.EventuallyEvery(t, 10*time.Millisecond, 5*time.Second, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // replicate posts a replicated write to n directly, as a primary would.

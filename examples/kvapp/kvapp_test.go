@@ -7,12 +7,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/localcluster"
 )
 
 func TestPartitionOfIsFNV1aModN(t *testing.T) {
@@ -165,12 +167,13 @@ func TestAssignWithSourceCopiesInTheBackgroundThenAcknowledges(t *testing.T) {
 func TestCopyThatCannotReachItsSourceIsReportedFailed(t *testing.T) {
 	c := newFakeCluster(t, 1)
 	target := c.addNode("n3")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A free port below the ephemeral range, never handed out again in
+	// this process: nothing listens there, and no connection takes it.
+	port, err := localcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := ln.Addr().String()
-	ln.Close() // nothing listens there any more
+	dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	target.srv.cfg.CopyAttempts = 2
 	ev := hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RoleReplica,
 		Source: &hooks.Source{NodeID: "n1", AppAddr: dead}, MigrationID: "m-1"}
