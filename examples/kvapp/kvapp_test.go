@@ -200,8 +200,12 @@ func TestCopyTargetGetsWritesMadeAfterItsSnapshotBeforeTheTableListsIt(t *testin
 
 	// n3's agent has the migration, n1's table does not show it (n1's
 	// agent may be behind; here it shows the new epoch but no migration,
-	// so only n3's registration with n1 can bring it later writes).
+	// so only n3's registration with n1 can bring it later writes). n1's
+	// agent has told its app the new epoch: its lease names epoch 2.
 	c.setAll(2, "n1")
+	if code := c.deliver(n1, hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RolePrimary}); code != http.StatusNoContent {
+		t.Fatalf("assign to the primary: %d", code)
+	}
 	ev := hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RoleReplica,
 		Source: &hooks.Source{NodeID: "n1", AppAddr: n1.srv.cfg.Addr}, MigrationID: "m-1"}
 	if code := c.deliver(n3, ev); code != http.StatusAccepted {
