@@ -29,7 +29,7 @@ import (
 //	go test -p 1 -count=1 -timeout 60m -run TestChaosLinearizable ./e2e/ -chaos.duration 30m -chaos.seed N
 
 var (
-	chaosDuration = flag.Duration("chaos.duration", 4*time.Minute,
+	chaosDuration = flag.Duration("chaos.duration", 2*time.Minute,
 		"how long the chaos test injects faults (no fault starts after it)")
 	chaosSeed = flag.Uint64("chaos.seed", 20261122,
 		"seed of the chaos test's fault schedule and clients")
