@@ -321,6 +321,21 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 	}
 }
 
+// every runs fn every interval until the agent shuts down; it is the body
+// of the agent's periodic loops (run under goLoop).
+func (a *Agent) every(interval time.Duration, fn func()) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		fn()
+	}
+}
+
 // goLoop runs fn in a goroutine owned by the agent: Shutdown waits for it.
 func (a *Agent) goLoop(name string, fn func()) {
 	a.wg.Add(1)
@@ -410,7 +425,7 @@ func (a *Agent) loadIdentity() error {
 			return configErrorf("-data-dir: %s belongs to node %q (%s), not %q", a.cfg.DataDir, got, idPath, a.cfg.NodeID)
 		}
 	} else if errors.Is(err, os.ErrNotExist) {
-		if err := writeFileAtomic(idPath, []byte(a.cfg.NodeID+"\n")); err != nil {
+		if err := raftctl.WriteFileDurably(idPath, []byte(a.cfg.NodeID+"\n")); err != nil {
 			return fmt.Errorf("-data-dir: %w", err)
 		}
 	} else {
@@ -435,7 +450,7 @@ func (a *Agent) loadIdentity() error {
 		return err
 	}
 	a.raftID = a.cfg.NodeID + "-" + hex.EncodeToString(suffix[:])
-	return writeFileAtomic(ridPath, []byte(a.raftID+"\n"))
+	return raftctl.WriteFileDurably(ridPath, []byte(a.raftID+"\n"))
 }
 
 // raftIDSuffixLen is the length of the random hex suffix of a raft ID.
@@ -487,28 +502,6 @@ func checkDataDirTrust(dir string) error {
 		}
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to path through a synced temp file and a
-// rename, so that a crash leaves either the old file or the new one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func (a *Agent) localMeta() gossip.Meta {

@@ -49,24 +49,17 @@ func estimateClockSkew(sent time.Time, rtt time.Duration, peer time.Time) time.D
 // the leader's over the raft port (raftctl.Node.PeerClock); the leader
 // reports 0.
 func (a *Agent) clockSkewLoop() {
-	ticker := time.NewTicker(clockSkewInterval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-ticker.C:
-		}
+	a.every(clockSkewInterval, func() {
 		if a.raft.IsLeader() {
 			a.setClockSkew(0)
-			continue
+			return
 		}
 		if _, addr := a.raft.Leader(); addr != "" {
 			if skew, ok := a.measureClockSkew(addr); ok {
 				a.setClockSkew(skew)
 			}
 		}
-	}
+	})
 }
 
 // measureClockSkew asks the agent at raft address addr for its wall clock

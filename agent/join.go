@@ -15,6 +15,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/raftctl"
 )
 
 // Finding the cluster again after a restart. -join may name only this
@@ -81,7 +82,7 @@ func (a *Agent) peersLoop() {
 			continue
 		}
 		data, _ := json.Marshal(savedPeers{Peers: peers})
-		if err := writeFileAtomic(path, append(data, '\n')); err != nil {
+		if err := raftctl.WriteFileDurably(path, append(data, '\n')); err != nil {
 			a.log.Warn("cannot save the gossip peers", "file", path, "error", err)
 			continue
 		}

@@ -63,18 +63,7 @@ func (h *heldLease) view(now time.Time) leaseView {
 }
 
 // leaseLoop renews this agent's lease every Renew, whoever leads.
-func (a *Agent) leaseLoop() {
-	ticker := time.NewTicker(a.leaseTimings.Renew)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		a.renewLease()
-	}
-}
+func (a *Agent) leaseLoop() { a.every(a.leaseTimings.Renew, a.renewLease) }
 
 // renewLease asks the leader (itself when it leads) for a grant once.
 func (a *Agent) renewLease() {
@@ -101,18 +90,7 @@ func (a *Agent) renewLease() {
 
 // leaseVerifyLoop runs the leader's side of the leases every
 // VerifyEvery (control.Controller.LeaseRound).
-func (a *Agent) leaseVerifyLoop() {
-	ticker := time.NewTicker(a.leaseTimings.VerifyEvery)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-ticker.C:
-		}
-		a.ctrl.LeaseRound()
-	}
-}
+func (a *Agent) leaseVerifyLoop() { a.every(a.leaseTimings.VerifyEvery, a.ctrl.LeaseRound) }
 
 // inContact reports whether the leader answered this agent within the
 // lease duration: otherwise its view of the cluster may be stale (cut off,

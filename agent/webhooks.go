@@ -15,6 +15,7 @@ import (
 
 	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/hooks"
+	"github.com/steward-dev/steward/raftctl"
 )
 
 // This file connects the replicated state to the app next to the agent:
@@ -50,7 +51,7 @@ func (a *Agent) loadWebhookSecret() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, []byte(s+"\n")); err != nil {
+	if err := raftctl.WriteFileDurably(path, []byte(s+"\n")); err != nil {
 		return nil, err
 	}
 	a.log.Info("generated a webhook secret; give it to the app", "file", path)
@@ -123,7 +124,7 @@ func (a *Agent) desiredLoop() {
 				a.notifyRejoin(desired)
 			}
 			lastIncarnation = me.Incarnation
-			if err := writeFileAtomic(incPath, []byte(strconv.FormatUint(lastIncarnation, 10)+"\n")); err != nil {
+			if err := raftctl.WriteFileDurably(incPath, []byte(strconv.FormatUint(lastIncarnation, 10)+"\n")); err != nil {
 				a.log.Warn("saving the incarnation", "error", err)
 			}
 		}

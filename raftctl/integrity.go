@@ -115,13 +115,14 @@ func writeMark(path string, m stateMark) error {
 	if err != nil {
 		return err
 	}
-	return writeFileDurably(path, append(data, '\n'))
+	return WriteFileDurably(path, append(data, '\n'))
 }
 
-// writeFileDurably writes data through a synced temporary file, a rename
+// WriteFileDurably writes data through a synced temporary file, a rename
 // and a sync of the directory, so that a crash leaves the old file or the
-// new one, and the new one survives.
-func writeFileDurably(path string, data []byte) error {
+// new one, and the new one survives. The agent keeps its own small state
+// files (node ID, raft ID, incarnation, secrets) the same way.
+func WriteFileDurably(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
