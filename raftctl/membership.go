@@ -98,27 +98,15 @@ func (n *Node) AddNonvoter(id, addr string) error {
 // Promote makes the configured server id a voter, at its current address.
 // Promote a server only once it has caught up (see control.PlanVoters): a voter that
 // lags cannot help form a quorum.
-func (n *Node) Promote(id string) error {
-	servers, index, err := n.leaderConfiguration()
-	if err != nil {
-		return err
-	}
-	s, ok := findServer(servers, id)
-	if !ok {
-		return fmt.Errorf("%w %q", ErrUnknownServer, id)
-	}
-	if s.Voter {
-		return nil
-	}
-	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(s.Address), index, n.cfg.ApplyTimeout).Error(); err != nil {
-		return mapRaftError(err)
-	}
-	return nil
-}
+func (n *Node) Promote(id string) error { return n.setSuffrage(id, true) }
 
 // Demote makes the configured server id a non-voter. The leader cannot
 // demote itself (ErrLeaderSelf): transfer leadership first.
-func (n *Node) Demote(id string) error {
+func (n *Node) Demote(id string) error { return n.setSuffrage(id, false) }
+
+// setSuffrage makes the configured server id a voter or a non-voter; a
+// server that already is one is left alone.
+func (n *Node) setSuffrage(id string, voter bool) error {
 	servers, index, err := n.leaderConfiguration()
 	if err != nil {
 		return err
@@ -127,13 +115,19 @@ func (n *Node) Demote(id string) error {
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownServer, id)
 	}
-	if !s.Voter {
+	if s.Voter == voter {
 		return nil
 	}
-	if id == n.cfg.ServerID {
-		return ErrLeaderSelf
+	var f raft.IndexFuture
+	if voter {
+		f = n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(s.Address), index, n.cfg.ApplyTimeout)
+	} else {
+		if id == n.cfg.ServerID {
+			return ErrLeaderSelf
+		}
+		f = n.raft.DemoteVoter(raft.ServerID(id), index, n.cfg.ApplyTimeout)
 	}
-	if err := n.raft.DemoteVoter(raft.ServerID(id), index, n.cfg.ApplyTimeout).Error(); err != nil {
+	if err := f.Error(); err != nil {
 		return mapRaftError(err)
 	}
 	return nil

@@ -114,26 +114,19 @@ func (s *server) onPromote(ctx context.Context, ev hooks.Event) hooks.Response {
 }
 
 func (s *server) onDemote(ctx context.Context, ev hooks.Event) hooks.Response {
-	s.seen(ev)
-	s.store.mu.Lock()
-	p := s.store.get(ev.Partition)
-	if stale(p, ev) {
-		s.store.mu.Unlock()
-		return hooks.Ack()
-	}
-	s.setRole(p, ev)
-	seq := s.store.saveState(ev.Partition, p)
-	s.store.mu.Unlock()
-	if err := s.store.durable(ctx, seq); err != nil {
-		return hooks.Retry(err)
-	}
-	s.log.Info("demoted", "partition", ev.Partition, "epoch", ev.Epoch)
-	return hooks.Ack()
+	return s.changeRole(ctx, ev, "demoted", s.store.saveState)
 }
 
 func (s *server) onRelease(ctx context.Context, ev hooks.Event) hooks.Response {
-	s.seen(ev)
 	s.cancelCopy(ev.Partition, "")
+	return s.changeRole(ctx, ev, "released", s.store.clear)
+}
+
+// changeRole takes in a demote or a release: unless it is older than what
+// this node holds, the new role and epoch, with persist's change of the
+// data (keep it, or clear it), on disk before the event is acknowledged.
+func (s *server) changeRole(ctx context.Context, ev hooks.Event, verb string, persist func(int, *partition) uint64) hooks.Response {
+	s.seen(ev)
 	s.store.mu.Lock()
 	p := s.store.get(ev.Partition)
 	if stale(p, ev) {
@@ -141,12 +134,12 @@ func (s *server) onRelease(ctx context.Context, ev hooks.Event) hooks.Response {
 		return hooks.Ack()
 	}
 	s.setRole(p, ev)
-	seq := s.store.clear(ev.Partition, p)
+	seq := persist(ev.Partition, p)
 	s.store.mu.Unlock()
 	if err := s.store.durable(ctx, seq); err != nil {
 		return hooks.Retry(err)
 	}
-	s.log.Info("released", "partition", ev.Partition, "epoch", ev.Epoch)
+	s.log.Info(verb, "partition", ev.Partition, "epoch", ev.Epoch)
 	return hooks.Ack()
 }
 
