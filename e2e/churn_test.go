@@ -251,18 +251,7 @@ func TestDeadVotersLeaveRaftWhileRemovalsAreFrozenSoTheQuorumSurvivesTheNextDeat
 	followers := without(nodes, leader)
 	followers[0].Kill()
 	followers[1].Kill()
-	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
-		var st struct {
-			Frozen string `json:"removals_frozen"`
-		}
-		if err := leader.GetJSON("/v1/status", &st); err != nil {
-			return err
-		}
-		if st.Frozen == "" {
-			return fmt.Errorf("not frozen")
-		}
-		return nil
-	})
+	waitRemovalsFrozen(t, leader)
 	// Frozen, yet the two dead voters leave raft (2 of 5 is within the
 	// quorum rule): the quorum no longer depends on them.
 	eventually(t, 30*time.Second, "no dead voter in raft", func() error {

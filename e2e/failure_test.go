@@ -172,18 +172,7 @@ func TestAShortPauseRemovesNobody(t *testing.T) {
 	}
 	// Give detection its full window to act on any wrong conclusion, then
 	// check that nothing was ever marked failed.
-	eventually(t, 10*time.Second, "victim alive everywhere", func() error {
-		for _, s := range nodes {
-			st, err := s.MemberStatus(victim.ID)
-			if err != nil {
-				return err
-			}
-			if st != "alive" {
-				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
-			}
-		}
-		return nil
-	})
+	waitAliveEverywhere(t, nodes, victim)
 	for _, s := range nodes {
 		if strings.Contains(s.Log(), "member failed") {
 			t.Fatalf("%s marked a member failed after short pauses", s.ID)
@@ -248,6 +237,23 @@ func checkNoPartitionOn(t *testing.T, n *node, gone ...string) {
 						return fmt.Errorf("partition %d still held by %s", p.ID, g)
 					}
 				}
+			}
+		}
+		return nil
+	})
+}
+
+// waitAliveEverywhere waits until every node sees victim alive.
+func waitAliveEverywhere(t *testing.T, nodes []*node, victim *node) {
+	t.Helper()
+	eventually(t, 10*time.Second, "victim alive everywhere", func() error {
+		for _, s := range nodes {
+			st, err := s.MemberStatus(victim.ID)
+			if err != nil {
+				return err
+			}
+			if st != "alive" {
+				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
 			}
 		}
 		return nil

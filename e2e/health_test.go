@@ -145,18 +145,7 @@ func TestTooManyFailuresAtOnceFreezeRemovals(t *testing.T) {
 	followers[0].Kill()
 	followers[1].Kill()
 	survivors := without(nodes, followers[0], followers[1])
-	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
-		var st struct {
-			Frozen string `json:"removals_frozen"`
-		}
-		if err := leader.GetJSON("/v1/status", &st); err != nil {
-			return err
-		}
-		if st.Frozen == "" {
-			return fmt.Errorf("not frozen")
-		}
-		return nil
-	})
+	waitRemovalsFrozen(t, leader)
 	// Detection is not simultaneous: the first death may be confirmed
 	// before the second is even suspected, and then it is removed. What the
 	// freeze guarantees is that no more than -max-failed members are.
@@ -217,4 +206,22 @@ func TestMaintenanceModeFreezesRemovalsUntilSwitchedOff(t *testing.T) {
 		t.Fatalf("maintenance off: %v\n%s", err, out)
 	}
 	waitFailedAndRemoved(t, survivors, victim)
+}
+
+// waitRemovalsFrozen waits until the leader reports automatic removals
+// frozen.
+func waitRemovalsFrozen(t *testing.T, leader *node) {
+	t.Helper()
+	eventually(t, 30*time.Second, "removals frozen on the leader", func() error {
+		var st struct {
+			Frozen string `json:"removals_frozen"`
+		}
+		if err := leader.GetJSON("/v1/status", &st); err != nil {
+			return err
+		}
+		if st.Frozen == "" {
+			return fmt.Errorf("not frozen")
+		}
+		return nil
+	})
 }

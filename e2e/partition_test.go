@@ -267,18 +267,7 @@ func TestASuspectedVoterDemotesNobody(t *testing.T) {
 		victim.Signal(syscall.SIGCONT)
 		time.Sleep(time.Second)
 	}
-	eventually(t, 10*time.Second, "victim alive everywhere", func() error {
-		for _, s := range nodes {
-			st, err := s.MemberStatus(victim.ID)
-			if err != nil {
-				return err
-			}
-			if st != "alive" {
-				return fmt.Errorf("%s sees %s as %s", s.ID, victim.ID, st)
-			}
-		}
-		return nil
-	})
+	waitAliveEverywhere(t, nodes, victim)
 	suspected := false
 	for _, n := range without(nodes, victim) {
 		suspected = suspected || strings.Contains(n.Log(), "type=suspect peer="+victim.ID)
