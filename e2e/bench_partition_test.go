@@ -62,19 +62,8 @@ func BenchmarkHealAfterPartition(b *testing.B) {
 }
 
 func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int) healTrial {
-	c := newBenchCluster(b)
+	c, nf, nodes, leader := startSettledOnOwnAddresses(b)
 	defer c.close()
-	nf := newNetFaults(b, c)
-	nodes := c.startAll(5, "local", "-partitions", "256")
-	var leader *node
-	pollUntil(b, 90*time.Second, "five agents settled", func() error {
-		if err := exitedEarly(nodes); err != nil {
-			return localcluster.Stop{Err: err}
-		}
-		var err error
-		leader, err = settled(nodes, 5)
-		return err
-	})
 	var cutOff []*node
 	if withLeader {
 		cutOff = append(cutOff, leader)
@@ -166,18 +155,7 @@ func BenchmarkGrayFailures(b *testing.B) {
 	}
 	var rows []row
 	for i := 0; i < trials; i++ {
-		c := newBenchCluster(b)
-		nf := newNetFaults(b, c)
-		nodes := c.startAll(5, "local", "-partitions", "256")
-		var leader *node
-		pollUntil(b, 90*time.Second, "five agents settled", func() error {
-			if err := exitedEarly(nodes); err != nil {
-				return localcluster.Stop{Err: err}
-			}
-			var err error
-			leader, err = settled(nodes, 5)
-			return err
-		})
+		c, nf, nodes, leader := startSettledOnOwnAddresses(b)
 		followers := without(nodes, leader)
 		rows = append(rows,
 			row{"lossy (80 % both ways)", grayFault(b, nf, nodes, followers[0], 80, lossBoth, 30*time.Second)},
@@ -206,4 +184,23 @@ func BenchmarkGrayFailures(b *testing.B) {
 	b.ReportMetric(float64(wrongMemberlist), "memberlist-healthy-dead")
 	b.Logf("\n%d trials of both faults, 30 s each:\n%s\nfaults after which the faulty node went down more than once: Steward %d, memberlist %d of %d",
 		trials, tbl.String(), flapsSteward, flapsMemberlist, len(rows))
+}
+
+// startSettledOnOwnAddresses starts five agents (local profile, 256
+// partitions), each on its own address and uid so that nf can cut them
+// apart, and waits until they are settled with one leader.
+func startSettledOnOwnAddresses(b *testing.B) (*cluster, *netFaults, []*node, *node) {
+	c := newBenchCluster(b)
+	nf := newNetFaults(b, c)
+	nodes := c.startAll(5, "local", "-partitions", "256")
+	var leader *node
+	pollUntil(b, 90*time.Second, "five agents settled", func() error {
+		if err := exitedEarly(nodes); err != nil {
+			return localcluster.Stop{Err: err}
+		}
+		var err error
+		leader, err = settled(nodes, 5)
+		return err
+	})
+	return c, nf, nodes, leader
 }
