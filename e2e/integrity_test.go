@@ -87,7 +87,12 @@ func TestAnAgentRefusesRaftStateRestoredFromAnOlderCopyOrOfAnotherRaftID(t *test
 	victim := nodes[2]
 
 	// An operator "restores" the agent's raft directory from a copy taken
-	// before the cluster moved on.
+	// before the cluster moved on. The agent records its progress every
+	// 200 ms; the copy is taken once it has recorded some.
+	eventually(t, 10*time.Second, "the agent to record its raft progress", func() error {
+		_, err := raftProgress(victim)
+		return err
+	})
 	victim.Kill()
 	raftDir := filepath.Join(victim.DataDir, "raft")
 	backup := filepath.Join(c.dir, "raft-backup")
