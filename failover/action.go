@@ -33,7 +33,7 @@ const (
 	// CmdCopiesLost, the only command that may carry it). Migrations
 	// copying from Node are cancelled with it: their source has nothing to
 	// give. When no holder that may still have the data is left (alive,
-	// suspect or leaving), the partition is marked DataLost.
+	// suspect, leaving or restarting), the partition is marked DataLost.
 	ActionDropLostCopy ActionKind = "drop_lost_copy"
 )
 

@@ -48,6 +48,20 @@ const (
 	// command with any other action, or about another node, is refused
 	// whole.
 	CmdCopiesLost CommandKind = "copies_lost"
+	// CmdRestartMember marks Node restarting (a planned restart) for
+	// RestartGrace, with the promotions of its primaries (Actions) in the
+	// same entry. Refused (ErrRestartRefused) when Node is not in service,
+	// or when MaxUnavailable members (at least 1) are restarting already.
+	CmdRestartMember CommandKind = "restart_member"
+	// CmdRestartBack takes Node, restarting, back: alive, a new
+	// incarnation. Its own agent proposes it once it runs again.
+	CmdRestartBack CommandKind = "restart_back"
+	// CmdRollingRestart starts a rolling restart (Rolling: its Order and
+	// MaxUnavailable); refused while one runs.
+	CmdRollingRestart CommandKind = "rolling_restart"
+	// CmdRollingStep records one step of the running rolling restart
+	// (Step).
+	CmdRollingStep CommandKind = "rolling_step"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -80,6 +94,14 @@ type Command struct {
 	Actions []Action `json:"actions,omitempty"`
 	// Maintenance, for CmdSetMaintenance.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// RestartGrace (nanoseconds) and MaxUnavailable, for
+	// CmdRestartMember.
+	RestartGrace   int64 `json:"restart_grace,omitempty"`
+	MaxUnavailable int   `json:"max_unavailable,omitempty"`
+	// Rolling, for CmdRollingRestart.
+	Rolling *RollingRestart `json:"rolling,omitempty"`
+	// Step, for CmdRollingStep.
+	Step *RollingStep `json:"step,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -186,6 +208,14 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		m.Voter = false
 		c.Members[cmd.Node] = m
 		return c.applyActions(cmd.Actions, cmd.At), nil
+	case CmdRestartMember:
+		return c.applyRestartMember(cmd)
+	case CmdRestartBack:
+		return Result{}, c.applyRestartBack(cmd)
+	case CmdRollingRestart:
+		return Result{}, c.applyRollingRestart(cmd)
+	case CmdRollingStep:
+		return Result{}, c.applyRollingStep(cmd)
 	}
 	return Result{}, fmt.Errorf("failover: unknown command kind %q", cmd.Kind)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -55,6 +56,25 @@ func (s *story) fail(id string) {
 	if res.Stale != 0 || res.Applied != len(acts) {
 		s.t.Fatalf("promotions for %s: %+v", id, res)
 	}
+}
+
+// restart marks id restarting with its promotions in one command, as its
+// agent does for a planned restart.
+func (s *story) restart(id string) {
+	s.now += 1e9
+	acts := PlanStatus(s.c, id, StatusRestarting, 1)
+	s.actions("restart "+id+" (promotions in the same entry)", acts)
+	res := mustApply(s.t, s.c, Command{Kind: CmdRestartMember, At: s.now, Node: id, RestartGrace: int64(time.Minute), Actions: acts})
+	if res.Stale != 0 || res.Applied != len(acts) {
+		s.t.Fatalf("promotions for %s: %+v", id, res)
+	}
+}
+
+// back takes the restarting id back, as its agent does once it runs again.
+func (s *story) back(id string) {
+	s.now += 1e9
+	mustApply(s.t, s.c, Command{Kind: CmdRestartBack, At: s.now, Node: id})
+	s.logf("## %s back (incarnation %d)", id, s.c.Members[id].Incarnation)
 }
 
 // plan plans once with the default limits and applies the plan.
@@ -127,6 +147,20 @@ func TestScenariosGolden(t *testing.T) {
 			s.actions("n01 leaving (promotions in the same entry)", acts)
 			setStatus(s.t, s.c, s.now, "n01", StatusLeaving, acts)
 			s.plan("drain n01")
+			s.settle()
+		}},
+		{name: "restart", rf: 3, parts: 16, nodes: nodes(5), story: func(s *story) {
+			s.restart("n02")
+			s.plan("n02 away: copies kept, nothing copied")
+			s.settle()
+			s.back("n02")
+			s.plan("n02 back: primaries come back")
+			s.settle()
+		}},
+		{name: "restart_overstays", rf: 3, parts: 16, nodes: nodes(5), story: func(s *story) {
+			s.restart("n02")
+			s.fail("n02") // the leader's verdict once the grace is over
+			s.plan("n02 past its grace: its copies are re-created")
 			s.settle()
 		}},
 		{name: "join", rf: 3, parts: 32, nodes: nodes(4), story: func(s *story) {

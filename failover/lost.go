@@ -110,13 +110,13 @@ func (c *Cluster) dropLostCopy(p *Partition, node string) bool {
 }
 
 // othersHaveData reports whether a holder of p other than node may still
-// have the data: a member that is alive, suspect or leaving.
+// have the data: a member that is alive, suspect, leaving or restarting.
 func (c *Cluster) othersHaveData(p *Partition, node string) bool {
 	for _, h := range p.Holders() {
 		if h == node {
 			continue
 		}
-		if m, ok := c.Members[h]; ok && (m.CanHold() || m.Status == StatusLeaving) {
+		if m, ok := c.Members[h]; ok && (m.CanHold() || m.Status == StatusLeaving || m.Status == StatusRestarting) {
 			return true
 		}
 	}

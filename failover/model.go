@@ -31,12 +31,18 @@ const (
 	StatusLeaving MemberStatus = "leaving"
 	// StatusLeft: the member left gracefully.
 	StatusLeft MemberStatus = "left"
+	// StatusRestarting: the member is away for a planned restart (agent
+	// restart) and is expected back with the same node ID and data dir
+	// within Member.RestartGrace. Its copies stay assigned to it and are not
+	// re-created elsewhere meanwhile; it leads nothing and is no copy
+	// source. Not back in time, the leader marks it failed.
+	StatusRestarting MemberStatus = "restarting"
 )
 
 // Valid reports whether s is one of the known statuses.
 func (s MemberStatus) Valid() bool {
 	switch s {
-	case StatusAlive, StatusSuspect, StatusFailed, StatusLeaving, StatusLeft:
+	case StatusAlive, StatusSuspect, StatusFailed, StatusLeaving, StatusLeft, StatusRestarting:
 		return true
 	}
 	return false
@@ -84,6 +90,11 @@ type Member struct {
 	// are re-created elsewhere, and the leader removes it once it holds
 	// nothing. A rejoin clears it.
 	Forget bool `json:"forget,omitempty"`
+	// RestartGrace, while Status is StatusRestarting, is how long the
+	// member may stay away (nanoseconds), as its restart command carried
+	// it. The leader measures it on its own monotonic clock from when it
+	// saw the status (control's AgeTracker), never from StatusSince.
+	RestartGrace int64 `json:"restart_grace,omitempty"`
 }
 
 // EffectiveWeight is the member's weight, at least 1.
@@ -235,6 +246,9 @@ type Cluster struct {
 	// cleared. Promotions of partitions already led by failed members
 	// still happen.
 	Maintenance bool `json:"maintenance,omitempty"`
+	// Rolling is the last rolling restart (agent rolling-restart), kept in
+	// raft so that a new leader carries it on; nil before the first.
+	Rolling *RollingRestart `json:"rolling,omitempty"`
 }
 
 // NewCluster returns an empty, not yet bootstrapped cluster.
@@ -251,6 +265,7 @@ func (c *Cluster) Clone() *Cluster {
 		Partitions:    make([]Partition, len(c.Partitions)),
 		NextMigration: c.NextMigration,
 		Maintenance:   c.Maintenance,
+		Rolling:       c.Rolling.Clone(),
 	}
 	for id, m := range c.Members {
 		out.Members[id] = m

@@ -12,7 +12,7 @@ type holderState uint8
 
 const (
 	holderLive    holderState = iota // alive or suspect: counts, may be source
-	holderWaiting                    // failed within ReplaceDelay: counts, not a source
+	holderWaiting                    // failed within ReplaceDelay, or restarting: counts, not a source
 	holderLeaving                    // leaving: to be re-created, may be a source
 	holderGone                       // failed past the delay, left or unknown
 )
@@ -24,7 +24,7 @@ type nodeInfo struct {
 	hold    bool // alive or suspect
 	lead    bool // hold and app healthy
 	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
-	waiting bool // failed less than ReplaceDelay ago
+	waiting bool // failed less than ReplaceDelay ago, or away for a planned restart
 	leaving bool
 	tie     uint64 // seeded tie-break
 }
@@ -79,6 +79,9 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
 		n.take = n.lead
 		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
+		// A restarting member keeps its copies until it is back or the
+		// leader marks it failed past its grace: nothing is re-created.
+		n.waiting = n.waiting || m.Status == StatusRestarting
 		n.tie = mix(uint64(seed), hashString(id))
 		if n.take {
 			if _, ok := zoneIdx[m.Zone]; !ok {

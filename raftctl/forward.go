@@ -49,6 +49,8 @@ var forwardSentinels = []struct {
 	{"empty_command", ErrEmptyCommand},
 	{"unknown_encoding", ErrUnknownEncoding},
 	{"command_too_large", ErrCommandTooLarge},
+	{"restart_refused", failover.ErrRestartRefused},
+	{"rolling_stale", failover.ErrRollingStale},
 }
 
 // sentinelNames lists the forwardSentinels err wraps. A leader that is
