@@ -115,6 +115,10 @@ type Agent struct {
 	leaseTimings control.LeaseTimings
 	lease        heldLease
 
+	// watchHeartbeat is how often a watch stream says it is alive when
+	// nothing changes (watch.go; tests shorten it).
+	watchHeartbeat time.Duration
+
 	// peersDirty wakes peersLoop after a gossip event; buffered 1.
 	peersDirty chan struct{}
 
@@ -159,6 +163,8 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 		cancel:        cancel,
 		metrics:       newAgentMetrics(),
 		apiToken:      token,
+
+		watchHeartbeat: defaultWatchHeartbeat,
 	}
 	a.metrics.registry.MustRegister(stateCollector{a})
 	routes := a.routes()

@@ -38,8 +38,10 @@ func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", a.handleHealth)
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
-	mux.HandleFunc("GET /v1/members", a.handleMembers)
-	mux.HandleFunc("GET /v1/partitions", a.handlePartitions)
+	for _, t := range a.watchTopics() {
+		mux.HandleFunc("GET /v1/"+t.name, a.blockingQuery(t))
+	}
+	mux.HandleFunc("GET /v1/watch", a.handleWatch)
 	mux.HandleFunc("GET /v1/raft", a.handleRaft)
 	mux.HandleFunc("GET /v1/lease", a.handleLease)
 	mux.HandleFunc("GET /ui", a.handleUI)
@@ -281,8 +283,9 @@ func (a *Agent) members() []MemberView {
 	return out
 }
 
-func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"members": a.members()})
+// membersAnswer is the body of GET /v1/members (a watch topic).
+func (a *Agent) membersAnswer(*http.Request) (any, *answerError) {
+	return map[string]any{"members": a.members()}, nil
 }
 
 // loadByNode counts primaries and copies (primary included) per node.
@@ -316,10 +319,10 @@ type NodeLoad struct {
 	Copies    int    `json:"copies"`
 }
 
-func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
+// partitionsAnswer is the body of GET /v1/partitions (a watch topic).
+func (a *Agent) partitionsAnswer(r *http.Request) (any, *answerError) {
 	if !a.ready.Load() {
-		writeError(w, http.StatusServiceUnavailable, "this agent has not caught up with the cluster yet")
-		return
+		return nil, &answerError{http.StatusServiceUnavailable, "this agent has not caught up with the cluster yet"}
 	}
 	var out PartitionsView
 	if !a.inContact() || a.raft.StorageError() != nil {
@@ -328,8 +331,7 @@ func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
 		// and so does one whose disk refuses raft's writes.
 		if r.URL.Query().Get("stale") != "true" {
 			_, why := a.readiness()
-			writeError(w, http.StatusServiceUnavailable, why+"; the table may be stale (?stale=true shows it anyway)")
-			return
+			return nil, &answerError{http.StatusServiceUnavailable, why + "; the table may be stale (?stale=true shows it anyway)"}
 		}
 		out.Stale = true
 	}
@@ -350,10 +352,9 @@ func (a *Agent) handlePartitions(w http.ResponseWriter, r *http.Request) {
 		}
 	})
 	if out.Partitions == nil {
-		writeError(w, http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet")
-		return
+		return nil, &answerError{http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet"}
 	}
-	writeJSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 // handleMaintenance switches the cluster-wide maintenance freeze:

@@ -38,6 +38,11 @@ type fsm struct {
 	appliedPair [2]uint64
 
 	changes *notifier
+
+	// stateIndex is the raft index of the last entry that changed the
+	// state (or of the restored snapshot), under mu: the version a
+	// blocking query compares with the index its client last saw.
+	stateIndex uint64
 }
 
 var (
@@ -84,6 +89,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []interface{} {
 		responses[i] = &applyResponse{result: res, err: err}
 		if err == nil && changesState(cmd, res) {
 			changed = true
+			f.stateIndex = l.Index
 		}
 	}
 	f.mu.Unlock()
@@ -131,6 +137,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	}
 	f.mu.Lock()
 	f.cluster = c
+	f.stateIndex = applied
 	f.mu.Unlock()
 	f.setApplied(applied, 0)
 	f.changes.notify()
@@ -210,6 +217,12 @@ func (n *notifier) subscribe() (<-chan struct{}, func()) {
 			n.mu.Unlock()
 		})
 	}
+}
+
+func (n *notifier) count() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.subs)
 }
 
 func (n *notifier) notify() {

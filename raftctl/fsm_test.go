@@ -122,6 +122,43 @@ func TestFSMSignalsOnlyChanges(t *testing.T) {
 	}
 }
 
+// The state index moves only with entries that changed the state, so a
+// blocking query woken by nothing it can see does not answer early.
+func TestStateIndexIsTheLastEntryThatChangedTheState(t *testing.T) {
+	f := newFSM()
+	f.ApplyBatch([]*raft.Log{
+		commandLog(t, 1, bootstrapCommand("a", "b")),
+		{Index: 2, Term: 1, Type: raft.LogConfiguration, Data: []byte("raft's business")},
+	})
+	if f.stateIndex != 1 {
+		t.Fatalf("state index %d after the bootstrap and a configuration entry, want 1", f.stateIndex)
+	}
+	f.Apply(commandLog(t, 3, failover.Command{Kind: failover.CmdRemoveMember, Node: "nobody"}))
+	if f.stateIndex != 1 {
+		t.Fatalf("state index %d after a refused command, want 1", f.stateIndex)
+	}
+	f.ApplyBatch([]*raft.Log{commandLog(t, 4, upsertCommand("c", 4)), commandLog(t, 5, upsertCommand("d", 5))})
+	if f.stateIndex != 5 {
+		t.Fatalf("state index %d after upserts at 4 and 5, want 5", f.stateIndex)
+	}
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memorySink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	restored := newFSM()
+	if err := restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if restored.stateIndex != 5 {
+		t.Fatalf("state index %d after restoring a snapshot taken at 5, want 5", restored.stateIndex)
+	}
+}
+
 func TestSnapshotRoundTrip(t *testing.T) {
 	src := newFSM()
 	src.ApplyBatch([]*raft.Log{

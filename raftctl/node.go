@@ -482,6 +482,17 @@ func (n *Node) Read(fn func(c *failover.Cluster)) {
 	fn(n.fsm.cluster)
 }
 
+// StateIndex is the raft index of the last entry that changed the state
+// (or of the snapshot it was restored from): it only goes up while the
+// node runs, and equal indexes mean the same state. Blocking queries hand
+// it to clients as X-Steward-Index. Subscribe first, then read it, so that
+// a change between the two still wakes the subscriber.
+func (n *Node) StateIndex() uint64 {
+	n.fsm.mu.RLock()
+	defer n.fsm.mu.RUnlock()
+	return n.fsm.stateIndex
+}
+
 // Snapshot returns a deep copy of the current state.
 func (n *Node) Snapshot() *failover.Cluster {
 	n.fsm.mu.RLock()
@@ -500,6 +511,10 @@ func (n *Node) Changes() <-chan struct{} { return n.changes }
 // Subscribe returns a change channel of its own, with the semantics of
 // Changes, and a function that ends the subscription.
 func (n *Node) Subscribe() (<-chan struct{}, func()) { return n.fsm.changes.subscribe() }
+
+// Subscribers counts the subscriptions not yet ended (the agent's loops,
+// and one per blocking query or watch stream in progress).
+func (n *Node) Subscribers() int { return n.fsm.changes.count() }
 
 // LeadershipChanges returns raft's leader channel: true when this server
 // becomes leader, false when it stops being leader. It holds only the latest
