@@ -59,6 +59,11 @@ type Action struct {
 	Priority int `json:"priority"`
 	// Reasons say why this action and this target were chosen.
 	Reasons []string `json:"reasons,omitempty"`
+	// CopyFailed, for ActionCancelMigration: the copy failed (its app
+	// refused it, or it timed out), rather than lost its target. The
+	// failure is recorded against the target (Partition.CopyFailures) so
+	// that the planner backs off before it tries that node again.
+	CopyFailed bool `json:"copy_failed,omitempty"`
 }
 
 func (a Action) String() string {
@@ -146,6 +151,9 @@ func (c *Cluster) applyAction(p *Partition, a Action, at int64) bool {
 		if len(p.Migrations) == 0 {
 			p.Migrations = nil
 		}
+		if len(p.CopyFailures) > 0 {
+			p.CopyFailures = dropCopyFailure(p.CopyFailures, mig.Target)
+		}
 		switch {
 		case p.Primary == "":
 			p.Primary = mig.Target
@@ -166,9 +174,13 @@ func (c *Cluster) applyAction(p *Partition, a Action, at int64) bool {
 		if i < 0 {
 			return false
 		}
+		target := p.Migrations[i].Target
 		p.Migrations = append(p.Migrations[:i:i], p.Migrations[i+1:]...)
 		if len(p.Migrations) == 0 {
 			p.Migrations = nil
+		}
+		if a.CopyFailed {
+			recordCopyFailure(p, target, at)
 		}
 		return true
 	case ActionRemoveReplica:

@@ -62,6 +62,16 @@ const (
 	// CmdRollingStep records one step of the running rolling restart
 	// (Step).
 	CmdRollingStep CommandKind = "rolling_step"
+	// CmdSetPin pins a partition on a node, or unpins it (agent move,
+	// Command.Pin; see pin.go). It changes no placement by itself: the
+	// planner acts on the pin. A pin that fails CheckPin is refused.
+	CmdSetPin CommandKind = "set_pin"
+	// CmdReplaceMember starts the replacement of Node by
+	// Command.Replacement (agent replace OLD NEW; see replace.go): Node's
+	// ReplacedBy is set, and the planner moves Node's copies to the
+	// replacement, add before remove. An empty Replacement calls the
+	// replacement off. One that fails CheckReplace is refused.
+	CmdReplaceMember CommandKind = "replace_member"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -102,6 +112,11 @@ type Command struct {
 	Rolling *RollingRestart `json:"rolling,omitempty"`
 	// Step, for CmdRollingStep.
 	Step *RollingStep `json:"step,omitempty"`
+	// Pin, for CmdSetPin.
+	Pin *PinChange `json:"pin,omitempty"`
+	// Replacement, for CmdReplaceMember: the member that takes Node's
+	// copies ("" calls a replacement off).
+	Replacement string `json:"replacement,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -182,6 +197,10 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 	case CmdSetMaintenance:
 		c.Maintenance = cmd.Maintenance
 		return Result{}, nil
+	case CmdSetPin:
+		return Result{}, c.applyPin(cmd.Pin)
+	case CmdReplaceMember:
+		return Result{}, c.applyReplace(cmd.Node, cmd.Replacement)
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
@@ -190,6 +209,7 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 			return Result{}, err
 		}
 		delete(c.Members, cmd.Node)
+		c.forgetNode(cmd.Node)
 		return Result{}, nil
 	case CmdForgetMember:
 		m, ok := c.Members[cmd.Node]
@@ -198,6 +218,7 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		}
 		if c.checkHoldsNothing(cmd.Node) == nil {
 			delete(c.Members, cmd.Node)
+			c.forgetNode(cmd.Node)
 			return Result{}, nil
 		}
 		if m.Status != StatusLeft {
@@ -349,6 +370,7 @@ func (c *Cluster) applyUpsertMember(cmd Command) error {
 		cur.Incarnation++
 		cur.Voter = false
 		cur.Forget = false
+		cur.ReplacedBy = ""
 	}
 	c.Members[in.ID] = cur
 	return nil

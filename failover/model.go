@@ -95,6 +95,11 @@ type Member struct {
 	// it. The leader measures it on its own monotonic clock from when it
 	// saw the status (control's AgeTracker), never from StatusSince.
 	RestartGrace int64 `json:"restart_grace,omitempty"`
+	// ReplacedBy names the member that takes this member's copies (agent
+	// replace OLD NEW, CmdReplaceMember): the planner moves each copy to
+	// it, add before remove, and the member leaves once it holds nothing.
+	// A rejoin clears it.
+	ReplacedBy string `json:"replaced_by,omitempty"`
 }
 
 // EffectiveWeight is the member's weight, at least 1.
@@ -154,6 +159,17 @@ type Partition struct {
 	// primary rather than get a new, empty one, until a holder that still
 	// has the data is promoted (a failed holder that comes back).
 	DataLost bool `json:"data_lost,omitempty"`
+	// Pins are the operator's placements of this partition (agent move,
+	// CmdSetPin): the planner keeps a copy on each pinned node, and the
+	// primary on the node pinned as primary, until they are unpinned. A
+	// pin on a node that cannot hold yields (see pin.go).
+	Pins []Pin `json:"pins,omitempty"`
+	// CopyFailures count the copies of this partition that failed (the
+	// app refused them, or they timed out) per target node since the last
+	// copy to that node succeeded: the planner backs off before trying the
+	// node again, and gives up on it after Limits.MaxCopyFailures (see
+	// copyfailure.go).
+	CopyFailures []CopyFailure `json:"copy_failures,omitempty"`
 }
 
 // Holders returns the primary (if any) followed by the replicas.
@@ -194,6 +210,12 @@ func (p Partition) Clone() Partition {
 	c.Replicas = append([]string(nil), p.Replicas...)
 	if p.Migrations != nil {
 		c.Migrations = append([]Migration(nil), p.Migrations...)
+	}
+	if p.Pins != nil {
+		c.Pins = append([]Pin(nil), p.Pins...)
+	}
+	if p.CopyFailures != nil {
+		c.CopyFailures = append([]CopyFailure(nil), p.CopyFailures...)
 	}
 	return c
 }
@@ -243,8 +265,11 @@ type Cluster struct {
 	NextMigration uint64 `json:"next_migration"`
 	// Maintenance is set by an operator (agent maintenance on): automatic
 	// removals of failed members are frozen cluster-wide until it is
-	// cleared. Promotions of partitions already led by failed members
-	// still happen.
+	// cleared, and the planner moves nothing that is not needed to keep
+	// data safe (no rebalancing, no zone-spread moves, no removal of
+	// surplus copies). Promotions of partitions led by failed, leaving or
+	// left members, copies that restore the replication factor, and the
+	// operator's own moves (pins, replace) still happen.
 	Maintenance bool `json:"maintenance,omitempty"`
 	// Rolling is the last rolling restart (agent rolling-restart), kept in
 	// raft so that a new leader carries it on; nil before the first.

@@ -83,15 +83,34 @@ type Limits struct {
 	// therefore takes two plans: the start, then (once the start is
 	// committed) its completion. Plan never chains both on one partition.
 	Instant bool
+	// CopyRetryBackoff, in nanoseconds: after a copy to a node failed (the
+	// app refused it or it timed out), the planner waits this long before
+	// it tries that node again for the same partition, doubled after every
+	// further failure (PlanInput.Ages.CopyFailures). Zero retries at once.
+	// Default 5 s.
+	CopyRetryBackoff int64
+	// CopyRetryBackoffMax caps the doubled wait, in nanoseconds (zero: no
+	// cap). Default 5 minutes.
+	CopyRetryBackoffMax int64
+	// MaxCopyFailures: after this many failed copies of a partition to a
+	// node in a row, the copy goes to another node; the failing one is
+	// tried again only when no other node can take it. Zero never gives
+	// up on a node. Default 3.
+	MaxCopyFailures int
 }
 
 // DefaultLimits returns the limits of the issue: 2 migrations per node, 32
-// in the cluster, a 10 minute migration timeout, no replace delay.
+// in the cluster, a 10 minute migration timeout, no replace delay, failed
+// copies retried after 5 s doubling up to 5 minutes, another target after
+// 3 failures.
 func DefaultLimits() Limits {
 	return Limits{
 		MaxMigrationsPerNode: 2,
 		MaxMigrations:        32,
 		MigrationTimeout:     int64(10 * time.Minute),
+		CopyRetryBackoff:     int64(5 * time.Second),
+		CopyRetryBackoffMax:  int64(5 * time.Minute),
+		MaxCopyFailures:      3,
 	}
 }
 
@@ -126,6 +145,10 @@ const (
 	PriorityReplace = 800
 	// PriorityAdd: add a copy that is simply missing.
 	PriorityAdd = 700
+	// PriorityOperatorMove: an operator's move (a pin, agent move; a
+	// replacement, agent replace). It ranks below every copy that restores
+	// the replication factor: data safety first.
+	PriorityOperatorMove = 650
 	// PriorityFinish: cancel a broken or timed-out migration, or (Instant)
 	// complete one.
 	PriorityFinish = 600
@@ -164,6 +187,11 @@ func Plan(in PlanInput) []Action {
 		return nil
 	}
 	p.planPartitions(false)
+	if in.Cluster.Maintenance {
+		// Maintenance: nothing moves for balance (see Cluster.Maintenance).
+		return p.sorted()
+	}
+	p.leavePinnedAlone()
 	if p.needs == 0 {
 		// Copies are still being restored: they go to the nodes below
 		// their share anyway, and rebalancing now would move copies twice.

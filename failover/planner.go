@@ -26,7 +26,10 @@ type nodeInfo struct {
 	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
 	waiting bool // failed less than ReplaceDelay ago, or away for a planned restart
 	leaving bool
-	tie     uint64 // seeded tie-break
+	// draining: being replaced (Member.ReplacedBy): keeps its copies and
+	// primaries until they move to its replacement, takes nothing new.
+	draining bool
+	tie      uint64 // seeded tie-break
 }
 
 // planner is one planning pass over one table; Plan, PlanStatus, Balance
@@ -77,7 +80,8 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 	for i, id := range ids {
 		m := c.Members[id]
 		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
-		n.take = n.lead
+		n.draining = m.ReplacedBy != ""
+		n.take = n.lead && !n.draining
 		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
 		// A restarting member keeps its copies until it is back or the
 		// leader marks it failed past its grace: nothing is re-created.
@@ -233,7 +237,7 @@ func (p *planner) computeQuotas() {
 		} else if nd.hold {
 			frozen += p.copies[i]
 		}
-		if nd.lead {
+		if nd.lead && !nd.draining {
 			leaders = append(leaders, i)
 		}
 	}

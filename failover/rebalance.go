@@ -59,7 +59,7 @@ func (p *planner) copyBands() bands {
 func (p *planner) primaryBands() bands {
 	b := newBands(len(p.nodes), p.prims)
 	for i, nd := range p.nodes {
-		if nd.lead {
+		if nd.lead && !nd.draining {
 			b.member[i] = true
 			b.lo[i], b.hi[i] = band(p.primShare[i], p.held[i])
 		}

@@ -21,6 +21,9 @@ type need struct {
 	// reasons up front would dominate the cost of a plan).
 	present int
 	kind    needKind
+	// prefer is the node the copy should go to when it can (a pinned node,
+	// the replacement of the holder it replaces); "" lets the scores decide.
+	prefer string
 }
 
 type needKind uint8
@@ -35,7 +38,11 @@ const (
 func (p *planner) reasonsOf(nd need) []string {
 	switch nd.kind {
 	case needReplace:
-		return []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.k)}
+		out := []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.k)}
+		if p.c.Partitions[nd.part].Pinned(nd.replaces) {
+			out = append(out, fmt.Sprintf("the pin on %s yields: it is %s", nd.replaces, p.describe(nd.replaces)))
+		}
+		return out
 	case needAdd:
 		return []string{fmt.Sprintf("missing copy: %d of %d", nd.present, p.k)}
 	}
@@ -82,7 +89,13 @@ func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]nee
 	if part.Primary != "" {
 		why = fmt.Sprintf("primary %s %s", part.Primary, p.describe(part.Primary))
 	}
-	// The best live, app-healthy replica (see leading).
+	// The replica pinned as primary if it can lead, else the best live,
+	// app-healthy replica (see leading).
+	pinned, hasPin := part.PinnedPrimary()
+	if i, ok := p.idx[pinned]; hasPin && ok && p.nodes[i].lead && indexOf(part.Replicas, pinned) >= 0 {
+		p.promote(part, i, PriorityPromote, why, "pinned primary (agent move -primary)")
+		return true
+	}
 	leader := choice{d: &leading}
 	for _, r := range part.Replicas {
 		if i, ok := p.idx[r]; ok && p.nodes[i].lead {
@@ -91,7 +104,11 @@ func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]nee
 		}
 	}
 	if leader.ok {
-		p.promote(part, leader.best.node, PriorityPromote, why)
+		if hasPin {
+			p.promote(part, leader.best.node, PriorityPromote, why, fmt.Sprintf("the primary pin on %s yields: it is %s", pinned, p.describe(pinned)))
+		} else {
+			p.promote(part, leader.best.node, PriorityPromote, why)
+		}
 		return true
 	}
 	// No app-healthy replica. A dead primary is worse than an app-unhealthy
@@ -171,12 +188,14 @@ func (p *planner) planMigrations(part *Partition) bool {
 		var why string
 		if i, ok := p.idx[m.Target]; !ok || !p.nodes[i].hold {
 			why = fmt.Sprintf("target %s %s", m.Target, p.describe(m.Target))
-		} else if age := p.ages.migration(m.ID); p.lim.MigrationTimeout > 0 && int64(age) > p.lim.MigrationTimeout {
-			why = fmt.Sprintf("timed out after %s", age)
+		}
+		timedOut := false
+		if age := p.ages.migration(m.ID); why == "" && p.lim.MigrationTimeout > 0 && int64(age) > p.lim.MigrationTimeout {
+			why, timedOut = fmt.Sprintf("timed out after %s", age), true
 		}
 		if why != "" {
 			p.copyWork = true
-			p.emit(Action{Kind: ActionCancelMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{why}})
+			p.emit(Action{Kind: ActionCancelMigration, Partition: part.ID, Epoch: part.Epoch, Node: m.Target, MigrationID: m.ID, Priority: PriorityFinish, Reasons: []string{why}, CopyFailed: timedOut})
 			return true
 		}
 		if p.lim.Instant {
@@ -189,6 +208,9 @@ func (p *planner) planMigrations(part *Partition) bool {
 
 // planCopies restores the copy count and zone spread of one partition.
 func (p *planner) planCopies(part *Partition, needs *[]need) {
+	if p.planPinnedPrimary(part) {
+		return
+	}
 	live, present := 0, 0
 	dead := p.dead[:0] // holders to re-create: gone or leaving, not yet replaced
 	defer func() { p.dead = dead[:0] }()
@@ -219,9 +241,9 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 	deficit := p.k - present
 	switch {
 	case deficit > 0 && len(dead) > 0:
-		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present})
+		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present, prefer: p.preferredTarget(part, dead[0])})
 	case deficit > 0:
-		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit, kind: needAdd, present: present})
+		*needs = append(*needs, need{part: part.ID, priority: PriorityAdd + deficit, kind: needAdd, present: present, prefer: p.preferredTarget(part, "")})
 	case len(dead) > 0:
 		h := dead[0]
 		if h == part.Primary {
@@ -231,25 +253,43 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
 			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, p.k)}})
 	case live > p.k && len(part.Migrations) == 0:
-		// Surplus: drop the live replica that dropping prefers.
-		surplus := choice{d: &dropping}
+		p.dropSurplus(part, live)
+	case len(part.Migrations) == 0 && p.planOperatorMove(part, needs):
+	case len(part.Migrations) == 0 && len(p.zoneNames) > 1 && !p.c.Maintenance:
+		p.planZoneSpread(part, needs)
+	}
+}
+
+// dropSurplus removes one live copy above the replication factor: the copy
+// of a node being replaced if there is one, else the replica that dropping
+// prefers; never a pinned copy. In maintenance only the copy of a node
+// being replaced goes (the operator asked for that move).
+func (p *planner) dropSurplus(part *Partition, live int) {
+	surplus := choice{d: &dropping}
+	why := fmt.Sprintf("surplus copy: %d live of %d", live, p.k)
+	for _, r := range part.Replicas {
+		if i, ok := p.idx[r]; ok && p.nodes[i].hold && p.nodes[i].draining {
+			why = fmt.Sprintf("%s is being replaced by %s (agent replace), which holds the partition", r, p.c.Members[r].ReplacedBy)
+			c := p.copyCandidate(i, part.ID)
+			surplus.offer(&c)
+		}
+	}
+	if !surplus.ok && !p.c.Maintenance {
 		for _, r := range part.Replicas {
-			if i, ok := p.idx[r]; ok && p.nodes[i].hold {
+			if i, ok := p.idx[r]; ok && p.nodes[i].hold && !part.Pinned(r) {
 				c := p.copyCandidate(i, part.ID)
 				surplus.offer(&c)
 			}
 		}
-		if !surplus.ok {
-			return
-		}
-		drop := surplus.best
-		p.copies[drop.node]--
-		p.copyWork = true
-		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: drop.id, Priority: PriorityRemoveSurplus,
-			Reasons: drop.appendReasons([]string{fmt.Sprintf("surplus copy: %d live of %d", live, p.k)}, dropping)})
-	case len(part.Migrations) == 0 && len(p.zoneNames) > 1:
-		p.planZoneSpread(part, needs)
 	}
+	if !surplus.ok {
+		return
+	}
+	drop := surplus.best
+	p.copies[drop.node]--
+	p.copyWork = true
+	p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: drop.id, Priority: PriorityRemoveSurplus,
+		Reasons: drop.appendReasons([]string{why}, dropping)})
 }
 
 // planZoneSpread moves a copy out of a crowded zone when a node in an
@@ -270,7 +310,7 @@ func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 	fromCrowd, fromReplica := 0, false
 	for _, h := range part.Holders() {
 		i, st := p.state(h)
-		if st != holderLive {
+		if st != holderLive || part.Pinned(h) {
 			continue
 		}
 		z := p.nodes[i].zone
@@ -312,7 +352,7 @@ func (p *planner) placeCopy(nd need) {
 			except = nd.replaces // moving a live copy: its zone frees up
 		}
 	}
-	t, ok := p.bestTarget(part, except, nd.lead, src, false)
+	t, ok := p.bestTarget(part, except, nd.lead, src, false, nd.prefer)
 	if !ok {
 		// No node with a healthy app can take it. Rather than lose the
 		// copy (a leaving or failed holder), put it on a live node whose
@@ -321,11 +361,26 @@ func (p *planner) placeCopy(nd need) {
 		if i, st := p.state(nd.replaces); nd.lead && nd.replaces != "" && i >= 0 && st == holderLive {
 			return
 		}
-		if t, ok = p.bestTarget(part, except, false, src, true); !ok {
+		if t, ok = p.bestTarget(part, except, false, src, true, ""); !ok {
 			return
 		}
 	}
-	p.startMigration(part, t.node, src, srcID, nd.replaces, nd.priority, t.appendReasons(p.reasonsOf(nd), placing))
+	reasons := p.reasonsOf(nd)
+	switch {
+	case t.id == nd.prefer && part.Pinned(t.id):
+		reasons = append(reasons, fmt.Sprintf("pinned to %s (agent move)", t.id))
+	case t.id == nd.prefer:
+		reasons = append(reasons, fmt.Sprintf("%s replaces %s (agent replace)", t.id, nd.replaces))
+	default:
+		reasons = t.appendReasons(reasons, placing)
+	}
+	if t.failures > 0 {
+		reasons = append(reasons, fmt.Sprintf("retry: %d earlier copies to %s failed", t.failures, t.id))
+	}
+	if t.avoided != "" {
+		reasons = append(reasons, t.avoided)
+	}
+	p.startMigration(part, t.node, src, srcID, nd.replaces, nd.priority, reasons)
 }
 
 // bestTarget chooses the target of a new copy of part among the nodes that
@@ -334,11 +389,21 @@ func (p *planner) placeCopy(nd need) {
 // criteria of placing. A node that keeps the zone spread but is throttled
 // makes the copy wait rather than go to a node that breaks the spread.
 //
+// prefer, when set and a candidate, wins over the scores and the zone
+// spread (the operator chose it); throttled, it makes the copy wait.
+//
+// Copies that failed on a node (see copyfailure.go): a node still within
+// its retry wait makes the copy wait when it is the best choice; a node
+// that failed Limits.MaxCopyFailures times is chosen only when no other
+// node can take the copy.
+//
 // With unhealthy set, the candidates are instead the live nodes whose app is
 // unhealthy (the last resort of placeCopy).
-func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool) (candidate, bool) {
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool, prefer string) (candidate, bool) {
 	copies, covered := p.zoneCounts(part, except)
 	target := choice{d: &placing}
+	spent := choice{d: &placing} // nodes that failed too often
+	var spentNote string
 	zoneBlocked := false
 	for i := range p.nodes {
 		nd := &p.nodes[i]
@@ -357,17 +422,66 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int,
 		}
 		zok := p.zoneOK(i, copies, covered)
 		if !p.budget(i, src) {
+			if nd.id == prefer {
+				return candidate{}, false // the operator's choice is throttled: wait for it
+			}
 			// Throttled now; if it keeps the zones spread, wait for it
 			// rather than settle for a node that does not.
 			zoneBlocked = zoneBlocked || zok
 			continue
 		}
+		judged := p.judgeCopyTarget(part, nd.id)
 		c := p.copyCandidate(i, part.ID)
 		c.zoneOK, c.lastResort = zok, unhealthy
+		c.failures, c.retryWait = judged.failures, judged.waiting
+		if nd.id == prefer && !judged.exhausted {
+			if judged.waiting {
+				return candidate{}, false
+			}
+			return c, true
+		}
+		if judged.exhausted {
+			if !judged.waiting {
+				spent.offer(&c)
+			}
+			spentNote = fmt.Sprintf("not %s: %d copies to it failed", nd.id, judged.failures)
+			continue
+		}
 		target.offer(&c)
 	}
-	if !target.ok || !target.best.zoneOK && zoneBlocked {
+	if !target.ok {
+		if spent.ok && !zoneBlocked {
+			best := spent.best
+			best.avoided = "no other node can take it"
+			return best, true
+		}
 		return candidate{}, false
 	}
-	return target.best, true
+	if !target.best.zoneOK && zoneBlocked {
+		return candidate{}, false
+	}
+	if target.best.retryWait {
+		// The best node failed this copy lately: retry it after its wait.
+		return candidate{}, false
+	}
+	best := target.best
+	best.avoided = spentNote
+	return best, true
+}
+
+// preferredTarget is the node a new copy of part should go to if it can: a
+// pinned node that lacks the partition, else the replacement of the holder
+// the copy replaces (agent replace). "" when neither applies.
+func (p *planner) preferredTarget(part *Partition, replaces string) string {
+	for _, pin := range part.Pins {
+		if i, ok := p.idx[pin.Node]; ok && p.nodes[i].take && !part.Holds(pin.Node) {
+			if _, busy := part.MigrationTo(pin.Node); !busy {
+				return pin.Node
+			}
+		}
+	}
+	if replaces != "" {
+		return p.c.Members[replaces].ReplacedBy
+	}
+	return ""
 }

@@ -116,6 +116,13 @@ type candidate struct {
 	// lastResort: the node's app is unhealthy, and it takes the copy for
 	// want of a node whose app is healthy.
 	lastResort bool
+	// failures: copies of the partition to the node that failed in a row;
+	// retryWait: the planner still waits before it tries the node again
+	// (copyfailure.go). avoided says which node a copy did not go to
+	// because copies to it kept failing.
+	failures  int
+	retryWait bool
+	avoided   string
 }
 
 // copyCandidate is node i as a holder of copies, for partition part. The
