@@ -161,7 +161,7 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 		suspects:      suspects{set: map[string]bool{}, dirty: make(chan struct{}, 1)},
 		ctx:           ctx,
 		cancel:        cancel,
-		metrics:       newAgentMetrics(),
+		metrics:       newAgentMetrics(cfg.NodeID, cfg.Zone),
 		apiToken:      token,
 
 		watchHeartbeat: defaultWatchHeartbeat,

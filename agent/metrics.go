@@ -3,6 +3,10 @@ package agent
 import (
 	"time"
 
+	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
+	"github.com/steward-dev/steward/hooks"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -41,7 +45,8 @@ func (m *agentMetrics) ObserveDelivery(eventType, result string, attempt int, la
 	m.deliverySeconds.Observe(latency.Seconds())
 }
 
-// Applied, MarkedFailed, Frozen and Planned implement control.Observer.
+// Applied, MarkedFailed, Frozen, Planned and Decided implement
+// control.Observer.
 func (m *agentMetrics) Applied(took time.Duration) { m.applyLatency.Observe(took.Seconds()) }
 
 func (m *agentMetrics) MarkedFailed() { m.removals.Inc() }
@@ -54,16 +59,19 @@ func (m *agentMetrics) Frozen(frozen bool) {
 	}
 }
 
-func (m *agentMetrics) Planned(took time.Duration, actions []failover.Action, applied bool) {
-	m.planSeconds.Observe(took.Seconds())
-	if applied {
-		for _, act := range actions {
-			m.actions.WithLabelValues(string(act.Kind)).Inc()
-		}
+func (m *agentMetrics) Planned(took time.Duration) { m.planSeconds.Observe(took.Seconds()) }
+
+// Decided counts the actions of every decision in the event log, so that
+// steward_plan_actions_total adds up to what GET /v1/events lists.
+func (m *agentMetrics) Decided(_ string, actions []failover.Action) {
+	for _, act := range actions {
+		m.actions.WithLabelValues(string(act.Kind)).Inc()
 	}
 }
 
-func newAgentMetrics() *agentMetrics {
+// newAgentMetrics registers the agent's metrics; nodeID and zone label its
+// steward_node_info series.
+func newAgentMetrics(nodeID, zone string) *agentMetrics {
 	m := &agentMetrics{
 		registry: prometheus.NewRegistry(),
 		applyLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -78,10 +86,16 @@ func newAgentMetrics() *agentMetrics {
 			Help: "Gossip events seen, by type (join, suspect, alive, dead, left, update).",
 		}, []string{"type"}),
 	}
+	for t := gossip.EventJoin; t <= gossip.EventUpdate; t++ {
+		m.gossipEvents.WithLabelValues(t.String())
+	}
 	m.verdicts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "steward_health_verdicts_total",
 		Help: "Verdicts of this agent's failure detector, by kind (failed, recovered).",
 	}, []string{"kind"})
+	for _, k := range []health.VerdictKind{health.VerdictFailed, health.VerdictRecovered} {
+		m.verdicts.WithLabelValues(k.String())
+	}
 	m.suspicionToVerdict = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "steward_health_suspicion_to_verdict_seconds",
 		Help: "Time from the first sign of trouble with a node to its failed verdict.",
@@ -112,8 +126,14 @@ func newAgentMetrics() *agentMetrics {
 	m.appHealthy.Set(1)
 	m.actions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "steward_plan_actions_total",
-		Help: "Planner actions this agent proposed as leader, by kind.",
+		Help: "Actions of the decisions this agent applied (those GET /v1/events lists: failures' promotions, planner rounds, forgotten members, lost copies), by kind.",
 	}, []string{"kind"})
+	// Every kind starts at 0, so that rate() and increase() see the first
+	// one (a kind added later appears when first counted).
+	for _, k := range []failover.ActionKind{failover.ActionPromote, failover.ActionStartMigration, failover.ActionCompleteMigration,
+		failover.ActionCancelMigration, failover.ActionRemoveReplica, failover.ActionDropLostCopy} {
+		m.actions.WithLabelValues(string(k))
+	}
 	m.planSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "steward_plan_seconds",
 		Help:    "Time the planner takes for one round.",
@@ -123,6 +143,11 @@ func newAgentMetrics() *agentMetrics {
 		Name: "steward_webhook_deliveries_total",
 		Help: "Webhook delivery attempts to the app, by event type and result (ok, copying, rejected, error).",
 	}, []string{"type", "result"})
+	for _, typ := range []string{hooks.TypeAssign, hooks.TypePromote, hooks.TypeDemote, hooks.TypeRelease, hooks.TypeRejoin, hooks.TypeQuorum} {
+		for _, result := range []string{hooks.ResultOK, hooks.ResultCopying, hooks.ResultRejected, hooks.ResultError} {
+			m.deliveries.WithLabelValues(typ, result)
+		}
+	}
 	m.deliveryRetries = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "steward_webhook_retries_total",
 		Help: "Webhook delivery attempts after the first of their event.",
@@ -139,6 +164,21 @@ func newAgentMetrics() *agentMetrics {
 		// large ones over a slow link.
 		Buckets: prometheus.ExponentialBuckets(0.01, 2, 21),
 	})
+	build := Build()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "steward_build_info",
+		Help: "Always 1; its labels say which build of the agent runs: version (the agent's), revision (VCS commit, \"unknown\" when built without VCS stamping) and goversion.",
+	}, []string{"version", "revision", "goversion"})
+	buildInfo.WithLabelValues(build.Version, build.Revision, build.GoVersion).Set(1)
+	// The node ID as an info metric rather than a label on every series:
+	// join it where a node ID is wanted, e.g.
+	// steward_ready * on(instance) group_left(node_id) steward_node_info.
+	nodeInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "steward_node_info",
+		Help: "Always 1; maps the scraped instance to this agent's node ID (-node-id) and zone (-zone).",
+	}, []string{"node_id", "zone"})
+	nodeInfo.WithLabelValues(nodeID, zone).Set(1)
+	m.registry.MustRegister(buildInfo, nodeInfo)
 	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
@@ -169,6 +209,7 @@ var (
 	descMigrations   = prometheus.NewDesc("steward_migrations_in_flight", "Copies of partitions in flight in the cluster.", nil, nil)
 	descUndelivered  = prometheus.NewDesc("steward_webhook_undelivered", "Webhook events this agent has not yet had acknowledged by its app.", nil, nil)
 	descDataLost     = prometheus.NewDesc("steward_partitions_data_lost", "Partitions whose last copy an app reported lost: they have no primary.", nil, nil)
+	descUnderRepl    = prometheus.NewDesc("steward_partitions_under_replicated", "Partitions with fewer live copies (on members alive, suspect or leaving) than the replication factor; copies in flight do not count until complete.", nil, nil)
 )
 
 // stateCollector reads raft and the cluster state at scrape time, so that
@@ -176,7 +217,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost, descUnderRepl} {
 		ch <- d
 	}
 }
@@ -233,6 +274,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descMigrations, prometheus.GaugeValue, float64(inFlight))
 		ch <- prometheus.MustNewConstMetric(descDataLost, prometheus.GaugeValue, float64(len(cl.LostPartitions())))
+		ch <- prometheus.MustNewConstMetric(descUnderRepl, prometheus.GaugeValue, float64(len(cl.UnderReplicated())))
 		primaries, copies := loadByNode(cl)
 		for _, id := range cl.MemberIDs() {
 			ch <- prometheus.MustNewConstMetric(descPrimaries, prometheus.GaugeValue, float64(primaries[id]), id)

@@ -81,10 +81,11 @@ func New(cfg Config, deps Deps) *Controller {
 
 type noObserver struct{}
 
-func (noObserver) Applied(time.Duration)                          {}
-func (noObserver) MarkedFailed()                                  {}
-func (noObserver) Frozen(bool)                                    {}
-func (noObserver) Planned(time.Duration, []failover.Action, bool) {}
+func (noObserver) Applied(time.Duration)             {}
+func (noObserver) MarkedFailed()                     {}
+func (noObserver) Frozen(bool)                       {}
+func (noObserver) Planned(time.Duration)             {}
+func (noObserver) Decided(string, []failover.Action) {}
 
 // Ages is the controller's age tracker (migrations and member statuses on
 // the monotonic clock); the agent feeds it every applied state.
@@ -100,6 +101,7 @@ func (c *Controller) Events() []Event { return c.events.list() }
 // such as the drops of a holdings report).
 func (c *Controller) RecordEvent(typ, summary string, actions []failover.Action) {
 	c.events.record(c.clock.Now(), typ, summary, actions)
+	c.obs.Decided(typ, actions)
 }
 
 // SetLeaving tells the controller that this agent is leaving (true) or

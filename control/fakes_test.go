@@ -395,6 +395,8 @@ type recorder struct {
 	mu           sync.Mutex
 	markedFailed int
 	frozen       []bool
+	// actions counts the actions of recorded decisions by kind.
+	actions map[failover.ActionKind]int
 }
 
 func (o *recorder) Applied(time.Duration) {}
@@ -408,4 +410,14 @@ func (o *recorder) Frozen(f bool) {
 	defer o.mu.Unlock()
 	o.frozen = append(o.frozen, f)
 }
-func (o *recorder) Planned(time.Duration, []failover.Action, bool) {}
+func (o *recorder) Planned(time.Duration) {}
+func (o *recorder) Decided(_ string, actions []failover.Action) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.actions == nil {
+		o.actions = map[failover.ActionKind]int{}
+	}
+	for _, a := range actions {
+		o.actions[a.Kind]++
+	}
+}

@@ -47,13 +47,11 @@ func (c *Controller) runPlanner(ctx context.Context) error {
 	}
 	start := time.Now()
 	actions := failover.Plan(c.PlanInput(state))
-	took := time.Since(start)
+	c.obs.Planned(time.Since(start))
 	if len(actions) == 0 {
-		c.obs.Planned(took, nil, false)
 		return nil
 	}
 	res, err := c.Apply(ctx, failover.Command{Kind: failover.CmdApplyActions, At: c.clock.Now().UnixNano(), Actions: actions})
-	c.obs.Planned(took, actions, err == nil)
 	if err != nil {
 		return fmt.Errorf("apply plan: %w", err)
 	}

@@ -105,9 +105,14 @@ type Observer interface {
 	MarkedFailed()
 	// Frozen: automatic removals were frozen (true) or resumed (false).
 	Frozen(frozen bool)
-	// Planned: one round of the planner took this long, and proposed these
-	// actions (committed: applied tells whether the entry went through).
-	Planned(took time.Duration, actions []failover.Action, applied bool)
+	// Planned: one round of the planner took this long.
+	Planned(took time.Duration)
+	// Decided: this agent recorded a decision in its event log (GET
+	// /v1/events) with these actions, all of them, including those the log
+	// keeps no room for. Counting actions here, at the one place every
+	// decision passes, keeps action counters equal to the events: the
+	// promotions of a failure are not planner rounds.
+	Decided(eventType string, actions []failover.Action)
 }
 
 // Config is what the control plane decides with: the agent's settings
