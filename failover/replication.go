@@ -5,7 +5,9 @@ package failover
 
 // liveCopy reports whether a holder's copy counts towards the replication
 // factor: its member is alive, suspect (not confirmed gone) or leaving (it
-// serves until its copies have moved: add before remove).
+// serves until its copies have moved: add before remove). A member away
+// for a planned restart keeps its copies but serves none of them until it
+// is back: its partitions are under-replicated meanwhile, which they are.
 func (c *Cluster) liveCopy(node string) bool {
 	m, ok := c.Members[node]
 	return ok && (m.CanHold() || m.Status == StatusLeaving)
