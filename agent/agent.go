@@ -288,6 +288,7 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("lease", a.leaseLoop)
 	a.goLoop("lease-verify", a.leaseVerifyLoop)
 	a.goLoop("ages", a.watchAges)
+	a.goLoop("replacement", a.watchReplacement)
 	a.goLoop("clock-skew", a.clockSkewLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,

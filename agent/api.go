@@ -50,6 +50,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/maintenance", a.guardMutation(a.handleMaintenance))
 	mux.HandleFunc("POST /v1/leave", a.guardMutation(a.handleLeave))
 	mux.HandleFunc("POST /v1/members/{id}/force-leave", a.guardMutation(a.handleForceLeave))
+	mux.HandleFunc("POST /v1/members/{id}/replace", a.guardMutation(a.handleReplace))
+	mux.HandleFunc("POST /v1/partitions/{id}/move", a.guardMutation(a.handleMove))
 	mux.HandleFunc("GET /v1/keyring", a.guardMutation(a.handleKeyringList))
 	mux.HandleFunc("POST /v1/keyring", a.guardMutation(a.handleKeyringChange))
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.guardMutation(a.handleMigrationComplete))

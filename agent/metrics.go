@@ -34,6 +34,7 @@ type agentMetrics struct {
 	deliveryRetries  prometheus.Counter
 	deliverySeconds  prometheus.Histogram
 	migrationSeconds prometheus.Histogram
+	copyFailures     *prometheus.CounterVec
 }
 
 // ObserveDelivery implements hooks.Observer: every webhook attempt.
@@ -62,10 +63,14 @@ func (m *agentMetrics) Frozen(frozen bool) {
 func (m *agentMetrics) Planned(took time.Duration) { m.planSeconds.Observe(took.Seconds()) }
 
 // Decided counts the actions of every decision in the event log, so that
-// steward_plan_actions_total adds up to what GET /v1/events lists.
+// steward_plan_actions_total adds up to what GET /v1/events lists; a
+// cancelled copy that timed out counts in steward_copy_failures_total.
 func (m *agentMetrics) Decided(_ string, actions []failover.Action) {
 	for _, act := range actions {
 		m.actions.WithLabelValues(string(act.Kind)).Inc()
+		if act.Kind == failover.ActionCancelMigration && act.CopyFailed {
+			m.copyFailures.WithLabelValues(act.Node, "timeout").Inc()
+		}
 	}
 }
 
@@ -179,7 +184,11 @@ func newAgentMetrics(nodeID, zone string) *agentMetrics {
 	}, []string{"node_id", "zone"})
 	nodeInfo.WithLabelValues(nodeID, zone).Set(1)
 	m.registry.MustRegister(buildInfo, nodeInfo)
-	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds)
+	m.copyFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "steward_copy_failures_total",
+		Help: "Copies of partitions that failed, by target node and cause: app (the target's app refused the copy; counted by the target's agent) or timeout (counted by the leader that cancelled it).",
+	}, []string{"node", "cause"})
+	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds, m.copyFailures)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -270,6 +270,7 @@ func (a *Agent) commitCopy(o copyOutcome) bool {
 		Reasons: []string{"the app of " + a.cfg.NodeID + " acknowledged the copy"}}
 	if !o.ok {
 		act.Kind = failover.ActionCancelMigration
+		act.CopyFailed = true // the planner backs off before this node gets the copy again
 		act.Reasons = []string{"the app of " + a.cfg.NodeID + " failed the copy: " + o.reason}
 	}
 	res, err := a.apply(failover.Command{Kind: failover.CmdApplyActions, At: time.Now().UnixNano(), Actions: []failover.Action{act}})
@@ -284,6 +285,7 @@ func (a *Agent) commitCopy(o copyOutcome) bool {
 		if o.ok {
 			a.log.Info("copy complete", "partition", o.partition, "migration", o.migration)
 		} else {
+			a.metrics.copyFailures.WithLabelValues(a.cfg.NodeID, "app").Inc()
 			a.log.Warn("copy failed; the planner will retry", "partition", o.partition, "migration", o.migration, "reason", o.reason)
 		}
 		return true

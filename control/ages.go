@@ -24,6 +24,16 @@ type AgeTracker struct {
 	mu         sync.Mutex
 	migrations map[string]time.Duration // migration ID: Elapsed when first seen
 	statuses   map[string]statusEpisode // member ID: its current status, first seen
+	// copyFailures: failover.CopyFailureKey: the failure count last seen
+	// and when it was first seen at that count.
+	copyFailures map[string]copyFailureEpisode
+}
+
+// copyFailureEpisode is one failure count of a copy-failure record: a new
+// failure raises the count and starts a new wait.
+type copyFailureEpisode struct {
+	count int
+	seen  time.Duration
 }
 
 // statusEpisode is one stretch of a member in one status.
@@ -46,7 +56,7 @@ type ClusterAges struct {
 }
 
 func NewAgeTracker() *AgeTracker {
-	return &AgeTracker{migrations: map[string]time.Duration{}, statuses: map[string]statusEpisode{}}
+	return &AgeTracker{migrations: map[string]time.Duration{}, statuses: map[string]statusEpisode{}, copyFailures: map[string]copyFailureEpisode{}}
 }
 
 // Observe records what c shows for the first time at now (an Elapsed
@@ -78,6 +88,7 @@ func (t *AgeTracker) Observe(c *failover.Cluster, now time.Duration) ClusterAges
 			delete(t.migrations, id)
 		}
 	}
+	out.Plan.CopyFailures = t.observeCopyFailuresLocked(c, now)
 	return out
 }
 
@@ -124,4 +135,28 @@ func since(seen, now time.Duration) time.Duration {
 		return 0
 	}
 	return now - seen
+}
+
+// observeCopyFailuresLocked dates each copy-failure record from when this
+// agent first saw its current count, and forgets the records c no longer
+// has.
+func (t *AgeTracker) observeCopyFailuresLocked(c *failover.Cluster, now time.Duration) map[string]time.Duration {
+	out := map[string]time.Duration{}
+	for _, p := range c.Partitions {
+		for _, f := range p.CopyFailures {
+			key := failover.CopyFailureKey(p.ID, f.Node)
+			ep, ok := t.copyFailures[key]
+			if !ok || ep.count != f.Count {
+				ep = copyFailureEpisode{count: f.Count, seen: now}
+				t.copyFailures[key] = ep
+			}
+			out[key] = since(ep.seen, now)
+		}
+	}
+	for key := range t.copyFailures {
+		if _, ok := out[key]; !ok {
+			delete(t.copyFailures, key)
+		}
+	}
+	return out
 }

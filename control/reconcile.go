@@ -9,8 +9,9 @@ import (
 
 // Reconcile does one round of the leader's work: bootstrap the table,
 // register members seen in gossip, mark failures, forget members gone for
-// good, keep the raft configuration in line with the members, keep the
-// voter count at its target, and apply one round of the planner. Each step
+// good, end replacements whose old node is gone, keep the raft
+// configuration in line with the members, keep the voter count at its
+// target, and apply one round of the planner. Each step
 // is idempotent, so that a new leader simply finishes what its predecessor
 // left half-done; the agent calls it on every change and every second
 // while it leads.
@@ -26,6 +27,9 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		return err
 	}
 	if err := c.reapMembers(ctx); err != nil {
+		return err
+	}
+	if err := c.finishReplacements(ctx); err != nil {
 		return err
 	}
 	if err := c.reconcileRaftConfig(c.MemberState()); err != nil {

@@ -182,7 +182,7 @@ func cmdLeave(args []string, stdout, stderr io.Writer) error {
 }
 
 // cmdMaintenance is `agent maintenance on|off`: freeze or resume automatic
-// removals cluster-wide.
+// removals and balance moves cluster-wide.
 func cmdMaintenance(args []string, stdout, stderr io.Writer) error {
 	var mode string
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -198,7 +198,7 @@ func cmdMaintenance(args []string, stdout, stderr io.Writer) error {
 	if err := cf.post("/v1/maintenance", map[string]bool{"enabled": mode == "on"}, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "maintenance %s: automatic removals are %s\n", mode, map[string]string{"on": "frozen", "off": "resumed"}[mode])
+	fmt.Fprintf(stdout, "maintenance %s: automatic removals and balance moves are %s\n", mode, map[string]string{"on": "frozen", "off": "resumed"}[mode])
 	return nil
 }
 

@@ -28,8 +28,13 @@ Commands:
   status      show this agent's raft and cluster status
   partitions  show the partition table
   leave       make the agent leave the cluster gracefully, showing progress
-  maintenance freeze (on) or resume (off) automatic removals cluster-wide
+  maintenance freeze (on) or resume (off) automatic removals and balance
+              moves cluster-wide
   force-leave forget a member that is gone for good (failed or departed)
+  replace     move every copy of a node to another (add before remove), then
+              the old node leaves: agent replace OLD NEW
+  move        pin a partition on a node (or as primary), or unpin it:
+              agent move P NODE [-primary], agent move P [NODE] -unpin
   keygen      print a new gossip encryption key
   keyring     list, install, use or remove gossip keys on one agent (rotation)
   tls         make a test CA and node certificates for raft mutual TLS
@@ -70,6 +75,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdMaintenance(rest, stdout, stderr)
 	case "force-leave":
 		err = cmdForceLeave(rest, stdout, stderr)
+	case "replace":
+		err = cmdReplace(rest, stdout, stderr)
+	case "move":
+		err = cmdMove(rest, stdout, stderr)
 	case "keyring":
 		err = cmdKeyring(rest, stdout, stderr)
 	case "tls":
