@@ -188,6 +188,10 @@ func newAgentMetrics(nodeID, zone string) *agentMetrics {
 		Name: "steward_copy_failures_total",
 		Help: "Copies of partitions that failed, by target node and cause: app (the target's app refused the copy; counted by the target's agent) or timeout (counted by the leader that cancelled it).",
 	}, []string{"node", "cause"})
+	// This node's series exist from the start, at zero, so that rate()
+	// sees the first failure.
+	m.copyFailures.WithLabelValues(nodeID, "app")
+	m.copyFailures.WithLabelValues(nodeID, "timeout")
 	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds, m.copyFailures)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
