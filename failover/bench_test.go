@@ -185,3 +185,55 @@ func BenchmarkMoves(b *testing.B) {
 	b.ReportMetric(maxOverMean(chLeft, len(rest)), "leave-chash-max/mean")
 	b.ReportMetric(maxOverMean(rvLeft, len(rest)), "leave-rendezvous-max/mean")
 }
+
+// The resources benchmark of issue 15: ten resources with different
+// partition counts and replication factors, 65,536 partitions in all, on
+// 100 nodes, laid out and then converged (the planner evens out the sum of
+// the per-resource layouts first).
+func resourcesCluster(b *testing.B) *Cluster {
+	b.Helper()
+	c := bootstrap(b, 16384, 3, nodes(100))
+	others := []Resource{
+		{Name: "r1", Partitions: 8192, ReplicationFactor: 3},
+		{Name: "r2", Partitions: 8192, ReplicationFactor: 2},
+		{Name: "r3", Partitions: 8192, ReplicationFactor: 3},
+		{Name: "r4", Partitions: 4096, ReplicationFactor: 1},
+		{Name: "r5", Partitions: 4096, ReplicationFactor: 2},
+		{Name: "r6", Partitions: 4096, ReplicationFactor: 3},
+		{Name: "r7", Partitions: 4096, ReplicationFactor: 5},
+		{Name: "r8", Partitions: 4096, ReplicationFactor: 3},
+		{Name: "r9", Partitions: 4096, ReplicationFactor: 2},
+	}
+	for _, r := range others {
+		mustApply(b, c, Command{Kind: CmdCreateResource, At: 2, Resource: &r, Table: LayoutResource(c, r)})
+	}
+	if n := c.ActivePartitions(); n != MaxPartitions {
+		b.Fatalf("%d partitions, want %d", n, MaxPartitions)
+	}
+	if Converge(c, PlanInput{Ages: AgesAt(c, 3), Seed: 1}, 3) < 0 {
+		b.Fatal("the ten resources do not converge")
+	}
+	return c
+}
+
+func BenchmarkPlanResources(b *testing.B) {
+	c := resourcesCluster(b)
+	b.Run("settled", func(b *testing.B) {
+		b.ReportAllocs()
+		var n int
+		for b.Loop() {
+			n = len(Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 4), Seed: 1, Limits: DefaultLimits()}))
+		}
+		b.ReportMetric(float64(n), "actions")
+	})
+	failed := c.Clone()
+	setStatus(b, failed, 5, "n50", StatusFailed, PlanFailure(failed, "n50", 1))
+	b.Run("after_one_failure", func(b *testing.B) {
+		b.ReportAllocs()
+		var n int
+		for b.Loop() {
+			n = len(Plan(PlanInput{Cluster: failed, Ages: AgesAt(failed, 6), Seed: 1, Limits: DefaultLimits()}))
+		}
+		b.ReportMetric(float64(n), "actions")
+	})
+}

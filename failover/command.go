@@ -72,6 +72,17 @@ const (
 	// replacement, add before remove. An empty Replacement calls the
 	// replacement off. One that fails CheckReplace is refused.
 	CmdReplaceMember CommandKind = "replace_member"
+	// CmdCreateResource adds the resource Command.Resource with its
+	// partitions (Table, computed by the proposer with LayoutResource),
+	// numbered after the table's last row.
+	CmdCreateResource CommandKind = "create_resource"
+	// CmdDeleteResource retires every partition of the resource named by
+	// Command.Resource (not the default one): their copies are released.
+	CmdDeleteResource CommandKind = "delete_resource"
+	// CmdSetReplicationFactor sets the replication factor of the resource
+	// named by Command.Resource to its ReplicationFactor; the planner adds
+	// or drops copies to match.
+	CmdSetReplicationFactor CommandKind = "set_replication_factor"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -84,7 +95,7 @@ type Command struct {
 	// Settings and Members, for CmdBootstrap.
 	Settings *Settings `json:"settings,omitempty"`
 	Members  []Member  `json:"members,omitempty"`
-	// Table, for CmdBootstrap: the initial partition table, computed once
+	// Table, for CmdBootstrap and CmdCreateResource: the initial partition table, computed once
 	// by the proposer (InitialTable) and carried in the entry, so that
 	// every agent applies the same table whatever version of the layout
 	// code it runs. When absent, each agent computes InitialTable itself.
@@ -117,6 +128,10 @@ type Command struct {
 	// Replacement, for CmdReplaceMember: the member that takes Node's
 	// copies ("" calls a replacement off).
 	Replacement string `json:"replacement,omitempty"`
+	// Resource, for CmdCreateResource (the whole resource),
+	// CmdDeleteResource (its Name) and CmdSetReplicationFactor (Name and
+	// ReplicationFactor).
+	Resource *Resource `json:"resource,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -201,6 +216,12 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		return Result{}, c.applyPin(cmd.Pin)
 	case CmdReplaceMember:
 		return Result{}, c.applyReplace(cmd.Node, cmd.Replacement)
+	case CmdCreateResource:
+		return Result{}, c.applyCreateResource(cmd)
+	case CmdDeleteResource:
+		return c.applyDeleteResource(cmd)
+	case CmdSetReplicationFactor:
+		return Result{}, c.applySetReplicationFactor(cmd)
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)

@@ -140,7 +140,9 @@ type Migration struct {
 
 // Partition is one shard of the app's data and where its copies live.
 type Partition struct {
-	// ID is the partition number, 0 to Settings.Partitions-1.
+	// ID is the partition number, its index in the table, unique across
+	// resources (the default resource's partitions are 0 to
+	// Settings.Partitions-1).
 	ID int `json:"id"`
 	// Epoch goes up by one on every committed change to the partition's
 	// placement (primary, replicas or migrations). Commands name the epoch
@@ -170,6 +172,17 @@ type Partition struct {
 	// node again, and gives up on it after Limits.MaxCopyFailures (see
 	// copyfailure.go).
 	CopyFailures []CopyFailure `json:"copy_failures,omitempty"`
+	// Resource names the resource the partition belongs to; empty means
+	// DefaultResource (every partition written before resources existed).
+	Resource string `json:"resource,omitempty"`
+	// KeyStart and KeyEnd are the key range [KeyStart, KeyEnd) the
+	// partition owns within its resource (see keys.go). KeyEnd 0 means the
+	// even range of a default-resource bootstrap partition (Cluster.KeyRange).
+	KeyStart uint64 `json:"key_start,omitempty"`
+	KeyEnd   uint64 `json:"key_end,omitempty"`
+	// Retired is set on the partitions of a deleted resource: they hold
+	// nothing, the planner leaves them alone, and their IDs are not reused.
+	Retired bool `json:"retired,omitempty"`
 }
 
 // Holders returns the primary (if any) followed by the replicas.
@@ -220,12 +233,14 @@ func (p Partition) Clone() Partition {
 	return c
 }
 
-// Settings are the cluster-wide parameters fixed at bootstrap.
+// Settings are the default resource's parameters, set at bootstrap.
 type Settings struct {
-	// Partitions is how many partitions the app's data is split into.
+	// Partitions is how many partitions the default resource was created
+	// with.
 	Partitions int `json:"partitions"`
 	// ReplicationFactor is how many copies (primary included) each
-	// partition should have.
+	// partition of the default resource should have; it may change at run
+	// time (CmdSetReplicationFactor).
 	ReplicationFactor int `json:"replication_factor"`
 }
 
@@ -255,8 +270,10 @@ type Cluster struct {
 	// Bootstrapped is set by the first command; before it the cluster has no
 	// settings and no partition table.
 	Bootstrapped bool `json:"bootstrapped"`
-	// Settings are fixed at bootstrap.
+	// Settings are the default resource's, set at bootstrap.
 	Settings Settings `json:"settings"`
+	// Resources are the resources other than the default one, by name.
+	Resources []Resource `json:"resources,omitempty"`
 	// Members by node ID.
 	Members map[string]Member `json:"members"`
 	// Partitions indexed by ID.
@@ -292,6 +309,9 @@ func (c *Cluster) Clone() *Cluster {
 		Maintenance:   c.Maintenance,
 		Rolling:       c.Rolling.Clone(),
 	}
+	if c.Resources != nil {
+		out.Resources = append([]Resource(nil), c.Resources...)
+	}
 	for id, m := range c.Members {
 		out.Members[id] = m
 	}
@@ -325,8 +345,11 @@ func (c *Cluster) Validate() error {
 	if err := c.Settings.Validate(); err != nil {
 		return err
 	}
-	if len(c.Partitions) != c.Settings.Partitions {
+	if len(c.Partitions) < c.Settings.Partitions {
 		return fmt.Errorf("failover: %d partitions in table, settings say %d", len(c.Partitions), c.Settings.Partitions)
+	}
+	if err := c.validateResources(); err != nil {
+		return err
 	}
 	for id, m := range c.Members {
 		if id == "" || id != m.ID {

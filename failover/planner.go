@@ -47,8 +47,17 @@ type planner struct {
 	idx   map[string]int
 
 	zoneNames []string
-	rule      zoneRule
-	k         int // copies each partition should have
+	k         int // copies each default-resource partition should have
+
+	// want is the copies each partition should have (its resource's
+	// replication factor, capped by the nodes that may hold copies; 0 for a
+	// retired partition), and rules the zone rule for each such count.
+	want  []uint8
+	rules [MaxReplicationFactor + 1]zoneRule
+	// pk and prule are the copies and zone rule of the partition
+	// zoneCounts last counted, which zoneOK checks a new copy against.
+	pk    int
+	prule zoneRule
 
 	copies    []int // effective copies per node (in-flight targets in, replaced holders out)
 	held      []int // partitions a live node actually holds
@@ -120,12 +129,72 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 	if eligible < p.k {
 		p.k = eligible
 	}
-	p.rule = newZoneRule(p.k, len(zoneNames))
+	for k := range p.rules {
+		p.rules[k] = newZoneRule(k, len(zoneNames))
+	}
+	p.want = make([]uint8, len(c.Partitions))
+	for i := range c.Partitions {
+		k := c.replicationFactorOf(&c.Partitions[i])
+		if eligible < k {
+			k = eligible
+		}
+		p.want[i] = uint8(k)
+	}
 	p.zc = make([]int, len(zoneNames)+len(p.nodes))
 	p.touched = make([]bool, len(c.Partitions))
 	p.count()
 	p.computeQuotas()
 	return p
+}
+
+// kOf is the number of copies part should have.
+func (p *planner) kOf(part *Partition) int { return int(p.want[part.ID]) }
+
+// copySharesByFactor computes the copy shares and quotas over all
+// resources: the partitions are grouped by the copies they should have
+// (the zone rule depends on it), each group is shared out as copyShares
+// does for one replication factor, and a node's share is the sum over the
+// groups, so that a node's load counts the copies of every resource. The
+// copies frozen on app-unhealthy nodes count against the largest group. A
+// partition whose data is lost gets no copies: it is in nobody's share.
+func (p *planner) copySharesByFactor(takers, weight, zoneOf []int, frozen int, tie []uint64) ([]float64, []int) {
+	var groups [MaxReplicationFactor + 1]int
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		if part.DataLost && part.Primary == "" {
+			continue
+		}
+		groups[p.want[pi]]++
+	}
+	largest, used := p.k, 0
+	for k := 1; k <= MaxReplicationFactor; k++ {
+		if groups[k] > 0 {
+			used++
+			if groups[k]*k > groups[largest]*largest {
+				largest = k
+			}
+		}
+	}
+	if used <= 1 {
+		return copyShares(groups[largest], largest, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	}
+	share := make([]float64, len(p.nodes))
+	quota := make([]int, len(p.nodes))
+	for k := 1; k <= MaxReplicationFactor; k++ {
+		if groups[k] == 0 {
+			continue
+		}
+		fz := 0
+		if k == largest {
+			fz = frozen
+		}
+		s, q := copyShares(groups[k], k, takers, weight, zoneOf, len(p.zoneNames), fz, p.copies, tie)
+		for i := range share {
+			share[i] += s[i]
+			quota[i] += q[i]
+		}
+	}
+	return share, quota
 }
 
 // holders is part.Holders() into a scratch buffer, valid until the next call.
@@ -241,9 +310,7 @@ func (p *planner) computeQuotas() {
 			leaders = append(leaders, i)
 		}
 	}
-	// A partition whose data is lost gets no copies: it is in nobody's share.
-	holdable := len(p.c.Partitions) - p.lost
-	p.copyShare, p.copyQuota = copyShares(holdable, p.k, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	p.copyShare, p.copyQuota = p.copySharesByFactor(takers, weight, zoneOf, frozen, tie)
 	for i, nd := range p.nodes {
 		if nd.hold && !nd.take {
 			// App-unhealthy: keeps what it has, takes nothing new.
@@ -312,6 +379,8 @@ func (p *planner) describe(id string) string {
 // holders, live migration targets; holders replaced by a migration and
 // except are left out) and returns the number of copies and covered zones.
 func (p *planner) zoneCounts(part *Partition, except string) (copies, covered int) {
+	p.pk = p.kOf(part)
+	p.prule = p.rules[p.pk]
 	for i := range p.zc {
 		p.zc[i] = 0
 	}
@@ -346,12 +415,12 @@ func (p *planner) zoneOK(i, copies, covered int) bool {
 	if z >= len(p.zoneNames) {
 		return false
 	}
-	if p.zc[z] >= p.rule.maxPer {
+	if p.zc[z] >= p.prule.maxPer {
 		return false
 	}
 	if p.zc[z] > 0 {
 		// Adding to a covered zone must leave room to cover the rest.
-		if p.rule.spread()-covered > p.k-copies-1 {
+		if p.prule.spread()-covered > p.pk-copies-1 {
 			return false
 		}
 	}

@@ -38,13 +38,13 @@ const (
 func (p *planner) reasonsOf(nd need) []string {
 	switch nd.kind {
 	case needReplace:
-		out := []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.k)}
+		out := []string{fmt.Sprintf("replace %s (%s)", nd.replaces, p.describe(nd.replaces)), fmt.Sprintf("%d of %d copies", nd.present, p.want[nd.part])}
 		if p.c.Partitions[nd.part].Pinned(nd.replaces) {
 			out = append(out, fmt.Sprintf("the pin on %s yields: it is %s", nd.replaces, p.describe(nd.replaces)))
 		}
 		return out
 	case needAdd:
-		return []string{fmt.Sprintf("missing copy: %d of %d", nd.present, p.k)}
+		return []string{fmt.Sprintf("missing copy: %d of %d", nd.present, p.want[nd.part])}
 	}
 	return nd.reasons
 }
@@ -56,6 +56,9 @@ func (p *planner) planPartitions(promotionsOnly bool) {
 	var needs []need
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
+		if part.Retired {
+			continue
+		}
 		if p.planPrimary(part, promotionsOnly, &needs) || promotionsOnly {
 			continue
 		}
@@ -238,7 +241,8 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 			present++
 		}
 	}
-	deficit := p.k - present
+	k := p.kOf(part)
+	deficit := k - present
 	switch {
 	case deficit > 0 && len(dead) > 0:
 		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present, prefer: p.preferredTarget(part, dead[0])})
@@ -251,8 +255,8 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 		}
 		p.copyWork = true
 		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
-			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, p.k)}})
-	case live > p.k && len(part.Migrations) == 0:
+			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, k)}})
+	case live > k && len(part.Migrations) == 0:
 		p.dropSurplus(part, live)
 	case len(part.Migrations) == 0 && p.planOperatorMove(part, needs):
 	case len(part.Migrations) == 0 && len(p.zoneNames) > 1 && !p.c.Maintenance:
@@ -266,7 +270,7 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 // being replaced goes (the operator asked for that move).
 func (p *planner) dropSurplus(part *Partition, live int) {
 	surplus := choice{d: &dropping}
-	why := fmt.Sprintf("surplus copy: %d live of %d", live, p.k)
+	why := fmt.Sprintf("surplus copy: %d live of %d", live, p.kOf(part))
 	for _, r := range part.Replicas {
 		if i, ok := p.idx[r]; ok && p.nodes[i].hold && p.nodes[i].draining {
 			why = fmt.Sprintf("%s is being replaced by %s (agent replace), which holds the partition", r, p.c.Members[r].ReplacedBy)
@@ -296,9 +300,9 @@ func (p *planner) dropSurplus(part *Partition, live int) {
 // uncovered zone could take it.
 func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 	copies, covered := p.zoneCounts(part, "")
-	want := p.rule.spread()
-	if copies > p.k {
-		copies = p.k
+	want := p.prule.spread()
+	if copies > p.pk {
+		copies = p.pk
 	}
 	if covered >= want || covered >= copies {
 		return

@@ -82,7 +82,7 @@ func (c *Cluster) checkReplaceZones(old, replacement string) error {
 		copies, covered := p.zoneCounts(part, old)
 		if !p.zoneOK(t, copies, covered) {
 			return fmt.Errorf("failover: %q is in zone %q, where partition %d already has as many copies as the zone spread allows (%d zones, %d copies): pick a replacement in zone %q or another zone it lacks",
-				replacement, c.Members[replacement].Zone, part.ID, len(p.zoneNames), p.k, c.Members[old].Zone)
+				replacement, c.Members[replacement].Zone, part.ID, len(p.zoneNames), p.pk, c.Members[old].Zone)
 		}
 	}
 	return nil
