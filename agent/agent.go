@@ -224,6 +224,9 @@ func (a *Agent) Start() (err error) {
 	if err != nil {
 		return fmt.Errorf("raft: %w", err)
 	}
+	if err := a.checkBootstrapFlags(); err != nil {
+		return err
+	}
 
 	if a.clusterSecrets() == nil {
 		a.log.Warn("the raft port is not authenticated (-insecure and no -api-token): anyone who reaches it can forward writes and speak raft")

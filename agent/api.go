@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
@@ -42,6 +43,9 @@ func (a *Agent) routes() http.Handler {
 		mux.HandleFunc("GET /v1/"+t.name, a.blockingQuery(t))
 	}
 	mux.HandleFunc("GET /v1/watch", a.handleWatch)
+	mux.HandleFunc("POST /v1/resources", a.guardMutation(a.handleResourceCreate))
+	mux.HandleFunc("PATCH /v1/resources/{name}", a.guardMutation(a.handleResourceChange))
+	mux.HandleFunc("DELETE /v1/resources/{name}", a.guardMutation(a.handleResourceDelete))
 	mux.HandleFunc("GET /v1/raft", a.handleRaft)
 	mux.HandleFunc("GET /v1/lease", a.handleLease)
 	mux.HandleFunc("GET /ui", a.handleUI)
@@ -162,7 +166,7 @@ func (a *Agent) Status() Status {
 	a.raft.Read(func(c *failover.Cluster) {
 		out.Bootstrapped = c.Bootstrapped
 		out.Members = len(c.Members)
-		out.Partitions = len(c.Partitions)
+		out.Partitions = c.ActivePartitions()
 		out.Maintenance = c.Maintenance
 		out.DataLost = c.LostPartitions()
 		for _, m := range c.Members {
@@ -308,8 +312,14 @@ func loadByNode(c *failover.Cluster) (primaries, copies map[string]int) {
 type PartitionsView struct {
 	// Stale is set when the table was asked for with ?stale=true while
 	// this agent is out of contact with the leader.
-	Stale      bool                 `json:"stale,omitempty"`
-	Settings   failover.Settings    `json:"settings"`
+	Stale    bool              `json:"stale,omitempty"`
+	Settings failover.Settings `json:"settings"`
+	// Resources are the resources of the table (all of them, whatever
+	// ?resource= filters).
+	Resources []failover.Resource `json:"resources"`
+	// Partitions are the active partitions (of ?resource= if given), each
+	// with its resource and its explicit key range (route keys with
+	// failover.PartitionForKey).
 	Partitions []failover.Partition `json:"partitions"`
 	Balance    []NodeLoad           `json:"balance"`
 }
@@ -337,14 +347,25 @@ func (a *Agent) partitionsAnswer(r *http.Request) (any, *answerError) {
 		}
 		out.Stale = true
 	}
+	resource := r.URL.Query().Get("resource")
+	unknown := false
 	a.raft.Read(func(c *failover.Cluster) {
 		if !c.Bootstrapped {
 			return
 		}
+		if _, ok := c.Resource(resource); resource != "" && !ok {
+			unknown = true
+			return
+		}
 		out.Settings = c.Settings
-		out.Partitions = make([]failover.Partition, len(c.Partitions))
-		for i, p := range c.Partitions {
-			out.Partitions[i] = p.Clone()
+		out.Resources = c.ResourceList()
+		out.Partitions = make([]failover.Partition, 0, len(c.Partitions))
+		for _, p := range c.WithKeyRanges() {
+			if p.Retired || resource != "" && p.ResourceName() != resource {
+				continue
+			}
+			p.Resource = p.ResourceName()
+			out.Partitions = append(out.Partitions, p)
 		}
 		primaries, copies := loadByNode(c)
 		for _, id := range c.MemberIDs() {
@@ -353,6 +374,9 @@ func (a *Agent) partitionsAnswer(r *http.Request) (any, *answerError) {
 			}
 		}
 	})
+	if unknown {
+		return nil, &answerError{http.StatusNotFound, fmt.Sprintf("no resource %q", resource)}
+	}
 	if out.Partitions == nil {
 		return nil, &answerError{http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet"}
 	}

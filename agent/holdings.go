@@ -44,7 +44,7 @@ func (a *Agent) handleAppHoldings(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	partitions := 0
-	a.raft.Read(func(c *failover.Cluster) { partitions = c.Settings.Partitions })
+	a.raft.Read(func(c *failover.Cluster) { partitions = len(c.Partitions) })
 	if partitions == 0 {
 		writeError(w, http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet; report again")
 		return

@@ -66,6 +66,7 @@ func (a *Agent) watchTopics() []watchTopic {
 	return []watchTopic{
 		{name: "partitions", answer: a.partitionsAnswer, contactMatters: true},
 		{name: "members", answer: a.membersAnswer},
+		{name: "resources", answer: a.resourcesAnswer},
 	}
 }
 

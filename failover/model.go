@@ -239,8 +239,9 @@ type Settings struct {
 	// with.
 	Partitions int `json:"partitions"`
 	// ReplicationFactor is how many copies (primary included) each
-	// partition of the default resource should have; it may change at run
-	// time (CmdSetReplicationFactor).
+	// partition of the default resource should have, as set at bootstrap
+	// (a change at run time goes to Cluster.DefaultReplicationFactor, so
+	// that the bootstrap flags can still be checked against these).
 	ReplicationFactor int `json:"replication_factor"`
 }
 
@@ -274,6 +275,9 @@ type Cluster struct {
 	Settings Settings `json:"settings"`
 	// Resources are the resources other than the default one, by name.
 	Resources []Resource `json:"resources,omitempty"`
+	// DefaultReplicationFactor, when not 0, is the default resource's
+	// replication factor as changed at run time (CmdSetReplicationFactor).
+	DefaultReplicationFactor int `json:"default_replication_factor,omitempty"`
 	// Members by node ID.
 	Members map[string]Member `json:"members"`
 	// Partitions indexed by ID.
@@ -308,6 +312,8 @@ func (c *Cluster) Clone() *Cluster {
 		NextMigration: c.NextMigration,
 		Maintenance:   c.Maintenance,
 		Rolling:       c.Rolling.Clone(),
+
+		DefaultReplicationFactor: c.DefaultReplicationFactor,
 	}
 	if c.Resources != nil {
 		out.Resources = append([]Resource(nil), c.Resources...)

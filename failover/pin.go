@@ -75,7 +75,7 @@ func (c *Cluster) CheckPin(ch PinChange) error {
 	if m.ReplacedBy != "" {
 		return fmt.Errorf("failover: %q is being replaced by %q: pin that one instead", ch.Node, m.ReplacedBy)
 	}
-	if pinIndex(part.Pins, ch.Node) < 0 && len(part.Pins) >= c.Settings.ReplicationFactor {
+	if pinIndex(part.Pins, ch.Node) < 0 && len(part.Pins) >= c.replicationFactorOf(&part) {
 		return fmt.Errorf("failover: partition %d already has %d pins, as many as its replication factor: unpin one first", ch.Partition, len(part.Pins))
 	}
 	return nil

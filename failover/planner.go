@@ -125,7 +125,7 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 			eligible++
 		}
 	}
-	p.k = c.Settings.ReplicationFactor
+	p.k = c.defaultReplicationFactor()
 	if eligible < p.k {
 		p.k = eligible
 	}

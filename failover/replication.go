@@ -25,7 +25,7 @@ func (c *Cluster) LiveCopies(p Partition) int {
 }
 
 // UnderReplicated returns, in ID order, the partitions with fewer live
-// copies than the replication factor: after a failure, until the missing
+// copies than their resource's replication factor (never a retired one): after a failure, until the missing
 // copies are re-created elsewhere (or the failed node comes back), and for
 // as long as there are fewer live members than the factor. Copies in
 // flight do not count until they complete.
@@ -34,8 +34,9 @@ func (c *Cluster) UnderReplicated() []int {
 		return nil
 	}
 	var out []int
-	for _, p := range c.Partitions {
-		if c.LiveCopies(p) < c.Settings.ReplicationFactor {
+	for i := range c.Partitions {
+		p := c.Partitions[i]
+		if c.LiveCopies(p) < c.replicationFactorOf(&c.Partitions[i]) {
 			out = append(out, p.ID)
 		}
 	}

@@ -11,8 +11,8 @@ import (
 // partition table.
 //
 // The default resource is the one the bootstrap flags make. Its settings
-// stay in Cluster.Settings (Partitions is its partition count at bootstrap,
-// ReplicationFactor its current one), so that a raft log or a snapshot
+// stay in Cluster.Settings as the bootstrap set them (a replication factor
+// changed at run time is in Cluster.DefaultReplicationFactor), so that a raft log or a snapshot
 // written before resources existed applies unchanged: its partitions carry
 // no resource name and no key range, and mean the default resource with
 // even key ranges. Every other resource is in Cluster.Resources.
@@ -85,7 +85,7 @@ func (c *Cluster) Resource(name string) (Resource, bool) {
 		if !c.Bootstrapped {
 			return Resource{}, false
 		}
-		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.Settings.ReplicationFactor}, true
+		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.defaultReplicationFactor()}, true
 	}
 	for _, r := range c.Resources {
 		if r.Name == name {
@@ -112,7 +112,7 @@ func (c *Cluster) replicationFactorOf(p *Partition) int {
 		return 0
 	}
 	if p.Resource == "" || p.Resource == DefaultResource {
-		return c.Settings.ReplicationFactor
+		return c.defaultReplicationFactor()
 	}
 	for i := range c.Resources {
 		if c.Resources[i].Name == p.Resource {
@@ -120,6 +120,13 @@ func (c *Cluster) replicationFactorOf(p *Partition) int {
 		}
 	}
 	return 0
+}
+
+func (c *Cluster) defaultReplicationFactor() int {
+	if c.DefaultReplicationFactor != 0 {
+		return c.DefaultReplicationFactor
+	}
+	return c.Settings.ReplicationFactor
 }
 
 // ActivePartitions counts the partitions that are not retired.
@@ -255,7 +262,7 @@ func (c *Cluster) applySetReplicationFactor(cmd Command) error {
 		if !c.Bootstrapped {
 			return errors.New("failover: replication factor changed before bootstrap")
 		}
-		c.Settings.ReplicationFactor = rf
+		c.DefaultReplicationFactor = rf
 		return nil
 	}
 	for i := range c.Resources {
@@ -272,6 +279,9 @@ func (c *Cluster) applySetReplicationFactor(cmd Command) error {
 // or retired; the active partitions of each resource cover its key space
 // exactly once.
 func (c *Cluster) validateResources() error {
+	if rf := c.DefaultReplicationFactor; rf < 0 || rf > MaxReplicationFactor {
+		return fmt.Errorf("failover: default replication factor %d out of range", rf)
+	}
 	seen := map[string]bool{DefaultResource: true}
 	for _, r := range c.Resources {
 		if err := r.Validate(); err != nil {

@@ -119,10 +119,11 @@ func TestRaisingAndLoweringAResourcesReplicationFactorAddsBeforeItRemoves(t *tes
 		}
 	}
 
-	// The default resource's RF is in Settings and changes the same way.
+	// The default resource's RF changes the same way; its bootstrap
+	// setting stays as it was, for the flags to be checked against.
 	mustApply(t, c, Command{Kind: CmdSetReplicationFactor, At: 8, Resource: &Resource{Name: DefaultResource, ReplicationFactor: 3}})
 	converge(t, c, 9)
-	if _, copies := copiesOf(c, DefaultResource); copies[3] != 8 || c.Settings.ReplicationFactor != 3 {
+	if _, copies := copiesOf(c, DefaultResource); copies[3] != 8 || c.Settings.ReplicationFactor != 2 || c.ResourceList()[0].ReplicationFactor != 3 {
 		t.Fatalf("default after RF 3: copies %v, settings %+v", copies, c.Settings)
 	}
 }

@@ -213,7 +213,11 @@ type Deliverer struct {
 	rnd         *rand.Rand
 	haveDesired bool
 	desired     map[int]Assignment
-	migrations  map[string]int // migration ID → partition, of desired
+	// resourceOf remembers the resource of every partition ever desired,
+	// for the release events of partitions no longer desired (IDs are
+	// never reused, so an entry never goes stale).
+	resourceOf map[int]string
+	migrations map[string]int // migration ID → partition, of desired
 	// acked mirrors the store, which only this Deliverer writes.
 	acked         map[int]Acked
 	ackedCopies   map[string]int // migration ID → partition, of acked entries still copying
@@ -308,6 +312,7 @@ func NewDeliverer(cfg Config, store *AckStore, sink CopySink, logger Logger) (*D
 		recordStop:  make(chan struct{}),
 		rnd:         rnd,
 		desired:     map[int]Assignment{},
+		resourceOf:  map[int]string{},
 		migrations:  map[string]int{},
 		acked:       map[int]Acked{},
 		ackedCopies: map[string]int{},
@@ -403,6 +408,11 @@ func (d *Deliverer) SetDesired(desired map[int]Assignment) {
 	}
 	d.desired = next
 	d.migrations = migrations
+	for p, a := range next {
+		if a.Resource != "" {
+			d.resourceOf[p] = a.Resource
+		}
+	}
 	for id := range d.completed {
 		if _, ok := migrations[id]; !ok {
 			delete(d.completed, id)
@@ -745,7 +755,7 @@ func (d *Deliverer) nextEventLocked(p int) (Event, bool) {
 	if !ok {
 		return Event{}, false
 	}
-	ev := Event{Type: typ, NodeID: d.cfg.NodeID, Partition: p}
+	ev := Event{Type: typ, NodeID: d.cfg.NodeID, Partition: p, Resource: d.resourceOf[p]}
 	switch typ {
 	case TypeRelease:
 		ev.Epoch, ev.Role = have.Epoch, RoleNone

@@ -742,3 +742,25 @@ func TestAnAcknowledgementThatCannotBeRecordedIsDeliveredAgain(t *testing.T) {
 		t.Fatalf("store has %+v", a)
 	}
 }
+
+func TestEveryPartitionEventCarriesItsResourceReleaseIncluded(t *testing.T) {
+	app := newFakeApp(t)
+	store := openStore(t, t.TempDir())
+	d := startDeliverer(t, testConfig(app.srv.URL), store, &sinkRecorder{})
+	d.SetDesired(map[int]Assignment{40: {Partition: 40, Resource: "orders", Epoch: 1, Role: RolePrimary}})
+	eventually(t, "the assign is acknowledged", synced(d))
+	// The resource is deleted: the partition is no longer desired, and its
+	// release still names the resource.
+	d.SetDesired(map[int]Assignment{})
+	eventually(t, "the release is acknowledged", synced(d))
+	var types []string
+	for _, ev := range app.log() {
+		types = append(types, ev.Type)
+		if ev.Resource != "orders" {
+			t.Errorf("%s of partition %d carries resource %q, want orders", ev.Type, ev.Partition, ev.Resource)
+		}
+	}
+	if fmt.Sprint(types) != fmt.Sprint([]string{TypeAssign, TypeRelease}) {
+		t.Fatalf("events %v, want an assign then a release", types)
+	}
+}

@@ -7,6 +7,8 @@ import "github.com/steward-dev/steward/failover"
 type Assignment struct {
 	// Partition is the partition ID.
 	Partition int
+	// Resource names the partition's resource.
+	Resource string
 	// Epoch is the partition's placement epoch.
 	Epoch uint64
 	// Role is RolePrimary or RoleReplica.
@@ -41,13 +43,14 @@ func Desired(c *failover.Cluster, node string) map[int]Assignment {
 	for _, p := range c.Partitions {
 		switch {
 		case p.Primary == node:
-			out[p.ID] = Assignment{Partition: p.ID, Epoch: p.Epoch, Role: RolePrimary}
+			out[p.ID] = Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RolePrimary}
 		case p.Holds(node):
-			out[p.ID] = Assignment{Partition: p.ID, Epoch: p.Epoch, Role: RoleReplica}
+			out[p.ID] = Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RoleReplica}
 		default:
 			if m, ok := p.MigrationTo(node); ok {
 				out[p.ID] = Assignment{
 					Partition:   p.ID,
+					Resource:    p.ResourceName(),
 					Epoch:       p.Epoch,
 					Role:        RoleReplica,
 					Source:      &Source{NodeID: m.Source, AppAddr: c.Members[m.Source].AppAddr},

@@ -23,21 +23,21 @@ func TestDesiredListsWhatANodeHoldsOrCopies(t *testing.T) {
 		{ID: 0, Epoch: 3, Primary: "a", Replicas: []string{"b"}},
 		{ID: 1, Epoch: 5, Primary: "b", Replicas: []string{"a"}},
 		{ID: 2, Epoch: 8, Primary: "b", Replicas: []string{}, Migrations: []failover.Migration{{ID: "m4", Target: "a", Source: "b"}}},
-		{ID: 3, Epoch: 2, Primary: "c", Replicas: []string{"b"}},
+		{ID: 3, Epoch: 2, Primary: "c", Replicas: []string{"b"}, Resource: "orders"},
 	}
 	cases := map[string]map[int]Assignment{
 		"a": {
-			0: {Partition: 0, Epoch: 3, Role: RolePrimary},
-			1: {Partition: 1, Epoch: 5, Role: RoleReplica},
-			2: {Partition: 2, Epoch: 8, Role: RoleReplica, Source: &Source{NodeID: "b", AppAddr: "127.0.0.1:7002"}, MigrationID: "m4"},
+			0: {Partition: 0, Resource: "default", Epoch: 3, Role: RolePrimary},
+			1: {Partition: 1, Resource: "default", Epoch: 5, Role: RoleReplica},
+			2: {Partition: 2, Resource: "default", Epoch: 8, Role: RoleReplica, Source: &Source{NodeID: "b", AppAddr: "127.0.0.1:7002"}, MigrationID: "m4"},
 		},
 		"b": {
-			0: {Partition: 0, Epoch: 3, Role: RoleReplica},
-			1: {Partition: 1, Epoch: 5, Role: RolePrimary},
-			2: {Partition: 2, Epoch: 8, Role: RolePrimary},
-			3: {Partition: 3, Epoch: 2, Role: RoleReplica},
+			0: {Partition: 0, Resource: "default", Epoch: 3, Role: RoleReplica},
+			1: {Partition: 1, Resource: "default", Epoch: 5, Role: RolePrimary},
+			2: {Partition: 2, Resource: "default", Epoch: 8, Role: RolePrimary},
+			3: {Partition: 3, Resource: "orders", Epoch: 2, Role: RoleReplica},
 		},
-		"c":       {3: {Partition: 3, Epoch: 2, Role: RolePrimary}},
+		"c":       {3: {Partition: 3, Resource: "orders", Epoch: 2, Role: RolePrimary}},
 		"unknown": {},
 	}
 	for node, want := range cases {

@@ -53,8 +53,12 @@ type Event struct {
 	Type string `json:"type"`
 	// NodeID is the -node-id of the agent (and so of this app).
 	NodeID string `json:"node_id"`
-	// Partition is the partition concerned (0 for node-wide events).
+	// Partition is the partition concerned (0 for node-wide events). IDs
+	// are unique across resources.
 	Partition int `json:"partition"`
+	// Resource names the partition's resource ("default" for the one the
+	// bootstrap flags make); empty for node-wide events.
+	Resource string `json:"resource,omitempty"`
 	// Epoch is the partition's placement epoch, the fencing token: an app
 	// must ignore an event older than one it has applied for the partition.
 	Epoch uint64 `json:"epoch"`

@@ -301,18 +301,52 @@ func cmdMembers(args []string, stdout, stderr io.Writer) error {
 }
 
 func cmdPartitions(args []string, stdout, stderr io.Writer) error {
-	var resp agent.PartitionsView
-	if done, err := show("partitions", "/v1/partitions", args, stdout, stderr, &resp); done || err != nil {
+	fs := newFlagSet("partitions", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	resource := fs.String("resource", "", "show only this resource's partitions")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return flagParseError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if err := cf.resolve(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%d partitions, replication factor %d\n\n", resp.Settings.Partitions, resp.Settings.ReplicationFactor)
+	path := "/v1/partitions"
+	if *resource != "" {
+		path += "?resource=" + url.QueryEscape(*resource)
+	}
+	var resp agent.PartitionsView
+	raw, err := cf.get(path, &resp)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	active := map[string]int{}
+	for _, p := range resp.Partitions {
+		active[p.ResourceName()]++
+	}
+	for _, r := range resp.Resources {
+		if *resource == "" || r.Name == *resource {
+			fmt.Fprintf(stdout, "resource %s: %d partitions, replication factor %d\n", r.Name, active[r.Name], r.ReplicationFactor)
+		}
+	}
+	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tPRIMARIES\tCOPIES")
 	for _, b := range resp.Balance {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Node, b.Primaries, b.Copies)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "PARTITION\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO")
+	fmt.Fprintln(tw, "PARTITION\tRESOURCE\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO")
 	for _, p := range resp.Partitions {
 		var targets []string
 		for _, m := range p.Migrations {
@@ -322,7 +356,7 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 		if p.DataLost && p.Primary == "" {
 			primary = "DATA LOST"
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\n", p.ID, p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", p.ID, p.ResourceName(), p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
 	}
 	return tw.Flush()
 }

@@ -26,7 +26,10 @@ Commands:
               a failover, a rejoin and a graceful leave
   members     list the cluster's members
   status      show this agent's raft and cluster status
-  partitions  show the partition table
+  partitions  show the partition table (-resource NAME: one resource's)
+  resource    create, list or delete resources, or change one's
+              replication factor (create NAME -partitions N
+              -replication-factor R | list | delete NAME | set-rf NAME R)
   leave       make the agent leave the cluster gracefully, showing progress
   maintenance freeze (on) or resume (off) automatic removals and balance
               moves cluster-wide
@@ -69,6 +72,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdStatus(rest, stdout, stderr)
 	case "partitions":
 		err = cmdPartitions(rest, stdout, stderr)
+	case "resource":
+		err = cmdResource(rest, stdout, stderr)
 	case "leave":
 		err = cmdLeave(rest, stdout, stderr)
 	case "maintenance":

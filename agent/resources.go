@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+)
+
+// Resources over the HTTP API: GET /v1/resources lists them, POST creates
+// one, PATCH /v1/resources/{name} changes its replication factor, DELETE
+// /v1/resources/{name} deletes it (see failover/resource.go).
+
+// ResourceView is one resource of GET /v1/resources.
+type ResourceView struct {
+	failover.Resource
+	// ActivePartitions counts the resource's partitions now (its initial
+	// count plus the splits).
+	ActivePartitions int `json:"active_partitions"`
+	// UnderReplicated counts its partitions with fewer copies than its
+	// replication factor.
+	UnderReplicated int `json:"under_replicated"`
+}
+
+// ResourcesView is GET /v1/resources.
+type ResourcesView struct {
+	Resources []ResourceView `json:"resources"`
+}
+
+func resourceViews(c *failover.Cluster) []ResourceView {
+	out := []ResourceView{}
+	index := map[string]int{}
+	for _, r := range c.ResourceList() {
+		index[r.Name] = len(out)
+		out = append(out, ResourceView{Resource: r})
+	}
+	for _, p := range c.Partitions {
+		i, ok := index[p.ResourceName()]
+		if !ok || p.Retired {
+			continue
+		}
+		out[i].ActivePartitions++
+		if len(p.Holders()) < out[i].ReplicationFactor {
+			out[i].UnderReplicated++
+		}
+	}
+	return out
+}
+
+// resourcesAnswer is the body of GET /v1/resources (a watch topic).
+func (a *Agent) resourcesAnswer(r *http.Request) (any, *answerError) {
+	if !a.ready.Load() {
+		return nil, &answerError{http.StatusServiceUnavailable, "this agent has not caught up with the cluster yet"}
+	}
+	var out ResourcesView
+	bootstrapped := false
+	a.raft.Read(func(c *failover.Cluster) {
+		bootstrapped = c.Bootstrapped
+		out.Resources = resourceViews(c)
+	})
+	if !bootstrapped {
+		return nil, &answerError{http.StatusServiceUnavailable, "the cluster has not been bootstrapped yet"}
+	}
+	return out, nil
+}
+
+// decodeStrict decodes a JSON body, refusing unknown fields.
+func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// handleResourceCreate is POST /v1/resources with
+// {"name": ..., "partitions": N, "replication_factor": R}.
+func (a *Agent) handleResourceCreate(w http.ResponseWriter, r *http.Request) {
+	var body failover.Resource
+	if err := decodeStrict(w, r, &body); err != nil {
+		writeError(w, http.StatusBadRequest, `body must be {"name": "...", "partitions": N, "replication_factor": R}: `+err.Error())
+		return
+	}
+	if err := body.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "failover: "))
+		return
+	}
+	var cmd failover.Command
+	var refused error
+	a.raft.Read(func(c *failover.Cluster) {
+		switch {
+		case !c.Bootstrapped:
+			refused = errors.New("the cluster has not been bootstrapped yet")
+		default:
+			if _, exists := c.Resource(body.Name); exists {
+				refused = fmt.Errorf("resource %q already exists", body.Name)
+				return
+			}
+			if n := c.ActivePartitions(); n+body.Partitions > failover.MaxPartitions {
+				refused = fmt.Errorf("the cluster has %d partitions: %d more would exceed its limit of %d", n, body.Partitions, failover.MaxPartitions)
+				return
+			}
+			// The layout is computed here, on this agent's copy of the
+			// table, and carried in the entry; if the table moved on
+			// before it commits, the command is refused and the caller
+			// retries.
+			cmd = failover.Command{Kind: failover.CmdCreateResource, At: time.Now().UnixNano(), Resource: &body, Table: failover.LayoutResource(c, body)}
+		}
+	})
+	if refused != nil {
+		writeError(w, http.StatusConflict, refused.Error())
+		return
+	}
+	if _, err := a.apply(cmd); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "resource not created: "+err.Error())
+		return
+	}
+	a.log.Info("resource created", "resource", body.Name, "partitions", body.Partitions, "replication_factor", body.ReplicationFactor)
+	a.kickLeader()
+	writeJSON(w, http.StatusCreated, body)
+}
+
+// handleResourceChange is PATCH /v1/resources/{name} with
+// {"replication_factor": R}: the planner then adds the copies (add before
+// remove) or drops the surplus ones.
+func (a *Agent) handleResourceChange(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	var body struct {
+		ReplicationFactor *int `json:"replication_factor"`
+	}
+	if err := decodeStrict(w, r, &body); err != nil || body.ReplicationFactor == nil {
+		writeError(w, http.StatusBadRequest, `body must be {"replication_factor": R}`)
+		return
+	}
+	rf := *body.ReplicationFactor
+	if rf < 1 || rf > failover.MaxReplicationFactor {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("replication factor must be between 1 and %d, got %d", failover.MaxReplicationFactor, rf))
+		return
+	}
+	var cur failover.Resource
+	var known bool
+	a.raft.Read(func(c *failover.Cluster) { cur, known = c.Resource(name) })
+	if !known {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no resource %q", name))
+		return
+	}
+	if _, err := a.apply(failover.Command{Kind: failover.CmdSetReplicationFactor, At: time.Now().UnixNano(), Resource: &failover.Resource{Name: name, ReplicationFactor: rf}}); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "replication factor not changed: "+err.Error())
+		return
+	}
+	a.log.Info("replication factor changed", "resource", name, "from", cur.ReplicationFactor, "to", rf)
+	a.kickLeader()
+	cur.ReplicationFactor = rf
+	writeJSON(w, http.StatusOK, cur)
+}
+
+// handleResourceDelete is DELETE /v1/resources/{name}: its partitions are
+// retired and every app told to release its copies.
+func (a *Agent) handleResourceDelete(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if name == failover.DefaultResource {
+		writeError(w, http.StatusBadRequest, "the default resource cannot be deleted")
+		return
+	}
+	var known bool
+	a.raft.Read(func(c *failover.Cluster) { _, known = c.Resource(name) })
+	if !known {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no resource %q", name))
+		return
+	}
+	res, err := a.apply(failover.Command{Kind: failover.CmdDeleteResource, At: time.Now().UnixNano(), Resource: &failover.Resource{Name: name}})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "resource not deleted: "+err.Error())
+		return
+	}
+	a.log.Warn("resource deleted", "resource", name, "partitions_retired", len(res.Changed))
+	writeJSON(w, http.StatusOK, map[string]any{"deleted": name, "partitions_retired": len(res.Changed)})
+}
+
+// checkBootstrapFlags refuses to start an agent whose -partitions or
+// -replication-factor contradicts the settings its stored state was
+// bootstrapped with: they only apply to a new cluster, and silently
+// ignoring them hides a mistake (a resource is created or changed at run
+// time instead: agent resource create, agent resource set-rf).
+func (a *Agent) checkBootstrapFlags() error {
+	stored, ok, err := a.raft.BootstrapSettings()
+	if err != nil {
+		return fmt.Errorf("reading the stored bootstrap settings: %w", err)
+	}
+	if !ok {
+		return nil
+	}
+	if a.cfg.Partitions != stored.Partitions {
+		return configErrorf("-partitions %d contradicts the cluster's stored settings: its default resource was created with %d partitions (-partitions only applies to a new cluster; give %d, or create another resource with agent resource create)",
+			a.cfg.Partitions, stored.Partitions, stored.Partitions)
+	}
+	if a.cfg.ReplicationFactor != stored.ReplicationFactor {
+		return configErrorf("-replication-factor %d contradicts the cluster's stored settings: its default resource was created with replication factor %d (give %d; change it at run time with agent resource set-rf default R)",
+			a.cfg.ReplicationFactor, stored.ReplicationFactor, stored.ReplicationFactor)
+	}
+	return nil
+}

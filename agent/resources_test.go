@@ -1,0 +1,143 @@
+package agent
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/failover"
+)
+
+func resourcesOf(t *testing.T, a *Agent) map[string]ResourceView {
+	t.Helper()
+	var v ResourcesView
+	if code, err := get(t, a, "/v1/resources", &v); err != nil || code != http.StatusOK {
+		t.Fatalf("GET /v1/resources: %d %v", code, err)
+	}
+	out := map[string]ResourceView{}
+	for _, r := range v.Resources {
+		out[r.Name] = r
+	}
+	return out
+}
+
+func TestAnOperatorCreatesChangesAndDeletesAResourceOverTheAPI(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	cfg.BootstrapExpect = 1
+	cfg.ReplicationFactor = 1
+	cfg.APIToken = "s3cret"
+	a := startAgent(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + a.HTTPAddr()
+	auth := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer s3cret"}
+
+	if rs := resourcesOf(t, a); len(rs) != 1 || rs["default"].ActivePartitions != 32 || rs["default"].ReplicationFactor != 1 {
+		t.Fatalf("a new cluster's resources: %+v, want the default one from the flags", rs)
+	}
+	if code, msg := request(t, "POST", url+"/v1/resources", auth, `{"name":"orders","partitions":8,"replication_factor":1}`); code != http.StatusCreated {
+		t.Fatalf("create orders: %d %s", code, msg)
+	}
+	if rs := resourcesOf(t, a); rs["orders"].ActivePartitions != 8 || rs["orders"].UnderReplicated != 0 {
+		t.Fatalf("after create: %+v", rs["orders"])
+	}
+	var table PartitionsView
+	if code, err := get(t, a, "/v1/partitions?resource=orders", &table); err != nil || code != 200 || len(table.Partitions) != 8 {
+		t.Fatalf("GET /v1/partitions?resource=orders: %d %v, %d partitions", code, err, len(table.Partitions))
+	}
+	if p, ok := failover.PartitionForKey(table.Partitions, "orders", "some-key"); !ok || p.ID < 32 || p.Primary != "solo" {
+		t.Fatalf("routing a key of orders: %+v %v", p, ok)
+	}
+
+	// Bad input is refused with a reason and changes nothing.
+	for _, c := range []struct {
+		method, path, body string
+		headers            map[string]string
+		want               int
+	}{
+		{"POST", "/v1/resources", `{"name":"x","partitions":1,"replication_factor":1}`, map[string]string{"Content-Type": "application/json"}, http.StatusUnauthorized},
+		{"POST", "/v1/resources", `{"name":"orders","partitions":2,"replication_factor":1}`, auth, http.StatusConflict},
+		{"POST", "/v1/resources", `{"name":"no spaces","partitions":2,"replication_factor":1}`, auth, http.StatusBadRequest},
+		{"POST", "/v1/resources", `{"name":"x","partitions":0,"replication_factor":1}`, auth, http.StatusBadRequest},
+		{"POST", "/v1/resources", `{"name":"x","partitions":2,"replication_factor":1,"extra":1}`, auth, http.StatusBadRequest},
+		{"PATCH", "/v1/resources/orders", `{"replication_factor":9}`, auth, http.StatusBadRequest},
+		{"PATCH", "/v1/resources/nope", `{"replication_factor":1}`, auth, http.StatusNotFound},
+		{"DELETE", "/v1/resources/default", `{}`, auth, http.StatusBadRequest},
+		{"DELETE", "/v1/resources/nope", `{}`, auth, http.StatusNotFound},
+		{"GET", "/v1/partitions?resource=nope", ``, nil, http.StatusNotFound},
+	} {
+		if code, msg := request(t, c.method, url+c.path, c.headers, c.body); code != c.want || msg == "" {
+			t.Errorf("%s %s %s: %d %q, want %d with a reason", c.method, c.path, c.body, code, msg, c.want)
+		}
+	}
+	if rs := resourcesOf(t, a); len(rs) != 2 || rs["orders"].ReplicationFactor != 1 {
+		t.Fatalf("refused requests changed the resources: %+v", rs)
+	}
+
+	// RF up on a one-node cluster: the setting changes, and the copies
+	// wait for nodes to hold them (under-replicated, as the view says).
+	if code, msg := request(t, "PATCH", url+"/v1/resources/orders", auth, `{"replication_factor":2}`); code != http.StatusOK {
+		t.Fatalf("set RF: %d %s", code, msg)
+	}
+	if r := resourcesOf(t, a)["orders"]; r.ReplicationFactor != 2 || r.UnderReplicated != 8 {
+		t.Fatalf("after RF 2 on one node: %+v", r)
+	}
+
+	if code, msg := request(t, "DELETE", url+"/v1/resources/orders", auth, `{}`); code != http.StatusOK {
+		t.Fatalf("delete: %d %s", code, msg)
+	}
+	if rs := resourcesOf(t, a); len(rs) != 1 {
+		t.Fatalf("after delete: %+v", rs)
+	}
+	if code, err := get(t, a, "/v1/partitions", &table); err != nil || code != 200 || len(table.Partitions) != 32 {
+		t.Fatalf("after delete the table serves %d partitions (%d %v), want the default's 32", len(table.Partitions), code, err)
+	}
+}
+
+func TestARestartWithBootstrapFlagsThatContradictTheStoredOnesIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(t, "solo", dir)
+	cfg.BootstrapExpect = 1
+	cfg.ReplicationFactor = 1
+	a := startAgent(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, c := range []struct {
+		partitions, rf int
+		want           string
+	}{
+		{64, 1, "-partitions 64 contradicts the cluster's stored settings: its default resource was created with 32 partitions"},
+		{32, 3, "-replication-factor 3 contradicts the cluster's stored settings: its default resource was created with replication factor 1"},
+	} {
+		bad := cfg
+		bad.Partitions, bad.ReplicationFactor = c.partitions, c.rf
+		b, err := New(bad, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = b.Start()
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("restart with -partitions %d -replication-factor %d: %v, want %q", c.partitions, c.rf, err, c.want)
+		}
+	}
+	// The same flags as at bootstrap start it as before.
+	again := startAgent(t, cfg)
+	if err := again.WaitReady(ctx); err != nil {
+		t.Fatalf("restart with the stored flags: %v", err)
+	}
+	if st := again.Status(); st.Partitions != 32 {
+		t.Fatalf("after the restart: %+v", st)
+	}
+}

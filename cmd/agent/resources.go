@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/steward-dev/steward/agent"
+	"github.com/steward-dev/steward/failover"
+)
+
+// cmdResource is `agent resource create|list|delete|set-rf`: named
+// resources, each with its own partitions and replication factor.
+func cmdResource(args []string, stdout, stderr io.Writer) error {
+	const usage = "resource: say create NAME -partitions N -replication-factor R, list, delete NAME, or set-rf NAME R"
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return usagef(usage)
+	}
+	verb, args := args[0], args[1:]
+	var positional []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		positional, args = append(positional, args[0]), args[1:]
+	}
+	fs := newFlagSet("resource "+verb, stderr)
+	var cf clientFlags
+	cf.register(fs)
+	partitions := fs.Int("partitions", 0, "number of partitions of the new resource (create)")
+	rf := fs.Int("replication-factor", 0, "copies of each partition, primary included (create)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return flagParseError{err}
+	}
+	if fs.NArg() > 0 {
+		return usagef("resource %s: unexpected argument %q", verb, fs.Arg(0))
+	}
+	if err := cf.resolve(); err != nil {
+		return err
+	}
+	want := map[string]int{"create": 1, "list": 0, "delete": 1, "set-rf": 2}
+	n, known := want[verb]
+	if !known {
+		return usagef(usage)
+	}
+	if len(positional) != n {
+		return usagef("resource %s takes %d argument(s), got %d (%s)", verb, n, len(positional), usage)
+	}
+	switch verb {
+	case "list":
+		return resourceList(cf, stdout)
+	case "create":
+		if *partitions < 1 || *rf < 1 {
+			return usagef("resource create: give -partitions N and -replication-factor R")
+		}
+		body := failover.Resource{Name: positional[0], Partitions: *partitions, ReplicationFactor: *rf}
+		var out failover.Resource
+		if err := cf.post("/v1/resources", body, &out); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resource %s created: %d partitions, replication factor %d\n", out.Name, out.Partitions, out.ReplicationFactor)
+	case "delete":
+		var out struct {
+			Retired int `json:"partitions_retired"`
+		}
+		if _, err := cf.do(http.MethodDelete, "/v1/resources/"+url.PathEscape(positional[0]), []byte("{}"), &out, 60*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resource %s deleted: %d partitions released\n", positional[0], out.Retired)
+	case "set-rf":
+		r, err := strconv.Atoi(positional[1])
+		if err != nil {
+			return usagef("resource set-rf: %q is not a whole number", positional[1])
+		}
+		body, _ := json.Marshal(map[string]int{"replication_factor": r})
+		if _, err := cf.do(http.MethodPatch, "/v1/resources/"+url.PathEscape(positional[0]), body, nil, 60*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resource %s: replication factor %d (copies are added or dropped as the planner gets to them)\n", positional[0], r)
+	}
+	return nil
+}
+
+func resourceList(cf clientFlags, stdout io.Writer) error {
+	var resp agent.ResourcesView
+	raw, err := cf.get("/v1/resources", &resp)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RESOURCE\tPARTITIONS\tREPLICATION FACTOR\tUNDER-REPLICATED")
+	for _, r := range resp.Resources {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Name, r.ActivePartitions, r.ReplicationFactor, r.UnderReplicated)
+	}
+	return tw.Flush()
+}
