@@ -239,6 +239,8 @@ func (c *Cluster) applyDeleteResource(cmd Command) (Result, error) {
 		p.Replicas = []string{}
 		p.Migrations = nil
 		p.DataLost = false
+		p.Pins = nil
+		p.CopyFailures = nil
 		p.Epoch++
 		res.Applied++
 		res.Changed = append(res.Changed, p.ID)
