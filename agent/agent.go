@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,6 +46,10 @@ type Agent struct {
 
 	// raftID is this incarnation's raft server ID (see loadIdentity).
 	raftID string
+	// createdDataDir is set when this Start created the data dir: a
+	// start that fails removes it again, so that bad input (a taken node
+	// ID, a -join nobody answers) leaves nothing bound to the node ID.
+	createdDataDir bool
 	// raftConfigHook, when set (by tests), adjusts raft's configuration
 	// before Start opens it: fault injection.
 	raftConfigHook func(*raftctl.Config)
@@ -184,8 +189,19 @@ func (a *Agent) Start() (err error) {
 	defer func() {
 		if err != nil {
 			_ = a.Shutdown()
+			if a.createdDataDir {
+				_ = os.RemoveAll(a.cfg.DataDir)
+			}
 		}
 	}()
+	// The files the settings name are read before anything is written, so
+	// that a bad one leaves no data dir bound to the node ID behind.
+	var raftTLS *tls.Config
+	if a.cfg.TLSCert != "" {
+		if raftTLS, err = LoadTLSConfig(a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSCA); err != nil {
+			return configErrorf("-tls-cert: %v", err)
+		}
+	}
 	if err := a.loadIdentity(); err != nil {
 		return err
 	}
@@ -214,11 +230,7 @@ func (a *Agent) Start() (err error) {
 	if a.raftConfigHook != nil {
 		a.raftConfigHook(rc)
 	}
-	if a.cfg.TLSCert != "" {
-		if rc.TLS, err = LoadTLSConfig(a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSCA); err != nil {
-			return configErrorf("-tls-cert: %v", err)
-		}
-	}
+	rc.TLS = raftTLS
 	a.electionTimeout = rc.ElectionTimeout
 	a.raft, err = raftctl.New(rc)
 	if err != nil {
@@ -419,6 +431,9 @@ func (a *Agent) Handler() http.Handler { return a.handler }
 // is new: a node that comes back with an empty data dir is a new raft server
 // under the same logical ID, which is what raft's maintainers advise.
 func (a *Agent) loadIdentity() error {
+	if _, err := os.Stat(a.cfg.DataDir); errors.Is(err, os.ErrNotExist) {
+		a.createdDataDir = true
+	}
 	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("-data-dir: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/steward-dev/steward/control"
+	"github.com/steward-dev/steward/gossip"
 )
 
 // Config is everything an agent can be told. Start from DefaultConfig and
@@ -360,6 +361,13 @@ func (c Config) Validate() error {
 	}
 	if c.Encrypt != "" && c.Insecure {
 		return configErrorf("-insecure: cannot be combined with -encrypt")
+	}
+	if c.Encrypt != "" {
+		// Checked here, before Start creates the data dir and binds it to
+		// the node ID: a bad key must change nothing.
+		if _, err := gossip.ParseKey(c.Encrypt); err != nil {
+			return configErrorf("-encrypt: %v", err)
+		}
 	}
 	if c.Encrypt == "" && !c.Insecure {
 		if _, err := os.Stat(filepath.Join(c.DataDir, keyringFileName)); err != nil {

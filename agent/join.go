@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/steward-dev/steward/failover"
@@ -176,13 +177,25 @@ func (a *Agent) joinAtStart() error {
 	}
 	switch {
 	case len(given) > 0:
-		ctx, cancel := context.WithTimeout(a.ctx, a.cfg.JoinTimeout.D())
-		n, err := a.gossip.Join(ctx, append(given, known...))
+		// An operator who gave a wrong address sees each attempt and how
+		// long the agent keeps trying, not a minute of silence.
+		targets := append(given, known...)
+		timeout := a.cfg.JoinTimeout.D()
+		deadline := time.Now().Add(timeout)
+		a.log.Info("joining the cluster", "addrs", strings.Join(targets, ","), "keeps_trying_for", timeout.String())
+		ctx, cancel := context.WithDeadline(a.ctx, deadline)
+		n, err := a.gossip.JoinReporting(ctx, targets, func(at gossip.JoinAttempt) {
+			a.log.Info("join attempt failed; trying again", "attempt", at.Attempt, "error", at.Err,
+				"retry_in", at.Next.Round(time.Millisecond).String(), "gives_up_in", max(0, time.Until(deadline)).Round(time.Second).String())
+		})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("-join: %w", err)
+			return fmt.Errorf("-join: no member answered within -join-timeout %s: %w", timeout, err)
 		}
 		a.log.Info("joined gossip", "contacted", n)
+		if err := a.refuseTakenID(); err != nil {
+			return err
+		}
 	case len(known) > 0:
 		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 		n, err := a.gossip.Join(ctx, known)
@@ -191,12 +204,31 @@ func (a *Agent) joinAtStart() error {
 			a.log.Warn("none of the members this agent knew answered yet; trying again in the background", "peers", len(known), "error", err)
 		} else {
 			a.log.Info("joined gossip through the members this agent knew", "contacted", n)
+			if err := a.refuseTakenID(); err != nil {
+				return err
+			}
 		}
 	}
 	if len(given)+len(known) > 0 || len(a.cfg.Join) > 0 {
 		a.goLoop("join-nudge", a.joinNudgeLoop)
 	}
 	return nil
+}
+
+// refuseTakenID fails the start when, while joining, gossip saw another
+// running agent with this agent's node ID: memberlist keeps the one it
+// knows and ignores this one, so both would run on, this one unseen. The
+// message names the other agent so that the operator can tell which.
+func (a *Agent) refuseTakenID() error {
+	claim, ok := a.gossip.IDClaimedBy()
+	if !ok {
+		return nil
+	}
+	who := claim.Addr + " (gossip)"
+	if claim.Meta.APIAddr != "" {
+		who = fmt.Sprintf("%s (gossip; raft ID %s, API %s)", claim.Addr, claim.Meta.RaftID, claim.Meta.APIAddr)
+	}
+	return configErrorf("-node-id: %q is already the node ID of the agent at %s; every agent needs its own -node-id", a.cfg.NodeID, who)
 }
 
 // joinNudgeLoop joins again every few seconds, for up to two minutes,

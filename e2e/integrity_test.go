@@ -20,13 +20,28 @@ import (
 // with one line saying everything in says.
 func refusedStart(t *testing.T, n *node, says ...string) string {
 	t.Helper()
+	line := exitLine(t, n, 1)
+	for _, want := range append(says, "docs/operations.md") {
+		if !strings.Contains(line, want) {
+			t.Fatalf("%s's error line does not say %q:\n%s", n.ID, want, n.Tail(20))
+		}
+	}
+	t.Logf("%s refused to start: %s", n.ID, line)
+	return line
+}
+
+// exitLine waits up to 30 s for n's process to exit, checks its exit
+// status, and returns the last line it printed starting "agent: " (its
+// error).
+func exitLine(t *testing.T, n *node, status int) string {
+	t.Helper()
 	err, exited := n.WaitExit(30 * time.Second)
 	if !exited {
-		t.Fatalf("%s is still running on broken raft state:\n%s", n.ID, n.Tail(20))
+		t.Fatalf("%s is still running 30 s later:\n%s", n.ID, n.Tail(20))
 	}
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
-		t.Fatalf("%s exited with %v, want exit status 1:\n%s", n.ID, err, n.Tail(20))
+	if !errors.As(err, &ee) || ee.ExitCode() != status {
+		t.Fatalf("%s exited with %v, want exit status %d:\n%s", n.ID, err, status, n.Tail(20))
 	}
 	var line string
 	for _, l := range strings.Split(n.Log(), "\n") {
@@ -34,12 +49,6 @@ func refusedStart(t *testing.T, n *node, says ...string) string {
 			line = l
 		}
 	}
-	for _, want := range append(says, "docs/operations.md") {
-		if !strings.Contains(line, want) {
-			t.Fatalf("%s's error line does not say %q:\n%s", n.ID, want, n.Tail(20))
-		}
-	}
-	t.Logf("%s refused to start: %s", n.ID, line)
 	return line
 }
 

@@ -83,6 +83,9 @@ type Gossip struct {
 	lost      map[string]lostNode // dead (not left) nodes to reconnect to
 	localMeta Meta
 	metaBytes []byte
+	// idClaim is the last other process seen claiming this member's own
+	// node ID, if any.
+	idClaim *IDClaim
 
 	queue     *eventQueue
 	events    chan Event
@@ -247,6 +250,25 @@ func (g *Gossip) Events() <-chan Event { return g.events }
 // addresses and the last failure. One attempt may overrun ctx by up to the
 // profile's TCPTimeout, since memberlist's Join takes no context.
 func (g *Gossip) Join(ctx context.Context, addrs []string) (int, error) {
+	return g.JoinReporting(ctx, addrs, func(a JoinAttempt) {
+		g.logger.Debug("join attempt failed", "attempt", a.Attempt, "addrs", addrs, "error", a.Err)
+	})
+}
+
+// JoinAttempt is one failed round of Join: every address was tried and
+// none answered.
+type JoinAttempt struct {
+	// Attempt counts the rounds, from 1.
+	Attempt int
+	// Err says why each address failed, on one line.
+	Err error
+	// Next is how long Join waits before the next round.
+	Next time.Duration
+}
+
+// JoinReporting is Join, calling report after each failed round, so that a
+// caller can tell an operator what is happening while it keeps trying.
+func (g *Gossip) JoinReporting(ctx context.Context, addrs []string, report func(JoinAttempt)) (int, error) {
 	if len(addrs) == 0 {
 		return 0, ErrNoJoinAddrs
 	}
@@ -264,9 +286,9 @@ func (g *Gossip) Join(ctx context.Context, addrs []string) (int, error) {
 			g.logger.Info("joined cluster", "contacted", n, "members", g.ml.NumMembers(), "attempts", attempt)
 			return n, nil
 		}
-		lastErr = err
-		g.logger.Debug("join attempt failed", "attempt", attempt, "addrs", addrs, "error", err)
+		lastErr = oneLine(err)
 		wait := backoff + time.Duration(rand.Int64N(int64(backoff)/4+1))
+		report(JoinAttempt{Attempt: attempt, Err: lastErr, Next: wait})
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -280,6 +302,22 @@ func (g *Gossip) Join(ctx context.Context, addrs []string) (int, error) {
 		}
 		backoff = min(backoff*2, joinBackoffMax)
 	}
+}
+
+// oneLine flattens memberlist's multi-line join error ("2 errors
+// occurred:\n\t* Failed to join ...") into one line for a log field.
+func oneLine(err error) error {
+	if err == nil || !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	var parts []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "* "))
+		if line != "" && !strings.HasSuffix(line, "occurred:") {
+			parts = append(parts, line)
+		}
+	}
+	return errors.New(strings.Join(parts, "; "))
 }
 
 func (g *Gossip) usable() error {
@@ -579,6 +617,28 @@ func (d *delegates) NotifyJoin(n *memberlist.Node)   { d.g.observeJoin(n) }
 func (d *delegates) NotifyLeave(n *memberlist.Node)  { d.g.observeLeave(n) }
 func (d *delegates) NotifyUpdate(n *memberlist.Node) { d.g.observeUpdate(n) }
 
+// IDClaim is another process, at another address, that claims this
+// member's own node ID.
+type IDClaim struct {
+	// Addr is its gossip address.
+	Addr string
+	// Meta is what it publishes (its API and raft addresses, raft ID).
+	Meta Meta
+}
+
+// IDClaimedBy returns the last other process seen claiming this member's
+// node ID, if any. A newcomer sees the member that already has its ID in
+// the state its Join receives: memberlist keeps the running one and
+// ignores the newcomer everywhere, so the newcomer must not go on.
+func (g *Gossip) IDClaimedBy() (IDClaim, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.idClaim == nil {
+		return IDClaim{}, false
+	}
+	return *g.idClaim, true
+}
+
 // NotifyConflict is called when a process at another address claims a node
 // ID this member knows. memberlist keeps the known entry and ignores the
 // newcomer until the known one has left, or has been dead for
@@ -587,6 +647,15 @@ func (d *delegates) NotifyUpdate(n *memberlist.Node) { d.g.observeUpdate(n) }
 // new address. Two live processes with one ID keep conflicting: that is a
 // configuration error, logged here on every occurrence.
 func (d *delegates) NotifyConflict(existing, other *memberlist.Node) {
+	if existing.Name == d.g.nodeID {
+		claim := IDClaim{Addr: other.Address(), Meta: d.g.decodeMeta(other)}
+		d.g.mu.Lock()
+		d.g.idClaim = &claim
+		d.g.mu.Unlock()
+		d.g.logger.Error("node ID conflict: another process claims this node's ID",
+			"node", existing.Name, "own_addr", existing.Address(), "claimed_by_addr", claim.Addr, "claimed_by_api", claim.Meta.APIAddr)
+		return
+	}
 	d.g.logger.Error("node ID conflict: another process claims a known node ID; keeping the known one until it has left or been dead for DeadNodeReclaimTime",
 		"node", existing.Name, "known_addr", existing.Address(), "claimed_by_addr", other.Address())
 }

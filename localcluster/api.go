@@ -39,8 +39,10 @@ type Member struct {
 	// yet written into the cluster state.
 	Registered  bool   `json:"registered"`
 	Incarnation uint64 `json:"incarnation"`
-	Primaries   int    `json:"primaries"`
-	Copies      int    `json:"copies"`
+	// APIAddr is the address of its HTTP API.
+	APIAddr   string `json:"api_addr"`
+	Primaries int    `json:"primaries"`
+	Copies    int    `json:"copies"`
 }
 
 // Partition is one partition of GET /v1/partitions.

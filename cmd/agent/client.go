@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,11 +58,8 @@ func parseClientFlags(name string, args []string, stderr io.Writer) (clientFlags
 	fs := newFlagSet(name, stderr)
 	var cf clientFlags
 	cf.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cf, err
-		}
-		return cf, flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return cf, err
 	}
 	if fs.NArg() > 0 {
 		return cf, usagef("unexpected argument %q", fs.Arg(0))
@@ -305,11 +301,8 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 	var cf clientFlags
 	cf.register(fs)
 	resource := fs.String("resource", "", "show only this resource's partitions")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))

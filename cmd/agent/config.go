@@ -117,13 +117,6 @@ func envName(flagName string) string {
 	return "STEWARD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// usageError is a bad command line or setting: one line, exit status 2.
-type usageError struct{ msg string }
-
-func (e *usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
-
 // loadConfig merges defaults < config file < environment < flags for
 // `agent run`, then validates. getenv is os.Getenv outside tests.
 func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (agent.Config, error) {
@@ -136,7 +129,7 @@ func loadConfig(fs *flag.FlagSet, args []string, getenv func(string) string) (ag
 		fs.Var(s.value, s.name, s.usage)
 	}
 	fs.StringVar(&configPath, "config", "", "JSON config file (keys are flag names with underscores)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return agent.Config{}, err
 	}
 	if fs.NArg() > 0 {

@@ -127,7 +127,7 @@ func TestUnknownFlagExitsWithStatusTwo(t *testing.T) {
 }
 
 func TestEverySubcommandHasHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance", "force-leave", "keyring"} {
+	for _, cmd := range []string{"run", "dev", "members", "status", "partitions", "keygen", "leave", "maintenance", "force-leave", "keyring", "version"} {
 		var stdout, stderr bytes.Buffer
 		if code := realMain([]string{cmd, "-h"}, &stdout, &stderr); code != 0 {
 			t.Errorf("%s -h: exit %d", cmd, code)
@@ -198,7 +198,9 @@ func FuzzConfigFile(f *testing.F) {
 }
 
 // TestExampleConfigsAreValid keeps configs/*.json in step with the flags:
-// every key is known and every value passes validation.
+// every key is known and every value passes validation. A gossip key
+// left as the "REPLACE: ..." placeholder is refused by name, and valid once
+// replaced by a key.
 func TestExampleConfigsAreValid(t *testing.T) {
 	files, err := filepath.Glob("../../configs/*.json")
 	if err != nil || len(files) < 2 {
@@ -212,6 +214,14 @@ func TestExampleConfigsAreValid(t *testing.T) {
 		if err := readConfigFile(f, &cfg); err != nil {
 			t.Errorf("%s: %v", f, err)
 			continue
+		}
+		if strings.HasPrefix(cfg.Encrypt, "REPLACE") {
+			if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "-encrypt") {
+				t.Errorf("%s: the key placeholder is not refused naming -encrypt: %v", f, err)
+			}
+			if cfg.Encrypt, err = newGossipKey(); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: %v", f, err)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -53,11 +52,8 @@ func cmdDemo(args []string, stdout, stderr io.Writer) error {
 	size := fs.Int("nodes", 5, "number of agents (3 to 9)")
 	kvapp := fs.String("kvapp", "", "path of the example kvapp binary (default: kvapp next to this binary or on PATH; without it the demo runs without apps)")
 	keep := fs.Bool("keep", false, "keep the cluster running at the end until Ctrl-C")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if *size < 3 || *size > 9 {
 		return usagef("-nodes: %d is not between 3 and 9", *size)

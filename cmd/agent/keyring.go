@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/base64"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -30,11 +28,8 @@ func cmdKeyring(args []string, stdout, stderr io.Writer) error {
 	install := fs.String("install", "", "install this base64 key (not yet used for sending)")
 	use := fs.String("use", "", "make this installed key the primary")
 	remove := fs.String("remove", "", "remove this key (not the primary)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,7 +42,7 @@ Commands:
   keygen      print a new gossip encryption key
   keyring     list, install, use or remove gossip keys on one agent (rotation)
   tls         make a test CA and node certificates for raft mutual TLS
-  version     print the version
+  version     print the version, module version and VCS revision (-json)
 
 Run "agent <command> -h" for the flags of a command.
 `
@@ -51,7 +52,8 @@ func main() {
 }
 
 // realMain runs one sub-command and returns the exit status: 0 success,
-// 1 failure, 2 bad usage.
+// 1 failure, 2 a bad command line or configuration (usageError,
+// agent.ConfigError), always with one line saying what is wrong.
 func realMain(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usageText)
@@ -91,13 +93,16 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "keygen":
 		err = cmdKeygen(rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "steward agent %s\n", agent.Version)
-		return 0
+		err = cmdVersion(rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return 0
 	default:
-		fmt.Fprintf(stderr, "agent: unknown command %q\n\n%s", cmd, usageText)
+		msg := fmt.Sprintf("agent: unknown command %q", cmd)
+		if near := nearest(cmd, commandNames()); near != "" {
+			msg += "; did you mean " + near + "?"
+		}
+		fmt.Fprintln(stderr, msg+` ("agent -h" lists the commands)`)
 		return 2
 	}
 	return exitStatus(err, stderr)
@@ -118,22 +123,10 @@ func exitStatus(err error, stderr io.Writer) int {
 	case errors.As(err, &ce):
 		fmt.Fprintf(stderr, "agent: %s\n", ce.Msg)
 		return 2
-	case isFlagError(err):
-		return 2 // the flag package already printed the error and usage
 	default:
 		fmt.Fprintf(stderr, "agent: %v\n", err)
 		return 1
 	}
-}
-
-// flagParseError marks errors the flag package reported itself.
-type flagParseError struct{ err error }
-
-func (e flagParseError) Error() string { return e.err.Error() }
-
-func isFlagError(err error) bool {
-	var fe flagParseError
-	return errors.As(err, &fe)
 }
 
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
@@ -164,15 +157,11 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 		cfg, err = loadConfig(fs, args, os.Getenv)
 	}
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		var ue *usageError
-		var ce *agent.ConfigError
-		if errors.As(err, &ue) || errors.As(err, &ce) {
-			return err
-		}
-		return flagParseError{err}
+		return err
+	}
+	if dev {
+		// The temporary data dir goes with the agent, however it ends.
+		defer os.RemoveAll(cfg.DataDir)
 	}
 	logger := newLogger(cfg, stderr)
 	a, err := agent.New(cfg, logger)
@@ -191,13 +180,23 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	force := false
 	select {
 	case sig := <-signals:
+		if dev {
+			logger.Info("signal received; stopping", "signal", sig.String())
+			break
+		}
 		logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
 	case force = <-a.LeaveRequests():
 		logger.Info("leave requested through the API", "force", force, "leave_timeout", cfg.LeaveTimeout.String())
 	}
 	done := make(chan error, 1)
 	go func() {
-		err := a.Leave(context.Background(), force)
+		var err error
+		// agent dev is a cluster of one whose data dir goes with it: there
+		// is nobody to hand anything over to, so it stops without leaving
+		// (a leave would be refused as losing the last copies).
+		if !dev {
+			err = a.Leave(context.Background(), force)
+		}
 		switch {
 		case errors.Is(err, agent.ErrLeaveRefused):
 			// A refused leave (last copy, quorum) still stops the process:
@@ -212,9 +211,6 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	case err := <-done:
 		if err != nil {
 			logger.Warn("shutdown finished with an error", "error", err)
-		}
-		if dev {
-			os.RemoveAll(cfg.DataDir)
 		}
 		return nil
 	case sig := <-signals:
@@ -237,7 +233,7 @@ func devConfig(fs *flag.FlagSet, args []string) (agent.Config, error) {
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "the app's webhook endpoint")
 	fs.StringVar(&cfg.AppAddr, "app-addr", "", "the app's data address (required with -webhook-url)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return agent.Config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -253,16 +249,39 @@ func devConfig(fs *flag.FlagSet, args []string) (agent.Config, error) {
 		return agent.Config{}, err
 	}
 	cfg.Encrypt = key
-	return cfg, cfg.Validate()
+	if err := cfg.Validate(); err != nil {
+		os.RemoveAll(dir)
+		return agent.Config{}, err
+	}
+	return cfg, nil
+}
+
+// cmdVersion is `agent version [-json]`: the agent's version, the module
+// version and the VCS revision the binary was built from, as the Go
+// toolchain stamped them (agent.Build).
+func cmdVersion(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("version", stderr)
+	asJSON := fs.Bool("json", false, "print the build information as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("version: unexpected argument %q", fs.Arg(0))
+	}
+	b := agent.Build()
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(b)
+	}
+	fmt.Fprintf(stdout, "steward agent %s\nmodule version %s\nrevision %s\nbuilt with %s\n", b.Version, b.ModuleVersion, b.Revision, b.GoVersion)
+	return nil
 }
 
 func cmdKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keygen", stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	key, err := newGossipKey()
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,11 +26,8 @@ func parseOperatorFlags(name string, args []string, stderr io.Writer, declare fu
 	var cf clientFlags
 	cf.register(fs)
 	declare(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cf, nil, err
-		}
-		return cf, nil, flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return cf, nil, err
 	}
 	positional = append(positional, fs.Args()...)
 	return cf, positional, cf.resolve()

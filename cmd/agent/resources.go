@@ -2,8 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -34,11 +32,8 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 	cf.register(fs)
 	partitions := fs.Int("partitions", 0, "number of partitions of the new resource (create)")
 	rf := fs.Int("replication-factor", 0, "copies of each partition, primary included (create)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return flagParseError{err}
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("resource %s: unexpected argument %q", verb, fs.Arg(0))

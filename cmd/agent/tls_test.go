@@ -56,7 +56,7 @@ func TestTLSCommandUsageErrors(t *testing.T) {
 		"unknown":         {[]string{"bogus"}, isUsageError},
 		"no node ID":      {[]string{"cert", "-dir", dir}, isUsageError},
 		"stray argument":  {[]string{"ca", "-dir", dir, "extra"}, isUsageError},
-		"bad IP":          {[]string{"cert", "-dir", dir, "-node-id", "x", "-ip", "nope"}, isFlagError},
+		"bad IP":          {[]string{"cert", "-dir", dir, "-node-id", "x", "-ip", "nope"}, isUsageError},
 		"path in node ID": {[]string{"cert", "-dir", dir, "-node-id", "../x"}, func(err error) bool { return err != nil && !isUsageError(err) }},
 		"help":            {[]string{"cert", "-h"}, func(err error) bool { return errors.Is(err, flag.ErrHelp) }},
 	} {
