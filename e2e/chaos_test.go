@@ -130,8 +130,12 @@ func TestChaosLinearizable(t *testing.T) {
 	stopClients()
 	if convergedAfterEach {
 		readEverything(*chaosClients, keys, r.nodes, r.history)
-		if err := converged(plainNodes(r.nodes), chaosRF, chaosNodes); err != nil {
-			r.failf("the cluster is no longer converged after the last reads: %v", err)
+		// A member may show suspect for a moment on a starved machine; what
+		// must hold is that the cluster converges again on its own.
+		if _, err := localcluster.Poll(context.Background(), 200*time.Millisecond, 30*time.Second, func() error {
+			return converged(plainNodes(r.nodes), chaosRF, chaosNodes)
+		}); err != nil {
+			r.failf("the cluster did not converge again within 30 s after the last reads: %v", err)
 		}
 	}
 	stopWatching()
