@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/steward-dev/steward/client"
 )
 
 // errNoTable: the agent has not answered with a partition table yet.
@@ -84,6 +87,9 @@ type clusterView struct {
 	parts      map[int]partitionView
 	members    map[string]memberView
 	fetched    time.Time
+	// index is the table's state index (X-Steward-Index): of two views,
+	// the one with the higher index is the newer.
+	index uint64
 }
 
 func (v *clusterView) partition(id int) partitionView { return v.parts[id] }
@@ -91,13 +97,20 @@ func (v *clusterView) partition(id int) partitionView { return v.parts[id] }
 // appAddr is the data address of node's app, or "".
 func (v *clusterView) appAddr(node string) string { return v.members[node].AppAddr }
 
-// agentClient reads the agent's view of the cluster and caches it. The
-// cache is refreshed when it is older than maxAge, after every webhook
-// (invalidate), and on demand when a peer refuses a request.
+// agentClient reads the agent's view of the cluster. Its router follows
+// the agent's watch stream, so the table it serves is current without
+// polling; a table fetched over GET is used instead after every webhook
+// (invalidate), on demand when a peer refuses a request, and while the
+// router follows nothing current (then it is refreshed when older than
+// maxAge), unless the router's is newer.
 type agentClient struct {
 	url    string
 	client *http.Client
 	maxAge time.Duration
+	// router follows the agent's watch stream (run by the server).
+	router *client.Router
+	// watched is the view built from the router's table at watched.index.
+	watched *clusterView
 
 	// refreshMu serialises refreshes so that a burst of misses costs one
 	// round trip to the agent.
@@ -130,13 +143,65 @@ func (a *agentClient) invalidate() {
 	a.mu.Unlock()
 }
 
-// get returns the cached view, fetching a new one when forced, stale or
-// older than maxAge.
+// newAgentClient reads the agent at url; its router follows the agent's
+// watch stream once runRouter runs.
+func newAgentClient(url, token string, hc *http.Client, maxAge time.Duration) (*agentClient, error) {
+	cfg := client.DefaultConfig()
+	cfg.Addresses, cfg.Token, cfg.HTTPClient = []string{url}, token, hc
+	c, err := client.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &agentClient{url: url, client: hc, maxAge: maxAge, router: client.NewRouter(c, client.DefaultRouterConfig())}, nil
+}
+
+// runRouter follows the agent's watch stream until ctx ends.
+func (a *agentClient) runRouter(ctx context.Context) { _ = a.router.Run(ctx) }
+
+// fromRouter is the view of the router's table when the router follows
+// the agent (whose view is current) and its table is at least as new as
+// the fetched one; nil otherwise.
+func (a *agentClient) fromRouter() *clusterView {
+	table, members, index, current := a.router.Snapshot()
+	if table == nil || members == nil || !current || table.Settings.Partitions < 1 {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.view != nil && a.view.index > index {
+		return nil
+	}
+	if a.watched != nil && a.watched.index == index {
+		return a.watched
+	}
+	v := &clusterView{partitions: table.Settings.Partitions, parts: make(map[int]partitionView, len(table.Partitions)),
+		members: make(map[string]memberView, len(members)), fetched: time.Now(), index: index}
+	for _, p := range table.Partitions {
+		pv := partitionView{ID: p.ID, Epoch: p.Epoch, Primary: p.Primary, Replicas: p.Replicas}
+		for _, m := range p.Migrations {
+			pv.Migrations = append(pv.Migrations, migrationView{ID: m.ID, Target: m.Target, Source: m.Source})
+		}
+		v.parts[p.ID] = pv
+	}
+	for id, m := range members {
+		v.members[id] = memberView{ID: m.ID, Status: m.Status, AppAddr: m.AppAddr}
+	}
+	a.watched = v
+	return v
+}
+
+// get returns the router's view, or the fetched one, fetching a new one
+// when forced, stale or (with no current router view) older than maxAge.
 func (a *agentClient) get(ctx context.Context, force bool) (*clusterView, error) {
 	start := time.Now()
 	a.mu.Lock()
 	v, stale := a.view, a.stale
 	a.mu.Unlock()
+	if !force && !stale {
+		if w := a.fromRouter(); w != nil {
+			return w, nil
+		}
+	}
 	if v != nil && !force && !stale && time.Since(v.fetched) < a.maxAge {
 		return v, nil
 	}
@@ -165,7 +230,7 @@ func (a *agentClient) fetch(ctx context.Context) (*clusterView, error) {
 		var st struct {
 			NodeID string `json:"node_id"`
 		}
-		if err := a.getJSON(ctx, "/v1/status", &st); err != nil {
+		if _, err := a.getJSON(ctx, "/v1/status", &st); err != nil {
 			return nil, err
 		}
 		if st.NodeID != "" {
@@ -178,7 +243,8 @@ func (a *agentClient) fetch(ctx context.Context) (*clusterView, error) {
 		} `json:"settings"`
 		Partitions []partitionView `json:"partitions"`
 	}
-	if err := a.getJSON(ctx, "/v1/partitions", &table); err != nil {
+	index, err := a.getJSON(ctx, "/v1/partitions", &table)
+	if err != nil {
 		return nil, err
 	}
 	if table.Settings.Partitions < 1 {
@@ -187,11 +253,11 @@ func (a *agentClient) fetch(ctx context.Context) (*clusterView, error) {
 	var ms struct {
 		Members []memberView `json:"members"`
 	}
-	if err := a.getJSON(ctx, "/v1/members", &ms); err != nil {
+	if _, err := a.getJSON(ctx, "/v1/members", &ms); err != nil {
 		return nil, err
 	}
 	v := &clusterView{partitions: table.Settings.Partitions, parts: map[int]partitionView{},
-		members: map[string]memberView{}, fetched: fetched}
+		members: map[string]memberView{}, fetched: fetched, index: index}
 	for _, p := range table.Partitions {
 		v.parts[p.ID] = p
 	}
@@ -201,22 +267,25 @@ func (a *agentClient) fetch(ctx context.Context) (*clusterView, error) {
 	return v, nil
 }
 
-func (a *agentClient) getJSON(ctx context.Context, path string, out any) error {
+// getJSON reads path from the agent into out and returns the answer's
+// state index (0 when it carries none).
+func (a *agentClient) getJSON(ctx context.Context, path string, out any) (uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(a.url, "/")+path, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("kvapp: agent %s: %w", path, err)
+		return 0, fmt.Errorf("kvapp: agent %s: %w", path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("kvapp: agent %s answered %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
+		return 0, fmt.Errorf("kvapp: agent %s answered %s: %s", path, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("kvapp: agent %s: decode: %w", path, err)
+		return 0, fmt.Errorf("kvapp: agent %s: decode: %w", path, err)
 	}
-	return nil
+	index, _ := strconv.ParseUint(resp.Header.Get(client.IndexHeader), 10, 64)
+	return index, nil
 }

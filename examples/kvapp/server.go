@@ -46,9 +46,11 @@ type Config struct {
 	// the same dir has its data back; an empty dir is an app that holds
 	// nothing, which it tells its agent (the holdings report).
 	DataDir string
-	// TableMaxAge is how long a cached partition table is used before it is
-	// fetched again even without a webhook or a refusal. A primary learns
-	// new migration targets within it.
+	// TableMaxAge is how long a fetched partition table is used before it
+	// is fetched again even without a webhook or a refusal, while the
+	// watch stream of the agent gives no current table (the agent is
+	// out of contact, or restarting). With the stream, a primary learns
+	// new migration targets as they are committed.
 	TableMaxAge time.Duration
 	// CopyAttempts is how many times a copy is tried before the migration
 	// is reported failed to the agent.
@@ -162,6 +164,10 @@ func newServer(cfg Config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	agent, err := newAgentClient(cfg.AgentURL, cfg.APIToken, client, cfg.TableMaxAge)
+	if err != nil {
+		return nil, err
+	}
 	st, err := openStore(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -169,7 +175,7 @@ func newServer(cfg Config) (*server, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{
 		cfg: cfg, log: logger, store: st, client: client, tr: tr, lease: lease,
-		agent:  &agentClient{url: cfg.AgentURL, client: client, maxAge: cfg.TableMaxAge},
+		agent:  agent,
 		ctx:    ctx,
 		cancel: cancel,
 		copies: map[int]*copyJob{},
@@ -185,6 +191,7 @@ func newServer(cfg Config) (*server, error) {
 		OnQuorum:  s.onQuorum,
 	}
 	s.lease.Start()
+	s.goBackground(func() { s.agent.runRouter(s.ctx) })
 	s.goBackground(s.reportHoldings)
 	for _, id := range s.store.primariesToSync() {
 		s.startSync(id)
