@@ -43,7 +43,7 @@ func ExampleRouter() {
 		log.Fatal(err)
 	}
 	fmt.Printf("user:42 is in partition %d, served by %s at %s\n", route.Partition, route.Primary, route.AppAddr)
-	// Output: user:42 is in partition 9, served by node1 at 127.0.0.1:8080
+	// Output: user:42 is in partition 2, served by node1 at 127.0.0.1:8080
 }
 
 // Wait for the next change of the partition table with a blocking query:

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/steward-dev/steward/agent"
+	"github.com/steward-dev/steward/client"
 	"github.com/steward-dev/steward/gossip"
 )
 
@@ -84,49 +84,29 @@ func (cf clientFlags) post(path string, body any, out any) error {
 	return err
 }
 
-// do sends one request to the agent's API with the token, and turns a non-2xx
-// answer into an error carrying the agent's message.
+// do sends one request to the agent's API with the token (through package
+// client), and turns a non-2xx answer into an error carrying the agent's
+// message.
 func (cf clientFlags) do(method, path string, body []byte, out any, timeout time.Duration) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	addr := cf.httpAddr
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	var reader io.Reader
-	if body != nil {
-		reader = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, addr+path, reader)
+	cfg := client.DefaultConfig()
+	cfg.Addresses, cfg.Token, cfg.RequestTimeout = []string{cf.httpAddr}, cf.token, timeout
+	c, err := client.New(cfg)
 	if err != nil {
 		return nil, usagef("-http-addr: %v", err)
 	}
+	var payload any
 	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+		payload = json.RawMessage(body)
 	}
-	if cf.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cf.token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	raw, _, err := c.Do(context.Background(), method, path, payload, out)
+	var refusal *client.Error
+	switch {
+	case errors.As(err, &refusal):
+		return nil, fmt.Errorf("%d %s: %s", refusal.StatusCode, http.StatusText(refusal.StatusCode), refusal.Message)
+	case err != nil && raw == nil:
 		return nil, fmt.Errorf("cannot reach the agent at %s: %w", cf.httpAddr, err)
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e agent.APIError
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		return nil, fmt.Errorf("agent answered %s", resp.Status)
-	}
-	if out == nil {
-		return raw, nil
-	}
-	return raw, json.Unmarshal(raw, out)
+	return raw, err
 }
 
 // cmdLeave is `agent leave [-force]`: ask the agent to leave gracefully and
