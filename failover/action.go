@@ -88,6 +88,7 @@ func (c *Cluster) applyActions(actions []Action, at int64) Result {
 		p.Epoch++
 		res.Applied++
 		changed[a.Partition] = true
+		c.cancelSplitIfLeaderChanged(p)
 	}
 	for id := range changed {
 		res.Changed = append(res.Changed, id)

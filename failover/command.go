@@ -83,6 +83,13 @@ const (
 	// named by Command.Resource to its ReplicationFactor; the planner adds
 	// or drops copies to match.
 	CmdSetReplicationFactor CommandKind = "set_replication_factor"
+	// CmdSplitPartition starts the split of Command.Split.Partition (see
+	// split.go): two pending children, the parent marked.
+	CmdSplitPartition CommandKind = "split_partition"
+	// CmdFinishSplit activates the children of Command.Split.Partition and
+	// retires it, once the app of Node (its primary) split the data at the
+	// parent's epoch Command.Split.Epoch.
+	CmdFinishSplit CommandKind = "finish_split"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -132,6 +139,8 @@ type Command struct {
 	// CmdDeleteResource (its Name) and CmdSetReplicationFactor (Name and
 	// ReplicationFactor).
 	Resource *Resource `json:"resource,omitempty"`
+	// Split, for CmdSplitPartition and CmdFinishSplit.
+	Split *SplitRequest `json:"split,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -222,6 +231,10 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		return c.applyDeleteResource(cmd)
 	case CmdSetReplicationFactor:
 		return Result{}, c.applySetReplicationFactor(cmd)
+	case CmdSplitPartition:
+		return c.applySplit(cmd)
+	case CmdFinishSplit:
+		return c.applyFinishSplit(cmd)
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)

@@ -180,9 +180,18 @@ type Partition struct {
 	// even range of a default-resource bootstrap partition (Cluster.KeyRange).
 	KeyStart uint64 `json:"key_start,omitempty"`
 	KeyEnd   uint64 `json:"key_end,omitempty"`
-	// Retired is set on the partitions of a deleted resource: they hold
-	// nothing, the planner leaves them alone, and their IDs are not reused.
+	// Retired is set on the partitions of a deleted resource and on a
+	// split's parent once its children took over: they hold nothing, the
+	// planner leaves them alone, and their IDs are not reused.
 	Retired bool `json:"retired,omitempty"`
+	// SplitInto, on a partition being split (or split), are its two
+	// children; SplitBy is the primary whose app splits the data (see
+	// split.go).
+	SplitInto []int  `json:"split_into,omitempty"`
+	SplitBy   string `json:"split_by,omitempty"`
+	// SplitPending marks a child of a split that has not finished: it holds
+	// nothing yet and the planner leaves it alone.
+	SplitPending bool `json:"split_pending,omitempty"`
 }
 
 // Holders returns the primary (if any) followed by the replicas.
@@ -221,6 +230,9 @@ func (p Partition) MigrationTo(node string) (Migration, bool) {
 func (p Partition) Clone() Partition {
 	c := p
 	c.Replicas = append([]string(nil), p.Replicas...)
+	if p.SplitInto != nil {
+		c.SplitInto = append([]int(nil), p.SplitInto...)
+	}
 	if p.Migrations != nil {
 		c.Migrations = append([]Migration(nil), p.Migrations...)
 	}

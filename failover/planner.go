@@ -142,6 +142,13 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 	}
 	p.zc = make([]int, len(zoneNames)+len(p.nodes))
 	p.touched = make([]bool, len(c.Partitions))
+	for i := range c.Partitions {
+		// Not for balancing: retired, a pending child, or being split.
+		part := &c.Partitions[i]
+		if part.Retired || part.SplitPending || part.Splitting() {
+			p.touched[i] = true
+		}
+	}
 	p.count()
 	p.computeQuotas()
 	return p

@@ -56,7 +56,12 @@ func (p *planner) planPartitions(promotionsOnly bool) {
 	var needs []need
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
-		if part.Retired {
+		if part.Retired || part.SplitPending {
+			continue
+		}
+		if part.Splitting() {
+			// Only a promotion, which calls the split off.
+			p.planPrimary(part, true, &needs)
 			continue
 		}
 		if p.planPrimary(part, promotionsOnly, &needs) || promotionsOnly {

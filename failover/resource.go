@@ -39,6 +39,10 @@ type Resource struct {
 	// ReplicationFactor is how many copies (primary included) each of its
 	// partitions should have. It may change at run time.
 	ReplicationFactor int `json:"replication_factor"`
+	// TargetSize, when above 0, is the size in bytes above which a
+	// partition is split automatically (with a jittered threshold; see
+	// PlanSplits).
+	TargetSize int64 `json:"target_size_bytes,omitempty"`
 }
 
 // Validate checks the resource's name and settings.
@@ -108,7 +112,7 @@ func (c *Cluster) ResourceList() []Resource {
 // replicationFactorOf returns the replication factor the partition should
 // have: 0 for a retired one.
 func (c *Cluster) replicationFactorOf(p *Partition) int {
-	if p.Retired {
+	if p.Retired || p.SplitPending {
 		return 0
 	}
 	if p.Resource == "" || p.Resource == DefaultResource {
@@ -129,11 +133,12 @@ func (c *Cluster) defaultReplicationFactor() int {
 	return c.Settings.ReplicationFactor
 }
 
-// ActivePartitions counts the partitions that are not retired.
+// ActivePartitions counts the partitions that are neither retired nor a
+// pending child of a split.
 func (c *Cluster) ActivePartitions() int {
 	n := 0
 	for i := range c.Partitions {
-		if !c.Partitions[i].Retired {
+		if !c.Partitions[i].Retired && !c.Partitions[i].SplitPending {
 			n++
 		}
 	}
@@ -297,9 +302,9 @@ func (c *Cluster) validateResources() error {
 	ranges := map[string][][2]uint64{}
 	for i := range c.Partitions {
 		p := &c.Partitions[i]
-		if p.Retired {
+		if p.Retired || p.SplitPending {
 			if len(p.Holders()) > 0 || len(p.Migrations) > 0 {
-				return fmt.Errorf("failover: retired partition %d still has copies", p.ID)
+				return fmt.Errorf("failover: retired or pending partition %d has copies", p.ID)
 			}
 			continue
 		}
