@@ -44,6 +44,7 @@ func (a *Agent) routes() http.Handler {
 	}
 	mux.HandleFunc("GET /v1/watch", a.handleWatch)
 	mux.HandleFunc("POST /v1/resources", a.guardMutation(a.handleResourceCreate))
+	mux.HandleFunc("POST /v1/partitions/{id}/split", a.guardMutation(a.handleSplit))
 	mux.HandleFunc("PATCH /v1/resources/{name}", a.guardMutation(a.handleResourceChange))
 	mux.HandleFunc("DELETE /v1/resources/{name}", a.guardMutation(a.handleResourceDelete))
 	mux.HandleFunc("GET /v1/raft", a.handleRaft)

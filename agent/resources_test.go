@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -140,4 +141,51 @@ func TestARestartWithBootstrapFlagsThatContradictTheStoredOnesIsRefused(t *testi
 	if st := again.Status(); st.Partitions != 32 {
 		t.Fatalf("after the restart: %+v", st)
 	}
+}
+
+func TestAManualSplitWithoutAnAppFinishesAtOnce(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	cfg.BootstrapExpect = 1
+	cfg.ReplicationFactor = 1
+	a := startAgent(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + a.HTTPAddr()
+	hdr := map[string]string{"Content-Type": "application/json"}
+	for _, c := range []struct {
+		path, body string
+		want       int
+	}{
+		{"/v1/partitions/5/split", `{"resource":"nope"}`, http.StatusNotFound},
+		{"/v1/partitions/99/split", `{"resource":"default"}`, http.StatusNotFound},
+		{"/v1/partitions/x/split", `{"resource":"default"}`, http.StatusBadRequest},
+		{"/v1/partitions/5/split", `{}`, http.StatusBadRequest},
+	} {
+		if code, msg := request(t, "POST", url+c.path, hdr, c.body); code != c.want || msg == "" {
+			t.Errorf("POST %s %s: %d %q, want %d with a reason", c.path, c.body, code, msg, c.want)
+		}
+	}
+	if code, msg := request(t, "POST", url+"/v1/partitions/5/split", hdr, `{"resource":"default"}`); code != http.StatusAccepted {
+		t.Fatalf("split: %d %s", code, msg)
+	}
+	waitFor(t, 10*time.Second, "the split finished", func() error {
+		var table PartitionsView
+		if _, err := get(t, a, "/v1/partitions", &table); err != nil {
+			return err
+		}
+		ids := map[int]failover.Partition{}
+		for _, p := range table.Partitions {
+			ids[p.ID] = p
+		}
+		if _, parent := ids[5]; parent || len(table.Partitions) != 33 {
+			return fmt.Errorf("%d active partitions, parent listed: %v", len(table.Partitions), parent)
+		}
+		if ids[32].Primary != "solo" || ids[33].Primary != "solo" || ids[32].KeyEnd != ids[33].KeyStart {
+			return fmt.Errorf("children %+v %+v", ids[32], ids[33])
+		}
+		return nil
+	})
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/steward-dev/steward/failover"
 )
 
 // ErrUnknownMigration is returned by MigrationCompleted and MigrationFailed
@@ -517,6 +519,17 @@ func (d *Deliverer) finishCopy(id string, report func(p int)) error {
 	return nil
 }
 
+// AckedEpoch returns the epoch of the last event the app acknowledged for
+// partition p, and false when it holds nothing acknowledged for it. The
+// agent finishes a split once the app acknowledged it at the parent's
+// epoch.
+func (d *Deliverer) AckedEpoch(p int) (uint64, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	a, ok := d.acked[p]
+	return a.Epoch, ok
+}
+
 // Pending is how many events are waiting to be delivered (in flight or
 // not): partitions whose acknowledged state differs from the desired one,
 // plus one-off events.
@@ -765,6 +778,9 @@ func (d *Deliverer) nextEventLocked(p int) (Event, bool) {
 			src := *want.Source
 			ev.Source, ev.MigrationID = &src, want.MigrationID
 		}
+		if typ == TypeSplit {
+			ev.Children = append([]failover.SplitChild(nil), want.Split...)
+		}
 	}
 	ev.ID = EventID(d.cfg.NodeID, p, ev.Epoch, typ)
 	return ev, true
@@ -797,6 +813,8 @@ func transition(want Assignment, isDesired bool, have Acked, isAcked bool, redel
 			return TypeAssign, true
 		}
 		return "", false
+	case len(want.Split) > 0 && have.Role == RolePrimary && want.Role == RolePrimary:
+		return TypeSplit, true
 	case want.Source == nil && have.Role == RoleReplica && want.Role == RolePrimary:
 		return TypePromote, true
 	case want.Source == nil && have.Role == RolePrimary && want.Role == RoleReplica:
@@ -870,6 +888,10 @@ func (d *Deliverer) post(ev Event) (int, error) {
 	// long to say.
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
+	if ev.Type == TypeSplit && resp.StatusCode/100 == 2 && resp.Header.Get(SplitDoneHeader) != "done" {
+		// Not an acknowledgement of the split (see SplitDoneHeader).
+		return http.StatusNotImplemented, nil
+	}
 	return resp.StatusCode, nil
 }
 

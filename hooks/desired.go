@@ -17,11 +17,14 @@ type Assignment struct {
 	Source *Source
 	// MigrationID names that migration; empty when not copying.
 	MigrationID string
+	// Split, for the primary of a partition being split, are its children:
+	// the app is to split its data (a partition.split event).
+	Split []failover.SplitChild
 }
 
 // same reports whether two assignments ask the app for the same thing.
 func (a Assignment) same(b Assignment) bool {
-	if a.Partition != b.Partition || a.Epoch != b.Epoch || a.Role != b.Role || a.MigrationID != b.MigrationID {
+	if a.Partition != b.Partition || a.Epoch != b.Epoch || a.Role != b.Role || a.MigrationID != b.MigrationID || len(a.Split) != len(b.Split) {
 		return false
 	}
 	if (a.Source == nil) != (b.Source == nil) {
@@ -43,7 +46,11 @@ func Desired(c *failover.Cluster, node string) map[int]Assignment {
 	for _, p := range c.Partitions {
 		switch {
 		case p.Primary == node:
-			out[p.ID] = Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RolePrimary}
+			a := Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RolePrimary}
+			if p.Splitting() && p.SplitBy == node {
+				a.Split = c.SplitChildren(&p)
+			}
+			out[p.ID] = a
 		case p.Holds(node):
 			out[p.ID] = Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RoleReplica}
 		default:

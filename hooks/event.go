@@ -3,6 +3,8 @@ package hooks
 import (
 	"errors"
 	"fmt"
+
+	"github.com/steward-dev/steward/failover"
 )
 
 // Event types. The strings are part of the webhook contract.
@@ -18,6 +20,14 @@ const (
 	TypeDemote = "partition.demote"
 	// TypeRelease: this node no longer holds Partition; drop it.
 	TypeRelease = "partition.release"
+	// TypeSplit: this node, the primary of Partition, is to split it into
+	// Children: stop taking writes for Partition, write each child's keys
+	// (those whose KeyHash is in its range) into the child durably, and
+	// acknowledge. Reads of Partition may go on. The children are then
+	// assigned (as primary, at their Epoch, with no source: the app has
+	// them) and Partition released; until then writes wait (answer them
+	// with a retryable error).
+	TypeSplit = "partition.split"
 	// TypeRejoin: the node came back into the cluster; Partitions lists the
 	// partitions the app may still hold from before and which the cluster
 	// no longer gives it (they may be stale).
@@ -69,6 +79,9 @@ type Event struct {
 	Source *Source `json:"source,omitempty"`
 	// MigrationID, with a Source, names the copy for AckMigration.
 	MigrationID string `json:"migration_id,omitempty"`
+	// Children, on partition.split, are the partition's two children with
+	// their key ranges and the epoch they will be assigned at.
+	Children []failover.SplitChild `json:"children,omitempty"`
 	// Partitions, on node.rejoin, are the partitions it may still hold.
 	Partitions []int `json:"partitions,omitempty"`
 	// Quorum, on cluster.quorum, is QuorumOK or QuorumLost.
@@ -97,7 +110,7 @@ var ErrUnknownType = errors.New("hooks: unknown event type")
 // KnownType reports whether t is one of the Type constants.
 func KnownType(t string) bool {
 	switch t {
-	case TypeAssign, TypePromote, TypeDemote, TypeRelease, TypeRejoin, TypeQuorum:
+	case TypeAssign, TypePromote, TypeDemote, TypeRelease, TypeSplit, TypeRejoin, TypeQuorum:
 		return true
 	}
 	return false
@@ -107,11 +120,18 @@ func KnownType(t string) bool {
 // the whole node or cluster).
 func IsPartitionEvent(t string) bool {
 	switch t {
-	case TypeAssign, TypePromote, TypeDemote, TypeRelease:
+	case TypeAssign, TypePromote, TypeDemote, TypeRelease, TypeSplit:
 		return true
 	}
 	return false
 }
+
+// SplitDoneHeader is the response header by which an app acknowledges a
+// partition.split: a 2xx answer without it is not an acknowledgement (the
+// agent delivers the split again), so that an app that acknowledges every
+// event it does not know can never have a partition split under it.
+// Handler sets it when OnSplit succeeds.
+const SplitDoneHeader = "Steward-Split"
 
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidEvent, fmt.Sprintf(format, args...))
@@ -148,6 +168,13 @@ func (e Event) Validate() error {
 	case TypeRelease:
 		if e.Role != RoleNone {
 			return invalid("%s with role %q", e.Type, e.Role)
+		}
+	case TypeSplit:
+		if e.Role != RolePrimary {
+			return invalid("%s with role %q", e.Type, e.Role)
+		}
+		if len(e.Children) != 2 || e.Children[0].KeyStart >= e.Children[0].KeyEnd || e.Children[0].KeyEnd != e.Children[1].KeyStart || e.Children[1].KeyStart >= e.Children[1].KeyEnd {
+			return invalid("%s without two adjacent children: %+v", e.Type, e.Children)
 		}
 	case TypeRejoin:
 		for _, p := range e.Partitions {

@@ -118,6 +118,10 @@ type Handler struct {
 	OnDemote Callback
 	// OnRelease handles partition.release.
 	OnRelease Callback
+	// OnSplit handles partition.split: it returns success only once every
+	// child's keys are written durably (see TypeSplit). Without it a split
+	// is answered 501 and delivered again, never acknowledged.
+	OnSplit Callback
 	// OnRejoin handles node.rejoin.
 	OnRejoin Callback
 	// OnQuorum handles cluster.quorum.
@@ -150,10 +154,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	cb := h.callback(ev.Type)
 	if cb == nil {
+		if ev.Type == TypeSplit {
+			http.Error(w, "this app does not split partitions (no OnSplit)", http.StatusNotImplemented)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeResponse(w, cb(r.Context(), ev))
+	resp := cb(r.Context(), ev)
+	if ev.Type == TypeSplit && (resp.Status == 0 && resp.Err == nil || resp.Status >= 200 && resp.Status <= 299) {
+		w.Header().Set(SplitDoneHeader, "done")
+	}
+	writeResponse(w, resp)
 }
 
 func (h *Handler) callback(t string) Callback {
@@ -166,6 +178,8 @@ func (h *Handler) callback(t string) Callback {
 		return h.OnDemote
 	case TypeRelease:
 		return h.OnRelease
+	case TypeSplit:
+		return h.OnSplit
 	case TypeRejoin:
 		return h.OnRejoin
 	case TypeQuorum:

@@ -31,6 +31,7 @@ Commands:
   resource    create, list or delete resources, or change one's
               replication factor (create NAME -partitions N
               -replication-factor R | list | delete NAME | set-rf NAME R)
+  split       split partition P of RESOURCE in two (split RESOURCE P)
   leave       make the agent leave the cluster gracefully, showing progress
   maintenance freeze (on) or resume (off) automatic removals and balance
               moves cluster-wide
@@ -76,6 +77,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdPartitions(rest, stdout, stderr)
 	case "resource":
 		err = cmdResource(rest, stdout, stderr)
+	case "split":
+		err = cmdSplit(rest, stdout, stderr)
 	case "leave":
 		err = cmdLeave(rest, stdout, stderr)
 	case "maintenance":

@@ -101,3 +101,40 @@ func resourceList(cf clientFlags, stdout io.Writer) error {
 	}
 	return tw.Flush()
 }
+
+// cmdSplit is `agent split RESOURCE P`: cut partition P of RESOURCE in two.
+func cmdSplit(args []string, stdout, stderr io.Writer) error {
+	var positional []string
+	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		positional, args = append(positional, args[0]), args[1:]
+	}
+	cf, err := parseClientFlags("split", args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 2 {
+		return usagef("split: name the resource and the partition (agent split RESOURCE P [flags])")
+	}
+	id, err := strconv.Atoi(positional[1])
+	if err != nil || id < 0 {
+		return usagef("split: %q is not a partition ID", positional[1])
+	}
+	body, _ := json.Marshal(map[string]string{"resource": positional[0]})
+	var out struct {
+		Children []failover.SplitChild `json:"children"`
+	}
+	raw, err := cf.do(http.MethodPost, "/v1/partitions/"+strconv.Itoa(id)+"/split", body, &out, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	if cf.json {
+		_, err = stdout.Write(raw)
+		return err
+	}
+	fmt.Fprintf(stdout, "split of %s partition %d started:", positional[0], id)
+	for _, c := range out.Children {
+		fmt.Fprintf(stdout, " partition %d keys [%d, %d)", c.Partition, c.KeyStart, c.KeyEnd)
+	}
+	fmt.Fprintln(stdout, "; they take over once the primary's app has split the data")
+	return nil
+}
