@@ -92,7 +92,9 @@ type Agent struct {
 
 	// leave tracks a graceful leave; leaveRequests carries API requests
 	// for one to the process owner (cmdRun), which performs it and exits.
-	leave         leaveState
+	leave leaveState
+	// provision is what the leader's requests for hosts did (desired size).
+	provision     provisionState
 	leaveRequests chan bool
 
 	// deliverer delivers webhooks to the app (nil without -webhook-url);
@@ -305,6 +307,9 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("lease-verify", a.leaseVerifyLoop)
 	a.goLoop("ages", a.watchAges)
 	a.goLoop("replacement", a.watchReplacement)
+	if a.cfg.ProvisionURL != "" {
+		a.goLoop("provision", a.provisionLoop)
+	}
 	a.goLoop("clock-skew", a.clockSkewLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,

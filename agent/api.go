@@ -126,6 +126,9 @@ type Status struct {
 	// Beyond the webhook tolerance (5 minutes) the app rejects this
 	// agent's webhooks; the agent logs an error.
 	ClockSkewSeconds float64 `json:"clock_skew_seconds"`
+	// Cluster is the cluster's size, desired (-desired-nodes) versus
+	// alive, and on the leader its requests for hosts (-provision-url).
+	Cluster ClusterStatus `json:"cluster"`
 }
 
 // Status is this agent's view of itself and the cluster (GET /v1/status).
@@ -163,6 +166,7 @@ func (a *Agent) Status() Status {
 		out.UndeliveredEvents = a.deliverer.Pending()
 	}
 	out.Leaving = string(a.LeaveProgress().Phase)
+	out.Cluster = a.clusterStatus()
 	leaderRaftID, _ := a.raft.Leader()
 	a.raft.Read(func(c *failover.Cluster) {
 		out.Bootstrapped = c.Bootstrapped

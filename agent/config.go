@@ -98,6 +98,20 @@ type Config struct {
 	// leader's monotonic clock from when it saw the status change; an agent
 	// that restarts begins counting again.
 	ReapAfter Duration `json:"reap_after"`
+	// DesiredNodes is how many members the cluster should have in service
+	// (0: no desired size). When fewer are for ProvisionGrace, the leader
+	// asks ProvisionURL for hosts, and keeps asking until they join.
+	// Give every agent the same value: whichever leads does the asking.
+	DesiredNodes int `json:"desired_nodes"`
+	// ProvisionURL receives the leader's signed requests for hosts (POST,
+	// JSON, signed with WebhookSecret as webhooks are): how many are
+	// missing, and in which zones. Requires DesiredNodes and an explicit
+	// WebhookSecret (the provisioner verifies with it).
+	ProvisionURL string `json:"provision_url"`
+	// ProvisionGrace is how long the cluster must stay short of
+	// DesiredNodes before the first request (a restart or a quick rejoin
+	// does not order a host). Default 30 s.
+	ProvisionGrace Duration `json:"provision_grace"`
 	// Profile selects gossip and probe timings: local, lan or wan.
 	Profile string `json:"profile"`
 	// Encrypt is the base64 gossip encryption key (agent keygen makes one).
@@ -156,6 +170,7 @@ func DefaultConfig() Config {
 		MaxMigrations:        32,
 		MigrationTimeout:     Duration(10 * time.Minute),
 		ReapAfter:            Duration(72 * time.Hour),
+		ProvisionGrace:       Duration(30 * time.Second),
 		Profile:              "lan",
 		LeaveTimeout:         Duration(30 * time.Second),
 		LogLevel:             "info",
@@ -347,6 +362,24 @@ func (c Config) Validate() error {
 		if !c.WebhookAllowRemote && !isLoopbackHost(parsed.Hostname()) {
 			return configErrorf("-%s: %q is not on this machine (loopback); the app is co-located, or pass -webhook-allow-remote", u.name, u.v)
 		}
+	}
+	if c.DesiredNodes < 0 {
+		return configErrorf("-desired-nodes: must not be negative")
+	}
+	if c.ProvisionURL != "" {
+		parsed, err := url.Parse(c.ProvisionURL)
+		if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			return configErrorf("-provision-url: %q must be an http:// or https:// URL", c.ProvisionURL)
+		}
+		if c.DesiredNodes == 0 {
+			return configErrorf("-provision-url: needs -desired-nodes (how many members the cluster should have)")
+		}
+		if c.WebhookSecret == "" {
+			return configErrorf("-provision-url: needs -webhook-secret: requests to the provisioner are signed with it, and whichever agent leads must sign with the same secret")
+		}
+	}
+	if c.ProvisionGrace < 0 {
+		return configErrorf("-provision-grace: must not be negative")
 	}
 	if c.WebhookURL != "" && c.AppAddr == "" {
 		return configErrorf("-app-addr: required with -webhook-url (peers copy partitions from the app at this address)")

@@ -245,6 +245,14 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(tw, "ready\t%v\n", st.Ready)
 	fmt.Fprintf(tw, "quorum\t%s\n", st.Quorum)
 	fmt.Fprintf(tw, "maintenance\t%v\n", st.Maintenance)
+	if size := st.Cluster.Size; size.Desired > 0 {
+		fmt.Fprintf(tw, "cluster.size\tdesired %d, alive %d\n", size.Desired, size.Alive)
+		if st.Cluster.ProvisionRequests > 0 {
+			fmt.Fprintf(tw, "provisioning\t%d missing %v, %d requests, last: %s\n", size.Missing, size.Zones, st.Cluster.ProvisionRequests, st.Cluster.LastProvision)
+		}
+	} else {
+		fmt.Fprintf(tw, "cluster.size\talive %d (no -desired-nodes)\n", size.Alive)
+	}
 	fmt.Fprintf(tw, "clock_skew_seconds\t%g\n", st.ClockSkewSeconds)
 	if st.RemovalsFrozen != "" {
 		fmt.Fprintf(tw, "removals_frozen\t%s\n", st.RemovalsFrozen)

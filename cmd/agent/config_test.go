@@ -88,6 +88,10 @@ func TestBadSettingsNameTheFlag(t *testing.T) {
 		"reap never":         {append(minimal, "-reap-after", "0s"), nil, "-reap-after"},
 		"reap before delay":  {append(minimal, "-reap-after", "1m", "-replace-delay", "1m"), nil, "-replace-delay"},
 		"bad reap env":       {minimal, map[string]string{"STEWARD_REAP_AFTER": "3 days"}, "STEWARD_REAP_AFTER"},
+		"provision no size":  {append(minimal, "-provision-url", "http://127.0.0.1:9/p", "-webhook-secret", "whsec_MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIz"), nil, "needs -desired-nodes"},
+		"provision unsigned": {append(minimal, "-provision-url", "http://127.0.0.1:9/p", "-desired-nodes", "3"), nil, "needs -webhook-secret"},
+		"provision not url":  {append(minimal, "-provision-url", "nowhere", "-desired-nodes", "3"), nil, "-provision-url"},
+		"negative desired":   {append(minimal, "-desired-nodes", "-1"), nil, "-desired-nodes"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
