@@ -26,6 +26,15 @@ type Status struct {
 	Bootstrapped bool   `json:"bootstrapped"`
 	// Undelivered counts the webhooks not yet acknowledged by the app.
 	Undelivered int `json:"undelivered_events"`
+	// Cluster.Size is desired (-desired-nodes) versus alive members.
+	Cluster struct {
+		Size struct {
+			Desired int `json:"desired"`
+			Alive   int `json:"alive"`
+			Missing int `json:"missing"`
+		} `json:"size"`
+		ProvisionRequests int `json:"provision_requests"`
+	} `json:"cluster"`
 }
 
 // Member is an entry of GET /v1/members.
@@ -52,6 +61,14 @@ type Partition struct {
 	Primary    string   `json:"primary"`
 	Replicas   []string `json:"replicas"`
 	Migrations []any    `json:"migrations,omitempty"`
+	// Pins are the operator's placements (agent move).
+	Pins []Pin `json:"pins,omitempty"`
+}
+
+// Pin is one operator placement of a partition.
+type Pin struct {
+	Node    string `json:"node"`
+	Primary bool   `json:"primary"`
 }
 
 // PartitionTable is GET /v1/partitions.
@@ -103,6 +120,40 @@ func (a *Agent) GetJSONContext(ctx context.Context, path string, out any) error 
 		return fmt.Errorf("%s %s: %s %s", a.ID, path, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return json.Unmarshal(body, out)
+}
+
+// PostJSON POSTs in as JSON to path on the agent's API (within 10 s, with
+// token as bearer token if not empty) and decodes a 2xx answer into out
+// (if not nil); any other status is an error naming the agent, the path
+// and the body.
+func (a *Agent) PostJSON(path, token string, in, out any) error {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.APIAddr()+path, strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s POST %s: %s %s", a.ID, path, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(raw, out)
 }
 
 // Status is the agent's GET /v1/status.
