@@ -75,6 +75,9 @@ func (c *Cluster) CheckPin(ch PinChange) error {
 	if m.ReplacedBy != "" {
 		return fmt.Errorf("failover: %q is being replaced by %q: pin that one instead", ch.Node, m.ReplacedBy)
 	}
+	if part.Retired {
+		return fmt.Errorf("failover: partition %d is retired: it holds no data to pin", ch.Partition)
+	}
 	if pinIndex(part.Pins, ch.Node) < 0 && len(part.Pins) >= c.replicationFactorOf(&part) {
 		return fmt.Errorf("failover: partition %d already has %d pins, as many as its replication factor: unpin one first", ch.Partition, len(part.Pins))
 	}
