@@ -216,12 +216,18 @@ func (a *Agent) joinAtStart() error {
 }
 
 // refuseTakenID fails the start when, while joining, gossip saw another
-// running agent with this agent's node ID: memberlist keeps the one it
-// knows and ignores this one, so both would run on, this one unseen. The
-// message names the other agent so that the operator can tell which.
+// running agent with this agent's node ID (it answers a ping at its
+// address): memberlist keeps the one it knows and ignores this one, so
+// both would run on, this one unseen. The message names the other agent
+// so that the operator can tell which.
 func (a *Agent) refuseTakenID() error {
 	claim, ok := a.gossip.IDClaimedBy()
 	if !ok {
+		return nil
+	}
+	if !a.gossip.ClaimantAnswers(claim) {
+		a.log.Info("this node ID is still known at its old gossip address, where nothing answers: a restart at a new address, accepted once the old entry is dead",
+			"old_addr", claim.Addr)
 		return nil
 	}
 	who := claim.Addr + " (gossip)"

@@ -639,6 +639,25 @@ func (g *Gossip) IDClaimedBy() (IDClaim, bool) {
 	return *g.idClaim, true
 }
 
+// ClaimantAnswers pings the process that claimed this member's node ID, at
+// its gossip address and under the ID they share (memberlist answers a
+// ping only for its own name). A running duplicate answers; a process
+// that does not is this node's own previous incarnation, restarted at a
+// new address, which memberlist accepts once the old entry is dead. Two
+// pings, each bounded by the profile's probe timeout.
+func (g *Gossip) ClaimantAnswers(c IDClaim) bool {
+	addr, err := net.ResolveUDPAddr("udp", c.Addr)
+	if err != nil {
+		return false
+	}
+	for range 2 {
+		if _, err := g.ml.Ping(g.nodeID, addr); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
 // NotifyConflict is called when a process at another address claims a node
 // ID this member knows. memberlist keeps the known entry and ignores the
 // newcomer until the known one has left, or has been dead for

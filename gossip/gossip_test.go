@@ -445,3 +445,29 @@ func TestSuspectThatAnswersAProbeIsAliveAgain(t *testing.T) {
 		t.Errorf("a healthy node was reported dead: %v", evs)
 	}
 }
+
+// A second process with a taken node ID learns, from the state its join
+// receives, which process has the ID, and that it is running; once that
+// one is gone, it no longer answers (a restart at a new address is not
+// a duplicate).
+func TestANewcomerWithATakenIDSeesWhichProcessHasIt(t *testing.T) {
+	ms := cluster(t, 2, nil)
+	dup := start(t, testConfig("n2"))
+	joinTo(t, dup, ms[0])
+	claim, ok := dup.IDClaimedBy()
+	if !ok || claim.Addr != ms[1].Addr() {
+		t.Fatalf("the newcomer sees the claim %+v (%v), want n2 at %s", claim, ok, ms[1].Addr())
+	}
+	if !dup.ClaimantAnswers(claim) {
+		t.Fatal("the running n2 does not answer the newcomer's ping")
+	}
+	if _, ok := ms[0].IDClaimedBy(); ok {
+		t.Fatal("n1 reports a claim on its own ID")
+	}
+	if err := ms[1].Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if dup.ClaimantAnswers(claim) {
+		t.Fatal("a stopped n2 answers")
+	}
+}
