@@ -41,7 +41,8 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			msg += "; did you mean -" + near + "?"
 		}
 	}
-	return usagef("%s: %s (%s -h lists the flags)", fs.Name(), msg, fs.Name())
+	// exitStatus prefixes "agent: ", so the command is named once there.
+	return usagef("%s: %s (%s -h lists the flags)", strings.TrimPrefix(fs.Name(), "agent "), msg, fs.Name())
 }
 
 // commandNames are the sub-commands usageText lists (a line indented by
