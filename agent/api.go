@@ -225,8 +225,11 @@ type MemberView struct {
 	// -reap-after) while it still held copies; it goes once they are
 	// re-created elsewhere.
 	Forgetting bool `json:"forgetting,omitempty"`
-	Primaries  int  `json:"primaries"`
-	Copies     int  `json:"copies"`
+	// ReplacedBy: the member is being replaced by this one (agent
+	// replace): its copies move there, then it leaves.
+	ReplacedBy string `json:"replaced_by,omitempty"`
+	Primaries  int    `json:"primaries"`
+	Copies     int    `json:"copies"`
 	// Health is this agent's failure detector's view: healthy, suspect,
 	// failed or held-down.
 	Health string `json:"health,omitempty"`
@@ -255,7 +258,7 @@ func (a *Agent) members() []MemberView {
 				ID: id, Status: string(m.Status), Voter: m.Voter, Registered: true,
 				RaftID: m.RaftID, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr,
 				AppAddr: m.AppAddr, Zone: m.Zone, Weight: m.EffectiveWeight(), Incarnation: m.Incarnation,
-				AppHealthy: !m.AppUnhealthy, Forgetting: m.Forget, Primaries: primaries[id], Copies: copies[id],
+				AppHealthy: !m.AppUnhealthy, Forgetting: m.Forget, ReplacedBy: m.ReplacedBy, Primaries: primaries[id], Copies: copies[id],
 			}
 			if m.StatusSince != 0 {
 				v.StatusSince = time.Unix(0, m.StatusSince).UTC().Format(time.RFC3339Nano)

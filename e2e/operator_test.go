@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -39,8 +40,12 @@ func checkNeverBelowRF(t *testing.T, table localcluster.PartitionTable, rf int, 
 
 func TestReplaceMovesEveryCopyToTheNewNodeThenTheOldOneLeaves(t *testing.T) {
 	c := newCluster(t)
-	nodes := formCluster(t, c, 3, "-partitions", "16", "-replication-factor", "2")
-	fresh := c.add("node4", "-partitions", "16", "-replication-factor", "2")
+	nodes := formAppCluster(t, c, 3, "-partitions", "16", "-replication-factor", "3")
+	w := &writer{acked: map[string]string{}}
+	w.run(context.Background(), func() []*appNode { return nodes }, "before", 100)
+
+	fresh := addAppNode(t, c, "node4", "-partitions", "16", "-replication-factor", "3")
+	fresh.startApp(t)
 	fresh.start("-join", nodes[0].GossipAddr())
 	eventually(t, 30*time.Second, "node4 registered and alive", func() error {
 		st, err := nodes[0].MemberStatus("node4")
@@ -50,36 +55,34 @@ func TestReplaceMovesEveryCopyToTheNewNodeThenTheOldOneLeaves(t *testing.T) {
 		return nil
 	})
 
-	// Refused: the old node replacing itself, an unknown new node.
+	// Refused, changing nothing: the old node replacing itself, an
+	// unknown new node.
 	for _, by := range []string{"node2", "nobody"} {
 		if err := nodes[0].PostJSON("/v1/members/node2/replace", "", map[string]string{"by": by}, nil); err == nil {
 			t.Fatalf("replace node2 by %s accepted", by)
-		}
-	}
-	before, err := nodes[0].Partitions()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held []int
-	for _, p := range before.Partitions {
-		if slices.Contains(holdersOf(p), "node2") {
-			held = append(held, p.ID)
 		}
 	}
 	if err := nodes[0].PostJSON("/v1/members/node2/replace", "", map[string]string{"by": "node4"}, nil); err != nil {
 		t.Fatal(err)
 	}
 
-	survivors := []*node{nodes[0], nodes[2], fresh}
-	eventually(t, 60*time.Second, "node2's copies on node4 and node2 left", func() error {
+	// Writes go on through the nodes that stay while the copies move.
+	survivors := []*appNode{nodes[0], nodes[2], fresh}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.run(ctx, func() []*appNode { return survivors }, "during", 200)
+	}()
+	eventually(t, 60*time.Second, "every partition on node4, none on node2, node2 left", func() error {
 		table, err := nodes[0].Partitions()
 		if err != nil {
 			return err
 		}
-		checkNeverBelowRF(t, table, 2, "during the replacement")
-		for _, id := range held {
-			if h := holdersOf(table.Partitions[id]); !slices.Contains(h, "node4") || slices.Contains(h, "node2") {
-				return fmt.Errorf("partition %d (node2's) is held by %v", id, h)
+		checkNeverBelowRF(t, table, 3, "during the replacement")
+		for _, p := range table.Partitions {
+			if h := holdersOf(p); !slices.Contains(h, "node4") || slices.Contains(h, "node2") {
+				return fmt.Errorf("partition %d is held by %v", p.ID, h)
 			}
 		}
 		st, err := nodes[0].MemberStatus("node2")
@@ -91,10 +94,15 @@ func TestReplaceMovesEveryCopyToTheNewNodeThenTheOldOneLeaves(t *testing.T) {
 		}
 		return nil
 	})
+	cancel()
+	<-done
 	if err, ok := nodes[1].WaitExit(30 * time.Second); !ok || err != nil {
 		t.Fatalf("node2's agent did not exit cleanly after its replacement (exited %v: %v)", ok, err)
 	}
-	waitSameTable(t, survivors, 30*time.Second)
+	waitSettled(t, survivors, 3)
+	acked := w.snapshot()
+	t.Logf("%d of %d writes acknowledged", len(acked), w.tried)
+	checkAllReadable(t, survivors, acked)
 }
 
 func TestAMovePinsAPartitionsPrimaryUntilUnpinned(t *testing.T) {

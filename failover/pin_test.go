@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 )
 
 func pin(t *testing.T, c *Cluster, ch PinChange) {
@@ -135,4 +137,91 @@ func TestMaintenanceStopsRebalancingButStillRestoresCopies(t *testing.T) {
 		copies, _ := counts(c)
 		t.Fatalf("maintenance off, loads %v: nothing planned to rebalance", copies)
 	}
+}
+
+// Property: whatever pins an operator sets and whatever happens to the
+// members, the planner converges, and once it has, every pin on a node that
+// takes copies is honoured (the node holds the partition; a primary pin
+// leads it), every partition has its copies, and no pin names a member
+// that is gone.
+func TestPinsAreHonouredAndThePlannerStillConverges(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		s := &sim{t: rt, now: 1}
+		partitions := rapid.IntRange(1, 48).Draw(rt, "partitions")
+		rf := rapid.IntRange(1, 3).Draw(rt, "rf")
+		s.zones = []string{"a", "b", "c"}[:rapid.IntRange(1, 3).Draw(rt, "zones")]
+		if rapid.Bool().Draw(rt, "throttled") {
+			s.limits = DefaultLimits()
+		}
+		var ms []Member
+		for i, n := 0, rapid.IntRange(2, 6).Draw(rt, "initial"); i < n; i++ {
+			ms = append(ms, s.newMember())
+		}
+		s.c = NewCluster()
+		s.apply(Command{Kind: CmdBootstrap, At: s.now, Settings: &Settings{Partitions: partitions, ReplicationFactor: rf}, Members: ms})
+		s.settle()
+		for i, n := 0, rapid.IntRange(1, 10).Draw(rt, "events"); i < n; i++ {
+			s.step()
+			switch rapid.SampledFrom([]string{"pin", "pin", "primary", "unpin", "join", "fail", "rejoin", "maintenance"}).Draw(rt, "event") {
+			case "pin", "primary":
+				id, ok := s.pick("pinned", Member.CanHold)
+				if !ok {
+					continue
+				}
+				ch := PinChange{Partition: rapid.IntRange(0, partitions-1).Draw(rt, "partition"), Node: id, Primary: rapid.Bool().Draw(rt, "as primary")}
+				if s.c.CheckPin(ch) != nil {
+					continue // refused: checked by TestABadPinIsRefusedAndChangesNothing
+				}
+				s.apply(Command{Kind: CmdSetPin, At: s.now, Pin: &ch})
+			case "unpin":
+				s.apply(Command{Kind: CmdSetPin, At: s.now, Pin: &PinChange{Partition: rapid.IntRange(0, partitions-1).Draw(rt, "partition"), Unpin: true}})
+			case "join":
+				m := s.newMember()
+				s.apply(Command{Kind: CmdUpsertMember, At: s.now, Member: &m})
+			case "fail":
+				id, ok := s.pick("failed", Member.CanHold)
+				if !ok {
+					continue
+				}
+				s.apply(Command{Kind: CmdSetStatus, At: s.now, Node: id, Status: StatusFailed, Actions: PlanFailure(s.c, id, 3)})
+			case "rejoin":
+				id, ok := s.pick("rejoined", func(m Member) bool { return m.Status == StatusFailed })
+				if !ok {
+					continue
+				}
+				m := s.c.Members[id]
+				s.apply(Command{Kind: CmdUpsertMember, At: s.now, Member: &m})
+			case "maintenance":
+				s.apply(Command{Kind: CmdSetMaintenance, At: s.now, Maintenance: !s.c.Maintenance})
+			}
+			s.settle()
+		}
+		live := 0
+		for _, m := range s.c.Members {
+			if m.CanHold() {
+				live++
+			}
+		}
+		for _, p := range s.c.Partitions {
+			want := min(rf, live)
+			if got := len(p.Holders()); got < want {
+				rt.Fatalf("partition %d has %d copies, want %d: %+v", p.ID, got, want, p)
+			}
+			for _, pin := range p.Pins {
+				m, ok := s.c.Members[pin.Node]
+				if !ok {
+					rt.Fatalf("partition %d pins %s, not a member", p.ID, pin.Node)
+				}
+				if !m.CanLead() {
+					continue // the pin yields
+				}
+				if !p.Holds(pin.Node) {
+					rt.Fatalf("converged, but the pinned %s does not hold partition %d: %+v", pin.Node, p.ID, p)
+				}
+				if pin.Primary && p.Primary != pin.Node {
+					rt.Fatalf("converged, but partition %d is led by %s, pinned primary %s", p.ID, p.Primary, pin.Node)
+				}
+			}
+		}
+	})
 }

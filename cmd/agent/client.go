@@ -279,7 +279,11 @@ func cmdMembers(args []string, stdout, stderr io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tVOTER\tZONE\tPRIMARIES\tCOPIES\tGOSSIP\tRAFT\tAPI")
 	for _, m := range resp.Members {
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, m.Status, m.Voter, dash(m.Zone),
+		status := m.Status
+		if m.ReplacedBy != "" {
+			status += " (replaced by " + m.ReplacedBy + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, status, m.Voter, dash(m.Zone),
 			m.Primaries, m.Copies, dash(m.GossipAddr), dash(m.RaftAddr), dash(m.APIAddr))
 	}
 	return tw.Flush()
