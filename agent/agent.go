@@ -68,7 +68,10 @@ type Agent struct {
 	liveKeys  atomic.Pointer[gossip.Gossip]
 	httpLn    net.Listener
 	httpSrv   *http.Server
-	metrics   *agentMetrics
+	// probeLn and probeSrv are the -health-addr listener, if any.
+	probeLn  net.Listener
+	probeSrv *http.Server
+	metrics  *agentMetrics
 	// apiToken is Config.APIToken, or the first line of APITokenFile.
 	apiToken string
 	// handler is the HTTP API (Handler); it answers 503 until Start has
@@ -151,6 +154,11 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ZoneFile != "" {
+		if cfg.Zone, err = cfg.zoneFromFile(); err != nil {
+			return nil, err
+		}
+	}
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -203,6 +211,12 @@ func (a *Agent) Start() (err error) {
 		if raftTLS, err = LoadTLSConfig(a.cfg.TLSCert, a.cfg.TLSKey, a.cfg.TLSCA); err != nil {
 			return configErrorf("-tls-cert: %v", err)
 		}
+		if a.cfg.TLSServerName != "" {
+			if err := verifyServerName(raftTLS, a.cfg.TLSServerName); err != nil {
+				return configErrorf("-tls-server-name: %v", err)
+			}
+			raftTLS.ServerName = a.cfg.TLSServerName
+		}
 	}
 	if err := a.loadIdentity(); err != nil {
 		return err
@@ -210,6 +224,11 @@ func (a *Agent) Start() (err error) {
 	a.httpLn, err = net.Listen("tcp", a.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("-http-addr %s: %w", a.cfg.HTTPAddr, err)
+	}
+	if a.cfg.HealthAddr != "" {
+		if a.probeLn, err = net.Listen("tcp", a.cfg.HealthAddr); err != nil {
+			return fmt.Errorf("-health-addr %s: %w", a.cfg.HealthAddr, err)
+		}
 	}
 
 	gc := gossip.DefaultConfig()
@@ -296,6 +315,7 @@ func (a *Agent) Start() (err error) {
 			a.log.Error("http server stopped", "error", err)
 		}
 	})
+	a.startProbeServer()
 	a.goLoop("gossip-events", a.gossipEventLoop)
 	a.goLoop("leader", a.leaderLoop)
 	a.goLoop("readiness", a.readinessLoop)
@@ -388,6 +408,9 @@ func (a *Agent) Shutdown() error {
 			cancel()
 		} else if a.httpLn != nil {
 			_ = a.httpLn.Close()
+		}
+		if err := a.stopProbeServer(); err != nil {
+			errs = append(errs, fmt.Errorf("health listener: %w", err))
 		}
 		if a.gossip != nil {
 			if err := a.gossip.Shutdown(); err != nil {

@@ -38,6 +38,7 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/health", a.handleHealth)
+	mux.HandleFunc("GET "+ReadyPath, a.handleReady)
 	mux.HandleFunc("GET /v1/status", a.handleStatus)
 	for _, t := range a.watchTopics() {
 		mux.HandleFunc("GET /v1/"+t.name, a.blockingQuery(t))

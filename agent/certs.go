@@ -96,7 +96,9 @@ func GenerateTestCA(dir string) (caCertPath, caKeyPath string, err error) {
 // CommonName nodeID and carries ips as IP SANs, with 127.0.0.1 always among
 // them: peers check a node's certificate against the IP of the address they
 // dial, so ips must include every IP the node advertises (its -bind IP).
-func GenerateNodeCert(caCertPath, caKeyPath, dir, nodeID string, ips []net.IP) (certPath, keyPath string, err error) {
+// dnsNames are added as DNS SANs: the cluster-wide name agents verify
+// instead of IPs with -tls-server-name.
+func GenerateNodeCert(caCertPath, caKeyPath, dir, nodeID string, ips []net.IP, dnsNames ...string) (certPath, keyPath string, err error) {
 	if nodeID == "" || nodeID == "." || nodeID == ".." || strings.ContainsAny(nodeID, `/\`) || strings.HasPrefix(nodeID, "-") {
 		return "", "", fmt.Errorf("tls: node ID %q cannot name a certificate file", nodeID)
 	}
@@ -142,6 +144,7 @@ func GenerateNodeCert(caCertPath, caKeyPath, dir, nodeID string, ips []net.IP) (
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:  sans,
+		DNSNames:     dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
 	if err != nil {
@@ -207,6 +210,23 @@ func LoadTLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 	}, nil
+}
+
+// verifyServerName checks that this node's own certificate in conf carries
+// name, since its peers verify that name when they dial it
+// (-tls-server-name): better refused at start than by every peer.
+func verifyServerName(conf *tls.Config, name string) error {
+	if len(conf.Certificates) == 0 || len(conf.Certificates[0].Certificate) == 0 {
+		return errors.New("no certificate loaded")
+	}
+	leaf, err := x509.ParseCertificate(conf.Certificates[0].Certificate[0])
+	if err != nil {
+		return err
+	}
+	if err := leaf.VerifyHostname(name); err != nil {
+		return fmt.Errorf("this node's certificate is not valid for %q (issue it with agent tls cert -dns %s): %w", name, name, err)
+	}
+	return nil
 }
 
 func randomSerial() (*big.Int, error) {

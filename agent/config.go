@@ -43,6 +43,13 @@ type Config struct {
 	// by default: the API is for the app and operators on this machine;
 	// agents talk to each other over the raft port.
 	HTTPAddr string `json:"http_addr"`
+	// HealthAddr, when set, is host:port of a second HTTP listener that
+	// serves only GET /v1/health (liveness), GET /v1/ready (readiness: 503
+	// until the agent's table is current) and GET /metrics: what a kubelet
+	// or Prometheus reaches from off the host (bind it to the pod IP),
+	// while the API itself stays on HTTPAddr, on loopback. Nothing on it
+	// reads the partition table or changes anything.
+	HealthAddr string `json:"health_addr"`
 	// Join lists host:port gossip addresses of any members to join at start.
 	Join []string `json:"join"`
 	// JoinTimeout bounds how long -join keeps retrying before the agent
@@ -67,6 +74,11 @@ type Config struct {
 	// Zone is this node's failure domain; copies of a partition are spread
 	// over zones.
 	Zone string `json:"zone"`
+	// ZoneFile names a file whose first line is this node's zone, for
+	// where the zone is known only at start: a Kubernetes init container
+	// writes the node's topology.kubernetes.io/zone label there (see
+	// configs/kubernetes-sidecar.yaml). It cannot be combined with Zone.
+	ZoneFile string `json:"zone_file"`
 	// Weight is this node's relative capacity (partitions are spread in
 	// proportion to it).
 	Weight int `json:"weight"`
@@ -128,6 +140,11 @@ type Config struct {
 	// TLSCA is the certificate of the CA that signs every node's
 	// certificate (PEM).
 	TLSCA string `json:"tls_ca"`
+	// TLSServerName, when set, is the name every agent's certificate
+	// carries (a DNS SAN) and that agents verify when they dial each other,
+	// instead of the peer's IP address: for addresses that change, such as
+	// pod IPs, with one cluster-wide name (e.g. the headless service's).
+	TLSServerName string `json:"tls_server_name"`
 	// APIToken, when set, is required as "Authorization: Bearer <token>" on
 	// mutating API calls (and the keyring listing).
 	APIToken string `json:"api_token"`
@@ -262,6 +279,29 @@ func (c Config) apiToken() (string, error) {
 	return tok, nil
 }
 
+// validListenAddr checks the host:port of the listener flag names.
+func validListenAddr(flag, addr string) error {
+	if _, port, err := net.SplitHostPort(addr); err != nil {
+		return configErrorf("-%s: %q is not host:port", flag, addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return configErrorf("-%s: %q has no valid port", flag, addr)
+	}
+	return nil
+}
+
+// zoneFromFile is the first line of ZoneFile, the zone.
+func (c Config) zoneFromFile() (string, error) {
+	b, err := os.ReadFile(c.ZoneFile)
+	if err != nil {
+		return "", configErrorf("-zone-file: %v", err)
+	}
+	zone := strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0])
+	if zone == "" {
+		return "", configErrorf("-zone-file: %s is empty (the init container that writes it found no zone?)", c.ZoneFile)
+	}
+	return zone, nil
+}
+
 // validNodeID checks the form of NodeID: 1 to 64 printable characters
 // without spaces or slashes.
 func (c Config) validNodeID() error {
@@ -302,10 +342,16 @@ func (c Config) Validate() error {
 	if c.GossipPort != 0 && c.GossipPort == c.RaftPort {
 		return configErrorf("-raft-port: %d is also the gossip port", c.RaftPort)
 	}
-	if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		return configErrorf("-http-addr: %q is not host:port", c.HTTPAddr)
-	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return configErrorf("-http-addr: %q has no valid port", c.HTTPAddr)
+	if err := validListenAddr("http-addr", c.HTTPAddr); err != nil {
+		return err
+	}
+	if c.HealthAddr != "" {
+		if err := validListenAddr("health-addr", c.HealthAddr); err != nil {
+			return err
+		}
+	}
+	if c.Zone != "" && c.ZoneFile != "" {
+		return configErrorf("-zone-file: cannot be combined with -zone")
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {
@@ -409,6 +455,9 @@ func (c Config) Validate() error {
 	}
 	if n := countSet(c.TLSCert, c.TLSKey, c.TLSCA); n != 0 && n != 3 {
 		return configErrorf("-tls-cert, -tls-key and -tls-ca: give all three or none")
+	}
+	if c.TLSServerName != "" && c.TLSCert == "" {
+		return configErrorf("-tls-server-name: needs -tls-cert, -tls-key and -tls-ca")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":

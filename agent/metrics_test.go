@@ -55,9 +55,10 @@ func gatherFamilies(t *testing.T, a *Agent) []metricFamily {
 func renderMetricsDoc(fams []metricFamily) string {
 	var b strings.Builder
 	b.WriteString("# Metrics reference\n\n")
-	b.WriteString("Every metric an agent serves on `GET /metrics`, with its type, labels and\n")
-	b.WriteString("help text. This file is generated from the agent's registry; do not edit\n")
-	b.WriteString("it by hand. After changing a metric, run\n\n")
+	b.WriteString("Every metric an agent serves on `GET /metrics` (on `-http-addr`, and on\n")
+	b.WriteString("`-health-addr` when set), with its type, labels and help text. This file\n")
+	b.WriteString("is generated from the agent's registry; do not edit it by hand. After\n")
+	b.WriteString("changing a metric, run\n\n")
 	b.WriteString("    go test ./agent -run TestTheMetricsReferenceIsGeneratedFromTheRegistry -update-metrics-doc\n\n")
 	b.WriteString("(the same test, without the flag, fails in CI while this file is stale).\n")
 	b.WriteString("Besides these, the agent serves the Go runtime's `go_*` and the process's\n")

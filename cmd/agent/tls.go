@@ -17,9 +17,10 @@ import (
 const tlsUsage = `Usage:
   agent tls ca   -dir D
       make a CA: D/ca.pem and D/ca-key.pem (keep the key offline)
-  agent tls cert -dir D -ca-cert D/ca.pem -ca-key D/ca-key.pem -node-id N [-ip IP]...
+  agent tls cert -dir D -ca-cert D/ca.pem -ca-key D/ca-key.pem -node-id N [-ip IP]... [-dns NAME]...
       issue node N's certificate: D/N.pem and D/N-key.pem, valid for
-      127.0.0.1 and every -ip (give the node's -bind IP)
+      127.0.0.1 and every -ip (give the node's -bind IP) and -dns name
+      (the cluster-wide name of -tls-server-name, for changing IPs)
 
 Then run each agent with -tls-cert D/N.pem -tls-key D/N-key.pem -tls-ca D/ca.pem.
 `
@@ -50,6 +51,8 @@ func cmdTLS(args []string, stdout, stderr io.Writer) error {
 		nodeID := fs.String("node-id", "", "the node's -node-id (required)")
 		var ips ipListFlag
 		fs.Var(&ips, "ip", "an IP the node advertises, in addition to 127.0.0.1 (repeatable)")
+		var dnsNames stringList
+		fs.Var(&dnsNames, "dns", "a DNS name the certificate is valid for, such as the name all agents verify with -tls-server-name (repeatable)")
 		if err := parseTLSFlags(fs, args[1:]); err != nil {
 			return err
 		}
@@ -62,7 +65,7 @@ func cmdTLS(args []string, stdout, stderr io.Writer) error {
 		if *caKey == "" {
 			*caKey = filepath.Join(*dir, agent.CAKeyFile)
 		}
-		certPath, keyPath, err := agent.GenerateNodeCert(*caCert, *caKey, *dir, *nodeID, ips)
+		certPath, keyPath, err := agent.GenerateNodeCert(*caCert, *caKey, *dir, *nodeID, ips, dnsNames...)
 		if err != nil {
 			return err
 		}
