@@ -135,6 +135,7 @@ func New(cfg *Config) (n *Node, err error) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
+	logger = withScalarFields(logger)
 
 	// Everything opened so far is closed again if a later step fails.
 	var closers []io.Closer
