@@ -97,3 +97,82 @@ func TestCopyFailureWaitsAreMeasuredOnTheMonotonicClock(t *testing.T) {
 		t.Fatalf("a second failure is dated %s old", age)
 	}
 }
+
+// A copy the app fails is not given back to the same node at once: the
+// leader's round waits the backoff, measured on its monotonic clock (a
+// wall-clock jump shortens nothing), and no node gets a copy of the
+// partition after it failed three in a row while another can take it.
+func TestTheLeaderBacksOffACopyTheAppFailed(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3", "n4"}, nil)
+	ctx := context.Background()
+	cl.members.set("n2", gossip.StateLeft)
+	cl.setStatus("n2", failover.StatusLeft)
+	var part int
+	migrationOf := func(p int) (failover.Migration, bool) {
+		var m failover.Migration
+		var ok bool
+		cl.raft.Read(func(c *failover.Cluster) {
+			if len(c.Partitions[p].Migrations) > 0 {
+				m, ok = c.Partitions[p].Migrations[0], true
+			}
+		})
+		return m, ok
+	}
+	// Every other copy completes at once, so that only the failing one
+	// holds migration slots.
+	reconcile := func() {
+		t.Helper()
+		if err := cl.ctrl.Reconcile(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var acks []failover.Action
+		for _, a := range failover.AcknowledgeAll(cl.raft.Snapshot()) {
+			if a.Partition != part {
+				acks = append(acks, a)
+			}
+		}
+		if _, err := cl.raft.ApplyForwarded(ctx, failover.Command{Kind: failover.CmdApplyActions, Actions: acks}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	part = -1 // a partition n2 held: its copy is re-created
+	cl.raft.Read(func(c *failover.Cluster) {
+		for _, p := range c.Partitions {
+			if p.Holds("n2") && part < 0 {
+				part = p.ID
+			}
+		}
+	})
+	reconcile()
+	failed := map[string]int{}
+	for failure := 1; failure <= 6; failure++ {
+		m, ok := migrationOf(part)
+		if !ok {
+			t.Fatalf("failure %d: no copy of partition %d in flight (failed so far: %v)", failure, part, failed)
+		}
+		failed[m.Target]++
+		if failed[m.Target] > 3 {
+			t.Fatalf("a 4th copy of partition %d to %s, after 3 failed there (failed: %v)", part, m.Target, failed)
+		}
+		// The target's app fails the copy; its agent cancels it so.
+		var epoch uint64
+		cl.raft.Read(func(c *failover.Cluster) { epoch = c.Partitions[part].Epoch })
+		if _, err := cl.raft.ApplyForwarded(ctx, failover.Command{Kind: failover.CmdApplyActions, Actions: []failover.Action{
+			{Kind: failover.ActionCancelMigration, Partition: part, Epoch: epoch, MigrationID: m.ID, CopyFailed: true}}}); err != nil {
+			t.Fatal(err)
+		}
+		cl.ctrl.Ages().Observe(cl.raft.Snapshot(), cl.clock.Elapsed())
+		cl.clock.Step(time.Hour)
+		reconcile()
+		if again, ok := migrationOf(part); ok && again.Target == m.Target {
+			t.Fatalf("failure %d: the copy went straight back to %s", failure, m.Target)
+		}
+		if _, ok := migrationOf(part); !ok {
+			cl.clock.Advance(failover.CopyRetryWait(failed[m.Target], 5*time.Second, 5*time.Minute))
+			reconcile()
+		}
+	}
+	if len(failed) < 2 {
+		t.Fatalf("six failed copies all on one node: %v", failed)
+	}
+}
