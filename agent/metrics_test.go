@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -170,5 +171,48 @@ func TestALoneAgentWithThreeCopiesWantedReportsEveryPartitionUnderReplicated(t *
 	}
 	if v, ok := metricValue(t, a, "steward_plan_actions_total", map[string]string{"kind": "promote"}); !ok || v != 0 {
 		t.Fatalf("steward_plan_actions_total{kind=promote} = %v (present %v), want a 0 series before any promotion", v, ok)
+	}
+}
+
+// referencedMetrics are the steward_* metric names an operations file
+// uses, with the _bucket, _sum and _count of histograms taken back to the
+// histogram's name.
+func referencedMetrics(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, name := range regexp.MustCompile(`steward_[a-z_]+`).FindAllString(string(b), -1) {
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			name = strings.TrimSuffix(name, suffix)
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// Every metric the alert rules, their tests and the Grafana dashboard use
+// is one the agent serves: a renamed metric cannot leave a rule that never
+// fires or a panel that stays empty.
+func TestTheAlertsAndTheDashboardUseOnlyMetricsTheAgentServes(t *testing.T) {
+	a := startSingleAgent(t, "ops-files")
+	served := map[string]bool{}
+	for _, f := range gatherFamilies(t, a) {
+		served[f.name] = true
+	}
+	for _, path := range []string{"../configs/alerts.yaml", "../configs/alerts_test.yaml", "../configs/grafana-dashboard.json"} {
+		names := referencedMetrics(t, path)
+		if len(names) == 0 {
+			t.Fatalf("%s names no steward_ metric", path)
+		}
+		for _, name := range names {
+			if !served[name] {
+				t.Errorf("%s uses %s, which the agent does not serve (docs/metrics.md)", path, name)
+			}
+		}
 	}
 }
