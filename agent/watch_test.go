@@ -288,3 +288,66 @@ func TestAWatchStreamSendsTheViewsThenEveryChangeUntilShutdown(t *testing.T) {
 		}
 	}
 }
+
+// A router waiting on an agent that loses contact with the leader is told
+// at once, not at the end of its wait: the blocking query answers 503 and
+// the stream sends an error event and ends, so that the router asks
+// another agent. The leader here is shut down.
+func TestAnAgentThatLosesTheLeaderEndsWaitsAndStreamsWithAnError(t *testing.T) {
+	leader := startSolo(t, "a1", nil)
+	cfg := testConfig(t, "a2", filepath.Join(t.TempDir(), "a2"))
+	cfg.Join = []string{leader.GossipAddr()}
+	follower := startAgent(t, cfg)
+	var first indexedGet
+	waitFor(t, 30*time.Second, "a2 serves the table", func() (err error) {
+		first, err = getIndexed(context.Background(), follower, "/v1/partitions")
+		if err == nil && first.code != http.StatusOK {
+			err = fmt.Errorf("GET /v1/partitions on a2: %d %s", first.code, first.body)
+		}
+		return err
+	})
+
+	resp, err := http.Get("http://" + follower.HTTPAddr() + "/v1/watch?topics=partitions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 64)
+	go readEvents(resp.Body, events)
+	nextEvent(t, events, "the table", func(ev sseEvent) bool { return ev.name == "partitions" })
+
+	idle := follower.raft.Subscribers()
+	answered := make(chan indexedGet, 1)
+	go func() {
+		res, err := getIndexed(context.Background(), follower, fmt.Sprintf("/v1/partitions?index=%d&wait=5m", first.index+1000))
+		if err != nil {
+			res.body = err.Error()
+		}
+		answered <- res
+	}()
+	waitFor(t, 10*time.Second, "the blocking query waits", func() error {
+		if n := follower.raft.Subscribers(); n != idle+1 {
+			return fmt.Errorf("%d subscribers, want %d", n, idle+1)
+		}
+		return nil
+	})
+	if err := leader.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	ev := nextEvent(t, events, "the error event", func(ev sseEvent) bool { return ev.name == "error" })
+	if !strings.Contains(ev.data, "stale") {
+		t.Fatalf("error event %q, want it to say the table may be stale", ev.data)
+	}
+	select {
+	case res := <-answered:
+		if res.code != http.StatusServiceUnavailable || !strings.Contains(res.body, "stale") {
+			t.Fatalf("blocking query after the leader went: %d %s; want 503 saying the table may be stale", res.code, res.body)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the blocking query still waits 30s after the leader went (its wait is 5m)")
+	}
+	for range events {
+		// drained: the stream ends after the error event
+	}
+}
