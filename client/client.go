@@ -313,6 +313,15 @@ func (c *Client) Partitions(ctx context.Context, q QueryOptions) (Table, Meta, e
 	return t, meta, err
 }
 
+// Resources is GET /v1/resources, blocking when q has a WaitIndex.
+func (c *Client) Resources(ctx context.Context, q QueryOptions) ([]ResourceInfo, Meta, error) {
+	var body struct {
+		Resources []ResourceInfo `json:"resources"`
+	}
+	meta, err := c.query(ctx, "/v1/resources", q, &body)
+	return body.Resources, meta, err
+}
+
 // Leave asks the agent the client talks to to leave the cluster gracefully
 // (POST /v1/leave); force leaves even when copies would be lost. The agent
 // answers at once; LeaveProgress follows the leave.

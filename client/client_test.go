@@ -114,6 +114,10 @@ func TestTheClientReadsBlocksAndSkipsAnAgentItCannotReach(t *testing.T) {
 	if err != nil || len(table.Partitions) != 16 || meta.Index == 0 || !strings.Contains(meta.Agent, a.HTTPAddr()) {
 		t.Fatalf("Partitions: %d partitions, meta %+v, %v", len(table.Partitions), meta, err)
 	}
+	resources, _, err := c.Resources(ctx, client.QueryOptions{})
+	if err != nil || len(resources) != 1 || resources[0].Name != "default" || resources[0].ActivePartitions != 16 || len(table.Resources) != 1 {
+		t.Fatalf("Resources: %+v %v; the table's: %+v", resources, err, table.Resources)
+	}
 	members, _, err := c.Members(ctx, client.QueryOptions{})
 	if err != nil || len(members) != 1 || members[0].ID != "solo" || members[0].AppAddr != "127.0.0.1:9999" {
 		t.Fatalf("Members: %+v %v", members, err)
@@ -165,8 +169,7 @@ func TestAnAgentsRefusalIsATypedError(t *testing.T) {
 	}
 }
 
-// Watch hands over the full views first, then the members again when
-// they change, until the caller stops.
+// Watch hands over every topic's full view first, until the caller stops.
 func TestWatchDeliversTheViewsFirst(t *testing.T) {
 	a := startAgent(t, "solo", "")
 	c := newClient(t, a.HTTPAddr())
@@ -181,13 +184,15 @@ func TestWatchDeliversTheViewsFirst(t *testing.T) {
 			t.Errorf("partitions event without the full table: %+v", ev)
 		case ev.Topic == client.TopicMembers && (len(ev.Members) != 1 || ev.Members[0].ID != "solo"):
 			t.Errorf("members event: %+v", ev.Members)
+		case ev.Topic == client.TopicResources && (len(ev.Resources) != 1 || ev.Resources[0].Name != "default"):
+			t.Errorf("resources event: %+v", ev.Resources)
 		}
-		if len(topics) == 2 {
+		if len(topics) == 3 {
 			return stop
 		}
 		return nil
 	})
-	if !errors.Is(err, stop) || strings.Join(topics, ",") != "partitions,members" {
-		t.Fatalf("Watch: %v after %v, want the partitions then the members view", err, topics)
+	if !errors.Is(err, stop) || strings.Join(topics, ",") != "partitions,members,resources" {
+		t.Fatalf("Watch: %v after %v, want the partitions, members and resources views", err, topics)
 	}
 }

@@ -15,17 +15,35 @@ import (
 // failover package).
 type Partition = failover.Partition
 
-// Settings are the table's bootstrap parameters.
+// Settings are the default resource's bootstrap parameters.
 type Settings = failover.Settings
+
+// Resource is a named resource: its partition count and replication
+// factor.
+type Resource = failover.Resource
 
 // Table is GET /v1/partitions.
 type Table struct {
 	// Stale is set when the table was asked for with Stale while the
 	// agent was out of contact with the leader: it may miss changes.
-	Stale      bool        `json:"stale,omitempty"`
-	Settings   Settings    `json:"settings"`
+	Stale    bool     `json:"stale,omitempty"`
+	Settings Settings `json:"settings"`
+	// Resources are every resource of the table.
+	Resources []Resource `json:"resources,omitempty"`
+	// Partitions are the active partitions, each with its resource and
+	// key range (Router.Route maps keys to them).
 	Partitions []Partition `json:"partitions"`
 	Balance    []NodeLoad  `json:"balance"`
+}
+
+// ResourceInfo is one resource of GET /v1/resources.
+type ResourceInfo struct {
+	Resource
+	// ActivePartitions counts its partitions now (splits included).
+	ActivePartitions int `json:"active_partitions"`
+	// UnderReplicated counts its partitions with fewer copies than its
+	// replication factor.
+	UnderReplicated int `json:"under_replicated"`
 }
 
 // NodeLoad is one node's share of the table.

@@ -17,6 +17,7 @@ import (
 const (
 	TopicPartitions = "partitions"
 	TopicMembers    = "members"
+	TopicResources  = "resources"
 	// TopicHeartbeat names the events a stream sends while nothing
 	// changes.
 	TopicHeartbeat = "heartbeat"
@@ -28,7 +29,8 @@ var ErrStreamEnded = errors.New("client: the agent ended the watch stream")
 
 // Event is one event of a watch stream.
 type Event struct {
-	// Topic is TopicPartitions, TopicMembers or TopicHeartbeat.
+	// Topic is TopicPartitions, TopicMembers, TopicResources or
+	// TopicHeartbeat.
 	Topic string
 	// Index is the state index the view was rendered at (for a heartbeat,
 	// the agent's current one).
@@ -37,6 +39,8 @@ type Event struct {
 	Table *Table
 	// Members is set for TopicMembers: the full member list.
 	Members []Member
+	// Resources is set for TopicResources: every resource.
+	Resources []ResourceInfo
 	// Data is the event's JSON as sent.
 	Data json.RawMessage
 }
@@ -202,6 +206,14 @@ func decodeEvent(name, id, data string) (Event, error) {
 			return ev, fmt.Errorf("event %q: %w", name, err)
 		}
 		ev.Members = body.Members
+	case TopicResources:
+		var body struct {
+			Resources []ResourceInfo `json:"resources"`
+		}
+		if err := json.Unmarshal(ev.Data, &body); err != nil {
+			return ev, fmt.Errorf("event %q: %w", name, err)
+		}
+		ev.Resources = body.Resources
 	case TopicHeartbeat:
 		var body struct {
 			Index uint64 `json:"index"`
