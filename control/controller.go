@@ -28,6 +28,8 @@ type Controller struct {
 	clock    Clock
 	log      hclog.Logger
 	obs      Observer
+	// restarter asks members to restart (rolling restarts).
+	restarter Restarter
 
 	// ages times migrations and member statuses on clock.Elapsed.
 	ages *AgeTracker
@@ -44,6 +46,9 @@ type Controller struct {
 	// leaving is set once this agent has begun to leave: it is then no
 	// longer a healthy server for voter planning.
 	leaving atomic.Bool
+	// restarting is set once this agent has begun to go away for a
+	// planned restart: it is then no longer a healthy server either.
+	restarting atomic.Bool
 }
 
 // Deps are what a Controller works through.
@@ -57,13 +62,16 @@ type Deps struct {
 	Logger hclog.Logger
 	// Observer defaults to observing nothing.
 	Observer Observer
+	// Restarter asks members to restart for a rolling restart; without
+	// one, this agent starts rolling restarts but does not drive them.
+	Restarter Restarter
 }
 
 // New returns a controller for cfg over deps.
 func New(cfg Config, deps Deps) *Controller {
 	c := &Controller{
 		cfg: cfg, raft: deps.Raft, members: deps.Members, detector: deps.Detector,
-		clock: deps.Clock, log: deps.Logger, obs: deps.Observer,
+		clock: deps.Clock, log: deps.Logger, obs: deps.Observer, restarter: deps.Restarter,
 		ages:   NewAgeTracker(),
 		leases: NewLeaseLedger(cfg.Leases),
 	}
@@ -131,6 +139,7 @@ func (c *Controller) MemberState() *failover.Cluster {
 		out.Bootstrapped = cl.Bootstrapped
 		out.Settings = cl.Settings
 		out.Maintenance = cl.Maintenance
+		out.Rolling = cl.Rolling.Clone()
 		for id, m := range cl.Members {
 			out.Members[id] = m
 		}

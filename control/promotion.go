@@ -34,20 +34,23 @@ func (c *Controller) reconcileVoters(ctx context.Context) error {
 	// In service by the committed state, not by gossip's momentary view:
 	// see ServerHealth.InService.
 	state := c.MemberState()
-	inService := map[string]bool{}
+	inService, restarting := map[string]bool{}, map[string]bool{}
 	for _, m := range state.Members {
 		if m.RaftID != "" && m.CanHold() {
 			inService[m.RaftID] = true
+		}
+		if m.RaftID != "" && m.Status == failover.StatusRestarting {
+			restarting[m.RaftID] = true
 		}
 	}
 	commit := c.raft.Stats().CommitIndex
 	var health []ServerHealth
 	for _, s := range servers {
-		h := ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == c.cfg.RaftID, InService: inService[s.ID]}
+		h := ServerHealth{ID: s.ID, Voter: s.Voter, Leader: s.ID == c.cfg.RaftID, InService: inService[s.ID], Restarting: restarting[s.ID]}
 		n, ok := gossipByRaftID[s.ID]
 		h.Healthy = ok && n.State == gossip.StateAlive && !n.Meta.Leaving
 		if s.ID == c.cfg.RaftID {
-			h.Healthy = !c.leaving.Load()
+			h.Healthy = !c.leaving.Load() && !c.restarting.Load()
 		}
 		if h.Healthy {
 			h.CaughtUp = s.Voter || c.peerCaughtUp(ctx, n, commit)

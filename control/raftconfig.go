@@ -101,10 +101,11 @@ func planRaftConfig(in raftConfigInputs) []configChange {
 		return out
 	}
 	// Voters of members the detector holds failed while the state does
-	// not (yet) count as dead too.
+	// not (yet) count as dead too; not those away for a planned restart:
+	// they keep their raft server, to catch up from the log when back.
 	detectorFailed := map[string]time.Duration{}
 	for id, d := range in.detectorFailed {
-		if m, ok := in.state.Members[id]; ok && m.Status != failover.StatusFailed && m.Status != failover.StatusLeft {
+		if m, ok := in.state.Members[id]; ok && m.Status != failover.StatusFailed && m.Status != failover.StatusLeft && m.Status != failover.StatusRestarting {
 			detectorFailed[id] = d
 		}
 	}

@@ -8,10 +8,12 @@ import (
 )
 
 // Reconcile does one round of the leader's work: bootstrap the table,
-// register members seen in gossip, mark failures, forget members gone for
-// good, end replacements whose old node is gone, keep the raft
-// configuration in line with the members, keep the voter count at its
-// target, and apply one round of the planner. Each step
+// register members seen in gossip, take members back from planned
+// restarts, mark failures (and restarts that overstay their grace), forget
+// members gone for good, end replacements whose old node is gone, keep the
+// raft configuration in line with the members, keep the voter count at its
+// target, apply one round of the planner and take the next step of a
+// rolling restart. Each step
 // is idempotent, so that a new leader simply finishes what its predecessor
 // left half-done; the agent calls it on every change and every second
 // while it leads.
@@ -23,7 +25,13 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	if err := c.registerMembers(ctx, state); err != nil {
 		return err
 	}
+	if err := c.takeBackRestarted(ctx, state); err != nil {
+		return err
+	}
 	if err := c.markFailures(ctx); err != nil {
+		return err
+	}
+	if err := c.expireRestarts(ctx); err != nil {
 		return err
 	}
 	if err := c.reapMembers(ctx); err != nil {
@@ -38,7 +46,10 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	if err := c.reconcileVoters(ctx); err != nil {
 		return err
 	}
-	return c.runPlanner(ctx)
+	if err := c.runPlanner(ctx); err != nil {
+		return err
+	}
+	return c.driveRollingRestart(ctx)
 }
 
 // gossipByRaftID is gossip's nodes by the raft ID they publish.

@@ -95,6 +95,16 @@ func (c SystemClock) Now() time.Time { return time.Now() }
 // Elapsed is the monotonic time since NewSystemClock.
 func (c SystemClock) Elapsed() time.Duration { return time.Since(c.origin) }
 
+// Restarter asks a member's agent to restart (a step of a rolling
+// restart): POST /v1/restart on its API, or this agent's own restart when
+// m is this agent. It returns once the agent has accepted (it then marks
+// itself restarting and goes away); an error wrapping ErrRestartRefused
+// when it refused, any other error when it could not be asked (tried
+// again next round).
+type Restarter interface {
+	RequestRestart(ctx context.Context, m failover.Member) error
+}
+
 // Observer is told what the control plane did, for metrics. Its methods are
 // called from the reconcile round and from Apply's callers; they must
 // return quickly.

@@ -73,6 +73,11 @@ type ServerHealth struct {
 	// right now. It decides who may be promoted and who is demoted first,
 	// never how many voters there should be.
 	Healthy bool
+	// Restarting: the server is the raft ID of a member away for a planned
+	// restart. It is demoted (unless it leads: it hands leadership over
+	// first) and promoted by no one, but counts as in service for the
+	// target: it is coming back, and the target must not fall meanwhile.
+	Restarting bool
 	// CaughtUp: the server has applied (nearly) everything the leader has.
 	// Raft's public API does not expose the leader's per-follower match
 	// index, so the agent decides it from what each server reports about
@@ -102,6 +107,10 @@ func IsCaughtUp(leaderApplied, serverApplied, maxLag uint64) bool {
 //     anyone; the target drops only once the cluster state says a member
 //     failed or left, and rises again when it is back (a rejoin after a
 //     heal).
+//   - A voter away for a planned restart is demoted first (not the
+//     leader), and counts as in service, not as a voter: so a replacement
+//     is promoted in the same round if one qualifies, and the target does
+//     not drop while it is away.
 //   - While the voters are fewer than that, healthy, caught-up non-voters
 //     that have been stable for at least stabilization are promoted, in
 //     order of ID.
@@ -120,30 +129,32 @@ func IsCaughtUp(leaderApplied, serverApplied, maxLag uint64) bool {
 func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration) (promote, demote []string) {
 	inService := 0
 	voters := 0
-	for _, s := range servers {
-		if s.InService {
+	sorted := append([]ServerHealth(nil), servers...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
+	for _, s := range sorted {
+		if s.InService || s.Restarting {
 			inService++
 		}
-		if s.Voter {
+		switch {
+		case s.Voter && s.Restarting && !s.Leader:
+			demote = append(demote, s.ID)
+		case s.Voter:
 			voters++
 		}
 	}
 	effective := targetVoters(target, inService)
-
-	sorted := append([]ServerHealth(nil), servers...)
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].ID < sorted[j].ID })
 
 	if voters < effective {
 		for _, s := range sorted {
 			if voters >= effective {
 				break
 			}
-			if !s.Voter && s.Healthy && s.CaughtUp && s.StableFor >= stabilization {
+			if !s.Voter && !s.Restarting && s.Healthy && s.CaughtUp && s.StableFor >= stabilization {
 				promote = append(promote, s.ID)
 				voters++
 			}
 		}
-		return promote, nil
+		return promote, demote
 	}
 
 	if voters > effective {
@@ -164,13 +175,13 @@ func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration)
 			if voters <= effective {
 				break
 			}
-			if s.Voter && !s.Leader {
+			if s.Voter && !s.Leader && !s.Restarting {
 				demote = append(demote, s.ID)
 				voters--
 			}
 		}
 	}
-	return nil, demote
+	return promote, demote
 }
 
 // FailedVoter is a voter held failed, with how long it has been.

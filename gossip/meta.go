@@ -31,6 +31,11 @@ type Meta struct {
 	// Leaving is set by Gossip.Leave just before the gossip leave, so that
 	// peers report the node as left rather than dead.
 	Leaving bool
+	// Returning is set by an agent that runs again after a planned restart
+	// (its member is restarting in the cluster state), until the leader has
+	// taken it back: it tells the new process from the one that went away,
+	// which never sets it.
+	Returning bool
 	// Suspects are the nodes this node's own memberlist probes currently
 	// suspect (at most MaxSuspects). Gossip tells only the prober about a
 	// failed probe; publishing it here lets every agent, the leader above
@@ -49,7 +54,7 @@ const MaxSuspects = 4
 //	6 ×     string: 1-byte length, then the bytes (RaftID, RaftAddr,
 //	        APIAddr, AppAddr, Zone, Version)
 //	varint  Weight (zig-zag, encoding/binary)
-//	byte    flags: bit 0 AppUnhealthy, bit 1 Leaving
+//	byte    flags: bit 0 AppUnhealthy, bit 1 Leaving, bit 2 Returning
 //
 // A later version 1 writer may append fields; readers ignore trailing bytes
 // and unknown flag bits, so agents of mixed versions can share a cluster.
@@ -62,6 +67,7 @@ const MaxMetaFieldLen = 255
 const (
 	flagAppUnhealthy = 1 << 0
 	flagLeaving      = 1 << 1
+	flagReturning    = 1 << 2
 )
 
 var (
@@ -118,6 +124,9 @@ func EncodeMeta(m Meta) ([]byte, error) {
 	}
 	if m.Leaving {
 		flags |= flagLeaving
+	}
+	if m.Returning {
+		flags |= flagReturning
 	}
 	buf = append(buf, flags)
 	if len(m.Suspects) > MaxSuspects {
@@ -190,6 +199,7 @@ func DecodeMeta(b []byte) (Meta, error) {
 	}
 	m.AppUnhealthy = rest[0]&flagAppUnhealthy != 0
 	m.Leaving = rest[0]&flagLeaving != 0
+	m.Returning = rest[0]&flagReturning != 0
 	m.Suspects = decodeSuspects(rest[1:])
 	return m, nil
 }

@@ -25,6 +25,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		"full":            fullMeta(),
 		"negative weight": {RaftID: "x", Weight: -42},
 		"only leaving":    {Leaving: true},
+		"returning":       {RaftID: "x", Returning: true},
 		"with suspects":   {RaftID: "x", Suspects: []string{"n2", "a-much-longer-node-name-3"}},
 	} {
 		t.Run(name, func(t *testing.T) {
