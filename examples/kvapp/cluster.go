@@ -77,9 +77,12 @@ type memberView struct {
 	AppAddr string `json:"app_addr"`
 }
 
-// gone reports whether the member has left the cluster for good as far as
-// copies are concerned.
-func (m memberView) gone() bool { return m.Status == "failed" || m.Status == "left" }
+// gone reports whether the member is away as far as copies are concerned:
+// failed, left, or away for a planned restart (writes do not wait for it;
+// on its return it is told to rejoin and re-syncs, see onRejoin).
+func (m memberView) gone() bool {
+	return m.Status == "failed" || m.Status == "left" || m.Status == "restarting"
+}
 
 // clusterView is one consistent read of the agent's table and members.
 type clusterView struct {

@@ -773,7 +773,11 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 }
 
 // liveCopyTargets drops the registered copy targets whose member has
-// failed or left.
+// failed or left, and those the table lists as holders: the primary
+// reaches them itself (writeDests). Forwarding to a holder is not only
+// redundant: holders that re-synced from one another after their restarts
+// are registered on each other, and would pass every write round the
+// ring for ever.
 func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest {
 	v, err := s.agent.get(ctx, false)
 	if err != nil {
@@ -781,7 +785,7 @@ func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest 
 	}
 	var out []dest
 	for _, d := range ds {
-		if v.members[d.node].gone() {
+		if v.members[d.node].gone() || v.partition(id).holds(d.node) {
 			s.store.dropCopyTarget(id, d.node)
 			continue
 		}
