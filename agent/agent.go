@@ -99,6 +99,9 @@ type Agent struct {
 	// provision is what the leader's requests for hosts did (desired size).
 	provision     provisionState
 	leaveRequests chan bool
+	// restart tracks a planned restart, and carries API requests for one
+	// to the process owner (RestartRequests).
+	restart restartState
 
 	// deliverer delivers webhooks to the app (nil without -webhook-url);
 	// acks is its record of what the app acknowledged; copies queues the
@@ -172,6 +175,7 @@ func New(cfg Config, logger hclog.Logger) (*Agent, error) {
 
 		peersDirty:    make(chan struct{}, 1),
 		leaveRequests: make(chan bool, 1),
+		restart:       restartState{requests: make(chan struct{}, 1)},
 		copies:        copyQueue{wake: make(chan struct{}, 1)},
 		suspects:      suspects{set: map[string]bool{}, dirty: make(chan struct{}, 1)},
 		ctx:           ctx,
@@ -273,7 +277,7 @@ func (a *Agent) Start() (err error) {
 	a.leaseTimings = control.LeaseTimingsFor(hc)
 	a.ctrl = control.New(a.controlConfig(hc), control.Deps{
 		Raft: a.raft, Members: gossipView{a}, Detector: a.monitor,
-		Clock: a.clock, Logger: a.log, Observer: a.metrics,
+		Clock: a.clock, Logger: a.log, Observer: a.metrics, Restarter: memberRestarter{a},
 	})
 	a.raft.SetLeaseGranter(a.ctrl.GrantLease)
 
@@ -331,6 +335,7 @@ func (a *Agent) Start() (err error) {
 		a.goLoop("provision", a.provisionLoop)
 	}
 	a.goLoop("clock-skew", a.clockSkewLoop)
+	a.goLoop("restart-return", a.returnLoop)
 
 	a.log.Info("agent started", "version", Version, "raft_id", a.raftID,
 		"gossip", a.gossip.Addr(), "raft", a.raft.Addr(), "http", a.httpLn.Addr().String(),
@@ -571,6 +576,7 @@ func (a *Agent) localMeta() gossip.Meta {
 		AppUnhealthy: a.appUnhealthy.Load(),
 		Suspects:     a.currentSuspects(),
 		Leaving:      a.LeaveProgress().Phase != LeaveNone && a.LeaveProgress().Phase != LeaveFailed,
+		Returning:    a.restart.returning.Load(),
 	}
 }
 

@@ -64,6 +64,10 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.guardMutation(a.handleMigrationFail))
 	mux.HandleFunc("POST /v1/app/holdings", a.guardMutation(a.handleAppHoldings))
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
+	mux.HandleFunc("POST /v1/restart", a.guardMutation(a.handleRestart))
+	mux.HandleFunc("GET /v1/restart", a.handleRestartProgress)
+	mux.HandleFunc("POST /v1/rolling-restart", a.guardMutation(a.handleRollingRestart))
+	mux.HandleFunc("GET /v1/rolling-restart", a.handleRollingProgress)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
@@ -122,6 +126,10 @@ type Status struct {
 	DataLost []int `json:"data_lost,omitempty"`
 	// Leaving is the phase of a graceful leave in progress, if any.
 	Leaving string `json:"leaving,omitempty"`
+	// Restarting is the phase of this node's planned restart, if any.
+	Restarting string `json:"restarting,omitempty"`
+	// RollingRestart is the cluster's last rolling restart, if any.
+	RollingRestart *RollingView `json:"rolling_restart,omitempty"`
 	// ClockSkewSeconds is this agent's wall clock minus the leader's, as
 	// last measured (0 on the leader and before the first measurement).
 	// Beyond the webhook tolerance (5 minutes) the app rejects this
@@ -168,6 +176,7 @@ func (a *Agent) Status() Status {
 	}
 	out.Leaving = string(a.LeaveProgress().Phase)
 	out.Cluster = a.clusterStatus()
+	out.Restarting = string(a.RestartProgress().Phase)
 	leaderRaftID, _ := a.raft.Leader()
 	a.raft.Read(func(c *failover.Cluster) {
 		out.Bootstrapped = c.Bootstrapped
@@ -175,6 +184,7 @@ func (a *Agent) Status() Status {
 		out.Partitions = c.ActivePartitions()
 		out.Maintenance = c.Maintenance
 		out.DataLost = c.LostPartitions()
+		out.RollingRestart = rollingView(c.Rolling)
 		for _, m := range c.Members {
 			if leaderRaftID != "" && m.RaftID == leaderRaftID {
 				out.LeaderID = m.ID
@@ -222,6 +232,9 @@ type MemberView struct {
 	Incarnation uint64 `json:"incarnation,omitempty"`
 	AppHealthy  bool   `json:"app_healthy"`
 	StatusSince string `json:"status_since,omitempty"`
+	// RestartGrace, for a member away for a planned restart, is how long
+	// it may stay away (measured by the leader from when it saw it go).
+	RestartGrace string `json:"restart_grace,omitempty"`
 	// Forgetting: the member was forgotten (agent force-leave, or
 	// -reap-after) while it still held copies; it goes once they are
 	// re-created elsewhere.
@@ -263,6 +276,9 @@ func (a *Agent) members() []MemberView {
 			}
 			if m.StatusSince != 0 {
 				v.StatusSince = time.Unix(0, m.StatusSince).UTC().Format(time.RFC3339Nano)
+			}
+			if m.Status == failover.StatusRestarting {
+				v.RestartGrace = time.Duration(m.RestartGrace).String()
 			}
 			suspect := false
 			if n, ok := gossipNodes[id]; ok {

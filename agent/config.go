@@ -159,8 +159,21 @@ type Config struct {
 	// app is co-located by design; a remote URL is usually a mistake that
 	// would send partition assignments across the network.
 	WebhookAllowRemote bool `json:"webhook_allow_remote"`
-	// LeaveTimeout bounds a graceful leave.
+	// LeaveTimeout bounds a graceful leave, and the steps of a planned
+	// restart before the agent exits.
 	LeaveTimeout Duration `json:"leave_timeout"`
+	// OnSigterm is what SIGTERM (and SIGINT) does: "leave" (the default)
+	// leaves the cluster, its copies moved away; "restart" is a planned
+	// restart, its copies kept for it (see Restart).
+	OnSigterm string `json:"on_sigterm"`
+	// RestartGrace is how long a node away for a planned restart may stay
+	// away before the leader treats it as failed and restores the
+	// replication factor.
+	RestartGrace Duration `json:"restart_grace"`
+	// MaxUnavailable is how many members may be away for planned restarts
+	// at once; a restart beyond it is refused (409). Give every agent the
+	// same value: the node that restarts proposes it.
+	MaxUnavailable int `json:"max_unavailable"`
 	// LogLevel is trace, debug, info, warn or error. The agent logs to the
 	// logger given to New; the command builds that logger from LogLevel and
 	// LogJSON.
@@ -190,6 +203,9 @@ func DefaultConfig() Config {
 		ProvisionGrace:       Duration(30 * time.Second),
 		Profile:              "lan",
 		LeaveTimeout:         Duration(30 * time.Second),
+		OnSigterm:            OnSigtermLeave,
+		RestartGrace:         Duration(5 * time.Minute),
+		MaxUnavailable:       1,
 		LogLevel:             "info",
 		Weight:               1,
 	}
@@ -458,6 +474,15 @@ func (c Config) Validate() error {
 	}
 	if c.TLSServerName != "" && c.TLSCert == "" {
 		return configErrorf("-tls-server-name: needs -tls-cert, -tls-key and -tls-ca")
+	}
+	if c.OnSigterm != OnSigtermLeave && c.OnSigterm != OnSigtermRestart {
+		return configErrorf("-on-sigterm: %q is not leave or restart", c.OnSigterm)
+	}
+	if c.RestartGrace <= 0 {
+		return configErrorf("-restart-grace: must be positive (a restarting node is failed once it is over)")
+	}
+	if c.MaxUnavailable < 1 {
+		return configErrorf("-max-unavailable: must be at least 1")
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":

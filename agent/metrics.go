@@ -266,7 +266,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFailedProbes, prometheus.CounterValue, float64(hc.FailedProbes))
 	ch <- prometheus.MustNewConstMetric(descFlaps, prometheus.CounterValue, float64(hc.Flaps))
 	byStatus := map[string]int{}
-	for _, s := range []failover.MemberStatus{failover.StatusAlive, failover.StatusSuspect, failover.StatusFailed, failover.StatusLeaving, failover.StatusLeft} {
+	for _, s := range []failover.MemberStatus{failover.StatusAlive, failover.StatusSuspect, failover.StatusFailed, failover.StatusLeaving, failover.StatusLeft, failover.StatusRestarting} {
 		byStatus[string(s)] = 0
 	}
 	for _, m := range a.members() {

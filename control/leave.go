@@ -37,13 +37,24 @@ func leaveSafety(state *failover.Cluster, servers []raftctl.Server, nodes []goss
 	if copies, _, _ := Holdings(state, node); copies > 0 && others == 0 {
 		return fmt.Errorf("%w: this is the last node holding data (%d partitions would lose their last copy); use -force to leave anyway", ErrLeaveRefused, copies)
 	}
+	if aliveOthers, others, ok := quorumWithout(servers, nodes, raftID); !ok {
+		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum; use -force to leave anyway", ErrLeaveRefused, aliveOthers, others)
+	}
+	return nil
+}
+
+// quorumWithout decides (purely) whether the voters of servers other than
+// raftID that gossip (nodes) shows alive make a quorum of the
+// configuration without raftID; ok is also true when raftID is no voter or
+// the only one. aliveOthers and others are the counts, for the refusal.
+func quorumWithout(servers []raftctl.Server, nodes []gossip.Node, raftID string) (aliveOthers, others int, ok bool) {
 	alive := map[string]bool{}
 	for _, n := range nodes {
 		if n.State == gossip.StateAlive && n.Meta.RaftID != "" {
 			alive[n.Meta.RaftID] = true
 		}
 	}
-	voters, aliveOthers := 0, 0
+	voters := 0
 	selfVoter := false
 	for _, s := range servers {
 		if !s.Voter {
@@ -57,10 +68,7 @@ func leaveSafety(state *failover.Cluster, servers []raftctl.Server, nodes []goss
 			aliveOthers++
 		}
 	}
-	if selfVoter && voters > 1 && aliveOthers < Quorum(voters-1) {
-		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum; use -force to leave anyway", ErrLeaveRefused, aliveOthers, voters-1)
-	}
-	return nil
+	return aliveOthers, voters - 1, !selfVoter || voters <= 1 || aliveOthers >= Quorum(voters-1)
 }
 
 // CheckLeaveSafe refuses (ErrLeaveRefused) a leave of this agent that

@@ -44,27 +44,8 @@ func restartSafety(state *failover.Cluster, servers []raftctl.Server, nodes []go
 	if !m.CanHold() && m.Status != failover.StatusRestarting {
 		return fmt.Errorf("%w: %s is %s", ErrRestartRefused, node, m.Status)
 	}
-	alive := map[string]bool{}
-	for _, n := range nodes {
-		if n.State == gossip.StateAlive && n.Meta.RaftID != "" {
-			alive[n.Meta.RaftID] = true
-		}
-	}
-	voters, aliveOthers, selfVoter := 0, 0, false
-	for _, s := range servers {
-		if !s.Voter {
-			continue
-		}
-		voters++
-		switch {
-		case s.ID == raftID:
-			selfVoter = true
-		case alive[s.ID]:
-			aliveOthers++
-		}
-	}
-	if selfVoter && voters > 1 && aliveOthers < Quorum(voters-1) {
-		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum", ErrRestartRefused, aliveOthers, voters-1)
+	if aliveOthers, others, ok := quorumWithout(servers, nodes, raftID); !ok {
+		return fmt.Errorf("%w: %d of the other %d voters are alive; without this node the cluster would lose its quorum", ErrRestartRefused, aliveOthers, others)
 	}
 	return nil
 }

@@ -335,8 +335,18 @@ func TestTheLeaderDrivesARollingRestart(t *testing.T) {
 	n := cl.members.nodes["n2"]
 	n.Meta.Returning = true
 	cl.members.nodes["n2"] = n
-	for i := 0; i < 5 && cl.raft.Snapshot().Rolling.Next < 2; i++ {
+	mustReconcile(t, cl)
+	mustReconcile(t, cl)
+	if r := cl.raft.Snapshot().Rolling; r.Next != 1 || cl.member("n2").Voter {
+		t.Fatalf("n2 back but not a voter again: the run must wait for it, got %+v", r)
+	}
+	// Once stable, n2 is promoted back; then the next one goes.
+	for i := 0; i < 10 && cl.raft.Snapshot().Rolling.Next < 2; i++ {
+		cl.clock.Advance(time.Second)
 		mustReconcile(t, cl)
+	}
+	if !cl.member("n2").Voter {
+		t.Fatalf("n2 is not a voter again: %v", cl.voters())
 	}
 	r = cl.raft.Snapshot().Rolling
 	if !reflect.DeepEqual(r.Done, []string{"n2"}) || r.Next != 2 || !reflect.DeepEqual(restarter.take(), []string{"n3"}) {

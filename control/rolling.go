@@ -97,6 +97,27 @@ func nextRollingStep(in rollingInputs) rollingDecision {
 	return d
 }
 
+// votersWhole reports whether the raft configuration has as many voters as
+// the target for the members in service (see PlanVoters).
+func (c *Controller) votersWhole(state *failover.Cluster) bool {
+	servers, err := c.raft.Configuration()
+	if err != nil {
+		return false
+	}
+	voters, inService := 0, 0
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+		}
+	}
+	for _, m := range state.Members {
+		if m.CanHold() || m.Status == failover.StatusRestarting {
+			inService++
+		}
+	}
+	return voters >= targetVoters(c.cfg.Voters, inService)
+}
+
 func inFlight(r *failover.RollingRestart, id string) bool {
 	for _, f := range r.InFlight {
 		if f.Node == id {
@@ -133,7 +154,8 @@ func rollingOrder(state *failover.Cluster, leaderID string) ([]string, error) {
 }
 
 // StartRollingRestart starts a rolling restart of every member, at most
-// maxUnavailable away at a time, and returns it as recorded in raft. It is
+// maxUnavailable away at a time, and returns it as it began (this agent's
+// copy of the state may not show it yet when it is not the leader). It is
 // refused (ErrRestartRefused) while one runs or a member is not in
 // service.
 func (c *Controller) StartRollingRestart(ctx context.Context, maxUnavailable int) (*failover.RollingRestart, error) {
@@ -164,7 +186,14 @@ func (c *Controller) StartRollingRestart(ctx context.Context, maxUnavailable int
 	if _, err := c.Apply(ctx, cmd); err != nil {
 		return nil, err
 	}
-	return c.MemberState().Rolling, nil
+	began := cmd.Rolling.Clone()
+	began.State = failover.RollingRunning
+	began.StartedAt = cmd.At
+	if state.Rolling != nil {
+		began.Generation = state.Rolling.Generation
+	}
+	began.Generation++
+	return began, nil
 }
 
 // driveRollingRestart takes the leader's step of a running rolling
@@ -229,8 +258,10 @@ func (c *Controller) recordRollingStep(r *failover.RollingRestart, s *failover.R
 
 // backAndReady reports whether m, back from its restart, may count as done:
 // the failure detector holds it healthy, its app is healthy, its raft
-// server has caught up with the leader, and it leads partitions again
-// (or holds nothing that it could lead).
+// server has caught up with the leader, it leads partitions again (or
+// holds nothing that it could lead), and the voters are as many as the
+// target again (a restarted voter comes back a non-voter and is promoted
+// once stable: going on sooner would wear the voters down node by node).
 func (c *Controller) backAndReady(ctx context.Context, state *failover.Cluster, m failover.Member) bool {
 	if m.AppUnhealthy {
 		return false
@@ -240,6 +271,9 @@ func (c *Controller) backAndReady(ctx context.Context, state *failover.Cluster, 
 	}
 	copies, primaries, _ := Holdings(state, m.ID)
 	if copies > 0 && primaries == 0 {
+		return false
+	}
+	if !c.votersWhole(state) {
 		return false
 	}
 	if m.ID == c.cfg.NodeID {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
+	"sync"
 )
 
 // TestGossipKey is a fixed gossip encryption key for clusters whose key is
@@ -35,6 +36,10 @@ type Agent struct {
 	Profile, LogLevel string
 	// Args are flags given at every start, before the start's own.
 	Args []string
+
+	// supMu guards sup, the restart-on-exit (see Supervise).
+	supMu sync.Mutex
+	sup   *supervision
 }
 
 // NewAgent declares an agent with fresh ports (see FreePort); it is not

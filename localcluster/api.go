@@ -156,6 +156,17 @@ func (a *Agent) PostJSON(path, token string, in, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
+// RollingRestart is GET /v1/rolling-restart.
+type RollingRestart struct {
+	Generation uint64   `json:"generation"`
+	State      string   `json:"state"`
+	Order      []string `json:"order"`
+	Done       []string `json:"done"`
+	InFlight   []string `json:"in_flight"`
+	Error      string   `json:"error"`
+	Summary    string   `json:"summary"`
+}
+
 // Status is the agent's GET /v1/status.
 func (a *Agent) Status() (Status, error) {
 	var s Status

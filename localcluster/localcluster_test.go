@@ -3,6 +3,8 @@ package localcluster
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -88,4 +90,60 @@ func TestAProcessIsLoggedSignalledByPIDAndRestartable(t *testing.T) {
 		t.Fatalf("the log file has %d runs, want 2:\n%s", got, p.Tail(10))
 	}
 	p.Kill() // after the exit: nothing to do, must not block
+}
+
+// A supervised agent that exits 0 (a planned restart) is started again
+// with the same settings; one that exits with an error stays down, and a
+// Stop is final.
+func TestASupervisedAgentIsStartedAgainAfterExitingZero(t *testing.T) {
+	dir := t.TempDir()
+	// A stand-in for the agent binary: runs 1 and 2 exit 0 at once (a
+	// planned restart), run 3 stays up, run 4 would exit 1.
+	bin := filepath.Join(dir, "agent")
+	script := "#!/bin/sh\ncount=" + filepath.Join(dir, "runs") + "\n" +
+		"n=$(cat $count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $count\n" +
+		"echo run $n \"$@\"\n" +
+		"case $n in 1|2) exit 0;; 3) exec sleep 60;; *) exit 1;; esac\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewAgent(bin, "n1", filepath.Join(dir, "n1"), Placement{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Supervise("-extra"); err != nil {
+		t.Fatal(err)
+	}
+	Eventually(t, 10*time.Second, "two restarts, then a run that stays up", func() error {
+		if n, err := a.Restarts(); err != nil || n != 2 || !a.Running() {
+			return fmt.Errorf("restarts %d (%v), running %v", n, err, a.Running())
+		}
+		return nil
+	})
+	if !strings.Contains(a.Log(), "run 3") || !strings.Contains(a.Log(), "-node-id n1") || !strings.Contains(a.Log(), "-extra") {
+		t.Fatalf("the third run did not get the same settings:\n%s", a.Log())
+	}
+	if err := a.Stop(5 * time.Second); err == nil {
+		t.Fatal("a sleeper ended by SIGTERM reported exit status 0")
+	}
+	if a.Running() {
+		t.Fatal("the agent was started again after Stop")
+	}
+
+	// Exit status 1: not a planned restart, it stays down.
+	if err := a.Supervise(); err != nil {
+		t.Fatal(err)
+	}
+	if err, ok := a.WaitExit(5 * time.Second); !ok || err == nil {
+		t.Fatalf("run 4 should exit 1: %v, %v", err, ok)
+	}
+	select {
+	case <-a.sup.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("supervision goes on after an exit with status 1")
+	}
+	if n, _ := a.Restarts(); n != 0 || a.Running() {
+		t.Fatalf("%d restarts after an exit with status 1 (running %v)", n, a.Running())
+	}
+	a.Unsupervise()
 }

@@ -3,6 +3,7 @@ package localcluster
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -45,6 +46,9 @@ type SigningProxy struct {
 	mu    sync.Mutex
 	types map[string]int // verified events by type
 	acks  []Ack
+	// copyOrders are the migrations the app was told to copy (assigns with
+	// a source), by migration ID: a redelivery counts once.
+	copyOrders map[string]bool
 }
 
 // NewSigningProxy starts a proxy to the webhook endpoint at target that
@@ -54,7 +58,7 @@ func NewSigningProxy(secret, target string, upstreamTimeout time.Duration) (*Sig
 	if err != nil {
 		return nil, err
 	}
-	p := &SigningProxy{target: target, secret: key, upstream: &http.Client{Timeout: upstreamTimeout}, types: map[string]int{}}
+	p := &SigningProxy{target: target, secret: key, upstream: &http.Client{Timeout: upstreamTimeout}, types: map[string]int{}, copyOrders: map[string]bool{}}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	return p, nil
 }
@@ -78,6 +82,9 @@ func (p *SigningProxy) serve(w http.ResponseWriter, r *http.Request) {
 	if decoded {
 		p.mu.Lock()
 		p.types[ev.Type]++
+		if ev.Source != nil {
+			p.copyOrders[fmt.Sprintf("%d/%s", ev.Partition, ev.MigrationID)] = true
+		}
 		p.mu.Unlock()
 	}
 	if p.Failing.Load() {
@@ -113,6 +120,14 @@ func (p *SigningProxy) Seen(typ string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.types[typ]
+}
+
+// CopyOrders returns how many copies the app was told to make (assigns
+// with a source, each migration once).
+func (p *SigningProxy) CopyOrders() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.copyOrders)
 }
 
 // FirstAck returns the time of the first acknowledged event of typ for

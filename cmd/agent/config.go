@@ -82,7 +82,10 @@ func runFlags(cfg *agent.Config) []flagSpec {
 		{"api-token-file", "file holding the API token (first line)", (*stringValue)(&cfg.APITokenFile)},
 		{"webhook-secret", "secret that signs webhooks (whsec_...; generated into the data dir when empty)", (*stringValue)(&cfg.WebhookSecret)},
 		{"webhook-allow-remote", "allow a webhook URL off the loopback range", (*boolValue)(&cfg.WebhookAllowRemote)},
-		{"leave-timeout", "bound on a graceful leave", &cfg.LeaveTimeout},
+		{"leave-timeout", "bound on a graceful leave (and on a planned restart's steps before the exit)", &cfg.LeaveTimeout},
+		{"on-sigterm", "what SIGTERM does: leave (copies moved away) or restart (a planned restart: copies kept, exit 0)", (*stringValue)(&cfg.OnSigterm)},
+		{"restart-grace", "how long a node away for a planned restart may stay away before it is treated as failed", &cfg.RestartGrace},
+		{"max-unavailable", "how many members may be away for planned restarts at once", (*intValue)(&cfg.MaxUnavailable)},
 		{"log-level", "trace, debug, info, warn or error", (*stringValue)(&cfg.LogLevel)},
 		{"log-json", "log as JSON lines", (*boolValue)(&cfg.LogJSON)},
 	}

@@ -33,6 +33,9 @@ Commands:
               -replication-factor R | list | delete NAME | set-rf NAME R)
   split       split partition P of RESOURCE in two (split RESOURCE P)
   leave       make the agent leave the cluster gracefully, showing progress
+  restart     planned restart: hand primaries over, keep copies, exit 0
+  rolling-restart
+              restart every member, one after the other, led by the leader
   maintenance freeze (on) or resume (off) automatic removals and balance
               moves cluster-wide
   force-leave forget a member that is gone for good (failed or departed)
@@ -81,6 +84,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdSplit(rest, stdout, stderr)
 	case "leave":
 		err = cmdLeave(rest, stdout, stderr)
+	case "restart":
+		err = cmdRestart(rest, stdout, stderr)
+	case "rolling-restart":
+		err = cmdRollingRestart(rest, stdout, stderr)
 	case "maintenance":
 		err = cmdMaintenance(rest, stdout, stderr)
 	case "force-leave":
@@ -149,7 +156,10 @@ func newLogger(cfg agent.Config, out io.Writer) hclog.Logger {
 
 // cmdRun is `agent run` and, with dev set, `agent dev`: start the agent and
 // run until a signal. SIGTERM or SIGINT leaves the cluster gracefully within
-// -leave-timeout and exits 0; a second signal exits at once.
+// -leave-timeout and exits 0 (with -on-sigterm restart: a planned restart,
+// then exit 0); a second signal exits at once. A restart requested through
+// the API (agent restart, a rolling restart) also ends in exit 0, for the
+// supervisor to start the agent again.
 func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	fs := newFlagSet(map[bool]string{false: "run", true: "dev"}[dev], stderr)
 	var cfg agent.Config
@@ -180,18 +190,34 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 	if dev {
 		fmt.Fprintf(stderr, "agent dev: node %q, data dir %s, API http://%s\n", cfg.NodeID, cfg.DataDir, a.HTTPAddr())
 	}
-	force := false
+	force, restart := false, false
 	select {
 	case sig := <-signals:
 		if dev {
 			logger.Info("signal received; stopping", "signal", sig.String())
 			break
 		}
-		logger.Info("signal received; leaving the cluster", "signal", sig.String(), "leave_timeout", cfg.LeaveTimeout.String())
+		restart = cfg.OnSigterm == agent.OnSigtermRestart
+		logger.Info("signal received", "signal", sig.String(), "on_sigterm", cfg.OnSigterm, "timeout", cfg.LeaveTimeout.String())
 	case force = <-a.LeaveRequests():
 		logger.Info("leave requested through the API", "force", force, "leave_timeout", cfg.LeaveTimeout.String())
+	case <-a.RestartRequests():
+		restart = true
+		logger.Info("planned restart requested through the API", "restart_grace", cfg.RestartGrace.String())
 	}
 	done := make(chan error, 1)
+	if restart {
+		go func() {
+			if err := a.Restart(context.Background()); err != nil {
+				// Refused (quorum, another member away) or cut short: the
+				// process stops all the same, and the node comes back as
+				// after a crash.
+				logger.Error("planned restart", "error", err)
+			}
+			done <- a.Shutdown()
+		}()
+		return waitShutdown(done, signals, logger)
+	}
 	go func() {
 		var err error
 		// agent dev is a cluster of one whose data dir goes with it: there
@@ -210,6 +236,12 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 		}
 		done <- a.Shutdown()
 	}()
+	return waitShutdown(done, signals, logger)
+}
+
+// waitShutdown waits for the leave or restart and the shutdown to finish
+// (exit 0), or for a second signal (exit at once, 1).
+func waitShutdown(done <-chan error, signals <-chan os.Signal, logger hclog.Logger) error {
 	select {
 	case err := <-done:
 		if err != nil {
@@ -218,7 +250,7 @@ func cmdRun(args []string, stderr io.Writer, dev bool) error {
 		return nil
 	case sig := <-signals:
 		logger.Warn("second signal; exiting now", "signal", sig.String())
-		return errors.New("interrupted during leave")
+		return errors.New("interrupted during leave or restart")
 	}
 }
 
