@@ -40,6 +40,9 @@ func (p *planner) planOperatorMove(part *Partition, needs *[]need) bool {
 			lead: victim == part.Primary, reasons: []string{fmt.Sprintf("move %s's copy to the pinned node %s", victim, pin.Node)}})
 		return true
 	}
+	if p.draining == 0 {
+		return false
+	}
 	for _, h := range p.holders(part) {
 		i, st := p.state(h)
 		if st != holderLive || !p.nodes[i].draining {

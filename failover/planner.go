@@ -47,7 +47,10 @@ type planner struct {
 	idx   map[string]int
 
 	zoneNames []string
-	k         int // copies each default-resource partition should have
+	// draining counts the nodes being replaced (agent replace): without
+	// any, the planner skips looking for their copies.
+	draining int
+	k        int // copies each default-resource partition should have
 
 	// want is the copies each partition should have (its resource's
 	// replication factor, capped by the nodes that may hold copies; 0 for a
@@ -90,6 +93,9 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 		m := c.Members[id]
 		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
 		n.draining = m.ReplacedBy != ""
+		if n.draining {
+			p.draining++
+		}
 		n.take = n.lead && !n.draining
 		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
 		// A restarting member keeps its copies until it is back or the
