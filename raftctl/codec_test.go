@@ -19,6 +19,11 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Kind: failover.CmdCopiesLost, At: 11, Node: "c", Actions: []failover.Action{
 			{Kind: failover.ActionDropLostCopy, Partition: 1, Epoch: 4, Node: "c", Reasons: []string{"the app of c reported that it does not have the partition"}},
 		}},
+		{Kind: failover.CmdSetPin, At: 12, Pin: &failover.PinChange{Partition: 2, Node: "b", Primary: true}},
+		{Kind: failover.CmdReplaceMember, At: 13, Node: "a", Replacement: "d"},
+		{Kind: failover.CmdApplyActions, At: 14, Actions: []failover.Action{
+			{Kind: failover.ActionCancelMigration, Partition: 5, Epoch: 3, Node: "d", MigrationID: "m7", CopyFailed: true, Reasons: []string{"the app of d failed the copy: disk full"}},
+		}},
 	}
 	for _, cmd := range cmds {
 		data, err := EncodeCommand(cmd)
