@@ -30,6 +30,9 @@ type Ages struct {
 	// Partition.CopyFailures record to the time since its latest failure
 	// (Limits.CopyRetryBackoff).
 	CopyFailures map[string]time.Duration
+	// Moved maps a partition to how long ago its placement last changed
+	// (its epoch went up), for the load hysteresis (LoadPolicy.Hysteresis).
+	Moved map[int]time.Duration
 }
 
 // migration returns the age of the migration id (0 when unknown).

@@ -129,6 +129,12 @@ type PlanInput struct {
 	Seed int64
 	// Limits bound the migrations proposed.
 	Limits Limits
+	// Figures are the apps' fresh reports of load and disk (load.go); nil
+	// plans exactly as without reports.
+	Figures *Figures
+	// Load are the thresholds applied to Figures; an invalid policy (the
+	// zero value) means DefaultLoadPolicy.
+	Load LoadPolicy
 }
 
 // Action priorities, highest first. Within the replace and add classes the
@@ -182,7 +188,7 @@ const (
 // same output. See the package documentation of each step in the code and
 // the Priority constants for the order.
 func Plan(in PlanInput) []Action {
-	p := newPlanner(in.Cluster, in.Ages, in.Seed, in.Limits)
+	p := newPlannerWithFigures(in.Cluster, in.Ages, in.Seed, in.Limits, in.Figures, in.Load)
 	if p == nil {
 		return nil
 	}
@@ -192,6 +198,10 @@ func Plan(in PlanInput) []Action {
 		return p.sorted()
 	}
 	p.leavePinnedAlone()
+	if p.ls != nil {
+		p.planLoad()
+		return p.sorted()
+	}
 	if p.needs == 0 {
 		// Copies are still being restored: they go to the nodes below
 		// their share anyway, and rebalancing now would move copies twice.

@@ -77,10 +77,18 @@ type planner struct {
 	actions  []Action
 	copyWork bool // a migration or removal was planned or is in flight
 
+	ls *loadState // the apps' figures (load.go); nil without them
+
 	zc []int // scratch: copies per zone of one partition
 }
 
 func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
+	return newPlannerWithFigures(c, ages, seed, lim, nil, LoadPolicy{})
+}
+
+// newPlannerWithFigures is newPlanner that also weighs the apps' figures
+// (load.go): a node over the disk-high threshold takes no new copies.
+func newPlannerWithFigures(c *Cluster, ages Ages, seed int64, lim Limits, figs *Figures, pol LoadPolicy) *planner {
 	if c == nil || !c.Bootstrapped {
 		return nil
 	}
@@ -96,7 +104,7 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 		if n.draining {
 			p.draining++
 		}
-		n.take = n.lead && !n.draining
+		n.take = n.lead && !n.draining && !diskHigh(figs, pol, id)
 		n.waiting = m.Status == StatusFailed && lim.ReplaceDelay > 0 && int64(ages.failed(id)) < lim.ReplaceDelay
 		// A restarting member keeps its copies until it is back or the
 		// leader marks it failed past its grace: nothing is re-created.
@@ -111,6 +119,7 @@ func newPlanner(c *Cluster, ages Ages, seed int64, lim Limits) *planner {
 		p.nodes[i] = n
 		p.idx[id] = i
 	}
+	p.ls = newLoadState(figs, pol, p)
 	sort.Strings(zoneNames)
 	for i, z := range zoneNames {
 		zoneIdx[z] = i

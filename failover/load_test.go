@@ -1,0 +1,397 @@
+package failover
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// noHysteresis is the default policy without the wait between two moves
+// of one partition, for the tests that count moves to convergence.
+func noHysteresis() LoadPolicy {
+	pol := DefaultLoadPolicy()
+	pol.Hysteresis = 0
+	return pol
+}
+
+func TestHotPartitionsPrimaryGoesToTheLeastLoadedReplica(t *testing.T) {
+	c := bootstrap(t, 20, 3, nodes(5))
+	w := newLoadWorld(t, c, 1)
+	w.replicaShare = 0.1
+	hot := 0
+	idle := c.Partitions[hot].Replicas[0]
+	// One replica of the hot partition serves nothing else; the other
+	// partitions are warm.
+	for i, p := range c.Partitions {
+		if w.load[i] = 20; p.Holds(idle) {
+			w.load[i] = 0
+		}
+	}
+	w.load[hot] = 100
+	primary := c.Partitions[hot].Primary
+	loads := w.nodeLoads()
+	least := ""
+	for _, r := range c.Partitions[hot].Replicas {
+		if least == "" || loads[r] < loads[least] {
+			least = r
+		}
+	}
+
+	acts := Plan(w.input(noHysteresis(), DefaultLimits(), true))
+
+	var got *Action
+	for i, a := range acts {
+		if a.Partition == hot {
+			got = &acts[i]
+		}
+	}
+	if got == nil || got.Kind != ActionPromote || got.Node != least {
+		t.Fatalf("hot partition %d (primary %s, loads %v): want a promotion of %s, the least loaded replica; plan: %v", hot, primary, loads, least, acts)
+	}
+	if !strings.Contains(strings.Join(got.Reasons, "; "), "load: "+primary+" carries") {
+		t.Errorf("the promotion's reasons do not name the load that drove it: %q", got.Reasons)
+	}
+	for _, a := range acts {
+		if a.Kind == ActionStartMigration && a.Partition == hot {
+			t.Errorf("the hot partition was copied, not promoted: %v", a)
+		}
+	}
+}
+
+func TestDiskOverHighTakesNoCopyAndOverFullSheds(t *testing.T) {
+	c := bootstrap(t, 12, 2, nodes(4))
+	w := newLoadWorld(t, c, 1)
+	for i := range w.size {
+		w.size[i] = 100
+	}
+	for _, id := range c.MemberIDs() {
+		w.capacity[id] = 10000
+	}
+	// n01 fills up with something else: over -disk-full.
+	w.extra["n01"] = 9500
+	// n02 is over -disk-high: it keeps its copies, takes none.
+	w.extra["n02"] = 9200
+	before, _ := counts(c)
+
+	w.settle(noHysteresis(), DefaultLimits(), true)
+
+	use := w.diskUse()
+	if use["n01"] > 0.95 {
+		t.Errorf("n01 still uses %.3f of its disk, over -disk-full", use["n01"])
+	}
+	after, _ := counts(c)
+	if after["n02"] > before["n02"] {
+		t.Errorf("n02, over -disk-high, went from %d to %d copies", before["n02"], after["n02"])
+	}
+	for _, p := range c.Partitions {
+		if len(p.Holders()) != 2 || p.Primary == "" {
+			t.Errorf("partition %d has holders %v after shedding, want 2 with a primary", p.ID, p.Holders())
+		}
+	}
+	for id, u := range use {
+		if id != "n01" && id != "n02" && u > 0.925 {
+			t.Errorf("%s received copies up to %.3f of its disk, over -disk-high", id, u)
+		}
+	}
+}
+
+// Figures from only some of the live nodes balance nothing by load: with
+// no disk over its thresholds, the plan is the counts-only plan.
+func TestPartialFiguresPlanAsCountsOnly(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(3, 8).Draw(rt, "nodes")
+		c := bootstrapFor(rt, rapid.IntRange(4, 48).Draw(rt, "partitions"), rapid.IntRange(1, 3).Draw(rt, "rf"), nodes(n))
+		// Some history: a join and a failure, so that there is work.
+		applyOK(rt, c, Command{Kind: CmdUpsertMember, At: 2, Member: &Member{ID: "n99"}})
+		failed := c.MemberIDs()[rapid.IntRange(0, n-1).Draw(rt, "failed")]
+		applyOK(rt, c, Command{Kind: CmdSetStatus, At: 3, Node: failed, Status: StatusFailed, Actions: PlanFailure(c, failed, 7)})
+		w := newLoadWorld(rt, c, 1)
+		for i := range w.load {
+			w.load[i] = rapid.Float64Range(0, 100).Draw(rt, "load")
+		}
+		live := []string{}
+		for _, id := range c.MemberIDs() {
+			if c.Members[id].CanHold() {
+				live = append(live, id)
+			}
+		}
+		w.silent[rapid.SampledFrom(live).Draw(rt, "silent")] = true
+		for round := 0; round < 50; round++ {
+			with := Plan(w.input(noHysteresis(), DefaultLimits(), true))
+			without := Plan(w.input(noHysteresis(), DefaultLimits(), false))
+			if !reflect.DeepEqual(with, without) {
+				rt.Fatalf("round %d: partial figures changed the plan:\nwith    %v\nwithout %v", round, with, without)
+			}
+			if w.round(noHysteresis(), DefaultLimits(), false) == nil {
+				return
+			}
+		}
+	})
+}
+
+// Disk thresholds under any sizes: a node over -disk-full ends under it
+// when the others have room, a copy never lands where it takes its node
+// over -disk-high, and no partition loses a copy on the way.
+func TestDiskThresholdsHoldUnderAnySizes(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(3, 7).Draw(rt, "nodes")
+		rf := rapid.IntRange(1, 3).Draw(rt, "rf")
+		c := bootstrapFor(rt, rapid.IntRange(4, 40).Draw(rt, "partitions"), rf, zoned(n, "a", "b", "c")[:n])
+		w := newLoadWorld(rt, c, 1)
+		for i := range w.size {
+			w.size[i] = int64(rapid.IntRange(1, 100).Draw(rt, "size"))
+		}
+		var total int64
+		for _, s := range w.size {
+			total += s * int64(rf)
+		}
+		full := c.MemberIDs()[rapid.IntRange(0, n-1).Draw(rt, "full")]
+		for _, id := range c.MemberIDs() {
+			// Room for everything at a third of each disk...
+			w.capacity[id] = 3 * total
+		}
+		// ...but one node's disk is nearly full of something else.
+		w.extra[full] = int64(rapid.Float64Range(0.90, 0.99).Draw(rt, "fill") * float64(w.capacity[full]))
+		for round := 0; ; round++ {
+			if round > 500 {
+				rt.Fatalf("no convergence")
+			}
+			before := w.diskUse()
+			acts := w.round(noHysteresis(), DefaultLimits(), true)
+			after := w.diskUse()
+			for _, a := range acts {
+				if a.Kind == ActionStartMigration && after[a.Node] > 0.925 && after[a.Node] > before[a.Node] {
+					rt.Fatalf("a copy of p%d went to %s, taking it to %.3f of its disk", a.Partition, a.Node, after[a.Node])
+				}
+			}
+			if acts == nil {
+				break
+			}
+		}
+		if u := w.diskUse()[full]; u > 0.95 {
+			// Unless it holds nothing more it could give.
+			copies, _ := counts(c)
+			if copies[full] > 0 && n > rf {
+				rt.Fatalf("%s ends at %.3f of its disk with %d copies", full, u, copies[full])
+			}
+		}
+		for _, p := range c.Partitions {
+			if got := len(p.Holders()); got != rf || p.Primary == "" {
+				rt.Fatalf("partition %d has %d copies (want %d) or no primary: %v", p.ID, got, rf, p.Holders())
+			}
+		}
+	})
+}
+
+// distance is the sum over nodes of how far each node's true load is
+// from the mean.
+func distance(loads map[string]float64) float64 {
+	var sum float64
+	for _, l := range loads {
+		sum += l
+	}
+	mean := sum / float64(len(loads))
+	var d float64
+	for _, l := range loads {
+		if l > mean {
+			d += l - mean
+		} else {
+			d += mean - l
+		}
+	}
+	return d
+}
+
+// Convergence: every round of load balancing brings the nodes closer to
+// the mean in total, and balancing stops.
+func TestLoadBalancingConvergesUnderAnyLoads(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(2, 9).Draw(rt, "nodes")
+		c := bootstrapFor(rt, rapid.IntRange(4, 96).Draw(rt, "partitions"), rapid.IntRange(1, 3).Draw(rt, "rf"), nodes(n))
+		w := newLoadWorld(rt, c, 1)
+		w.replicaShare = rapid.Float64Range(0, 1).Draw(rt, "replica share")
+		if rapid.Bool().Draw(rt, "zipf") {
+			w.zipf(rapid.Float64Range(0.5, 2).Draw(rt, "s"), 1000)
+		} else {
+			for i := range w.load {
+				w.load[i] = rapid.Float64Range(0, 100).Draw(rt, "load")
+			}
+		}
+		for round := 0; ; round++ {
+			if round > 300 {
+				rt.Fatalf("no convergence after %d rounds", round)
+			}
+			d := distance(w.nodeLoads())
+			acts := w.round(noHysteresis(), DefaultLimits(), true)
+			if acts == nil {
+				return
+			}
+			if after := distance(w.nodeLoads()); after >= d-1e-9 {
+				rt.Fatalf("round %d moved %d actions and took the distance to the mean from %.3f to %.3f: %v", round, len(acts), d, after, acts)
+			}
+		}
+	})
+}
+
+// No oscillation: with every report off by up to ±10 % in every round, a
+// balanced cluster makes few moves over 1,000 planning rounds, and no
+// copy goes back to a node it left.
+func TestNoisyReportsDoNotOscillate(t *testing.T) {
+	c := bootstrap(t, 256, 3, nodes(10))
+	w := newLoadWorld(t, c, 3)
+	w.zipf(1.1, 10000)
+	w.replicaShare = 0.5
+	pol := DefaultLoadPolicy() // five minutes of hysteresis; one round a second
+	w.settle(noHysteresis(), DefaultLimits(), true)
+	settledMoves, settledPromos := w.moves, w.promos
+	w.noise = 0.10
+	left := map[[2]int]int{} // (partition, node index) a copy left → round
+	ids := c.MemberIDs()
+	for round := 0; round < 1000; round++ {
+		before := placementOf(c)
+		w.round(pol, DefaultLimits(), true)
+		after := placementOf(c)
+		for pi := range after {
+			for ni, id := range ids {
+				had, has := contains(before[pi], id), contains(after[pi], id)
+				if had && !has {
+					left[[2]int{pi, ni}] = round
+				}
+				if !had && has {
+					if r, ok := left[[2]int{pi, ni}]; ok {
+						t.Errorf("round %d: a copy of p%d came back to %s, which it left in round %d", round, pi, id, r)
+					}
+				}
+			}
+		}
+	}
+	moves, promos := w.moves-settledMoves, w.promos-settledPromos
+	t.Logf("balanced in %d moves and %d promotions; then over 1,000 noisy rounds %d moves and %d promotions", settledMoves, settledPromos, moves, promos)
+	// Each partition may move once per hysteresis (300 rounds), so up to
+	// 3 × 256 moves would fit; noise at the band's edges makes a few.
+	if moves > 256/4 || promos > 256/4 {
+		t.Errorf("noisy reports made %d moves and %d promotions over 1,000 rounds, want at most %d of each", moves, promos, 256/4)
+	}
+}
+
+func contains(l []string, s string) bool {
+	for _, v := range l {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Load stories, with their transcripts in testdata/load_*.golden.
+func TestLoadScenariosGolden(t *testing.T) {
+	type loadScenario struct {
+		name  string
+		rf    int
+		parts int
+		nodes int
+		setup func(w *loadWorld)
+	}
+	scenarios := []loadScenario{
+		{name: "load_disk_full", rf: 2, parts: 12, nodes: 4, setup: func(w *loadWorld) {
+			for i := range w.size {
+				w.size[i] = int64(100 * (1 + i%3))
+			}
+			for _, id := range w.c.MemberIDs() {
+				w.capacity[id] = 10000
+			}
+			w.extra["n01"] = 9400 // over -disk-full once its copies count
+			w.extra["n03"] = 9000 // over -disk-high
+		}},
+		{name: "load_hot_primary", rf: 3, parts: 20, nodes: 5, setup: func(w *loadWorld) {
+			// p0 is hot; one of its replicas serves nothing else.
+			w.replicaShare = 0.1
+			idle := w.c.Partitions[0].Replicas[0]
+			for i, p := range w.c.Partitions {
+				if w.load[i] = 20; p.Holds(idle) {
+					w.load[i] = 0
+				}
+			}
+			w.load[0] = 100
+		}},
+		{name: "load_zipf", rf: 2, parts: 32, nodes: 5, setup: func(w *loadWorld) {
+			w.replicaShare = 0.5
+			w.zipf(1.1, 1000)
+		}},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			c := bootstrap(t, sc.parts, sc.rf, nodes(sc.nodes))
+			w := newLoadWorld(t, c, 1)
+			sc.setup(w)
+			s := &story{t: t, c: c}
+			s.logf("# %s: %d partitions, RF %d, %d nodes", sc.name, sc.parts, sc.rf, sc.nodes)
+			w.logLoads(s)
+			for round := 1; ; round++ {
+				if round > 50 {
+					t.Fatal("no convergence after 50 rounds")
+				}
+				acts := w.round(noHysteresis(), DefaultLimits(), true)
+				if acts == nil {
+					break
+				}
+				s.actions(fmt.Sprintf("round %d", round), acts)
+			}
+			s.logf("## converged: %d copies moved, %d promotions", w.moves, w.promos)
+			w.logLoads(s)
+			path := filepath.Join("testdata", sc.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, s.out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			}
+			if !bytes.Equal(want, s.out.Bytes()) {
+				t.Errorf("transcript differs from %s (run with -update if the change is intended):\n%s", path, s.out.String())
+			}
+		})
+	}
+}
+
+// logLoads writes each node's copies, primaries, true load and disk use.
+func (w *loadWorld) logLoads(s *story) {
+	loads := w.nodeLoads()
+	use := w.diskUse()
+	copies, prims := counts(w.c)
+	for _, id := range sortedIDs(loads) {
+		line := fmt.Sprintf("%s copies=%-2d primaries=%-2d load=%7.1f", id, copies[id], prims[id], loads[id])
+		if u, ok := use[id]; ok {
+			line += fmt.Sprintf(" disk=%5.1f%%", 100*u)
+		}
+		s.logf("%s", line)
+	}
+	s.logf("load max/mean %.3f", loadMaxOverMean(loads))
+}
+
+func TestLoadPolicyValidate(t *testing.T) {
+	if err := DefaultLoadPolicy().Validate(); err != nil {
+		t.Fatalf("default policy: %v", err)
+	}
+	bad := []LoadPolicy{
+		{DiskFull: 1.2, DiskHigh: 0.9, BandRatio: 0.05},
+		{DiskFull: 0.9, DiskHigh: 0.95, BandRatio: 0.05},
+		{DiskFull: 0.95, DiskHigh: 0.9, BandRatio: -1},
+		{DiskFull: 0.95, DiskHigh: 0.9, BandRatio: 0.05, Hysteresis: -time.Second},
+	}
+	for _, pol := range bad {
+		if err := pol.Validate(); err == nil {
+			t.Errorf("%+v: no error", pol)
+		}
+	}
+}
