@@ -332,17 +332,24 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Node, b.Primaries, b.Copies)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "PARTITION\tRESOURCE\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO")
+	fmt.Fprintln(tw, "PARTITION\tRESOURCE\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO\tPINNED")
 	for _, p := range resp.Partitions {
-		var targets []string
+		var targets, pins []string
 		for _, m := range p.Migrations {
 			targets = append(targets, m.Target)
+		}
+		for _, pin := range p.Pins {
+			if pin.Primary {
+				pins = append(pins, pin.Node+" (primary)")
+			} else {
+				pins = append(pins, pin.Node)
+			}
 		}
 		primary := dash(p.Primary)
 		if p.DataLost && p.Primary == "" {
 			primary = "DATA LOST"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\n", p.ID, p.ResourceName(), p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")))
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", p.ID, p.ResourceName(), p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")), dash(strings.Join(pins, ",")))
 	}
 	return tw.Flush()
 }
