@@ -386,7 +386,7 @@ func (a *Agent) partitionsAnswer(r *http.Request) (any, *answerError) {
 		out.Resources = c.ResourceList()
 		out.Partitions = make([]failover.Partition, 0, len(c.Partitions))
 		for _, p := range c.WithKeyRanges() {
-			if p.Retired || resource != "" && p.ResourceName() != resource {
+			if p.Retired || p.SplitPending || resource != "" && p.ResourceName() != resource {
 				continue
 			}
 			p.Resource = p.ResourceName()

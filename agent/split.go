@@ -48,18 +48,44 @@ func (a *Agent) handleSplit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, code, refused.Error())
 		return
 	}
-	res, err := a.apply(failover.Command{Kind: failover.CmdSplitPartition, At: time.Now().UnixNano(), Split: &failover.SplitRequest{Partition: id, Epoch: epoch}})
-	if err != nil {
+	changes, unsubscribe := a.raft.Subscribe()
+	defer unsubscribe()
+	if _, err := a.apply(failover.Command{Kind: failover.CmdSplitPartition, At: time.Now().UnixNano(), Split: &failover.SplitRequest{Partition: id, Epoch: epoch}}); err != nil {
 		writeError(w, http.StatusConflict, "split not started: "+err.Error())
 		return
 	}
-	var children []failover.SplitChild
-	a.raft.Read(func(c *failover.Cluster) {
-		p := c.Partitions[id]
-		children = c.SplitChildren(&p)
-	})
-	a.log.Info("split started", "resource", body.Resource, "partition", id, "children", len(children), "applied", res.Applied)
+	// The split committed; this agent's copy of the table may apply it a
+	// moment later (the leader committed it): wait for it to name the
+	// children.
+	children := a.splitChildren(id, epoch)
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	for children == nil {
+		select {
+		case <-changes:
+		case <-deadline.C:
+			writeError(w, http.StatusGatewayTimeout, fmt.Sprintf("the split of partition %d committed, but this agent has not applied it yet; see agent partitions", id))
+			return
+		case <-r.Context().Done():
+			return
+		}
+		children = a.splitChildren(id, epoch)
+	}
+	a.log.Info("split started", "resource", body.Resource, "partition", id, "children", children)
 	writeJSON(w, http.StatusAccepted, map[string]any{"resource": body.Resource, "partition": id, "children": children})
+}
+
+// splitChildren are the children of partition id's split started at
+// epoch, once this agent's table has it (nil before).
+func (a *Agent) splitChildren(id int, epoch uint64) []failover.SplitChild {
+	var out []failover.SplitChild
+	a.raft.Read(func(c *failover.Cluster) {
+		if id < len(c.Partitions) && c.Partitions[id].Epoch > epoch && len(c.Partitions[id].SplitInto) > 0 {
+			p := c.Partitions[id]
+			out = c.SplitChildren(&p)
+		}
+	})
+	return out
 }
 
 // splitLoop finishes the splits this node is to do: once its app has

@@ -14,7 +14,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/hooks"
 	"github.com/steward-dev/steward/localcluster"
 )
@@ -375,13 +375,11 @@ func benchRestoreRF(b *testing.B, partitions, keysPerPartition int) {
 	b.Logf("\n%d partitions x %d keys, %d trials, seconds from SIGKILL:\n%s", partitions, keysPerPartition, trials, tbl.String())
 }
 
-// kvPartition is the kvapp's partitionOf (FNV-1a 32 of the key mod the
-// number of partitions): the loader sends each write to the key's primary
-// app, sparing the forwarding hop.
+// kvPartition is the kvapp's partitionOf (the even key range holding the
+// key's FNV-1a 32, in a table that never split): the loader sends each
+// write to the key's primary app, sparing the forwarding hop.
 func kvPartition(key string, partitions int) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(partitions))
+	return failover.EvenKeyIndex(failover.KeyHash(key), partitions)
 }
 
 // loadKeys writes keysPerPartition keys into every partition, each key to

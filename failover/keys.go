@@ -31,6 +31,20 @@ func EvenKeyRange(i, n int) (start, end uint64) {
 	return uint64(i) * KeySpace / uint64(n), uint64(i+1) * KeySpace / uint64(n)
 }
 
+// EvenKeyIndex is the i whose even range EvenKeyRange(i, n) holds point h
+// (below KeySpace): what PartitionForKey answers, as an index within the
+// resource, for a resource made with n partitions that never split.
+func EvenKeyIndex(h uint64, n int) int {
+	i := int(h * uint64(n) / KeySpace)
+	for i+1 < n {
+		if start, _ := EvenKeyRange(i+1, n); start > h {
+			break
+		}
+		i++
+	}
+	return i
+}
+
 // KeyRange returns the key range p owns. A partition written before key
 // ranges existed has none stored (KeyEnd 0): it is one of the default
 // resource's bootstrap partitions, whose ID is its index, with an even
@@ -66,7 +80,7 @@ func PartitionForKey(rows []Partition, resource, key string) (Partition, bool) {
 	h := KeyHash(key)
 	for i := range rows {
 		p := &rows[i]
-		if p.Retired || p.ResourceName() != resource {
+		if p.Retired || p.SplitPending || p.ResourceName() != resource {
 			continue
 		}
 		if p.KeyStart <= h && h < p.KeyEnd {

@@ -16,8 +16,8 @@ import (
 // partition.split event (parent, children, their key ranges and epochs),
 // and the app stops taking writes for P, writes each child's keys into the
 // child durably and acknowledges. The agent then commits CmdFinishSplit:
-// the children become active with P's primary as their only copy (at epoch
-// 2), P is retired (every holder's app is told to release it), and the
+// the children become active with P's primary as their only copy (at
+// P's epoch plus one), P is retired (every holder's app is told to release it), and the
 // planner re-creates the children's replicas from that primary like any
 // missing copy, then balances them like any partition. Making the replicas
 // by copy from the one app that split the data, rather than letting each
@@ -32,17 +32,16 @@ import (
 // MaxSplitsInFlight bounds the splits started and not yet finished.
 const MaxSplitsInFlight = 4
 
-// SplitEpoch is the epoch a split's children start at once active: pending
-// rows are at 1, and activation raises it, as any placement change does.
-const SplitEpoch = 2
-
 // SplitChild is one child of a split, as the partition.split event
 // describes it.
 type SplitChild struct {
 	Partition int    `json:"partition"`
 	KeyStart  uint64 `json:"key_start"`
 	KeyEnd    uint64 `json:"key_end"`
-	// Epoch is the epoch the child will have once active (SplitEpoch).
+	// Epoch is the epoch the child will have once active: one above the
+	// parent's, so that every version the app stamped on the parent's keys
+	// is older than what the child's primary stamps (apps that order writes
+	// by epoch need that).
 	Epoch uint64 `json:"epoch"`
 }
 
@@ -57,7 +56,7 @@ func (c *Cluster) SplitChildren(p *Partition) []SplitChild {
 			continue
 		}
 		ch := &c.Partitions[id]
-		out = append(out, SplitChild{Partition: id, KeyStart: ch.KeyStart, KeyEnd: ch.KeyEnd, Epoch: SplitEpoch})
+		out = append(out, SplitChild{Partition: id, KeyStart: ch.KeyStart, KeyEnd: ch.KeyEnd, Epoch: p.Epoch + 1})
 	}
 	return out
 }
@@ -123,7 +122,7 @@ func (c *Cluster) applySplit(cmd Command) (Result, error) {
 	mid := start + (end-start)/2
 	base := len(c.Partitions)
 	for i, r := range [][2]uint64{{start, mid}, {mid, end}} {
-		c.Partitions = append(c.Partitions, Partition{ID: base + i, Epoch: 1, Replicas: []string{},
+		c.Partitions = append(c.Partitions, Partition{ID: base + i, Epoch: p.Epoch + 1, Replicas: []string{},
 			Resource: p.Resource, KeyStart: r[0], KeyEnd: r[1], SplitPending: true})
 	}
 	p = &c.Partitions[id] // the append may have moved the table
@@ -156,7 +155,7 @@ func (c *Cluster) applyFinishSplit(cmd Command) (Result, error) {
 		child.SplitPending = false
 		child.Primary = p.SplitBy
 		child.Replicas = []string{}
-		child.Epoch = SplitEpoch
+		child.Epoch = p.Epoch + 1
 		changed = append(changed, ch)
 	}
 	p.Retired = true

@@ -50,7 +50,7 @@ func TestASplitHandsEachHalfOfTheKeysToAChildReplicatedLikeAnyPartition(t *testi
 	}
 	for _, ch := range children {
 		got := c.Partitions[ch.Partition]
-		if got.SplitPending || got.Primary != parent.Primary || len(got.Replicas) != 0 || got.Epoch != SplitEpoch {
+		if got.SplitPending || got.Primary != parent.Primary || len(got.Replicas) != 0 || got.Epoch != parent.Epoch+2 || got.Epoch != ch.Epoch {
 			t.Fatalf("child %d after the split: %+v", ch.Partition, got)
 		}
 	}

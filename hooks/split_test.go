@@ -13,8 +13,8 @@ import (
 )
 
 var twoChildren = []failover.SplitChild{
-	{Partition: 8, KeyStart: 0, KeyEnd: 1 << 31, Epoch: failover.SplitEpoch},
-	{Partition: 9, KeyStart: 1 << 31, KeyEnd: 1 << 32, Epoch: failover.SplitEpoch},
+	{Partition: 8, KeyStart: 0, KeyEnd: 1 << 31, Epoch: 3},
+	{Partition: 9, KeyStart: 1 << 31, KeyEnd: 1 << 32, Epoch: 3},
 }
 
 func TestASplitIsAcknowledgedOnlyByAnAppThatSaysItSplit(t *testing.T) {

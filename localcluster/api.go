@@ -1,6 +1,7 @@
 package localcluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -57,6 +58,7 @@ type Member struct {
 // Partition is one partition of GET /v1/partitions.
 type Partition struct {
 	ID         int      `json:"id"`
+	Resource   string   `json:"resource"`
 	Epoch      uint64   `json:"epoch"`
 	Primary    string   `json:"primary"`
 	Replicas   []string `json:"replicas"`
@@ -127,13 +129,18 @@ func (a *Agent) GetJSONContext(ctx context.Context, path string, out any) error 
 // (if not nil); any other status is an error naming the agent, the path
 // and the body.
 func (a *Agent) PostJSON(path, token string, in, out any) error {
+	return a.SendJSON(http.MethodPost, path, token, in, out)
+}
+
+// SendJSON is PostJSON with another method (PATCH, DELETE).
+func (a *Agent) SendJSON(method, path, token string, in, out any) error {
 	body, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.APIAddr()+path, strings.NewReader(string(body)))
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+a.APIAddr()+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -148,7 +155,7 @@ func (a *Agent) PostJSON(path, token string, in, out any) error {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s POST %s: %s %s", a.ID, path, resp.Status, strings.TrimSpace(string(raw)))
+		return fmt.Errorf("%s %s %s: %s %s", a.ID, method, path, resp.Status, strings.TrimSpace(string(raw)))
 	}
 	if out == nil {
 		return nil

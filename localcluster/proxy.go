@@ -111,6 +111,11 @@ func (p *SigningProxy) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), status)
 		return
 	}
+	// The app's headers go back as they came: an acknowledgement may be in
+	// one (Steward-Split for partition.split).
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
 	w.WriteHeader(status)
 	w.Write(out)
 }

@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/steward-dev/steward/client"
+	"github.com/steward-dev/steward/failover"
 )
 
 // errNoTable: the agent has not answered with a partition table yet.
@@ -32,6 +34,11 @@ type partitionView struct {
 	Primary    string          `json:"primary"`
 	Replicas   []string        `json:"replicas"`
 	Migrations []migrationView `json:"migrations"`
+	// Resource and the key range [KeyStart, KeyEnd) the partition owns
+	// (KeyEnd 0: a table without ranges, routed by partitionOf).
+	Resource string `json:"resource"`
+	KeyStart uint64 `json:"key_start"`
+	KeyEnd   uint64 `json:"key_end"`
 }
 
 // copies are the nodes other than self a write must reach: the primary,
@@ -88,14 +95,43 @@ func (m memberView) gone() bool {
 type clusterView struct {
 	partitions int
 	parts      map[int]partitionView
-	members    map[string]memberView
-	fetched    time.Time
+	// ranged are the default resource's partitions by key range, when the
+	// table carries ranges (see partitionFor).
+	ranged  []partitionView
+	members map[string]memberView
+	fetched time.Time
 	// index is the table's state index (X-Steward-Index): of two views,
 	// the one with the higher index is the newer.
 	index uint64
 }
 
 func (v *clusterView) partition(id int) partitionView { return v.parts[id] }
+
+// partitionFor is the partition of the default resource that owns key:
+// by the rows' key ranges (the same mapping as failover.PartitionForKey,
+// which follows splits), or by partitionOf for a table without ranges.
+func (v *clusterView) partitionFor(key string) int {
+	if len(v.ranged) == 0 {
+		return partitionOf(key, v.partitions)
+	}
+	h := failover.KeyHash(key)
+	i := sort.Search(len(v.ranged), func(i int) bool { return v.ranged[i].KeyEnd > h })
+	if i < len(v.ranged) && v.ranged[i].KeyStart <= h {
+		return v.ranged[i].ID
+	}
+	return -1
+}
+
+// indexRanges lists the default resource's rows with key ranges, by range,
+// for partitionFor.
+func (v *clusterView) indexRanges() {
+	for _, p := range v.parts {
+		if p.KeyEnd > 0 && (p.Resource == "" || p.Resource == failover.DefaultResource) {
+			v.ranged = append(v.ranged, p)
+		}
+	}
+	sort.Slice(v.ranged, func(i, j int) bool { return v.ranged[i].KeyStart < v.ranged[j].KeyStart })
+}
 
 // appAddr is the data address of node's app, or "".
 func (v *clusterView) appAddr(node string) string { return v.members[node].AppAddr }
@@ -180,7 +216,7 @@ func (a *agentClient) fromRouter() *clusterView {
 	v := &clusterView{partitions: table.Settings.Partitions, parts: make(map[int]partitionView, len(table.Partitions)),
 		members: make(map[string]memberView, len(members)), fetched: time.Now(), index: index}
 	for _, p := range table.Partitions {
-		pv := partitionView{ID: p.ID, Epoch: p.Epoch, Primary: p.Primary, Replicas: p.Replicas}
+		pv := partitionView{ID: p.ID, Epoch: p.Epoch, Primary: p.Primary, Replicas: p.Replicas, Resource: p.ResourceName(), KeyStart: p.KeyStart, KeyEnd: p.KeyEnd}
 		for _, m := range p.Migrations {
 			pv.Migrations = append(pv.Migrations, migrationView{ID: m.ID, Target: m.Target, Source: m.Source})
 		}
@@ -189,6 +225,7 @@ func (a *agentClient) fromRouter() *clusterView {
 	for id, m := range members {
 		v.members[id] = memberView{ID: m.ID, Status: m.Status, AppAddr: m.AppAddr}
 	}
+	v.indexRanges()
 	a.watched = v
 	return v
 }
@@ -267,6 +304,7 @@ func (a *agentClient) fetch(ctx context.Context) (*clusterView, error) {
 	for _, m := range ms.Members {
 		v.members[m.ID] = m
 	}
+	v.indexRanges()
 	return v, nil
 }
 

@@ -63,6 +63,9 @@ type partitionState struct {
 	// on writes as primary: a restarted primary goes on from it, never
 	// reusing a sequence number a replica may already hold.
 	SeqReserved uint64 `json:"seq_reserved"`
+	// SplitInto: the partition was split into these children (see
+	// partition.splitInto).
+	SplitInto []int `json:"split_into,omitempty"`
 }
 
 type diskOpKind uint8
@@ -163,6 +166,7 @@ func loadPartition(b *bolt.Bucket) (*partition, error) {
 	// Sequence numbers up to SeqReserved may have been handed out before a
 	// crash; the store reserves a new block before stamping any more.
 	p.seq, p.seqReserved = st.SeqReserved, st.SeqReserved
+	p.splitInto = st.SplitInto
 	entries := b.Bucket(bucketEntries)
 	if entries == nil {
 		return p, nil

@@ -87,6 +87,9 @@ func (s *server) hold(ctx context.Context, ev hooks.Event, what string) hooks.Re
 // stops being it, serves nothing as primary until it has synced again.
 // Callers hold the store lock.
 func (s *server) setRole(p *partition, ev hooks.Event) {
+	// Any event after a split is a release (the split finished) or means
+	// the split was called off: the partition is whole again.
+	p.splitInto = nil
 	wasPrimary := p.role == hooks.RolePrimary
 	p.role = ev.Role
 	p.epoch = ev.Epoch

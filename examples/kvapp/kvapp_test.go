@@ -17,18 +17,19 @@ import (
 	"github.com/steward-dev/steward/localcluster"
 )
 
-func TestPartitionOfIsFNV1aModN(t *testing.T) {
+func TestPartitionOfIsTheEvenRangeHoldingFNV1a(t *testing.T) {
 	// FNV-1a 32-bit: "" is the offset basis 0x811c9dc5, "a" is 0xe40c292c,
-	// "foobar" is 0xbf9cf968 (published test vectors).
+	// "foobar" is 0xbf9cf968 (published test vectors); partition i of n
+	// owns [i·2^32/n, (i+1)·2^32/n).
 	cases := []struct {
 		key  string
 		n    int
 		want int
 	}{
-		{"", 1 << 16, 0x811c9dc5 % (1 << 16)},
-		{"a", 16, 0xe40c292c % 16},
-		{"a", 7, 0xe40c292c % 7},
-		{"foobar", 64, 0xbf9cf968 % 64},
+		{"", 1 << 16, 0x811c9dc5 >> 16},
+		{"a", 16, 0xe40c292c >> 28},
+		{"a", 7, 6},        // 0xe40c292c·7/2^32 = 6.24
+		{"foobar", 64, 47}, // 0xbf9cf968·64/2^32 = 47.9
 		{"foobar", 1, 0},
 	}
 	for _, c := range cases {

@@ -187,6 +187,7 @@ func newServer(cfg Config) (*server, error) {
 		OnPromote: s.onPromote,
 		OnDemote:  s.onDemote,
 		OnRelease: s.onRelease,
+		OnSplit:   s.onSplit,
 		OnRejoin:  s.onRejoin,
 		OnQuorum:  s.onQuorum,
 	}
@@ -363,10 +364,10 @@ func (s *server) writeOpError(w http.ResponseWriter, ctx context.Context, op cli
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: err.Error()})
 		return
 	}
-	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) || errors.Is(err, errSyncing) || errors.Is(err, hooks.ErrNoLease) {
+	if errors.Is(err, errNotPrimary) || errors.Is(err, errFenced) || errors.Is(err, errSyncing) || errors.Is(err, errSplitting) || errors.Is(err, hooks.ErrNoLease) {
 		e := apiError{Error: err.Error()}
 		if v, verr := s.agent.get(ctx, false); verr == nil {
-			e.Primary = v.partition(partitionOf(op.key, v.partitions)).Primary
+			e.Primary = v.partition(v.partitionFor(op.key)).Primary
 		}
 		writeJSON(w, http.StatusConflict, e)
 		return
@@ -380,7 +381,7 @@ func (s *server) tryOnce(ctx context.Context, op clientOp, fresh bool) (opResult
 	if err != nil {
 		return opResult{}, err
 	}
-	p := v.partition(partitionOf(op.key, v.partitions))
+	p := v.partition(v.partitionFor(op.key))
 	switch {
 	case p.Primary == "":
 		return opResult{}, fmt.Errorf("kvapp: partition %d has no primary", p.ID)
@@ -449,7 +450,7 @@ func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
 	if err != nil {
 		return opResult{}, err
 	}
-	value, ok, err := s.serveRead(partitionOf(key, v.partitions), key)
+	value, ok, err := s.serveRead(v.partitionFor(key), key)
 	if err != nil {
 		return opResult{}, err
 	}
@@ -477,7 +478,7 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 	if err != nil {
 		return err
 	}
-	id := partitionOf(key, v.partitions)
+	id := v.partitionFor(key)
 	if err := s.lease.Check(id, s.store.epochOf(id)); err != nil {
 		return err
 	}

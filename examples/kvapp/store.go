@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"hash/fnv"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/hooks"
 )
 
@@ -31,6 +31,10 @@ var (
 	// itself (a retry would make it a second time, perhaps after another
 	// client's write). The client gets 503 with Kvapp-Outcome: unknown.
 	errOutcomeUnknown = errors.New("kvapp: the write may or may not have been made")
+	// errSplitting: the partition is being split (partition.split): its
+	// keys are served by its children once the agent activates them; the
+	// caller looks the partition up again and retries.
+	errSplitting = errors.New("kvapp: the partition is being split; its children take over shortly")
 )
 
 const roleNone = hooks.RoleNone
@@ -39,12 +43,13 @@ const roleNone = hooks.RoleNone
 // time (see partitionState.SeqReserved).
 const seqBlock = 1 << 20
 
-// partitionOf maps a key to its partition: FNV-1a 32-bit of the key modulo
-// the number of partitions. Every node and every client must agree on it.
+// partitionOf maps a key to its partition in a table of partitions
+// partitions that never split: the even range of the key space holding
+// FNV-1a 32-bit of the key (failover.EvenKeyIndex). A table whose rows
+// carry key ranges is routed by them instead (clusterView.partitionFor),
+// which gives the same answer until a partition splits.
 func partitionOf(key string, partitions int) int {
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	return int(h.Sum32() % uint32(partitions))
+	return failover.EvenKeyIndex(failover.KeyHash(key), partitions)
 }
 
 // version orders the writes of one key across primaries: a newer epoch
@@ -101,6 +106,12 @@ type partition struct {
 	fence uint64
 	// complete: data holds a full copy (assigned empty, or copied).
 	complete bool
+	// splitInto, once this node (its primary) has split the partition
+	// (partition.split), are the children that hold its keys now: it takes
+	// no more writes and serves no more reads. Kept on disk; dropped by any
+	// later event for the partition (a release once the split finished, or
+	// a promote, demote or assign when it was called off).
+	splitInto []int
 	// data is the latest version of every key this node has, whether or
 	// not every copy has it yet: what is on disk, copied and replicated.
 	data map[string]entry
@@ -163,7 +174,7 @@ func (s *store) get(id int) *partition {
 }
 
 func (p *partition) state() partitionState {
-	return partitionState{Role: p.role, Epoch: p.epoch, WriteEpoch: p.writeEpoch, Fence: p.fence, Complete: p.complete, SeqReserved: p.seqReserved}
+	return partitionState{Role: p.role, Epoch: p.epoch, WriteEpoch: p.writeEpoch, Fence: p.fence, Complete: p.complete, SeqReserved: p.seqReserved, SplitInto: p.splitInto}
 }
 
 // saveState queues p's state; callers hold mu.
@@ -277,6 +288,8 @@ func (p *partition) servable() error {
 	switch {
 	case p == nil || p.role != hooks.RolePrimary || !p.complete:
 		return errNotPrimary
+	case p.splitInto != nil:
+		return errSplitting
 	case p.fence > p.writeEpoch:
 		// Someone wrote at a newer epoch: another node is primary now.
 		return errFenced
@@ -441,6 +454,7 @@ func (s *store) dropCopyTarget(id int, node string) {
 func (s *store) clear(id int, p *partition) uint64 {
 	p.role = roleNone
 	p.complete = false
+	p.splitInto = nil
 	p.data = map[string]entry{}
 	p.copyTo = nil
 	p.leavePrimary()

@@ -1,0 +1,139 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Resources and splits on a real cluster of agents and kvapps.
+
+// resourceCopies checks that every active partition of each resource in
+// rf has exactly rf[resource] copies, nothing in flight, and every app
+// has acknowledged everything.
+func resourceCopies(nodes []*appNode, rf map[string]int) error {
+	pt, err := nodes[0].Partitions()
+	if err != nil {
+		return err
+	}
+	seen := map[string]int{}
+	for _, p := range pt.Partitions {
+		want, ok := rf[p.Resource]
+		if !ok {
+			return fmt.Errorf("partition %d of unexpected resource %q", p.ID, p.Resource)
+		}
+		seen[p.Resource]++
+		if p.Primary == "" || 1+len(p.Replicas) != want || len(p.Migrations) != 0 {
+			return fmt.Errorf("partition %d of %s: primary %q replicas %v migrations %d, want %d copies", p.ID, p.Resource, p.Primary, p.Replicas, len(p.Migrations), want)
+		}
+	}
+	for r := range rf {
+		if seen[r] == 0 {
+			return fmt.Errorf("no partition of %s", r)
+		}
+	}
+	for _, an := range nodes {
+		st, err := an.Status()
+		if err != nil {
+			return err
+		}
+		if st.Undelivered != 0 {
+			return fmt.Errorf("%s has %d undelivered events", an.ID, st.Undelivered)
+		}
+	}
+	return nil
+}
+
+// TestTwoResourcesRFChangesAndASplitUnderWrites: a second resource with
+// its own partition count and replication factor next to the default one;
+// its RF lowered and raised at run time; a partition of the default
+// resource split by hand while clients write, every acknowledged write
+// read back; both resources restored after a SIGKILL.
+func TestTwoResourcesRFChangesAndASplitUnderWrites(t *testing.T) {
+	c := newCluster(t)
+	nodes := formAppCluster(t, c, 4, "-partitions", "8", "-replication-factor", "3")
+	first := nodes[0]
+
+	if err := first.PostJSON("/v1/resources", "", map[string]any{"name": "orders", "partitions": 4, "replication_factor": 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rf := map[string]int{"default": 3, "orders": 2}
+	eventually(t, 60*time.Second, "both resources placed at their RF", func() error { return resourceCopies(nodes, rf) })
+
+	if err := first.SendJSON(http.MethodPatch, "/v1/resources/orders", "", map[string]int{"replication_factor": 3}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rf["orders"] = 3
+	eventually(t, 60*time.Second, "orders raised to RF 3", func() error { return resourceCopies(nodes, rf) })
+	if err := first.SendJSON(http.MethodPatch, "/v1/resources/orders", "", map[string]int{"replication_factor": 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	rf["orders"] = 2
+	eventually(t, 60*time.Second, "orders lowered back to RF 2", func() error { return resourceCopies(nodes, rf) })
+
+	// Writers run through the split.
+	w := &writer{acked: map[string]string{}}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx, func() []*appNode { return nodes }, "split"+strconv.Itoa(i), 1<<30)
+		}()
+	}
+	eventually(t, 30*time.Second, "writes acknowledged before the split", func() error {
+		if n := len(w.snapshot()); n < 50 {
+			return fmt.Errorf("%d acknowledged", n)
+		}
+		return nil
+	})
+	var split struct {
+		Children []struct {
+			Partition int `json:"partition"`
+		} `json:"children"`
+	}
+	if err := first.PostJSON("/v1/partitions/3/split", "", map[string]string{"resource": "default"}, &split); err != nil {
+		t.Fatal(err)
+	}
+	if len(split.Children) != 2 {
+		t.Fatalf("split answered children %+v", split.Children)
+	}
+	eventually(t, 60*time.Second, "the children replace partition 3, at RF 3", func() error {
+		pt, err := first.Partitions()
+		if err != nil {
+			return err
+		}
+		ids := map[int]bool{}
+		for _, p := range pt.Partitions {
+			ids[p.ID] = true
+		}
+		if ids[3] || !ids[split.Children[0].Partition] || !ids[split.Children[1].Partition] {
+			return fmt.Errorf("active partitions %v", ids)
+		}
+		return resourceCopies(nodes, rf)
+	})
+	before := len(w.snapshot())
+	eventually(t, 30*time.Second, "writes acknowledged after the split", func() error {
+		if n := len(w.snapshot()); n < before+50 {
+			return fmt.Errorf("%d acknowledged since the split", n-before)
+		}
+		return nil
+	})
+	stop()
+	wg.Wait()
+	acked := w.snapshot()
+	checkAllReadable(t, nodes, acked)
+
+	// A machine lost: both resources are restored at their RF.
+	victim := nodes[3]
+	victim.killNode()
+	live := appWithout(nodes, victim)
+	eventually(t, 90*time.Second, "both resources restored after the SIGKILL", func() error { return resourceCopies(live, rf) })
+	checkAllReadable(t, live[:1], acked)
+	checkSignatures(t, nodes)
+}
