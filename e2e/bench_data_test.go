@@ -382,9 +382,13 @@ func kvPartition(key string, partitions int) int {
 	return failover.EvenKeyIndex(failover.KeyHash(key), partitions)
 }
 
+// loadAttempts is how many times loadKeys sends one write.
+const loadAttempts = 3
+
 // loadKeys writes keysPerPartition keys into every partition, each key to
 // its partition's primary app, from 32 concurrent writers, and returns the
-// keys (the value of key k is "v-"+k). Every write must be acknowledged.
+// keys (the value of key k is "v-"+k). Every write must be acknowledged,
+// at the latest at its loadAttempts-th attempt.
 func loadKeys(b *testing.B, apps []*appNode, leader *node, partitions, keysPerPartition int) []string {
 	b.Helper()
 	pt, err := leader.Partitions()
@@ -427,7 +431,16 @@ func loadKeys(b *testing.B, apps []*appNode, leader *node, partitions, keysPerPa
 					return
 				}
 				k := keys[i]
-				if err := putKey(client, primaryApp[kvPartition(k, partitions)], k, "v-"+k); err != nil {
+				// A write refused for a moment (a lease renewal late on a
+				// loaded machine: 503) is sent again, up to loadAttempts
+				// times; writing the same value twice is harmless.
+				var err error
+				for attempt := 0; attempt < loadAttempts; attempt++ {
+					if err = putKey(client, primaryApp[kvPartition(k, partitions)], k, "v-"+k); err == nil {
+						break
+					}
+				}
+				if err != nil {
 					failures.Add(1)
 					firstErr.CompareAndSwap(nil, err)
 				}

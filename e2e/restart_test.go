@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func restartFlags(grace time.Duration) []string {
 
 // superviseAll puts every node's running agent under the harness's
 // restart-on-exit, with the settings it was started with.
-func superviseAll(t *testing.T, nodes []*appNode) {
+func superviseAll(t testing.TB, nodes []*appNode) {
 	t.Helper()
 	for _, n := range nodes {
 		if err := n.Supervise("-bootstrap-expect", strconv.Itoa(len(nodes)), "-join", nodes[0].GossipAddr()); err != nil {
@@ -47,7 +48,7 @@ func superviseAll(t *testing.T, nodes []*appNode) {
 // waitQuiet waits until the table is settled and the planner has nothing
 // left to do (the balancing moves right after the formation are over), so
 // that copies counted from now on are the scenario's own.
-func waitQuiet(t *testing.T, nodes []*appNode) {
+func waitQuiet(t testing.TB, nodes []*appNode) {
 	t.Helper()
 	eventually(t, 60*time.Second, "a settled table and nothing to plan", func() error {
 		if err := tableSettled(nodes, 3); err != nil {
@@ -135,7 +136,7 @@ func writeDuring(nodes []*appNode, prefix string) *backgroundWriter {
 }
 
 // waitMore waits until n more writes than now are acknowledged.
-func (bw *backgroundWriter) waitMore(t *testing.T, n int) {
+func (bw *backgroundWriter) waitMore(t testing.TB, n int) {
 	t.Helper()
 	want := len(bw.w.snapshot()) + n
 	eventually(t, 60*time.Second, fmt.Sprintf("%d more acknowledged writes", n), func() error {
@@ -218,20 +219,26 @@ func TestAPlannedRestartCopiesNothingAndLosesNoWrite(t *testing.T) {
 	checkSignatures(t, nodes)
 }
 
-// A second planned absence while one is under way is refused with 409 and
+// SIGTERM to an agent run with -on-sigterm restart is a planned restart; a
+// second planned absence while one is under way is refused with 409 and
 // changes nothing; a restart that overstays its grace (its supervisor does
 // not start it again) is failed, and the replication factor is restored
 // from the other copies.
 func TestARestartThatOverstaysItsGraceRestoresTheReplicationFactor(t *testing.T) {
 	c := newCluster(t)
-	nodes := formAppCluster(t, c, 4, restartFlags(3*time.Second)...)
+	nodes := formAppCluster(t, c, 4, append(restartFlags(3*time.Second), "-on-sigterm", "restart")...)
 	waitQuiet(t, nodes)
 	victim, other := nodes[1], nodes[2]
 	copiesBefore := copyOrders(nodes)
 
-	if err := victim.PostJSON("/v1/restart", "", struct{}{}, nil); err != nil {
-		t.Fatal(err)
-	}
+	victim.Signal(syscall.SIGTERM)
+	eventually(t, 10*time.Second, victim.ID+" restarting", func() error {
+		st, err := nodes[0].MemberStatus(victim.ID)
+		if err != nil || st != "restarting" {
+			return fmt.Errorf("%s is %s (%v)", victim.ID, st, err)
+		}
+		return nil
+	})
 	if err := other.PostJSON("/v1/restart", "", struct{}{}, nil); !isConflict(err) {
 		t.Fatalf("a second planned absence: %v, want 409", err)
 	}
