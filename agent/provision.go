@@ -144,9 +144,9 @@ func (a *Agent) askProvisioner(client *http.Client, secret []byte, size control.
 	resp.Body.Close()
 	outcome := fmt.Sprintf("attempt %d at %s: %s", attempt, now.UTC().Format(time.RFC3339), resp.Status)
 	if resp.StatusCode/100 != 2 {
-		a.log.Warn("the provisioner refused the request for hosts; will ask again", "missing", size.Missing, "attempt", attempt, "status", resp.Status)
+		a.log.Warn("the provisioner refused the request for hosts; will ask again", "missing", size.Missing, "attempt", attempt, "status", resp.StatusCode)
 	} else {
-		a.log.Info("asked the provisioner for hosts", "missing", size.Missing, "zones", size.Zones, "attempt", attempt, "status", resp.Status)
+		a.log.Info("asked the provisioner for hosts", "missing", size.Missing, "zones", size.Zones, "attempt", attempt, "status", resp.StatusCode)
 	}
 	return outcome
 }

@@ -107,7 +107,7 @@ func (b *Bootstrapper) Step(ctx context.Context) (done bool) {
 		c.log.Error("bootstrap failed", "error", err)
 		return false
 	}
-	c.log.Info("bootstrapped raft", "servers", len(v.servers), "view", v.key)
+	c.log.Info("bootstrapped raft", "voters", len(v.servers), "view", v.key)
 	return true
 }
 
