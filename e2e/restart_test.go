@@ -189,10 +189,11 @@ func TestAPlannedRestartCopiesNothingAndLosesNoWrite(t *testing.T) {
 	if before.Primaries == 0 {
 		t.Fatalf("%s leads nothing: the test would prove nothing", victim.ID)
 	}
-	copiesBefore := copyOrders(nodes)
 	rejoinsBefore := victim.proxy.Seen("node.rejoin")
 	writes := writeDuring(nodes, "restart")
 	writes.waitMore(t, 20)
+	waitQuiet(t, nodes)
+	copiesBefore := copyOrders(nodes)
 
 	if err := victim.PostJSON("/v1/restart", "", struct{}{}, nil); err != nil {
 		t.Fatal(err)
@@ -292,10 +293,11 @@ func TestARollingRestartCopiesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaderID := st.LeaderID
-	copiesBefore := copyOrders(nodes)
 	lost, minVoters, stopWatch := quorumWatch(nodes)
 	writes := writeDuring(nodes, "rolling-restart")
 	writes.waitMore(t, 20)
+	waitQuiet(t, nodes)
+	copiesBefore := copyOrders(nodes)
 
 	start := time.Now()
 	var r localcluster.RollingRestart
