@@ -263,6 +263,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if len(st.DataLost) > 0 {
 		fmt.Fprintf(tw, "data_lost\tpartitions %v: their last copy was lost, they have no primary\n", st.DataLost)
 	}
+	if st.Restarting != "" {
+		fmt.Fprintf(tw, "restarting\t%s\n", st.Restarting)
+	}
+	if st.RollingRestart != nil {
+		fmt.Fprintf(tw, "rolling_restart\t%s\n", st.RollingRestart.Summary)
+	}
 	fmt.Fprintf(tw, "members\t%d\n", st.Members)
 	fmt.Fprintf(tw, "partitions\t%d\n", st.Partitions)
 	fmt.Fprintf(tw, "version\t%s\n", st.Version)

@@ -92,6 +92,10 @@ func TestBadSettingsNameTheFlag(t *testing.T) {
 		"provision unsigned": {append(minimal, "-provision-url", "http://127.0.0.1:9/p", "-desired-nodes", "3"), nil, "needs -webhook-secret"},
 		"provision not url":  {append(minimal, "-provision-url", "nowhere", "-desired-nodes", "3"), nil, "-provision-url"},
 		"negative desired":   {append(minimal, "-desired-nodes", "-1"), nil, "-desired-nodes"},
+		"bad on-sigterm":     {append(minimal, "-on-sigterm", "reboot"), nil, "-on-sigterm"},
+		"no restart grace":   {append(minimal, "-restart-grace", "0s"), nil, "-restart-grace"},
+		"none unavailable":   {append(minimal, "-max-unavailable", "0"), nil, "-max-unavailable"},
+		"bad on-sigterm env": {minimal, map[string]string{"STEWARD_ON_SIGTERM": "halt"}, "-on-sigterm"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
