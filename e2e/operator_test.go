@@ -48,9 +48,14 @@ func TestReplaceMovesEveryCopyToTheNewNodeThenTheOldOneLeaves(t *testing.T) {
 	fresh.startApp(t)
 	fresh.start("-join", nodes[0].GossipAddr())
 	eventually(t, 30*time.Second, "node4 registered and alive", func() error {
-		st, err := nodes[0].MemberStatus("node4")
-		if err != nil || st != "alive" {
-			return fmt.Errorf("node4 is %q (%v)", st, err)
+		members, err := nodes[0].MembersByID()
+		if err != nil {
+			return err
+		}
+		// Gossip shows an agent alive before the leader has registered it
+		// in the state; only a registered member can be a replacement.
+		if m := members["node4"]; !m.Registered || m.Status != "alive" {
+			return fmt.Errorf("node4 is %+v", m)
 		}
 		return nil
 	})
