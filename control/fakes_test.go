@@ -83,6 +83,8 @@ type fakeRaft struct {
 	term     uint64
 	// peers answer PingStatus, by raft address; a missing one fails.
 	peers map[string]raftctl.PeerStatus
+	// pings counts the PingStatus calls.
+	pings int
 	// ops records configuration changes: "add x", "remove x", "promote x",
 	// "demote x", "transfer".
 	ops []string
@@ -242,11 +244,21 @@ func (r *fakeRaft) Stats() raftctl.Stats {
 func (r *fakeRaft) PingStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pings++
 	st, ok := r.peers[addr]
 	if !ok {
 		return raftctl.PeerStatus{}, fmt.Errorf("%s does not answer", addr)
 	}
 	return st, nil
+}
+
+// takePings returns the number of PingStatus calls since the last call.
+func (r *fakeRaft) takePings() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.pings
+	r.pings = 0
+	return n
 }
 
 // takeOps returns the configuration changes since the last call.

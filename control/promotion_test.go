@@ -58,3 +58,40 @@ func TestVotersFollowTheTargetWithHealthyCaughtUpStableServers(t *testing.T) {
 		t.Fatalf("voters %v, want only the leader", v)
 	}
 }
+
+// An idle cluster whose voters are at their target asks no non-voter for
+// its progress, however many rounds run: the leader's idle work does not
+// grow with the members. Once a voter fails and leaves the configuration,
+// the stable non-voters are asked, and one is promoted.
+func TestAnIdleClusterWithItsVotersInPlacePingsNobody(t *testing.T) {
+	ids := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7"}
+	cl := newCluster("n1", ids, map[string]bool{"n1": true, "n2": true, "n3": true})
+	cl.ctrl.cfg.Voters = 3
+	for _, id := range ids {
+		cl.raft.peers[id+":7947"] = raftctl.PeerStatus{AppliedIndex: 1 << 20}
+	}
+	ctx := context.Background()
+	for range 10 {
+		cl.clock.Advance(voterStableFor)
+		if err := cl.ctrl.reconcileVoters(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ops, pings := cl.raft.takeOps(), cl.raft.takePings(); len(ops) != 0 || pings != 0 {
+		t.Fatalf("10 idle rounds with 3 voters of 3: ops %v, %d pings; want none", ops, pings)
+	}
+
+	if err := cl.raft.Remove("n3-r"); err != nil {
+		t.Fatal(err)
+	}
+	cl.raft.takeOps()
+	if err := cl.ctrl.reconcileVoters(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ops := cl.raft.takeOps(); !slices.Equal(ops, []string{"promote n4-r"}) {
+		t.Fatalf("after a voter left: %v, want n4 promoted", ops)
+	}
+	if pings := cl.raft.takePings(); pings != 4 {
+		t.Fatalf("%d pings, want 4: the stable non-voters n4-n7, asked because a promotion was due", pings)
+	}
+}

@@ -184,6 +184,36 @@ func PlanVoters(servers []ServerHealth, target int, stabilization time.Duration)
 	return promote, demote
 }
 
+// PromotionCandidates lists, in order of ID, the non-voters whose progress
+// the leader must ask for before it plans voters: none while the voters
+// are at least the effective target (PlanVoters then promotes nobody,
+// whoever is caught up), otherwise the healthy non-voters stable for at
+// least stabilization, the only ones PlanVoters may promote. CaughtUp of
+// the servers is not read. An idle cluster with its voters in place thus
+// asks nobody anything.
+func PromotionCandidates(servers []ServerHealth, target int, stabilization time.Duration) []string {
+	inService, voters := 0, 0
+	for _, s := range servers {
+		if s.InService {
+			inService++
+		}
+		if s.Voter {
+			voters++
+		}
+	}
+	if voters >= targetVoters(target, inService) {
+		return nil
+	}
+	var out []string
+	for _, s := range servers {
+		if !s.Voter && s.Healthy && s.StableFor >= stabilization {
+			out = append(out, s.ID)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 // FailedVoter is a voter held failed, with how long it has been.
 type FailedVoter struct {
 	// ID is the node ID as it appears in voters.

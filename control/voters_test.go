@@ -9,6 +9,51 @@ import (
 	"pgregory.net/rapid"
 )
 
+func TestPromotionCandidatesAreAskedForOnlyWhenAPromotionIsDue(t *testing.T) {
+	const stable = 10 * time.Second
+	server := func(id string, voter, healthy bool, stableFor time.Duration) ServerHealth {
+		return ServerHealth{ID: id, Voter: voter, InService: true, Healthy: healthy, StableFor: stableFor}
+	}
+	cases := []struct {
+		name    string
+		servers []ServerHealth
+		target  int
+		want    []string
+	}{
+		{
+			name: "voters at the target: nobody is asked",
+			servers: []ServerHealth{server("a", true, true, time.Minute), server("b", true, true, time.Minute), server("c", true, true, time.Minute),
+				server("d", false, true, time.Minute), server("e", false, true, time.Minute)},
+			target: 3,
+		},
+		{
+			name: "voters above the target: nobody is asked",
+			servers: []ServerHealth{server("a", true, true, time.Minute), server("b", true, true, time.Minute), server("c", true, true, time.Minute),
+				server("d", false, true, time.Minute)},
+			target: 1,
+		},
+		{
+			name: "one voter short: the healthy, stable non-voters, by ID",
+			servers: []ServerHealth{server("a", true, true, time.Minute), server("b", true, true, time.Minute),
+				server("z", false, true, time.Minute), server("d", false, false, time.Minute), server("e", false, true, stable-time.Second), server("f", false, true, stable)},
+			target: 3,
+			want:   []string{"f", "z"},
+		},
+		{
+			name:    "a suspect voter keeps the target: nobody is asked",
+			servers: []ServerHealth{server("a", true, true, time.Minute), server("b", true, false, 0), server("c", true, true, time.Minute), server("d", false, true, time.Minute)},
+			target:  3,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := PromotionCandidates(tc.servers, tc.target, stable); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("PromotionCandidates = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestPlanVoters(t *testing.T) {
 	const stable = 10 * time.Second
 	// ready is a healthy, caught-up server, stable for long enough.
