@@ -18,7 +18,11 @@ import (
 // dials (TLS and the cluster-key handshake first, see transport.go and
 // auth.go), sends one request and reads one answer; then both sides close.
 // A connection per call costs a few round trips, small next to a raft
-// commit, and leaves no pool to go stale when the leader changes.
+// commit, and leaves no pool to go stale when the leader changes. The one
+// exception is the lease, which every agent renews several times a
+// second: its connection is kept for the next renewal (reusable, and
+// leaseConn on the client), so that the leader of 50 agents does not
+// accept and authenticate hundreds of connections a second.
 //
 //	client: kind (1 byte), frame(request)
 //	server: frame(status (1 byte), answer)
@@ -48,6 +52,11 @@ type controlHandler struct {
 	// serve answers a request that arrived whole. An error is sent to the
 	// client as a refusal, its text unchanged.
 	serve func(n *Node, remote string, request []byte) ([]byte, error)
+	// reusable: after an answer the server reads another request of the
+	// same kind on the connection (a frame, without the kind byte), until
+	// the client closes it or stays silent for TransportTimeout. A client
+	// that sends one request and closes sees no difference.
+	reusable bool
 }
 
 // controlHandlers are the kinds of exchange the raft port serves besides
@@ -55,7 +64,7 @@ type controlHandler struct {
 var controlHandlers = map[byte]controlHandler{
 	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
 	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing},
-	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease},
+	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
 	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
 }
 
@@ -140,8 +149,14 @@ func (n *Node) exchange(ctx context.Context, addr string, kind byte, request []b
 	}
 	defer conn.Close()
 	defer stop()
-	msg := make([]byte, 0, 1+4+len(request))
-	msg = append(msg, kind)
+	return roundTrip(ctx, conn, h, []byte{kind}, request)
+}
+
+// roundTrip sends prefix (the kind byte on a new connection, nothing on a
+// reused one) and the request frame on conn, and reads the answer.
+func roundTrip(ctx context.Context, conn net.Conn, h controlHandler, prefix, request []byte) ([]byte, error) {
+	msg := make([]byte, 0, len(prefix)+4+len(request))
+	msg = append(msg, prefix...)
 	msg = binary.BigEndian.AppendUint32(msg, uint32(len(request)))
 	msg = append(msg, request...)
 	if _, err := conn.Write(msg); err != nil {
@@ -296,40 +311,55 @@ func (n *Node) handleControl(c controlConn) {
 	}()
 	h := controlHandlers[c.kind]
 	remote := c.conn.RemoteAddr().String()
-	// The request must arrive within TransportTimeout: a silent or slow
-	// peer loses its connection rather than holding this goroutine.
-	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
-	size, err := readFrameSize(c.conn, h.maxRequest)
+	for first := true; ; first = false {
+		if !n.serveOne(c.conn, h, remote, first) || !h.reusable {
+			return
+		}
+	}
+}
+
+// serveOne reads one request and answers it, and reports whether the
+// connection may carry another. The request must arrive within
+// TransportTimeout: a silent or slow peer loses its connection rather
+// than holding this goroutine. A connection's next request may end it
+// cleanly instead (EOF: the client is done with it).
+func (n *Node) serveOne(conn net.Conn, h controlHandler, remote string, first bool) bool {
+	conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
+	size, err := readFrameSize(conn, h.maxRequest)
 	if errors.Is(err, errFrameTooLarge) {
 		n.logger.Warn("refused a request on the raft port", "kind", h.name, "remote", remote, "error", err)
-		writeAnswer(c.conn, statusRefused, []byte(fmt.Sprintf("%s request: %v", h.name, err)))
-		return
+		writeAnswer(conn, statusRefused, []byte(fmt.Sprintf("%s request: %v", h.name, err)))
+		return false
 	}
 	if err != nil {
-		n.logger.Debug("dropped a request on the raft port", "kind", h.name, "remote", remote, "error", err)
-		return
+		if first || !errors.Is(err, io.EOF) {
+			n.logger.Debug("dropped a request on the raft port", "kind", h.name, "remote", remote, "error", err)
+		}
+		return false
 	}
 	if !n.requests.reserve(size) {
 		n.logger.Warn("refused a request on the raft port: too many large requests at once", "kind", h.name, "remote", remote, "bytes", size)
-		writeAnswer(c.conn, statusRefused, []byte(fmt.Sprintf("busy: large requests of %d bytes are already being served, try again", controlRequestBudget)))
-		return
+		writeAnswer(conn, statusRefused, []byte(fmt.Sprintf("busy: large requests of %d bytes are already being served, try again", controlRequestBudget)))
+		return false
 	}
 	defer n.requests.release(size)
-	request, err := readFrameBody(c.conn, size)
+	request, err := readFrameBody(conn, size)
 	if err != nil {
 		n.logger.Debug("dropped a request on the raft port", "kind", h.name, "remote", remote, "error", err)
-		return
+		return false
 	}
 	if !n.running() {
-		return
+		return false
 	}
 	answer, err := h.serve(n, remote, request)
 	status := statusOK
 	if err != nil {
 		status, answer = statusRefused, []byte(err.Error())
 	}
-	c.conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
-	if err := writeAnswer(c.conn, status, answer); err != nil {
+	conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))
+	if err := writeAnswer(conn, status, answer); err != nil {
 		n.logger.Warn("cannot answer a request on the raft port", "kind", h.name, "remote", remote, "error", err)
+		return false
 	}
+	return true
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -102,7 +104,7 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 	if err != nil {
 		return LeaseGrant{}, err
 	}
-	answer, err := n.exchange(ctx, addr, kindLease, body, n.cfg.TransportTimeout)
+	answer, err := n.leaseConn.exchange(ctx, n, addr, body)
 	if err != nil {
 		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, err)
 	}
@@ -114,6 +116,76 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 		return LeaseGrant{}, fmt.Errorf("%w by %s: %s", ErrNoLease, addr, resp.Error)
 	}
 	return *resp.Grant, nil
+}
+
+// leaseConn is the connection RequestLease keeps open to the leader between
+// renewals (the lease kind is reusable, see control.go): an agent renews
+// several times a second, and a connection per renewal made the leader of
+// 50 agents accept and authenticate hundreds of connections a second.
+type leaseConn struct {
+	mu   sync.Mutex
+	addr string
+	conn net.Conn // nil: none open
+}
+
+// exchange sends one lease request to addr on the kept connection, or on
+// a new one when there is none to addr or the kept one fails (the leader
+// restarted, or closed it after TransportTimeout of silence).
+func (l *leaseConn) exchange(ctx context.Context, n *Node, addr string, request []byte) ([]byte, error) {
+	h := controlHandlers[kindLease]
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conn != nil && l.addr == addr {
+		answer, err := l.reuse(ctx, n.cfg.TransportTimeout, h, request)
+		if err == nil || errors.Is(err, ErrRefused) || ctx.Err() != nil {
+			return answer, err
+		}
+	}
+	l.closeLocked()
+	conn, stop, err := n.dialControl(ctx, addr, n.cfg.TransportTimeout)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := roundTrip(ctx, conn, h, []byte{kindLease}, request)
+	stop()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	l.conn, l.addr = conn, addr
+	return answer, nil
+}
+
+// reuse is one exchange on the kept connection, bounded by ctx (or by
+// fallback from now); the connection is dropped if it fails.
+func (l *leaseConn) reuse(ctx context.Context, fallback time.Duration, h controlHandler, request []byte) ([]byte, error) {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(fallback)
+	}
+	conn := l.conn
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	answer, err := roundTrip(ctx, conn, h, nil, request)
+	stop()
+	if err != nil && !errors.Is(err, ErrRefused) {
+		l.closeLocked()
+	}
+	return answer, err
+}
+
+// close drops the kept connection (Shutdown).
+func (l *leaseConn) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closeLocked()
+}
+
+func (l *leaseConn) closeLocked() {
+	if l.conn != nil {
+		l.conn.Close()
+		l.conn, l.addr = nil, ""
+	}
 }
 
 // serveLease answers one lease request.

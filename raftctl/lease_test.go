@@ -55,15 +55,81 @@ func TestMalformedLeaseRequestsAreRefusedWithAReason(t *testing.T) {
 		t.Errorf("granter called for a malformed request %+v", req)
 		return LeaseGrant{}, nil
 	})
+	// The lease connection stays open for the next renewal: one answer
+	// frame is read, not everything until the server closes.
 	for _, body := range []string{`not json`, `{}`, `{"node_id":""}`} {
 		payload := forwardRequest([]byte(body))
 		payload[0] = kindLease
-		status, answer := decodeAnswer(t, exchangeOn(t, authedConn(t, leader.Addr(), testSecret), payload, 2*time.Second))
-		if status != statusOK || !strings.Contains(string(answer), "node_id") {
+		conn := authedConn(t, leader.Addr(), testSecret)
+		if _, err := conn.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+		frame, err := readFrame(conn, maxLeaseAnswer)
+		if err != nil || len(frame) == 0 {
+			t.Fatalf("request %q: no answer frame (%v)", body, err)
+		}
+		if status, answer := frame[0], frame[1:]; status != statusOK || !strings.Contains(string(answer), "node_id") {
 			t.Errorf("request %q answered %q, want a refusal naming node_id", body, answer)
 		}
 	}
 	if err := leader.VerifyLeader(2 * time.Second); err != nil {
 		t.Fatalf("VerifyLeader on a single-node leader: %v", err)
+	}
+}
+
+// An agent renews its lease several times a second: its renewals share one
+// connection to the leader, which serves them one after another; a
+// connection the leader dropped (here after its idle timeout) is replaced
+// on the next renewal, and a client that sends one request and closes
+// still gets its answer.
+func TestLeaseRenewalsShareOneConnectionToTheLeader(t *testing.T) {
+	leader, nodes := startCluster(t, nil, "r1", "r2")
+	follower := followers(leader, nodes...)[0]
+	_, addr := follower.Leader()
+	grants := 0
+	leader.SetLeaseGranter(func(req LeaseRequest) (LeaseGrant, error) {
+		grants++
+		return LeaseGrant{Duration: time.Second, AppliedIndex: uint64(grants)}, nil
+	})
+	liveConns := func() int {
+		leader.controlMu.Lock()
+		defer leader.controlMu.Unlock()
+		return len(leader.controlConns)
+	}
+	renew := func() LeaseGrant {
+		t.Helper()
+		g, err := follower.RequestLease(ctxTimeout(t, 5*time.Second), addr, LeaseRequest{NodeID: "r2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	for i := 1; i <= 5; i++ {
+		if g := renew(); g.AppliedIndex != uint64(i) {
+			t.Fatalf("renewal %d got the answer of grant %d", i, g.AppliedIndex)
+		}
+	}
+	if n := liveConns(); n != 1 {
+		t.Fatalf("after 5 renewals the leader holds %d lease connections, want 1", n)
+	}
+
+	// The leader drops the connection (as after TransportTimeout of
+	// silence): the next renewal opens another.
+	leader.controlMu.Lock()
+	for c := range leader.controlConns {
+		c.Close()
+	}
+	leader.controlMu.Unlock()
+	eventually(t, 5*time.Second, "the leader's handler to end", func() bool { return liveConns() == 0 })
+	if g := renew(); g.AppliedIndex != 6 {
+		t.Fatalf("the renewal after a dropped connection got grant %d, want 6", g.AppliedIndex)
+	}
+
+	// One request per connection, as agents before the reuse sent them.
+	body := []byte(`{"node_id":"r2"}`)
+	answer, err := follower.exchange(ctxTimeout(t, 5*time.Second), addr, kindLease, body, time.Second)
+	if err != nil || !strings.Contains(string(answer), `"applied_index":7`) {
+		t.Fatalf("a one-shot lease exchange: %s, %v", answer, err)
 	}
 }

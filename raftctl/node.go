@@ -106,16 +106,23 @@ type Node struct {
 	// (SetLeaseGranter); nil refuses them.
 	leaseMu      sync.Mutex
 	leaseGranter LeaseGranter
+	// leaseConn is the connection kept to the leader for this agent's
+	// renewals (RequestLease).
+	leaseConn leaseConn
 
 	// guard watches the writes to raft.db (nil when InMemory); markPath is
 	// where this server's progress is recorded, lastMark what was last
-	// written there (integrity.go). loops counts the guard's probe and
-	// markLoop.
+	// written there (integrity.go). loops counts the guard's probe,
+	// markLoop and announceLoop.
 	guard    *storeGuard
 	markPath string
 	markMu   sync.Mutex
 	lastMark stateMark
 	loops    sync.WaitGroup
+
+	// announce wakes announceLoop after a command committed (announce.go);
+	// buffered 1, coalescing.
+	announce chan struct{}
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -254,12 +261,17 @@ func New(cfg *Config) (n *Node, err error) {
 		guard:        guard,
 		markPath:     markPath,
 		controlConns: make(map[net.Conn]struct{}),
+		announce:     make(chan struct{}, 1),
 		shutdownCh:   shutdownCh,
 	}
 	n.forwardTarget = n.Leader
 	n.changes, n.cancelChanges = f.changes.subscribe()
 	n.controlWG.Add(1)
 	go n.serveControl()
+	if cfg.AnnounceCommits {
+		n.loops.Add(1)
+		go func() { defer n.loops.Done(); n.announceLoop() }()
+	}
 	if guard != nil {
 		n.loops.Add(2)
 		go func() { defer n.loops.Done(); guard.probeLoop(stable) }()
@@ -447,6 +459,7 @@ func (n *Node) apply(data []byte) (failover.Result, error) {
 	if err := f.Error(); err != nil {
 		return failover.Result{}, mapRaftError(err)
 	}
+	n.announceCommits()
 	resp, ok := f.Response().(*applyResponse)
 	if !ok {
 		return failover.Result{}, fmt.Errorf("raftctl: unexpected FSM response %T", f.Response())
@@ -749,6 +762,7 @@ func (n *Node) Shutdown() error {
 		// Stop answering pings and forwarded writes first: a node on its
 		// way out is not a live peer.
 		n.closeControl()
+		n.leaseConn.close()
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
