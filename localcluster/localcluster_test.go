@@ -147,3 +147,21 @@ func TestASupervisedAgentIsStartedAgainAfterExitingZero(t *testing.T) {
 	}
 	a.Unsupervise()
 }
+
+func TestCPUTimeIsReadFromProcStatPastACommandNameWithSpaces(t *testing.T) {
+	stat := "4242 (agent (x) y) S 1 4242 4242 0 -1 4194560 1220 0 0 0 37 13 0 0 20 0 9 0 123 0 0"
+	got, err := parseStatCPU(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != 500*time.Millisecond {
+		t.Fatalf("utime 37 + stime 13 ticks = %v, want 500ms", got)
+	}
+	if _, err := parseStatCPU("4242 (agent) S 1 2"); err == nil {
+		t.Fatal("a truncated stat line was accepted")
+	}
+	own, err := ProcessCPUTime(os.Getpid())
+	if err != nil || own < 0 {
+		t.Fatalf("this test's own CPU time: %v, %v", own, err)
+	}
+}

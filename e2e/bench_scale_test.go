@@ -1,0 +1,168 @@
+package e2e
+
+// Benchmarks of a larger cluster of real agents on one machine: formation
+// to a balanced table, and the CPU every agent uses while nothing happens.
+// They run only under `go test -bench` (the figures and commands are in
+// docs/benchmarks.md); 50 agents never run in the default CI run.
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/localcluster"
+)
+
+// scalePartitions and scaleRF are the table of the issue's 50-agent
+// figures: 1,024 partitions, replication factor 3.
+const (
+	scalePartitions = 1024
+	scaleRF         = 3
+)
+
+// idleWindow is how long the CPU of an idle cluster is measured, and
+// idleQuiet how long the cluster is left alone before (no API polls, the
+// table balanced), so that the start-up work is not counted.
+const (
+	idleWindow = 30 * time.Second
+	idleQuiet  = 10 * time.Second
+)
+
+// BenchmarkIdleCPU starts 10, 25 and 50 agents (local profile, 1,024
+// partitions, RF 3), times formation to a balanced table, leaves the
+// cluster alone, then reads every agent's CPU time (utime + stime from
+// /proc) over idleWindow: the leader's share of a core next to the median
+// and the busiest other agent's.
+func BenchmarkIdleCPU(b *testing.B) {
+	for _, n := range []int{10, 25, 50} {
+		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
+			var leaders, medians, maxOthers []float64
+			var formed []time.Duration
+			for i := 0; i < b.N; i++ {
+				r := idleTrial(b, n)
+				leaders, medians, maxOthers = append(leaders, r.leader), append(medians, r.median), append(maxOthers, r.maxOther)
+				formed = append(formed, r.balanced)
+				b.Logf("%d agents: balanced %s s after start; idle CPU over %s: leader %.1f%%, median %.1f%%, busiest other %.1f%% of a core",
+					n, secs(r.balanced), idleWindow, r.leader, r.median, r.maxOther)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(slices.Max(leaders), "leader-%core")
+			b.ReportMetric(slices.Max(medians), "median-%core")
+			b.ReportMetric(slices.Max(maxOthers), "max-other-%core")
+			b.ReportMetric(median(formed).Seconds(), "balanced-s")
+		})
+	}
+}
+
+// idleResult is one idle trial: shares of one core, and the time from the
+// first process start to a balanced table.
+type idleResult struct {
+	leader, median, maxOther float64
+	balanced                 time.Duration
+}
+
+func idleTrial(b *testing.B, n int) idleResult {
+	c := newBenchCluster(b)
+	defer c.close()
+	start := time.Now()
+	nodes := c.startAll(n, "local", "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
+	var leader *node
+	// Polled every 250 ms, not benchPoll: 50 agents answering 50 polls
+	// every 20 ms would be most of what the machine does.
+	poll := 250 * time.Millisecond
+	localcluster.EventuallyEvery(b, poll, 120*time.Second, "a settled, balanced cluster", func() error {
+		if err := exitedEarly(nodes); err != nil {
+			return localcluster.Stop{Err: err}
+		}
+		l, err := settled(nodes, min(n, 5))
+		if err != nil {
+			return err
+		}
+		leader = l
+		return balancedTable(nodes, scaleRF)
+	})
+	balanced := time.Since(start)
+	// Not a synchronisation: the quiet period and the window are the
+	// measurement itself, time during which nothing may be asked of the
+	// agents.
+	time.Sleep(idleQuiet)
+	before := cpuTimes(b, nodes)
+	time.Sleep(idleWindow)
+	after := cpuTimes(b, nodes)
+	if err := exitedEarly(nodes); err != nil {
+		b.Fatal(err)
+	}
+	var others []float64
+	var r idleResult
+	for i, nd := range nodes {
+		share := 100 * (after[i] - before[i]).Seconds() / idleWindow.Seconds()
+		if nd == leader {
+			r.leader = share
+			continue
+		}
+		others = append(others, share)
+	}
+	slices.Sort(others)
+	r.median, r.maxOther = others[len(others)/2], others[len(others)-1]
+	r.balanced = balanced
+	return r
+}
+
+// cpuTimes reads the CPU time of every node's process.
+func cpuTimes(b *testing.B, nodes []*node) []time.Duration {
+	out := make([]time.Duration, len(nodes))
+	for i, nd := range nodes {
+		t, err := nd.CPUTime()
+		if err != nil {
+			b.Fatalf("CPU time of %s: %v", nd.ID, err)
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// balancedTable holds when the table is settled (a primary and rf copies
+// everywhere, nothing in flight) and every agent holds its share of the
+// copies and of the primaries, within one (equal weights, one zone).
+func balancedTable(nodes []*node, rf int) error {
+	as := agents(nodes)
+	if err := localcluster.TableSettled(as[:1], rf); err != nil {
+		return err
+	}
+	pt, err := as[0].Partitions()
+	if err != nil {
+		return err
+	}
+	copies, prims := map[string]int{}, map[string]int{}
+	for _, p := range pt.Partitions {
+		prims[p.Primary]++
+		copies[p.Primary]++
+		for _, r := range p.Replicas {
+			copies[r]++
+		}
+	}
+	n := len(nodes)
+	for _, nd := range nodes {
+		if err := withinShare("copies", nd.ID, copies[nd.ID], len(pt.Partitions)*rf, n); err != nil {
+			return err
+		}
+		if err := withinShare("primaries", nd.ID, prims[nd.ID], len(pt.Partitions), n); err != nil {
+			return err
+		}
+	}
+	if _, err := localcluster.SameTableAndLeader(as); err != nil {
+		return err
+	}
+	return nil
+}
+
+// withinShare checks that got lies in [floor(total/n), ceil(total/n)].
+func withinShare(what, id string, got, total, n int) error {
+	lo, hi := total/n, (total+n-1)/n
+	if got < lo || got > hi {
+		return fmt.Errorf("%s holds %d %s, its share is %d-%d", id, got, what, lo, hi)
+	}
+	return nil
+}
