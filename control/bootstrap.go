@@ -15,7 +15,8 @@ import (
 // Bootstrapping a new cluster. Every agent of the first cluster runs a
 // Bootstrapper (the agent calls Step every 100 ms) and they all compute
 // the same configuration: the BootstrapExpect agents with the smallest
-// node IDs among those gossip shows, each as a voter. Raft accepts
+// node IDs among those gossip shows, the first -voters of them as voters
+// and the rest as non-voters. Raft accepts
 // identical bootstraps on every node; an agent outside that set does not
 // bootstrap and is added by the leader later. Before bootstrapping, the
 // agent asks each peer whether it already has a raft log (peerInCluster).
@@ -32,7 +33,8 @@ const bootstrapStableFor = 500 * time.Millisecond
 // ready (alive, with raft's ID and address published).
 type bootstrapView struct {
 	ok bool
-	// servers are the first expect agents by node ID, all voters.
+	// servers are the first expect agents by node ID, the first of them
+	// voters (see bootstrapViewOf).
 	servers []raftctl.Server
 	// nodes are their gossip nodes, in the same order.
 	nodes []gossip.Node
@@ -42,8 +44,13 @@ type bootstrapView struct {
 	includesSelf bool
 }
 
-// bootstrapViewOf decides (purely) the configuration of a first cluster.
-func bootstrapViewOf(members []gossip.Node, expect int, self string) bootstrapView {
+// bootstrapViewOf decides (purely) the configuration of a first cluster:
+// the first expect agents by node ID, of which the first
+// targetVoters(voters, expect) vote (all of them when voters < 1) and the
+// rest join as non-voters. Fifty agents started together used to
+// bootstrap fifty voters: every election then needed 26 votes from busy
+// processes, and the leader demoted 45 of them right after.
+func bootstrapViewOf(members []gossip.Node, expect, voters int, self string) bootstrapView {
 	var ready []gossip.Node
 	for _, n := range members {
 		if n.State == gossip.StateAlive && n.Meta.RaftID != "" && n.Meta.RaftAddr != "" {
@@ -53,12 +60,16 @@ func bootstrapViewOf(members []gossip.Node, expect int, self string) bootstrapVi
 	if expect < 1 || len(ready) < expect {
 		return bootstrapView{}
 	}
+	nVoters := expect
+	if voters >= 1 {
+		nVoters = targetVoters(voters, expect)
+	}
 	sort.Slice(ready, func(i, j int) bool { return ready[i].ID < ready[j].ID })
 	v := bootstrapView{ok: true, nodes: ready[:expect]}
-	for _, n := range v.nodes {
+	for i, n := range v.nodes {
 		v.key += n.ID + "=" + n.Meta.RaftID + ";"
 		v.includesSelf = v.includesSelf || n.ID == self
-		v.servers = append(v.servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: true})
+		v.servers = append(v.servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: i < nVoters})
 	}
 	return v
 }
@@ -82,7 +93,7 @@ func (b *Bootstrapper) Step(ctx context.Context) (done bool) {
 	if c.raft.HasState() || c.knownLeader() {
 		return true
 	}
-	v := bootstrapViewOf(c.members.Members(), c.cfg.BootstrapExpect, c.cfg.NodeID)
+	v := bootstrapViewOf(c.members.Members(), c.cfg.BootstrapExpect, c.cfg.Voters, c.cfg.NodeID)
 	if !v.ok {
 		b.lastView = ""
 		return false

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -67,5 +68,36 @@ func TestTheFirstAgentsBootstrapTheSameConfigurationOnceTheirViewIsStable(t *tes
 	clk.Advance(bootstrapStableFor)
 	if !b.Step(ctx) || r.HasState() {
 		t.Fatal("bootstrapped beside a peer that already has a raft log")
+	}
+}
+
+// Fifty agents started together do not make fifty voters: the first five
+// by ID vote (the -voters target), the other 45 are in the first
+// configuration as non-voters, so that the first election needs three
+// votes, not 26, and no voter has to be demoted afterwards. A target above
+// the agents expected is capped at the largest odd number of them.
+func TestABigFirstClusterBootstrapsOnlyItsTargetOfVoters(t *testing.T) {
+	var ids []string
+	for i := 1; i <= 50; i++ {
+		ids = append(ids, fmt.Sprintf("n%02d", i))
+	}
+	v := bootstrapViewOf(newcomers(ids...).Members(), 50, 5, "n42")
+	if !v.ok || !v.includesSelf || len(v.servers) != 50 {
+		t.Fatalf("view %+v, want all 50 agents with n42 among them", v)
+	}
+	for i, s := range v.servers {
+		if want := i < 5; s.Voter != want || s.ID != ids[i]+"-r" {
+			t.Fatalf("server %d is %+v, want %s-r voter=%v", i, s, ids[i], want)
+		}
+	}
+	v = bootstrapViewOf(newcomers("a", "b", "c", "d").Members(), 4, 5, "a")
+	var voters []string
+	for _, s := range v.servers {
+		if s.Voter {
+			voters = append(voters, s.ID)
+		}
+	}
+	if !slices.Equal(voters, []string{"a-r", "b-r", "c-r"}) {
+		t.Fatalf("4 agents with a target of 5: voters %v, want the first 3", voters)
 	}
 }
