@@ -24,11 +24,15 @@ func FuzzAPIBodies(f *testing.F) {
 	}
 	f.Cleanup(func() { _ = a.Shutdown() })
 	handler := a.routes()
-	paths := []string{"/v1/maintenance", "/v1/keyring", "/v1/migrations/m1/complete", "/v1/migrations/m1/fail", "/v1/leave?force=false"}
+	paths := []string{"/v1/maintenance", "/v1/keyring", "/v1/migrations/m1/complete", "/v1/migrations/m1/fail", "/v1/leave?force=false",
+		"/v1/partitions/1/move", "/v1/members/fuzz/replace"}
 	f.Add(uint8(0), `{"enabled":false}`)
 	f.Add(uint8(1), `{"op":"list","key":"x"}`)
 	f.Add(uint8(3), `{"reason":"disk full"}`)
 	f.Add(uint8(2), `}{`)
+	f.Add(uint8(5), `{"node":"fuzz","primary":true}`)
+	f.Add(uint8(5), `{"unpin":true}`)
+	f.Add(uint8(6), `{"by":"fuzz"}`)
 	f.Fuzz(func(t *testing.T, which uint8, body string) {
 		path := paths[int(which)%len(paths)]
 		if strings.HasPrefix(path, "/v1/leave") {
