@@ -27,6 +27,15 @@ type AgeTracker struct {
 	// copyFailures: failover.CopyFailureKey: the failure count last seen
 	// and when it was first seen at that count.
 	copyFailures map[string]copyFailureEpisode
+	// placements: by partition, its epoch and when it was first seen.
+	placements []epochSeen
+}
+
+// epochSeen is a partition's placement (its epoch) and when this agent
+// first saw it, for the load hysteresis (failover.Ages.Moved).
+type epochSeen struct {
+	epoch uint64
+	seen  time.Duration
 }
 
 // copyFailureEpisode is one failure count of a copy-failure record: a new
@@ -89,6 +98,26 @@ func (t *AgeTracker) Observe(c *failover.Cluster, now time.Duration) ClusterAges
 		}
 	}
 	out.Plan.CopyFailures = t.observeCopyFailuresLocked(c, now)
+	out.Plan.Moved = t.observePlacementsLocked(c, now)
+	return out
+}
+
+// observePlacementsLocked dates each partition's current epoch from when
+// it was first seen and returns how long ago each placement changed.
+func (t *AgeTracker) observePlacementsLocked(c *failover.Cluster, now time.Duration) map[int]time.Duration {
+	if len(t.placements) != len(c.Partitions) {
+		t.placements = make([]epochSeen, len(c.Partitions))
+		for i, p := range c.Partitions {
+			t.placements[i] = epochSeen{epoch: p.Epoch, seen: now}
+		}
+	}
+	out := make(map[int]time.Duration, len(c.Partitions))
+	for i, p := range c.Partitions {
+		if t.placements[i].epoch != p.Epoch {
+			t.placements[i] = epochSeen{epoch: p.Epoch, seen: now}
+		}
+		out[i] = since(t.placements[i].seen, now)
+	}
 	return out
 }
 

@@ -43,6 +43,8 @@ type Controller struct {
 	events eventLog
 	// leases is the leader's ledger of primary leases.
 	leases *LeaseLedger
+	// load is the leader's memory of the apps' load and disk reports.
+	load *LoadBook
 	// leaving is set once this agent has begun to leave: it is then no
 	// longer a healthy server for voter planning.
 	leaving atomic.Bool
@@ -75,6 +77,11 @@ func New(cfg Config, deps Deps) *Controller {
 		ages:   NewAgeTracker(),
 		leases: NewLeaseLedger(cfg.Leases),
 	}
+	ttl := cfg.LoadReportTTL
+	if ttl <= 0 {
+		ttl = DefaultLoadReportTTL
+	}
+	c.load = NewLoadBook(ttl)
 	if c.clock == nil {
 		c.clock = NewSystemClock()
 	}
@@ -98,6 +105,9 @@ func (noObserver) Decided(string, []failover.Action) {}
 // Ages is the controller's age tracker (migrations and member statuses on
 // the monotonic clock); the agent feeds it every applied state.
 func (c *Controller) Ages() *AgeTracker { return c.ages }
+
+// Load is the leader's book of the apps' load and disk reports.
+func (c *Controller) Load() *LoadBook { return c.load }
 
 // Leases is the leader's lease ledger.
 func (c *Controller) Leases() *LeaseLedger { return c.leases }

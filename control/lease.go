@@ -221,6 +221,9 @@ func (c *Controller) LeaseRound() {
 // asking node is primary of in the leader's state, as far as the ledger
 // allows. A node that is not a live member gets contact but no partition.
 func (c *Controller) GrantLease(req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
+	if req.Load != nil {
+		c.load.Record(req.NodeID, *req.Load, req.LoadAge, c.clock.Elapsed())
+	}
 	var applied uint64
 	primaries, err := c.leases.Grant(time.Now(), c.raft.Term(), req.NodeID, func() map[int]uint64 {
 		out := map[int]uint64{}

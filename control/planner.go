@@ -34,7 +34,8 @@ func (c *Controller) planSeed() int64 { return int64(c.raft.Stats().Term) }
 // migrations and failures as this agent's monotonic clock measured them.
 func (c *Controller) PlanInput(state *failover.Cluster) failover.PlanInput {
 	ages := c.ages.Observe(state, c.clock.Elapsed())
-	return failover.PlanInput{Cluster: state, Ages: ages.Plan, Seed: c.planSeed(), Limits: c.planLimits()}
+	return failover.PlanInput{Cluster: state, Ages: ages.Plan, Seed: c.planSeed(), Limits: c.planLimits(),
+		Figures: c.load.Fresh(c.clock.Elapsed()), Load: c.cfg.Load}
 }
 
 // runPlanner applies one round of the plan, all its actions in one raft

@@ -166,4 +166,15 @@ type Config struct {
 	ReapAfter time.Duration
 	// Leases are the primary lease's timings (LeaseTimingsFor).
 	Leases LeaseTimings
+	// Load are the thresholds the planner applies to the apps' load and
+	// disk reports (failover.LoadPolicy; the zero value means its
+	// defaults).
+	Load failover.LoadPolicy
+	// LoadReportTTL: the leader plans without a node's report once it is
+	// older than this (0: DefaultLoadReportTTL).
+	LoadReportTTL time.Duration
 }
+
+// DefaultLoadReportTTL is how long the leader keeps an app's load report
+// without a newer one.
+const DefaultLoadReportTTL = 30 * time.Second

@@ -66,6 +66,7 @@ var controlHandlers = map[byte]controlHandler{
 	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing},
 	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
 	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
+	kindLoad:    {name: "load", maxRequest: 0, maxAnswer: maxLoadAnswer, serve: (*Node).serveLoad},
 }
 
 // Answer status bytes.

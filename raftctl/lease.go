@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/steward-dev/steward/failover"
 )
 
 // Primary leases travel on the raft port like forwarded writes:
@@ -26,6 +28,12 @@ const kindLease byte = 0xF2
 type LeaseRequest struct {
 	// NodeID is the logical node ID (-node-id) of the agent asking.
 	NodeID string `json:"node_id"`
+	// Load, when set, is the last load and disk report of the agent's
+	// app, and LoadAge how old it was when the request left: the figures
+	// ride on the renewals every agent sends the leader anyway, rather
+	// than on gossip metadata or raft (see control.LoadBook).
+	Load    *failover.NodeFigures `json:"load,omitempty"`
+	LoadAge time.Duration         `json:"load_age,omitempty"`
 }
 
 // LeaseGrant is the leader's answer to a LeaseRequest.
@@ -52,8 +60,14 @@ type LeaseGranter func(req LeaseRequest) (LeaseGrant, error)
 // leader, has no granter, or refused the request; the error text says why.
 var ErrNoLease = errors.New("raftctl: no lease granted")
 
-// maxLeaseRequest bounds a lease request frame: a node ID and JSON quotes.
-const maxLeaseRequest = 4 << 10
+// maxLeaseRequest bounds a lease request frame: a node ID and, at most,
+// one load report (the agent refuses a report of more than
+// MaxLoadReportCopies copies, which fits).
+const maxLeaseRequest = controlSmallRequest
+
+// MaxLoadReportCopies bounds the copies of one load report, so that a
+// lease request that carries it stays within maxLeaseRequest.
+const MaxLoadReportCopies = 16384
 
 // maxLeaseAnswer bounds a lease answer: at most failover.MaxPartitions
 // entries of a partition number and an epoch, about 2 MiB at the very

@@ -109,6 +109,9 @@ type Node struct {
 	// leaseConn is the connection kept to the leader for this agent's
 	// renewals (RequestLease).
 	leaseConn leaseConn
+	// loadSource answers load requests while this server leads
+	// (SetLoadSource); guarded by leaseMu too.
+	loadSource LoadSource
 
 	// guard watches the writes to raft.db (nil when InMemory); markPath is
 	// where this server's progress is recorded, lastMark what was last
