@@ -114,6 +114,8 @@ type Agent struct {
 	startIncarnation uint64
 	// holdingsMu serialises the app's holdings reports.
 	holdingsMu sync.Mutex
+	// appLoad is the app's last load report (load.go).
+	appLoad appLoad
 
 	// suspects are published in gossip metadata for the other agents.
 	suspects suspects
@@ -280,6 +282,8 @@ func (a *Agent) Start() (err error) {
 		Clock: a.clock, Logger: a.log, Observer: a.metrics, Restarter: memberRestarter{a},
 	})
 	a.raft.SetLeaseGranter(a.ctrl.GrantLease)
+	a.raft.SetLoadSource(a.loadSource)
+	a.metrics.registry.MustRegister(loadCollector{a})
 
 	gc.NodeID = a.cfg.NodeID
 	gc.BindAddr = a.cfg.Bind
@@ -656,6 +660,7 @@ func (a *Agent) controlConfig(hc health.Config) control.Config {
 		MaxMigrationsPerNode: a.cfg.MaxMigrationsPerNode, MaxMigrations: a.cfg.MaxMigrations,
 		InstantCopies: a.cfg.WebhookURL == "", ReapAfter: a.cfg.ReapAfter.D(),
 		Leases: a.leaseTimings,
+		Load:   a.loadPolicy(),
 	}
 }
 

@@ -63,6 +63,8 @@ func (a *Agent) routes() http.Handler {
 	mux.HandleFunc("POST /v1/migrations/{id}/complete", a.guardMutation(a.handleMigrationComplete))
 	mux.HandleFunc("POST /v1/migrations/{id}/fail", a.guardMutation(a.handleMigrationFail))
 	mux.HandleFunc("POST /v1/app/holdings", a.guardMutation(a.handleAppHoldings))
+	mux.HandleFunc("POST /v1/app/load", a.guardMutation(a.handleAppLoad))
+	mux.HandleFunc("GET /v1/load", a.handleLoad)
 	mux.HandleFunc("GET /v1/leave", a.handleLeaveProgress)
 	mux.HandleFunc("POST /v1/restart", a.guardMutation(a.handleRestart))
 	mux.HandleFunc("GET /v1/restart", a.handleRestartProgress)

@@ -105,6 +105,15 @@ type Config struct {
 	// failed node elsewhere (a node back in time resyncs instead).
 	// Promotions never wait.
 	ReplaceDelay Duration `json:"replace_delay"`
+	// DiskFullPct: a node whose app reports its disk fuller than this
+	// percentage sheds copies until it is under it (POST /v1/app/load).
+	DiskFullPct float64 `json:"disk_full_pct"`
+	// DiskHighPct: a node whose app reports its disk fuller than this
+	// percentage takes no new copies. At most DiskFullPct.
+	DiskHighPct float64 `json:"disk_high_pct"`
+	// LoadHysteresis: a partition whose placement changed less than this
+	// long ago is not moved or promoted for load.
+	LoadHysteresis Duration `json:"load_hysteresis"`
 	// ReapAfter is how long a member may stay failed or departed before the
 	// leader forgets it (agent force-leave does it at once). Measured on the
 	// leader's monotonic clock from when it saw the status change; an agent
@@ -200,6 +209,9 @@ func DefaultConfig() Config {
 		MaxMigrations:        32,
 		MigrationTimeout:     Duration(10 * time.Minute),
 		ReapAfter:            Duration(72 * time.Hour),
+		DiskFullPct:          95,
+		DiskHighPct:          92.5,
+		LoadHysteresis:       Duration(5 * time.Minute),
 		ProvisionGrace:       Duration(30 * time.Second),
 		Profile:              "lan",
 		LeaveTimeout:         Duration(30 * time.Second),
@@ -400,6 +412,15 @@ func (c Config) Validate() error {
 	}
 	if c.ReapAfter <= 0 {
 		return configErrorf("-reap-after: must be positive (failed members are forgotten after it)")
+	}
+	if !(c.DiskFullPct > 0 && c.DiskFullPct <= 100) {
+		return configErrorf("-disk-full: %v is not a percentage in (0, 100]", c.DiskFullPct)
+	}
+	if !(c.DiskHighPct > 0 && c.DiskHighPct <= c.DiskFullPct) {
+		return configErrorf("-disk-high: %v must be a percentage above 0 and at most -disk-full %v", c.DiskHighPct, c.DiskFullPct)
+	}
+	if c.LoadHysteresis < 0 {
+		return configErrorf("-load-hysteresis: must not be negative")
 	}
 	if c.ReapAfter <= c.ReplaceDelay {
 		return configErrorf("-reap-after: %s must be longer than -replace-delay %s (a member is not forgotten while its copies wait for it)", c.ReapAfter, c.ReplaceDelay)

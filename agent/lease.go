@@ -69,11 +69,13 @@ func (a *Agent) leaseLoop() { a.every(a.leaseTimings.Renew, a.renewLease) }
 func (a *Agent) renewLease() {
 	req := raftctl.LeaseRequest{NodeID: a.cfg.NodeID}
 	sent := time.Now()
+	leaderID, addr := a.raft.Leader()
+	req.Load, req.LoadAge = a.loadToSend(leaderID, sent)
 	var g raftctl.LeaseGrant
 	var err error
 	if a.raft.IsLeader() {
 		g, err = a.raft.GrantLocal(req)
-	} else if _, addr := a.raft.Leader(); addr != "" {
+	} else if addr != "" {
 		// A grant that arrives after half the lease is of little use.
 		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
 		g, err = a.raft.RequestLease(ctx, addr, req)
@@ -84,6 +86,9 @@ func (a *Agent) renewLease() {
 	if err != nil {
 		a.log.Trace("lease not renewed", "error", err)
 		return
+	}
+	if req.Load != nil {
+		a.loadSent(leaderID, sent)
 	}
 	a.lease.set(sent, g)
 }

@@ -35,6 +35,8 @@ type agentMetrics struct {
 	deliverySeconds  prometheus.Histogram
 	migrationSeconds prometheus.Histogram
 	copyFailures     *prometheus.CounterVec
+
+	loadReports *prometheus.CounterVec
 }
 
 // ObserveDelivery implements hooks.Observer: every webhook attempt.
@@ -193,6 +195,11 @@ func newAgentMetrics(nodeID, zone string) *agentMetrics {
 	m.copyFailures.WithLabelValues(nodeID, "app")
 	m.copyFailures.WithLabelValues(nodeID, "timeout")
 	m.registry.MustRegister(m.deliveries, m.deliveryRetries, m.deliverySeconds, m.migrationSeconds, m.copyFailures)
+	m.loadReports = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "steward", Name: "app_load_reports_total",
+		Help: "Load reports of the app (POST /v1/app/load) by result: accepted, or rejected (bad reports change nothing).",
+	}, []string{"result"})
+	m.registry.MustRegister(m.loadReports)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

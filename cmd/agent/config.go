@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -68,6 +69,9 @@ func runFlags(cfg *agent.Config) []flagSpec {
 		{"migration-timeout", "a copy not acknowledged within this is re-planned", &cfg.MigrationTimeout},
 		{"replace-delay", "wait before re-creating a failed node's copies elsewhere", &cfg.ReplaceDelay},
 		{"reap-after", "forget a member failed or departed for this long", &cfg.ReapAfter},
+		{"disk-full", "percentage of its disk above which a node sheds copies (from its app's load report)", (*floatValue)(&cfg.DiskFullPct)},
+		{"disk-high", "percentage of its disk above which a node takes no new copies", (*floatValue)(&cfg.DiskHighPct)},
+		{"load-hysteresis", "a partition moved less than this long ago is not moved again for load", &cfg.LoadHysteresis},
 		{"desired-nodes", "members the cluster should have in service (0: none); the leader asks -provision-url for hosts when short", (*intValue)(&cfg.DesiredNodes)},
 		{"provision-url", "the provisioner the leader asks for hosts (signed with -webhook-secret)", (*stringValue)(&cfg.ProvisionURL)},
 		{"provision-grace", "how long the cluster stays short of -desired-nodes before the provisioner is asked", &cfg.ProvisionGrace},
@@ -105,6 +109,18 @@ func (i *intValue) Set(v string) error {
 		return fmt.Errorf("not a whole number: %q", v)
 	}
 	*i = intValue(n)
+	return nil
+}
+
+type floatValue float64
+
+func (f *floatValue) String() string { return strconv.FormatFloat(float64(*f), 'g', -1, 64) }
+func (f *floatValue) Set(v string) error {
+	n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+		return fmt.Errorf("not a number: %q", v)
+	}
+	*f = floatValue(n)
 	return nil
 }
 
