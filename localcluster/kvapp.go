@@ -32,6 +32,8 @@ type KVApp struct {
 	// DataDir is its --data-dir (set by Start): it survives the app's
 	// restarts unless wiped.
 	DataDir string
+	// Args are flags given at every start, after the launcher's own.
+	Args []string
 }
 
 // NewKVApp declares a kvapp on a fresh port; it is not started.
@@ -72,6 +74,7 @@ func (k *KVApp) Start(agentAPIAddr, nodeDir string) error {
 	if k.LogLevel != "" {
 		args = append(args, "--log-level", k.LogLevel)
 	}
+	args = append(args, k.Args...)
 	cmd := exec.Command(k.Bin, args...)
 	k.RunAs(cmd)
 	if err := k.start(filepath.Base(nodeDir)+"'s app", cmd, nodeDir+".app.log"); err != nil {

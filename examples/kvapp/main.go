@@ -51,6 +51,9 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.APIToken, "api-token", "", "the agent's -api-token, for acknowledging copies and reporting holdings")
 	fs.DurationVar(&cfg.RetryBudget, "retry-budget", cfg.RetryBudget, "how long a client request retries while the cluster changes")
 	fs.DurationVar(&cfg.PeerTimeout, "peer-timeout", cfg.PeerTimeout, "timeout of one request to a peer or the agent")
+	fs.DurationVar(&cfg.LoadInterval, "load-interval", cfg.LoadInterval, "how often the app reports its load and disk to the agent")
+	fs.Int64Var(&cfg.DiskCapacity, "disk-capacity", 0, "simulate a disk of this many bytes in the load reports (0: report the data dir's file system)")
+	fs.Int64Var(&cfg.DiskReserved, "disk-reserved", 0, "bytes the simulated disk holds besides the data (with --disk-capacity)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,8 +78,11 @@ func parseFlags(args []string, stderr io.Writer) (Config, error) {
 		return cfg, fmt.Errorf("%w: --webhook-secret: %v", errUsage, err)
 	}
 	cfg.WebhookSecret = key
-	if cfg.RetryBudget <= 0 || cfg.PeerTimeout <= 0 {
-		return cfg, fmt.Errorf("%w: --retry-budget and --peer-timeout must be positive", errUsage)
+	if cfg.RetryBudget <= 0 || cfg.PeerTimeout <= 0 || cfg.LoadInterval <= 0 {
+		return cfg, fmt.Errorf("%w: --retry-budget, --peer-timeout and --load-interval must be positive", errUsage)
+	}
+	if cfg.DiskCapacity < 0 || cfg.DiskReserved < 0 || cfg.DiskReserved > cfg.DiskCapacity {
+		return cfg, fmt.Errorf("%w: --disk-reserved must be between 0 and --disk-capacity", errUsage)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

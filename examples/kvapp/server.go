@@ -59,6 +59,15 @@ type Config struct {
 	// keeps receiving forwarded writes while the agent's table here does
 	// not list it yet (the target's agent may be ahead of this one).
 	CopyTargetGrace time.Duration
+	// LoadInterval is how often the app reports its load and disk to its
+	// agent (load.go).
+	LoadInterval time.Duration
+	// DiskCapacity, when positive, simulates a disk of this many bytes in
+	// the load reports (used: the data file plus DiskReserved), instead of
+	// the data dir's file system, so that a full disk can be shown.
+	DiskCapacity int64
+	// DiskReserved is what the simulated disk holds besides the data.
+	DiskReserved int64
 	// Logger receives the app's logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -72,6 +81,7 @@ func DefaultConfig() Config {
 		TableMaxAge:     time.Second,
 		CopyAttempts:    5,
 		CopyTargetGrace: 30 * time.Second,
+		LoadInterval:    5 * time.Second,
 	}
 }
 
@@ -109,6 +119,10 @@ type server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	// requests counts the requests served per partition, for the load
+	// report.
+	requests requestCounter
+
 	// reported is set once the agent has taken this app's holdings
 	// report: until then webhooks are refused and the app is not healthy.
 	reported atomic.Bool
@@ -144,6 +158,9 @@ func newServer(cfg Config) (*server, error) {
 	}
 	if cfg.CopyTargetGrace <= 0 {
 		cfg.CopyTargetGrace = def.CopyTargetGrace
+	}
+	if cfg.LoadInterval <= 0 {
+		cfg.LoadInterval = def.LoadInterval
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -194,6 +211,7 @@ func newServer(cfg Config) (*server, error) {
 	s.lease.Start()
 	s.goBackground(func() { s.agent.runRouter(s.ctx) })
 	s.goBackground(s.reportHoldings)
+	s.goBackground(s.publishLoad)
 	for _, id := range s.store.primariesToSync() {
 		s.startSync(id)
 	}
@@ -450,10 +468,12 @@ func (s *server) localGet(ctx context.Context, key string) (opResult, error) {
 	if err != nil {
 		return opResult{}, err
 	}
-	value, ok, err := s.serveRead(v.partitionFor(key), key)
+	id := v.partitionFor(key)
+	value, ok, err := s.serveRead(id, key)
 	if err != nil {
 		return opResult{}, err
 	}
+	s.requests.add(id)
 	if !ok {
 		return opResult{status: http.StatusNotFound, body: []byte("not found\n")}, nil
 	}
@@ -482,6 +502,7 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 	if err := s.lease.Check(id, s.store.epochOf(id)); err != nil {
 		return err
 	}
+	s.requests.add(id)
 	w, err := s.store.primaryWrite(id, key, value)
 	if err != nil {
 		return err
@@ -738,6 +759,9 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	dests, fence, seq, err := s.store.applyReplicated(msg, msg.From)
+	if err == nil {
+		s.requests.add(msg.Partition)
+	}
 	switch {
 	case errors.Is(err, errNotHeld):
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
