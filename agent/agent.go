@@ -654,7 +654,7 @@ func (a *Agent) healthConfig() (health.Config, error) {
 func (a *Agent) controlConfig(hc health.Config) control.Config {
 	return control.Config{
 		NodeID: a.cfg.NodeID, RaftID: a.raftID,
-		BootstrapExpect: a.cfg.BootstrapExpect, Partitions: a.cfg.Partitions, ReplicationFactor: a.cfg.ReplicationFactor,
+		BootstrapExpect: a.cfg.BootstrapExpect, Partitions: a.cfg.bootstrapPartitions(), ReplicationFactor: a.cfg.bootstrapReplicationFactor(),
 		Voters: a.cfg.Voters, MaxFailed: a.cfg.MaxFailed, ProbeInterval: hc.ProbeInterval,
 		ReplaceDelay: a.cfg.ReplaceDelay.D(), MigrationTimeout: a.cfg.MigrationTimeout.D(),
 		MaxMigrationsPerNode: a.cfg.MaxMigrationsPerNode, MaxMigrations: a.cfg.MaxMigrations,

@@ -59,10 +59,18 @@ type Config struct {
 	// each other in gossip. 0 means this agent never bootstraps a cluster
 	// and waits to be added to an existing one.
 	BootstrapExpect int `json:"bootstrap_expect"`
-	// Partitions is how many partitions the cluster has (set at bootstrap).
+	// Partitions is how many partitions a new cluster's default resource
+	// gets (DefaultPartitions when 0). It only applies at bootstrap; an
+	// agent with stored state whose Partitions is set and differs from the
+	// stored setting refuses to start, so that a mistaken change is not
+	// silently ignored. 0, the default, takes whatever the cluster has: an
+	// agent that joins a cluster of 64 partitions restarts without a flag.
 	Partitions int `json:"partitions"`
-	// ReplicationFactor is the number of copies of each partition, primary
-	// included (set at bootstrap).
+	// ReplicationFactor is the number of copies of each partition of a new
+	// cluster's default resource, primary included (DefaultReplicationFactor
+	// when 0). Like Partitions, it only applies at bootstrap and a stored
+	// setting it contradicts stops the start; change it at run time with
+	// agent resource set-rf.
 	ReplicationFactor int `json:"replication_factor"`
 	// WebhookURL is the app's endpoint for partition events; empty means no
 	// app is attached and copies complete at once.
@@ -191,9 +199,18 @@ type Config struct {
 	LogJSON bool `json:"log_json"`
 }
 
+// DefaultPartitions and DefaultReplicationFactor are what a new cluster's
+// default resource gets when Config.Partitions or ReplicationFactor is 0.
+const (
+	DefaultPartitions        = 256
+	DefaultReplicationFactor = 3
+)
+
 // DefaultConfig returns the settings an agent runs with when nothing else is
 // given: loopback addresses, the usual ports (7946 gossip, 7947 raft, 7948
-// HTTP), 256 partitions of 3 copies, 5 voters, the lan profile.
+// HTTP), a new cluster of 256 partitions of 3 copies (Partitions and
+// ReplicationFactor 0: the cluster's own settings, those for a new one),
+// 5 voters, the lan profile.
 func DefaultConfig() Config {
 	return Config{
 		Bind:                 "127.0.0.1",
@@ -201,8 +218,6 @@ func DefaultConfig() Config {
 		RaftPort:             7947,
 		HTTPAddr:             "127.0.0.1:7948",
 		JoinTimeout:          Duration(60 * time.Second),
-		Partitions:           256,
-		ReplicationFactor:    3,
 		Voters:               5,
 		FailureThreshold:     3,
 		MaxMigrationsPerNode: 2,
@@ -389,10 +404,10 @@ func (c Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		return configErrorf("-bootstrap-expect: must not be negative")
 	}
-	if c.Partitions < 1 || c.Partitions > 65536 {
+	if c.Partitions < 0 || c.Partitions > 65536 {
 		return configErrorf("-partitions: %d is not between 1 and 65536", c.Partitions)
 	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+	if c.ReplicationFactor < 0 || c.ReplicationFactor > 7 {
 		return configErrorf("-replication-factor: %d is not between 1 and 7", c.ReplicationFactor)
 	}
 	if c.Voters < 1 || c.Voters%2 == 0 {
@@ -511,4 +526,20 @@ func (c Config) Validate() error {
 		return configErrorf("-log-level: %q is not trace, debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// bootstrapPartitions is the partition count a new cluster gets.
+func (c Config) bootstrapPartitions() int {
+	if c.Partitions == 0 {
+		return DefaultPartitions
+	}
+	return c.Partitions
+}
+
+// bootstrapReplicationFactor is the replication factor a new cluster gets.
+func (c Config) bootstrapReplicationFactor() int {
+	if c.ReplicationFactor == 0 {
+		return DefaultReplicationFactor
+	}
+	return c.ReplicationFactor
 }

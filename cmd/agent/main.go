@@ -264,7 +264,7 @@ func devConfig(fs *flag.FlagSet, args []string) (agent.Config, error) {
 	cfg.RaftPort = 0
 	cfg.Profile = "local"
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "host:port of the HTTP API")
-	fs.IntVar(&cfg.Partitions, "partitions", cfg.Partitions, "number of partitions")
+	fs.IntVar(&cfg.Partitions, "partitions", agent.DefaultPartitions, "number of partitions")
 	fs.StringVar(&cfg.WebhookURL, "webhook-url", "", "the app's webhook endpoint")
 	fs.StringVar(&cfg.AppAddr, "app-addr", "", "the app's data address (required with -webhook-url)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace, debug, info, warn or error")
