@@ -382,8 +382,9 @@ func kvPartition(key string, partitions int) int {
 	return failover.EvenKeyIndex(failover.KeyHash(key), partitions)
 }
 
-// loadAttempts is how many times loadKeys sends one write.
-const loadAttempts = 3
+// loadAttempts is how many times loadKeys sends one write (a pause, longer
+// each time, between two).
+const loadAttempts = 8
 
 // loadKeys writes keysPerPartition keys into every partition, each key to
 // its partition's primary app, from 32 concurrent writers, and returns the
@@ -431,14 +432,16 @@ func loadKeys(b *testing.B, apps []*appNode, leader *node, partitions, keysPerPa
 					return
 				}
 				k := keys[i]
-				// A write refused for a moment (a lease renewal late on a
-				// loaded machine: 503) is sent again, up to loadAttempts
-				// times; writing the same value twice is harmless.
+				// A write refused for a while (a lease renewal late on a
+				// machine with a load average of 30: 503) is sent again,
+				// up to loadAttempts times; writing the same value twice is
+				// harmless.
 				var err error
 				for attempt := 0; attempt < loadAttempts; attempt++ {
 					if err = putKey(client, primaryApp[kvPartition(k, partitions)], k, "v-"+k); err == nil {
 						break
 					}
+					time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
 				}
 				if err != nil {
 					failures.Add(1)
