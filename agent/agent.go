@@ -393,6 +393,25 @@ func (a *Agent) every(interval time.Duration, fn func()) {
 	}
 }
 
+// onChange runs fn after every change of the replicated state, and at
+// least every interval, until the agent shuts down; it is the body of the
+// loops that follow the state (run under goLoop).
+func (a *Agent) onChange(interval time.Duration, fn func()) {
+	changes, unsubscribe := a.raft.Subscribe()
+	defer unsubscribe()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-changes:
+		case <-ticker.C:
+		}
+		fn()
+	}
+}
+
 // goLoop runs fn in a goroutine owned by the agent: Shutdown waits for it.
 func (a *Agent) goLoop(name string, fn func()) {
 	a.wg.Add(1)

@@ -24,17 +24,24 @@ func resourcesOf(t *testing.T, a *Agent) map[string]ResourceView {
 	return out
 }
 
-func TestAnOperatorCreatesChangesAndDeletesAResourceOverTheAPI(t *testing.T) {
-	cfg := testConfig(t, "solo", t.TempDir())
-	cfg.BootstrapExpect = 1
-	cfg.ReplicationFactor = 1
-	cfg.APIToken = "s3cret"
+// startReady starts the agent of cfg and waits until it serves.
+func startReady(t *testing.T, cfg Config) *Agent {
+	t.Helper()
 	a := startAgent(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+func TestAnOperatorCreatesChangesAndDeletesAResourceOverTheAPI(t *testing.T) {
+	cfg := testConfig(t, "solo", t.TempDir())
+	cfg.BootstrapExpect = 1
+	cfg.ReplicationFactor = 1
+	cfg.APIToken = "s3cret"
+	a := startReady(t, cfg)
 	url := "http://" + a.HTTPAddr()
 	auth := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer s3cret"}
 
@@ -105,12 +112,7 @@ func TestARestartWithBootstrapFlagsThatContradictTheStoredOnesIsRefused(t *testi
 	cfg := testConfig(t, "solo", dir)
 	cfg.BootstrapExpect = 1
 	cfg.ReplicationFactor = 1
-	a := startAgent(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startReady(t, cfg)
 	if err := a.Shutdown(); err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +141,7 @@ func TestARestartWithBootstrapFlagsThatContradictTheStoredOnesIsRefused(t *testi
 	for _, flags := range []struct{ partitions, rf int }{{cfg.Partitions, cfg.ReplicationFactor}, {0, 0}} {
 		same := cfg
 		same.Partitions, same.ReplicationFactor = flags.partitions, flags.rf
-		again := startAgent(t, same)
-		if err := again.WaitReady(ctx); err != nil {
-			t.Fatalf("restart with -partitions %d -replication-factor %d: %v", flags.partitions, flags.rf, err)
-		}
+		again := startReady(t, same)
 		if st := again.Status(); st.Partitions != 32 {
 			t.Fatalf("after the restart: %+v", st)
 		}
@@ -156,12 +155,7 @@ func TestAManualSplitWithoutAnAppFinishesAtOnce(t *testing.T) {
 	cfg := testConfig(t, "solo", t.TempDir())
 	cfg.BootstrapExpect = 1
 	cfg.ReplicationFactor = 1
-	a := startAgent(t, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startReady(t, cfg)
 	url := "http://" + a.HTTPAddr()
 	hdr := map[string]string{"Content-Type": "application/json"}
 	for _, c := range []struct {

@@ -91,42 +91,34 @@ func (a *Agent) splitChildren(id int, epoch uint64) []failover.SplitChild {
 // splitLoop finishes the splits this node is to do: once its app has
 // acknowledged the partition.split at the parent's epoch (at once when no
 // app is attached: there is no data to split), it commits CmdFinishSplit.
-func (a *Agent) splitLoop() {
-	changes, unsubscribe := a.raft.Subscribe()
-	defer unsubscribe()
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-changes:
-		case <-ticker.C:
-		}
-		if !a.ready.Load() {
-			continue
-		}
-		var done []failover.SplitRequest
-		a.raft.Read(func(c *failover.Cluster) {
-			for i := range c.Partitions {
-				p := &c.Partitions[i]
-				if !p.Splitting() || p.SplitBy != a.cfg.NodeID || p.Primary != a.cfg.NodeID {
-					continue
-				}
-				if a.deliverer != nil {
-					if acked, ok := a.deliverer.AckedEpoch(p.ID); !ok || acked < p.Epoch {
-						continue
-					}
-				}
-				done = append(done, failover.SplitRequest{Partition: p.ID, Epoch: p.Epoch})
-			}
-		})
-		for _, s := range done {
-			if _, err := a.apply(failover.Command{Kind: failover.CmdFinishSplit, At: time.Now().UnixNano(), Node: a.cfg.NodeID, Split: &s}); err != nil {
-				a.log.Warn("finishing a split", "partition", s.Partition, "epoch", s.Epoch, "error", err)
+func (a *Agent) splitLoop() { a.onChange(250*time.Millisecond, a.finishSplits) }
+
+// finishSplits commits CmdFinishSplit for every split this node's app
+// has done.
+func (a *Agent) finishSplits() {
+	if !a.ready.Load() {
+		return
+	}
+	var done []failover.SplitRequest
+	a.raft.Read(func(c *failover.Cluster) {
+		for i := range c.Partitions {
+			p := &c.Partitions[i]
+			if !p.Splitting() || p.SplitBy != a.cfg.NodeID || p.Primary != a.cfg.NodeID {
 				continue
 			}
-			a.log.Info("split finished: the children are active", "partition", s.Partition)
+			if a.deliverer != nil {
+				if acked, ok := a.deliverer.AckedEpoch(p.ID); !ok || acked < p.Epoch {
+					continue
+				}
+			}
+			done = append(done, failover.SplitRequest{Partition: p.ID, Epoch: p.Epoch})
 		}
+	})
+	for _, s := range done {
+		if _, err := a.apply(failover.Command{Kind: failover.CmdFinishSplit, At: time.Now().UnixNano(), Node: a.cfg.NodeID, Split: &s}); err != nil {
+			a.log.Warn("finishing a split", "partition", s.Partition, "epoch", s.Epoch, "error", err)
+			continue
+		}
+		a.log.Info("split finished: the children are active", "partition", s.Partition)
 	}
 }

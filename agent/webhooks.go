@@ -91,24 +91,14 @@ func (a *Agent) startWebhooks() error {
 // would tell the app to release what it still holds). It also tells the
 // app when its node rejoined the cluster.
 func (a *Agent) desiredLoop() {
-	changes, unsubscribe := a.raft.Subscribe()
-	defer unsubscribe()
-	ticker := time.NewTicker(time.Second)
-	defer ticker.Stop()
 	// The incarnation the app was last told about survives restarts, so
 	// that a node that comes back (and is re-registered before this agent
 	// has caught up) still tells its app it rejoined.
 	incPath := filepath.Join(a.cfg.DataDir, "incarnation")
 	lastIncarnation := a.startIncarnation
-	for {
-		select {
-		case <-a.ctx.Done():
-			return
-		case <-changes:
-		case <-ticker.C:
-		}
+	a.onChange(time.Second, func() {
 		if !a.ready.Load() {
-			continue
+			return
 		}
 		var desired map[int]hooks.Assignment
 		var me failover.Member
@@ -129,7 +119,7 @@ func (a *Agent) desiredLoop() {
 			}
 		}
 		a.deliverer.SetDesired(desired)
-	}
+	})
 }
 
 // readIncarnation reads the incarnation saved in the data dir: 0 if there

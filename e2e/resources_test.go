@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/steward-dev/steward/localcluster"
 )
 
 // Resources and splits on a real cluster of agents and kvapps.
@@ -36,16 +38,7 @@ func resourceCopies(nodes []*appNode, rf map[string]int) error {
 			return fmt.Errorf("no partition of %s", r)
 		}
 	}
-	for _, an := range nodes {
-		st, err := an.Status()
-		if err != nil {
-			return err
-		}
-		if st.Undelivered != 0 {
-			return fmt.Errorf("%s has %d undelivered events", an.ID, st.Undelivered)
-		}
-	}
-	return nil
+	return localcluster.AllDelivered(agents(plainNodes(nodes)))
 }
 
 // TestTwoResourcesRFChangesAndASplitUnderWrites: a second resource with

@@ -239,18 +239,25 @@ func (c *Cluster) applyDeleteResource(cmd Command) (Result, error) {
 		if p.Resource != name || p.Retired {
 			continue
 		}
-		p.Retired = true
-		p.Primary = ""
-		p.Replicas = []string{}
-		p.Migrations = nil
-		p.DataLost = false
-		p.Pins = nil
-		p.CopyFailures = nil
-		p.Epoch++
+		p.retire()
 		res.Applied++
 		res.Changed = append(res.Changed, p.ID)
 	}
 	return res, nil
+}
+
+// retire empties p for good (a deleted resource's partition, a split
+// parent): no copies, nothing in flight, no pins; its epoch goes up, so
+// that every holder's agent releases it and no plan made before applies.
+func (p *Partition) retire() {
+	p.Retired = true
+	p.Primary = ""
+	p.Replicas = []string{}
+	p.Migrations = nil
+	p.DataLost = false
+	p.Pins = nil
+	p.CopyFailures = nil
+	p.Epoch++
 }
 
 // applySetReplicationFactor changes a resource's replication factor. The

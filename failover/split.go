@@ -158,13 +158,7 @@ func (c *Cluster) applyFinishSplit(cmd Command) (Result, error) {
 		child.Epoch = p.Epoch + 1
 		changed = append(changed, ch)
 	}
-	p.Retired = true
-	p.Primary = ""
-	p.Replicas = []string{}
-	p.Migrations = nil
-	p.Pins = nil
-	p.CopyFailures = nil
-	p.Epoch++
+	p.retire()
 	sort.Ints(changed)
 	return Result{Applied: 1, Changed: changed}, nil
 }

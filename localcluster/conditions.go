@@ -107,6 +107,12 @@ func TableSettled(agents []*Agent, rf int) error {
 			return fmt.Errorf("partition %d: primary %q replicas %v migrations %d", p.ID, p.Primary, p.Replicas, len(p.Migrations))
 		}
 	}
+	return AllDelivered(agents)
+}
+
+// AllDelivered is nil once every agent's app has acknowledged every
+// webhook it was sent.
+func AllDelivered(agents []*Agent) error {
 	for _, a := range agents {
 		st, err := a.Status()
 		if err != nil {
