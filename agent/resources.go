@@ -123,20 +123,26 @@ func (a *Agent) handleResourceCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleResourceChange is PATCH /v1/resources/{name} with
-// {"replication_factor": R}: the planner then adds the copies (add before
-// remove) or drops the surplus ones.
+// {"replication_factor": R} and/or {"target_size_bytes": N}: with a new
+// replication factor the planner then adds the copies (add before remove)
+// or drops the surplus ones; with a target size partitions above it are
+// split automatically (0: never).
 func (a *Agent) handleResourceChange(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var body struct {
-		ReplicationFactor *int `json:"replication_factor"`
+		ReplicationFactor *int   `json:"replication_factor"`
+		TargetSize        *int64 `json:"target_size_bytes"`
 	}
-	if err := decodeStrict(w, r, &body); err != nil || body.ReplicationFactor == nil {
-		writeError(w, http.StatusBadRequest, `body must be {"replication_factor": R}`)
+	if err := decodeStrict(w, r, &body); err != nil || body.ReplicationFactor == nil && body.TargetSize == nil {
+		writeError(w, http.StatusBadRequest, `body must be {"replication_factor": R} and/or {"target_size_bytes": N}`)
 		return
 	}
-	rf := *body.ReplicationFactor
-	if rf < 1 || rf > failover.MaxReplicationFactor {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("replication factor must be between 1 and %d, got %d", failover.MaxReplicationFactor, rf))
+	if rf := body.ReplicationFactor; rf != nil && (*rf < 1 || *rf > failover.MaxReplicationFactor) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("replication factor must be between 1 and %d, got %d", failover.MaxReplicationFactor, *rf))
+		return
+	}
+	if ts := body.TargetSize; ts != nil && *ts < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the target size must not be negative, got %d", *ts))
 		return
 	}
 	var cur failover.Resource
@@ -146,13 +152,23 @@ func (a *Agent) handleResourceChange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no resource %q", name))
 		return
 	}
-	if _, err := a.apply(failover.Command{Kind: failover.CmdSetReplicationFactor, At: time.Now().UnixNano(), Resource: &failover.Resource{Name: name, ReplicationFactor: rf}}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "replication factor not changed: "+err.Error())
-		return
+	if rf := body.ReplicationFactor; rf != nil {
+		if _, err := a.apply(failover.Command{Kind: failover.CmdSetReplicationFactor, At: time.Now().UnixNano(), Resource: &failover.Resource{Name: name, ReplicationFactor: *rf}}); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "replication factor not changed: "+err.Error())
+			return
+		}
+		a.log.Info("replication factor changed", "resource", name, "from", cur.ReplicationFactor, "to", *rf)
+		cur.ReplicationFactor = *rf
 	}
-	a.log.Info("replication factor changed", "resource", name, "from", cur.ReplicationFactor, "to", rf)
+	if ts := body.TargetSize; ts != nil {
+		if _, err := a.apply(failover.Command{Kind: failover.CmdSetTargetSize, At: time.Now().UnixNano(), Resource: &failover.Resource{Name: name, TargetSize: *ts}}); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "target size not changed: "+err.Error())
+			return
+		}
+		a.log.Info("target size changed", "resource", name, "from", cur.TargetSize, "to", *ts)
+		cur.TargetSize = *ts
+	}
 	a.kickLeader()
-	cur.ReplicationFactor = rf
 	writeJSON(w, http.StatusOK, cur)
 }
 

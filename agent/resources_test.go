@@ -74,6 +74,8 @@ func TestAnOperatorCreatesChangesAndDeletesAResourceOverTheAPI(t *testing.T) {
 		{"POST", "/v1/resources", `{"name":"x","partitions":0,"replication_factor":1}`, auth, http.StatusBadRequest},
 		{"POST", "/v1/resources", `{"name":"x","partitions":2,"replication_factor":1,"extra":1}`, auth, http.StatusBadRequest},
 		{"PATCH", "/v1/resources/orders", `{"replication_factor":9}`, auth, http.StatusBadRequest},
+		{"PATCH", "/v1/resources/orders", `{"target_size_bytes":-1}`, auth, http.StatusBadRequest},
+		{"PATCH", "/v1/resources/orders", `{}`, auth, http.StatusBadRequest},
 		{"PATCH", "/v1/resources/nope", `{"replication_factor":1}`, auth, http.StatusNotFound},
 		{"DELETE", "/v1/resources/default", `{}`, auth, http.StatusBadRequest},
 		{"DELETE", "/v1/resources/nope", `{}`, auth, http.StatusNotFound},
@@ -94,6 +96,12 @@ func TestAnOperatorCreatesChangesAndDeletesAResourceOverTheAPI(t *testing.T) {
 	}
 	if r := resourcesOf(t, a)["orders"]; r.ReplicationFactor != 2 || r.UnderReplicated != 8 {
 		t.Fatalf("after RF 2 on one node: %+v", r)
+	}
+	if code, msg := request(t, "PATCH", url+"/v1/resources/default", auth, `{"target_size_bytes":4096}`); code != http.StatusOK {
+		t.Fatalf("set the default resource's target size: %d %s", code, msg)
+	}
+	if r := resourcesOf(t, a)["default"]; r.TargetSize != 4096 || r.ReplicationFactor != 1 {
+		t.Fatalf("after the target size change: %+v", r)
 	}
 
 	if code, msg := request(t, "DELETE", url+"/v1/resources/orders", auth, `{}`); code != http.StatusOK {

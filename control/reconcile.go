@@ -12,7 +12,8 @@ import (
 // restarts, mark failures (and restarts that overstay their grace), forget
 // members gone for good, end replacements whose old node is gone, keep the
 // raft configuration in line with the members, keep the voter count at its
-// target, apply one round of the planner and take the next step of a
+// target, apply one round of the planner, start the automatic splits the
+// apps' size reports call for and take the next step of a
 // rolling restart. Each step
 // is idempotent, so that a new leader simply finishes what its predecessor
 // left half-done; the agent calls it on every change and every second
@@ -47,6 +48,9 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 		return err
 	}
 	if err := c.runPlanner(ctx); err != nil {
+		return err
+	}
+	if err := c.runSplits(ctx); err != nil {
 		return err
 	}
 	return c.driveRollingRestart(ctx)

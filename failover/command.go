@@ -90,6 +90,9 @@ const (
 	// retires it, once the app of Node (its primary) split the data at the
 	// parent's epoch Command.Split.Epoch.
 	CmdFinishSplit CommandKind = "finish_split"
+	// CmdSetTargetSize sets the target size (automatic splits) of the
+	// resource named by Command.Resource to its TargetSize.
+	CmdSetTargetSize CommandKind = "set_target_size"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -235,6 +238,8 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		return c.applySplit(cmd)
 	case CmdFinishSplit:
 		return c.applyFinishSplit(cmd)
+	case CmdSetTargetSize:
+		return Result{}, c.applySetTargetSize(cmd)
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)

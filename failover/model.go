@@ -290,6 +290,9 @@ type Cluster struct {
 	// DefaultReplicationFactor, when not 0, is the default resource's
 	// replication factor as changed at run time (CmdSetReplicationFactor).
 	DefaultReplicationFactor int `json:"default_replication_factor,omitempty"`
+	// DefaultTargetSize is the default resource's target size
+	// (CmdSetTargetSize; 0: no automatic splits).
+	DefaultTargetSize int64 `json:"default_target_size_bytes,omitempty"`
 	// Members by node ID.
 	Members map[string]Member `json:"members"`
 	// Partitions indexed by ID.
@@ -326,6 +329,7 @@ func (c *Cluster) Clone() *Cluster {
 		Rolling:       c.Rolling.Clone(),
 
 		DefaultReplicationFactor: c.DefaultReplicationFactor,
+		DefaultTargetSize:        c.DefaultTargetSize,
 	}
 	if c.Resources != nil {
 		out.Resources = append([]Resource(nil), c.Resources...)

@@ -50,6 +50,9 @@ func (r Resource) Validate() error {
 	if err := ValidateResourceName(r.Name); err != nil {
 		return err
 	}
+	if r.TargetSize < 0 {
+		return fmt.Errorf("failover: resource %q: the target size must not be negative, got %d", r.Name, r.TargetSize)
+	}
 	return Settings{Partitions: r.Partitions, ReplicationFactor: r.ReplicationFactor}.Validate()
 }
 
@@ -89,7 +92,7 @@ func (c *Cluster) Resource(name string) (Resource, bool) {
 		if !c.Bootstrapped {
 			return Resource{}, false
 		}
-		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.defaultReplicationFactor()}, true
+		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.defaultReplicationFactor(), TargetSize: c.DefaultTargetSize}, true
 	}
 	for _, r := range c.Resources {
 		if r.Name == name {
@@ -288,6 +291,33 @@ func (c *Cluster) applySetReplicationFactor(cmd Command) error {
 	return fmt.Errorf("%w %q", ErrUnknownResource, name)
 }
 
+// applySetTargetSize sets the target size of the resource named by
+// cmd.Resource to its TargetSize (0: no automatic splits).
+func (c *Cluster) applySetTargetSize(cmd Command) error {
+	if cmd.Resource == nil {
+		return errors.New("failover: target size change without a resource")
+	}
+	size := cmd.Resource.TargetSize
+	if size < 0 {
+		return fmt.Errorf("failover: the target size must not be negative, got %d", size)
+	}
+	name := cmd.Resource.Name
+	if name == DefaultResource {
+		if !c.Bootstrapped {
+			return errors.New("failover: target size changed before bootstrap")
+		}
+		c.DefaultTargetSize = size
+		return nil
+	}
+	for i := range c.Resources {
+		if c.Resources[i].Name == name {
+			c.Resources[i].TargetSize = size
+			return nil
+		}
+	}
+	return fmt.Errorf("%w %q", ErrUnknownResource, name)
+}
+
 // validateResources checks the resource invariants of a bootstrapped
 // cluster: known, distinct resources; every partition of a known resource
 // or retired; the active partitions of each resource cover its key space
@@ -295,6 +325,9 @@ func (c *Cluster) applySetReplicationFactor(cmd Command) error {
 func (c *Cluster) validateResources() error {
 	if rf := c.DefaultReplicationFactor; rf < 0 || rf > MaxReplicationFactor {
 		return fmt.Errorf("failover: default replication factor %d out of range", rf)
+	}
+	if c.DefaultTargetSize < 0 {
+		return fmt.Errorf("failover: default target size %d is negative", c.DefaultTargetSize)
 	}
 	seen := map[string]bool{DefaultResource: true}
 	for _, r := range c.Resources {

@@ -71,6 +71,9 @@ func TestResourceCommandsRefuseBadInputAndChangeNothing(t *testing.T) {
 		{Kind: CmdDeleteResource, Resource: &Resource{Name: "nope"}},
 		{Kind: CmdSetReplicationFactor, Resource: &Resource{Name: "orders", ReplicationFactor: 0}},
 		{Kind: CmdSetReplicationFactor, Resource: &Resource{Name: "nope", ReplicationFactor: 2}},
+		{Kind: CmdSetTargetSize, Resource: &Resource{Name: "orders", TargetSize: -1}},
+		{Kind: CmdSetTargetSize, Resource: &Resource{Name: "nope", TargetSize: 10}},
+		{Kind: CmdCreateResource, Resource: &Resource{Name: "x", Partitions: 2, ReplicationFactor: 1, TargetSize: -5}},
 	}
 	for _, cmd := range bad {
 		if _, err := c.Apply(cmd); err == nil {
@@ -79,6 +82,11 @@ func TestResourceCommandsRefuseBadInputAndChangeNothing(t *testing.T) {
 	}
 	if after, _ := json.Marshal(c); string(after) != string(before) {
 		t.Fatalf("refused commands changed the cluster")
+	}
+	mustApply(t, c, Command{Kind: CmdSetTargetSize, Resource: &Resource{Name: DefaultResource, TargetSize: 4096}})
+	mustApply(t, c, Command{Kind: CmdSetTargetSize, Resource: &Resource{Name: "orders", TargetSize: 8192}})
+	if rs := c.ResourceList(); rs[0].TargetSize != 4096 || rs[1].TargetSize != 8192 {
+		t.Fatalf("target sizes: %+v", rs)
 	}
 	_, err := c.Apply(Command{Kind: CmdDeleteResource, Resource: &Resource{Name: "nope"}})
 	if !errors.Is(err, ErrUnknownResource) || !strings.Contains(err.Error(), "nope") {

@@ -254,3 +254,23 @@ func PlanSplits(c *Cluster, sizes map[int]int64) []SplitRequest {
 	}
 	return out
 }
+
+// PrimarySizes are the partitions' sizes as their primaries' apps last
+// reported them (figs), the input of PlanSplits: a partition whose primary
+// has not reported it is left out.
+func PrimarySizes(c *Cluster, figs *Figures) map[int]int64 {
+	if c == nil || figs == nil {
+		return nil
+	}
+	out := map[int]int64{}
+	for i := range c.Partitions {
+		p := &c.Partitions[i]
+		if p.Primary == "" || p.Retired || p.SplitPending {
+			continue
+		}
+		if cf, ok := figs.Nodes[p.Primary].Copies[p.ID]; ok {
+			out[p.ID] = cf.Size
+		}
+	}
+	return out
+}

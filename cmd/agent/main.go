@@ -30,7 +30,8 @@ Commands:
   partitions  show the partition table (-resource NAME: one resource's)
   resource    create, list or delete resources, or change one's
               replication factor (create NAME -partitions N
-              -replication-factor R | list | delete NAME | set-rf NAME R)
+              -replication-factor R [-target-size BYTES] | list |
+              delete NAME | set-rf NAME R | set-target-size NAME BYTES)
   split       split partition P of RESOURCE in two (split RESOURCE P)
   leave       make the agent leave the cluster gracefully, showing progress
   restart     planned restart: hand primaries over, keep copies, exit 0

@@ -18,7 +18,7 @@ import (
 // cmdResource is `agent resource create|list|delete|set-rf`: named
 // resources, each with its own partitions and replication factor.
 func cmdResource(args []string, stdout, stderr io.Writer) error {
-	const usage = "resource: say create NAME -partitions N -replication-factor R, list, delete NAME, or set-rf NAME R"
+	const usage = "resource: say create NAME -partitions N -replication-factor R [-target-size BYTES], list, delete NAME, set-rf NAME R, or set-target-size NAME BYTES"
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usagef(usage)
 	}
@@ -32,6 +32,7 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 	cf.register(fs)
 	partitions := fs.Int("partitions", 0, "number of partitions of the new resource (create)")
 	rf := fs.Int("replication-factor", 0, "copies of each partition, primary included (create)")
+	targetSize := fs.Int64("target-size", 0, "bytes above which a partition is split automatically, ±20% (create; 0: never)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -41,7 +42,7 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 	if err := cf.resolve(); err != nil {
 		return err
 	}
-	want := map[string]int{"create": 1, "list": 0, "delete": 1, "set-rf": 2}
+	want := map[string]int{"create": 1, "list": 0, "delete": 1, "set-rf": 2, "set-target-size": 2}
 	n, known := want[verb]
 	if !known {
 		return usagef(usage)
@@ -56,7 +57,10 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 		if *partitions < 1 || *rf < 1 {
 			return usagef("resource create: give -partitions N and -replication-factor R")
 		}
-		body := failover.Resource{Name: positional[0], Partitions: *partitions, ReplicationFactor: *rf}
+		if *targetSize < 0 {
+			return usagef("resource create: -target-size must not be negative")
+		}
+		body := failover.Resource{Name: positional[0], Partitions: *partitions, ReplicationFactor: *rf, TargetSize: *targetSize}
 		var out failover.Resource
 		if err := cf.post("/v1/resources", body, &out); err != nil {
 			return err
@@ -80,6 +84,16 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "resource %s: replication factor %d (copies are added or dropped as the planner gets to them)\n", positional[0], r)
+	case "set-target-size":
+		size, err := strconv.ParseInt(positional[1], 10, 64)
+		if err != nil || size < 0 {
+			return usagef("resource set-target-size: %q is not a number of bytes", positional[1])
+		}
+		body, _ := json.Marshal(map[string]int64{"target_size_bytes": size})
+		if _, err := cf.do(http.MethodPatch, "/v1/resources/"+url.PathEscape(positional[0]), body, nil, 60*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resource %s: target size %d bytes (0: no automatic splits)\n", positional[0], size)
 	}
 	return nil
 }
@@ -95,9 +109,13 @@ func resourceList(cf clientFlags, stdout io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tPARTITIONS\tREPLICATION FACTOR\tUNDER-REPLICATED")
+	fmt.Fprintln(tw, "RESOURCE\tPARTITIONS\tREPLICATION FACTOR\tUNDER-REPLICATED\tTARGET SIZE")
 	for _, r := range resp.Resources {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.Name, r.ActivePartitions, r.ReplicationFactor, r.UnderReplicated)
+		target := "-"
+		if r.TargetSize > 0 {
+			target = strconv.FormatInt(r.TargetSize, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r.Name, r.ActivePartitions, r.ReplicationFactor, r.UnderReplicated, target)
 	}
 	return tw.Flush()
 }
