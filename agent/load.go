@@ -146,20 +146,21 @@ func (a *Agent) loadSent(leader string, sent time.Time) {
 	a.appLoad.mu.Unlock()
 }
 
-// loadAnswer is GET /v1/load.
-type loadAnswer struct {
+// LoadView is GET /v1/load: the apps' figures as the leader holds them.
+type LoadView struct {
 	// Leader is the node whose figures these are.
-	Leader      string           `json:"leader"`
-	DiskFullPct float64          `json:"disk_full_pct"`
-	DiskHighPct float64          `json:"disk_high_pct"`
-	Nodes       []nodeLoadAnswer `json:"nodes"`
+	Leader      string         `json:"leader"`
+	DiskFullPct float64        `json:"disk_full_pct"`
+	DiskHighPct float64        `json:"disk_high_pct"`
+	Nodes       []NodeLoadView `json:"nodes"`
 	// Partitions are the figures of every partition some holder reported:
 	// the primary's load (the largest a holder reported without it) and
 	// the largest size.
-	Partitions []partitionLoadAnswer `json:"partitions"`
+	Partitions []PartitionLoadView `json:"partitions"`
 }
 
-type nodeLoadAnswer struct {
+// NodeLoadView is one node's report in GET /v1/load.
+type NodeLoadView struct {
 	Node string `json:"node"`
 	// AgeMS is how old the report is.
 	AgeMS int64 `json:"age_ms"`
@@ -174,7 +175,8 @@ type nodeLoadAnswer struct {
 	Over string `json:"over"`
 }
 
-type partitionLoadAnswer struct {
+// PartitionLoadView is one partition's figures in GET /v1/load.
+type PartitionLoadView struct {
 	Partition int     `json:"partition"`
 	SizeBytes int64   `json:"size_bytes"`
 	Load      float64 `json:"load"`
@@ -182,14 +184,14 @@ type partitionLoadAnswer struct {
 
 // loadFigures is the leader's answer to GET /v1/load, built from its book
 // and its state.
-func (a *Agent) loadFigures() loadAnswer {
-	out := loadAnswer{Leader: a.cfg.NodeID, DiskFullPct: a.cfg.DiskFullPct, DiskHighPct: a.cfg.DiskHighPct,
-		Nodes: []nodeLoadAnswer{}, Partitions: []partitionLoadAnswer{}}
+func (a *Agent) loadFigures() LoadView {
+	out := LoadView{Leader: a.cfg.NodeID, DiskFullPct: a.cfg.DiskFullPct, DiskHighPct: a.cfg.DiskHighPct,
+		Nodes: []NodeLoadView{}, Partitions: []PartitionLoadView{}}
 	reports := a.ctrl.Load().Reports(a.clock.Elapsed())
 	byNode := map[string]failover.NodeFigures{}
 	for _, r := range reports {
 		byNode[r.Node] = r.Figures
-		n := nodeLoadAnswer{Node: r.Node, AgeMS: r.Age.Milliseconds(), Copies: len(r.Figures.Copies),
+		n := NodeLoadView{Node: r.Node, AgeMS: r.Age.Milliseconds(), Copies: len(r.Figures.Copies),
 			DiskCapacityBytes: r.Figures.DiskCapacity, DiskUsedBytes: r.Figures.DiskUsed}
 		for _, c := range r.Figures.Copies {
 			n.Load += c.Load
@@ -210,7 +212,7 @@ func (a *Agent) loadFigures() loadAnswer {
 	}
 	a.raft.Read(func(c *failover.Cluster) {
 		for _, p := range c.Partitions {
-			var pl partitionLoadAnswer
+			var pl PartitionLoadView
 			seen, primary := false, false
 			for _, h := range p.Holders() {
 				cf, ok := byNode[h].Copies[p.ID]
@@ -260,7 +262,7 @@ func (a *Agent) handleLoad(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, "asking the leader for its load figures: "+err.Error())
 		return
 	}
-	var out loadAnswer
+	var out LoadView
 	if err := json.Unmarshal(body, &out); err != nil {
 		writeError(w, http.StatusBadGateway, "the leader's load figures do not decode: "+err.Error())
 		return

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -322,6 +323,20 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 		_, err = stdout.Write(raw)
 		return err
 	}
+	// The apps' figures live on the leader; without them (no report, no
+	// leader) the size and load columns show "-".
+	var load agent.LoadView
+	if _, err := cf.get("/v1/load", &load); err != nil {
+		load = agent.LoadView{}
+	}
+	nodeLoad := map[string]agent.NodeLoadView{}
+	for _, n := range load.Nodes {
+		nodeLoad[n.Node] = n
+	}
+	partLoad := map[int]agent.PartitionLoadView{}
+	for _, p := range load.Partitions {
+		partLoad[p.Partition] = p
+	}
 	active := map[string]int{}
 	for _, p := range resp.Partitions {
 		active[p.ResourceName()]++
@@ -333,12 +348,22 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPRIMARIES\tCOPIES")
+	fmt.Fprintln(tw, "NODE\tPRIMARIES\tCOPIES\tLOAD\tDISK")
 	for _, b := range resp.Balance {
-		fmt.Fprintf(tw, "%s\t%d\t%d\n", b.Node, b.Primaries, b.Copies)
+		loadCol, diskCol := "-", "-"
+		if n, ok := nodeLoad[b.Node]; ok {
+			loadCol = strconv.FormatFloat(n.Load, 'f', 1, 64)
+			if n.DiskCapacityBytes > 0 {
+				diskCol = fmt.Sprintf("%.1f%%", n.DiskUsedPct)
+				if n.Over != "" {
+					diskCol += " (over " + n.Over + ")"
+				}
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", b.Node, b.Primaries, b.Copies, loadCol, diskCol)
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintln(tw, "PARTITION\tRESOURCE\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO\tPINNED")
+	fmt.Fprintln(tw, "PARTITION\tRESOURCE\tEPOCH\tPRIMARY\tREPLICAS\tMIGRATING TO\tPINNED\tSIZE\tLOAD")
 	for _, p := range resp.Partitions {
 		var targets, pins []string
 		for _, m := range p.Migrations {
@@ -355,7 +380,11 @@ func cmdPartitions(args []string, stdout, stderr io.Writer) error {
 		if p.DataLost && p.Primary == "" {
 			primary = "DATA LOST"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\n", p.ID, p.ResourceName(), p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")), dash(strings.Join(pins, ",")))
+		sizeCol, loadCol := "-", "-"
+		if pl, ok := partLoad[p.ID]; ok {
+			sizeCol, loadCol = humanBytes(pl.SizeBytes), strconv.FormatFloat(pl.Load, 'f', 1, 64)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", p.ID, p.ResourceName(), p.Epoch, primary, dash(strings.Join(p.Replicas, ",")), dash(strings.Join(targets, ",")), dash(strings.Join(pins, ",")), sizeCol, loadCol)
 	}
 	return tw.Flush()
 }
@@ -374,4 +403,18 @@ func newGossipKey() (string, error) {
 		return "", err
 	}
 	return base64.StdEncoding.EncodeToString(key), nil
+}
+
+// humanBytes prints a size with a binary unit.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, u := float64(n), 0
+	for v >= unit && u < 4 {
+		v /= unit
+		u++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[u-1])
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -73,12 +76,12 @@ func (d *disk) bucketSizes() (map[int]int64, error) {
 // simulated for demonstrations and tests), that capacity and the data
 // file's size plus DiskReserved.
 func (s *server) diskUsage() *hooks.DiskUsage {
-	if s.cfg.DiskCapacity > 0 {
-		used := s.cfg.DiskReserved
+	if capacity := s.diskCapacity.Load(); capacity > 0 {
+		used := s.diskReserved.Load()
 		if fi, err := os.Stat(filepath.Join(s.cfg.DataDir, dbFile)); err == nil {
 			used += fi.Size()
 		}
-		return &hooks.DiskUsage{CapacityBytes: s.cfg.DiskCapacity, UsedBytes: min(used, s.cfg.DiskCapacity)}
+		return &hooks.DiskUsage{CapacityBytes: capacity, UsedBytes: min(used, capacity)}
 	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(s.cfg.DataDir, &st); err != nil || st.Blocks == 0 {
@@ -119,4 +122,31 @@ func (s *server) publishLoad() {
 	hooks.PublishLoadEvery(s.ctx, s.client, s.cfg.AgentURL, s.cfg.APIToken, s.cfg.LoadInterval, measure, func(err error) {
 		s.log.Debug("load report not taken", "err", err)
 	})
+}
+
+// simulatedDisk is the body of POST /internal/disk.
+type simulatedDisk struct {
+	CapacityBytes int64 `json:"capacity_bytes"`
+	ReservedBytes int64 `json:"reserved_bytes"`
+}
+
+// handleSimulatedDisk is POST /internal/disk: it changes the simulated
+// disk of the load reports (--disk-capacity, --disk-reserved) while the
+// app runs, to show what a filling disk does. A capacity of 0 reports the
+// data dir's file system again.
+func (s *server) handleSimulatedDisk(w http.ResponseWriter, r *http.Request) {
+	var in simulatedDisk
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: `body must be {"capacity_bytes": N, "reserved_bytes": N}: ` + err.Error()})
+		return
+	}
+	if in.CapacityBytes < 0 || in.ReservedBytes < 0 || in.ReservedBytes > in.CapacityBytes {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: "reserved_bytes must be between 0 and capacity_bytes"})
+		return
+	}
+	s.diskReserved.Store(in.ReservedBytes)
+	s.diskCapacity.Store(in.CapacityBytes)
+	writeJSON(w, http.StatusOK, in)
 }

@@ -122,6 +122,9 @@ type server struct {
 	// requests counts the requests served per partition, for the load
 	// report.
 	requests requestCounter
+	// diskCapacity and diskReserved are the simulated disk of the load
+	// reports (Config.DiskCapacity; POST /internal/disk changes them).
+	diskCapacity, diskReserved atomic.Int64
 
 	// reported is set once the agent has taken this app's holdings
 	// report: until then webhooks are refused and the app is not healthy.
@@ -208,6 +211,8 @@ func newServer(cfg Config) (*server, error) {
 		OnRejoin:  s.onRejoin,
 		OnQuorum:  s.onQuorum,
 	}
+	s.diskCapacity.Store(cfg.DiskCapacity)
+	s.diskReserved.Store(cfg.DiskReserved)
 	s.lease.Start()
 	s.goBackground(func() { s.agent.runRouter(s.ctx) })
 	s.goBackground(s.reportHoldings)
@@ -249,6 +254,7 @@ func (s *server) Handler() http.Handler {
 	})
 	mux.HandleFunc("POST /internal/replicate", s.handleReplicate)
 	mux.HandleFunc("GET /internal/partitions/{p}", s.handleDump)
+	mux.HandleFunc("POST /internal/disk", s.handleSimulatedDisk)
 	mux.HandleFunc("GET /internal/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"node_id": s.agent.self(), "partitions": s.store.status()})
 	})
