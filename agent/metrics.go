@@ -199,6 +199,9 @@ func newAgentMetrics(nodeID, zone string) *agentMetrics {
 		Namespace: "steward", Name: "app_load_reports_total",
 		Help: "Load reports of the app (POST /v1/app/load) by result: accepted, or rejected (bad reports change nothing).",
 	}, []string{"result"})
+	for _, r := range []string{"accepted", "rejected"} {
+		m.loadReports.WithLabelValues(r)
+	}
 	m.registry.MustRegister(m.loadReports)
 	m.registry.MustRegister(m.verdicts, m.suspicionToVerdict, m.removals, m.frozen, m.quorumLost, m.clockSkew, m.appHealthy, m.actions, m.planSeconds)
 	m.registry.MustRegister(m.applyLatency, m.gossipEvents,

@@ -106,6 +106,8 @@ func startSingleAgent(t *testing.T, id string) *Agent {
 // docs/metrics.md lists exactly what a running agent's registry serves.
 func TestTheMetricsReferenceIsGeneratedFromTheRegistry(t *testing.T) {
 	a := startSingleAgent(t, "docs")
+	// The per-node load series exist on the leader once a node reported.
+	a.ctrl.Load().Record(a.cfg.NodeID, failover.NodeFigures{DiskCapacity: 100, DiskUsed: 10, Copies: map[int]failover.CopyFigures{}}, 0, a.clock.Elapsed())
 	want := renderMetricsDoc(gatherFamilies(t, a))
 	if *updateMetricsDoc {
 		if err := os.WriteFile(metricsDocPath, []byte(want), 0o644); err != nil {

@@ -21,7 +21,8 @@ import (
 //     node does), and one above DiskFull sheds copies, the largest first,
 //     until its projected use is under DiskFull, to nodes whose use stays
 //     at or below DiskHigh once they have the copy.
-//   - Load, once every live node has reported: counts no longer balance;
+//   - Load, once every live node has reported some load or size: counts no
+//     longer balance;
 //     each node's load (the sum of its copies' figures, by load, or by size
 //     when no load is reported at all) is kept within a band around its
 //     weighted mean, BandRatio of it but at least BandMinCopies mean copies.
@@ -164,6 +165,7 @@ type loadState struct {
 	bw       []float64 // each member's band half width
 	member   []bool    // takes part in load balancing: may lead
 	minMove  float64   // the least load a move or promotion must shift
+	total    float64   // the members' load
 	// inner scales the bands while balancing: balancing starts when a node
 	// is outside its band and, once started, brings the nodes within
 	// inner times it, so that noise in the reports of a cluster just
@@ -352,6 +354,7 @@ func (p *planner) countLoad() {
 			weight += nd.weight
 		}
 	}
+	ls.total = total
 	if weight == 0 {
 		return
 	}
@@ -377,9 +380,10 @@ func (p *planner) planLoad() {
 	if p.needs == 0 {
 		p.shedFullDisks()
 	}
-	if !p.ls.balance {
-		// Not every live node reported: counts balance, as without figures
-		// (the disk rules still hold through take).
+	if !p.ls.balance || p.ls.total == 0 {
+		// Not every live node reported, or nothing to weigh (no load and
+		// no size anywhere, as in a new cluster): counts balance, as
+		// without figures (the disk rules still hold through take).
 		if p.needs == 0 {
 			p.rebalanceCopies()
 		}
@@ -428,7 +432,8 @@ func (p *planner) movable(pi int32) bool {
 }
 
 // shedFullDisks moves copies off every node over DiskFull, the largest
-// copies first, until its projected use is under it.
+// copies first, until its projected use is under it (all of them, empty
+// ones last, when even that leaves it over).
 func (p *planner) shedFullDisks() {
 	ls := p.ls
 	for a := range p.nodes {
@@ -437,7 +442,9 @@ func (p *planner) shedFullDisks() {
 		}
 		var mine []heldCopy
 		for _, hc := range ls.held[a] {
-			if p.movable(hc.part) && ls.hs[hc.slot] > 0 {
+			// Empty copies too, last: they free nothing now, but would
+			// grow on a disk that is full.
+			if p.movable(hc.part) {
 				mine = append(mine, hc)
 			}
 		}
