@@ -291,8 +291,17 @@ func TestTLSNodesPingAndForward(t *testing.T) {
 	if err := leader.Ping(ctxTimeout(t, 2*time.Second), follower.Addr()); err != nil {
 		t.Fatalf("Ping over TLS: %v", err)
 	}
-	if _, err := follower.ApplyForwarded(ctxTimeout(t, 5*time.Second), upsertCommand("over-tls", 2)); err != nil {
-		t.Fatalf("ApplyForwarded over TLS: %v", err)
+	// The upsert is idempotent: on a starved machine the two servers may
+	// hold an election in between, so it is forwarded again until it lands.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := follower.ApplyForwarded(ctxTimeout(t, 5*time.Second), upsertCommand("over-tls", 2))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ApplyForwarded over TLS: %v", err)
+		}
 	}
 	if !memberOf(leader, "over-tls") {
 		t.Fatalf("the command forwarded over TLS did not apply")
