@@ -101,11 +101,11 @@ func FreezeCounts(present, troubled int, marked []MarkedFailure, w FreezeWindows
 
 // simultaneousFailureProbes sets the at-once window of the freeze in probe
 // intervals: failures confirmed within 50 probe intervals of each other
-// (10 s with the local profile, 50 s lan, 150 s wan) count as at once.
-// That is about ten times the time failure detection takes with each
-// profile (SIGKILL to failed everywhere, median 1.2 s local, 3.9 s lan,
-// 16.7 s wan in docs/benchmarks.md), so nodes cut off together are counted
-// together however their detections spread.
+// (10 s with the local profile, 15 s lan, 150 s wan) count as at once.
+// That is five to ten times the time failure detection takes with each
+// profile (SIGKILL to failed everywhere, median 1.2 s local, about 2 s lan
+// since issue 17, 16.7 s wan in docs/benchmarks.md), so nodes cut off
+// together are counted together however their detections spread.
 const simultaneousFailureProbes = 50
 
 // FreezeWindowsFor are how long a marked failure counts towards the

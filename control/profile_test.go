@@ -18,7 +18,7 @@ func TestEveryProfileTimesGossipHealthAndRaft(t *testing.T) {
 		election          time.Duration
 	}{
 		{"local", gossip.ProfileLocal, 200 * time.Millisecond, 150 * time.Millisecond, time.Second},
-		{"lan", gossip.ProfileLAN, time.Second, 500 * time.Millisecond, time.Second},
+		{"lan", gossip.ProfileLAN, 300 * time.Millisecond, 250 * time.Millisecond, time.Second},
 		{"wan", gossip.ProfileWAN, 3 * time.Second, 2 * time.Second, 3 * time.Second},
 	}
 	for _, tt := range tests {

@@ -412,8 +412,9 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("local probe %v/%v should be faster than LAN %v and timeout < interval",
 			local.ProbeInterval, local.ProbeTimeout, lan.ProbeInterval)
 	}
-	if lan.ProbeInterval != time.Second || lan.SuspicionMult != 4 {
-		t.Errorf("lan is not memberlist's DefaultLANConfig: %v, %d", lan.ProbeInterval, lan.SuspicionMult)
+	if lan.ProbeInterval != 500*time.Millisecond || lan.ProbeTimeout != 200*time.Millisecond || lan.GossipInterval != 100*time.Millisecond || lan.SuspicionMult != 4 {
+		t.Errorf("lan is not DefaultLANConfig with 500 ms probes, a 200 ms probe timeout and 100 ms gossip: %v, %v, %v, %d",
+			lan.ProbeInterval, lan.ProbeTimeout, lan.GossipInterval, lan.SuspicionMult)
 	}
 }
 

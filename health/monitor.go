@@ -100,6 +100,9 @@ func withDefaults(cfg Config) Config {
 	def := DefaultConfig()
 	if cfg.ProbeInterval == 0 {
 		cfg.ProbeInterval = def.ProbeInterval
+		if cfg.ProbeTimeout == 0 {
+			cfg.ProbeTimeout = def.ProbeTimeout
+		}
 	}
 	if cfg.ProbeTimeout == 0 {
 		cfg.ProbeTimeout = min(def.ProbeTimeout, cfg.ProbeInterval/2)
