@@ -498,7 +498,7 @@ func BenchmarkRejoin(b *testing.B) {
 	var tbl strings.Builder
 	fmt.Fprintf(&tbl, "| trial | victim | restart to alive | restart to balanced |\n|---|---|---|---|\n")
 	for i := 0; i < trials; i++ {
-		r := rejoinTrialRun(b)
+		r := rejoinTrialRun(b, 5, "local")
 		alive, bal = append(alive, r.alive), append(bal, r.balanced)
 		fmt.Fprintf(&tbl, "| %d | %s | %s | %s |\n", i+1, r.victim, secs(r.alive), secs(r.balanced))
 	}
@@ -510,10 +510,11 @@ func BenchmarkRejoin(b *testing.B) {
 	b.Logf("\n%d trials, seconds from restart:\n%s", trials, tbl.String())
 }
 
-func rejoinTrialRun(b *testing.B) rejoinTrial {
-	c, nodes, leader := startSettled(b, 5, "local", "-partitions", "256")
+// rejoinTrialRun is one trial of n agents with the given profile.
+func rejoinTrialRun(b *testing.B, n int, profile string) rejoinTrial {
+	c, nodes, leader := startSettled(b, n, profile, "-partitions", "256")
 	defer c.close()
-	victim := without(nodes, leader)[rand.IntN(4)]
+	victim := without(nodes, leader)[rand.IntN(n-1)]
 	survivors := without(nodes, victim)
 	victim.Kill()
 	pollUntil(b, 60*time.Second, victim.ID+" failed, removed, holding nothing", func() error {
@@ -547,7 +548,7 @@ func rejoinTrialRun(b *testing.B) rejoinTrial {
 		return nil
 	})
 	restarted := time.Now()
-	startBench(victim, "local", "-join", leader.GossipAddr())
+	startBench(victim, profile, "-join", leader.GossipAddr())
 	r := rejoinTrial{victim: victim.ID, alive: -1}
 	r.balanced = pollUntil(b, 90*time.Second, victim.ID+" back and the table balanced", func() error {
 		if r.alive < 0 {

@@ -69,19 +69,21 @@ func idleTrial(b *testing.B, n int) idleResult {
 	start := time.Now()
 	nodes := c.startAll(n, "local", "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
 	var leader *node
-	// Polled every 250 ms, not benchPoll: 50 agents answering 50 polls
-	// every 20 ms would be most of what the machine does.
+	// Polled every 250 ms, and mostly the leader only: 50 agents each
+	// listing 50 members every 20 ms would be most of what the machine
+	// does. A momentary suspicion on a busy machine does not count against
+	// formation: every member registered and in service is.
 	poll := 250 * time.Millisecond
-	localcluster.EventuallyEvery(b, poll, 120*time.Second, "a settled, balanced cluster", func() error {
+	localcluster.EventuallyEvery(b, poll, 180*time.Second, "a formed, balanced cluster", func() error {
 		if err := exitedEarly(nodes); err != nil {
 			return localcluster.Stop{Err: err}
 		}
-		l, err := settled(nodes, min(n, 5))
+		l, err := formed(nodes)
 		if err != nil {
 			return err
 		}
 		leader = l
-		return balancedTable(nodes, scaleRF)
+		return balancedTable(nodes, leader, scaleRF)
 	})
 	balanced := time.Since(start)
 	// Not a synchronisation: the quiet period and the window are the
@@ -123,15 +125,51 @@ func cpuTimes(b *testing.B, nodes []*node) []time.Duration {
 	return out
 }
 
-// balancedTable holds when the table is settled (a primary and rf copies
-// everywhere, nothing in flight) and every agent holds its share of the
-// copies and of the primaries, within one (equal weights, one zone).
-func balancedTable(nodes []*node, rf int) error {
-	as := agents(nodes)
-	if err := localcluster.TableSettled(as[:1], rf); err != nil {
+// formed returns the leader once every agent names the same one and the
+// leader lists every agent as a registered member in service (alive or
+// suspect).
+func formed(nodes []*node) (*node, error) {
+	var leader *node
+	for _, nd := range nodes {
+		st, err := nd.Status()
+		if err != nil {
+			return nil, err
+		}
+		if st.LeaderID == "" || (leader != nil && st.LeaderID != leader.ID) {
+			return nil, fmt.Errorf("%s names leader %q", nd.ID, st.LeaderID)
+		}
+		if leader == nil {
+			for _, l := range nodes {
+				if l.ID == st.LeaderID {
+					leader = l
+				}
+			}
+			if leader == nil {
+				return nil, fmt.Errorf("leader %q is none of the agents", st.LeaderID)
+			}
+		}
+	}
+	ms, err := leader.MembersByID()
+	if err != nil {
+		return nil, err
+	}
+	for _, nd := range nodes {
+		if m := ms[nd.ID]; !m.Registered || (m.Status != "alive" && m.Status != "suspect") {
+			return nil, fmt.Errorf("the leader sees %s as %+v", nd.ID, m)
+		}
+	}
+	return leader, nil
+}
+
+// balancedTable holds when the leader's table is settled (a primary and
+// rf copies everywhere, nothing in flight) and every agent holds its share
+// of the copies and of the primaries, within one (equal weights, one
+// zone).
+func balancedTable(nodes []*node, leader *node, rf int) error {
+	if err := localcluster.TableSettled([]*localcluster.Agent{leader.Agent}, rf); err != nil {
 		return err
 	}
-	pt, err := as[0].Partitions()
+	pt, err := leader.Partitions()
 	if err != nil {
 		return err
 	}
@@ -151,9 +189,6 @@ func balancedTable(nodes []*node, rf int) error {
 		if err := withinShare("primaries", nd.ID, prims[nd.ID], len(pt.Partitions), n); err != nil {
 			return err
 		}
-	}
-	if _, err := localcluster.SameTableAndLeader(as); err != nil {
-		return err
 	}
 	return nil
 }

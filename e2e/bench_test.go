@@ -419,25 +419,29 @@ const (
 	pauseLength = 400 * time.Millisecond
 )
 
-// BenchmarkPauses SIGSTOPs a random follower of a 5-agent local cluster for
+// BenchmarkPauses SIGSTOPs a random follower of a 5-agent cluster for
 // 400 ms, SIGCONTs it and waits until every agent lists it alive again (or
 // failed: a false removal), 20 times, and reports how many members were
 // marked failed ("member failed" in the agents' logs) and how many pauses
-// drew a suspicion.
+// drew a suspicion; once with the local profile, once with lan.
 func BenchmarkPauses(b *testing.B) {
-	var total pauseResult
-	for i := 0; i < b.N; i++ {
-		r := pausesRun(b)
-		total.removals += r.removals
-		total.suspected += r.suspected
-		total.recoveries = append(total.recoveries, r.recoveries...)
+	for _, profile := range []string{"local", "lan"} {
+		b.Run(profile, func(b *testing.B) {
+			var total pauseResult
+			for i := 0; i < b.N; i++ {
+				r := pausesRun(b, profile)
+				total.removals += r.removals
+				total.suspected += r.suspected
+				total.recoveries = append(total.recoveries, r.recoveries...)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(float64(b.N*pauseCount), "pauses")
+			b.ReportMetric(float64(total.removals), "removals")
+			b.ReportMetric(float64(total.suspected), "suspected-pauses")
+			b.ReportMetric(median(total.recoveries).Seconds(), "alive-again-median-s")
+			b.ReportMetric(slices.Max(total.recoveries).Seconds(), "alive-again-worst-s")
+		})
 	}
-	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(float64(b.N*pauseCount), "pauses")
-	b.ReportMetric(float64(total.removals), "removals")
-	b.ReportMetric(float64(total.suspected), "suspected-pauses")
-	b.ReportMetric(median(total.recoveries).Seconds(), "alive-again-median-s")
-	b.ReportMetric(slices.Max(total.recoveries).Seconds(), "alive-again-worst-s")
 }
 
 // pauseResult is what one cluster's 20 pauses gave.
@@ -450,8 +454,8 @@ type pauseResult struct {
 	recoveries []time.Duration
 }
 
-func pausesRun(b *testing.B) pauseResult {
-	c, nodes, _ := startSettled(b, 5, "local", "-partitions", "32")
+func pausesRun(b *testing.B, profile string) pauseResult {
+	c, nodes, _ := startSettled(b, 5, profile, "-partitions", "32")
 	defer c.close()
 	falseVerdicts, suspected := 0, 0
 	var recoveries []time.Duration
