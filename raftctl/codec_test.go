@@ -24,6 +24,13 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Kind: failover.CmdApplyActions, At: 14, Actions: []failover.Action{
 			{Kind: failover.ActionCancelMigration, Partition: 5, Epoch: 3, Node: "d", MigrationID: "m7", CopyFailed: true, Reasons: []string{"the app of d failed the copy: disk full"}},
 		}},
+		{Kind: failover.CmdCreateResource, At: 15, Resource: &failover.Resource{Name: "orders", Partitions: 1, ReplicationFactor: 2, TargetSize: 1 << 20},
+			Table: []failover.Partition{{ID: 8, Epoch: 1, Primary: "a", Replicas: []string{"b"}, Resource: "orders", KeyEnd: failover.KeySpace}}},
+		{Kind: failover.CmdSetReplicationFactor, At: 16, Resource: &failover.Resource{Name: "orders", ReplicationFactor: 3}},
+		{Kind: failover.CmdSetTargetSize, At: 17, Resource: &failover.Resource{Name: "default", TargetSize: 4096}},
+		{Kind: failover.CmdDeleteResource, At: 18, Resource: &failover.Resource{Name: "orders"}},
+		{Kind: failover.CmdSplitPartition, At: 19, Split: &failover.SplitRequest{Partition: 2, Epoch: 5}},
+		{Kind: failover.CmdFinishSplit, At: 20, Node: "a", Split: &failover.SplitRequest{Partition: 2, Epoch: 6}},
 	}
 	for _, cmd := range cmds {
 		data, err := EncodeCommand(cmd)
