@@ -130,3 +130,62 @@ func TestTwoResourcesRFChangesAndASplitUnderWrites(t *testing.T) {
 	checkAllReadable(t, live[:1], acked)
 	checkSignatures(t, nodes)
 }
+
+// TestAPartitionGrownPastItsTargetSizeSplitsByItselfUnderWrites: the apps
+// report their partitions' sizes; once the default resource has a target
+// size, the partitions that grow past it split without an operator, while
+// clients write, and every acknowledged write is read back.
+func TestAPartitionGrownPastItsTargetSizeSplitsByItselfUnderWrites(t *testing.T) {
+	c := newCluster(t)
+	nodes := formLoadCluster(t, c, 3, "-partitions", "4", "-replication-factor", "3")
+	waitSettled(t, nodes, 3)
+	if err := nodes[0].SendJSON(http.MethodPatch, "/v1/resources/default", "", map[string]int64{"target_size_bytes": 96 << 10}, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Values of 1 KiB: a few hundred keys take the four partitions past
+	// their thresholds (77 to 115 KiB).
+	var mu sync.Mutex
+	acked := map[string]string{}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 15 * time.Second}
+			for i := 0; ctx.Err() == nil; i++ {
+				key := fmt.Sprintf("grow%d-%d", w, i)
+				value := fmt.Sprintf("%s-%01020d", key, i)
+				if putKey(client, nodes[i%len(nodes)].app.Addr(), key, value) == nil {
+					mu.Lock()
+					acked[key] = value
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	eventually(t, 60*time.Second, "a partition split by itself", func() error {
+		pt, err := nodes[0].Partitions()
+		if err != nil {
+			return err
+		}
+		for _, p := range pt.Partitions {
+			if p.ID >= 4 {
+				return nil // a child of a split
+			}
+		}
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		return fmt.Errorf("%d partitions, %d keys written", len(pt.Partitions), n)
+	})
+	stop()
+	wg.Wait()
+	eventually(t, 60*time.Second, "the children replicated and every event delivered", func() error {
+		return resourceCopies(nodes, map[string]int{"default": 3})
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	checkAllReadable(t, nodes[:1], acked)
+}
