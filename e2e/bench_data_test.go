@@ -510,6 +510,34 @@ func BenchmarkRejoin(b *testing.B) {
 	b.Logf("\n%d trials, seconds from restart:\n%s", trials, tbl.String())
 }
 
+// BenchmarkRejoinProfiles is BenchmarkRejoin with the lan and wan
+// profiles (issue 17: a restarted agent alive again within 5 s on every
+// profile); STEWARD_BENCH_AGENTS sets the cluster's size (default 5).
+func BenchmarkRejoinProfiles(b *testing.B) {
+	n := 5
+	if v := os.Getenv("STEWARD_BENCH_AGENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 3 {
+			b.Fatalf("STEWARD_BENCH_AGENTS=%q: want a number of agents, at least 3", v)
+		}
+	}
+	for _, profile := range []string{"lan", "wan"} {
+		b.Run(profile, func(b *testing.B) {
+			trials := max(b.N, 3)
+			var alive, bal []time.Duration
+			for i := 0; i < trials; i++ {
+				r := rejoinTrialRun(b, n, profile)
+				alive, bal = append(alive, r.alive), append(bal, r.balanced)
+				b.Logf("%s, %d agents, trial %d (%s): alive %s s, balanced %s s after the restart", profile, n, i+1, r.victim, secs(r.alive), secs(r.balanced))
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(median(alive).Seconds(), "alive-median-s")
+			b.ReportMetric(slices.Max(alive).Seconds(), "alive-worst-s")
+			b.ReportMetric(median(bal).Seconds(), "balanced-median-s")
+		})
+	}
+}
+
 // rejoinTrialRun is one trial of n agents with the given profile.
 func rejoinTrialRun(b *testing.B, n int, profile string) rejoinTrial {
 	c, nodes, leader := startSettled(b, n, profile, "-partitions", "256")
