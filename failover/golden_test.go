@@ -99,6 +99,26 @@ func (s *story) settle() {
 	s.logf("copies max/share %.3f, primaries max/share %.3f", b.Copies.MaxOverShare, b.Primaries.MaxOverShare)
 }
 
+// checkGolden compares a transcript with testdata/<name>.golden, or
+// writes it there with -update.
+func checkGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(want, got) {
+		t.Errorf("transcript differs from %s (run with -update if the change is intended):\n%s", path, got)
+	}
+}
+
 func TestScenariosGolden(t *testing.T) {
 	scenarios := []scenario{
 		{name: "one_failure", rf: 3, parts: 24, nodes: nodes(5), story: func(s *story) {
@@ -177,20 +197,7 @@ func TestScenariosGolden(t *testing.T) {
 				t.Fatalf("the initial table is not a fixed point: %v", acts)
 			}
 			sc.story(s)
-			path := filepath.Join("testdata", sc.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, s.out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(want, s.out.Bytes()) {
-				t.Errorf("transcript differs from %s (run with -update if the change is intended):\n%s", path, s.out.String())
-			}
+			checkGolden(t, sc.name, s.out.Bytes())
 		})
 	}
 }

@@ -1,10 +1,7 @@
 package failover
 
 import (
-	"bytes"
 	"fmt"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -346,20 +343,7 @@ func TestLoadScenariosGolden(t *testing.T) {
 			}
 			s.logf("## converged: %d copies moved, %d promotions", w.moves, w.promos)
 			w.logLoads(s)
-			path := filepath.Join("testdata", sc.name+".golden")
-			if *update {
-				if err := os.WriteFile(path, s.out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
-			}
-			if !bytes.Equal(want, s.out.Bytes()) {
-				t.Errorf("transcript differs from %s (run with -update if the change is intended):\n%s", path, s.out.String())
-			}
+			checkGolden(t, sc.name, s.out.Bytes())
 		})
 	}
 }

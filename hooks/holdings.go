@@ -1,16 +1,12 @@
 package hooks
 
 import (
-	"bytes"
 	"container/heap"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -85,36 +81,10 @@ func ReportHoldings(ctx context.Context, client *http.Client, agentURL, token st
 	if partitions == nil {
 		partitions = []int{}
 	}
-	body, err := json.Marshal(Holdings{Partitions: partitions})
-	if err != nil {
-		return HoldingsResult{}, err
-	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(agentURL, "/")+HoldingsPath, bytes.NewReader(body))
-	if err != nil {
-		return HoldingsResult{}, fmt.Errorf("hooks: report holdings: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return HoldingsResult{}, fmt.Errorf("hooks: report holdings: %w", err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return HoldingsResult{}, fmt.Errorf("%w: agent answered %s: %s", ErrHoldingsRefused, resp.Status, strings.TrimSpace(string(msg)))
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return HoldingsResult{}, fmt.Errorf("hooks: report holdings: agent answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
 	var out HoldingsResult
-	if err := json.Unmarshal(msg, &out); err != nil {
-		return HoldingsResult{}, fmt.Errorf("hooks: report holdings: decode the answer: %w", err)
+	err := postToAgent(ctx, client, agentURL, HoldingsPath, token, Holdings{Partitions: partitions}, &out)
+	if err != nil {
+		return HoldingsResult{}, fmt.Errorf("hooks: report holdings: %w", refusedAs(err, ErrHoldingsRefused))
 	}
 	return out, nil
 }

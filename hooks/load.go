@@ -1,14 +1,10 @@
 package hooks
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -70,36 +66,9 @@ func PublishLoad(ctx context.Context, client *http.Client, agentURL, token strin
 	if report.Partitions == nil {
 		report.Partitions = []PartitionLoad{}
 	}
-	body, err := json.Marshal(report)
-	if err != nil {
-		return LoadResult{}, fmt.Errorf("hooks: publish load: %w", err)
-	}
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(agentURL, "/")+LoadPath, bytes.NewReader(body))
-	if err != nil {
-		return LoadResult{}, fmt.Errorf("hooks: publish load: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return LoadResult{}, fmt.Errorf("hooks: publish load: %w", err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	switch {
-	case resp.StatusCode >= 400 && resp.StatusCode < 500:
-		return LoadResult{}, fmt.Errorf("%w: agent answered %s: %s", ErrLoadRefused, resp.Status, strings.TrimSpace(string(msg)))
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return LoadResult{}, fmt.Errorf("hooks: publish load: agent answered %s: %s", resp.Status, strings.TrimSpace(string(msg)))
-	}
 	var out LoadResult
-	if err := json.Unmarshal(msg, &out); err != nil {
-		return LoadResult{}, fmt.Errorf("hooks: publish load: decode the answer: %w", err)
+	if err := postToAgent(ctx, client, agentURL, LoadPath, token, report, &out); err != nil {
+		return LoadResult{}, fmt.Errorf("hooks: publish load: %w", refusedAs(err, ErrLoadRefused))
 	}
 	return out, nil
 }
