@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,13 +60,20 @@ func notFrozen(t *testing.T, n *node, when string) {
 	}
 }
 
-func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
+// churnDeaths is how many agents TestChurnDeathsAndReplacementsInARow
+// kills one after the other (each but the last replaced by a new one). The
+// default, 6, takes about a minute and goes past what broke before (the
+// fourth death after three replacements, a leader's death); -churn.deaths 11
+// is the ten-replacement run of issue 18 (two minutes).
+var churnDeaths = flag.Int("churn.deaths", 6, "deaths in a row in the churn test (each but the last replaced)")
+
+func TestChurnDeathsAndReplacementsInARow(t *testing.T) {
 	const rf = 2
 	c := newCluster(t)
 	live := formCluster(t, c, 5, "-partitions", "16", "-replication-factor", fmt.Sprint(rf))
 	waitVoters(t, live, 5)
 	dead := map[string]bool{}
-	for round := 1; round <= 11; round++ {
+	for round := 1; round <= *churnDeaths; round++ {
 		leader := leaderOf(t, live)
 		// Deaths in a row, not a wave: the previous one is history for
 		// the freeze (handled, and older than its at-once window) before
@@ -96,7 +104,7 @@ func TestChurnTenDeathsAndReplacementsInARow(t *testing.T) {
 		waitFailedAndRemoved(t, live, victim)
 		copiesEverywhere(t, live[0], rf, dead)
 		notFrozen(t, leaderOf(t, live), fmt.Sprintf("death %d (%s)", round, victim.ID))
-		if round == 11 {
+		if round == *churnDeaths {
 			break
 		}
 		// A new machine replaces it, under a new node ID.
