@@ -93,7 +93,7 @@ func startSettled(tb testing.TB, n int, profile string, extra ...string) (*clust
 				return localcluster.Stop{Err: err}
 			}
 			var err error
-			leader, err = settled(nodes, n)
+			leader, err = settled(nodes, votersOf(n))
 			return err
 		})
 		if err == nil {
@@ -105,6 +105,17 @@ func startSettled(tb testing.TB, n int, profile string, extra ...string) (*clust
 		}
 		tb.Logf("attempt %d: %v; again on fresh ports", attempt, err)
 	}
+}
+
+// votersOf is how many voters a cluster of n agents started together has
+// with the default -voters 5: the largest odd number not above n, at most 5
+// (control.PlanVoters' target; the bootstrap makes the others non-voters).
+func votersOf(n int) int {
+	v := min(n, 5)
+	if v%2 == 0 {
+		v--
+	}
+	return v
 }
 
 // pollUntil polls cond every benchPoll until it returns nil and returns the
