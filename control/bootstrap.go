@@ -40,8 +40,8 @@ type bootstrapView struct {
 	nodes []gossip.Node
 	// key names the view, to tell when it changed.
 	key string
-	// includesSelf: this agent is one of them.
-	includesSelf bool
+	// includesSelf: this agent is one of them; selfVoter: as a voter.
+	includesSelf, selfVoter bool
 }
 
 // bootstrapViewOf decides (purely) the configuration of a first cluster:
@@ -68,7 +68,9 @@ func bootstrapViewOf(members []gossip.Node, expect, voters int, self string) boo
 	v := bootstrapView{ok: true, nodes: ready[:expect]}
 	for i, n := range v.nodes {
 		v.key += n.ID + "=" + n.Meta.RaftID + ";"
-		v.includesSelf = v.includesSelf || n.ID == self
+		if n.ID == self {
+			v.includesSelf, v.selfVoter = true, i < nVoters
+		}
 		v.servers = append(v.servers, raftctl.Server{ID: n.Meta.RaftID, Address: n.Meta.RaftAddr, Voter: i < nVoters})
 	}
 	return v
@@ -108,6 +110,14 @@ func (b *Bootstrapper) Step(ctx context.Context) (done bool) {
 	}
 	if !v.includesSelf {
 		c.log.Info("not among the first agents; waiting to be added", "expect", c.cfg.BootstrapExpect)
+		return true
+	}
+	if !v.selfVoter {
+		// A non-voter never campaigns: had it bootstrapped, the voters
+		// would see its raft log (peerInCluster) and wait for a leader
+		// that nobody could become. It waits for the leader to replicate
+		// the configuration, which names it already.
+		c.log.Info("among the first agents as a non-voter; waiting for the leader", "expect", c.cfg.BootstrapExpect)
 		return true
 	}
 	if peer, ok := c.peerInCluster(ctx, v.nodes); ok {

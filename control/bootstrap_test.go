@@ -101,3 +101,32 @@ func TestABigFirstClusterBootstrapsOnlyItsTargetOfVoters(t *testing.T) {
 		t.Fatalf("4 agents with a target of 5: voters %v, want the first 3", voters)
 	}
 }
+
+// A non-voter of the first configuration does not bootstrap: it would
+// never campaign, and the voters, seeing its raft log, would wait for a
+// leader nobody could become. It waits for the leader, which replicates
+// the configuration that names it; the voters bootstrap it.
+func TestANonVoterOfTheFirstConfigurationWaitsForTheLeader(t *testing.T) {
+	ctx := context.Background()
+	start := func(self string) (*Bootstrapper, *fakeRaft, *fakeClock) {
+		cfg := testConfig(self)
+		cfg.BootstrapExpect, cfg.Voters = 4, 3
+		r := &fakeRaft{self: self + "-r", peers: map[string]raftctl.PeerStatus{}}
+		clk := newFakeClock()
+		return New(cfg, Deps{Raft: r, Members: newcomers("a", "b", "c", "d"), Clock: clk}).NewBootstrapper(), r, clk
+	}
+	b, r, clk := start("d")
+	b.Step(ctx)
+	clk.Advance(bootstrapStableFor)
+	if !b.Step(ctx) || r.HasState() {
+		t.Fatal("d, a non-voter of the first configuration, bootstrapped")
+	}
+	b, r, clk = start("a")
+	b.Step(ctx)
+	clk.Advance(bootstrapStableFor)
+	want := []raftctl.Server{{ID: "a-r", Address: "a:7947", Voter: true}, {ID: "b-r", Address: "b:7947", Voter: true},
+		{ID: "c-r", Address: "c:7947", Voter: true}, {ID: "d-r", Address: "d:7947"}}
+	if !b.Step(ctx) || !slices.Equal(r.servers, want) {
+		t.Fatalf("a bootstrapped %v, want %v", r.servers, want)
+	}
+}
