@@ -250,8 +250,9 @@ func (p *planner) countLoad() {
 	parts := p.c.Partitions
 	ls.off = make([]int32, len(parts)+1)
 	ls.held = make([][]heldCopy, n)
-	var node []int32 // each slot's holder (-1: unknown)
-	var live []bool  // each slot's holder is live and not being replaced
+	guess := len(parts) * (p.c.Settings.ReplicationFactor + 1)
+	node := make([]int32, 0, guess) // each slot's holder (-1: unknown)
+	live := make([]bool, 0, guess)  // each slot's holder is live and not being replaced
 	for pi := range parts {
 		part := &parts[pi]
 		ls.off[pi] = int32(len(node))
@@ -305,6 +306,9 @@ func (p *planner) countLoad() {
 	}
 	copies := 0
 	largest := make([]float64, n)
+	for i := range ls.held {
+		ls.held[i] = make([]heldCopy, 0, slots/n+slots/(4*n)+1)
+	}
 	for pi := range parts {
 		part := &parts[pi]
 		for s := ls.off[pi]; s < ls.off[pi+1]; s++ {
