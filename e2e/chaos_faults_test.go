@@ -42,10 +42,15 @@ const (
 	// faultCutTwo cuts two nodes off from the other three (the two still
 	// reach each other) for Hold, then heals.
 	faultCutTwo faultKind = "cut-two"
+	// faultSplit splits, through one node's agent (agent split), the
+	// lowest-numbered partition that node leads (any led one if it leads
+	// none), while the clients write: its keys stop taking writes until the
+	// children take over.
+	faultSplit faultKind = "split"
 )
 
 // allFaults are every kind a chaos run knows.
-var allFaults = []faultKind{faultKillNode, faultKillApp, faultPauseAgent, faultPauseAgentLong, faultPauseLeader, faultLeave, faultCutOne, faultCutTwo}
+var allFaults = []faultKind{faultKillNode, faultKillApp, faultPauseAgent, faultPauseAgentLong, faultPauseLeader, faultLeave, faultCutOne, faultCutTwo, faultSplit}
 
 // fault is one planned fault.
 type fault struct {
@@ -120,6 +125,8 @@ func planFaults(rng *rand.Rand, kinds []faultKind, nodes, count int) []fault {
 				f.Victims, f.Hold = []int{rng.IntN(nodes)}, between(10*time.Second, 20*time.Second)
 			case faultCutTwo:
 				f.Victims, f.Hold = rng.Perm(nodes)[:2], between(10*time.Second, 20*time.Second)
+			case faultSplit:
+				f.Victims = []int{rng.IntN(nodes)}
 			}
 			plan = append(plan, f)
 		}
@@ -173,6 +180,8 @@ func (r *chaosRun) inject(t *testing.T, f fault) faultRecord {
 		r.net.Isolate(plainNodes(victims)...)
 		time.Sleep(f.Hold)
 		r.net.Heal()
+	case faultSplit:
+		rec.Detail += r.split(victims[0])
 	default:
 		t.Fatalf("fault kind %q has no injection", f.Kind)
 	}
@@ -193,3 +202,30 @@ func (r *chaosRun) restartAgent(n *appNode) {
 }
 
 func (r *chaosRun) restartApp(n *appNode) { n.startApp(r.t) }
+
+// split asks n's agent to split the lowest-numbered partition n leads (or,
+// when it leads none, the lowest-numbered one with a primary) and says
+// which; a split the agent refuses (4 in flight, no primary) is no error of
+// the cluster's and is only recorded.
+func (r *chaosRun) split(n *appNode) string {
+	pt, err := n.Partitions()
+	if err != nil {
+		return fmt.Sprintf(": no table (%v)", err)
+	}
+	id := -1
+	for _, p := range pt.Partitions {
+		if p.Primary != "" && (id < 0 || p.Primary == n.ID) {
+			id = p.ID
+			if p.Primary == n.ID {
+				break
+			}
+		}
+	}
+	if id < 0 {
+		return ": no partition has a primary"
+	}
+	if err := n.PostJSON(fmt.Sprintf("/v1/partitions/%d/split", id), "", map[string]string{"resource": "default"}, nil); err != nil {
+		return fmt.Sprintf(": partition %d not split (%v)", id, err)
+	}
+	return fmt.Sprintf(": partition %d", id)
+}
