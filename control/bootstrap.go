@@ -22,10 +22,11 @@ import (
 // agent asks each peer whether it already has a raft log (peerInCluster).
 // The first leader then creates the partition table (bootstrapTable).
 
-// bootstrapStableFor is how long the set of agents seen in gossip must stay
-// the same before this agent bootstraps with it. Agents that start together
-// see each other within a few gossip rounds; waiting for a stable view
-// makes every one of them propose the same configuration.
+// bootstrapStableFor is how long the voters of the view (the first agents
+// by ID) must stay the same, in every moment all expected agents are seen,
+// before this agent bootstraps with it. Agents that start together see
+// each other within a few gossip rounds; waiting for a stable view makes
+// every one of them propose the same configuration.
 const bootstrapStableFor = 500 * time.Millisecond
 
 // bootstrapView is the configuration a first cluster would have, given
@@ -38,7 +39,7 @@ type bootstrapView struct {
 	servers []raftctl.Server
 	// nodes are their gossip nodes, in the same order.
 	nodes []gossip.Node
-	// key names the view, to tell when it changed.
+	// key names the view's voters, to tell when they changed.
 	key string
 	// includesSelf: this agent is one of them; selfVoter: as a voter.
 	includesSelf, selfVoter bool
@@ -67,7 +68,9 @@ func bootstrapViewOf(members []gossip.Node, expect, voters int, self string) boo
 	sort.Slice(ready, func(i, j int) bool { return ready[i].ID < ready[j].ID })
 	v := bootstrapView{ok: true, nodes: ready[:expect]}
 	for i, n := range v.nodes {
-		v.key += n.ID + "=" + n.Meta.RaftID + ";"
+		if i < nVoters {
+			v.key += n.ID + "=" + n.Meta.RaftID + ";"
+		}
 		if n.ID == self {
 			v.includesSelf, v.selfVoter = true, i < nVoters
 		}
@@ -97,7 +100,11 @@ func (b *Bootstrapper) Step(ctx context.Context) (done bool) {
 	}
 	v := bootstrapViewOf(c.members.Members(), c.cfg.BootstrapExpect, c.cfg.Voters, c.cfg.NodeID)
 	if !v.ok {
-		b.lastView = ""
+		// A moment in which some of the expected agents look down (a
+		// busy machine's suspicions) does not restart the wait: the
+		// voters must not change, and all agents must be there when it
+		// bootstraps. With 50 agents, a wait for 500 ms without any
+		// suspicion among them never ended on a loaded machine.
 		return false
 	}
 	now := c.clock.Elapsed()

@@ -130,3 +130,33 @@ func TestANonVoterOfTheFirstConfigurationWaitsForTheLeader(t *testing.T) {
 		t.Fatalf("a bootstrapped %v, want %v", r.servers, want)
 	}
 }
+
+// On a busy machine some of fifty agents always look down for a moment:
+// that does not restart the wait of a voter, as long as the voters stay
+// the same and all fifty are there when it bootstraps.
+func TestAMomentaryGapAmongTheNonVotersDoesNotRestartTheWait(t *testing.T) {
+	var ids []string
+	for i := 1; i <= 50; i++ {
+		ids = append(ids, fmt.Sprintf("n%02d", i))
+	}
+	cfg := testConfig("n01")
+	cfg.BootstrapExpect = 50
+	members := newcomers(ids...)
+	r := &fakeRaft{self: "n01-r", peers: map[string]raftctl.PeerStatus{}}
+	clk := newFakeClock()
+	b := New(cfg, Deps{Raft: r, Members: members, Clock: clk}).NewBootstrapper()
+	ctx := context.Background()
+	if b.Step(ctx) {
+		t.Fatal("done on the first look")
+	}
+	members.set("n30", gossip.StateSuspect)
+	clk.Advance(bootstrapStableFor / 2)
+	if b.Step(ctx) || r.HasState() {
+		t.Fatal("bootstrapped with an expected agent missing")
+	}
+	members.set("n30", gossip.StateAlive)
+	clk.Advance(bootstrapStableFor / 2)
+	if !b.Step(ctx) || len(r.servers) != 50 {
+		t.Fatalf("not bootstrapped once all 50 were back, the voters unchanged for %s: %d servers", bootstrapStableFor, len(r.servers))
+	}
+}
