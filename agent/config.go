@@ -122,6 +122,13 @@ type Config struct {
 	// LoadHysteresis: a partition whose placement changed less than this
 	// long ago is not moved or promoted for load.
 	LoadHysteresis Duration `json:"load_hysteresis"`
+	// BalanceBy is what the planner balances over the nodes: "count"
+	// (the default: copies and primaries by number; the apps' disk
+	// figures still stop copies to a disk over DiskHighPct and shed a disk
+	// over DiskFullPct) or "load" (by the apps' reported load, or size
+	// where none report load, within a band, with LoadHysteresis between
+	// two moves of a partition; counts are then no longer equal).
+	BalanceBy string `json:"balance_by"`
 	// ReapAfter is how long a member may stay failed or departed before the
 	// leader forgets it (agent force-leave does it at once). Measured on the
 	// leader's monotonic clock from when it saw the status change; an agent
@@ -227,6 +234,7 @@ func DefaultConfig() Config {
 		DiskFullPct:          95,
 		DiskHighPct:          92.5,
 		LoadHysteresis:       Duration(5 * time.Minute),
+		BalanceBy:            "count",
 		ProvisionGrace:       Duration(30 * time.Second),
 		Profile:              "lan",
 		LeaveTimeout:         Duration(30 * time.Second),
@@ -433,6 +441,9 @@ func (c Config) Validate() error {
 	}
 	if !(c.DiskHighPct > 0 && c.DiskHighPct <= c.DiskFullPct) {
 		return configErrorf("-disk-high: %v must be a percentage above 0 and at most -disk-full %v", c.DiskHighPct, c.DiskFullPct)
+	}
+	if c.BalanceBy != "count" && c.BalanceBy != "load" {
+		return configErrorf("-balance-by: %q is neither count nor load", c.BalanceBy)
 	}
 	if c.LoadHysteresis < 0 {
 		return configErrorf("-load-hysteresis: must not be negative")

@@ -42,6 +42,7 @@ func (a *Agent) loadPolicy() failover.LoadPolicy {
 	pol.DiskFull = a.cfg.DiskFullPct / 100
 	pol.DiskHigh = a.cfg.DiskHighPct / 100
 	pol.Hysteresis = a.cfg.LoadHysteresis.D()
+	pol.CountsOnly = a.cfg.BalanceBy != "load"
 	return pol
 }
 

@@ -132,7 +132,7 @@ func TestADiskOverFullShedsItsCopiesAndNothingIsLost(t *testing.T) {
 func TestAHotPartitionsPrimaryMovesToALessLoadedReplica(t *testing.T) {
 	c := newCluster(t)
 	const partitions = 12
-	nodes := formLoadCluster(t, c, 4, "-partitions", strconv.Itoa(partitions), "-replication-factor", "3", "-load-hysteresis", "3s")
+	nodes := formLoadCluster(t, c, 4, "-partitions", strconv.Itoa(partitions), "-replication-factor", "3", "-load-hysteresis", "3s", "-balance-by", "load")
 	waitSettled(t, nodes, 3)
 	pt, err := nodes[0].Partitions()
 	if err != nil {

@@ -98,6 +98,13 @@ type LoadPolicy struct {
 	// ago (Ages.Moved) is not moved or promoted for load
 	// (-load-hysteresis, default 5 minutes). Disk shedding does not wait.
 	Hysteresis time.Duration
+	// CountsOnly keeps copies and primaries balanced by count, as without
+	// figures, and uses the figures for the disk rules only (-balance-by
+	// count, the agent's default). Load balancing gives up equal counts
+	// and waits Hysteresis after every change of a partition, repairs
+	// included, so a node back from a failure would get its share only
+	// minutes later: it is the operator's choice (-balance-by load).
+	CountsOnly bool
 }
 
 // DefaultLoadPolicy returns the thresholds of the issue: shed above 95 %,
@@ -384,10 +391,11 @@ func (p *planner) planLoad() {
 	if p.needs == 0 {
 		p.shedFullDisks()
 	}
-	if !p.ls.balance || p.ls.total == 0 {
-		// Not every live node reported, or nothing to weigh (no load and
-		// no size anywhere, as in a new cluster): counts balance, as
-		// without figures (the disk rules still hold through take).
+	if !p.ls.balance || p.ls.total == 0 || p.ls.pol.CountsOnly {
+		// Not every live node reported, nothing to weigh (no load and no
+		// size anywhere, as in a new cluster), or counts chosen: counts
+		// balance, as without figures (the disk rules still hold through
+		// take).
 		if p.needs == 0 {
 			p.rebalanceCopies()
 		}

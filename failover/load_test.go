@@ -133,6 +133,33 @@ func TestPartialFiguresPlanAsCountsOnly(t *testing.T) {
 	})
 }
 
+// With CountsOnly (-balance-by count, the agent's default) every live node's
+// load figures balance nothing: without a disk over its thresholds, the plan
+// is the counts-only plan, round after round.
+func TestCountsOnlyIgnoresTheLoadFigures(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		n := rapid.IntRange(3, 8).Draw(rt, "nodes")
+		c := bootstrapFor(rt, rapid.IntRange(4, 48).Draw(rt, "partitions"), rapid.IntRange(1, 3).Draw(rt, "rf"), nodes(n))
+		applyOK(rt, c, Command{Kind: CmdUpsertMember, At: 2, Member: &Member{ID: "n99"}})
+		w := newLoadWorld(rt, c, 1)
+		for i := range w.load {
+			w.load[i] = rapid.Float64Range(0, 100).Draw(rt, "load")
+		}
+		pol := noHysteresis()
+		pol.CountsOnly = true
+		for round := 0; round < 50; round++ {
+			with := Plan(w.input(pol, DefaultLimits(), true))
+			without := Plan(w.input(pol, DefaultLimits(), false))
+			if !reflect.DeepEqual(with, without) {
+				rt.Fatalf("round %d: load figures changed a counts-only plan:\nwith    %v\nwithout %v", round, with, without)
+			}
+			if w.round(pol, DefaultLimits(), false) == nil {
+				return
+			}
+		}
+	})
+}
+
 // Disk thresholds under any sizes: a node over -disk-full ends under it
 // when the others have room, a copy never lands where it takes its node
 // over -disk-high, and no partition loses a copy on the way.
