@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/steward-dev/steward/control"
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 	"github.com/steward-dev/steward/health"
 )
@@ -13,11 +14,20 @@ import (
 type ForgetOutcome = control.ForgetOutcome
 
 // memberIsLive reports whether id looks alive from here: gossip has it
-// alive or merely suspect, and this agent's detector does not hold it
-// failed. Such a member is not forgotten by hand; it leaves with agent leave.
-func (a *Agent) memberIsLive(id string) bool {
+// alive, or suspect while the cluster has not marked it failed, and this
+// agent's detector does not hold it failed. Such a member is not forgotten
+// by hand; it leaves with agent leave. A member the leader's probes found
+// failed may still be only suspect in this agent's gossip for a few
+// seconds after its death: that is no sign of life.
+func (a *Agent) memberIsLive(id string, status failover.MemberStatus) bool {
 	n, ok := a.gossip.Member(id)
-	if !ok || (n.State != gossip.StateAlive && n.State != gossip.StateSuspect) {
+	if !ok {
+		return false
+	}
+	switch {
+	case n.State == gossip.StateAlive:
+	case n.State == gossip.StateSuspect && status != failover.StatusFailed:
+	default:
 		return false
 	}
 	h, known := a.monitor.Node(id)
@@ -40,7 +50,7 @@ func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
 	case id == a.cfg.NodeID:
 		writeError(w, http.StatusConflict, fmt.Sprintf("%q is the agent answering this request, and alive: stop it with agent leave", id))
 		return
-	case a.memberIsLive(id):
+	case a.memberIsLive(id, m.Status):
 		writeError(w, http.StatusConflict, fmt.Sprintf("%q is alive (status %s, gossip and probes reach it): force-leave is for members gone for good; make it leave with agent leave on its host", id, m.Status))
 		return
 	}
