@@ -93,6 +93,14 @@ const (
 	// CmdSetTargetSize sets the target size (automatic splits) of the
 	// resource named by Command.Resource to its TargetSize.
 	CmdSetTargetSize CommandKind = "set_target_size"
+	// CmdSetPlacement sets the zones rule and the node selector of the
+	// resource named by Command.Resource to its Zones and Nodes (see
+	// placement.go); the planner moves the copies that no longer fit, add
+	// before remove.
+	CmdSetPlacement CommandKind = "set_placement"
+	// CmdSetTags replaces the tags of member Node with Command.Tags (its
+	// agent's -tags; the agent proposes it itself once registered).
+	CmdSetTags CommandKind = "set_tags"
 )
 
 // Command is one entry of the replicated log. Exactly the fields its Kind
@@ -144,6 +152,8 @@ type Command struct {
 	Resource *Resource `json:"resource,omitempty"`
 	// Split, for CmdSplitPartition and CmdFinishSplit.
 	Split *SplitRequest `json:"split,omitempty"`
+	// Tags, for CmdSetTags.
+	Tags map[string]string `json:"tags,omitempty"`
 }
 
 // Result says what applying a command did.
@@ -240,6 +250,10 @@ func (c *Cluster) Apply(cmd Command) (Result, error) {
 		return c.applyFinishSplit(cmd)
 	case CmdSetTargetSize:
 		return Result{}, c.applySetTargetSize(cmd)
+	case CmdSetPlacement:
+		return Result{}, c.applySetPlacement(cmd)
+	case CmdSetTags:
+		return Result{}, c.applySetTags(cmd)
 	case CmdRemoveMember:
 		if _, ok := c.Members[cmd.Node]; !ok {
 			return Result{}, fmt.Errorf("%w %q", ErrUnknownMember, cmd.Node)
@@ -367,7 +381,7 @@ func validateNewMember(m Member) error {
 	if m.Weight < 0 {
 		return fmt.Errorf("failover: member %q has negative weight", m.ID)
 	}
-	return nil
+	return ValidateTags(m.Tags)
 }
 
 // MaxNodeIDLength keeps node IDs short enough for gossip metadata, raft

@@ -72,6 +72,9 @@ type Member struct {
 	Zone string `json:"zone,omitempty"`
 	// Weight is the member's relative capacity; 0 means 1.
 	Weight int `json:"weight,omitempty"`
+	// Tags are the member's labels (its agent's -tags, set by CmdSetTags),
+	// which resources' node selectors match (see placement.go).
+	Tags map[string]string `json:"tags,omitempty"`
 	// Status is where the member is in its life cycle.
 	Status MemberStatus `json:"status"`
 	// Voter reports whether the member is a raft voter.
@@ -293,6 +296,10 @@ type Cluster struct {
 	// DefaultTargetSize is the default resource's target size
 	// (CmdSetTargetSize; 0: no automatic splits).
 	DefaultTargetSize int64 `json:"default_target_size_bytes,omitempty"`
+	// DefaultZones and DefaultNodes are the default resource's zones rule
+	// and node selector (CmdSetPlacement; "" and "": spread, every node).
+	DefaultZones ZonesRule `json:"default_zones,omitempty"`
+	DefaultNodes string    `json:"default_nodes,omitempty"`
 	// Members by node ID.
 	Members map[string]Member `json:"members"`
 	// Partitions indexed by ID.
@@ -330,6 +337,8 @@ func (c *Cluster) Clone() *Cluster {
 
 		DefaultReplicationFactor: c.DefaultReplicationFactor,
 		DefaultTargetSize:        c.DefaultTargetSize,
+		DefaultZones:             c.DefaultZones,
+		DefaultNodes:             c.DefaultNodes,
 	}
 	if c.Resources != nil {
 		out.Resources = append([]Resource(nil), c.Resources...)

@@ -57,10 +57,16 @@ type planner struct {
 	// retired partition), and rules the zone rule for each such count.
 	want  []uint8
 	rules [MaxReplicationFactor + 1]zoneRule
-	// pk and prule are the copies and zone rule of the partition
-	// zoneCounts last counted, which zoneOK checks a new copy against.
-	pk    int
-	prule zoneRule
+	// pk, prule and pclass are the copies, zone rule and placement class
+	// of the partition zoneCounts last counted, which zoneOK checks a new
+	// copy against.
+	pk     int
+	prule  zoneRule
+	pclass *placementClass
+	// classes are the placement classes (placement_plan.go), class the
+	// class of each partition (nil: all in class 0, the default).
+	classes []placementClass
+	class   []int32
 
 	copies    []int // effective copies per node (in-flight targets in, replaced holders out)
 	held      []int // partitions a live node actually holds
@@ -147,13 +153,10 @@ func newPlannerWithFigures(c *Cluster, ages Ages, seed int64, lim Limits, figs *
 	for k := range p.rules {
 		p.rules[k] = newZoneRule(k, len(zoneNames))
 	}
+	p.buildClasses()
 	p.want = make([]uint8, len(c.Partitions))
 	for i := range c.Partitions {
-		k := c.replicationFactorOf(&c.Partitions[i])
-		if eligible < k {
-			k = eligible
-		}
-		p.want[i] = uint8(k)
+		p.want[i] = uint8(p.classOf(i).wantOf(c.replicationFactorOf(&c.Partitions[i])))
 	}
 	p.zc = make([]int, len(zoneNames)+len(p.nodes))
 	p.touched = make([]bool, len(c.Partitions))
@@ -179,41 +182,49 @@ func (p *planner) kOf(part *Partition) int { return int(p.want[part.ID]) }
 // groups, so that a node's load counts the copies of every resource. The
 // copies frozen on app-unhealthy nodes count against the largest group. A
 // partition whose data is lost gets no copies: it is in nobody's share.
+//
+// With per-resource placements (placement_plan.go) the groups are per
+// placement class and copy count: each class is shared out over the nodes
+// it may use, under its own zone rule.
 func (p *planner) copySharesByFactor(takers, weight, zoneOf []int, frozen int, tie []uint64) ([]float64, []int) {
-	var groups [MaxReplicationFactor + 1]int
+	groups := make([][MaxReplicationFactor + 1]int, len(p.classes))
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
 		if part.DataLost && part.Primary == "" {
 			continue
 		}
-		groups[p.want[pi]]++
+		ci := 0
+		if p.class != nil {
+			ci = int(p.class[pi])
+		}
+		groups[ci][p.want[pi]]++
 	}
-	largest, used := p.k, 0
-	for k := 1; k <= MaxReplicationFactor; k++ {
-		if groups[k] > 0 {
-			used++
-			if groups[k]*k > groups[largest]*largest {
-				largest = k
+	largestClass, largest, used := 0, p.k, 0
+	for ci := range groups {
+		for k := 1; k <= MaxReplicationFactor; k++ {
+			if groups[ci][k] > 0 {
+				used++
+				if groups[ci][k]*k > groups[largestClass][largest]*largest {
+					largestClass, largest = ci, k
+				}
 			}
 		}
 	}
-	if used <= 1 {
-		return copyShares(groups[largest], largest, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
+	if used <= 1 && largestClass == 0 {
+		return copyShares(groups[0][largest], largest, takers, weight, zoneOf, len(p.zoneNames), frozen, p.copies, tie)
 	}
 	share := make([]float64, len(p.nodes))
 	quota := make([]int, len(p.nodes))
-	for k := 1; k <= MaxReplicationFactor; k++ {
-		if groups[k] == 0 {
-			continue
-		}
-		fz := 0
-		if k == largest {
-			fz = frozen
-		}
-		s, q := copyShares(groups[k], k, takers, weight, zoneOf, len(p.zoneNames), fz, p.copies, tie)
-		for i := range share {
-			share[i] += s[i]
-			quota[i] += q[i]
+	for ci := range groups {
+		for k := 1; k <= MaxReplicationFactor; k++ {
+			if groups[ci][k] == 0 {
+				continue
+			}
+			fz := 0
+			if ci == largestClass && k == largest {
+				fz = frozen
+			}
+			p.classShares(&p.classes[ci], groups[ci][k], k, takers, weight, fz, tie, share, quota)
 		}
 	}
 	return share, quota
@@ -402,7 +413,8 @@ func (p *planner) describe(id string) string {
 // except are left out) and returns the number of copies and covered zones.
 func (p *planner) zoneCounts(part *Partition, except string) (copies, covered int) {
 	p.pk = p.kOf(part)
-	p.prule = p.rules[p.pk]
+	p.pclass = p.classOf(part.ID)
+	p.prule = p.pclass.rules[p.pk]
 	for i := range p.zc {
 		p.zc[i] = 0
 	}
@@ -432,7 +444,16 @@ func (p *planner) zoneCounts(part *Partition, except string) (copies, covered in
 
 // zoneOK reports whether a new copy on node i keeps part within the zone
 // spread rule, given p.zc, copies and covered from zoneCounts.
+//
+// It also says whether part's placement lets node i hold a copy at all
+// (its resource's node selector); with ZonesNone the zones do not matter.
 func (p *planner) zoneOK(i, copies, covered int) bool {
+	if !p.pclass.mayHold(i) {
+		return false
+	}
+	if p.pclass.zonesRule == ZonesNone {
+		return true
+	}
 	z := p.nodes[i].zone
 	if z >= len(p.zoneNames) {
 		return false

@@ -248,6 +248,7 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 	}
 	k := p.kOf(part)
 	deficit := k - present
+	misplaced := p.misplacedHolder(part)
 	switch {
 	case deficit > 0 && len(dead) > 0:
 		*needs = append(*needs, need{part: part.ID, priority: PriorityReplace + deficit, replaces: dead[0], kind: needReplace, present: present, prefer: p.preferredTarget(part, dead[0])})
@@ -261,10 +262,12 @@ func (p *planner) planCopies(part *Partition, needs *[]need) {
 		p.copyWork = true
 		p.emit(Action{Kind: ActionRemoveReplica, Partition: part.ID, Epoch: part.Epoch, Node: h, Priority: PriorityRemoveFailed,
 			Reasons: []string{fmt.Sprintf("%s %s", h, p.describe(h)), fmt.Sprintf("%d of %d copies without it", present, k)}})
+	case len(part.Migrations) == 0 && misplaced != "":
+		p.planMisplaced(part, misplaced, live, k, needs)
 	case live > k && len(part.Migrations) == 0:
 		p.dropSurplus(part, live)
 	case len(part.Migrations) == 0 && p.planOperatorMove(part, needs):
-	case len(part.Migrations) == 0 && len(p.zoneNames) > 1 && !p.c.Maintenance:
+	case len(part.Migrations) == 0 && len(p.zoneNames) > 1 && !p.c.Maintenance && p.classOf(part.ID).zonesRule != ZonesNone:
 		p.planZoneSpread(part, needs)
 	}
 }
@@ -339,8 +342,8 @@ func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 		return
 	}
 	// Is there a node in an uncovered zone that could take it?
-	for _, nd := range p.nodes {
-		if nd.take && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
+	for i, nd := range p.nodes {
+		if nd.take && p.pclass.mayHold(i) && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
 			*needs = append(*needs, need{part: part.ID, priority: PriorityZoneSpread, replaces: from,
 				reasons: []string{fmt.Sprintf("zone spread: zone %q has no copy", p.zoneNames[nd.zone])}})
 			return
@@ -423,13 +426,16 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int,
 		} else if !nd.take || (lead && !nd.lead) {
 			continue
 		}
-		if part.Holds(nd.id) {
-			continue
+		if part.Holds(nd.id) || !p.pclass.mayHold(i) {
+			continue // the resource's node selector rules it out
 		}
 		if _, busy := part.MigrationTo(nd.id); busy {
 			continue
 		}
 		zok := p.zoneOK(i, copies, covered)
+		if !zok && p.pclass.zonesRule == ZonesStrict {
+			continue // never two copies in one zone
+		}
 		if !p.budget(i, src) {
 			if nd.id == prefer {
 				return candidate{}, false // the operator's choice is throttled: wait for it

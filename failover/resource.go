@@ -43,6 +43,13 @@ type Resource struct {
 	// partition is split automatically (with a jittered threshold; see
 	// PlanSplits).
 	TargetSize int64 `json:"target_size_bytes,omitempty"`
+	// Zones is the resource's zones rule ("" is ZonesSpread; see
+	// placement.go).
+	Zones ZonesRule `json:"zones,omitempty"`
+	// Nodes is the resource's node selector, "k=v,k2=v2" with its keys
+	// sorted: only members whose tags match hold its copies ("" : every
+	// member).
+	Nodes string `json:"nodes,omitempty"`
 }
 
 // Validate checks the resource's name and settings.
@@ -52,6 +59,9 @@ func (r Resource) Validate() error {
 	}
 	if r.TargetSize < 0 {
 		return fmt.Errorf("failover: resource %q: the target size must not be negative, got %d", r.Name, r.TargetSize)
+	}
+	if err := validatePlacement(r.Name, r.Zones, r.Nodes); err != nil {
+		return err
 	}
 	return Settings{Partitions: r.Partitions, ReplicationFactor: r.ReplicationFactor}.Validate()
 }
@@ -92,7 +102,8 @@ func (c *Cluster) Resource(name string) (Resource, bool) {
 		if !c.Bootstrapped {
 			return Resource{}, false
 		}
-		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.defaultReplicationFactor(), TargetSize: c.DefaultTargetSize}, true
+		return Resource{Name: DefaultResource, Partitions: c.Settings.Partitions, ReplicationFactor: c.defaultReplicationFactor(), TargetSize: c.DefaultTargetSize,
+			Zones: c.DefaultZones, Nodes: c.DefaultNodes}, true
 	}
 	for _, r := range c.Resources {
 		if r.Name == name {
@@ -154,11 +165,13 @@ func (c *Cluster) ActivePartitions() int {
 // key ranges. The proposer computes it once and carries it in the
 // CmdCreateResource entry, as it does the bootstrap table.
 func LayoutResource(c *Cluster, r Resource) []Partition {
-	members := make(map[string]Member, len(c.Members))
-	for id, m := range c.Members {
-		members[id] = m
+	pl := Placement{Zones: r.Zones.orSpread(), Nodes: r.Nodes}
+	members := eligibleMembers(c.Members, pl)
+	rf := r.ReplicationFactor
+	if z := distinctZones(members); pl.Zones == ZonesStrict && rf > z {
+		rf = z // one copy per zone, no more
 	}
-	table := InitialTable(Settings{Partitions: r.Partitions, ReplicationFactor: r.ReplicationFactor}, members)
+	table := InitialTable(Settings{Partitions: r.Partitions, ReplicationFactor: max(rf, 1)}, members)
 	base := len(c.Partitions)
 	for i := range table {
 		table[i].ID = base + i
@@ -178,6 +191,9 @@ func (c *Cluster) applyCreateResource(cmd Command) error {
 	r := *cmd.Resource
 	if err := r.Validate(); err != nil {
 		return err
+	}
+	if r.Zones == ZonesSpread {
+		r.Zones = "" // one spelling in the state: "" is the default
 	}
 	if _, exists := c.Resource(r.Name); exists {
 		return fmt.Errorf("failover: resource %q already exists", r.Name)
@@ -328,6 +344,9 @@ func (c *Cluster) validateResources() error {
 	}
 	if c.DefaultTargetSize < 0 {
 		return fmt.Errorf("failover: default target size %d is negative", c.DefaultTargetSize)
+	}
+	if err := validatePlacement(DefaultResource, c.DefaultZones, c.DefaultNodes); err != nil {
+		return err
 	}
 	seen := map[string]bool{DefaultResource: true}
 	for _, r := range c.Resources {

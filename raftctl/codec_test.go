@@ -31,6 +31,8 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Kind: failover.CmdDeleteResource, At: 18, Resource: &failover.Resource{Name: "orders"}},
 		{Kind: failover.CmdSplitPartition, At: 19, Split: &failover.SplitRequest{Partition: 2, Epoch: 5}},
 		{Kind: failover.CmdFinishSplit, At: 20, Node: "a", Split: &failover.SplitRequest{Partition: 2, Epoch: 6}},
+		{Kind: failover.CmdSetPlacement, At: 21, Resource: &failover.Resource{Name: "orders", Zones: failover.ZonesStrict, Nodes: "disk=ssd,rack=r1"}},
+		{Kind: failover.CmdSetTags, At: 22, Node: "b", Tags: map[string]string{"disk": "ssd"}},
 	}
 	for _, cmd := range cmds {
 		data, err := EncodeCommand(cmd)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -124,7 +125,7 @@ func TestForwardedStateMachineErrorsKeepTheirTextAndSentinel(t *testing.T) {
 			if errors.Is(err, ErrNotLeader) {
 				t.Fatalf("a refusal by the state machine looks like a leadership change: %v", err)
 			}
-			if after := leader.Snapshot(); after.Members["e1"] != before.Members["e1"] || len(after.Members) != len(before.Members) {
+			if after := leader.Snapshot(); !reflect.DeepEqual(after.Members["e1"], before.Members["e1"]) || len(after.Members) != len(before.Members) {
 				t.Fatalf("a refused command changed the state")
 			}
 		})
