@@ -330,6 +330,7 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("verdicts", a.verdictLoop)
 	a.goLoop("quorum", a.quorumLoop)
 	a.goLoop("splits", a.splitLoop)
+	a.goLoop("tags", a.tagsLoop)
 	a.goLoop("suspects", a.suspectPublisher)
 	a.goLoop("lease", a.leaseLoop)
 	a.goLoop("lease-verify", a.leaseVerifyLoop)

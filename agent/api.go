@@ -230,10 +230,13 @@ type MemberView struct {
 	APIAddr     string `json:"api_addr,omitempty"`
 	AppAddr     string `json:"app_addr,omitempty"`
 	Zone        string `json:"zone,omitempty"`
-	Weight      int    `json:"weight"`
-	Incarnation uint64 `json:"incarnation,omitempty"`
-	AppHealthy  bool   `json:"app_healthy"`
-	StatusSince string `json:"status_since,omitempty"`
+	// Tags are the member's labels (its agent's -tags), as the cluster
+	// state holds them.
+	Tags        map[string]string `json:"tags,omitempty"`
+	Weight      int               `json:"weight"`
+	Incarnation uint64            `json:"incarnation,omitempty"`
+	AppHealthy  bool              `json:"app_healthy"`
+	StatusSince string            `json:"status_since,omitempty"`
 	// RestartGrace, for a member away for a planned restart, is how long
 	// it may stay away (measured by the leader from when it saw it go).
 	RestartGrace string `json:"restart_grace,omitempty"`
@@ -273,7 +276,7 @@ func (a *Agent) members() []MemberView {
 			v := MemberView{
 				ID: id, Status: string(m.Status), Voter: m.Voter, Registered: true,
 				RaftID: m.RaftID, GossipAddr: m.GossipAddr, RaftAddr: m.RaftAddr, APIAddr: m.APIAddr,
-				AppAddr: m.AppAddr, Zone: m.Zone, Weight: m.EffectiveWeight(), Incarnation: m.Incarnation,
+				AppAddr: m.AppAddr, Zone: m.Zone, Tags: m.Tags, Weight: m.EffectiveWeight(), Incarnation: m.Incarnation,
 				AppHealthy: !m.AppUnhealthy, Forgetting: m.Forget, ReplacedBy: m.ReplacedBy, Primaries: primaries[id], Copies: copies[id],
 			}
 			if m.StatusSince != 0 {

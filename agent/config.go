@@ -14,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/steward-dev/steward/control"
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 )
 
@@ -87,6 +88,11 @@ type Config struct {
 	// writes the node's topology.kubernetes.io/zone label there (see
 	// configs/kubernetes-sidecar.yaml). It cannot be combined with Zone.
 	ZoneFile string `json:"zone_file"`
+	// Tags are this node's labels, "k=v,k2=v2", which resources' node
+	// selectors match (agent resource create -nodes). The agent records
+	// them in the cluster state itself once its member is registered (they
+	// are not gossiped: gossip metadata has a small fixed size).
+	Tags string `json:"tags"`
 	// Weight is this node's relative capacity (partitions are spread in
 	// proportion to it).
 	Weight int `json:"weight"`
@@ -403,6 +409,9 @@ func (c Config) Validate() error {
 	}
 	if c.Zone != "" && c.ZoneFile != "" {
 		return configErrorf("-zone-file: cannot be combined with -zone")
+	}
+	if _, err := failover.ParseTags(c.Tags); err != nil {
+		return configErrorf("-tags: %s", strings.TrimPrefix(err.Error(), "failover: "))
 	}
 	for _, j := range c.Join {
 		if _, _, err := net.SplitHostPort(j); err != nil {

@@ -12,8 +12,9 @@ import (
 )
 
 // Resources over the HTTP API: GET /v1/resources lists them, POST creates
-// one, PATCH /v1/resources/{name} changes its replication factor, DELETE
-// /v1/resources/{name} deletes it (see failover/resource.go).
+// one, PATCH /v1/resources/{name} changes its replication factor, target
+// size, zones rule or node selector, DELETE /v1/resources/{name} deletes
+// it (see failover/resource.go and failover/placement.go).
 
 // ResourceView is one resource of GET /v1/resources.
 type ResourceView struct {
@@ -35,6 +36,9 @@ func resourceViews(c *failover.Cluster) []ResourceView {
 	out := []ResourceView{}
 	index := map[string]int{}
 	for _, r := range c.ResourceList() {
+		if r.Zones == "" {
+			r.Zones = failover.ZonesSpread
+		}
 		index[r.Name] = len(out)
 		out = append(out, ResourceView{Resource: r})
 	}
@@ -76,13 +80,21 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, v any) error {
 }
 
 // handleResourceCreate is POST /v1/resources with
-// {"name": ..., "partitions": N, "replication_factor": R}.
+// {"name": ..., "partitions": N, "replication_factor": R} and optionally
+// "target_size_bytes", "zones" (spread, none, strict) and "nodes" (a node
+// selector, k=v,k2=v2).
 func (a *Agent) handleResourceCreate(w http.ResponseWriter, r *http.Request) {
 	var body failover.Resource
 	if err := decodeStrict(w, r, &body); err != nil {
 		writeError(w, http.StatusBadRequest, `body must be {"name": "...", "partitions": N, "replication_factor": R}: `+err.Error())
 		return
 	}
+	zones, nodes, err := checkPlacement(string(body.Zones), body.Nodes)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	body.Zones, body.Nodes = zones, nodes
 	if err := body.Validate(); err != nil {
 		writeError(w, http.StatusBadRequest, strings.TrimPrefix(err.Error(), "failover: "))
 		return
@@ -130,12 +142,30 @@ func (a *Agent) handleResourceCreate(w http.ResponseWriter, r *http.Request) {
 func (a *Agent) handleResourceChange(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var body struct {
-		ReplicationFactor *int   `json:"replication_factor"`
-		TargetSize        *int64 `json:"target_size_bytes"`
+		ReplicationFactor *int    `json:"replication_factor"`
+		TargetSize        *int64  `json:"target_size_bytes"`
+		Zones             *string `json:"zones"`
+		Nodes             *string `json:"nodes"`
 	}
-	if err := decodeStrict(w, r, &body); err != nil || body.ReplicationFactor == nil && body.TargetSize == nil {
-		writeError(w, http.StatusBadRequest, `body must be {"replication_factor": R} and/or {"target_size_bytes": N}`)
+	if err := decodeStrict(w, r, &body); err != nil || body.ReplicationFactor == nil && body.TargetSize == nil && body.Zones == nil && body.Nodes == nil {
+		writeError(w, http.StatusBadRequest, `body must hold one or more of {"replication_factor": R, "target_size_bytes": N, "zones": "spread|none|strict", "nodes": "k=v,..."}`)
 		return
+	}
+	var zones failover.ZonesRule
+	var nodes string
+	if body.Zones != nil || body.Nodes != nil {
+		z, n := "", ""
+		if body.Zones != nil {
+			z = *body.Zones
+		}
+		if body.Nodes != nil {
+			n = *body.Nodes
+		}
+		var err error
+		if zones, nodes, err = checkPlacement(z, n); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
 	}
 	if rf := body.ReplicationFactor; rf != nil && (*rf < 1 || *rf > failover.MaxReplicationFactor) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("replication factor must be between 1 and %d, got %d", failover.MaxReplicationFactor, *rf))
@@ -168,8 +198,45 @@ func (a *Agent) handleResourceChange(w http.ResponseWriter, r *http.Request) {
 		a.log.Info("target size changed", "resource", name, "from", cur.TargetSize, "to", *ts)
 		cur.TargetSize = *ts
 	}
+	if body.Zones != nil || body.Nodes != nil {
+		// One command sets both: the one not given stays as it is.
+		next := failover.Resource{Name: name, Zones: cur.Zones, Nodes: cur.Nodes}
+		if body.Zones != nil {
+			next.Zones = zones
+		}
+		if body.Nodes != nil {
+			next.Nodes = nodes
+		}
+		if _, err := a.apply(failover.Command{Kind: failover.CmdSetPlacement, At: time.Now().UnixNano(), Resource: &next}); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "placement not changed: "+err.Error())
+			return
+		}
+		a.log.Info("placement changed", "resource", name, "zones", next.Zones, "nodes", next.Nodes, "was_zones", cur.Zones, "was_nodes", cur.Nodes)
+		cur.Zones, cur.Nodes = next.Zones, next.Nodes
+	}
 	a.kickLeader()
+	if cur.Zones == "" {
+		cur.Zones = failover.ZonesSpread
+	}
 	writeJSON(w, http.StatusOK, cur)
+}
+
+// checkPlacement checks a zones rule and a node selector as given, and
+// returns them as the state spells them ("" for spread; the selector's
+// keys sorted).
+func checkPlacement(zones, nodes string) (failover.ZonesRule, string, error) {
+	rule, err := failover.ParseZonesRule(zones)
+	if err != nil {
+		return "", "", errors.New(strings.TrimPrefix(err.Error(), "failover: "))
+	}
+	if rule == failover.ZonesSpread {
+		rule = ""
+	}
+	canon, err := failover.CanonicalNodeSelector(nodes)
+	if err != nil {
+		return "", "", errors.New(strings.TrimPrefix(err.Error(), "failover: "))
+	}
+	return rule, canon, nil
 }
 
 // handleResourceDelete is DELETE /v1/resources/{name}: its partitions are

@@ -59,6 +59,7 @@ func runFlags(cfg *agent.Config) []flagSpec {
 		{"app-addr", "the app's data address given to peers that copy from it", (*stringValue)(&cfg.AppAddr)},
 		{"zone", "failure domain of this node", (*stringValue)(&cfg.Zone)},
 		{"zone-file", "file whose first line is this node's zone (written e.g. by a Kubernetes init container)", (*stringValue)(&cfg.ZoneFile)},
+		{"tags", "labels of this node, k=v,k2=v2, matched by resources' node selectors (agent resource create -nodes)", (*stringValue)(&cfg.Tags)},
 		{"weight", "relative capacity of this node", (*intValue)(&cfg.Weight)},
 		{"voters", "target number of raft voters (odd)", (*intValue)(&cfg.Voters)},
 		{"failure-threshold", "consecutive failed probes before a node is failed", (*intValue)(&cfg.FailureThreshold)},

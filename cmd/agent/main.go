@@ -29,9 +29,11 @@ Commands:
   status      show this agent's raft and cluster status
   partitions  show the partition table (-resource NAME: one resource's)
   resource    create, list or delete resources, or change one's
-              replication factor (create NAME -partitions N
-              -replication-factor R [-target-size BYTES] | list |
-              delete NAME | set-rf NAME R | set-target-size NAME BYTES)
+              replication factor or placement (create NAME -partitions N
+              -replication-factor R [-target-size BYTES] [-zones RULE]
+              [-nodes k=v,...] | list | delete NAME | set-rf NAME R |
+              set-target-size NAME BYTES | set-zones NAME spread|none|strict
+              | set-nodes NAME k=v,...)
   split       split partition P of RESOURCE in two (split RESOURCE P)
   leave       make the agent leave the cluster gracefully, showing progress
   restart     planned restart: hand primaries over, keep copies, exit 0

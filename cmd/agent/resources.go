@@ -15,10 +15,11 @@ import (
 	"github.com/steward-dev/steward/failover"
 )
 
-// cmdResource is `agent resource create|list|delete|set-rf`: named
-// resources, each with its own partitions and replication factor.
+// cmdResource is `agent resource create|list|delete|set-rf|set-target-size|
+// set-zones|set-nodes`: named resources, each with its own partitions,
+// replication factor and placement.
 func cmdResource(args []string, stdout, stderr io.Writer) error {
-	const usage = "resource: say create NAME -partitions N -replication-factor R [-target-size BYTES], list, delete NAME, set-rf NAME R, or set-target-size NAME BYTES"
+	const usage = "resource: say create NAME -partitions N -replication-factor R [-target-size BYTES] [-zones spread|none|strict] [-nodes k=v,...], list, delete NAME, set-rf NAME R, set-target-size NAME BYTES, set-zones NAME spread|none|strict, or set-nodes NAME k=v,... (\"\" for every node)"
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return usagef(usage)
 	}
@@ -33,6 +34,8 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 	partitions := fs.Int("partitions", 0, "number of partitions of the new resource (create)")
 	rf := fs.Int("replication-factor", 0, "copies of each partition, primary included (create)")
 	targetSize := fs.Int64("target-size", 0, "bytes above which a partition is split automatically, ±20% (create; 0: never)")
+	zones := fs.String("zones", "spread", "zones rule (create): spread (copies in distinct zones as far as there are zones), none (zones ignored) or strict (never two copies in one zone)")
+	nodes := fs.String("nodes", "", "node selector (create): only nodes whose -tags hold every k=v given hold copies (empty: every node)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -42,7 +45,7 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 	if err := cf.resolve(); err != nil {
 		return err
 	}
-	want := map[string]int{"create": 1, "list": 0, "delete": 1, "set-rf": 2, "set-target-size": 2}
+	want := map[string]int{"create": 1, "list": 0, "delete": 1, "set-rf": 2, "set-target-size": 2, "set-zones": 2, "set-nodes": 2}
 	n, known := want[verb]
 	if !known {
 		return usagef(usage)
@@ -60,12 +63,18 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 		if *targetSize < 0 {
 			return usagef("resource create: -target-size must not be negative")
 		}
-		body := failover.Resource{Name: positional[0], Partitions: *partitions, ReplicationFactor: *rf, TargetSize: *targetSize}
+		if _, err := failover.ParseZonesRule(*zones); err != nil {
+			return usagef("resource create: -zones: %s", strings.TrimPrefix(err.Error(), "failover: "))
+		}
+		if _, err := failover.ParseNodeSelector(*nodes); err != nil {
+			return usagef("resource create: -nodes: %s", strings.TrimPrefix(err.Error(), "failover: "))
+		}
+		body := failover.Resource{Name: positional[0], Partitions: *partitions, ReplicationFactor: *rf, TargetSize: *targetSize, Zones: failover.ZonesRule(*zones), Nodes: *nodes}
 		var out failover.Resource
 		if err := cf.post("/v1/resources", body, &out); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "resource %s created: %d partitions, replication factor %d\n", out.Name, out.Partitions, out.ReplicationFactor)
+		fmt.Fprintf(stdout, "resource %s created: %d partitions, replication factor %d, zones %s, nodes %s\n", out.Name, out.Partitions, out.ReplicationFactor, zonesText(out.Zones), nodesText(out.Nodes))
 	case "delete":
 		var out struct {
 			Retired int `json:"partitions_retired"`
@@ -94,8 +103,39 @@ func cmdResource(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "resource %s: target size %d bytes (0: no automatic splits)\n", positional[0], size)
+	case "set-zones", "set-nodes":
+		field, value := "zones", positional[1]
+		if verb == "set-nodes" {
+			field = "nodes"
+			if _, err := failover.ParseNodeSelector(value); err != nil {
+				return usagef("resource set-nodes: %s", strings.TrimPrefix(err.Error(), "failover: "))
+			}
+		} else if _, err := failover.ParseZonesRule(value); err != nil || value == "" {
+			return usagef("resource set-zones: say spread, none or strict, got %q", value)
+		}
+		body, _ := json.Marshal(map[string]string{field: value})
+		var out failover.Resource
+		if _, err := cf.do(http.MethodPatch, "/v1/resources/"+url.PathEscape(positional[0]), body, &out, 60*time.Second); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "resource %s: zones %s, nodes %s (copies that no longer fit move, add before remove, as the planner gets to them)\n", positional[0], zonesText(out.Zones), nodesText(out.Nodes))
 	}
 	return nil
+}
+
+func zonesText(z failover.ZonesRule) string {
+	if z == "" {
+		return string(failover.ZonesSpread)
+	}
+	return string(z)
+}
+
+// nodesText shows a node selector, "all" for the empty one.
+func nodesText(sel string) string {
+	if sel == "" {
+		return "all"
+	}
+	return sel
 }
 
 func resourceList(cf clientFlags, stdout io.Writer) error {
@@ -109,13 +149,13 @@ func resourceList(cf clientFlags, stdout io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RESOURCE\tPARTITIONS\tREPLICATION FACTOR\tUNDER-REPLICATED\tTARGET SIZE")
+	fmt.Fprintln(tw, "RESOURCE\tPARTITIONS\tREPLICATION FACTOR\tUNDER-REPLICATED\tTARGET SIZE\tZONES\tNODES")
 	for _, r := range resp.Resources {
 		target := "-"
 		if r.TargetSize > 0 {
 			target = strconv.FormatInt(r.TargetSize, 10)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\n", r.Name, r.ActivePartitions, r.ReplicationFactor, r.UnderReplicated, target)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\n", r.Name, r.ActivePartitions, r.ReplicationFactor, r.UnderReplicated, target, zonesText(r.Zones), nodesText(r.Nodes))
 	}
 	return tw.Flush()
 }
