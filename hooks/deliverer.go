@@ -433,7 +433,9 @@ func (d *Deliverer) SetDesired(desired map[int]Assignment) {
 // Notify queues a one-off event (node.rejoin at start, cluster.quorum on a
 // change), delivered and retried like the others. NodeID is filled in; an
 // empty ID gets one that stays the same on every retry. An undelivered
-// earlier event of the same type is superseded.
+// earlier event of the same type is superseded. While a node.rejoin is
+// unacknowledged no partition event is sent: the app catches up on what
+// it missed before it is told to lead anything.
 func (d *Deliverer) Notify(ev Event) error {
 	ev.NodeID = d.cfg.NodeID
 	now := d.now()
@@ -624,6 +626,10 @@ func (d *Deliverer) dispatch() time.Duration {
 	wait := idleWait
 	// One-off events first: they are few and say something about the whole
 	// node.
+	rejoining := false
+	for _, o := range d.oneOffs {
+		rejoining = rejoining || o.ev.Type == TypeRejoin
+	}
 	for _, o := range d.oneOffs {
 		if d.inFlight >= d.cfg.MaxConcurrency {
 			return wait
@@ -638,7 +644,12 @@ func (d *Deliverer) dispatch() time.Duration {
 		o.inFlight = true
 		d.start(o.ev, o.attempts+1, func(ok bool, status int) { d.oneOffDoneLocked(o, ok) })
 	}
-	if !d.haveDesired {
+	if !d.haveDesired || rejoining {
+		// Until the app has acknowledged node.rejoin (it re-syncs what it
+		// missed while away), it is told nothing about its partitions: a
+		// promotion before that would have it serve a copy that has not
+		// caught up. The partitions stay queued; the acknowledgement
+		// wakes the loop.
 		return wait
 	}
 	for len(d.retryQ) > 0 && !d.retryQ[0].next.After(now) {

@@ -599,6 +599,41 @@ func TestNotifyDeliversOneOffEventsWithRetries(t *testing.T) {
 	}
 }
 
+// A node back in the cluster: its app re-syncs what it missed while away
+// when it gets node.rejoin. A promotion delivered before that would make
+// it serve as primary from a copy that has not caught up, so no partition
+// event goes out until the app has acknowledged the rejoin.
+func TestPartitionEventsWaitUntilTheAppHasAcknowledgedItsRejoin(t *testing.T) {
+	app := newFakeApp(t)
+	app.setAnswer(func(ev Event, attempt int) int {
+		if ev.Type == TypeRejoin && attempt <= 3 {
+			return http.StatusServiceUnavailable // still re-syncing
+		}
+		return http.StatusNoContent
+	})
+	store := openStore(t, t.TempDir())
+	d := startDeliverer(t, testConfig(app.srv.URL), store, &sinkRecorder{})
+	d.SetDesired(map[int]Assignment{0: {Partition: 0, Epoch: 1, Role: RoleReplica}})
+	eventually(t, "the replica acknowledged", synced(d))
+
+	if err := d.Notify(Event{Type: TypeRejoin, Partitions: []int{0}}); err != nil {
+		t.Fatal(err)
+	}
+	d.SetDesired(map[int]Assignment{0: {Partition: 0, Epoch: 2, Role: RolePrimary}}) // handed back at once
+	eventually(t, "rejoin and promotion acknowledged", synced(d))
+
+	var order []string
+	for _, ev := range app.log() {
+		order = append(order, ev.Type)
+	}
+	// Three refused attempts of the rejoin, the fourth acknowledged, then
+	// the promotion.
+	want := []string{TypeAssign, TypeRejoin, TypeRejoin, TypeRejoin, TypeRejoin, TypePromote}
+	if fmt.Sprint(order) != fmt.Sprint(want) {
+		t.Fatalf("the app got %v, want %v: the promotion must wait for the acknowledged rejoin", order, want)
+	}
+}
+
 func TestNewDelivererRefusesAnIncompleteConfig(t *testing.T) {
 	store := openStore(t, t.TempDir())
 	good := testConfig("http://127.0.0.1:1/events")

@@ -29,8 +29,9 @@ const (
 	// with a retryable error).
 	TypeSplit = "partition.split"
 	// TypeRejoin: the node came back into the cluster; Partitions lists the
-	// partitions the app may still hold from before and which the cluster
-	// no longer gives it (they may be stale).
+	// partitions the app may keep from before (they missed what was
+	// written while it was away: catch up before acknowledging). No
+	// partition event is sent until it is acknowledged.
 	TypeRejoin = "node.rejoin"
 	// TypeQuorum: the cluster gained or lost its raft quorum (Quorum is
 	// QuorumOK or QuorumLost). Without quorum no failover can happen.

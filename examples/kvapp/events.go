@@ -153,10 +153,14 @@ func (s *server) changeRole(ctx context.Context, ev hooks.Event, verb string, pe
 // instead of the list so that an assign delivered just before the rejoin
 // is not undone, and anything newly given is copied by its assign anyway.
 //
-// The partitions it keeps as a replica missed the writes made while it
-// was failed (primaries skip failed members), so they are merged again
+// The partitions it keeps missed the writes made while it was away
+// (primaries skip failed and restarting members), so they are merged again
 // from their other holders, primary first, before the event is
-// acknowledged.
+// acknowledged. That includes a partition the fresh table already makes
+// this node primary of: after a planned restart the planner hands the
+// primaries back as soon as the node is back, and its agent sends the
+// promotion only once this event is acknowledged; a primary that had not
+// caught up would answer 404 for writes it missed.
 func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 	s.seen(ev)
 	v, err := s.agent.get(ctx, true)
@@ -170,7 +174,7 @@ func (s *server) onRejoin(ctx context.Context, ev hooks.Event) hooks.Response {
 		pv := v.partition(id)
 		switch {
 		case pv.holds(self):
-			if p.complete && pv.Primary != self {
+			if p.complete {
 				resync = append(resync, id)
 			}
 		case len(p.data) > 0 || p.complete:

@@ -535,3 +535,87 @@ func TestRejoinedReplicaCatchesUpOnWritesItMissed(t *testing.T) {
 		}
 	}
 }
+
+// A planned restart hands n2's primary over; n2 misses a write while it is
+// away; back, the planner gives the primary back at once, so that n2's
+// fresh table already makes it primary when its app is told it rejoined.
+// It must still catch up from the other holder before it serves: else it
+// answers 404 for an acknowledged write.
+func TestANodeThatIsPrimaryAgainWhenItRejoinsCatchesUpBeforeServing(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2 := c.addNode("n1"), c.addNode("n2")
+	c.setAll(1, "n2", "n1")
+	c.assignFromTable()
+	c.put(n2, "old", "1")
+
+	// n2 restarts: n1 is promoted, n2 demoted and away.
+	c.setAll(2, "n1", "n2")
+	c.setMemberStatus("n2", "restarting")
+	for n, ev := range map[*testNode]hooks.Event{
+		n1: {Type: hooks.TypePromote, Partition: 0, Epoch: 2, Role: hooks.RolePrimary},
+		n2: {Type: hooks.TypeDemote, Partition: 0, Epoch: 2, Role: hooks.RoleReplica},
+	} {
+		if code := c.deliver(n, ev); code != http.StatusNoContent {
+			t.Fatalf("%s to %s: %d", ev.Type, n.id, code)
+		}
+	}
+	n1.srv.agent.invalidate()
+	if code, body := c.put(n1, "missed", "2"); code != http.StatusNoContent {
+		t.Fatalf("put while n2 is away: %d %s", code, body)
+	}
+	if _, ok := stored(n2, 0, "missed"); ok {
+		t.Fatal("n2 got the write while away; the test proves nothing")
+	}
+
+	// Back, and primary again in the table before its app hears of it.
+	c.setMemberStatus("n2", "alive")
+	c.setAll(3, "n2", "n1")
+	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
+		t.Fatalf("rejoin: %d", code)
+	}
+	for n, ev := range map[*testNode]hooks.Event{
+		n1: {Type: hooks.TypeDemote, Partition: 0, Epoch: 3, Role: hooks.RoleReplica},
+		n2: {Type: hooks.TypePromote, Partition: 0, Epoch: 3, Role: hooks.RolePrimary},
+	} {
+		if code := c.deliver(n, ev); code != http.StatusNoContent {
+			t.Fatalf("%s to %s: %d", ev.Type, n.id, code)
+		}
+	}
+	n1.srv.agent.invalidate()
+	for _, through := range []*testNode{n2, n1} {
+		for k, want := range map[string]string{"old": "1", "missed": "2"} {
+			if code, got := c.get(through, k); code != http.StatusOK || got != want {
+				t.Errorf("read of %s through %s: %d %q, want 200 %q", k, through.id, code, got, want)
+			}
+		}
+	}
+}
+
+// n2 is back from a restart and re-syncs from n1 while n1's table still
+// shows it restarting (n1's agent has not applied the return yet). The
+// re-sync registered n2 as a copy target on n1: a write n1 takes after the
+// snapshot must reach n2 although the table says it is away, or n2 would
+// lack an acknowledged write once it is primary again.
+func TestAWriteAfterTheRejoinSnapshotReachesTheNodeBeforeTheTableSaysItIsBack(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2 := c.addNode("n1"), c.addNode("n2")
+	c.setAll(1, "n1", "n2")
+	c.assignFromTable()
+	c.setMemberStatus("n2", "restarting")
+	n1.srv.agent.invalidate()
+	if code, body := c.put(n1, "missed", "1"); code != http.StatusNoContent {
+		t.Fatalf("put while n2 is away: %d %s", code, body)
+	}
+	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
+		t.Fatalf("rejoin: %d", code)
+	}
+	if v, _ := stored(n2, 0, "missed"); v != "1" {
+		t.Fatalf("the rejoin did not re-sync n2: missed = %q", v)
+	}
+	if code, body := c.put(n1, "after", "2"); code != http.StatusNoContent {
+		t.Fatalf("put after the re-sync: %d %s", code, body)
+	}
+	if v, _ := stored(n2, 0, "after"); v != "2" {
+		t.Fatalf("a write acknowledged after n2's re-sync snapshot is not on n2: after = %q", v)
+	}
+}

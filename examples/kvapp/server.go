@@ -557,8 +557,13 @@ func (s *server) writeDests(v *clusterView, id int, registered []dest) []dest {
 	var dests []dest
 	for _, d := range registered {
 		// A copy target this node's own table lists is reached through the
-		// table from now on; one that failed is not waited for.
-		if pv.holds(d.node) || v.members[d.node].gone() {
+		// table from now on; one that failed is not waited for. A holder
+		// this table still shows restarting is the exception: it registered
+		// here re-syncing after its return, which this table has not seen
+		// yet, and must have every write after its snapshot (should it be
+		// unreachable after all, replicateTo drops it on the first failure).
+		m := v.members[d.node]
+		if (pv.holds(d.node) || m.gone()) && m.Status != "restarting" {
 			s.store.dropCopyTarget(id, d.node)
 			continue
 		}
