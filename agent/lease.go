@@ -76,8 +76,11 @@ func (a *Agent) renewLease() {
 	if a.raft.IsLeader() {
 		g, err = a.raft.GrantLocal(req)
 	} else if addr != "" {
-		// A grant that arrives after half the lease is of little use.
-		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
+		// A renewal that is not answered before the next one is due is
+		// given up for it: the next is sent at once, while the last grant
+		// still runs for at least a renewal period (Renew is a third of
+		// the lease), so one lost answer does not end the lease.
+		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Renew)
 		g, err = a.raft.RequestLease(ctx, addr, req)
 		cancel()
 	} else {

@@ -43,6 +43,8 @@ type Controller struct {
 	events eventLog
 	// leases is the leader's ledger of primary leases.
 	leases *LeaseLedger
+	// primaries answers the grants: each member's primaries, per state.
+	primaries primariesIndex
 	// load is the leader's memory of the apps' load and disk reports.
 	load *LoadBook
 	// leaving is set once this agent has begun to leave: it is then no

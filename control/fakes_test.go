@@ -92,6 +92,8 @@ type fakeRaft struct {
 	commands []failover.Command
 	// refuse makes every apply fail with it (no leader, say).
 	refuse error
+	// stateIndex counts the commands applied (raftctl.Node.StateIndex).
+	stateIndex uint64
 }
 
 func newFakeRaft(self string, c *failover.Cluster) *fakeRaft {
@@ -102,6 +104,12 @@ func (r *fakeRaft) Read(fn func(c *failover.Cluster)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	fn(r.cluster)
+}
+
+func (r *fakeRaft) StateIndex() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stateIndex
 }
 
 func (r *fakeRaft) Snapshot() *failover.Cluster {
@@ -121,6 +129,7 @@ func (r *fakeRaft) ApplyForwarded(ctx context.Context, cmd failover.Command) (fa
 	res, err := r.cluster.Apply(cmd)
 	if err == nil {
 		r.commands = append(r.commands, cmd)
+		r.stateIndex++
 	}
 	return res, err
 }

@@ -16,6 +16,9 @@ type Raft interface {
 	// Read runs fn on this server's copy of the cluster state (as its
 	// state machine applied it); fn must not keep c.
 	Read(fn func(c *failover.Cluster))
+	// StateIndex is the raft index of the last entry that changed the
+	// state: it only goes up, and equal indexes mean the same state.
+	StateIndex() uint64
 	// Snapshot is a copy of this server's cluster state.
 	Snapshot() *failover.Cluster
 	// Subscribe wakes the returned channel after each change of the state.
