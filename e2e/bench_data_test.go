@@ -510,18 +510,13 @@ func BenchmarkRejoin(b *testing.B) {
 	b.Logf("\n%d trials, seconds from restart:\n%s", trials, tbl.String())
 }
 
-// BenchmarkRejoinProfiles is BenchmarkRejoin with the lan and wan
-// profiles (issue 17: a restarted agent alive again within 5 s on every
-// profile); STEWARD_BENCH_AGENTS sets the cluster's size (default 5).
+// BenchmarkRejoinProfiles is BenchmarkRejoin with each profile (issue 17:
+// a restarted agent alive again within 5 s on every profile);
+// STEWARD_BENCH_AGENTS sets the cluster's size (default 5), and
+// -bench 'RejoinProfiles/(local|lan)$' picks profiles.
 func BenchmarkRejoinProfiles(b *testing.B) {
-	n := 5
-	if v := os.Getenv("STEWARD_BENCH_AGENTS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 3 {
-			b.Fatalf("STEWARD_BENCH_AGENTS=%q: want a number of agents, at least 3", v)
-		}
-	}
-	for _, profile := range []string{"lan", "wan"} {
+	n := scaleAgents(b, 5)
+	for _, profile := range []string{"local", "lan", "wan"} {
 		b.Run(profile, func(b *testing.B) {
 			trials := max(b.N, 3)
 			var alive, bal []time.Duration

@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -35,24 +36,38 @@ const (
 // cluster alone, then reads every agent's CPU time (utime + stime from
 // /proc) over idleWindow: the leader's share of a core next to the median
 // and the busiest other agent's.
+//
+// STEWARD_BENCH_BASELINE_AGENT, when set, is an agent binary built from an
+// earlier commit (go build -o /tmp/agent-before ./cmd/agent in a checkout
+// of it): each size then runs it first and this tree's agent second, so
+// that before and after are measured in the same run, on the same load.
 func BenchmarkIdleCPU(b *testing.B) {
+	builds := []struct{ name, bin string }{{"this", agentBin}}
+	if base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT"); base != "" {
+		if _, err := os.Stat(base); err != nil {
+			b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
+		}
+		builds = append([]struct{ name, bin string }{{"baseline", base}}, builds...)
+	}
 	for _, n := range []int{10, 25, 50} {
-		b.Run(fmt.Sprintf("agents=%d", n), func(b *testing.B) {
-			var leaders, medians, maxOthers []float64
-			var formed []time.Duration
-			for i := 0; i < b.N; i++ {
-				r := idleTrial(b, n)
-				leaders, medians, maxOthers = append(leaders, r.leader), append(medians, r.median), append(maxOthers, r.maxOther)
-				formed = append(formed, r.balanced)
-				b.Logf("%d agents: balanced %s s after start; idle CPU over %s: leader %.1f%%, median %.1f%%, busiest other %.1f%% of a core",
-					n, secs(r.balanced), idleWindow, r.leader, r.median, r.maxOther)
-			}
-			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(slices.Max(leaders), "leader-%core")
-			b.ReportMetric(slices.Max(medians), "median-%core")
-			b.ReportMetric(slices.Max(maxOthers), "max-other-%core")
-			b.ReportMetric(median(formed).Seconds(), "balanced-s")
-		})
+		for _, build := range builds {
+			b.Run(fmt.Sprintf("agents=%d/build=%s", n, build.name), func(b *testing.B) {
+				var leaders, medians, maxOthers []float64
+				var formed []time.Duration
+				for i := 0; i < b.N; i++ {
+					r := idleTrial(b, build.bin, n)
+					leaders, medians, maxOthers = append(leaders, r.leader), append(medians, r.median), append(maxOthers, r.maxOther)
+					formed = append(formed, r.balanced)
+					b.Logf("%d agents, %s build: balanced %s s after start; idle CPU over %s: leader %.1f%% (%.2f s), median %.1f%%, busiest other %.1f%% of a core; all %d agents %.2f CPU-s",
+						n, build.name, secs(r.balanced), idleWindow, r.leader, r.leader*idleWindow.Seconds()/100, r.median, r.maxOther, n, r.total.Seconds())
+				}
+				b.ReportMetric(0, "ns/op")
+				b.ReportMetric(slices.Max(leaders), "leader-%core")
+				b.ReportMetric(slices.Max(medians), "median-%core")
+				b.ReportMetric(slices.Max(maxOthers), "max-other-%core")
+				b.ReportMetric(median(formed).Seconds(), "balanced-s")
+			})
+		}
 	}
 }
 
@@ -61,13 +76,48 @@ func BenchmarkIdleCPU(b *testing.B) {
 type idleResult struct {
 	leader, median, maxOther float64
 	balanced                 time.Duration
+	// total is the CPU time of all agents over the window.
+	total time.Duration
 }
 
-func idleTrial(b *testing.B, n int) idleResult {
+func idleTrial(b *testing.B, bin string, n int) idleResult {
 	c := newBenchCluster(b)
 	defer c.close()
 	start := time.Now()
-	nodes := c.startAll(n, "local", "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
+	nodes, leader := startBalanced(b, c, bin, n)
+	balanced := time.Since(start)
+	// Not a synchronisation: the quiet period and the window are the
+	// measurement itself, time during which nothing may be asked of the
+	// agents.
+	time.Sleep(idleQuiet)
+	before := cpuTimes(b, nodes)
+	time.Sleep(idleWindow)
+	after := cpuTimes(b, nodes)
+	if err := exitedEarly(nodes); err != nil {
+		b.Fatal(err)
+	}
+	var others []float64
+	var r idleResult
+	for i, nd := range nodes {
+		r.total += after[i] - before[i]
+		share := 100 * (after[i] - before[i]).Seconds() / idleWindow.Seconds()
+		if nd == leader {
+			r.leader = share
+			continue
+		}
+		others = append(others, share)
+	}
+	slices.Sort(others)
+	r.median, r.maxOther = others[len(others)/2], others[len(others)-1]
+	r.balanced = balanced
+	return r
+}
+
+// startBalanced starts n agents of bin (local profile, the scale table)
+// and waits for a formed, balanced cluster; it returns them and the
+// leader.
+func startBalanced(b *testing.B, c *cluster, bin string, n int) ([]*node, *node) {
+	nodes := c.startAllOf(bin, n, "local", "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
 	var leader *node
 	// Polled every 250 ms, and mostly the leader only: 50 agents each
 	// listing 50 members every 20 ms would be most of what the machine
@@ -85,31 +135,7 @@ func idleTrial(b *testing.B, n int) idleResult {
 		leader = l
 		return balancedTable(nodes, leader, scaleRF)
 	})
-	balanced := time.Since(start)
-	// Not a synchronisation: the quiet period and the window are the
-	// measurement itself, time during which nothing may be asked of the
-	// agents.
-	time.Sleep(idleQuiet)
-	before := cpuTimes(b, nodes)
-	time.Sleep(idleWindow)
-	after := cpuTimes(b, nodes)
-	if err := exitedEarly(nodes); err != nil {
-		b.Fatal(err)
-	}
-	var others []float64
-	var r idleResult
-	for i, nd := range nodes {
-		share := 100 * (after[i] - before[i]).Seconds() / idleWindow.Seconds()
-		if nd == leader {
-			r.leader = share
-			continue
-		}
-		others = append(others, share)
-	}
-	slices.Sort(others)
-	r.median, r.maxOther = others[len(others)/2], others[len(others)-1]
-	r.balanced = balanced
-	return r
+	return nodes, leader
 }
 
 // cpuTimes reads the CPU time of every node's process.

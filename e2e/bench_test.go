@@ -46,9 +46,17 @@ func startBench(n *node, profile string, args ...string) {
 // startAll declares and starts n agents with -bootstrap-expect n, all
 // joining the first, and returns them without waiting for anything.
 func (c *cluster) startAll(n int, profile string, extra ...string) []*node {
+	return c.startAllOf(agentBin, n, profile, extra...)
+}
+
+// startAllOf is startAll with the agent binary bin (an earlier build, to
+// compare two in one run).
+func (c *cluster) startAllOf(bin string, n int, profile string, extra ...string) []*node {
 	var nodes []*node
 	for i := 1; i <= n; i++ {
-		nodes = append(nodes, c.add(fmt.Sprintf("node%d", i), extra...))
+		nd := c.add(fmt.Sprintf("node%d", i), extra...)
+		nd.Bin = bin
+		nodes = append(nodes, nd)
 	}
 	for _, nd := range nodes {
 		startBench(nd, profile, "-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].GossipAddr())
