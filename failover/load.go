@@ -20,15 +20,22 @@ import (
 //     DiskHigh takes no new copy (it keeps what it has, as an app-unhealthy
 //     node does), and one above DiskFull sheds copies, the largest first,
 //     until its projected use is under DiskFull, to nodes whose use stays
-//     at or below DiskHigh once they have the copy.
-//   - Load, once every live node has reported some load or size: counts no
-//     longer balance;
-//     each node's load (the sum of its copies' figures, by load, or by size
+//     at or below DiskHigh once they have the copy. Every other move that
+//     adds a copy to a node (repair, zone spread, count and load moves)
+//     weighs the copy's size against the node's room the same way; only a
+//     copy that restores the replication factor goes to a node short of
+//     room, when no node with room can take it (bestTarget).
+//   - Counts first: copies and primaries balance by count as without
+//     figures (rebalance.go), never held back by the hysteresis.
+//   - Load, unless CountsOnly, once every live node has reported some load
+//     or size: the count bands widen (widen) and, within them, each
+//     node's load (the sum of its copies' figures, by load, or by size
 //     when no load is reported at all) is kept within a band around its
 //     weighted mean, BandRatio of it but at least BandMinCopies mean copies.
 //     First by promotions (free): a replica that carries less of a hot
 //     partition than its primary takes over the primary role; then by
-//     moving copies. A move is made only when some node is outside its band
+//     moving copies, or swapping them where a move would leave a count
+//     band. A move is made only when some node is outside its band
 //     and only if it brings both of its ends strictly closer to their
 //     means, so every move shrinks the total distance to the means and the
 //     planner converges. A partition whose placement changed less than
@@ -98,12 +105,10 @@ type LoadPolicy struct {
 	// ago (Ages.Moved) is not moved or promoted for load
 	// (-load-hysteresis, default 5 minutes). Disk shedding does not wait.
 	Hysteresis time.Duration
-	// CountsOnly keeps copies and primaries balanced by count, as without
-	// figures, and uses the figures for the disk rules only (-balance-by
-	// count, the agent's default). Load balancing gives up equal counts
-	// and waits Hysteresis after every change of a partition, repairs
-	// included, so a node back from a failure would get its share only
-	// minutes later: it is the operator's choice (-balance-by load).
+	// CountsOnly keeps copies and primaries balanced exactly by count, as
+	// without figures, and uses the figures for the disk rules only
+	// (-balance-by count, the agent's default). Without it counts balance
+	// first within wider bands (widen), and load within them.
 	CountsOnly bool
 }
 
@@ -179,12 +184,19 @@ type loadState struct {
 	// balanced does not start it again at once.
 	inner float64
 
+	// wide: load balances by the figures (not counts only), so the count
+	// bands are widened (see widen) and load moves stay within them:
+	// copies within copyBands, primaries within primBands.
+	wide                 bool
+	copyBands, primBands bands
+
 	// The figures of every holder of every partition, in the order of
 	// planner.holders: partition pi's are at off[pi] to off[pi+1]; a holder
-	// that is not live has zeros.
-	off []int32
-	hq  []float64 // quantity (see quantity)
-	hs  []int64   // size
+	// that is not live has zeros. node is each slot's holder (-1: unknown).
+	off  []int32
+	node []int32
+	hq   []float64 // quantity (see quantity)
+	hs   []int64   // size
 	// held are each node's live copies.
 	held [][]heldCopy
 }
@@ -203,6 +215,7 @@ func newLoadState(f *Figures, pol LoadPolicy, p *planner) *loadState {
 		mean: make([]float64, n), bw: make([]float64, n), member: make([]bool, n)}
 	ls.balance = true
 	for i, nd := range p.nodes {
+		ls.member[i] = nd.lead
 		if fig, ok := f.Nodes[nd.id]; ok {
 			fig := fig
 			ls.figs[i] = &fig
@@ -217,18 +230,6 @@ func newLoadState(f *Figures, pol LoadPolicy, p *planner) *loadState {
 		}
 	}
 	return ls
-}
-
-// diskHigh reports whether node id reported a disk use over DiskHigh.
-func diskHigh(f *Figures, pol LoadPolicy, id string) bool {
-	if f == nil {
-		return false
-	}
-	if pol.Validate() != nil {
-		pol = DefaultLoadPolicy()
-	}
-	fig, ok := f.Nodes[id]
-	return ok && fig.DiskCapacity > 0 && fig.DiskRatio() > pol.DiskHigh
 }
 
 // quantity is what load balancing weighs of a copy: its load, or its size
@@ -270,6 +271,7 @@ func (p *planner) countLoad() {
 		}
 	}
 	ls.off[len(parts)] = int32(len(node))
+	ls.node = node
 	slots := len(node)
 	reported, load, size := make([]bool, slots), make([]float64, slots), make([]int64, slots)
 	for i, f := range ls.figs {
@@ -382,53 +384,89 @@ func (p *planner) countLoad() {
 	}
 }
 
-// planLoad is what Plan does after repair when it has figures.
+// planLoad is what Plan does after repair when it has figures: disks over
+// -disk-full shed first; then counts balance, as without figures (within
+// the wider bands of widen when load balances too), never held back by the
+// hysteresis, so that a node back from a failure gets its share of copies
+// at once; then, when load balances, the load moves and promotions, each
+// within the count bands.
 func (p *planner) planLoad() {
-	for i, nd := range p.nodes {
-		p.ls.member[i] = nd.lead
-	}
-	p.countLoad()
+	ls := p.ls
 	if p.needs == 0 {
 		p.shedFullDisks()
 	}
-	if !p.ls.balance || p.ls.total == 0 || p.ls.pol.CountsOnly {
-		// Not every live node reported, nothing to weigh (no load and no
-		// size anywhere, as in a new cluster), or counts chosen: counts
-		// balance, as without figures (the disk rules still hold through
-		// take).
-		if p.needs == 0 {
-			p.rebalanceCopies()
-		}
-		if !p.copyWork {
-			p.rebalancePrimaries()
-		}
+	// Not every live node reported, nothing to weigh (no load and no size
+	// anywhere, as in a new cluster), or counts chosen: counts balance, as
+	// without figures (the disk rules still hold through take and
+	// hasRoom).
+	ls.wide = ls.balance && ls.total > 0 && !ls.pol.CountsOnly
+	if p.needs == 0 {
+		p.rebalanceCopies()
+	}
+	if !p.copyWork {
+		p.rebalancePrimaries()
+	}
+	if !ls.wide {
 		return
 	}
-	p.ls.inner = 1
+	ls.copyBands, ls.primBands = p.copyBands(), p.primaryBands()
+	ls.inner = 1
 	if give, _ := p.loadSides(false); give == nil {
 		return // every node is within its band
 	}
-	p.ls.inner = innerBand
+	ls.inner = innerBand
 	p.promoteForLoad()
 	if p.needs == 0 {
 		p.moveForLoad()
 	}
 }
 
-// diskLimit is the bytes node i may use below fraction f of its disk; +Inf
-// when it reported no disk.
-func (ls *loadState) diskLimit(i int, f float64) float64 {
-	if ls.figs[i] == nil || ls.figs[i].DiskCapacity <= 0 {
-		return math.Inf(1)
-	}
-	return f * float64(ls.figs[i].DiskCapacity)
+// widen is a count band [lo, hi] of a node whose share is share, widened
+// for load balancing by BandRatio of the share but at least BandMinCopies
+// (BuildBuddy's 5 %, minimum 2), hi capped at most: count moves restore
+// the wide band, and load moves may go anywhere within it. With the exact
+// band of floor and ceil no single load move would fit (a move takes one
+// from a node at its floor or gives one to a node at its ceiling).
+func (ls *loadState) widen(lo, hi int, share float64, most int) (int, int) {
+	slack := int(math.Max(ls.pol.BandRatio*share, ls.pol.BandMinCopies))
+	lo, hi = max(lo-slack, 0), min(hi+slack, most)
+	return min(lo, hi), hi
 }
 
-func (ls *loadState) diskPct(i int) float64 {
-	if ls.figs[i] == nil || ls.figs[i].DiskCapacity <= 0 {
-		return 0
+// withinBands reports whether one more (to) and one less (from) of the
+// load b counts keeps both nodes within their bands; a node that is not a
+// member may give but not take.
+func withinBands(b bands, from, to int) bool {
+	return b.member[to] && b.load[to] < b.hi[to] && (!b.member[from] || b.load[from] > b.lo[from])
+}
+
+// project counts a new copy of partition pi on node t in the projected
+// loads and disk uses: it carries the figures of the live holder r it
+// replaces (-1: none), which no longer counts them, else those of its
+// source src, else the largest size any holder reported.
+func (ls *loadState) project(pi, t, r, src int) {
+	from, fromSrc := int32(-1), int32(-1)
+	for s := ls.off[pi]; s < ls.off[pi+1]; s++ {
+		switch int(ls.node[s]) {
+		case r:
+			from = s
+		case src:
+			fromSrc = s
+		}
 	}
-	return 100 * ls.diskUsed[i] / float64(ls.figs[i].DiskCapacity)
+	if r < 0 || from < 0 {
+		from = fromSrc
+	}
+	q, size := 0.0, ls.copySize(pi)
+	if from >= 0 {
+		q, size = ls.hq[from], float64(ls.hs[from])
+	}
+	ls.load[t] += q
+	ls.diskUsed[t] += size
+	if r >= 0 {
+		ls.load[r] -= q
+		ls.diskUsed[r] -= size
+	}
 }
 
 // settled reports whether part's placement changed at least Hysteresis ago.
@@ -443,70 +481,16 @@ func (p *planner) movable(pi int32) bool {
 	return !p.touched[pi] && len(p.c.Partitions[pi].Migrations) == 0
 }
 
-// shedFullDisks moves copies off every node over DiskFull, the largest
-// copies first, until its projected use is under it (all of them, empty
-// ones last, when even that leaves it over).
-func (p *planner) shedFullDisks() {
-	ls := p.ls
-	for a := range p.nodes {
-		if !p.nodes[a].hold || ls.diskUsed[a] <= ls.diskLimit(a, ls.pol.DiskFull) {
-			continue
-		}
-		var mine []heldCopy
-		for _, hc := range ls.held[a] {
-			// Empty copies too, last: they free nothing now, but would
-			// grow on a disk that is full.
-			if p.movable(hc.part) {
-				mine = append(mine, hc)
-			}
-		}
-		sort.SliceStable(mine, func(x, y int) bool { return ls.hs[mine[x].slot] > ls.hs[mine[y].slot] })
-		for _, hc := range mine {
-			if ls.diskUsed[a] <= ls.diskLimit(a, ls.pol.DiskFull) || !p.budgetLeft() {
-				break
-			}
-			part := &p.c.Partitions[hc.part]
-			size := float64(ls.hs[hc.slot])
-			src, srcID := p.sourceFor(part)
-			copies, covered := p.zoneCounts(part, p.nodes[a].id)
-			best, bestPct := -1, 0.0
-			for b, nd := range p.nodes {
-				if !nd.take || part.Holds(nd.id) || !p.budget(b, src) || !p.zoneOK(b, copies, covered) {
-					continue
-				}
-				if ls.diskUsed[b]+size > ls.diskLimit(b, ls.pol.DiskHigh) {
-					continue
-				}
-				pct := ls.pol.DiskHigh // a node that reported no disk comes last
-				if lim := ls.diskLimit(b, 1); !math.IsInf(lim, 1) {
-					pct = (ls.diskUsed[b] + size) / lim
-				}
-				if best < 0 || pct < bestPct {
-					best, bestPct = b, pct
-				}
-			}
-			if best < 0 {
-				continue
-			}
-			why := []string{
-				fmt.Sprintf("disk: %s uses %.1f%% of its disk, over -disk-full %.1f%%: sheds a copy of %s", p.nodes[a].id, ls.diskPct(a), 100*ls.pol.DiskFull, bytesText(size)),
-				fmt.Sprintf("disk: %s uses %.1f%% before it (at most -disk-high %.1f%% after)", p.nodes[best].id, ls.diskPct(best), 100*ls.pol.DiskHigh),
-			}
-			p.moveCopyForLoad(hc, a, best, src, srcID, PriorityShedDisk, why)
-		}
-	}
-}
-
-// moveCopyForLoad starts the migration of a's copy hc to b and projects
-// its load and disk.
+// moveCopyForLoad starts the migration of a's copy hc to b (startMigration
+// projects its load and disk).
 func (p *planner) moveCopyForLoad(hc heldCopy, a, b, src int, srcID string, prio int, why []string) {
-	ls := p.ls
-	q, size := ls.hq[hc.slot], float64(ls.hs[hc.slot])
-	ls.load[a] -= q
-	ls.load[b] += q
-	ls.diskUsed[a] -= size
-	ls.diskUsed[b] += size
-	p.startMigration(&p.c.Partitions[hc.part], b, src, srcID, p.nodes[a].id, prio, why)
+	part := &p.c.Partitions[hc.part]
+	if part.Primary == p.nodes[a].id {
+		// The target of a migration that replaces the primary leads.
+		p.prims[a]--
+		p.prims[b]++
+	}
+	p.startMigration(part, b, src, srcID, p.nodes[a].id, prio, why)
 }
 
 // excess is how far node i's load is above its mean (negative below).
@@ -609,7 +593,7 @@ func (p *planner) promoteForLoad() {
 				qa := ls.hq[off]
 				for k, r := range part.Replicas {
 					b, ok := p.idx[r]
-					if !ok || !isTaker[b] {
+					if !ok || !isTaker[b] || !withinBands(ls.primBands, a, b) {
 						continue
 					}
 					d := qa - ls.hq[off+1+int32(k)]
@@ -641,132 +625,5 @@ func (p *planner) promoteForLoad() {
 	}
 }
 
-// maxLoadCandidates bounds the copies of one giver examined for one
-// receiver, nearest the ideal first: beyond it the move is left to the
-// next pair or plan.
-const maxLoadCandidates = 64
-
-// moveForLoad moves copies from nodes above their load bands to nodes
-// below them (or as loadSides says): for the givers in turn, the move
-// (copy, receiver) that shrinks the distance to the means most. A receiver
-// must stay at or below DiskHigh with the copy.
-func (p *planner) moveForLoad() {
-	ls := p.ls
-	sorted := make([][]heldCopy, len(p.nodes)) // each giver's movable copies by quantity, built when first needed
-	for p.budgetLeft() {
-		give, take := p.loadSides(true)
-		if give == nil {
-			return
-		}
-		moved := false
-		for _, a := range give {
-			if sorted[a] == nil {
-				l := []heldCopy{}
-				for _, hc := range ls.held[a] {
-					if p.movable(hc.part) && p.settled(int(hc.part)) && ls.hq[hc.slot] > 0 {
-						l = append(l, hc)
-					}
-				}
-				sort.SliceStable(l, func(x, y int) bool { return ls.hq[l[x].slot] < ls.hq[l[y].slot] })
-				sorted[a] = l
-			}
-			best, bestTo, bestSrc, bestGain := heldCopy{part: -1}, -1, -1, 0.0
-			bestSrcID := ""
-			for _, b := range take {
-				if !p.budget(b, -1) {
-					continue
-				}
-				hc, src, srcID, gain := p.bestCopyFor(a, b, sorted[a])
-				if hc.part >= 0 && (gain > bestGain || gain == bestGain && ls.hs[hc.slot] < ls.hs[best.slot]) {
-					best, bestTo, bestSrc, bestSrcID, bestGain = hc, b, src, srcID, gain
-				}
-			}
-			if best.part < 0 {
-				continue
-			}
-			figure := "load"
-			if !ls.byLoad {
-				figure = "size"
-			}
-			why := []string{
-				fmt.Sprintf("%s: %s carries %s (mean %s, band ±%s); the copy carries %s", figure, p.nodes[a].id, num(ls.load[a]), num(ls.mean[a]), num(ls.bw[a]), num(ls.hq[best.slot])),
-				fmt.Sprintf("%s: %s carries %s (mean %s): the move brings both closer to their means", figure, p.nodes[bestTo].id, num(ls.load[bestTo]), num(ls.mean[bestTo])),
-			}
-			p.moveCopyForLoad(best, a, bestTo, bestSrc, bestSrcID, PriorityBalanceLoad, why)
-			moved = true
-			break
-		}
-		if !moved {
-			return
-		}
-	}
-}
-
-// bestCopyFor is the copy of a's (l, sorted by quantity) whose move to b
-// shrinks the distance to the means most and passes the hard constraints
-// (b does not hold it, migration slots, zone spread, b's disk), looking at
-// the maxLoadCandidates copies nearest the ideal quantity; part -1 if none.
-func (p *planner) bestCopyFor(a, b int, l []heldCopy) (heldCopy, int, string, float64) {
-	ls := p.ls
-	ea, eb := ls.excess(a), -ls.excess(b)
-	limit := 2 * math.Min(ea, eb) // a copy must carry less than this
-	ideal := math.Min((ea+eb)/2, limit)
-	// Walk outwards from the ideal quantity, nearer side first.
-	hi := sort.Search(len(l), func(x int) bool { return ls.hq[l[x].slot] >= ideal })
-	lo := hi - 1
-	for tried := 0; tried < maxLoadCandidates && (lo >= 0 || hi < len(l)); tried++ {
-		var x int
-		switch {
-		case lo < 0:
-			x, hi = hi, hi+1
-		case hi >= len(l):
-			x, lo = lo, lo-1
-		case ideal-ls.hq[l[lo].slot] <= ls.hq[l[hi].slot]-ideal:
-			x, lo = lo, lo-1
-		default:
-			x, hi = hi, hi+1
-		}
-		hc := l[x]
-		gain, ok := ls.converges(a, b, ls.hq[hc.slot])
-		if !ok {
-			if ls.hq[hc.slot] >= limit {
-				hi = len(l) // everything further up is too much too
-			}
-			continue
-		}
-		if p.touched[hc.part] {
-			continue
-		}
-		part := &p.c.Partitions[hc.part]
-		if part.Holds(p.nodes[b].id) || ls.diskUsed[b]+float64(ls.hs[hc.slot]) > ls.diskLimit(b, ls.pol.DiskHigh) {
-			continue
-		}
-		src, srcID := p.sourceFor(part)
-		if !p.budget(b, src) {
-			continue
-		}
-		copies, covered := p.zoneCounts(part, p.nodes[a].id)
-		if !p.zoneOK(b, copies, covered) {
-			continue
-		}
-		return hc, src, srcID, gain
-	}
-	return heldCopy{part: -1}, -1, "", 0
-}
-
 // num prints a figure briefly.
 func num(v float64) string { return fmt.Sprintf("%.1f", v) }
-
-// bytesText prints a size in bytes with a binary unit.
-func bytesText(v float64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
-	u := 0
-	for v >= 1024 && u < len(units)-1 {
-		v /= 1024
-		u++
-	}
-	if u == 0 {
-		return fmt.Sprintf("%.0f B", v)
-	}
-	return fmt.Sprintf("%.1f %s", v, units[u])
-}

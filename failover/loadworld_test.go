@@ -1,6 +1,7 @@
 package failover
 
 import (
+	"fmt"
 	"math"
 	"math/rand"
 	"sort"
@@ -230,4 +231,34 @@ func sortedIDs[V any](m map[string]V) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// departures remembers when each copy left its node, to catch a copy that
+// comes back to it.
+type departures struct {
+	ids  []string
+	left map[[2]int]time.Duration // (partition, node index): when its copy left
+}
+
+func newDepartures(c *Cluster) *departures {
+	return &departures{ids: c.MemberIDs(), left: map[[2]int]time.Duration{}}
+}
+
+// record compares the placements before and after a round planned at now
+// and describes each copy that came back to a node it left less than
+// within ago.
+func (d *departures) record(before, after placement, now, within time.Duration) []string {
+	var back []string
+	for pi := range after {
+		for ni, id := range d.ids {
+			had, has := contains(before[pi], id), contains(after[pi], id)
+			if had && !has {
+				d.left[[2]int{pi, ni}] = now
+			}
+			if at, ok := d.left[[2]int{pi, ni}]; ok && !had && has && now-at < within {
+				back = append(back, fmt.Sprintf("at %v a copy of p%d came back to %s, which it left at %v", now, pi, id, at))
+			}
+		}
+	}
+	return back
 }

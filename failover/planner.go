@@ -169,6 +169,9 @@ func newPlannerWithFigures(c *Cluster, ages Ages, seed int64, lim Limits, figs *
 	}
 	p.count()
 	p.computeQuotas()
+	if p.ls != nil {
+		p.countLoad()
+	}
 	return p
 }
 
@@ -531,8 +534,13 @@ func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces st
 	if src >= 0 {
 		p.busy[src]++
 	}
+	r := -1
 	if i, st := p.state(replaces); replaces != "" && i >= 0 && (st == holderLive) {
 		p.copies[i]--
+		r = i
+	}
+	if p.ls != nil {
+		p.ls.project(part.ID, t, r, src)
 	}
 	p.inflight++
 	p.copyWork = true

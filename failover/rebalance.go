@@ -42,26 +42,33 @@ type bands struct {
 }
 
 // copyBands: the nodes that take copies, around their copy shares (a node
-// holds at most one copy of each partition).
+// holds at most one copy of each partition); wider when load balances too
+// (loadState.widen).
 func (p *planner) copyBands() bands {
 	b := newBands(len(p.nodes), p.copies)
 	for i, nd := range p.nodes {
 		if nd.take {
 			b.member[i] = true
 			b.lo[i], b.hi[i] = band(p.copyShare[i], len(p.c.Partitions))
+			if p.ls != nil && p.ls.wide {
+				b.lo[i], b.hi[i] = p.ls.widen(b.lo[i], b.hi[i], p.copyShare[i], len(p.c.Partitions))
+			}
 		}
 	}
 	return b
 }
 
 // primaryBands: the nodes that may lead, around their primary shares (a
-// node leads only partitions it holds).
+// node leads only partitions it holds); wider when load balances too.
 func (p *planner) primaryBands() bands {
 	b := newBands(len(p.nodes), p.prims)
 	for i, nd := range p.nodes {
 		if nd.lead && !nd.draining {
 			b.member[i] = true
 			b.lo[i], b.hi[i] = band(p.primShare[i], p.held[i])
+			if p.ls != nil && p.ls.wide {
+				b.lo[i], b.hi[i] = p.ls.widen(b.lo[i], b.hi[i], p.primShare[i], p.held[i])
+			}
 		}
 	}
 	return b
@@ -157,6 +164,14 @@ func (p *planner) rebalanceCopies() {
 			}
 		}
 	}
+	if p.ls != nil && p.ls.wide {
+		// Load balances too: the partitions that moved less than the
+		// hysteresis ago go last, so that a count move does not take back
+		// what a load move just placed.
+		for _, l := range lists {
+			sort.SliceStable(l, func(x, y int) bool { return p.settled(int(l[x])) && !p.settled(int(l[y])) })
+		}
+	}
 	started := false
 	for _, ph := range b.phases() {
 		var takers []int
@@ -181,7 +196,7 @@ func (p *planner) rebalanceCopies() {
 				copies, covered := p.zoneCounts(part, p.nodes[a].id)
 				to := choice{d: &rebalancing}
 				for _, u := range takers {
-					if !ph.take(u) || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) {
+					if !ph.take(u) || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) || !p.roomFor(u, int(pi)) {
 						continue
 					}
 					c := p.copyCandidate(u, int(pi))
@@ -227,7 +242,7 @@ func (p *planner) rebalanceChains(b bands) {
 	find := func(from, to int) int32 {
 		for _, pi := range lists[from] {
 			part := &p.c.Partitions[pi]
-			if p.touched[pi] || part.Holds(p.nodes[to].id) {
+			if p.touched[pi] || part.Holds(p.nodes[to].id) || !p.roomFor(to, int(pi)) {
 				continue
 			}
 			src, _ := p.sourceFor(part)

@@ -341,9 +341,10 @@ func (p *planner) planZoneSpread(part *Partition, needs *[]need) {
 	if from == "" {
 		return
 	}
-	// Is there a node in an uncovered zone that could take it?
+	// Is there a node in an uncovered zone that could take it (and has
+	// the disk room for it)?
 	for i, nd := range p.nodes {
-		if nd.take && p.pclass.mayHold(i) && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) {
+		if nd.take && p.pclass.mayHold(i) && nd.zone < len(p.zoneNames) && p.zc[nd.zone] == 0 && !part.Holds(nd.id) && p.roomFor(i, part.ID) {
 			*needs = append(*needs, need{part: part.ID, priority: PriorityZoneSpread, replaces: from,
 				reasons: []string{fmt.Sprintf("zone spread: zone %q has no copy", p.zoneNames[nd.zone])}})
 			return
@@ -364,7 +365,10 @@ func (p *planner) placeCopy(nd need) {
 			except = nd.replaces // moving a live copy: its zone frees up
 		}
 	}
-	t, ok := p.bestTarget(part, except, nd.lead, src, false, nd.prefer)
+	// A copy that restores the replication factor goes to a node without
+	// disk room when no other can take it; a zone-spread move waits.
+	restoring := nd.priority >= PriorityAdd
+	t, ok := p.bestTarget(part, except, nd.lead, src, false, nd.prefer, restoring)
 	if !ok {
 		// No node with a healthy app can take it. Rather than lose the
 		// copy (a leaving or failed holder), put it on a live node whose
@@ -373,7 +377,7 @@ func (p *planner) placeCopy(nd need) {
 		if i, st := p.state(nd.replaces); nd.lead && nd.replaces != "" && i >= 0 && st == holderLive {
 			return
 		}
-		if t, ok = p.bestTarget(part, except, false, src, true, ""); !ok {
+		if t, ok = p.bestTarget(part, except, false, src, true, "", restoring); !ok {
 			return
 		}
 	}
@@ -411,10 +415,18 @@ func (p *planner) placeCopy(nd need) {
 //
 // With unhealthy set, the candidates are instead the live nodes whose app is
 // unhealthy (the last resort of placeCopy).
-func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool, prefer string) (candidate, bool) {
+//
+// Disk (with figures): a node that would go over DiskHigh with the copy
+// is a candidate only when no node with room can take it, and only when
+// cramped is set (the copy restores the replication factor: a copy on a
+// node short of room beats a partition short of a copy; the node sheds
+// copies again once it is over DiskFull and another node has room). The
+// operator's choice (prefer) is not weighed against its disk.
+func (p *planner) bestTarget(part *Partition, except string, lead bool, src int, unhealthy bool, prefer string, cramped bool) (candidate, bool) {
 	copies, covered := p.zoneCounts(part, except)
 	target := choice{d: &placing}
 	spent := choice{d: &placing} // nodes that failed too often
+	short := choice{d: &placing} // nodes without disk room for the copy
 	var spentNote string
 	zoneBlocked := false
 	for i := range p.nodes {
@@ -462,12 +474,23 @@ func (p *planner) bestTarget(part *Partition, except string, lead bool, src int,
 			spentNote = fmt.Sprintf("not %s: %d copies to it failed", nd.id, judged.failures)
 			continue
 		}
+		if !p.roomFor(i, part.ID) {
+			if cramped && !judged.waiting {
+				short.offer(&c)
+			}
+			continue
+		}
 		target.offer(&c)
 	}
 	if !target.ok {
 		if spent.ok && !zoneBlocked {
 			best := spent.best
 			best.avoided = "no other node can take it"
+			return best, true
+		}
+		if short.ok && !zoneBlocked {
+			best := short.best
+			best.avoided = p.ls.shortNote(best.node, p.ls.copySize(part.ID))
 			return best, true
 		}
 		return candidate{}, false
