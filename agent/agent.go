@@ -597,7 +597,7 @@ func (a *Agent) localMeta() gossip.Meta {
 		Version:  Version,
 		Weight:   a.cfg.Weight,
 
-		AppUnhealthy: a.appUnhealthy.Load(),
+		AppUnhealthy: a.appUnhealthy.Load() || a.restart.catchingUp.Load(),
 		Suspects:     a.currentSuspects(),
 		Leaving:      a.LeaveProgress().Phase != LeaveNone && a.LeaveProgress().Phase != LeaveFailed,
 		Returning:    a.restart.returning.Load(),

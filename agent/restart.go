@@ -83,6 +83,15 @@ type restartState struct {
 	requests chan struct{}
 	// returning is what this agent announces in gossip (Meta.Returning).
 	returning atomic.Bool
+	// catchingUp: this agent is back from a planned restart and its app
+	// has not yet acknowledged node.rejoin (it re-syncs what it missed).
+	// It is announced as an unhealthy app, so that the leader records it
+	// with the return and the planner hands no primary back before the
+	// app has caught up.
+	catchingUp atomic.Bool
+	// toldIncarnation is the incarnation the webhooks have handled (the
+	// app told of the rejoin when it went up), for catchingUp's end.
+	toldIncarnation atomic.Uint64
 }
 
 // ErrRestartRefused wraps refusals of a restart: another member is away
@@ -165,8 +174,8 @@ func (a *Agent) markRestart(ctx context.Context) error {
 		}
 	}
 	a.ctrl.SetRestarting(true)
-	if a.restart.returning.Load() {
-		a.publishReturning(false)
+	if a.restart.returning.Load() || a.restart.catchingUp.Load() {
+		a.publishReturn(false, false)
 	}
 	promoted, err := a.ctrl.MarkOwnRestart(ctx, a.cfg.RestartGrace.D(), a.cfg.MaxUnavailable)
 	if err != nil {
@@ -274,35 +283,82 @@ func (a *Agent) requestRestart() {
 // to start it again. At most one request waits; more are dropped.
 func (a *Agent) RestartRequests() <-chan struct{} { return a.restart.requests }
 
-// publishReturning sets Meta.Returning in this node's gossip metadata,
-// when it changes.
-func (a *Agent) publishReturning(on bool) {
-	a.restart.returning.Store(on)
+// publishReturn sets Meta.Returning, and the catching up shown as
+// Meta.AppUnhealthy, in this node's gossip metadata, both in one update:
+// the leader sees the member back and its app not ready in the same view.
+func (a *Agent) publishReturn(returning, catchingUp bool) {
+	a.restart.returning.Store(returning)
+	a.restart.catchingUp.Store(catchingUp)
 	if a.gossip == nil {
 		return
 	}
 	if err := a.gossip.UpdateMeta(a.localMeta()); err != nil && a.ctx.Err() == nil {
 		a.log.Warn("publishing the return from a restart", "error", err)
 	}
+	a.kickLeader()
 }
 
-// returnLoop announces this agent's return from a planned restart: while
-// the state shows its member restarting and this process is not the one
-// going away, Meta.Returning is set; once the leader has taken it back
-// (or marked it failed, then it rejoins as any failed member), it is
-// cleared.
+// returnView is what returnAnnouncement decides from.
+type returnView struct {
+	// awayInState: the state shows this member restarting.
+	awayInState bool
+	// goingAway: this process is the one going away for the restart.
+	goingAway bool
+	// hasApp: webhooks go to an app (-webhook-url).
+	hasApp bool
+	// incarnation is the member's in the state; told is the one the
+	// webhooks have handled; rejoinPending: node.rejoin not acknowledged.
+	incarnation, told uint64
+	rejoinPending     bool
+	// catchingUp is what is announced now.
+	catchingUp bool
+}
+
+// returnAnnouncement decides (purely) what this agent announces about its
+// return from a planned restart: returning while the state shows its
+// member restarting and this process is not the one going away (the
+// leader then takes it back: alive, a new incarnation); catching up from
+// then until the webhooks have handled that incarnation and the app has
+// acknowledged node.rejoin. A member marked failed past its grace comes
+// back as any failed member does, and its catching up ends the same way.
+func returnAnnouncement(v returnView) (returning, catchingUp bool) {
+	returning = v.awayInState && !v.goingAway
+	switch {
+	case !v.hasApp || v.goingAway:
+		catchingUp = false
+	case returning:
+		catchingUp = true
+	case v.catchingUp:
+		catchingUp = v.told < v.incarnation || v.rejoinPending
+	}
+	return returning, catchingUp
+}
+
+// returnLoop keeps the announcement of returnAnnouncement up to date.
 func (a *Agent) returnLoop() {
 	a.every(250*time.Millisecond, func() {
-		var st failover.MemberStatus
-		a.raft.Read(func(c *failover.Cluster) { st = c.Members[a.cfg.NodeID].Status })
-		want := st == failover.StatusRestarting && !a.ctrl.Restarting()
-		if a.restart.returning.Load() == want {
+		var me failover.Member
+		a.raft.Read(func(c *failover.Cluster) { me = c.Members[a.cfg.NodeID] })
+		v := returnView{
+			awayInState: me.Status == failover.StatusRestarting,
+			goingAway:   a.ctrl.Restarting(),
+			hasApp:      a.deliverer != nil,
+			incarnation: me.Incarnation,
+			told:        a.restart.toldIncarnation.Load(),
+			catchingUp:  a.restart.catchingUp.Load(),
+		}
+		v.rejoinPending = v.hasApp && a.deliverer.Rejoining()
+		returning, catchingUp := returnAnnouncement(v)
+		if returning == a.restart.returning.Load() && catchingUp == a.restart.catchingUp.Load() {
 			return
 		}
-		if want {
+		switch {
+		case returning && !a.restart.returning.Load():
 			a.log.Info("back from a planned restart: announcing the return")
+		case !catchingUp && a.restart.catchingUp.Load():
+			a.log.Info("back from a planned restart: the app has caught up", "incarnation", me.Incarnation)
 		}
-		a.publishReturning(want)
+		a.publishReturn(returning, catchingUp)
 	})
 }
 

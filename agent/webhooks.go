@@ -118,6 +118,11 @@ func (a *Agent) desiredLoop() {
 				a.log.Warn("saving the incarnation", "error", err)
 			}
 		}
+		if registered {
+			// After the Notify above: a catching up that ends on this sees
+			// the rejoin pending until the app acknowledges it.
+			a.restart.toldIncarnation.Store(lastIncarnation)
+		}
 		a.deliverer.SetDesired(desired)
 	})
 }

@@ -466,6 +466,20 @@ func (d *Deliverer) Notify(ev Event) error {
 	return nil
 }
 
+// Rejoining reports whether a node.rejoin is queued or being delivered:
+// until it is acknowledged, the app has not caught up on what it missed
+// while its node was away.
+func (d *Deliverer) Rejoining() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, o := range d.oneOffs {
+		if o.ev.Type == TypeRejoin {
+			return true
+		}
+	}
+	return false
+}
+
 // MigrationCompleted records that the app finished the copy migrationID
 // (its call to /v1/migrations/{id}/complete) and reports it to the sink.
 // It returns ErrUnknownMigration when this node's app is not copying it.

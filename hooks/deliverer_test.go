@@ -619,8 +619,14 @@ func TestPartitionEventsWaitUntilTheAppHasAcknowledgedItsRejoin(t *testing.T) {
 	if err := d.Notify(Event{Type: TypeRejoin, Partitions: []int{0}}); err != nil {
 		t.Fatal(err)
 	}
+	if !d.Rejoining() {
+		t.Fatal("a queued node.rejoin is not reported")
+	}
 	d.SetDesired(map[int]Assignment{0: {Partition: 0, Epoch: 2, Role: RolePrimary}}) // handed back at once
 	eventually(t, "rejoin and promotion acknowledged", synced(d))
+	if d.Rejoining() {
+		t.Fatal("an acknowledged node.rejoin is still reported")
+	}
 
 	var order []string
 	for _, ev := range app.log() {

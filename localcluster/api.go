@@ -53,6 +53,9 @@ type Member struct {
 	APIAddr   string `json:"api_addr"`
 	Primaries int    `json:"primaries"`
 	Copies    int    `json:"copies"`
+	// AppHealthy is false while the member's app is unhealthy, or has not
+	// caught up after a planned restart: it is given no primary.
+	AppHealthy bool `json:"app_healthy"`
 }
 
 // Partition is one partition of GET /v1/partitions.
