@@ -400,6 +400,9 @@ func (p *planner) planLoad() {
 	// without figures (the disk rules still hold through take and
 	// hasRoom).
 	ls.wide = ls.balance && ls.total > 0 && !ls.pol.CountsOnly
+	if ls.wide {
+		p.countLeadersInFlight()
+	}
 	if p.needs == 0 {
 		p.rebalanceCopies()
 	}
@@ -418,6 +421,27 @@ func (p *planner) planLoad() {
 	p.promoteForLoad()
 	if p.needs == 0 {
 		p.moveForLoad()
+	}
+}
+
+// countLeadersInFlight counts the target of a migration in flight that
+// replaces a partition's primary as its primary already (it leads once the
+// copy completes), so that load moves planned while it is in flight keep
+// the primary bands: one plan after another, each seeing the old primary
+// still leading, took a node two primaries past its band, and the count
+// balancing then undid the move for load it had made just before.
+func (p *planner) countLeadersInFlight() {
+	for pi := range p.c.Partitions {
+		part := &p.c.Partitions[pi]
+		for _, m := range part.Migrations {
+			if m.Replaces == "" || m.Replaces != part.Primary || !p.targetLive(m) {
+				continue
+			}
+			if a, ok := p.idx[part.Primary]; ok {
+				p.prims[a]--
+				p.prims[p.idx[m.Target]]++
+			}
+		}
 	}
 }
 
