@@ -131,9 +131,10 @@ type Config struct {
 	// BalanceBy is what the planner balances over the nodes: "count"
 	// (the default: copies and primaries by number; the apps' disk
 	// figures still stop copies to a disk over DiskHighPct and shed a disk
-	// over DiskFullPct) or "load" (by the apps' reported load, or size
-	// where none report load, within a band, with LoadHysteresis between
-	// two moves of a partition; counts are then no longer equal).
+	// over DiskFullPct) or "load" (counts first, within a band of 5 % of
+	// the share, at least 2, then the apps' reported load, or size where
+	// none report load, balanced within it, with LoadHysteresis between
+	// two moves of a partition for load).
 	BalanceBy string `json:"balance_by"`
 	// ReapAfter is how long a member may stay failed or departed before the
 	// leader forgets it (agent force-leave does it at once). Measured on the

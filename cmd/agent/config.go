@@ -73,7 +73,7 @@ func runFlags(cfg *agent.Config) []flagSpec {
 		{"disk-full", "percentage of its disk above which a node sheds copies (from its app's load report)", (*floatValue)(&cfg.DiskFullPct)},
 		{"disk-high", "percentage of its disk above which a node takes no new copies", (*floatValue)(&cfg.DiskHighPct)},
 		{"load-hysteresis", "a partition moved less than this long ago is not moved again for load", &cfg.LoadHysteresis},
-		{"balance-by", "count (copies and primaries by number; disk figures still apply) or load (by the apps' reported load)", (*stringValue)(&cfg.BalanceBy)},
+		{"balance-by", "count (copies and primaries by number; disk figures still apply) or load (counts within a band, the apps' reported load balanced within it)", (*stringValue)(&cfg.BalanceBy)},
 		{"desired-nodes", "members the cluster should have in service (0: none); the leader asks -provision-url for hosts when short", (*intValue)(&cfg.DesiredNodes)},
 		{"provision-url", "the provisioner the leader asks for hosts (signed with -webhook-secret)", (*stringValue)(&cfg.ProvisionURL)},
 		{"provision-grace", "how long the cluster stays short of -desired-nodes before the provisioner is asked", &cfg.ProvisionGrace},
