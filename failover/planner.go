@@ -84,6 +84,9 @@ type planner struct {
 	copyWork bool // a migration or removal was planned or is in flight
 
 	ls *loadState // the apps' figures (load.go); nil without them
+	// rt are the per-resource targets (resource_balance.go); nil with one
+	// resource, or before rebalancing.
+	rt *resourceTargets
 
 	zc []int // scratch: copies per zone of one partition
 }
@@ -412,8 +415,9 @@ func (p *planner) describe(id string) string {
 }
 
 // zoneCounts fills p.zc with the copies of part per zone (live and waiting
-// holders, live migration targets; holders replaced by a migration and
-// except are left out) and returns the number of copies and covered zones.
+// holders, live migration targets; holders replaced by a migration, except,
+// and copies on nodes part's resource may not use are left out) and
+// returns the number of copies and covered zones.
 func (p *planner) zoneCounts(part *Partition, except string) (copies, covered int) {
 	p.pk = p.kOf(part)
 	p.pclass = p.classOf(part.ID)
@@ -422,6 +426,9 @@ func (p *planner) zoneCounts(part *Partition, except string) (copies, covered in
 		p.zc[i] = 0
 	}
 	add := func(i int) {
+		if !p.pclass.mayHold(i) {
+			return // a copy its resource's selector rules out is on its way out
+		}
 		if p.zc[p.nodes[i].zone] == 0 && p.nodes[i].zone < len(p.zoneNames) {
 			covered++
 		}
@@ -541,6 +548,9 @@ func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces st
 	}
 	if p.ls != nil {
 		p.ls.project(part.ID, t, r, src)
+	}
+	if p.rt != nil {
+		p.rt.moved(p, part.ID, t, replaces)
 	}
 	p.inflight++
 	p.copyWork = true
