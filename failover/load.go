@@ -404,7 +404,10 @@ func (p *planner) planLoad() {
 		p.countLeadersInFlight()
 	}
 	if p.needs == 0 {
-		p.rebalanceCopies()
+		// Load moves go anywhere within the widened count bands, which
+		// per-resource targets would pull back: per resource only when
+		// counts rule.
+		p.rebalanceCounts(!ls.wide)
 	}
 	if !p.copyWork {
 		p.rebalancePrimaries()

@@ -205,13 +205,7 @@ func Plan(in PlanInput) []Action {
 	if p.needs == 0 {
 		// Copies are still being restored: they go to the nodes below
 		// their share anyway, and rebalancing now would move copies twice.
-		// With several resources, each is balanced to its own targets,
-		// which add up to the node totals (resource_balance.go).
-		if p.rt = p.newResourceTargets(); p.rt != nil {
-			p.rebalanceResources()
-		} else {
-			p.rebalanceCopies()
-		}
+		p.rebalanceCounts(true)
 	}
 	if !p.copyWork {
 		p.rebalancePrimaries()

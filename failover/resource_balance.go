@@ -20,6 +20,19 @@ import (
 // moves. A cluster with one resource keeps the node-total rebalancing of
 // rebalance.go unchanged (its golden files are the same).
 
+// rebalanceCounts balances the copy counts: with several resources and
+// perResource, each resource to its own targets, which add up to the node
+// totals; otherwise the node totals alone (rebalance.go).
+func (p *planner) rebalanceCounts(perResource bool) {
+	if perResource {
+		if p.rt = p.newResourceTargets(); p.rt != nil {
+			p.rebalanceResources()
+			return
+		}
+	}
+	p.rebalanceCopies()
+}
+
 // resourceTargets are the per-resource loads and targets of one plan.
 type resourceTargets struct {
 	names []string
