@@ -131,7 +131,10 @@ func planRaftConfig(in raftConfigInputs) []configChange {
 // the next death could cost the quorum for good, as 2 dead voters of 3 did
 // beside 4 live agents. The quorum rule is what makes this safe under a
 // network fault too: the voters removed by mistake are a minority and
-// cannot have formed a quorum of their own. Dead non-voters leave too,
+// cannot have formed a quorum of their own. A detector that, with the
+// state, holds a majority of the voters dead is wrong about some of them
+// while this agent leads: then only the members the state marked failed
+// leave. Dead non-voters leave too,
 // freeze or not: the quorum does not depend on them, and a dead voter
 // demoted by voter planning (to keep the voter count odd) must not stay in
 // the configuration as a non-voter for the whole freeze. A healed one is
@@ -143,6 +146,10 @@ func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[
 	inStatus, detectorFailed map[string]time.Duration) []string {
 	var out []string
 	var deadVoters []FailedVoter
+	// heldVoters and heldOnly are the voters and the non-voters only the
+	// detector holds dead (the state does not, yet).
+	var heldVoters []FailedVoter
+	var heldOnly []string
 	isVoter := map[string]bool{}
 	for _, v := range voters {
 		isVoter[v] = true
@@ -161,12 +168,25 @@ func deadServersToRemove(state *failover.Cluster, voters []string, inConfig map[
 		case m.Status == failover.StatusLeft:
 			// removed as a departed member, whatever the freeze
 		case isVoter[m.RaftID] && detectorHolds:
-			deadVoters = append(deadVoters, FailedVoter{ID: m.RaftID, FailedFor: failedFor})
+			heldVoters = append(heldVoters, FailedVoter{ID: m.RaftID, FailedFor: failedFor})
 		case detectorHolds:
 			// A dead non-voter the freeze keeps alive in the state.
-			out = append(out, m.RaftID)
+			heldOnly = append(heldOnly, m.RaftID)
 		}
 	}
+	if len(voters)-len(deadVoters)-len(heldVoters) >= len(voters)/2+1 {
+		out = append(out, heldOnly...)
+		deadVoters = append(deadVoters, heldVoters...)
+	}
+	// Otherwise the detector, with the state, holds a majority of the
+	// voters dead, yet this leader can only change the configuration
+	// with a majority of them answering: the detector is wrong about some
+	// of them (a starved machine: its confirming probes time out while
+	// raft's heartbeats, slower to give up, get through). Removing the
+	// minority the quorum rule allows, round after round, took the first
+	// leader of 50 agents on a loaded machine from 5 voters to 2 and then
+	// lost its quorum; nothing the detector alone holds dead is removed
+	// until it agrees with raft again.
 	out = append(out, RemovableVoters(voters, deadVoters, 1)...)
 	sort.Strings(out)
 	return out

@@ -42,13 +42,29 @@ func TestDeadVotersLeaveRaftWithinTheQuorumRuleEvenWhenFrozen(t *testing.T) {
 			want:     []string{"c-r", "f-r"},
 		},
 		{
-			name: "before marking (a freeze keeps them alive): voters the detector holds failed go, two of five at most, oldest first; a non-voter it holds failed goes",
+			name: "before marking (a freeze keeps them alive): voters the detector holds failed go, a minority of them; a non-voter it holds failed goes",
+			statuses: map[string]failover.MemberStatus{
+				"a": alive, "b": alive, "c": alive, "d": alive, "e": alive, "f": alive,
+			},
+			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
+			detectorFailed: map[string]time.Duration{"d": 9 * time.Second, "e": 5 * time.Second, "f": time.Minute},
+			want:           []string{"d-r", "e-r", "f-r"},
+		},
+		{
+			name: "the detector alone holds a majority of the voters dead while this leader leads them: it is wrong about some, nobody it holds goes",
 			statuses: map[string]failover.MemberStatus{
 				"a": alive, "b": alive, "c": alive, "d": alive, "e": alive, "f": alive,
 			},
 			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
 			detectorFailed: map[string]time.Duration{"c": 3 * time.Second, "d": 9 * time.Second, "e": 5 * time.Second, "f": time.Minute},
-			want:           []string{"d-r", "e-r", "f-r"},
+			want:           []string{},
+		},
+		{
+			name:           "a voter the state marked failed still goes beside such a view",
+			statuses:       map[string]failover.MemberStatus{"a": alive, "b": failed, "c": alive, "d": alive, "e": alive},
+			voters:         []string{"a-r", "b-r", "c-r", "d-r", "e-r"},
+			detectorFailed: map[string]time.Duration{"c": time.Second, "d": time.Second},
+			want:           []string{"b-r"},
 		},
 		{
 			name:     "two dead of three voters: one at a time (a quorum of the old three remains)",
