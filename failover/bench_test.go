@@ -240,4 +240,9 @@ func BenchmarkPlanResources(b *testing.B) {
 	failed := c.Clone()
 	setStatus(b, failed, 5, "n50", StatusFailed, PlanFailure(failed, "n50", 1))
 	b.Run("after_one_failure", func(b *testing.B) { plan(b, failed, AgesAt(failed, 6)) })
+	// A 101st node joins: every resource moves copies to it (the per-resource
+	// targets and their min-cost ceilings, resource_balance.go).
+	joined := c.Clone()
+	mustApply(b, joined, Command{Kind: CmdUpsertMember, At: 7, Member: &Member{ID: "n101"}})
+	b.Run("after_a_join", func(b *testing.B) { plan(b, joined, AgesAt(joined, 8)) })
 }

@@ -42,56 +42,115 @@ func (f *minCostFlow) add(from, to, cap, cost int) int {
 	return e
 }
 
-// run pushes up to want units from s to t along cheapest paths
-// (Bellman-Ford with a queue; the costs are small and the graph is
-// resources × nodes), and returns the units pushed.
+// run pushes up to want units from s to t at the least cost, and returns
+// the units pushed. It is the primal-dual method: the cheapest distances
+// from s (Bellman-Ford with a queue), then as many units as fit along the
+// arcs that lie on cheapest paths (Dinic's blocking flows over them), then
+// the distances again. The costs take a few values only, so a few rounds
+// of distances do for hundreds of units.
 func (f *minCostFlow) run(s, t, want int) int {
 	n := len(f.adj)
-	dist := make([]int, n)
-	via := make([]int, n)
-	inQueue := make([]bool, n)
-	// A vertex is in the queue at most once: a ring of n slots holds it.
+	dist, level, iter := make([]int, n), make([]int, n), make([]int, n)
 	ring := make([]int, n)
+	inQueue := make([]bool, n)
 	pushed := 0
 	for pushed < want {
-		for i := range dist {
-			dist[i], via[i] = 1<<62, -1
+		f.distances(s, dist, ring, inQueue)
+		if dist[t] == unreachable {
+			break
 		}
-		dist[s] = 0
-		head, size := 0, 1
-		ring[0] = s
-		inQueue[s] = true
-		for size > 0 {
-			u := ring[head]
-			head, size = (head+1)%n, size-1
-			inQueue[u] = false
-			for _, e := range f.adj[u] {
-				ed := &f.edges[e]
-				if ed.cap > 0 && dist[u]+ed.cost < dist[ed.to] {
-					dist[ed.to] = dist[u] + ed.cost
-					via[ed.to] = e
-					if !inQueue[ed.to] {
-						inQueue[ed.to] = true
-						ring[(head+size)%n] = ed.to
-						size++
-					}
+		for pushed < want && f.levels(s, t, dist, level, ring) {
+			clear(iter)
+			for pushed < want {
+				got := f.augment(s, t, want-pushed, dist, level, iter)
+				if got == 0 {
+					break
+				}
+				pushed += got
+			}
+		}
+	}
+	return pushed
+}
+
+const unreachable = 1 << 62
+
+// distances computes the cheapest distance from s to every vertex over
+// the arcs with capacity left. A vertex is in the queue at most once: a
+// ring of n slots holds it.
+func (f *minCostFlow) distances(s int, dist, ring []int, inQueue []bool) {
+	n := len(f.adj)
+	for i := range dist {
+		dist[i] = unreachable
+	}
+	dist[s] = 0
+	head, size := 0, 1
+	ring[0] = s
+	inQueue[s] = true
+	for size > 0 {
+		u := ring[head]
+		head, size = (head+1)%n, size-1
+		inQueue[u] = false
+		for _, e := range f.adj[u] {
+			ed := &f.edges[e]
+			if ed.cap > 0 && dist[u]+ed.cost < dist[ed.to] {
+				dist[ed.to] = dist[u] + ed.cost
+				if !inQueue[ed.to] {
+					inQueue[ed.to] = true
+					ring[(head+size)%n] = ed.to
+					size++
 				}
 			}
 		}
-		if via[t] < 0 {
-			return pushed
-		}
-		amount := want - pushed
-		for v := t; v != s; v = f.edges[via[v]^1].to {
-			amount = min(amount, f.edges[via[v]].cap)
-		}
-		for v := t; v != s; v = f.edges[via[v]^1].to {
-			f.edges[via[v]].cap -= amount
-			f.edges[via[v]^1].cap += amount
-		}
-		pushed += amount
 	}
-	return pushed
+}
+
+// admissible reports whether arc e out of u lies on a cheapest path.
+func (f *minCostFlow) admissible(u, e int, dist []int) bool {
+	ed := &f.edges[e]
+	return ed.cap > 0 && dist[u] != unreachable && dist[u]+ed.cost == dist[ed.to]
+}
+
+// levels numbers the vertices by their arc count from s over admissible
+// arcs (so that augment never goes round a cycle of cost 0), and reports
+// whether t is reached.
+func (f *minCostFlow) levels(s, t int, dist, level, queue []int) bool {
+	for i := range level {
+		level[i] = -1
+	}
+	level[s] = 0
+	queue = append(queue[:0], s)
+	for x := 0; x < len(queue); x++ {
+		u := queue[x]
+		for _, e := range f.adj[u] {
+			if v := f.edges[e].to; level[v] < 0 && f.admissible(u, e, dist) {
+				level[v] = level[u] + 1
+				queue = append(queue, v)
+			}
+		}
+	}
+	return level[t] >= 0
+}
+
+// augment pushes up to limit units from u to t along admissible arcs that
+// go one level up, and returns the units pushed.
+func (f *minCostFlow) augment(u, t, limit int, dist, level, iter []int) int {
+	if u == t {
+		return limit
+	}
+	for ; iter[u] < len(f.adj[u]); iter[u]++ {
+		e := f.adj[u][iter[u]]
+		v := f.edges[e].to
+		if level[v] != level[u]+1 || !f.admissible(u, e, dist) {
+			continue
+		}
+		if got := f.augment(v, t, min(limit, f.edges[e].cap), dist, level, iter); got > 0 {
+			f.edges[e].cap -= got
+			f.edges[e^1].cap += got
+			return got
+		}
+	}
+	return 0
 }
 
 // handOutCeilings decides which candidates of each resource get its

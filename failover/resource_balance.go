@@ -260,9 +260,24 @@ func (p *planner) rebalanceResources() {
 			}
 			return p.nodes[i].id < p.nodes[j].id
 		})
+		// open keeps the takers that still lack copies and have a free
+		// migration slot: once none has, the resource waits for the next
+		// plan (a new node takes a few copies at a time, and looking at
+		// every partition of every giver for none would be most of a
+		// plan's time).
+		open := func() bool {
+			kept := takers[:0]
+			for _, u := range takers {
+				if load[u] < target[u] && p.budget(u, -1) {
+					kept = append(kept, u)
+				}
+			}
+			takers = kept
+			return len(takers) > 0
+		}
 		for _, a := range givers {
 			for _, pi := range lists[a] {
-				if load[a] <= target[a] || !p.budgetLeft() {
+				if load[a] <= target[a] || !p.budgetLeft() || !open() {
 					break
 				}
 				if p.touched[pi] {
