@@ -78,6 +78,10 @@ func (c *Cluster) CheckPin(ch PinChange) error {
 	if part.Retired {
 		return fmt.Errorf("failover: partition %d is retired: it holds no data to pin", ch.Partition)
 	}
+	if sel, _ := ParseNodeSelector(c.PlacementOf(part.ResourceName()).Nodes); !sel.Matches(m.Tags) {
+		return fmt.Errorf("failover: %q does not match the node selector %q of resource %s, which partition %d belongs to: pin a node it matches, or change the selector (agent resource set-nodes)",
+			ch.Node, c.PlacementOf(part.ResourceName()).Nodes, part.ResourceName(), ch.Partition)
+	}
 	if pinIndex(part.Pins, ch.Node) < 0 && len(part.Pins) >= c.replicationFactorOf(&part) {
 		return fmt.Errorf("failover: partition %d already has %d pins, as many as its replication factor: unpin one first", ch.Partition, len(part.Pins))
 	}

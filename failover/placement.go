@@ -322,3 +322,25 @@ func distinctZones(members map[string]Member) int {
 	}
 	return len(zones)
 }
+
+// checkReplaceSelectors refuses a replacement that the node selector of a
+// resource old holds copies of does not match: the planner would never
+// move those copies there.
+func (c *Cluster) checkReplaceSelectors(old, replacement string) error {
+	tags := c.Members[replacement].Tags
+	checked := map[string]bool{}
+	for i := range c.Partitions {
+		p := &c.Partitions[i]
+		name := p.ResourceName()
+		if checked[name] || !p.Holds(old) {
+			continue
+		}
+		checked[name] = true
+		if nodes := c.PlacementOf(name).Nodes; nodes != "" {
+			if sel, _ := ParseNodeSelector(nodes); !sel.Matches(tags) {
+				return fmt.Errorf("failover: %q holds copies of resource %s, whose node selector %q does not match the replacement %q: give it the tags, or pick a node that has them", old, name, nodes, replacement)
+			}
+		}
+	}
+	return nil
+}

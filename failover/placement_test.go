@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -272,6 +273,31 @@ func TestPlacementCommandsRefuseBadInputAndChangeNothing(t *testing.T) {
 	}
 	if got, _ := CanonicalNodeSelector(" z=1, a=2 "); got != "a=2,z=1" {
 		t.Errorf("canonical selector %q", got)
+	}
+}
+
+func TestPinsAndReplacementsMustMatchTheResourcesSelector(t *testing.T) {
+	c := bootstrap(t, 2, 1, nodes(4))
+	tag(t, c, "disk=ssd", "n01", "n02")
+	createPlaced(t, c, Resource{Name: "hot", Partitions: 2, ReplicationFactor: 1, Nodes: "disk=ssd"})
+	converge(t, c, 3)
+	hot := len(c.Partitions) - 1
+	if err := c.CheckPin(PinChange{Partition: hot, Node: "n03"}); err == nil || !strings.Contains(err.Error(), "disk=ssd") {
+		t.Fatalf("pin of hot on untagged n03: %v, want a refusal naming the selector", err)
+	}
+	if err := c.CheckPin(PinChange{Partition: hot, Node: "n02"}); err != nil {
+		t.Fatalf("pin of hot on tagged n02: %v", err)
+	}
+	holder := c.Partitions[hot].Primary
+	if err := c.CheckReplace(holder, "n04"); err == nil || !strings.Contains(err.Error(), "disk=ssd") {
+		t.Fatalf("replacing %s (holds hot) by untagged n04: %v, want a refusal naming the selector", holder, err)
+	}
+	other := "n01"
+	if holder == "n01" {
+		other = "n02"
+	}
+	if err := c.CheckReplace(holder, other); err != nil {
+		t.Fatalf("replacing %s by tagged %s: %v", holder, other, err)
 	}
 }
 

@@ -54,6 +54,9 @@ func (c *Cluster) CheckReplace(old, replacement string) error {
 	case nm.ReplacedBy != "":
 		return fmt.Errorf("failover: the replacement %q is itself being replaced by %q", replacement, nm.ReplacedBy)
 	}
+	if err := c.checkReplaceSelectors(old, replacement); err != nil {
+		return err
+	}
 	return c.checkReplaceZones(old, replacement)
 }
 
