@@ -62,7 +62,7 @@ func BenchmarkHealAfterPartition(b *testing.B) {
 }
 
 func healTrialRun(b *testing.B, cut time.Duration, withLeader bool, victims int) healTrial {
-	c, nf, nodes, leader := startSettledOnOwnAddresses(b)
+	c, nf, nodes, leader := startSettledOnOwnAddresses(b, "local")
 	defer c.close()
 	var cutOff []*node
 	if withLeader {
@@ -155,7 +155,7 @@ func BenchmarkGrayFailures(b *testing.B) {
 	}
 	var rows []row
 	for i := 0; i < trials; i++ {
-		c, nf, nodes, leader := startSettledOnOwnAddresses(b)
+		c, nf, nodes, leader := startSettledOnOwnAddresses(b, "local")
 		followers := without(nodes, leader)
 		rows = append(rows,
 			row{"lossy (80 % both ways)", grayFault(b, nf, nodes, followers[0], 80, lossBoth, 30*time.Second)},
@@ -186,13 +186,57 @@ func BenchmarkGrayFailures(b *testing.B) {
 		trials, tbl.String(), flapsSteward, flapsMemberlist, len(rows))
 }
 
-// startSettledOnOwnAddresses starts five agents (local profile, 256
+// BenchmarkGrayFailuresLAN is issue 17's stress of `-profile lan` with
+// one node at 80 % packet loss both ways: per trial a fresh cluster of
+// five agents on their own addresses, settled; one follower loses 80 % of
+// its packets for 30 s, then heals. It reports the healthy members any
+// healthy agent saw failed (wrong removals: there must be none), how often
+// the faulty member went down on one observer (more than once is a flap),
+// and how long after the fault began each healthy agent first saw it
+// failed, next to memberlist's own dead on the same agents (gossip_state).
+func BenchmarkGrayFailuresLAN(b *testing.B) {
+	trials := max(b.N, 3)
+	var wrong, flaps int
+	var steward, memberlist []time.Duration
+	var tbl strings.Builder
+	fmt.Fprintf(&tbl, "| trial | healthy failed | faulty failed (times) | Steward: faulty failed after, median / worst | memberlist: healthy dead | memberlist: faulty dead after, median / worst |\n|---|---|---|---|---|---|\n")
+	for i := 0; i < trials; i++ {
+		c, nf, nodes, leader := startSettledOnOwnAddresses(b, "lan")
+		out := grayFault(b, nf, nodes, without(nodes, leader)[0], 80, lossBoth, 30*time.Second)
+		c.close()
+		wrong += len(out.steward.healthyDown)
+		if out.steward.faultyDowns > 1 {
+			flaps++
+		}
+		steward, memberlist = append(steward, out.stewardDetected...), append(memberlist, out.memberlistDetected...)
+		fmt.Fprintf(&tbl, "| %d | %v | %d | %s | %v | %s |\n", i+1, out.steward.healthyDown, out.steward.faultyDowns,
+			medianWorst(out.stewardDetected), out.memberlist.healthyDown, medianWorst(out.memberlistDetected))
+	}
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(wrong), "steward-healthy-failed")
+	b.ReportMetric(float64(flaps), "steward-flaps")
+	if len(steward) > 0 {
+		b.ReportMetric(median(steward).Seconds(), "steward-detected-median-s")
+	}
+	b.Logf("\n%d trials, one follower at 80 %% loss both ways for 30 s, -profile lan; seconds from the fault's start:\n%s\nall trials: Steward's faulty failed after median %s (%d observations), memberlist's dead after median %s (%d)",
+		trials, tbl.String(), medianWorst(steward), len(steward), medianWorst(memberlist), len(memberlist))
+}
+
+// medianWorst formats durations as "median / worst" seconds, or "never".
+func medianWorst(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "never"
+	}
+	return secs(median(ds)) + " / " + secs(slices.Max(ds))
+}
+
+// startSettledOnOwnAddresses starts five agents (the given profile, 256
 // partitions), each on its own address and uid so that nf can cut them
 // apart, and waits until they are settled with one leader.
-func startSettledOnOwnAddresses(b *testing.B) (*cluster, *netFaults, []*node, *node) {
+func startSettledOnOwnAddresses(b *testing.B, profile string) (*cluster, *netFaults, []*node, *node) {
 	c := newBenchCluster(b)
 	nf := newNetFaults(b, c)
-	nodes := c.startAll(5, "local", "-partitions", "256")
+	nodes := c.startAll(5, profile, "-partitions", "256")
 	var leader *node
 	pollUntil(b, 90*time.Second, "five agents settled", func() error {
 		if err := exitedEarly(nodes); err != nil {

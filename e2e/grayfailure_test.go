@@ -27,13 +27,16 @@ type statusWatch struct {
 	last map[string]localcluster.Member // "observer/member" → last entry seen
 	// status and gossip list the changes as "observer/member:from>to".
 	status, gossip []string
-	polls          int
+	// failedAt and deadAt are when each "observer/member" was first seen
+	// failed (Steward) and dead (memberlist).
+	failedAt, deadAt map[string]time.Time
+	polls            int
 }
 
 // watchStatuses polls observers every 100 ms until ctx ends; the returned
 // func waits for the poller to stop.
 func watchStatuses(ctx context.Context, observers []*node) (*statusWatch, func()) {
-	w := &statusWatch{last: map[string]localcluster.Member{}}
+	w := &statusWatch{last: map[string]localcluster.Member{}, failedAt: map[string]time.Time{}, deadAt: map[string]time.Time{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -70,9 +73,15 @@ func (w *statusWatch) record(observer string, ms map[string]localcluster.Member)
 		}
 		if was, is := committed(prev.Status), committed(m.Status); was != is {
 			w.status = append(w.status, fmt.Sprintf("%s:%s>%s", key, was, is))
+			if _, ok := w.failedAt[key]; !ok && is == "failed" {
+				w.failedAt[key] = time.Now()
+			}
 		}
 		if prev.GossipState != m.GossipState {
 			w.gossip = append(w.gossip, fmt.Sprintf("%s:%s>%s", key, prev.GossipState, m.GossipState))
+			if _, ok := w.deadAt[key]; !ok && m.GossipState == "dead" {
+				w.deadAt[key] = time.Now()
+			}
 		}
 	}
 }
@@ -90,6 +99,10 @@ func committed(status string) string {
 // cluster status) and for memberlist alone (gossip_state) side by side.
 type grayOutcome struct {
 	steward, memberlist grayView
+	// stewardDetected and memberlistDetected are, per observer that saw
+	// the faulty member go down, how long after the fault began it first
+	// did.
+	stewardDetected, memberlistDetected []time.Duration
 	// statusLog lists the cluster-status changes, for a failure message.
 	statusLog []string
 }
@@ -111,14 +124,28 @@ type grayView struct {
 	faultyChanges int
 }
 
-func (w *statusWatch) outcome(faulty string) grayOutcome {
+func (w *statusWatch) outcome(faulty string, began time.Time) grayOutcome {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return grayOutcome{
-		steward:    summarise(w.status, faulty, "failed"),
-		memberlist: summarise(w.gossip, faulty, "dead"),
-		statusLog:  append([]string(nil), w.status...),
+		steward:            summarise(w.status, faulty, "failed"),
+		memberlist:         summarise(w.gossip, faulty, "dead"),
+		stewardDetected:    detectedAfter(w.failedAt, faulty, began),
+		memberlistDetected: detectedAfter(w.deadAt, faulty, began),
+		statusLog:          append([]string(nil), w.status...),
 	}
+}
+
+// detectedAfter lists, per observer, how long after began it first saw
+// faulty down (first: "observer/member" → when).
+func detectedAfter(first map[string]time.Time, faulty string, began time.Time) []time.Duration {
+	var out []time.Duration
+	for key, at := range first {
+		if _, member, _ := strings.Cut(key, "/"); member == faulty {
+			out = append(out, at.Sub(began))
+		}
+	}
+	return out
 }
 
 // summarise reads changes ("observer/member:from>to") for one faulty
@@ -163,12 +190,13 @@ func grayFault(tb testing.TB, nf *netFaults, nodes []*node, victim *node, percen
 	before := map[string]uint64{victim.ID: incarnationOf(tb, leader, victim.ID)}
 	ctx, cancel := context.WithCancel(context.Background())
 	w, stopped := watchStatuses(ctx, healthy)
+	began := time.Now()
 	nf.Loss(victim, percent, dir)
 	time.Sleep(d) // the length of the fault
 	nf.Heal()
 	cancel()
 	stopped()
-	out := w.outcome(victim.ID)
+	out := w.outcome(victim.ID, began)
 
 	pollUntil(tb, 60*time.Second, "the cluster whole again after the gray failure", func() error {
 		if out.steward.faultyDowns > 0 {
