@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -46,7 +47,8 @@ func testConfig(t *testing.T, id string, dataDir string) Config {
 
 func startAgent(t *testing.T, cfg Config) *Agent {
 	t.Helper()
-	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: testWriter{t}})
+	out := &quietAfterShutdown{t: t}
+	logger := hclog.New(&hclog.LoggerOptions{Level: hclog.Warn, Output: out})
 	a, err := New(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +56,10 @@ func startAgent(t *testing.T, cfg Config) *Agent {
 	if err := a.Start(); err != nil {
 		t.Fatalf("start %s: %v", cfg.NodeID, err)
 	}
-	t.Cleanup(func() { _ = a.Shutdown() })
+	t.Cleanup(func() {
+		_ = a.Shutdown()
+		out.stop()
+	})
 	return a
 }
 
@@ -63,6 +68,32 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// quietAfterShutdown is a testWriter that drops what is written once the
+// agent has shut down: memberlist's probe goroutines are not joined by its
+// Shutdown, and one that logs a failed ping after the test has ended
+// makes the testing package panic ("Log in goroutine after Test... has
+// completed"), seen with three agents in one process under load.
+type quietAfterShutdown struct {
+	t       *testing.T
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (w *quietAfterShutdown) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *quietAfterShutdown) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() error) {
