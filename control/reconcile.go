@@ -26,7 +26,7 @@ func (c *Controller) Reconcile(ctx context.Context) error {
 	if err := c.registerMembers(ctx, state); err != nil {
 		return err
 	}
-	if err := c.takeBackRestarted(ctx, state); err != nil {
+	if err := c.takeBackRestarted(ctx); err != nil {
 		return err
 	}
 	if err := c.markFailures(ctx); err != nil {

@@ -138,12 +138,19 @@ func (c *Controller) expireRestarts(ctx context.Context) error {
 // gossip shows them alive with a new process that announces its return
 // (gossip.Meta.Returning: the process that went away never sets it), and
 // the failure detector no longer holds them down (it watched the old
-// process die).
+// process die). The app health the new process announces with its return
+// (not healthy until its app has caught up) must be in the state first,
+// so that the planner never sees the member back with an app it takes
+// for ready: a member whose registered app health differs from its
+// gossip is taken back in a later round, after registerMembers.
 func returnedFromRestart(state *failover.Cluster, nodes []gossip.Node, detector map[string]health.State) []string {
 	var out []string
 	for _, n := range nodes {
 		m, ok := state.Members[n.ID]
 		if !ok || m.Status != failover.StatusRestarting || n.State != gossip.StateAlive || !n.Meta.Returning {
+			continue
+		}
+		if m.AppUnhealthy != n.Meta.AppUnhealthy {
 			continue
 		}
 		if st, ok := detector[n.ID]; ok && st != health.StateHealthy {
@@ -154,8 +161,10 @@ func returnedFromRestart(state *failover.Cluster, nodes []gossip.Node, detector 
 	return out
 }
 
-// takeBackRestarted applies CmdRestartBack for the members that are back.
-func (c *Controller) takeBackRestarted(ctx context.Context, state *failover.Cluster) error {
+// takeBackRestarted applies CmdRestartBack for the members that are back,
+// judged on the state as it is now (with this round's registrations).
+func (c *Controller) takeBackRestarted(ctx context.Context) error {
+	state := c.MemberState()
 	nodes := c.members.Members()
 	for _, id := range returnedFromRestart(state, nodes, c.detectorStates(nodes)) {
 		if _, err := c.Apply(ctx, failover.Command{Kind: failover.CmdRestartBack, At: c.clock.Now().UnixNano(), Node: id}); err != nil {

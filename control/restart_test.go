@@ -110,16 +110,22 @@ func TestAMemberIsBackOnlyWithItsNewProcess(t *testing.T) {
 		"b": {ID: "b", Status: failover.StatusRestarting},
 		"c": {ID: "c", Status: failover.StatusRestarting},
 		"d": {ID: "d", Status: failover.StatusAlive},
+		"e": {ID: "e", Status: failover.StatusRestarting},
+		"f": {ID: "f", Status: failover.StatusRestarting, AppUnhealthy: true},
 	}}
 	nodes := []gossip.Node{
 		{ID: "a", State: gossip.StateAlive},                                     // the old process, still up
 		{ID: "b", State: gossip.StateAlive, Meta: gossip.Meta{Returning: true}}, // back
 		{ID: "c", State: gossip.StateAlive, Meta: gossip.Meta{Returning: true}}, // back, detector not yet convinced
 		{ID: "d", State: gossip.StateAlive, Meta: gossip.Meta{Returning: true}}, // not restarting
+		// back, its app catching up, which is not registered yet
+		{ID: "e", State: gossip.StateAlive, Meta: gossip.Meta{Returning: true, AppUnhealthy: true}},
+		// back, its app catching up, registered
+		{ID: "f", State: gossip.StateAlive, Meta: gossip.Meta{Returning: true, AppUnhealthy: true}},
 	}
 	got := returnedFromRestart(state, nodes, map[string]health.State{"b": health.StateHealthy, "c": health.StateFailed})
-	if !reflect.DeepEqual(got, []string{"b"}) {
-		t.Fatalf("back: %v, want [b]", got)
+	if !reflect.DeepEqual(got, []string{"b", "f"}) {
+		t.Fatalf("back: %v, want [b f]", got)
 	}
 
 	cl := newCluster("n1", []string{"n1", "n2", "n3"}, nil)
@@ -139,6 +145,60 @@ func TestAMemberIsBackOnlyWithItsNewProcess(t *testing.T) {
 	}
 	if m := cl.member("n2"); m.Status != failover.StatusAlive || m.Incarnation != inc+1 {
 		t.Fatalf("n2 back: %+v, want alive at incarnation %d", m, inc+1)
+	}
+}
+
+// The new process announces its app not ready with its return: one round
+// of the leader takes it back with that recorded, so that the planner
+// gives it no primary until the app has caught up; once the app is ready
+// it leads again.
+func TestAMemberBackFromARestartLeadsNothingUntilItsAppHasCaughtUp(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3"}, nil)
+	worker := New(testConfig("n2"), Deps{Raft: cl.raft, Members: cl.members, Detector: cl.detector, Clock: cl.clock})
+	if _, err := worker.MarkOwnRestart(context.Background(), time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	primariesOf := func(id string) int {
+		n := 0
+		cl.raft.Read(func(c *failover.Cluster) {
+			for _, p := range c.Partitions {
+				if p.Primary == id {
+					n++
+				}
+			}
+		})
+		return n
+	}
+	if k := primariesOf("n2"); k != 0 {
+		t.Fatalf("n2 leads %d partitions while restarting", k)
+	}
+	n := cl.members.nodes["n2"]
+	n.Meta.Returning, n.Meta.AppUnhealthy = true, true
+	cl.members.nodes["n2"] = n
+	if err := cl.ctrl.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if m := cl.member("n2"); m.Status != failover.StatusAlive || !m.AppUnhealthy {
+		t.Fatalf("after one round n2 is %+v: want alive with its app recorded not ready", m)
+	}
+	for range 3 {
+		if err := cl.ctrl.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := primariesOf("n2"); k != 0 {
+		t.Fatalf("n2 leads %d partitions before its app has caught up", k)
+	}
+
+	n.Meta.Returning, n.Meta.AppUnhealthy = false, false
+	cl.members.nodes["n2"] = n
+	for range 3 {
+		if err := cl.ctrl.Reconcile(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if k := primariesOf("n2"); k == 0 {
+		t.Fatal("n2 leads nothing once its app has caught up")
 	}
 }
 
