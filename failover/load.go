@@ -27,9 +27,9 @@ import (
 //     room, when no node with room can take it (bestTarget).
 //   - Counts first: copies and primaries balance by count as without
 //     figures (rebalance.go), never held back by the hysteresis.
-//   - Load, unless CountsOnly, once every live node has reported some load
-//     or size: the count bands widen (widen) and, within them, each
-//     node's load (the sum of its copies' figures, by load, or by size
+//   - Load, unless CountsOnly: once some load or size is reported the
+//     count bands widen (widen), and once every live node has reported,
+//     within them, each node's load (the sum of its copies' figures, by load, or by size
 //     when no load is reported at all) is kept within a band around its
 //     weighted mean, BandRatio of it but at least BandMinCopies mean copies.
 //     First by promotions (free): a replica that carries less of a hot
@@ -395,11 +395,15 @@ func (p *planner) planLoad() {
 	if p.needs == 0 {
 		p.shedFullDisks()
 	}
-	// Not every live node reported, nothing to weigh (no load and no size
-	// anywhere, as in a new cluster), or counts chosen: counts balance, as
-	// without figures (the disk rules still hold through take and
-	// hasRoom).
-	ls.wide = ls.balance && ls.total > 0 && !ls.pol.CountsOnly
+	// Counts chosen, or nothing to weigh (no load and no size anywhere, as
+	// in a new cluster): counts balance exactly, as without figures (the
+	// disk rules still hold through take and hasRoom). Otherwise the count
+	// bands are the wide ones even while some live node has not reported
+	// (a new node, an app restarting): switching to the exact bands for
+	// those seconds would have count moves undo the placement for load,
+	// and load moves redo it once the report is in. Load moves wait for
+	// every live node's report.
+	ls.wide = ls.total > 0 && !ls.pol.CountsOnly
 	if ls.wide {
 		p.countLeadersInFlight()
 	}
@@ -412,7 +416,7 @@ func (p *planner) planLoad() {
 	if !p.copyWork {
 		p.rebalancePrimaries()
 	}
-	if !ls.wide {
+	if !ls.wide || !ls.balance {
 		return
 	}
 	ls.copyBands, ls.primBands = p.copyBands(), p.primaryBands()

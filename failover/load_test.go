@@ -101,8 +101,10 @@ func TestDiskOverHighTakesNoCopyAndOverFullSheds(t *testing.T) {
 }
 
 // Figures from only some of the live nodes balance nothing by load: with
-// no disk over its thresholds, the plan is the counts-only plan.
-func TestPartialFiguresPlanAsCountsOnly(t *testing.T) {
+// -balance-by count and no disk over its thresholds the plan is the
+// counts-only plan; with -balance-by load no action moves or promotes for
+// load (counts balance within the wide bands until every node reports).
+func TestPartialFiguresBalanceNothingByLoad(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		n := rapid.IntRange(3, 8).Draw(rt, "nodes")
 		c := bootstrapFor(rt, rapid.IntRange(4, 48).Draw(rt, "partitions"), rapid.IntRange(1, 3).Draw(rt, "rf"), nodes(n))
@@ -121,13 +123,28 @@ func TestPartialFiguresPlanAsCountsOnly(t *testing.T) {
 			}
 		}
 		w.silent[rapid.SampledFrom(live).Draw(rt, "silent")] = true
+		counts := noHysteresis()
+		counts.CountsOnly = true
+		byLoad := rapid.Bool().Draw(rt, "-balance-by load")
 		for round := 0; round < 50; round++ {
-			with := Plan(w.input(noHysteresis(), DefaultLimits(), true))
-			without := Plan(w.input(noHysteresis(), DefaultLimits(), false))
-			if !reflect.DeepEqual(with, without) {
-				rt.Fatalf("round %d: partial figures changed the plan:\nwith    %v\nwithout %v", round, with, without)
+			if byLoad {
+				for _, a := range Plan(w.input(noHysteresis(), DefaultLimits(), true)) {
+					if why := strings.Join(a.Reasons, "; "); strings.HasPrefix(why, "load:") || strings.HasPrefix(why, "size:") {
+						rt.Fatalf("round %d: with a node silent, %v balances by load: %s", round, a, why)
+					}
+				}
+			} else {
+				with := Plan(w.input(counts, DefaultLimits(), true))
+				without := Plan(w.input(counts, DefaultLimits(), false))
+				if !reflect.DeepEqual(with, without) {
+					rt.Fatalf("round %d: partial figures changed the plan:\nwith    %v\nwithout %v", round, with, without)
+				}
 			}
-			if w.round(noHysteresis(), DefaultLimits(), false) == nil {
+			pol := counts
+			if byLoad {
+				pol = noHysteresis()
+			}
+			if w.round(pol, DefaultLimits(), true) == nil {
 				return
 			}
 		}
@@ -555,4 +572,29 @@ func TestLoadMovesInFlightKeepThePrimaryBands(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A report that lapses changes no placement: a cluster balanced by load
+// (counts within the wide bands, not exact) plans nothing when one node's
+// report is missing for a while (a new node, an app restarting). Before,
+// the planner went back to the exact count bands for as long, and its
+// count moves undid the placement for load.
+func TestALapsedReportDoesNotUndoTheLoadPlacement(t *testing.T) {
+	c := bootstrap(t, 64, 3, nodes(6))
+	w := newLoadWorld(t, c, 7)
+	w.replicaShare = 0.5
+	w.zipf(1.1, 1000)
+	w.settle(noHysteresis(), DefaultLimits(), true)
+	copies, prims := counts(c)
+	exact := true
+	for _, id := range c.MemberIDs() {
+		exact = exact && (copies[id] == 32 || copies[id] == 33) && (prims[id] == 10 || prims[id] == 11)
+	}
+	if exact {
+		t.Fatalf("balancing by load left the counts exact (%v, %v): the scenario proves nothing", copies, prims)
+	}
+	w.silent["n03"] = true
+	if acts := Plan(w.input(DefaultLoadPolicy(), DefaultLimits(), true)); len(acts) > 0 {
+		t.Errorf("with n03's report missing, the planner moves %d copies or primaries: %v", len(acts), acts)
+	}
 }
