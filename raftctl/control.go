@@ -19,10 +19,12 @@ import (
 // auth.go), sends one request and reads one answer; then both sides close.
 // A connection per call costs a few round trips, small next to a raft
 // commit, and leaves no pool to go stale when the leader changes. The one
-// exception is the lease, which every agent renews several times a
-// second: its connection is kept for the next renewal (reusable, and
-// leaseConn on the client), so that the leader of 50 agents does not
-// accept and authenticate hundreds of connections a second.
+// exceptions are the lease, which every agent renews several times a
+// second, and the ping, which the failure detector sends a suspect every
+// probe interval: their connections are kept for the next exchange
+// (reusable, and keptConn on the client), so that the leader of 50 agents
+// does not accept and authenticate hundreds of connections a second, nor
+// 50 agents starting together spend a quarter of their CPU on handshakes.
 //
 //	client: kind (1 byte), frame(request)
 //	server: frame(status (1 byte), answer)
@@ -63,7 +65,7 @@ type controlHandler struct {
 // raft, by their first byte.
 var controlHandlers = map[byte]controlHandler{
 	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
-	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing},
+	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing, reusable: true},
 	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
 	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
 	kindLoad:    {name: "load", maxRequest: 0, maxAnswer: maxLoadAnswer, serve: (*Node).serveLoad},

@@ -118,7 +118,7 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 	if err != nil {
 		return LeaseGrant{}, err
 	}
-	answer, err := n.leaseConn.exchange(ctx, n, addr, body)
+	answer, err := n.leaseConn.exchange(ctx, n, kindLease, addr, body)
 	if err != nil {
 		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: %w", addr, err)
 	}
@@ -132,21 +132,25 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 	return *resp.Grant, nil
 }
 
-// leaseConn is the connection RequestLease keeps open to the leader between
-// renewals (the lease kind is reusable, see control.go): an agent renews
-// several times a second, and a connection per renewal made the leader of
-// 50 agents accept and authenticate hundreds of connections a second.
-type leaseConn struct {
+// keptConn is a connection kept open to one peer between exchanges of one
+// reusable kind (see control.go): the lease connection RequestLease keeps
+// to the leader, and the ping connections PingStatus keeps to each peer.
+// An agent renews its lease several times a second and probes a suspect
+// peer every probe interval, and a connection per exchange made the leader
+// of 50 agents accept and authenticate hundreds of connections a second,
+// and 50 agents starting together spend a quarter of their CPU on the
+// handshakes of their probes.
+type keptConn struct {
 	mu   sync.Mutex
 	addr string
 	conn net.Conn // nil: none open
 }
 
-// exchange sends one lease request to addr on the kept connection, or on
-// a new one when there is none to addr or the kept one fails (the leader
+// exchange sends one request of kind to addr on the kept connection, or
+// on a new one when there is none to addr or the kept one fails (the peer
 // restarted, or closed it after TransportTimeout of silence).
-func (l *leaseConn) exchange(ctx context.Context, n *Node, addr string, request []byte) ([]byte, error) {
-	h := controlHandlers[kindLease]
+func (l *keptConn) exchange(ctx context.Context, n *Node, kind byte, addr string, request []byte) ([]byte, error) {
+	h := controlHandlers[kind]
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conn != nil && l.addr == addr {
@@ -160,7 +164,7 @@ func (l *leaseConn) exchange(ctx context.Context, n *Node, addr string, request 
 	if err != nil {
 		return nil, err
 	}
-	answer, err := roundTrip(ctx, conn, h, []byte{kindLease}, request)
+	answer, err := roundTrip(ctx, conn, h, []byte{kind}, request)
 	stop()
 	if err != nil {
 		conn.Close()
@@ -172,7 +176,7 @@ func (l *leaseConn) exchange(ctx context.Context, n *Node, addr string, request 
 
 // reuse is one exchange on the kept connection, bounded by ctx (or by
 // fallback from now); the connection is dropped if it fails.
-func (l *leaseConn) reuse(ctx context.Context, fallback time.Duration, h controlHandler, request []byte) ([]byte, error) {
+func (l *keptConn) reuse(ctx context.Context, fallback time.Duration, h controlHandler, request []byte) ([]byte, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(fallback)
@@ -189,13 +193,13 @@ func (l *leaseConn) reuse(ctx context.Context, fallback time.Duration, h control
 }
 
 // close drops the kept connection (Shutdown).
-func (l *leaseConn) close() {
+func (l *keptConn) close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closeLocked()
 }
 
-func (l *leaseConn) closeLocked() {
+func (l *keptConn) closeLocked() {
 	if l.conn != nil {
 		l.conn.Close()
 		l.conn, l.addr = nil, ""

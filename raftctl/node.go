@@ -107,8 +107,9 @@ type Node struct {
 	leaseMu      sync.Mutex
 	leaseGranter LeaseGranter
 	// leaseConn is the connection kept to the leader for this agent's
-	// renewals (RequestLease).
-	leaseConn leaseConn
+	// renewals (RequestLease); pingConns those kept to the peers it pings.
+	leaseConn keptConn
+	pingConns pingConns
 	// loadSource answers load requests while this server leads
 	// (SetLoadSource); guarded by leaseMu too.
 	loadSource LoadSource
@@ -766,6 +767,7 @@ func (n *Node) Shutdown() error {
 		// way out is not a live peer.
 		n.closeControl()
 		n.leaseConn.close()
+		n.pingConns.close()
 		var errs []error
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 )
 
 // A ping's request is empty; its answer is the peer's applied index and
-// last log index, 8 bytes each. The handshakes (TLS, cluster key) already
-// make every answer fresh: it proves the peer read this connection.
+// last log index, 8 bytes each. The handshakes (TLS, cluster key) at the
+// connection's start authenticate the peer, and each answer follows its
+// own request: it proves the peer read this connection since.
 const pingAnswerSize = 16
 
 // Ping checks that the agent at addr (its raft address, as in Leader or
@@ -41,7 +43,11 @@ func (n *Node) PingStatus(ctx context.Context, addr string) (PeerStatus, error) 
 	if !n.running() {
 		return PeerStatus{}, ErrShutdown
 	}
-	answer, err := n.exchange(ctx, addr, kindPing, nil, n.cfg.TransportTimeout)
+	kept, ok := n.pingConns.to(addr)
+	if !ok {
+		return PeerStatus{}, ErrShutdown
+	}
+	answer, err := kept.exchange(ctx, n, kindPing, addr, nil)
 	if err != nil {
 		return PeerStatus{}, fmt.Errorf("raftctl: ping %s: %w", addr, err)
 	}
@@ -59,4 +65,44 @@ func (n *Node) servePing(remote string, request []byte) ([]byte, error) {
 	st := n.Stats()
 	answer := binary.BigEndian.AppendUint64(make([]byte, 0, pingAnswerSize), st.AppliedIndex)
 	return binary.BigEndian.AppendUint64(answer, st.LastIndex), nil
+}
+
+// pingConns are the connections PingStatus keeps, one per peer address
+// (keptConn): the failure detector pings a suspect every probe interval.
+// A peer that is gone costs its entry until Shutdown, not a connection:
+// a failed exchange closes it.
+type pingConns struct {
+	mu     sync.Mutex
+	closed bool
+	byAddr map[string]*keptConn
+}
+
+// to is the kept connection to addr; false once closed.
+func (p *pingConns) to(addr string) (*keptConn, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, false
+	}
+	if p.byAddr == nil {
+		p.byAddr = map[string]*keptConn{}
+	}
+	k, ok := p.byAddr[addr]
+	if !ok {
+		k = &keptConn{}
+		p.byAddr[addr] = k
+	}
+	return k, true
+}
+
+// close drops every kept connection (Shutdown).
+func (p *pingConns) close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := p.byAddr
+	p.byAddr = nil
+	p.mu.Unlock()
+	for _, k := range conns {
+		k.close()
+	}
 }
