@@ -404,7 +404,7 @@ func (p *planner) planLoad() {
 	// and load moves redo it once the report is in. Load moves wait for
 	// every live node's report.
 	ls.wide = ls.total > 0 && !ls.pol.CountsOnly
-	if ls.wide {
+	if ls.wide && p.inflight > 0 {
 		p.countLeadersInFlight()
 	}
 	if p.needs == 0 {
