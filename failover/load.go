@@ -193,10 +193,13 @@ type loadState struct {
 	// The figures of every holder of every partition, in the order of
 	// planner.holders: partition pi's are at off[pi] to off[pi+1]; a holder
 	// that is not live has zeros. node is each slot's holder (-1: unknown).
-	off  []int32
-	node []int32
-	hq   []float64 // quantity (see quantity)
-	hs   []int64   // size
+	// slotLive: the slot's holder is live and not being replaced. count
+	// fills off, node and slotLive.
+	off      []int32
+	node     []int32
+	slotLive []bool
+	hq       []float64 // quantity (see quantity)
+	hs       []int64   // size
 	// held are each node's live copies.
 	held [][]heldCopy
 }
@@ -256,22 +259,8 @@ func (p *planner) countLoad() {
 	ls := p.ls
 	n := len(p.nodes)
 	parts := p.c.Partitions
-	ls.off = make([]int32, len(parts)+1)
 	ls.held = make([][]heldCopy, n)
-	guess := len(parts) * (p.c.Settings.ReplicationFactor + 1)
-	node := make([]int32, 0, guess) // each slot's holder (-1: unknown)
-	live := make([]bool, 0, guess)  // each slot's holder is live and not being replaced
-	for pi := range parts {
-		part := &parts[pi]
-		ls.off[pi] = int32(len(node))
-		for _, h := range p.holders(part) {
-			i, st := p.state(h)
-			node = append(node, int32(i))
-			live = append(live, st == holderLive && !(len(part.Migrations) > 0 && p.replaced(part, h)))
-		}
-	}
-	ls.off[len(parts)] = int32(len(node))
-	ls.node = node
+	node, live := ls.node, ls.slotLive // filled by count
 	slots := len(node)
 	reported, load, size := make([]bool, slots), make([]float64, slots), make([]int64, slots)
 	for i, f := range ls.figs {

@@ -285,19 +285,31 @@ func (p *planner) count() {
 	p.held = make([]int, n)
 	p.prims = make([]int, n)
 	p.busy = make([]int, n)
+	if ls := p.ls; ls != nil {
+		// The apps' figures: each holder's slot (load.go), found here
+		// rather than looked up again.
+		guess := len(p.c.Partitions) * (p.c.Settings.ReplicationFactor + 1)
+		ls.off = make([]int32, len(p.c.Partitions)+1)
+		ls.node, ls.slotLive = make([]int32, 0, guess), make([]bool, 0, guess)
+	}
 	for pi := range p.c.Partitions {
 		part := &p.c.Partitions[pi]
 		if part.DataLost && part.Primary == "" {
 			p.lost++
 		}
+		if p.ls != nil {
+			p.ls.off[pi] = int32(len(p.ls.node))
+		}
 		if part.Primary != "" {
-			if i, ok := p.idx[part.Primary]; ok {
+			i, ok := p.idx[part.Primary]
+			if ok {
 				p.prims[i]++
 			}
+			p.countHolder(part, part.Primary, i, ok)
 		}
-		p.countHolder(part, part.Primary)
 		for _, r := range part.Replicas {
-			p.countHolder(part, r)
+			i, ok := p.idx[r]
+			p.countHolder(part, r, i, ok)
 		}
 		for _, m := range part.Migrations {
 			if !p.targetLive(m) {
@@ -313,13 +325,22 @@ func (p *planner) count() {
 			p.copyWork = true
 		}
 	}
+	if p.ls != nil {
+		p.ls.off[len(p.c.Partitions)] = int32(len(p.ls.node))
+	}
 }
 
-func (p *planner) countHolder(part *Partition, h string) {
-	if h == "" {
-		return
+// countHolder counts holder h of part, node i (ok: h is a member).
+func (p *planner) countHolder(part *Partition, h string, i int, ok bool) {
+	if p.ls != nil {
+		// A slot is live when its holder is alive or suspect and not
+		// being replaced.
+		live := ok && p.nodes[i].hold && !(len(part.Migrations) > 0 && p.replaced(part, h))
+		if !ok {
+			i = -1
+		}
+		p.ls.node, p.ls.slotLive = append(p.ls.node, int32(i)), append(p.ls.slotLive, live)
 	}
-	i, ok := p.idx[h]
 	if !ok {
 		return
 	}
