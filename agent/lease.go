@@ -76,11 +76,10 @@ func (a *Agent) renewLease() {
 	if a.raft.IsLeader() {
 		g, err = a.raft.GrantLocal(req)
 	} else if addr != "" {
-		// A renewal that is not answered before the next one is due is
-		// given up for it: the next is sent at once, while the last grant
-		// still runs for at least a renewal period (Renew is a third of
-		// the lease), so one lost answer does not end the lease.
-		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Renew)
+		// A grant that arrives after half the lease is of little use. A
+		// slow answer (a busy leader) is waited for rather than replaced:
+		// the renewal due meanwhile is sent as soon as this one ends.
+		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
 		g, err = a.raft.RequestLease(ctx, addr, req)
 		cancel()
 	} else {

@@ -81,11 +81,13 @@ func LeaseTimingsFor(hc health.Config) LeaseTimings {
 	d := window * 3 / 4
 	return LeaseTimings{
 		Duration: d,
-		// A renewal every third of the lease, each given a third to be
-		// answered (agent/lease.go), survives one lost or timed-out
-		// renewal, as a fifth given a half did, with 40 % fewer requests:
-		// each is a request the leader serves, per agent, whether anything
-		// changes or not, the largest part of an idle leader's work.
+		// A renewal every third of the lease, with 40 % fewer requests
+		// than a fifth: each is a request the leader serves, per agent,
+		// whether anything changes or not, the largest part of an idle
+		// leader's work. Three renewals still fit in a lease; a slow
+		// answer is waited for up to half a lease (agent/lease.go), and
+		// after a lost one the next renewal has a sixth of the lease to
+		// be answered before the grant runs out (it had 0.3 with a fifth).
 		Renew: d / 3,
 		Wait:  d + time.Duration(float64(d)*maxClockDrift) + d/10,
 		// Each check makes raft send every follower a heartbeat at once;
