@@ -319,17 +319,19 @@ type returnView struct {
 // member restarting and this process is not the one going away (the
 // leader then takes it back: alive, a new incarnation); catching up from
 // then until the webhooks have handled that incarnation and the app has
-// acknowledged node.rejoin. A member marked failed past its grace comes
-// back as any failed member does, and its catching up ends the same way.
+// acknowledged node.rejoin. Any other rejoin (after a failure or a leave)
+// is caught up the same way while its node.rejoin is unacknowledged: the
+// app gets no partition event meanwhile, so a primary given to it would
+// only stall its partitions' writes.
 func returnAnnouncement(v returnView) (returning, catchingUp bool) {
 	returning = v.awayInState && !v.goingAway
 	switch {
 	case !v.hasApp || v.goingAway:
 		catchingUp = false
-	case returning:
+	case returning, v.rejoinPending:
 		catchingUp = true
 	case v.catchingUp:
-		catchingUp = v.told < v.incarnation || v.rejoinPending
+		catchingUp = v.told < v.incarnation
 	}
 	return returning, catchingUp
 }

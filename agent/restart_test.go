@@ -19,7 +19,8 @@ func TestABackNodeAnnouncesItsAppNotReadyUntilTheRejoinIsAcknowledged(t *testing
 		{"node.rejoin sent, not acknowledged", returnView{hasApp: true, incarnation: 2, told: 2, rejoinPending: true, catchingUp: true}, false, true},
 		{"node.rejoin acknowledged", returnView{hasApp: true, incarnation: 2, told: 2, catchingUp: true}, false, false},
 		{"no app to catch up", returnView{awayInState: true, incarnation: 1, told: 1}, true, false},
-		{"a later rejoin of a node that was not catching up", returnView{hasApp: true, incarnation: 3, told: 2, rejoinPending: true}, false, false},
+		{"a rejoin after a failure, not acknowledged", returnView{hasApp: true, incarnation: 3, told: 3, rejoinPending: true}, false, true},
+		{"that rejoin acknowledged", returnView{hasApp: true, incarnation: 3, told: 3, catchingUp: true}, false, false},
 	}
 	for _, s := range steps {
 		returning, catchingUp := returnAnnouncement(s.view)
