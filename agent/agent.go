@@ -290,6 +290,14 @@ func (a *Agent) Start() (err error) {
 	gc.BindPort = a.cfg.GossipPort
 	gc.Profile = timings.Gossip
 	gc.Logger = a.log.Named("gossip")
+	if a.cfg.WebhookURL != "" {
+		// Before the first metadata: a node.rejoin that a crash left
+		// unacknowledged makes this process announce its app not ready
+		// from its first word.
+		if err := a.loadPendingRejoin(); err != nil {
+			return err
+		}
+	}
 	gc.Meta = a.localMeta()
 	gc.ReconnectSeeds = a.reconnectSeeds
 	a.gossip, err = gossip.New(gc)

@@ -92,6 +92,11 @@ type restartState struct {
 	// toldIncarnation is the incarnation the webhooks have handled (the
 	// app told of the rejoin when it went up), for catchingUp's end.
 	toldIncarnation atomic.Uint64
+	// rejoinAtStart is the incarnation of a node.rejoin that the last
+	// process sent and the app had not acknowledged when it ended (the
+	// rejoin-pending file): this process is catching up until the app has
+	// acknowledged that incarnation or a later one.
+	rejoinAtStart uint64
 }
 
 // ErrRestartRefused wraps refusals of a restart: another member is away
@@ -345,7 +350,7 @@ func (a *Agent) returnLoop() {
 			awayInState: me.Status == failover.StatusRestarting,
 			goingAway:   a.ctrl.Restarting(),
 			hasApp:      a.deliverer != nil,
-			incarnation: me.Incarnation,
+			incarnation: max(me.Incarnation, a.restart.rejoinAtStart),
 			told:        a.restart.toldIncarnation.Load(),
 			catchingUp:  a.restart.catchingUp.Load(),
 		}

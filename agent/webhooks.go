@@ -96,6 +96,14 @@ func (a *Agent) desiredLoop() {
 	// has caught up) still tells its app it rejoined.
 	incPath := filepath.Join(a.cfg.DataDir, "incarnation")
 	lastIncarnation := a.startIncarnation
+	// unsaved is an incarnation the app was told about but that is not
+	// yet in incPath: it is saved only once no node.rejoin waits for the
+	// app's acknowledgement. Saved at once, a crash before that
+	// acknowledgement followed by a restart the cluster does not notice
+	// (same incarnation) took the app for caught up: it was never told
+	// again, led with what it had before and served stale reads.
+	var unsaved uint64
+	pendingPath := filepath.Join(a.cfg.DataDir, rejoinPendingFile)
 	a.onChange(time.Second, func() {
 		if !a.ready.Load() {
 			return
@@ -111,11 +119,23 @@ func (a *Agent) desiredLoop() {
 			// Incarnation 1 is the first life; any later one is a rejoin,
 			// also when this data dir is new (its app may hold stale data).
 			if me.Incarnation > 1 && me.Incarnation > lastIncarnation {
+				// Durably first: a crash before the app acknowledges
+				// leaves the next process catching up (loadPendingRejoin).
+				if err := raftctl.WriteFileDurably(pendingPath, []byte(strconv.FormatUint(me.Incarnation, 10)+"\n")); err != nil {
+					a.log.Warn("saving the pending node.rejoin", "error", err)
+				}
 				a.notifyRejoin(desired)
 			}
 			lastIncarnation = me.Incarnation
-			if err := raftctl.WriteFileDurably(incPath, []byte(strconv.FormatUint(lastIncarnation, 10)+"\n")); err != nil {
+			unsaved = lastIncarnation
+		}
+		if unsaved != 0 && !a.deliverer.Rejoining() {
+			if err := raftctl.WriteFileDurably(incPath, []byte(strconv.FormatUint(unsaved, 10)+"\n")); err != nil {
 				a.log.Warn("saving the incarnation", "error", err)
+			} else if err := os.Remove(pendingPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+				a.log.Warn("removing the pending node.rejoin", "error", err)
+			} else {
+				unsaved = 0
 			}
 		}
 		if registered {
@@ -125,6 +145,26 @@ func (a *Agent) desiredLoop() {
 		}
 		a.deliverer.SetDesired(desired)
 	})
+}
+
+// rejoinPendingFile, in the data dir, holds the incarnation of a node.rejoin
+// sent to the app and not yet acknowledged; it is removed once it is.
+const rejoinPendingFile = "rejoin-pending"
+
+// loadPendingRejoin reads rejoinPendingFile: a node.rejoin the last process
+// sent and the app never acknowledged (the agent crashed first). This
+// process then announces its app not ready until the app has acknowledged
+// a node.rejoin again: a restart the cluster did not notice keeps the
+// incarnation, so nothing else would tell it the app is behind.
+func (a *Agent) loadPendingRejoin() error {
+	n, err := readIncarnation(filepath.Join(a.cfg.DataDir, rejoinPendingFile))
+	if err != nil || n == 0 {
+		return err
+	}
+	a.restart.rejoinAtStart = n
+	a.restart.catchingUp.Store(true)
+	a.log.Info("the app had not acknowledged node.rejoin when this agent last stopped: it is told again, and leads nothing until it acknowledges", "incarnation", n)
+	return nil
 }
 
 // readIncarnation reads the incarnation saved in the data dir: 0 if there

@@ -232,6 +232,37 @@ func TestAPlannedRestartCopiesNothingAndLosesNoWrite(t *testing.T) {
 	if err := notReady(); err != nil {
 		t.Fatal(err)
 	}
+
+	// The agent crashes before its app has acknowledged node.rejoin and is
+	// started again at once, before the cluster notices (the same
+	// incarnation): the new process must tell the app again, and the node
+	// lead nothing until the app acknowledges. At 7d3ceff the incarnation
+	// was saved when node.rejoin was sent, so the new process took the app
+	// for caught up and never told it.
+	ms, err = nodes[0].MembersByID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	incAtCrash := ms[victim.ID].Incarnation
+	offeredAtCrash := victim.proxy.Seen("node.rejoin")
+	victim.Unsupervise()
+	victim.Kill()
+	if err := victim.Supervise("-bootstrap-expect", strconv.Itoa(len(nodes)), "-join", nodes[0].GossipAddr()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "node.rejoin offered again by the new process", func() error {
+		if n := victim.proxy.Seen("node.rejoin") - offeredAtCrash; n < 1 {
+			return fmt.Errorf("node.rejoin offered %d times since the crash", n)
+		}
+		return nil
+	})
+	if err := notReady(); err != nil {
+		t.Fatal(err)
+	}
+	if ms, err = nodes[0].MembersByID(); err == nil && ms[victim.ID].Incarnation != incAtCrash {
+		t.Logf("the cluster noticed the crash (incarnation %d, then %d): the new process is a rejoin of its own", incAtCrash, ms[victim.ID].Incarnation)
+	}
+
 	victim.proxy.Failing.Store(false)
 	waitBackWithPrimaries(t, nodes[0], victim.ID, before.Incarnation)
 	waitSettled(t, nodes, 3)
