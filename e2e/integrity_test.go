@@ -56,6 +56,13 @@ func TestAnAgentWhoseRaftStateIsGoneRefusesToStartAndBootstrapsNothing(t *testin
 	c := newCluster(t)
 	nodes := formCluster(t, c, 3, "-partitions", "8")
 	victim := nodes[2]
+	// The agent records how far its raft state came every 200 ms; killed
+	// before its first record it is, as far as its data dir can tell, new
+	// (a CI run at e2bc9eb killed it 150 ms after it caught up).
+	eventually(t, 10*time.Second, "the agent to record its raft progress", func() error {
+		_, err := raftProgress(victim)
+		return err
+	})
 	victim.Kill()
 	db := filepath.Join(victim.DataDir, "raft", "raft.db")
 	if err := os.Remove(db); err != nil {
