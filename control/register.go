@@ -49,7 +49,12 @@ func registrations(state *failover.Cluster, nodes []gossip.Node, detector map[st
 		want := memberFromGossip(n)
 		cur, known := state.Members[n.ID]
 		away := known && (cur.Status == failover.StatusFailed || cur.Status == failover.StatusLeft)
-		if away && n.ID != self {
+		// A node the state does not know is registered unless the detector
+		// holds it down: a member just forgotten (force-leave, the reaper)
+		// is still alive in this agent's gossip for a while after the
+		// detector confirmed it dead (memberlist suspects later), and
+		// registering it anew brought it back, to be marked failed again.
+		if (away || !known) && n.ID != self {
 			if st, ok := detector[n.ID]; ok && st != health.StateHealthy {
 				continue // still failed or held down by flap damping
 			}

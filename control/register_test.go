@@ -43,6 +43,34 @@ func TestAFailedMemberRejoinsOnceTheDetectorHoldsItHealthy(t *testing.T) {
 	}
 }
 
+// A member just forgotten (force-leave) is still alive in this agent's
+// gossip for a while: memberlist suspects later than the detector
+// confirms. It is not registered anew while the detector holds it failed,
+// and it is once the detector holds it healthy (it really came back).
+func TestAForgottenMemberIsNotRegisteredAgainWhileTheDetectorHoldsItDown(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3"}, nil)
+	n3 := cl.members.nodes["n3"]
+	cl.failNode("n3")
+	cl.raft.Read(func(c *failover.Cluster) { delete(c.Members, "n3") }) // forgotten
+	cl.members.nodes["n3"] = n3                                         // still alive in gossip
+	cl.raft.takeCommands()
+
+	cl.detector.set("n3", health.StateFailed, cl.clock.Now())
+	if err := cl.ctrl.registerMembers(context.Background(), cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := cl.raft.takeCommands(); len(cmds) != 0 {
+		t.Fatalf("a forgotten member the detector holds failed was registered again: %+v", cmds)
+	}
+	cl.detector.set("n3", health.StateHealthy, cl.clock.Now())
+	if err := cl.ctrl.registerMembers(context.Background(), cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := cl.raft.Snapshot().Members["n3"]; !ok || m.Status != failover.StatusAlive {
+		t.Fatalf("n3 back and healthy is not registered: %+v (%v)", m, ok)
+	}
+}
+
 // Registration follows gossip: a new agent is registered, one that
 // changed address is updated, one that announces its leave is not taken
 // (back), and an app health change is recorded.
