@@ -421,8 +421,27 @@ func TestLoadPolicyValidate(t *testing.T) {
 // takes over -disk-high, and the planner stops.
 func TestACountMoveDoesNotRefillADiskThatShed(t *testing.T) {
 	c := bootstrap(t, 4, 3, zoned(4, "a", "b", "c"))
+	checkNoDiskRefill(t, c, []int64{1, 1, 2, 3}, "n02")
+}
+
+// The same with two resources, where each resource is balanced to its own
+// per-node targets, and those moves weigh the copy against the target's
+// room too.
+func TestAPerResourceMoveDoesNotRefillADiskThatShed(t *testing.T) {
+	c := bootstrap(t, 4, 3, zoned(4, "a", "b", "c"))
+	createResource(t, c, "orders", 4, 3)
+	checkNoDiskRefill(t, c, []int64{1, 1, 2, 3, 3, 2, 1, 1}, "n02")
+}
+
+// checkNoDiskRefill plans rounds with node full's disk 90 % full of
+// something else, and partitions of the given sizes, until the planner
+// stops (50 rounds at most): no copy may take a node over -disk-high, no
+// copy that left the full node may come back to it, and it ends under
+// -disk-full.
+func checkNoDiskRefill(t *testing.T, c *Cluster, sizes []int64, full string) {
+	t.Helper()
 	w := newLoadWorld(t, c, 1)
-	copy(w.size, []int64{1, 1, 2, 3})
+	copy(w.size, sizes)
 	var total int64
 	for _, s := range w.size {
 		total += 3 * s
@@ -430,7 +449,6 @@ func TestACountMoveDoesNotRefillADiskThatShed(t *testing.T) {
 	for _, id := range c.MemberIDs() {
 		w.capacity[id] = 3 * total
 	}
-	full := "n02"
 	w.extra[full] = w.capacity[full] * 90 / 100
 	left := map[int]bool{} // the partitions whose copy left the full node
 	for round := 0; ; round++ {

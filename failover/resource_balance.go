@@ -288,7 +288,7 @@ func (p *planner) rebalanceResources() {
 				copies, covered := p.zoneCounts(part, p.nodes[a].id)
 				to := choice{d: &rebalancing}
 				for _, u := range takers {
-					if load[u] >= target[u] || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) {
+					if load[u] >= target[u] || part.Holds(p.nodes[u].id) || !p.budget(u, src) || !p.zoneOK(u, copies, covered) || !p.roomFor(u, int(pi)) {
 						continue
 					}
 					c := p.copyCandidate(u, int(pi))
