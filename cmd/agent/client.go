@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -284,16 +285,37 @@ func cmdMembers(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tVOTER\tZONE\tPRIMARIES\tCOPIES\tGOSSIP\tRAFT\tAPI")
+	fmt.Fprintln(tw, "ID\tSTATUS\tVOTER\tAPP\tZONE\tTAGS\tPRIMARIES\tCOPIES\tGOSSIP\tRAFT\tAPI")
 	for _, m := range resp.Members {
 		status := m.Status
 		if m.ReplacedBy != "" {
 			status += " (replaced by " + m.ReplacedBy + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, status, m.Voter, dash(m.Zone),
-			m.Primaries, m.Copies, dash(m.GossipAddr), dash(m.RaftAddr), dash(m.APIAddr))
+		// APP: a member whose app is unhealthy, or has not caught up after
+		// a rejoin, is given no primary.
+		app := "healthy"
+		if !m.AppHealthy {
+			app = "not-ready"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", m.ID, status, m.Voter, app, dash(m.Zone),
+			dash(tagsText(m.Tags)), m.Primaries, m.Copies, dash(m.GossipAddr), dash(m.RaftAddr), dash(m.APIAddr))
 	}
 	return tw.Flush()
+}
+
+// tagsText is a member's tags as -tags takes them: k=v pairs sorted by
+// key, comma-separated.
+func tagsText(tags map[string]string) string {
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + tags[k]
+	}
+	return strings.Join(parts, ",")
 }
 
 func cmdPartitions(args []string, stdout, stderr io.Writer) error {

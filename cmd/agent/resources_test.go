@@ -91,4 +91,21 @@ func TestResourcePlacementCommandsTalkToAnAgent(t *testing.T) {
 	if hot != "none disk=ssd,rack=r1" || def != "spread all" {
 		t.Fatalf("resource list shows hot %q and default %q:\n%s", hot, def, out)
 	}
+
+	// agent members shows the tags the selectors match, and the app column.
+	var members string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var buf bytes.Buffer
+		if err := cmdMembers([]string{"-http-addr", a.HTTPAddr()}, &buf, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		members = buf.String()
+		if strings.Contains(members, "disk=ssd") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // polling the agent's member list
+	}
+	if !strings.Contains(members, "TAGS") || !strings.Contains(members, "disk=ssd") || !strings.Contains(members, "healthy") {
+		t.Fatalf("agent members does not show solo's tags and app health:\n%s", members)
+	}
 }
