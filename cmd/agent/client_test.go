@@ -2,14 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/steward-dev/steward/agent"
 	"github.com/steward-dev/steward/failover"
@@ -19,27 +17,7 @@ import (
 // what the API says, and a refused call is an error carrying the agent's
 // reason.
 func TestClientCommandsTalkToAnAgent(t *testing.T) {
-	cfg := agent.DefaultConfig()
-	cfg.NodeID = "solo"
-	cfg.DataDir = t.TempDir()
-	cfg.GossipPort, cfg.RaftPort, cfg.HTTPAddr = 0, 0, "127.0.0.1:0"
-	cfg.BootstrapExpect = 1
-	cfg.Partitions = 4
-	cfg.Profile = "local"
-	cfg.Insecure = true
-	a, err := agent.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startSoloAgent(t, nil)
 	addr := []string{"-http-addr", a.HTTPAddr()}
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer

@@ -2,41 +2,17 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/steward-dev/steward/agent"
 )
 
 // agent move and agent replace against a real agent of one node: a pin
 // shows in agent partitions until unpinned, and every refusal carries the
 // agent's reason or a usage error, changing nothing.
 func TestMoveAndReplaceCommandsTalkToAnAgent(t *testing.T) {
-	cfg := agent.DefaultConfig()
-	cfg.NodeID = "solo"
-	cfg.DataDir = t.TempDir()
-	cfg.GossipPort, cfg.RaftPort, cfg.HTTPAddr = 0, 0, "127.0.0.1:0"
-	cfg.BootstrapExpect = 1
-	cfg.Partitions = 4
-	cfg.Profile = "local"
-	cfg.Insecure = true
-	a, err := agent.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startSoloAgent(t, nil)
 	run := func(cmd func([]string, io.Writer, io.Writer) error, args ...string) (string, error) {
 		var out bytes.Buffer
 		err := cmd(append(args, "-http-addr", a.HTTPAddr()), &out, io.Discard)

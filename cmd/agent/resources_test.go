@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"strings"
@@ -17,29 +16,10 @@ import (
 // the list, and a bad value is a usage error or the agent's 400, changing
 // nothing.
 func TestResourcePlacementCommandsTalkToAnAgent(t *testing.T) {
-	cfg := agent.DefaultConfig()
-	cfg.NodeID = "solo"
-	cfg.DataDir = t.TempDir()
-	cfg.GossipPort, cfg.RaftPort, cfg.HTTPAddr = 0, 0, "127.0.0.1:0"
-	cfg.BootstrapExpect = 1
-	cfg.Partitions = 4
-	cfg.ReplicationFactor = 1
-	cfg.Profile = "local"
-	cfg.Insecure = true
-	cfg.Tags = "disk=ssd"
-	a, err := agent.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Shutdown() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startSoloAgent(t, func(cfg *agent.Config) {
+		cfg.ReplicationFactor = 1
+		cfg.Tags = "disk=ssd"
+	})
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
 		err := cmdResource(append(args, "-http-addr", a.HTTPAddr()), &out, io.Discard)
