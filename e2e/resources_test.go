@@ -189,3 +189,57 @@ func TestAPartitionGrownPastItsTargetSizeSplitsByItselfUnderWrites(t *testing.T)
 	defer mu.Unlock()
 	checkAllReadable(t, nodes[:1], acked)
 }
+
+// TestAPartitionWhoseEveryCopyDiedGetsANewEmptyPrimary: with one copy per
+// partition, SIGKILL of a node leaves its partitions with no copy at all.
+// Once the failed node is replaced, each gets a new, empty primary on a
+// survivor (the planner's "all copies lost" repair): its app is told to
+// hold the partition with nothing to copy from, and serves writes again.
+func TestAPartitionWhoseEveryCopyDiedGetsANewEmptyPrimary(t *testing.T) {
+	c := newCluster(t)
+	var nodes []*appNode
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, addAppNode(t, c, fmt.Sprintf("node%d", i), "-partitions", "6", "-replication-factor", "1", "-replace-delay", "0s"))
+	}
+	for _, an := range nodes {
+		an.startApp(t)
+		an.start("-bootstrap-expect", "3", "-join", nodes[0].GossipAddr())
+	}
+	waitSameTable(t, plainNodes(nodes), 60*time.Second)
+	waitSettled(t, nodes, 1)
+	victim := nodes[2]
+	pt, err := nodes[0].Partitions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	for _, p := range pt.Partitions {
+		if p.Primary == victim.ID {
+			lost++
+		}
+	}
+	if lost == 0 {
+		t.Fatalf("%s holds no partition: %+v", victim.ID, pt.Partitions)
+	}
+	victim.killNode()
+	survivors := nodes[:2]
+	eventually(t, 60*time.Second, "every partition held again by a survivor, every webhook acknowledged", func() error {
+		pt, err := survivors[0].Partitions()
+		if err != nil {
+			return err
+		}
+		for _, p := range pt.Partitions {
+			if p.Primary == "" || p.Primary == victim.ID || len(p.Migrations) != 0 {
+				return fmt.Errorf("partition %d: primary %q migrations %d", p.ID, p.Primary, len(p.Migrations))
+			}
+		}
+		return localcluster.AllDelivered(agents(plainNodes(survivors)))
+	})
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := 0; i < 30; i++ {
+		key := "after-loss-" + strconv.Itoa(i)
+		if err := putKey(client, survivors[i%2].app.Addr(), key, key); err != nil {
+			t.Fatalf("write after the new primaries: %v", err)
+		}
+	}
+}

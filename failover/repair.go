@@ -161,9 +161,15 @@ func (p *planner) planPrimary(part *Partition, promotionsOnly bool, needs *[]nee
 		}
 	}
 	reasons := []string{why}
-	if len(part.Holders()) == 0 || p.source(part) < 0 && !p.hasLeavingSource(part) {
+	switch {
+	case len(part.Holders()) == 0 && part.Epoch == 1:
+		// Never held: every placement change raises the epoch. A resource
+		// created while no member could take a copy (apps unhealthy,
+		// disks full, no member matching its selector) is laid out so.
+		reasons = append(reasons, "no copy yet (no member could take one when it was created): new empty primary")
+	case len(part.Holders()) == 0 || p.source(part) < 0 && !p.hasLeavingSource(part):
 		reasons = append(reasons, "all copies lost: new empty primary")
-	} else {
+	default:
 		reasons = append(reasons, "no replica can lead: new copy becomes primary")
 	}
 	*needs = append(*needs, need{part: part.ID, priority: PriorityLeaderCopy, replaces: part.Primary, lead: true, reasons: reasons})

@@ -56,6 +56,41 @@ func TestASecondResourceGetsItsOwnPartitionsAndReplicationFactor(t *testing.T) {
 	}
 }
 
+// A resource created while every app is unhealthy has no member to lay
+// its partitions out on. Once apps are healthy again, each gets a new
+// empty primary (a copy with no source) whose reason says it never had a
+// copy, not that copies were lost; then its replicas come from it.
+func TestAResourceCreatedWhileNoAppIsHealthyIsPlacedOnceOneIs(t *testing.T) {
+	c := bootstrap(t, 4, 2, nodes(3))
+	for i, id := range c.MemberIDs() {
+		mustApply(t, c, Command{Kind: CmdSetAppHealth, At: int64(2 + i), Node: id, AppUnhealthy: true})
+	}
+	createResource(t, c, "orders", 2, 2)
+	if n, copies := copiesOf(c, "orders"); n != 2 || copies[0] != 2 {
+		t.Fatalf("orders laid out with no app healthy: %d partitions, copies %v; want 2 with none", n, copies)
+	}
+	for i, id := range c.MemberIDs() {
+		mustApply(t, c, Command{Kind: CmdSetAppHealth, At: int64(10 + i), Node: id})
+	}
+	starts := 0
+	for _, a := range Plan(PlanInput{Cluster: c, Ages: AgesAt(c, 20), Seed: 1}) {
+		if a.Kind != ActionStartMigration || c.Partitions[a.Partition].Resource != "orders" {
+			continue
+		}
+		starts++
+		if a.Source != "" || !strings.Contains(strings.Join(a.Reasons, "; "), "no copy yet") {
+			t.Fatalf("first copy of a never-held partition: %+v", a)
+		}
+	}
+	if starts != 2 {
+		t.Fatalf("%d new empty primaries planned, want one per partition of orders", starts)
+	}
+	converge(t, c, 30)
+	if n, copies := copiesOf(c, "orders"); n != 2 || copies[2] != 2 {
+		t.Fatalf("orders after converging: %d partitions, copies %v; want 2 with 2 copies each", n, copies)
+	}
+}
+
 func TestResourceCommandsRefuseBadInputAndChangeNothing(t *testing.T) {
 	c := bootstrap(t, 4, 2, nodes(3))
 	createResource(t, c, "orders", 4, 2)

@@ -169,6 +169,10 @@ type ackRecord struct {
 	st     *partState
 	ev     Event
 	status int
+	// migration is the migration the event carries out: ev.MigrationID, or
+	// for a new empty copy (no source, so the event names none) the
+	// desired one's.
+	migration string
 }
 
 // oneOff is an event given to Notify.
@@ -680,7 +684,7 @@ func (d *Deliverer) dispatch() time.Duration {
 		if st.busy {
 			continue // looked at again once it is done
 		}
-		ev, ok := d.nextEventLocked(p)
+		ev, migration, ok := d.nextEventLocked(p)
 		if !ok {
 			d.dropLocked(st)
 			continue
@@ -701,7 +705,7 @@ func (d *Deliverer) dispatch() time.Duration {
 		}
 		ev.Timestamp = st.createdAt
 		st.busy = true
-		d.start(ev, st.attempts+1, func(ok bool, status int) { d.partitionDoneLocked(st, ev, ok, status) })
+		d.start(ev, st.attempts+1, func(ok bool, status int) { d.partitionDoneLocked(st, ev, migration, ok, status) })
 	}
 	if len(d.retryQ) > 0 {
 		wait = min(wait, max(0, d.retryQ[0].next.Sub(now)))
@@ -785,20 +789,28 @@ func (d *Deliverer) setAckedLocked(c AckChange) {
 	d.updatePendingLocked(p)
 }
 
-// nextEventLocked is the event partition p needs now, if any.
-func (d *Deliverer) nextEventLocked(p int) (Event, bool) {
+// nextEventLocked is the event partition p needs now, if any, and the
+// migration it carries out ("" for none). A migration without a source (a
+// new empty copy) is an assign that names no migration: the wire format
+// gives a migration_id only with a source to copy from, and the app has
+// nothing to copy; its acknowledgement completes the migration.
+func (d *Deliverer) nextEventLocked(p int) (Event, string, bool) {
 	want, isDesired := d.desired[p]
 	have, isAcked := d.acked[p]
 	typ, ok := transition(want, isDesired, have, isAcked, d.redeliver[p])
 	if !ok {
-		return Event{}, false
+		return Event{}, "", false
 	}
+	migration := ""
 	ev := Event{Type: typ, NodeID: d.cfg.NodeID, Partition: p, Resource: d.resourceOf[p]}
 	switch typ {
 	case TypeRelease:
 		ev.Epoch, ev.Role = have.Epoch, RoleNone
 	default:
 		ev.Epoch, ev.Role = want.Epoch, want.Role
+		if typ == TypeAssign {
+			migration = want.MigrationID
+		}
 		if typ == TypeAssign && want.Source != nil {
 			src := *want.Source
 			ev.Source, ev.MigrationID = &src, want.MigrationID
@@ -808,7 +820,7 @@ func (d *Deliverer) nextEventLocked(p int) (Event, bool) {
 		}
 	}
 	ev.ID = EventID(d.cfg.NodeID, p, ev.Epoch, typ)
-	return ev, true
+	return ev, migration, true
 }
 
 // EventID is the webhook-id of a partition event: stable per (node,
@@ -956,7 +968,7 @@ func (d *Deliverer) oneOffDoneLocked(o *oneOff, ok bool) {
 // partitionDoneLocked takes the outcome of one attempt for a partition. An
 // acknowledgement goes to the recorder; the partition stays busy until it
 // is durable, so that its next event cannot start before.
-func (d *Deliverer) partitionDoneLocked(st *partState, ev Event, ok bool, status int) {
+func (d *Deliverer) partitionDoneLocked(st *partState, ev Event, migration string, ok bool, status int) {
 	if !ok {
 		st.busy = false
 		d.retryLater(&st.attempts, &st.next)
@@ -964,7 +976,7 @@ func (d *Deliverer) partitionDoneLocked(st *partState, ev Event, ok bool, status
 		return
 	}
 	st.recording = true
-	d.toRecord = append(d.toRecord, ackRecord{st: st, ev: ev, status: status})
+	d.toRecord = append(d.toRecord, ackRecord{st: st, ev: ev, status: status, migration: migration})
 	select {
 	case d.recordWake <- struct{}{}:
 	default:
@@ -1020,9 +1032,10 @@ func (d *Deliverer) recordBatch() {
 		delete(d.redeliver, st.p)
 		d.setAckedLocked(c)
 		st.key = "" // done: the partition's next event starts afresh
-		if id := r.ev.MigrationID; id != "" && !c.Delete {
-			if r.status != http.StatusAccepted && !d.completed[id] {
-				// The copy was made within the request.
+		if id := r.migration; id != "" && !c.Delete {
+			if !c.Acked.Copying && !d.completed[id] {
+				// The copy was made within the request (or there was
+				// nothing to copy).
 				d.completed[id] = true
 				copiesDone = append(copiesDone, r)
 			}
@@ -1054,7 +1067,7 @@ func (d *Deliverer) recordBatch() {
 	}
 	d.mu.Unlock()
 	for _, r := range copiesDone {
-		d.sink.CopyDone(r.st.p, r.ev.MigrationID)
+		d.sink.CopyDone(r.st.p, r.migration)
 	}
 	d.poke()
 }
@@ -1064,7 +1077,9 @@ func (d *Deliverer) ackChangeLocked(r ackRecord) AckChange {
 	if r.ev.Type == TypeRelease {
 		return AckChange{Partition: r.st.p, Delete: true}
 	}
-	id := r.ev.MigrationID
-	copying := r.status == http.StatusAccepted && id != "" && !d.completed[id]
+	id := r.migration
+	// Only an app given a migration ID can report a copy finished later:
+	// an app that answers 202 to a new empty copy is done with it.
+	copying := r.status == http.StatusAccepted && r.ev.MigrationID != "" && !d.completed[id]
 	return AckChange{Partition: r.st.p, Acked: Acked{Role: r.ev.Role, Epoch: r.ev.Epoch, MigrationID: id, Copying: copying}}
 }

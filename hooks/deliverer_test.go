@@ -366,6 +366,34 @@ func TestACopyDoneWithinTheRequestIsReportedAtOnce(t *testing.T) {
 	}
 }
 
+// A migration with nothing to copy from (every copy of the partition is
+// gone, so the planner makes a new empty one) reaches the app as a plain
+// assign, valid on the wire, and its acknowledgement completes the
+// migration, even a 202: the app was given no migration to report on.
+func TestANewEmptyCopyIsAPlainAssignWhoseAcknowledgementCompletesIt(t *testing.T) {
+	app := newFakeApp(t)
+	app.setAnswer(func(Event, int) int { return http.StatusAccepted })
+	store := openStore(t, t.TempDir())
+	sink := &sinkRecorder{}
+	d := startDeliverer(t, testConfig(app.srv.URL), store, sink)
+	d.SetDesired(map[int]Assignment{5: {Partition: 5, Epoch: 3, Role: RoleReplica, MigrationID: "m4"}})
+	eventually(t, "copy reported", func() bool { done, _ := sink.snapshot(); return len(done) == 1 })
+	if done, _ := sink.snapshot(); done[0] != "p5/m4" {
+		t.Fatalf("sink got %v", done)
+	}
+	ev := app.log()[0]
+	if ev.Type != TypeAssign || ev.Role != RoleReplica || ev.Source != nil || ev.MigrationID != "" || ev.Validate() != nil {
+		t.Fatalf("the app got %+v (valid: %v), want a plain replica assign", ev, ev.Validate())
+	}
+	eventually(t, "nothing pending", synced(d))
+	if a, _ := store.Get(5); a.Copying || a.MigrationID != "m4" || d.Stats().CopiesPending != 0 {
+		t.Fatalf("store %+v, stats %+v: the copy should be recorded done", a, d.Stats())
+	}
+	if n := len(app.log()); n != 1 {
+		t.Fatalf("the app got %d deliveries, want 1", n)
+	}
+}
+
 func TestAFailedCopyIsReported(t *testing.T) {
 	app := newFakeApp(t)
 	app.setAnswer(func(Event, int) int { return http.StatusAccepted })

@@ -13,9 +13,14 @@ type Assignment struct {
 	Epoch uint64
 	// Role is RolePrimary or RoleReplica.
 	Role string
-	// Source, for the target of a migration, is where to copy from.
+	// Source, for the target of a migration, is where to copy from; nil
+	// for a migration with nothing to copy from (see MigrationID).
 	Source *Source
-	// MigrationID names that migration; empty when not copying.
+	// MigrationID names that migration; empty when not copying. With a nil
+	// Source it names a new, empty copy: the planner's repair of a
+	// partition no copy of which is left (or one created while no member
+	// could hold it). The app is sent a plain partition.assign (hold it,
+	// empty), and its acknowledgement completes the migration.
 	MigrationID string
 	// Split, for the primary of a partition being split, are its children:
 	// the app is to split its data (a partition.split event).
@@ -36,7 +41,8 @@ func (a Assignment) same(b Assignment) bool {
 // Desired returns, for every partition that node holds or is copying in c,
 // what its app should hold: RolePrimary or RoleReplica at the partition's
 // epoch, and for the target of a migration RoleReplica with the migration's
-// Source (node ID and that member's AppAddr) and MigrationID. It is pure;
+// Source (node ID and that member's AppAddr; nil when it has none) and
+// MigrationID. It is pure;
 // the caller passes a state it does not mutate meanwhile.
 func Desired(c *failover.Cluster, node string) map[int]Assignment {
 	out := map[int]Assignment{}
@@ -55,14 +61,11 @@ func Desired(c *failover.Cluster, node string) map[int]Assignment {
 			out[p.ID] = Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RoleReplica}
 		default:
 			if m, ok := p.MigrationTo(node); ok {
-				out[p.ID] = Assignment{
-					Partition:   p.ID,
-					Resource:    p.ResourceName(),
-					Epoch:       p.Epoch,
-					Role:        RoleReplica,
-					Source:      &Source{NodeID: m.Source, AppAddr: c.Members[m.Source].AppAddr},
-					MigrationID: m.ID,
+				a := Assignment{Partition: p.ID, Resource: p.ResourceName(), Epoch: p.Epoch, Role: RoleReplica, MigrationID: m.ID}
+				if m.Source != "" {
+					a.Source = &Source{NodeID: m.Source, AppAddr: c.Members[m.Source].AppAddr}
 				}
+				out[p.ID] = a
 			}
 		}
 	}

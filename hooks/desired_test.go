@@ -24,6 +24,8 @@ func TestDesiredListsWhatANodeHoldsOrCopies(t *testing.T) {
 		{ID: 1, Epoch: 5, Primary: "b", Replicas: []string{"a"}},
 		{ID: 2, Epoch: 8, Primary: "b", Replicas: []string{}, Migrations: []failover.Migration{{ID: "m4", Target: "a", Source: "b"}}},
 		{ID: 3, Epoch: 2, Primary: "c", Replicas: []string{"b"}, Resource: "orders"},
+		// Every copy gone: a new empty one on c, with nothing to copy from.
+		{ID: 4, Epoch: 6, Replicas: []string{}, Migrations: []failover.Migration{{ID: "m7", Target: "c"}}},
 	}
 	cases := map[string]map[int]Assignment{
 		"a": {
@@ -37,7 +39,10 @@ func TestDesiredListsWhatANodeHoldsOrCopies(t *testing.T) {
 			2: {Partition: 2, Resource: "default", Epoch: 8, Role: RolePrimary},
 			3: {Partition: 3, Resource: "orders", Epoch: 2, Role: RoleReplica},
 		},
-		"c":       {3: {Partition: 3, Resource: "orders", Epoch: 2, Role: RolePrimary}},
+		"c": {
+			3: {Partition: 3, Resource: "orders", Epoch: 2, Role: RolePrimary},
+			4: {Partition: 4, Resource: "default", Epoch: 6, Role: RoleReplica, MigrationID: "m7"},
+		},
 		"unknown": {},
 	}
 	for node, want := range cases {
