@@ -165,3 +165,32 @@ func TestCPUTimeIsReadFromProcStatPastACommandNameWithSpaces(t *testing.T) {
 		t.Fatalf("this test's own CPU time: %v, %v", own, err)
 	}
 }
+
+func TestAReferenceMembersEventsAreReadFromItsJSONLinesAmongItsLogs(t *testing.T) {
+	r := &ReferenceMember{Name: "node1"}
+	// The reference program's output: a log line, two events, a log line
+	// that starts like JSON but is not an event, and a last event line not
+	// yet finished.
+	out := `2026/11/29 17:41:46 [INFO] serf: EventMemberJoin: node1 127.0.0.1
+{"unix_nano":1000,"node":"node1","event":"member-join","member":"node2"}
+{"unix_nano":2000,"node":"node1","event":"member-failed","member":"node2"}
+{"not":"an event"}
+{"unix_nano":3000,"node":"node1","ev`
+	if err := r.start(r.Name, exec.Command("printf", "%s", out), filepath.Join(t.TempDir(), "node1.log")); err != nil {
+		t.Fatal(err)
+	}
+	if err, _ := r.WaitExit(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	got := r.Events()
+	want := []ReferenceEvent{
+		{UnixNano: 1000, Node: "node1", Event: "member-join", Member: "node2"},
+		{UnixNano: 2000, Node: "node1", Event: "member-failed", Member: "node2"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events %+v, want %+v", got, want)
+	}
+	if !got[1].Time().Equal(time.Unix(0, 2000)) {
+		t.Fatalf("event time %s, want 2000 ns after the epoch", got[1].Time())
+	}
+}
