@@ -47,6 +47,8 @@ type Controller struct {
 	primaries primariesIndex
 	// load is the leader's memory of the apps' load and disk reports.
 	load *LoadBook
+	// idle is the last plan that proposed nothing (runPlanner).
+	idle idlePlan
 	// leaving is set once this agent has begun to leave: it is then no
 	// longer a healthy server for voter planning.
 	leaving atomic.Bool

@@ -418,6 +418,8 @@ type recorder struct {
 	frozen       []bool
 	// actions counts the actions of recorded decisions by kind.
 	actions map[failover.ActionKind]int
+	// planned counts the planner rounds.
+	planned int
 }
 
 func (o *recorder) Applied(time.Duration) {}
@@ -431,7 +433,17 @@ func (o *recorder) Frozen(f bool) {
 	defer o.mu.Unlock()
 	o.frozen = append(o.frozen, f)
 }
-func (o *recorder) Planned(time.Duration) {}
+func (o *recorder) Planned(time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.planned++
+}
+
+func (o *recorder) plans() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.planned
+}
 func (o *recorder) Decided(_ string, actions []failover.Action) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -22,7 +22,8 @@ import (
 // partitions with RF 3, no apps (copies complete at once). It runs the
 // leader's reconcile rounds through the bootstrap of 990 members and four
 // events: ten joins, a failure, the loss of a zone (a quarter of the
-// members) and a leave, each until a round applies nothing (without apps
+// members) and a leave, each until a round applies nothing, then ten idle
+// seconds (without apps
 // and with no replace delay, a failure's copies are re-created in the same
 // rounds), and reports per event the leader's CPU time, the
 // rounds and raft entries it took and their encoded sizes (raftctl's
@@ -187,6 +188,26 @@ func thousandMembers(b *testing.B) ([]scaleEvent, uint64) {
 	if held := holdersOf(r.cluster, leaver); held != 0 {
 		b.Fatalf("the leaving member still holds %d copies", held)
 	}
+
+	// Ten idle seconds: a round a second, as the leader's loop runs them,
+	// with nothing to do. The planner runs on a change of the state and
+	// otherwise every IdleReplanEvery.
+	idle := scaleEvent{name: "idle for 10 s (10 rounds)"}
+	obs.longestPlan = 0
+	for range 10 {
+		start := cpuTime()
+		if err := ctrl.Reconcile(ctx); err != nil {
+			b.Fatalf("idle: reconcile: %v", err)
+		}
+		idle.cpu += cpuTime() - start
+		idle.rounds++
+		if cmds := r.takeCommands(); len(cmds) != 0 {
+			b.Fatalf("an idle round applied %d commands", len(cmds))
+		}
+		clock.Advance(time.Second)
+	}
+	idle.longestPlan = obs.longestPlan
+	events = append(events, idle)
 
 	return events, heapOfCopy(r)
 }
