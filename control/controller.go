@@ -49,6 +49,8 @@ type Controller struct {
 	load *LoadBook
 	// idle is the last plan that proposed nothing (runPlanner).
 	idle idlePlan
+	// involved answers which members take part in partitions, per state.
+	involved involvedIndex
 	// leaving is set once this agent has begun to leave: it is then no
 	// longer a healthy server for voter planning.
 	leaving atomic.Bool

@@ -160,28 +160,13 @@ func (c *Controller) freezeWindows() FreezeWindows {
 // involvedInPartitions reports which of ids hold a copy of a partition, or
 // are the source or target of a copy in flight.
 func (c *Controller) involvedInPartitions(ids []string) map[string]bool {
-	want := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		want[id] = true
-	}
+	involved := c.involved.nodes(c.raft.StateIndex(), c.raft.Read)
 	out := map[string]bool{}
-	c.raft.Read(func(cl *failover.Cluster) {
-		for _, p := range cl.Partitions {
-			for _, h := range p.Holders() {
-				if want[h] {
-					out[h] = true
-				}
-			}
-			for _, m := range p.Migrations {
-				if want[m.Target] {
-					out[m.Target] = true
-				}
-				if want[m.Source] {
-					out[m.Source] = true
-				}
-			}
+	for _, id := range ids {
+		if involved[id] {
+			out[id] = true
 		}
-	})
+	}
 	return out
 }
 

@@ -199,9 +199,15 @@ func (c *Controller) StartRollingRestart(ctx context.Context, maxUnavailable int
 // driveRollingRestart takes the leader's step of a running rolling
 // restart: it records the decision and asks the members to restart.
 func (c *Controller) driveRollingRestart(ctx context.Context) error {
+	// Most rounds have no rolling restart: ask before copying the state.
+	running := false
+	c.raft.Read(func(cl *failover.Cluster) { running = cl.Rolling.Running() })
+	if !running || c.restarter == nil {
+		return nil
+	}
 	state := c.raft.Snapshot()
 	r := state.Rolling
-	if !r.Running() || c.restarter == nil {
+	if !r.Running() {
 		return nil
 	}
 	in := rollingInputs{state: state, self: c.cfg.NodeID, ready: map[string]bool{}}
