@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -75,14 +76,14 @@ func BenchmarkDetectionReference(b *testing.B) {
 				// after another's processes were killed would be measured
 				// on a machine that is always in the same state.
 				order := append(slices.Clone(kinds[i%len(kinds):]), kinds[:i%len(kinds)]...)
-				t := referenceTrialResult{order: order, times: map[detectionKind]time.Duration{}}
+				t := referenceTrialResult{order: order, times: map[detectionKind]time.Duration{}, declarers: map[detectionKind]string{}}
 				for _, kind := range order {
 					if kind == kindSteward {
 						d := detectionTrial(b, profile)
 						t.times[kindSteward], t.stewardGossipDead = d.failed, d.gossipDead
 						continue
 					}
-					t.times[kind] = referenceTrial(b, bin, kind, profile)
+					t.times[kind], t.declarers[kind] = referenceTrial(b, bin, kind, profile)
 				}
 				trials = append(trials, t)
 			}
@@ -100,6 +101,10 @@ type referenceTrialResult struct {
 	// stewardGossipDead is Steward's own memberlist (the profile's
 	// timings) dead on every survivor, in Steward's trial.
 	stewardGossipDead time.Duration
+	// declarers says, for each reference, which survivors declared the
+	// victim dead themselves and with how many peer confirmations (see
+	// suspicionDeclarers).
+	declarers map[detectionKind]string
 }
 
 // buildReference builds the reference program in its own module's
@@ -120,8 +125,9 @@ func buildReference(b *testing.B) string {
 // referenceTrial forms a fresh cluster of five reference members, SIGKILLs
 // a random one but the first (the one the others joined, as Steward's
 // victim is never its leader) and returns the time until every survivor
-// printed the kind's failure event for it, from the events' own times.
-func referenceTrial(b *testing.B, bin string, kind detectionKind, profile string) time.Duration {
+// printed the kind's failure event for it, from the events' own times, and
+// who declared it dead (suspicionDeclarers).
+func referenceTrial(b *testing.B, bin string, kind detectionKind, profile string) (time.Duration, string) {
 	members := startReferenceCluster(b, bin, kind, profile)
 	defer func() {
 		for _, m := range members {
@@ -160,9 +166,35 @@ func referenceTrial(b *testing.B, bin string, kind detectionKind, profile string
 			b.Logf("---- %s (last 20 lines) ----\n%s", s.Name, s.Tail(20))
 		}
 		b.Errorf("%s %s, victim %s: %v", kind, profile, victim.Name, err)
-		return -1
+		return -1, suspicionDeclarers(survivors, victim.Name)
 	}
-	return failedBy
+	return failedBy, suspicionDeclarers(survivors, victim.Name)
+}
+
+// declaredDead is memberlist's log line (v0.6.0, state.go) when its
+// suspicion timer for a member runs out: the member is then declared dead
+// by this node, and the others learn it by gossip. The timer runs between
+// SuspicionMult × ProbeInterval (3 s local, 4 s lan at five members) and
+// SuspicionMaxTimeoutMult (6) times that; each peer that confirms the
+// suspicion brings it toward the minimum, so the count of confirmations
+// explains a slow trial.
+var declaredDead = regexp.MustCompile(`memberlist: Marking (\S+) as failed, suspect timeout reached \((\d+) peer confirmations\)`)
+
+// suspicionDeclarers lists the survivors that declared victim dead
+// themselves, each with its peer confirmations, e.g. "node2 (1)".
+func suspicionDeclarers(survivors []*localcluster.ReferenceMember, victim string) string {
+	var declarers []string
+	for _, s := range survivors {
+		for _, m := range declaredDead.FindAllStringSubmatch(s.Log(), -1) {
+			if m[1] == victim {
+				declarers = append(declarers, fmt.Sprintf("%s (%s)", s.Name, m[2]))
+			}
+		}
+	}
+	if len(declarers) == 0 {
+		return "none logged"
+	}
+	return strings.Join(declarers, ", ")
 }
 
 // firstEvent is when member m first printed event about member.
@@ -280,14 +312,15 @@ func reportReference(b *testing.B, profile string, trials []referenceTrialResult
 		fmt.Fprintf(&sum, "| (Steward's own memberlist dead everywhere, the profile's timings) | %s | %s | %d of %d |\n",
 			secs(median(stewardDead)), secs(slices.Max(stewardDead)), len(stewardDead), len(trials))
 	}
-	fmt.Fprintf(&sum, "\n| trial | order | Steward failed | Steward's memberlist dead | Serf member-failed | memberlist alone dead |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&sum, "\n| trial | order | Steward failed | Steward's memberlist dead | Serf member-failed | memberlist alone dead | Serf: declared dead by (peer confirmations) | memberlist alone: declared dead by (peer confirmations) |\n|---|---|---|---|---|---|---|---|\n")
 	for i, t := range trials {
 		order := make([]string, len(t.order))
 		for j, k := range t.order {
 			order[j] = string(k)
 		}
-		fmt.Fprintf(&sum, "| %d | %s | %s | %s | %s | %s |\n", i+1, strings.Join(order, ", "),
-			secs(t.times[kindSteward]), secs(t.stewardGossipDead), secs(t.times[kindSerf]), secs(t.times[kindMemberlist]))
+		fmt.Fprintf(&sum, "| %d | %s | %s | %s | %s | %s | %s | %s |\n", i+1, strings.Join(order, ", "),
+			secs(t.times[kindSteward]), secs(t.stewardGossipDead), secs(t.times[kindSerf]), secs(t.times[kindMemberlist]),
+			t.declarers[kindSerf], t.declarers[kindMemberlist])
 	}
 	b.Log("\n" + sum.String())
 }
