@@ -141,13 +141,20 @@ func formAppCluster(t *testing.T, c *cluster, n int, extra ...string) []*appNode
 	for i := 1; i <= n; i++ {
 		nodes = append(nodes, addAppNode(t, c, fmt.Sprintf("node%d", i), extra...))
 	}
-	for _, an := range nodes {
-		an.startApp(t)
-		an.start("-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].GossipAddr())
-	}
-	waitSameTable(t, plainNodes(nodes), 60*time.Second)
+	startAppNodes(t, nodes)
 	waitSettled(t, nodes, 3)
 	return nodes
+}
+
+// startAppNodes starts each node's kvapp and agent, all bootstrapping one
+// cluster joined through the first, and waits until they share a table.
+func startAppNodes(t *testing.T, nodes []*appNode) {
+	t.Helper()
+	for _, an := range nodes {
+		an.startApp(t)
+		an.start("-bootstrap-expect", strconv.Itoa(len(nodes)), "-join", nodes[0].GossipAddr())
+	}
+	waitSameTable(t, plainNodes(nodes), 60*time.Second)
 }
 
 func plainNodes(ans []*appNode) []*node {

@@ -46,11 +46,7 @@ func formLoadCluster(t *testing.T, c *cluster, n int, extra ...string) []*appNod
 		an.app.Args = []string{"--load-interval", "300ms", "--disk-capacity", strconv.Itoa(simulatedDisk)}
 		nodes = append(nodes, an)
 	}
-	for _, an := range nodes {
-		an.startApp(t)
-		an.start("-bootstrap-expect", strconv.Itoa(n), "-join", nodes[0].GossipAddr())
-	}
-	waitSameTable(t, plainNodes(nodes), 60*time.Second)
+	startAppNodes(t, nodes)
 	return nodes
 }
 

@@ -201,11 +201,7 @@ func TestAPartitionWhoseEveryCopyDiedGetsANewEmptyPrimary(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		nodes = append(nodes, addAppNode(t, c, fmt.Sprintf("node%d", i), "-partitions", "6", "-replication-factor", "1", "-replace-delay", "0s"))
 	}
-	for _, an := range nodes {
-		an.startApp(t)
-		an.start("-bootstrap-expect", "3", "-join", nodes[0].GossipAddr())
-	}
-	waitSameTable(t, plainNodes(nodes), 60*time.Second)
+	startAppNodes(t, nodes)
 	waitSettled(t, nodes, 1)
 	victim := nodes[2]
 	pt, err := nodes[0].Partitions()
