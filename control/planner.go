@@ -51,12 +51,29 @@ func (c *Controller) PlanInput(state *failover.Cluster) failover.PlanInput {
 const IdleReplanEvery = 5 * time.Second
 
 // idlePlan remembers the last plan that proposed nothing: the state index
-// and seed it was computed for, and when. Only the leader's loop uses it.
+// and seed it was computed for, and when. The leader's loop uses it, and
+// so may a caller of Reconcile next to it (tests do).
 type idlePlan struct {
+	mu    sync.Mutex
 	valid bool
 	index uint64
 	seed  int64
 	at    time.Duration // clock.Elapsed
+}
+
+// fresh reports whether an empty plan was made for this index and seed
+// less than IdleReplanEvery before now.
+func (m *idlePlan) fresh(index uint64, seed int64, now time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.valid && m.index == index && m.seed == seed && now-m.at < IdleReplanEvery
+}
+
+// record remembers the outcome of a plan made for index and seed at now.
+func (m *idlePlan) record(empty bool, index uint64, seed int64, now time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.valid, m.index, m.seed, m.at = empty, index, seed, now
 }
 
 // runPlanner applies one round of the plan, all its actions in one raft
@@ -68,10 +85,9 @@ func (c *Controller) runPlanner(ctx context.Context) error {
 	// The index is read before the state: the plan is for that index or a
 	// newer state, never an older one.
 	index, seed, now := c.raft.StateIndex(), c.planSeed(), c.clock.Elapsed()
-	if m := c.idle; m.valid && m.index == index && m.seed == seed && now-m.at < IdleReplanEvery {
+	if c.idle.fresh(index, seed, now) {
 		return nil
 	}
-	c.idle.valid = false
 	state := c.raft.Snapshot()
 	if !state.Bootstrapped {
 		return nil
@@ -79,8 +95,8 @@ func (c *Controller) runPlanner(ctx context.Context) error {
 	start := time.Now()
 	actions := failover.Plan(c.PlanInput(state))
 	c.obs.Planned(time.Since(start))
+	c.idle.record(len(actions) == 0, index, seed, now)
 	if len(actions) == 0 {
-		c.idle = idlePlan{valid: true, index: index, seed: seed, at: now}
 		return nil
 	}
 	res, err := c.Apply(ctx, failover.Command{Kind: failover.CmdApplyActions, At: c.clock.Now().UnixNano(), Actions: actions})
