@@ -28,7 +28,10 @@ func (p peerProber) Probe(ctx context.Context, node string) error {
 	if !ok || n.Meta.RaftAddr == "" {
 		return fmt.Errorf("no raft address known for %s", node)
 	}
-	return p.a.raft.Ping(ctx, n.Meta.RaftAddr)
+	// Named: another agent answering at a dead node's address (its IP
+	// given to a new machine, its port reused) must not keep it alive.
+	_, err := p.a.raft.PingServer(ctx, n.Meta.RaftID, n.Meta.RaftAddr)
+	return err
 }
 
 // observeGossip turns one gossip event into health observations, and keeps

@@ -172,7 +172,7 @@ func (c *Controller) peerInCluster(ctx context.Context, peers []gossip.Node) (st
 		if n.ID == c.cfg.NodeID || n.Meta.RaftAddr == "" {
 			continue
 		}
-		if st, err := c.peerStatus(ctx, n.Meta.RaftAddr); err == nil && st.LastIndex > 0 {
+		if st, err := c.peerStatus(ctx, n.Meta.RaftID, n.Meta.RaftAddr); err == nil && st.LastIndex > 0 {
 			return n.ID, true
 		}
 	}
@@ -182,12 +182,13 @@ func (c *Controller) peerInCluster(ctx context.Context, peers []gossip.Node) (st
 // peerPingTimeout bounds one ping of a peer's raft port for its status.
 const peerPingTimeout = 2 * time.Second
 
-// peerStatus asks the agent at a raft address how far its log and state
-// machine are, within peerPingTimeout.
-func (c *Controller) peerStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error) {
+// peerStatus asks the raft server id at a raft address how far its log
+// and state machine are, within peerPingTimeout; another server answering
+// at that address is an error.
+func (c *Controller) peerStatus(ctx context.Context, id, addr string) (raftctl.PeerStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, peerPingTimeout)
 	defer cancel()
-	return c.raft.PingStatus(ctx, addr)
+	return c.raft.PingServer(ctx, id, addr)
 }
 
 // bootstrapTable applies the bootstrap command: settings and the partition

@@ -81,9 +81,9 @@ type fakeRaft struct {
 	cluster  *failover.Cluster
 	servers  []raftctl.Server
 	term     uint64
-	// peers answer PingStatus, by raft address; a missing one fails.
+	// peers answer PingServer, by raft address; a missing one fails.
 	peers map[string]raftctl.PeerStatus
-	// pings counts the PingStatus calls.
+	// pings counts the PingServer calls.
 	pings int
 	// ops records configuration changes: "add x", "remove x", "promote x",
 	// "demote x", "transfer".
@@ -250,7 +250,7 @@ func (r *fakeRaft) Stats() raftctl.Stats {
 	return raftctl.Stats{Term: r.term, LastIndex: n, CommitIndex: n, AppliedIndex: n}
 }
 
-func (r *fakeRaft) PingStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error) {
+func (r *fakeRaft) PingServer(ctx context.Context, id, addr string) (raftctl.PeerStatus, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pings++
@@ -261,7 +261,7 @@ func (r *fakeRaft) PingStatus(ctx context.Context, addr string) (raftctl.PeerSta
 	return st, nil
 }
 
-// takePings returns the number of PingStatus calls since the last call.
+// takePings returns the number of PingServer calls since the last call.
 func (r *fakeRaft) takePings() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -152,7 +152,7 @@ func (c *Controller) peerCaughtUp(ctx context.Context, n gossip.Node, commit uin
 	if n.Meta.RaftAddr == "" {
 		return false
 	}
-	st, err := c.peerStatus(ctx, n.Meta.RaftAddr)
+	st, err := c.peerStatus(ctx, n.Meta.RaftID, n.Meta.RaftAddr)
 	if err != nil {
 		return false
 	}

@@ -285,7 +285,7 @@ func (c *Controller) backAndReady(ctx context.Context, state *failover.Cluster, 
 	if m.ID == c.cfg.NodeID {
 		return true
 	}
-	st, err := c.peerStatus(ctx, m.RaftAddr)
+	st, err := c.peerStatus(ctx, m.RaftID, m.RaftAddr)
 	if err != nil {
 		return false
 	}

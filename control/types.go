@@ -54,8 +54,9 @@ type Raft interface {
 	TransferLeadership() error
 	// Stats are this server's term and indexes.
 	Stats() raftctl.Stats
-	// PingStatus asks the agent at a raft address how far it has applied.
-	PingStatus(ctx context.Context, addr string) (raftctl.PeerStatus, error)
+	// PingServer asks the raft server id at a raft address how far it has
+	// applied; another server answering there is an error.
+	PingServer(ctx context.Context, id, addr string) (raftctl.PeerStatus, error)
 }
 
 // Membership lists the gossip operations the control plane uses.

@@ -65,16 +65,18 @@ type controlHandler struct {
 // raft, by their first byte.
 var controlHandlers = map[byte]controlHandler{
 	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
-	kindPing:    {name: "ping", maxRequest: 0, maxAnswer: 1 + pingAnswerSize, serve: (*Node).servePing, reusable: true},
+	kindPing:    {name: "ping", maxRequest: maxPingRequest, maxAnswer: 1 + max(pingAnswerSize, maxPingRequest*2+64), serve: (*Node).servePing, reusable: true},
 	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
 	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
 	kindLoad:    {name: "load", maxRequest: 0, maxAnswer: maxLoadAnswer, serve: (*Node).serveLoad},
 }
 
-// Answer status bytes.
+// Answer status bytes. statusOtherServer is sent only to a ping that named
+// a server (clients that never name one never see it).
 const (
-	statusOK      byte = 0
-	statusRefused byte = 1
+	statusOK          byte = 0
+	statusRefused     byte = 1
+	statusOtherServer byte = 2
 )
 
 // ErrRefused is wrapped by the error of an exchange the peer refused (a
@@ -177,6 +179,8 @@ func roundTrip(ctx context.Context, conn net.Conn, h controlHandler, prefix, req
 		return answer[1:], nil
 	case statusRefused:
 		return nil, fmt.Errorf("%w: %s", ErrRefused, answer[1:])
+	case statusOtherServer:
+		return nil, fmt.Errorf("%w: %s", ErrOtherServer, answer[1:])
 	default:
 		return nil, fmt.Errorf("answer with unknown status %#x", answer[0])
 	}
@@ -356,7 +360,11 @@ func (n *Node) serveOne(conn net.Conn, h controlHandler, remote string, first bo
 	}
 	answer, err := h.serve(n, remote, request)
 	status := statusOK
-	if err != nil {
+	var other otherServerError
+	switch {
+	case errors.As(err, &other):
+		status, answer = statusOtherServer, []byte(err.Error())
+	case err != nil:
 		status, answer = statusRefused, []byte(err.Error())
 	}
 	conn.SetDeadline(time.Now().Add(n.cfg.TransportTimeout))

@@ -1,6 +1,8 @@
 package raftctl
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -50,4 +52,54 @@ func TestPingsToAPeerShareOneConnectionAndRedialWhenItDrops(t *testing.T) {
 		t.Fatal("a ping after Shutdown succeeded")
 	}
 	eventually(t, 5*time.Second, "the kept connection to close", func() bool { return liveConns() == 0 })
+}
+
+// A ping that names a server is answered only by that server: another
+// agent answering at the address (a dead node's IP given to a new machine,
+// its port reused) says so instead of passing for it. Unnamed, any server
+// answers, as before.
+func TestAPingNamingAServerIsAnsweredOnlyByThatServer(t *testing.T) {
+	leader, nodes := startCluster(t, nil, "n1", "n2")
+	follower := followers(leader, nodes...)[0]
+	addr := string(leader.raft.Leader())
+
+	if _, err := follower.PingServer(ctxTimeout(t, 5*time.Second), leader.cfg.ServerID, addr); err != nil {
+		t.Fatalf("a ping naming the server at %s: %v", addr, err)
+	}
+	_, err := follower.PingServer(ctxTimeout(t, 5*time.Second), "someone-else", addr)
+	if !errors.Is(err, ErrOtherServer) || !strings.Contains(err.Error(), leader.cfg.ServerID) {
+		t.Fatalf("a ping naming another server: %v, want ErrOtherServer naming %s", err, leader.cfg.ServerID)
+	}
+	if _, err := follower.PingServer(ctxTimeout(t, 5*time.Second), "", addr); err != nil {
+		t.Fatalf("an unnamed ping: %v", err)
+	}
+	// The refusal leaves the kept connection usable.
+	if _, err := follower.PingServer(ctxTimeout(t, 5*time.Second), leader.cfg.ServerID, addr); err != nil {
+		t.Fatalf("a named ping after a refusal: %v", err)
+	}
+}
+
+// An agent of an earlier version reads no request in a ping and refuses a
+// longer one: a named ping to it is sent again without the name (it cannot
+// be told apart from another server, as before), and later pings to it go
+// unnamed at once, so a rolling upgrade marks nobody failed.
+func TestANamedPingToAnEarlierVersionFallsBackToAPlainOne(t *testing.T) {
+	current := controlHandlers[kindPing]
+	earlier := current
+	earlier.maxRequest = 0
+	earlier.serve = func(n *Node, remote string, _ []byte) ([]byte, error) { return current.serve(n, remote, nil) }
+	controlHandlers[kindPing] = earlier
+	t.Cleanup(func() { controlHandlers[kindPing] = current }) // after the nodes stop
+	leader, nodes := startCluster(t, nil, "e1", "e2")
+	follower := followers(leader, nodes...)[0]
+	addr := string(leader.raft.Leader())
+
+	for i := 0; i < 3; i++ {
+		if _, err := follower.PingServer(ctxTimeout(t, 5*time.Second), "whoever", addr); err != nil {
+			t.Fatalf("ping %d of an earlier version's agent: %v", i, err)
+		}
+	}
+	if !follower.pingConns.unnamed(addr) {
+		t.Fatal("the address is not remembered as an earlier version's")
+	}
 }
