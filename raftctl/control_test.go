@@ -461,7 +461,7 @@ func TestMalformedControlConnectionsAreClosedWithNothingApplied(t *testing.T) {
 	}{
 		{"forward over MaxCommandSize", hdr(MaxCommandSize + 1)},
 		{"forward of 4 GiB", hdr(0xFFFFFFFF)},
-		{"ping with a body", binary.BigEndian.AppendUint32([]byte{kindPing}, 8)},
+		{"ping naming a server over its limit", binary.BigEndian.AppendUint32([]byte{kindPing}, maxPingRequest+1)},
 		{"lease request over its limit", binary.BigEndian.AppendUint32([]byte{kindLease}, maxLeaseRequest+1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
