@@ -214,11 +214,11 @@ func (r *fakeRaft) Term() uint64 {
 	return r.term
 }
 
-func (r *fakeRaft) VerifyLeader(time.Duration) error {
-	if !r.IsLeader() {
-		return raftctl.ErrNotLeader
+func (r *fakeRaft) ConfirmLeadership(term uint64, _, _ time.Duration) (time.Time, error) {
+	if !r.IsLeader() || r.Term() != term {
+		return time.Time{}, raftctl.ErrNotLeader
 	}
-	return nil
+	return time.Now(), nil
 }
 
 func (r *fakeRaft) Leader() (string, string) {

@@ -29,9 +29,11 @@ import (
 //     When raft moves a partition's primary from X to Y, grants to X stop
 //     including it at once (they are computed from the leader's state), and
 //     Y's first grant comes Wait after X's last: the two never overlap.
-//  3. A leader grants only while a quorum acknowledged its leadership
-//     within VerifiedFor (raft's VerifyLeader, started at v): a newer leader
-//     was elected after v (the quorums intersect in a server that
+//  3. A leader grants only while a majority of the voters acknowledged its
+//     term after v, no longer than VerifiedFor ago (raftctl's
+//     ConfirmLeadership: not raft's VerifyLeader, which counts non-voters'
+//     answers too): a newer leader
+//     was elected after v (the majorities intersect in a voter that
 //     acknowledged the old term before voting in the new one), so every
 //     grant of an old leader precedes the new leader's election by less
 //     than VerifiedFor. A new leader therefore grants nothing for
@@ -90,9 +92,11 @@ func LeaseTimingsFor(hc health.Config) LeaseTimings {
 		// be answered before the grant runs out (it had 0.3 with a fifth).
 		Renew: d / 3,
 		Wait:  d + time.Duration(float64(d)*maxClockDrift) + d/10,
-		// Each check makes raft send every follower a heartbeat at once;
-		// a quarter of the lease leaves another quarter for a check to be
-		// answered before VerifiedFor runs out.
+		// A check reads the voters' answers to raft's heartbeats, and
+		// asks for fresh ones (raft then heartbeats every follower at
+		// once) only when they are older than half a round; a quarter
+		// of the lease leaves another quarter for that to be answered
+		// before VerifiedFor runs out.
 		VerifyEvery: d / 4,
 		VerifiedFor: d / 2,
 	}
@@ -218,12 +222,16 @@ func (c *Controller) LeaseRound() {
 		c.leases.BecameLeader(time.Now(), term)
 		c.log.Info("granting primary leases", "term", term, "timings", c.cfg.Leases.String())
 	}
-	start := time.Now()
-	if err := c.raft.VerifyLeader(c.cfg.Leases.VerifiedFor); err != nil {
+	// A confirmation up to half a round old is taken as it is (raft's own
+	// heartbeats keep it fresh); an older one is asked for. A grant made
+	// just before the next round then relies on one at most 1.5 rounds
+	// old, within VerifiedFor (two rounds).
+	at, err := c.raft.ConfirmLeadership(term, c.cfg.Leases.VerifyEvery/2, c.cfg.Leases.VerifiedFor)
+	if err != nil {
 		c.log.Debug("leadership not confirmed; no lease granted until it is", "error", err)
 		return
 	}
-	c.leases.Verified(start, term)
+	c.leases.Verified(at, term)
 }
 
 // GrantLease is the leader's raftctl.LeaseGranter: the partitions the

@@ -46,8 +46,12 @@ type Raft interface {
 	IsLeader() bool
 	// Term is the current raft term.
 	Term() uint64
-	// VerifyLeader confirms with a quorum that this server still leads.
-	VerifyLeader(timeout time.Duration) error
+	// ConfirmLeadership returns an instant since which no other server can
+	// have been elected: this server leads in term and a majority of the
+	// voters answered it in term after that instant. One at most fresh
+	// old is returned at once; otherwise it asks the voters and waits up
+	// to timeout.
+	ConfirmLeadership(term uint64, fresh, timeout time.Duration) (time.Time, error)
 	// Leader is the current leader's server ID and address ("" if none).
 	Leader() (id, addr string)
 	// TransferLeadership hands leadership to another voter.

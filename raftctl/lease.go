@@ -227,25 +227,3 @@ func (n *Node) serveLease(remote string, data []byte) ([]byte, error) {
 	}
 	return body, nil
 }
-
-// VerifyLeader checks with a quorum that this server is still the leader.
-// It returns nil only if a majority acknowledged its term after the call
-// began: no other leader can have been elected before that moment.
-func (n *Node) VerifyLeader(timeout time.Duration) error {
-	f := n.raft.VerifyLeader()
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			return mapRaftError(err)
-		}
-		return nil
-	case <-t.C:
-		return fmt.Errorf("raftctl: leadership not verified within %s", timeout)
-	case <-n.shutdownCh:
-		return ErrShutdown
-	}
-}

@@ -73,8 +73,8 @@ func TestMalformedLeaseRequestsAreRefusedWithAReason(t *testing.T) {
 			t.Errorf("request %q answered %q, want a refusal naming node_id", body, answer)
 		}
 	}
-	if err := leader.VerifyLeader(2 * time.Second); err != nil {
-		t.Fatalf("VerifyLeader on a single-node leader: %v", err)
+	if _, err := leader.ConfirmLeadership(leader.Term(), 0, 2*time.Second); err != nil {
+		t.Fatalf("ConfirmLeadership on a single-node leader: %v", err)
 	}
 }
 

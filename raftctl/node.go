@@ -80,9 +80,12 @@ type Node struct {
 	fsm       *fsm
 	logs      raft.LogStore
 	transport *raft.NetworkTransport
-	stream    *tcpStreamLayer
-	bolt      *raftboltdb.BoltStore // nil when InMemory
-	hasState  bool
+	// acks are the answers to this node's AppendEntries, which confirm
+	// its leadership (confirm.go).
+	acks     *voterAcks
+	stream   *tcpStreamLayer
+	bolt     *raftboltdb.BoltStore // nil when InMemory
+	hasState bool
 
 	// requests is the memory budget of large requests on the raft port.
 	requests requestBudget
@@ -247,7 +250,8 @@ func New(cfg *Config) (n *Node, err error) {
 	}
 
 	f := newFSM()
-	r, err := startRaft(rc, f, logs, stable, snaps, transport, cfg.DataDir)
+	acks := newVoterAcks()
+	r, err := startRaft(rc, f, logs, stable, snaps, ackingTransport{NetworkTransport: transport, acks: acks}, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -259,6 +263,7 @@ func New(cfg *Config) (n *Node, err error) {
 		fsm:          f,
 		logs:         logs,
 		transport:    transport,
+		acks:         acks,
 		stream:       stream,
 		bolt:         bolt,
 		hasState:     hasState,
