@@ -18,6 +18,19 @@ import (
 	"github.com/steward-dev/steward/client"
 )
 
+// benchProfile is STEWARD_BENCH_PROFILE (local, lan or wan), or local.
+func benchProfile(b *testing.B) string {
+	switch v := os.Getenv("STEWARD_BENCH_PROFILE"); v {
+	case "":
+		return "local"
+	case "local", "lan", "wan":
+		return v
+	default:
+		b.Fatalf("STEWARD_BENCH_PROFILE=%q: want local, lan or wan", v)
+		return ""
+	}
+}
+
 // scaleAgents is STEWARD_BENCH_AGENTS, or def.
 func scaleAgents(b *testing.B, def int) int {
 	v := os.Getenv("STEWARD_BENCH_AGENTS")
@@ -32,7 +45,8 @@ func scaleAgents(b *testing.B, def int) int {
 }
 
 // BenchmarkKillAtScale: per trial a fresh cluster of 50 agents
-// (STEWARD_BENCH_AGENTS; local profile, 1,024 partitions, RF 3, no apps),
+// (STEWARD_BENCH_AGENTS; the local profile, or STEWARD_BENCH_PROFILE;
+// 1,024 partitions, RF 3, no apps),
 // formed and balanced; the follower that leads the most partitions is
 // SIGKILLed. The leader's table is followed with blocking queries to
 // learn the state index I at which it first names a new primary for every
@@ -45,44 +59,59 @@ func scaleAgents(b *testing.B, def int) int {
 // table instead made 49 agents encode, and the benchmark decode, 1,024
 // partitions on every change, which delayed what it measured by seconds
 // on two cores. It reports the commit from the SIGKILL, and each
-// survivor's lag after it.
+// survivor's lag after it; from the same member lists, when every survivor
+// listed the victim failed; and the false removals of the whole run: the
+// "member failed" lines of every agent's log but the victim's verdict,
+// formation included.
 func BenchmarkKillAtScale(b *testing.B) {
 	n := scaleAgents(b, 50)
+	profile := benchProfile(b)
 	trials := max(b.N, 3)
-	var commits, worstLags, medLags []time.Duration
+	var commits, worstLags, medLags, failed []time.Duration
+	falseRemovals := 0
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | commit | survivors clear: median / worst | after commit: median / worst |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | failed everywhere | false removals | commit | survivors clear: median / worst | after commit: median / worst |\n|---|---|---|---|---|---|---|---|\n")
 	for i := 0; i < trials; i++ {
-		r := killAtScaleTrial(b, n)
+		r := killAtScaleTrial(b, n, profile)
+		failed = append(failed, r.failedEverywhere)
+		falseRemovals += r.falseRemovals
 		var lags []time.Duration
 		for _, d := range r.clear {
 			lags = append(lags, d-r.committed)
 		}
 		commits = append(commits, r.committed)
 		worstLags, medLags = append(worstLags, slices.Max(lags)), append(medLags, median(lags))
-		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %s / %s | %s / %s |\n", i+1, r.victim, r.led, secs(r.committed),
+		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %d | %s | %s / %s | %s / %s |\n", i+1, r.victim, r.led, secs(r.failedEverywhere), r.falseRemovals, secs(r.committed),
 			secs(median(r.clear)), secs(slices.Max(r.clear)), msecs(median(lags)), msecs(slices.Max(lags)))
 	}
 	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(median(failed).Seconds(), "failed-everywhere-median-s")
+	b.ReportMetric(float64(falseRemovals), "false-removals")
 	b.ReportMetric(median(commits).Seconds(), "commit-median-s")
 	b.ReportMetric(median(medLags).Seconds(), "clear-after-commit-median-s")
 	b.ReportMetric(slices.Max(worstLags).Seconds(), "clear-after-commit-worst-s")
-	b.Logf("\n%d agents, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, trials, tbl.String())
+	b.Logf("\n%d agents, profile %s, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, profile, trials, tbl.String())
 }
 
 type killScaleTrial struct {
 	victim    string
 	led       int
 	committed time.Duration
+	// failedEverywhere is when the last survivor listed the victim failed
+	// (-1: one never did before it reached the promotions).
+	failedEverywhere time.Duration
+	// falseRemovals counts the "member failed" lines of every agent's
+	// log beyond the victim's one verdict.
+	falseRemovals int
 	// clear[i] is when the i-th survivor other than the leader first
 	// named the victim primary of nothing.
 	clear []time.Duration
 }
 
-func killAtScaleTrial(b *testing.B, n int) killScaleTrial {
+func killAtScaleTrial(b *testing.B, n int, profile string) killScaleTrial {
 	c := newBenchCluster(b)
 	defer c.close()
-	nodes, leader := startBalanced(b, c, agentBin, n)
+	nodes, leader := startBalanced(b, c, agentBin, n, profile)
 	pt, err := leader.Partitions()
 	if err != nil {
 		b.Fatal(err)
@@ -111,8 +140,10 @@ func killAtScaleTrial(b *testing.B, n int) killScaleTrial {
 		at    time.Time
 		index uint64
 	}
-	// indexes[i] are survivor i's state indexes as they changed.
+	// indexes[i] are survivor i's state indexes as they changed;
+	// failedAt[i] is when it first listed the victim failed.
 	indexes := make([][]seen, len(survivors))
+	failedAt := make([]time.Time, len(survivors))
 	var mu sync.Mutex // guards committedIndex until done
 	var committedIndex uint64
 	reached := func(index uint64) bool {
@@ -168,12 +199,17 @@ func killAtScaleTrial(b *testing.B, n int) killScaleTrial {
 	// Every survivor's state index, the leader's included, as it changes.
 	for i, s := range survivors {
 		follow(s, func(cl *client.Client, q client.QueryOptions) (uint64, bool) {
-			_, meta, err := cl.Members(ctx, q)
+			ms, meta, err := cl.Members(ctx, q)
 			now := time.Now()
 			if err != nil {
 				return 0, false
 			}
 			indexes[i] = append(indexes[i], seen{now, meta.Index})
+			for _, m := range ms {
+				if m.ID == victim.ID && m.Status == "failed" && failedAt[i].IsZero() {
+					failedAt[i] = now
+				}
+			}
 			return meta.Index, reached(meta.Index)
 		})
 	}
@@ -195,6 +231,18 @@ func killAtScaleTrial(b *testing.B, n int) killScaleTrial {
 		return 0
 	}
 	r := killScaleTrial{victim: victim.ID, led: len(led)}
+	for _, at := range failedAt {
+		if at.IsZero() {
+			r.failedEverywhere = -1
+			break
+		}
+		r.failedEverywhere = max(r.failedEverywhere, at.Sub(killed))
+	}
+	logged := 0
+	for _, nd := range nodes {
+		logged += strings.Count(nd.Log(), "member failed")
+	}
+	r.falseRemovals = max(logged-1, 0)
 	for i := range survivors {
 		if survivors[i] == leader {
 			r.committed = clearAt(i)

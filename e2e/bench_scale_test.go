@@ -84,7 +84,7 @@ func idleTrial(b *testing.B, bin string, n int) idleResult {
 	c := newBenchCluster(b)
 	defer c.close()
 	start := time.Now()
-	nodes, leader := startBalanced(b, c, bin, n)
+	nodes, leader := startBalanced(b, c, bin, n, "local")
 	balanced := time.Since(start)
 	// Not a synchronisation: the quiet period and the window are the
 	// measurement itself, time during which nothing may be asked of the
@@ -116,8 +116,8 @@ func idleTrial(b *testing.B, bin string, n int) idleResult {
 // startBalanced starts n agents of bin (local profile, the scale table)
 // and waits for a formed, balanced cluster; it returns them and the
 // leader.
-func startBalanced(b *testing.B, c *cluster, bin string, n int) ([]*node, *node) {
-	nodes := c.startAllOf(bin, n, "local", "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
+func startBalanced(b *testing.B, c *cluster, bin string, n int, profile string) ([]*node, *node) {
+	nodes := c.startAllOf(bin, n, profile, "-partitions", strconv.Itoa(scalePartitions), "-replication-factor", strconv.Itoa(scaleRF))
 	var leader *node
 	// Polled every 250 ms, and mostly the leader only: 50 agents each
 	// listing 50 members every 20 ms would be most of what the machine

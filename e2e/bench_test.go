@@ -438,7 +438,8 @@ const (
 	pauseLength = 400 * time.Millisecond
 )
 
-// BenchmarkPauses SIGSTOPs a random follower of a 5-agent cluster for
+// BenchmarkPauses SIGSTOPs a random follower of a 5-agent cluster
+// (STEWARD_BENCH_AGENTS) for
 // 400 ms, SIGCONTs it and waits until every agent lists it alive again (or
 // failed: a false removal), 20 times, and reports how many members were
 // marked failed ("member failed" in the agents' logs) and how many pauses
@@ -474,7 +475,7 @@ type pauseResult struct {
 }
 
 func pausesRun(b *testing.B, profile string) pauseResult {
-	c, nodes, _ := startSettled(b, 5, profile, "-partitions", "32")
+	c, nodes, _ := startSettled(b, scaleAgents(b, 5), profile, "-partitions", "32")
 	defer c.close()
 	falseVerdicts, suspected := 0, 0
 	var recoveries []time.Duration
