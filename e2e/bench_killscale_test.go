@@ -46,7 +46,8 @@ func scaleAgents(b *testing.B, def int) int {
 
 // BenchmarkKillAtScale: per trial a fresh cluster of 50 agents
 // (STEWARD_BENCH_AGENTS; the local profile, or STEWARD_BENCH_PROFILE;
-// 1,024 partitions, RF 3, no apps),
+// 1,024 partitions, RF 3, no apps; STEWARD_BENCH_BURN busy processes
+// beside them),
 // formed and balanced; the follower that leads the most partitions is
 // SIGKILLed. The leader's table is followed with blocking queries to
 // learn the state index I at which it first names a new primary for every
@@ -66,6 +67,7 @@ func scaleAgents(b *testing.B, def int) int {
 func BenchmarkKillAtScale(b *testing.B) {
 	n := scaleAgents(b, 50)
 	profile := benchProfile(b)
+	burning := burnCores(b)
 	trials := max(b.N, 3)
 	var commits, worstLags, medLags, failed []time.Duration
 	falseRemovals := 0
@@ -90,7 +92,7 @@ func BenchmarkKillAtScale(b *testing.B) {
 	b.ReportMetric(median(commits).Seconds(), "commit-median-s")
 	b.ReportMetric(median(medLags).Seconds(), "clear-after-commit-median-s")
 	b.ReportMetric(slices.Max(worstLags).Seconds(), "clear-after-commit-worst-s")
-	b.Logf("\n%d agents, profile %s, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, profile, trials, tbl.String())
+	b.Logf("\n%d agents, profile %s, %d busy processes beside them, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, profile, burning, trials, tbl.String())
 }
 
 type killScaleTrial struct {

@@ -224,11 +224,15 @@ var profileTiming = map[string]time.Duration{
 // (status "failed" everywhere), the removal from the raft configuration, and
 // memberlist's own "dead" (gossip_state) in the same run. wan only runs with
 // STEWARD_BENCH_WAN=1: its suspicion timeout alone is 30 s a trial.
+// STEWARD_BENCH_BURN=N runs N busy processes beside the agents.
 func BenchmarkFailureDetection(b *testing.B) {
 	for _, profile := range []string{"local", "lan", "wan"} {
 		b.Run(profile, func(b *testing.B) {
 			if profile == "wan" && os.Getenv("STEWARD_BENCH_WAN") != "1" {
 				b.Skip("wan takes several minutes (memberlist's WAN suspicion timeout is 30 s); set STEWARD_BENCH_WAN=1")
+			}
+			if n := burnCores(b); n > 0 {
+				b.Logf("%d busy processes beside the agents (STEWARD_BENCH_BURN)", n)
 			}
 			trials := max(b.N, minTrials)
 			var results []detection
@@ -447,6 +451,9 @@ const (
 func BenchmarkPauses(b *testing.B) {
 	for _, profile := range []string{"local", "lan"} {
 		b.Run(profile, func(b *testing.B) {
+			if n := burnCores(b); n > 0 {
+				b.Logf("%d busy processes beside the agents (STEWARD_BENCH_BURN)", n)
+			}
 			var total pauseResult
 			for i := 0; i < b.N; i++ {
 				r := pausesRun(b, profile)
