@@ -130,7 +130,11 @@ func New(cfg *Config) (*Gossip, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	metaBytes, _ := EncodeMeta(c.Meta) // validated above
+	meta := c.Meta
+	if meta.Boot == 0 {
+		meta.Boot = newBoot()
+	}
+	metaBytes, _ := EncodeMeta(meta) // validated above
 	logger := c.Logger
 	if logger == nil {
 		logger = hclog.Default().Named("gossip")
@@ -176,7 +180,7 @@ func New(cfg *Config) (*Gossip, error) {
 		forgetAfter:      mc.GossipToTheDeadTime,
 		view:             make(map[string]*Node),
 		lost:             make(map[string]lostNode),
-		localMeta:        c.Meta,
+		localMeta:        meta,
 		metaBytes:        metaBytes,
 		queue:            newEventQueue(),
 		events:           make(chan Event, c.EventBuffer),
@@ -400,6 +404,11 @@ func (g *Gossip) UpdateMeta(m Meta) error {
 }
 
 func (g *Gossip) updateMeta(m Meta, timeout time.Duration) error {
+	if m.Boot == 0 {
+		g.mu.Lock()
+		m.Boot = g.localMeta.Boot // this process's, whatever the caller built
+		g.mu.Unlock()
+	}
 	b, err := EncodeMeta(m)
 	if err != nil {
 		return err
@@ -535,10 +544,15 @@ func (g *Gossip) observeUpdate(ml *memberlist.Node) {
 	meta, addr := g.decodeMeta(ml), ml.Address()
 	g.record(ml.Name, func(n *Node, exists bool) []EventType {
 		// memberlist only reports an update for a node it holds as alive
-		// after an alive message with a higher incarnation, which is also
-		// how a suspect node refutes.
+		// after an alive message with a higher incarnation and other
+		// metadata, which is also how a suspect node refutes. Another
+		// Boot is another process: the node restarted, perhaps before
+		// this agent's memberlist even suspected it, while its failure
+		// detector (confirming another agent's suspicion) failed it;
+		// that is a sign of life too.
 		var types []EventType
-		if exists && n.State == StateSuspect {
+		restarted := exists && n.Meta.Boot != 0 && meta.Boot != n.Meta.Boot
+		if exists && (n.State == StateSuspect || (restarted && n.State == StateAlive)) {
 			types = append(types, EventAlive)
 		}
 		if !exists || n.State == StateDead || n.State == StateLeft {
@@ -588,6 +602,9 @@ func (g *Gossip) observeAck(id string) {
 		return []EventType{EventAlive}
 	})
 }
+
+// newBoot draws Meta.Boot for this process: random, never 0.
+func newBoot() uint64 { return rand.Uint64() | 1 }
 
 // ---- memberlist delegates -----------------------------------------------
 

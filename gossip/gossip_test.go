@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
@@ -28,6 +29,10 @@ func TestThreeNodesJoinAndSeeEachOthersMetadata(t *testing.T) {
 				t.Errorf("%s: %s at %q, want %q", m.nodeID, node.ID, node.Addr, want.Addr())
 			}
 			wantMeta := testConfig(want.nodeID).Meta
+			wantMeta.Boot = want.LocalNode().Meta.Boot // drawn by New
+			if wantMeta.Boot == 0 {
+				t.Errorf("%s: no Boot drawn", want.nodeID)
+			}
 			if !reflect.DeepEqual(node.Meta, wantMeta) {
 				t.Errorf("%s: %s meta %+v, want %+v", m.nodeID, node.ID, node.Meta, wantMeta)
 			}
@@ -471,4 +476,82 @@ func TestANewcomerWithATakenIDSeesWhichProcessHasIt(t *testing.T) {
 	if dup.ClaimantAnswers(claim) {
 		t.Fatal("a stopped n2 answers")
 	}
+}
+
+// A node restarted while a peer still holds it suspect (a SIGKILL and a
+// restart within memberlist's suspicion timeout, 30 s on a WAN) refutes
+// the suspicion with a new incarnation. memberlist tells the peer's
+// EventDelegate only when the metadata changed; Meta.Boot, drawn anew by
+// every process, makes it change, so the peer reports the node alive
+// (an update) at once instead of after one of its own probes reaches it
+// (5 s apart on a WAN).
+func TestARestartedNodeIsAliveAgainAtOnceForAPeerThatHeldItSuspect(t *testing.T) {
+	restartWhileHeld(t, true)
+}
+
+// A peer whose memberlist never suspected the node (its failure detector
+// failed it on another agent's word) sees the restart as an update only:
+// the new Boot makes it an alive event too, which makes the detector probe
+// the node at once rather than at its next probe of a failed node.
+func TestARestartSeenOnlyAsAnUpdateIsReportedAlive(t *testing.T) {
+	restartWhileHeld(t, false)
+}
+
+func restartWhileHeld(t *testing.T, suspectFirst bool) {
+	wan := func(c *Config) { c.Profile = ProfileWAN }
+	a := start(t, withTweak(testConfig("n1"), wan))
+	// n2's port is fixed, so that its restart comes back at the same
+	// address: the same node to memberlist, not a new one.
+	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.LocalAddr().(*net.UDPAddr).Port
+	ln.Close()
+	cfgB := withTweak(testConfig("n2"), wan)
+	cfgB.BindPort = port
+	b := start(t, cfgB)
+	joinTo(t, b, a)
+	eventually(t, 10*time.Second, func() error {
+		if n, _ := a.Member("n2"); n.State != StateAlive {
+			return fmt.Errorf("n1 sees n2 as %q", n.State)
+		}
+		return nil
+	})
+	firstBoot := b.LocalNode().Meta.Boot
+	if err := b.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if suspectFirst {
+		// n1's probe of n2 fails (the line memberlist logs), as it would
+		// within a probe interval of the crash.
+		w := &memberlistLog{next: io.Discard, onSuspect: a.observeSuspect}
+		if _, err := w.Write([]byte("[INFO] memberlist: Suspect n2 has failed, no acks received\n")); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := a.Member("n2"); n.State != StateSuspect {
+			t.Fatalf("n2 is %q after the failed probe, want suspect", n.State)
+		}
+	}
+	seenBefore := len(a.eventsAbout("n2"))
+
+	back := start(t, withTweak(testConfig("n2"), func(c *Config) { wan(c); c.BindPort = port }))
+	if back.LocalNode().Meta.Boot == firstBoot {
+		t.Fatal("the restarted process drew the same Boot")
+	}
+	joinTo(t, back, a)
+	// Within 2 s: memberlist's word, not n1's next probe (5 s apart).
+	eventually(t, 2*time.Second, func() error {
+		evs := a.eventsAbout("n2")[seenBefore:]
+		if n, _ := a.Member("n2"); n.State != StateAlive || indexOf(evs, EventUpdate) < 0 || indexOf(evs, EventAlive) < 0 {
+			return fmt.Errorf("n1 sees the restarted n2 as %q, reported %v; want alive, with an update and an alive event", n.State, evs)
+		}
+		return nil
+	})
+}
+
+// withTweak applies tweak to cfg and returns it.
+func withTweak(cfg *Config, tweak func(*Config)) *Config {
+	tweak(cfg)
+	return cfg
 }

@@ -27,6 +27,8 @@ func TestMetaRoundTrip(t *testing.T) {
 		"only leaving":    {Leaving: true},
 		"returning":       {RaftID: "x", Returning: true},
 		"with suspects":   {RaftID: "x", Suspects: []string{"n2", "a-much-longer-node-name-3"}},
+		"with boot":       {RaftID: "x", Boot: 1<<63 | 42},
+		"suspects, boot":  {RaftID: "x", Suspects: []string{"n2"}, Boot: 7},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := EncodeMeta(m)
@@ -184,5 +186,22 @@ func TestMetaSuspectsAreBounded(t *testing.T) {
 	old, _ := EncodeMeta(Meta{RaftID: "x"})
 	if m, err := DecodeMeta(old); err != nil || m.Suspects != nil {
 		t.Fatalf("old metadata: %+v %v", m, err)
+	}
+}
+
+// Boot follows the suspects, whose count is then written even when there
+// are none: a reader that knows the suspects but not Boot reads an empty
+// list and ignores the eight bytes after it, as any tail.
+func TestMetaBootFollowsAnEmptySuspectList(t *testing.T) {
+	b, err := EncodeMeta(Meta{RaftID: "x", Boot: 0x0102030405060708})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := b[len(b)-9:]
+	if want := []byte{0, 1, 2, 3, 4, 5, 6, 7, 8}; !bytes.Equal(tail, want) {
+		t.Fatalf("tail % x, want % x", tail, want)
+	}
+	if s, boot := decodeTail(tail[:1]); s != nil || boot != 0 {
+		t.Fatalf("an earlier writer's empty list decodes to %v, %d", s, boot)
 	}
 }

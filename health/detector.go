@@ -367,7 +367,7 @@ func (d *Detector) onHealthy(node string, r *nodeRecord, at time.Time, probe boo
 		return nil
 	}
 	// Failed and now alive: recovered once RecoverThreshold probes in a
-	// row succeeded (probed ProbeInterval apart from the first sign of
+	// row succeeded (probed RecoverInterval apart from the first sign of
 	// life), unless it flaps.
 	if !probe {
 		r.nextProbe = at
@@ -376,7 +376,7 @@ func (d *Detector) onHealthy(node string, r *nodeRecord, at time.Time, probe boo
 	r.successes++
 	r.failures = 0
 	if r.successes < d.cfg.recoverThreshold() {
-		r.nextProbe = at.Add(d.cfg.ProbeInterval)
+		r.nextProbe = at.Add(d.cfg.recoverInterval())
 		return nil
 	}
 	if r.successes > 1 {

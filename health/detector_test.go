@@ -472,6 +472,49 @@ func TestDueProbesSuspectNodesEveryInterval(t *testing.T) {
 	}
 }
 
+// A failed node that answers again is probed RecoverInterval apart, not
+// ProbeInterval: with the wan profile's 3 s probes, a restarted agent would
+// otherwise wait 6 s to be taken back.
+func TestAReturningNodeIsProbedRecoverIntervalApart(t *testing.T) {
+	cfg := testConfig() // interval 1s
+	cfg.RecoverInterval = 250 * time.Millisecond
+	d := NewDetector(cfg)
+	ms := time.Millisecond
+	d.Observe(Suspect("n1", t0))
+	var failed []Verdict
+	for i := range 3 {
+		failed = append(failed, d.Observe(ProbeResult("n1", errRefused, t0.Add(time.Duration(i)*ms)))...)
+	}
+	if len(failed) != 1 || failed[0].Kind != VerdictFailed {
+		t.Fatalf("three failed probes gave %+v, want one Failed", failed)
+	}
+	// Gossip says it is alive: probed at once, then 250 ms apart.
+	back := t0.Add(10 * time.Second)
+	d.Observe(Alive("n1", back))
+	for i, want := range []time.Duration{0, 250 * ms, 500 * ms} {
+		at := back.Add(want)
+		if got := d.Due(at.Add(-ms)); i > 0 && len(got) != 0 {
+			t.Fatalf("probe %d due before %v: %q", i+1, want, got)
+		}
+		if got := d.Due(at); !reflect.DeepEqual(got, []string{"n1"}) {
+			t.Fatalf("probe %d not due at %v after the sign of life: %q", i+1, want, got)
+		}
+		v := d.Observe(ProbeResult("n1", nil, at))
+		if recovered := len(v) == 1 && v[0].Kind == VerdictRecovered; recovered != (i == 2) {
+			t.Fatalf("after success %d: verdicts %+v", i+1, v)
+		}
+	}
+	if err := (Config{ProbeInterval: time.Second, ProbeTimeout: time.Millisecond, FailureThreshold: 1, RecoverInterval: -1}).Validate(); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("a negative RecoverInterval: %v, want ErrInvalidConfig", err)
+	}
+	if got := WANConfig().recoverInterval(); got != time.Second {
+		t.Fatalf("wan recover interval %v, want 1s", got)
+	}
+	if got := LANConfig().recoverInterval(); got != LANConfig().ProbeInterval {
+		t.Fatalf("lan recover interval %v, want its probe interval", got)
+	}
+}
+
 func TestSnapshotAndCounters(t *testing.T) {
 	d := NewDetector(testConfig())
 	sec := time.Second

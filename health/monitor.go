@@ -61,8 +61,9 @@ type Monitor struct {
 // time.NewTicker does for a bad interval; a nil prober panics too. A nil
 // clock is the system clock.
 //
-// The loop ticks every ProbeInterval/4: a probe falls due at most a quarter
-// interval late, and a hold-down ends at most a quarter interval late.
+// The loop ticks every quarter of ProbeInterval (or of RecoverInterval when
+// shorter): a probe falls due at most a quarter interval late, and a
+// hold-down ends at most a quarter interval late.
 func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
@@ -88,7 +89,7 @@ func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 	}
 	// The ticker exists before NewMonitor returns, so that a test's first
 	// ManualClock.Advance cannot be missed.
-	m.ticker = clock.NewTicker(max(cfg.ProbeInterval/4, 1))
+	m.ticker = clock.NewTicker(max(min(cfg.ProbeInterval, cfg.recoverInterval())/4, 1))
 	go m.loop()
 	return m
 }
