@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -500,18 +501,18 @@ func TestARestartSeenOnlyAsAnUpdateIsReportedAlive(t *testing.T) {
 func restartWhileHeld(t *testing.T, suspectFirst bool) {
 	wan := func(c *Config) { c.Profile = ProfileWAN }
 	a := start(t, withTweak(testConfig("n1"), wan))
-	// n2's port is fixed, so that its restart comes back at the same
-	// address: the same node to memberlist, not a new one.
-	ln, err := net.ListenPacket("udp", "127.0.0.1:0")
+	b := start(t, withTweak(testConfig("n2"), wan))
+	joinTo(t, b, a)
+	// The restart comes back on the port memberlist found free for both
+	// TCP and UDP: the same address, the same node to memberlist.
+	_, portText, err := net.SplitHostPort(b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.LocalAddr().(*net.UDPAddr).Port
-	ln.Close()
-	cfgB := withTweak(testConfig("n2"), wan)
-	cfgB.BindPort = port
-	b := start(t, cfgB)
-	joinTo(t, b, a)
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		t.Fatal(err)
+	}
 	eventually(t, 10*time.Second, func() error {
 		if n, _ := a.Member("n2"); n.State != StateAlive {
 			return fmt.Errorf("n1 sees n2 as %q", n.State)
