@@ -190,8 +190,10 @@ func serverHandshake(conn net.Conn, keys [][]byte) (refused string, err error) {
 	}
 	clientMAC := make([]byte, authMACSize)
 	if _, err := io.ReadFull(conn, clientMAC); errors.Is(err, io.EOF) {
-		// A client that cannot check our proof hangs up here.
-		return "the peer hung up after our challenge: it does not hold our cluster key", nil
+		// A client that cannot check our proof hangs up here; so does one
+		// whose deadline passed meanwhile (a ping of 150 ms on a starved
+		// host), which a busy start-up of many agents shows by the dozen.
+		return "the peer hung up after our challenge: it does not hold our cluster key, or it stopped waiting (a timeout)", nil
 	} else if err != nil {
 		return "", err
 	}
