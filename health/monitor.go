@@ -61,9 +61,10 @@ type Monitor struct {
 // time.NewTicker does for a bad interval; a nil prober panics too. A nil
 // clock is the system clock.
 //
-// The loop ticks every quarter of ProbeInterval (or of RecoverInterval when
-// shorter): a probe falls due at most a quarter interval late, and a
-// hold-down ends at most a quarter interval late.
+// The loop ticks every quarter of RecoverInterval (ProbeInterval unless a
+// profile spaces recovery probes closer): a probe falls due at most a
+// quarter interval late, and a hold-down ends at most a quarter interval
+// late.
 func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 	cfg = withDefaults(cfg)
 	if err := cfg.Validate(); err != nil {
@@ -89,7 +90,7 @@ func NewMonitor(cfg Config, prober Prober, clock Clock) *Monitor {
 	}
 	// The ticker exists before NewMonitor returns, so that a test's first
 	// ManualClock.Advance cannot be missed.
-	m.ticker = clock.NewTicker(max(min(cfg.ProbeInterval, cfg.recoverInterval())/4, 1))
+	m.ticker = clock.NewTicker(max(cfg.recoverInterval()/4, 1)) // never longer than ProbeInterval
 	go m.loop()
 	return m
 }

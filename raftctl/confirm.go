@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -50,15 +49,10 @@ type ackRecord struct {
 type voterAcks struct {
 	mu sync.Mutex
 	by map[raft.ServerID]ackRecord
-	// waiting counts the ConfirmLeadership calls waiting for answers;
-	// record then wakes one through changed (capacity 1, never blocks),
-	// and the others look again within confirmPoll.
-	waiting atomic.Int32
-	changed chan struct{}
 }
 
 func newVoterAcks() *voterAcks {
-	return &voterAcks{by: map[raft.ServerID]ackRecord{}, changed: make(chan struct{}, 1)}
+	return &voterAcks{by: map[raft.ServerID]ackRecord{}}
 }
 
 // record notes that id answered, in term, a request sent at sent.
@@ -68,12 +62,6 @@ func (a *voterAcks) record(id raft.ServerID, term uint64, sent time.Time) {
 		a.by[id] = ackRecord{term: term, sent: sent}
 	}
 	a.mu.Unlock()
-	if a.waiting.Load() > 0 {
-		select {
-		case a.changed <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // confirmedSince is the instant since which no leader other than the
@@ -125,9 +113,10 @@ func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 	return err
 }
 
-// confirmPoll is how often a ConfirmLeadership call that another one may
-// have taken the wake-up from looks at the answers again.
-const confirmPoll = 10 * time.Millisecond
+// confirmPoll is how often a ConfirmLeadership call that waits looks at
+// the answers again. The wait adds at most this to a lease round, not to
+// the confirmation's age: that is the answered requests' sending time.
+const confirmPoll = 5 * time.Millisecond
 
 // ErrNotConfirmed is wrapped by ConfirmLeadership's error when the voters'
 // answers did not come in time.
@@ -149,8 +138,6 @@ func (n *Node) ConfirmLeadership(term uint64, fresh, timeout time.Duration) (tim
 	if !at.IsZero() && start.Sub(at) <= fresh {
 		return at, nil
 	}
-	n.acks.waiting.Add(1)
-	defer n.acks.waiting.Add(-1)
 	// raft's own answer counts non-voters (above): only its heartbeats
 	// are wanted. The future is answered into a buffered channel; nobody
 	// needs to wait for it.
@@ -161,7 +148,6 @@ func (n *Node) ConfirmLeadership(term uint64, fresh, timeout time.Duration) (tim
 	defer poll.Stop()
 	for {
 		select {
-		case <-n.acks.changed:
 		case <-poll.C:
 		case <-deadline.C:
 			return time.Time{}, fmt.Errorf("%w within %s", ErrNotConfirmed, timeout)
