@@ -63,9 +63,9 @@ type Config struct {
 	// so followers apply commands without waiting for it.
 	CommitTimeout time.Duration
 
-	// AnnounceCommits makes the leader append a barrier entry after each
-	// command it applies, which carries the new commit index to the
-	// followers at once (announce.go): with it, a long CommitTimeout
+	// AnnounceCommits makes the leader tell its followers the new commit
+	// index after each command it applies, with an AppendEntries of its
+	// own that carries no entry (announce.go): with it, a long CommitTimeout
 	// costs followers no latency. DefaultConfig sets it; UseLoopbackTimings,
 	// whose 10 ms CommitTimeout needs no announcement, clears it.
 	AnnounceCommits bool
@@ -157,7 +157,7 @@ const (
 	lanElectionTimeout    = time.Second
 	lanLeaderLeaseTimeout = 500 * time.Millisecond
 	// lanCommitTimeout is not raft's 50 ms: after each command the leader
-	// announces the commit with a barrier entry (announce.go), so the
+	// announces the commit itself (announce.go), so the
 	// timeout only bounds how stale a follower may be when an
 	// announcement was lost, and an idle leader's empty AppendEntries to
 	// each follower, every CommitTimeout to 2 × CommitTimeout, cost ten

@@ -3,8 +3,6 @@ package raftctl
 import (
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -31,87 +29,12 @@ import (
 // voters of the latest configuration had each answered a request sent no
 // earlier.
 //
-// Raft heartbeats every follower every HeartbeatTimeout/10 to /5, so the
+// The answers are recorded by the transport (acks.go). Raft heartbeats
+// every follower every HeartbeatTimeout/10 to /5, so the
 // confirmation normally stays fresh without a message of its own; when it
 // is older than asked, raft's VerifyLeader is called only to make raft
 // heartbeat every follower at once (its own answer is not used), and the
 // voters' answers are waited for.
-
-// ackRecord is a server's newest answer in a term.
-type ackRecord struct {
-	term uint64
-	// sent is when the request it answered left (monotonic): the server
-	// answered after it.
-	sent time.Time
-}
-
-// voterAcks are the answers the leader's AppendEntries got, per server.
-type voterAcks struct {
-	mu sync.Mutex
-	by map[raft.ServerID]ackRecord
-}
-
-func newVoterAcks() *voterAcks {
-	return &voterAcks{by: map[raft.ServerID]ackRecord{}}
-}
-
-// record notes that id answered, in term, a request sent at sent.
-func (a *voterAcks) record(id raft.ServerID, term uint64, sent time.Time) {
-	a.mu.Lock()
-	if old, ok := a.by[id]; !ok || term > old.term || (term == old.term && sent.After(old.sent)) {
-		a.by[id] = ackRecord{term: term, sent: sent}
-	}
-	a.mu.Unlock()
-}
-
-// confirmedSince is the instant since which no leader other than the
-// caller can have been elected in a term after term, given the voters of
-// the configuration (self among them or not, confirmed at now): the
-// need-th newest answer in term among the other voters, where need makes
-// a majority with self. ok is false while too few voters answered in term.
-func (a *voterAcks) confirmedSince(term uint64, self raft.ServerID, voters []raft.ServerID, now time.Time) (time.Time, bool) {
-	need := len(voters)/2 + 1
-	var sent []time.Time
-	a.mu.Lock()
-	for _, id := range voters {
-		if id == self {
-			need--
-			continue
-		}
-		if rec, ok := a.by[id]; ok && rec.term == term {
-			sent = append(sent, rec.sent)
-		}
-	}
-	a.mu.Unlock()
-	if need <= 0 {
-		return now, true
-	}
-	if len(sent) < need {
-		return time.Time{}, false
-	}
-	slices.SortFunc(sent, func(x, y time.Time) int { return y.Compare(x) }) // newest first
-	return sent[need-1], true
-}
-
-// ackingTransport is raft's transport, recording the answers to
-// AppendEntries (heartbeats included) for the confirmation. Every other
-// method is the NetworkTransport's.
-type ackingTransport struct {
-	*raft.NetworkTransport
-	acks *voterAcks
-}
-
-// AppendEntries sends the request and records an answer given in the
-// request's term: the server was then in that term, not a later one. An
-// answer with a later term, or none, records nothing.
-func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	sent := time.Now()
-	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
-	if err == nil && resp.Term == args.Term {
-		t.acks.record(id, args.Term, sent)
-	}
-	return err
-}
 
 // confirmPoll is how often a ConfirmLeadership call that waits looks at
 // the answers again. The wait adds at most this to a lease round, not to

@@ -11,14 +11,14 @@ import (
 func TestAConfirmationNeedsAMajorityOfTheVotersAnsweringInTheTerm(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	acks := newVoterAcks()
-	acks.record("v2", 7, at(100))
-	acks.record("v3", 7, at(300))
-	acks.record("v4", 6, at(900)) // an answer of an earlier term
-	acks.record("v5", 7, at(200))
-	acks.record("n1", 7, at(950)) // non-voters answer too
-	acks.record("n2", 7, at(960))
-	acks.record("v3", 7, at(250)) // overtaken by the newer answer above
+	acks := newFollowerAcks()
+	acks.record("v2", 7, at(100), 0)
+	acks.record("v3", 7, at(300), 0)
+	acks.record("v4", 6, at(900), 0) // an answer of an earlier term
+	acks.record("v5", 7, at(200), 0)
+	acks.record("n1", 7, at(950), 0) // non-voters answer too
+	acks.record("n2", 7, at(960), 0)
+	acks.record("v3", 7, at(250), 0) // overtaken by the newer answer above
 	now := at(1000)
 	voters := []raft.ServerID{"v1", "v2", "v3", "v4", "v5"}
 

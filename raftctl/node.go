@@ -81,8 +81,9 @@ type Node struct {
 	logs      raft.LogStore
 	transport *raft.NetworkTransport
 	// acks are the answers to this node's AppendEntries, which confirm
-	// its leadership (confirm.go).
-	acks     *voterAcks
+	// its leadership (confirm.go) and tell which followers hold the
+	// newest entry (announce.go).
+	acks     *followerAcks
 	stream   *tcpStreamLayer
 	bolt     *raftboltdb.BoltStore // nil when InMemory
 	hasState bool
@@ -250,7 +251,7 @@ func New(cfg *Config) (n *Node, err error) {
 	}
 
 	f := newFSM()
-	acks := newVoterAcks()
+	acks := newFollowerAcks()
 	r, err := startRaft(rc, f, logs, stable, snaps, ackingTransport{NetworkTransport: transport, acks: acks}, cfg.DataDir)
 	if err != nil {
 		return nil, err
