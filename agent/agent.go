@@ -305,6 +305,7 @@ func (a *Agent) Start() (err error) {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	a.liveKeys.Store(a.gossip)
+	a.raft.SetUnreachableHandler(a.observeUnreachable)
 	if a.cfg.AppHealthURL != "" {
 		ac := health.AppConfigFrom(hc)
 		a.appChecker = health.NewAppChecker(ac, health.HTTPProbe(a.cfg.AppHealthURL, ac.Timeout), health.SystemClock())

@@ -70,6 +70,32 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 	}
 }
 
+// observeUnreachable takes a follower that did not answer the leader's
+// raft AppendEntries (raftctl's unreachable handler: the connection was
+// refused, reset or timed out) as a suspicion, which this agent's probes
+// confirm or refute like gossip's. The leader heartbeats every follower
+// every 100-200 ms, so a dead one is suspected at once, where gossip's
+// suspicion waits for one of the agents' probe rounds to reach it (up to a
+// few of its probe intervals on 50 agents). It only starts probes early:
+// a false suspicion costs a few of them, never a removal.
+func (a *Agent) observeUnreachable(raftID string) {
+	if a.ctx.Err() != nil || len(raftID) <= raftIDSuffixLen+1 {
+		return
+	}
+	node := raftID[:len(raftID)-raftIDSuffixLen-1]
+	if node == a.cfg.NodeID || !isRaftIDOf(raftID, node) {
+		return
+	}
+	// Only a member gossip still counts in, and the same process: a node
+	// gossip already holds dead or gone is the detector's business, and an
+	// old raft ID is another incarnation.
+	n, ok := a.gossip.Member(node)
+	if !ok || n.Meta.RaftID != raftID || (n.State != gossip.StateAlive && n.State != gossip.StateSuspect) {
+		return
+	}
+	a.monitor.Observe(health.Suspect(node, time.Now()))
+}
+
 // suspects are the peers this node's own memberlist probes suspect,
 // published in its gossip metadata (gossip.Meta.Suspects).
 type suspects struct {

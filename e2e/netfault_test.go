@@ -12,6 +12,7 @@ package e2e
 //	nodes := formCluster(t, c, 5)   // or formAppCluster, addAppNode, c.add
 //	nf.Isolate(nodes[3], nodes[4])  // cut {3,4} off from the other nodes of c,
 //	                                // both directions; calls accumulate
+//	nf.IsolateTCP(nodes[2])         // the same for TCP only: UDP still passes
 //	nf.Heal()                       // remove every fault
 //	nf.Loss(nodes[2], 80, lossBoth) // drop 80 % of the packets between node 2
 //	                                // and the others: lossIncoming,
@@ -225,6 +226,20 @@ func (nf *netFaults) Isolate(group ...*node) {
 		nf.t.Fatalf("Isolate: %d nodes against %d: nothing to cut", len(in), len(out))
 	}
 	nf.nft(nf.dropRules(in, out, "") + nf.dropRules(out, in, ""))
+}
+
+// IsolateTCP cuts TCP, both ways, between the given nodes and the other
+// nodes of the cluster, and lets UDP through: a firewall that lets
+// memberlist's UDP probes pass and stops raft, the agents' probes and
+// memberlist's TCP push-pull.
+func (nf *netFaults) IsolateTCP(group ...*node) {
+	nf.t.Helper()
+	in, out := nf.split(group)
+	if len(in) == 0 || len(out) == 0 {
+		nf.t.Fatalf("IsolateTCP: %d nodes against %d: nothing to cut", len(in), len(out))
+	}
+	tcp := "meta l4proto tcp"
+	nf.nft(nf.dropRules(in, out, tcp) + nf.dropRules(out, in, tcp))
 }
 
 // Loss drops percent % (1-100) of the packets between n and the other

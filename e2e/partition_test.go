@@ -158,6 +158,38 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 	checkNoneExited(t, nodes)
 }
 
+// TestANodeTheLeaderCannotReachOverTCPIsFailedThoughGossipSeesItAlive: a
+// follower is cut off for TCP only, so memberlist's UDP probes still reach
+// it and gossip never suspects it; but raft, its lease renewals and the
+// agents' probes (all TCP) do not get through, so its app could serve
+// nothing. The leader's raft heartbeats to it fail, which makes the leader
+// suspect it; its probes confirm, and it is failed and its partitions move
+// as for a crash. After the heal it comes back as a rejoin.
+func TestANodeTheLeaderCannotReachOverTCPIsFailedThoughGossipSeesItAlive(t *testing.T) {
+	c := newCluster(t)
+	nf := newNetFaults(t, c)
+	nodes := formCluster(t, c, 3, "-partitions", "16", "-replication-factor", "2")
+	leader := leaderOf(t, nodes)
+	victim := without(nodes, leader)[0]
+	survivors := without(nodes, victim)
+	before := map[string]uint64{victim.ID: incarnationOf(t, leader, victim.ID)}
+
+	nf.IsolateTCP(victim)
+	waitFailedAndRemoved(t, survivors, victim)
+	checkNoPartitionOn(t, leader, victim.ID)
+	if !logHasLine(leader.Log(), "health verdict", "peer="+victim.ID, "verdict=failed") {
+		t.Fatalf("the leader failed %s without a verdict of its own probes", victim.ID)
+	}
+	if logHasLine(leader.Log(), "Suspect "+victim.ID) {
+		t.Logf("memberlist suspected %s too: the cut let too little UDP through for this test to tell the two signals apart", victim.ID)
+	}
+
+	nf.Heal()
+	waitRejoined(t, nodes, before, 60*time.Second)
+	waitSameTable(t, nodes, 60*time.Second)
+	checkNoneExited(t, nodes)
+}
+
 // logHasLine reports whether one line of log holds every part.
 func logHasLine(log string, parts ...string) bool {
 	for _, line := range strings.Split(log, "\n") {

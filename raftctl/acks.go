@@ -17,6 +17,12 @@ import (
 // So raft's transport is wrapped, and every answer to an AppendEntries
 // (raft's heartbeats, its replication whether pipelined or not, and the
 // announcements) is recorded per server.
+//
+// A request that gets no answer at all (the connection refused, reset or
+// timed out) is reported to the unreachable handler (SetUnreachableHandler):
+// the leader heartbeats every follower several times a second, so this is
+// its first sign of a dead follower, well before gossip's probe lottery
+// reaches it.
 
 // ackRecord is a server's newest answer in a term.
 type ackRecord struct {
@@ -37,6 +43,18 @@ type followerAcks struct {
 	// advanced is signalled (without blocking) when a server's match
 	// grows: the announcer waits on it for a follower to catch up.
 	advanced chan struct{}
+	// onUnreachable is the unreachable handler; nil: none.
+	onUnreachable func(id string)
+}
+
+// unreachable reports to the handler that id did not answer.
+func (a *followerAcks) unreachable(id raft.ServerID) {
+	a.mu.Lock()
+	h := a.onUnreachable
+	a.mu.Unlock()
+	if h != nil {
+		h(string(id))
+	}
 }
 
 func newFollowerAcks() *followerAcks {
@@ -140,10 +158,12 @@ type ackingTransport struct {
 func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	sent := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
-	if err == nil {
-		t.acks.recordAnswer(id, args, resp, sent)
+	if err != nil {
+		t.acks.unreachable(id)
+		return err
 	}
-	return err
+	t.acks.recordAnswer(id, args, resp, sent)
+	return nil
 }
 
 // AppendEntriesPipeline is the NetworkTransport's pipeline, its answers
@@ -151,6 +171,7 @@ func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 func (t ackingTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
 	p, err := t.NetworkTransport.AppendEntriesPipeline(id, target)
 	if err != nil {
+		t.acks.unreachable(id)
 		return nil, err
 	}
 	ap := &ackingPipeline{
@@ -190,6 +211,8 @@ func (p *ackingPipeline) relay() {
 			// Error does not wait.
 			if f.Error() == nil {
 				p.acks.recordAnswer(p.id, f.Request(), f.Response(), f.Start())
+			} else {
+				p.acks.unreachable(p.id)
 			}
 			select {
 			case p.done <- f:
@@ -211,4 +234,16 @@ func (p *ackingPipeline) Close() error {
 	p.stopOnce.Do(func() { close(p.stop) })
 	<-p.stopped
 	return err
+}
+
+// SetUnreachableHandler installs h, called with a server's ID each time an
+// AppendEntries this server sends it as leader gets no answer (the
+// connection refused, reset or timed out): a sign the server may be down,
+// not a proof (the agent's failure detector takes it as a suspicion and
+// confirms it with its own probes). h is called from raft's replication
+// goroutines and must not block. Nil removes it.
+func (n *Node) SetUnreachableHandler(h func(serverID string)) {
+	n.acks.mu.Lock()
+	n.acks.onUnreachable = h
+	n.acks.mu.Unlock()
 }

@@ -769,6 +769,9 @@ func (n *Node) Shutdown() error {
 	n.shutdownOnce.Do(func() {
 		close(n.shutdownCh)
 		n.cancelChanges()
+		// raft's requests fail as it stops: that says nothing of the
+		// followers.
+		n.SetUnreachableHandler(nil)
 		// Stop answering pings and forwarded writes first: a node on its
 		// way out is not a live peer.
 		n.closeControl()
