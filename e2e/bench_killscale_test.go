@@ -64,35 +64,64 @@ func scaleAgents(b *testing.B, def int) int {
 // listed the victim failed; and the false removals of the whole run: the
 // "member failed" lines of every agent's log but the victim's verdict,
 // formation included.
+//
+// STEWARD_BENCH_BASELINE_AGENT, when set, is an agent binary built from an
+// earlier commit: each trial then runs it and this tree's agent one after
+// the other, so that before and after share the machine's moods.
 func BenchmarkKillAtScale(b *testing.B) {
 	n := scaleAgents(b, 50)
 	profile := benchProfile(b)
 	burning := burnCores(b)
 	trials := max(b.N, 3)
-	var commits, worstLags, medLags, failed []time.Duration
-	falseRemovals := 0
-	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "| trial | victim | partitions it led | failed everywhere | false removals | commit | survivors clear: median / worst | after commit: median / worst |\n|---|---|---|---|---|---|---|---|\n")
-	for i := 0; i < trials; i++ {
-		r := killAtScaleTrial(b, n, profile)
-		failed = append(failed, r.failedEverywhere)
-		falseRemovals += r.falseRemovals
-		var lags []time.Duration
-		for _, d := range r.clear {
-			lags = append(lags, d-r.committed)
+	builds := []*killScaleRuns{{name: "this", bin: agentBin}}
+	if base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT"); base != "" {
+		if _, err := os.Stat(base); err != nil {
+			b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
 		}
-		commits = append(commits, r.committed)
-		worstLags, medLags = append(worstLags, slices.Max(lags)), append(medLags, median(lags))
-		fmt.Fprintf(&tbl, "| %d | %s | %d | %s | %d | %s | %s / %s | %s / %s |\n", i+1, r.victim, r.led, secs(r.failedEverywhere), r.falseRemovals, secs(r.committed),
-			secs(median(r.clear)), secs(slices.Max(r.clear)), msecs(median(lags)), msecs(slices.Max(lags)))
+		builds = append([]*killScaleRuns{{name: "baseline", bin: base}}, builds...)
+	}
+	for i := 0; i < trials; i++ {
+		for _, build := range builds {
+			build.add(i+1, killAtScaleTrial(b, build.bin, n, profile))
+		}
 	}
 	b.ReportMetric(0, "ns/op")
-	b.ReportMetric(median(failed).Seconds(), "failed-everywhere-median-s")
-	b.ReportMetric(float64(falseRemovals), "false-removals")
-	b.ReportMetric(median(commits).Seconds(), "commit-median-s")
-	b.ReportMetric(median(medLags).Seconds(), "clear-after-commit-median-s")
-	b.ReportMetric(slices.Max(worstLags).Seconds(), "clear-after-commit-worst-s")
-	b.Logf("\n%d agents, profile %s, %d busy processes beside them, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, profile, burning, trials, tbl.String())
+	for _, build := range builds {
+		suffix := ""
+		if build.name != "this" {
+			suffix = "-" + build.name
+		}
+		b.ReportMetric(median(build.failed).Seconds(), "failed-everywhere-median-s"+suffix)
+		b.ReportMetric(float64(build.falseRemovals), "false-removals"+suffix)
+		b.ReportMetric(median(build.commits).Seconds(), "commit-median-s"+suffix)
+		b.ReportMetric(median(build.medLags).Seconds(), "clear-after-commit-median-s"+suffix)
+		b.ReportMetric(slices.Max(build.worstLags).Seconds(), "clear-after-commit-worst-s"+suffix)
+		b.Logf("\n%d agents, profile %s, %s build, %d busy processes beside them, %d trials; seconds from SIGKILL, and ms after the leader's own state reached the promotions (the commit):\n%s", n, profile, build.name, burning, trials, build.tbl.String())
+	}
+}
+
+// killScaleRuns are one build's trials.
+type killScaleRuns struct {
+	name, bin                           string
+	commits, worstLags, medLags, failed []time.Duration
+	falseRemovals                       int
+	tbl                                 strings.Builder
+}
+
+func (k *killScaleRuns) add(trial int, r killScaleTrial) {
+	if k.tbl.Len() == 0 {
+		fmt.Fprintf(&k.tbl, "| trial | victim | partitions it led | failed everywhere | false removals | commit | survivors clear: median / worst | after commit: median / worst |\n|---|---|---|---|---|---|---|---|\n")
+	}
+	k.failed = append(k.failed, r.failedEverywhere)
+	k.falseRemovals += r.falseRemovals
+	var lags []time.Duration
+	for _, d := range r.clear {
+		lags = append(lags, d-r.committed)
+	}
+	k.commits = append(k.commits, r.committed)
+	k.worstLags, k.medLags = append(k.worstLags, slices.Max(lags)), append(k.medLags, median(lags))
+	fmt.Fprintf(&k.tbl, "| %d | %s | %d | %s | %d | %s | %s / %s | %s / %s |\n", trial, r.victim, r.led, secs(r.failedEverywhere), r.falseRemovals, secs(r.committed),
+		secs(median(r.clear)), secs(slices.Max(r.clear)), msecs(median(lags)), msecs(slices.Max(lags)))
 }
 
 type killScaleTrial struct {
@@ -110,10 +139,10 @@ type killScaleTrial struct {
 	clear []time.Duration
 }
 
-func killAtScaleTrial(b *testing.B, n int, profile string) killScaleTrial {
+func killAtScaleTrial(b *testing.B, bin string, n int, profile string) killScaleTrial {
 	c := newBenchCluster(b)
 	defer c.close()
-	nodes, leader := startBalanced(b, c, agentBin, n, profile)
+	nodes, leader := startBalanced(b, c, bin, n, profile)
 	pt, err := leader.Partitions()
 	if err != nil {
 		b.Fatal(err)
