@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -13,25 +14,28 @@ import (
 // ForgetOutcome is the answer of POST /v1/members/{id}/force-leave.
 type ForgetOutcome = control.ForgetOutcome
 
-// memberIsLive reports whether id looks alive from here: gossip has it
-// alive, or suspect while the cluster has not marked it failed, and this
-// agent's detector does not hold it failed. Such a member is not forgotten
-// by hand; it leaves with agent leave. A member the leader's probes found
-// failed may still be only suspect in this agent's gossip for a few
-// seconds after its death: that is no sign of life.
-func (a *Agent) memberIsLive(id string, status failover.MemberStatus) bool {
+// memberIsLive reports whether id looks alive from here: gossip counts it
+// in (alive or suspect) and this agent's detector does not hold it failed;
+// and, when the cluster holds it failed, it also answers a probe now. Such
+// a member is not forgotten by hand; it leaves with agent leave. A member
+// the leader found failed may still be alive in this agent's gossip for a
+// few seconds after its death (the leader suspects a follower its raft
+// heartbeats miss before gossip notices anything, and this agent may never
+// have probed it): gossip's word is then no sign of life, an answer is.
+func (a *Agent) memberIsLive(ctx context.Context, id string, status failover.MemberStatus) bool {
 	n, ok := a.gossip.Member(id)
-	if !ok {
+	if !ok || (n.State != gossip.StateAlive && n.State != gossip.StateSuspect) {
 		return false
 	}
-	switch {
-	case n.State == gossip.StateAlive:
-	case n.State == gossip.StateSuspect && status != failover.StatusFailed:
-	default:
+	if h, known := a.monitor.Node(id); known && (h.State == health.StateFailed || h.State == health.StateHeldDown) {
 		return false
 	}
-	h, known := a.monitor.Node(id)
-	return !known || (h.State != health.StateFailed && h.State != health.StateHeldDown)
+	if status != failover.StatusFailed {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.monitor.Config().ProbeTimeout)
+	defer cancel()
+	return peerProber{a: a}.Probe(ctx, id) == nil
 }
 
 // handleForceLeave is POST /v1/members/{id}/force-leave: forget a member
@@ -50,8 +54,8 @@ func (a *Agent) handleForceLeave(w http.ResponseWriter, r *http.Request) {
 	case id == a.cfg.NodeID:
 		writeError(w, http.StatusConflict, fmt.Sprintf("%q is the agent answering this request, and alive: stop it with agent leave", id))
 		return
-	case a.memberIsLive(id, m.Status):
-		writeError(w, http.StatusConflict, fmt.Sprintf("%q is alive (status %s, gossip and probes reach it): force-leave is for members gone for good; make it leave with agent leave on its host", id, m.Status))
+	case a.memberIsLive(r.Context(), id, m.Status):
+		writeError(w, http.StatusConflict, fmt.Sprintf("%q is alive (status %s, and reachable from this agent): force-leave is for members gone for good; make it leave with agent leave on its host", id, m.Status))
 		return
 	}
 	out, err := a.ctrl.ForgetMember(a.ctx, id, "agent force-leave")
