@@ -79,21 +79,32 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 // few of its probe intervals on 50 agents). It only starts probes early:
 // a false suspicion costs a few of them, never a removal.
 func (a *Agent) observeUnreachable(raftID string) {
-	if a.ctx.Err() != nil || len(raftID) <= raftIDSuffixLen+1 {
+	if a.ctx.Err() != nil {
 		return
+	}
+	if node, ok := unreachableMember(raftID, a.cfg.NodeID, a.gossip.Member); ok {
+		a.monitor.Observe(health.Suspect(node, time.Now()))
+	}
+}
+
+// unreachableMember decides (purely) which member a raft server that did
+// not answer is, and whether to suspect it: only a member gossip still
+// counts in (alive or suspect; a node gossip holds dead or gone is the
+// detector's business already), and only the same process (an older raft
+// ID is another incarnation of the node), never this agent itself.
+func unreachableMember(raftID, self string, member func(id string) (gossip.Node, bool)) (string, bool) {
+	if len(raftID) <= raftIDSuffixLen+1 {
+		return "", false
 	}
 	node := raftID[:len(raftID)-raftIDSuffixLen-1]
-	if node == a.cfg.NodeID || !isRaftIDOf(raftID, node) {
-		return
+	if node == self || !isRaftIDOf(raftID, node) {
+		return "", false
 	}
-	// Only a member gossip still counts in, and the same process: a node
-	// gossip already holds dead or gone is the detector's business, and an
-	// old raft ID is another incarnation.
-	n, ok := a.gossip.Member(node)
+	n, ok := member(node)
 	if !ok || n.Meta.RaftID != raftID || (n.State != gossip.StateAlive && n.State != gossip.StateSuspect) {
-		return
+		return "", false
 	}
-	a.monitor.Observe(health.Suspect(node, time.Now()))
+	return node, true
 }
 
 // suspects are the peers this node's own memberlist probes suspect,
