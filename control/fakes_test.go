@@ -319,8 +319,9 @@ func (m *fakeMembers) set(id string, state gossip.NodeState) {
 
 // fakeDetector is the failure detector's view: node ID to state.
 type fakeDetector struct {
-	mu    sync.Mutex
-	nodes map[string]health.NodeHealth
+	mu       sync.Mutex
+	nodes    map[string]health.NodeHealth
+	observed []health.Observation
 }
 
 func (d *fakeDetector) Node(id string) (health.NodeHealth, bool) {
@@ -328,6 +329,13 @@ func (d *fakeDetector) Node(id string) (health.NodeHealth, bool) {
 	defer d.mu.Unlock()
 	h, ok := d.nodes[id]
 	return h, ok
+}
+
+// Observe records what the control plane asked the detector to look at.
+func (d *fakeDetector) Observe(ev health.Observation) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.observed = append(d.observed, ev)
 }
 
 func (d *fakeDetector) set(id string, st health.State, since time.Time) {

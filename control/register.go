@@ -39,9 +39,10 @@ type registration struct {
 // registrations decides (purely) what to register, for the members gossip
 // shows against the state. detector is the failure detector's view of the
 // nodes it knows; self is this agent's node ID, which the detector does
-// not watch.
-func registrations(state *failover.Cluster, nodes []gossip.Node, detector map[string]health.State, self string) []registration {
-	var out []registration
+// not watch. unknown are the failed or departed members alive in gossip
+// that the detector never heard of: they are not taken back until its
+// probes have answered for them (the caller makes it probe them).
+func registrations(state *failover.Cluster, nodes []gossip.Node, detector map[string]health.State, self string) (out []registration, unknown []string) {
 	for _, n := range nodes {
 		if n.State != gossip.StateAlive || n.Meta.RaftID == "" || n.Meta.Leaving {
 			continue
@@ -55,8 +56,18 @@ func registrations(state *failover.Cluster, nodes []gossip.Node, detector map[st
 		// detector confirmed it dead (memberlist suspects later), and
 		// registering it anew brought it back, to be marked failed again.
 		if (away || !known) && n.ID != self {
-			if st, ok := detector[n.ID]; ok && st != health.StateHealthy {
+			st, ok := detector[n.ID]
+			if ok && st != health.StateHealthy {
 				continue // still failed or held down by flap damping
+			}
+			// A failed member may still be alive in this agent's gossip
+			// for seconds after its death (the leader that failed it
+			// suspected it on its raft heartbeats, before memberlist
+			// noticed), and a new leader's detector may never have heard
+			// of it: gossip's word alone would take a dead node back.
+			if away && !ok {
+				unknown = append(unknown, n.ID)
+				continue
 			}
 		}
 		var r registration
@@ -76,7 +87,7 @@ func registrations(state *failover.Cluster, nodes []gossip.Node, detector map[st
 			out = append(out, r)
 		}
 	}
-	return out
+	return out, unknown
 }
 
 func sameRegistration(a, b failover.Member) bool {
@@ -98,7 +109,11 @@ func (c *Controller) detectorStates(nodes []gossip.Node) map[string]health.State
 // registerMembers applies registrations, one command each.
 func (c *Controller) registerMembers(ctx context.Context, state *failover.Cluster) error {
 	nodes := c.members.Members()
-	for _, r := range registrations(state, nodes, c.detectorStates(nodes), c.cfg.NodeID) {
+	regs, unknown := registrations(state, nodes, c.detectorStates(nodes), c.cfg.NodeID)
+	for _, id := range unknown {
+		c.detector.Observe(health.Suspect(id, c.clock.Now()))
+	}
+	for _, r := range regs {
 		id := r.member.ID
 		if r.kind != "" {
 			m := r.member

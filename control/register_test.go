@@ -43,6 +43,42 @@ func TestAFailedMemberRejoinsOnceTheDetectorHoldsItHealthy(t *testing.T) {
 	}
 }
 
+// A failed member alive in gossip that the detector never heard of (a new
+// leader's, while gossip has not yet noticed a death the old leader
+// detected on its raft heartbeats) is not taken back on gossip's word: the
+// detector is asked to probe it, and the member rejoins once its probes
+// hold it healthy.
+func TestAFailedMemberTheDetectorNeverHeardOfIsProbedBeforeItIsTakenBack(t *testing.T) {
+	cl := newCluster("n1", []string{"n1", "n2", "n3"}, nil)
+	cl.failNode("n3")
+	cl.members.set("n3", gossip.StateAlive)
+	cl.raft.takeCommands()
+	cl.detector.mu.Lock()
+	delete(cl.detector.nodes, "n3") // this leader's detector never heard of it
+	cl.detector.mu.Unlock()
+
+	if err := cl.ctrl.registerMembers(context.Background(), cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if cmds := cl.raft.takeCommands(); len(cmds) != 0 || cl.member("n3").Status != failover.StatusFailed {
+		t.Fatalf("taken back on gossip's word alone: %+v", cmds)
+	}
+	cl.detector.mu.Lock()
+	observed := cl.detector.observed
+	cl.detector.mu.Unlock()
+	if len(observed) != 1 || observed[0].Node != "n3" || observed[0].Kind != health.ObservedSuspect {
+		t.Fatalf("the detector was asked %+v, want one suspicion of n3", observed)
+	}
+
+	cl.detector.set("n3", health.StateHealthy, cl.clock.Now()) // its probes answered
+	if err := cl.ctrl.registerMembers(context.Background(), cl.ctrl.MemberState()); err != nil {
+		t.Fatal(err)
+	}
+	if m := cl.member("n3"); m.Status != failover.StatusAlive {
+		t.Fatalf("n3 answered the detector's probes and is still %s", m.Status)
+	}
+}
+
 // A member just forgotten (force-leave) is still alive in this agent's
 // gossip for a while: memberlist suspects later than the detector
 // confirms. It is not registered anew while the detector holds it failed,

@@ -78,6 +78,11 @@ type Detector interface {
 	// Node is the detector's view of one node; false if it never heard of
 	// it.
 	Node(id string) (health.NodeHealth, bool)
+	// Observe hands the detector an observation; the control plane gives
+	// it a suspicion of a node it must know about before acting (a failed
+	// member back in gossip that the detector never heard of), so that its
+	// probes decide.
+	Observe(ev health.Observation)
 }
 
 // Clock gives the wall clock for timestamps that leave this node (the At
