@@ -83,20 +83,19 @@ func (n *Node) announceLoop() {
 		case <-n.announce:
 		}
 		roundEnd := time.NewTimer(n.cfg.CommitTimeout)
-		for !a.announce() {
+		for over := false; !over && !a.announce(); {
+			// Look again when a follower holds more, an announcement
+			// ended or another command committed.
 			select {
 			case <-n.shutdownCh:
 				roundEnd.Stop()
 				return
 			case <-roundEnd.C:
+				over = true
 			case <-n.acks.advanced:
-				continue
 			case <-a.sent:
-				continue
 			case <-n.announce:
-				continue
 			}
-			break
 		}
 		roundEnd.Stop()
 		pace.Reset(announcePace)
@@ -180,7 +179,7 @@ func (a *announcer) announce() bool {
 func (a *announcer) send(id raft.ServerID, addr raft.ServerAddress, req raft.AppendEntriesRequest, p *announcedTo) {
 	defer a.sends.Done()
 	var resp raft.AppendEntriesResponse
-	ackingTransport{NetworkTransport: a.n.transport, acks: a.n.acks}.AppendEntries(id, addr, &req, &resp)
+	a.n.trans.AppendEntries(id, addr, &req, &resp)
 	a.mu.Lock()
 	p.inFlight = false
 	a.mu.Unlock()

@@ -83,7 +83,10 @@ type Node struct {
 	// acks are the answers to this node's AppendEntries, which confirm
 	// its leadership (confirm.go) and tell which followers hold the
 	// newest entry (announce.go).
-	acks     *followerAcks
+	acks *followerAcks
+	// trans is raft's transport as raft uses it: the NetworkTransport,
+	// recording answers (acks.go); the announcer sends through it too.
+	trans    ackingTransport
 	stream   *tcpStreamLayer
 	bolt     *raftboltdb.BoltStore // nil when InMemory
 	hasState bool
@@ -252,7 +255,8 @@ func New(cfg *Config) (n *Node, err error) {
 
 	f := newFSM()
 	acks := newFollowerAcks()
-	r, err := startRaft(rc, f, logs, stable, snaps, ackingTransport{NetworkTransport: transport, acks: acks}, cfg.DataDir)
+	trans := ackingTransport{NetworkTransport: transport, acks: acks}
+	r, err := startRaft(rc, f, logs, stable, snaps, trans, cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -265,6 +269,7 @@ func New(cfg *Config) (n *Node, err error) {
 		logs:         logs,
 		transport:    transport,
 		acks:         acks,
+		trans:        trans,
 		stream:       stream,
 		bolt:         bolt,
 		hasState:     hasState,
