@@ -55,11 +55,27 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 		a.monitor.Observe(health.Alive(ev.Node.ID, now))
 		a.setSuspect(ev.Node.ID, false)
 	}
-	if ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate {
-		// A peer's own probes suspect these nodes: start confirming now
-		// rather than when this agent's probe round reaches them. Only
-		// this agent's probes decide a verdict.
-		for _, id := range ev.Node.Meta.Suspects {
+	if (ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate) && a.raft.IsLeader() {
+		a.observeSharedSuspicions(now, ev.Node)
+	}
+}
+
+// observeSharedSuspicions starts the leader's probes of the nodes that
+// publishers' own memberlist probes suspect (gossip.Meta.Suspects): the
+// leader decides removals, and one of 50 agents' probe rounds reaches a
+// dead node sooner than the leader's own. Only the leader's probes decide a
+// verdict.
+//
+// Followers do not act on them. Every follower probing every shared
+// suspicion made one suspicion cost a probe from every agent, all aimed
+// at the suspect at once: when the suspect was only overloaded (the node
+// every other agent joins through, at a cluster's start), that burst
+// failed it on most agents, and each of those went on probing it as a
+// failed node. A new leader takes up the suspicions published at the time
+// (observeAllSharedSuspicions).
+func (a *Agent) observeSharedSuspicions(now time.Time, publishers ...gossip.Node) {
+	for _, p := range publishers {
+		for _, id := range p.Meta.Suspects {
 			if id == a.cfg.NodeID {
 				continue
 			}
@@ -68,6 +84,12 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 			}
 		}
 	}
+}
+
+// observeAllSharedSuspicions is observeSharedSuspicions for every member
+// that gossip knows, for an agent that just became leader.
+func (a *Agent) observeAllSharedSuspicions() {
+	a.observeSharedSuspicions(time.Now(), a.gossip.Members()...)
 }
 
 // observeUnreachable takes a follower that did not answer the leader's

@@ -1,9 +1,14 @@
 package agent
 
 import (
+	"fmt"
+	"path/filepath"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/steward-dev/steward/gossip"
+	"github.com/steward-dev/steward/health"
 )
 
 // A raft server the leader's AppendEntries do not reach is suspected only
@@ -34,5 +39,83 @@ func TestOnlyAMemberGossipCountsInIsSuspectedWhenRaftCannotReachIt(t *testing.T)
 		if got != tc.want || ok != (tc.want != "") {
 			t.Errorf("%s (%s): suspected %q (%v), want %q", tc.what, tc.raftID, got, ok, tc.want)
 		}
+	}
+}
+
+// A suspicion one agent publishes is probed by the leader, which decides
+// removals, and by no follower: every agent probing it at once is what
+// failed an overloaded node on most agents at a cluster's start. A new
+// leader takes up the suspicions published before it led.
+func TestASharedSuspicionIsProbedByTheLeaderAlone(t *testing.T) {
+	dir := t.TempDir()
+	var agents []*Agent
+	for i := 1; i <= 4; i++ {
+		id := fmt.Sprintf("a%d", i)
+		cfg := testConfig(t, id, filepath.Join(dir, id))
+		cfg.BootstrapExpect = 4
+		if i > 1 {
+			cfg.Join = []string{agents[0].GossipAddr()}
+		}
+		agents = append(agents, startAgent(t, cfg))
+	}
+	var leader *Agent
+	var followers []*Agent
+	waitFor(t, 30*time.Second, "a leader all four name", func() error {
+		leader, followers = nil, nil
+		for _, a := range agents {
+			id, _ := a.raft.Leader()
+			if id == "" {
+				return fmt.Errorf("%s names no leader", a.cfg.NodeID)
+			}
+			if a.raft.IsLeader() {
+				leader = a
+			} else {
+				followers = append(followers, a)
+			}
+		}
+		if leader == nil || len(followers) != 3 {
+			return fmt.Errorf("no single leader")
+		}
+		return nil
+	})
+	publisher, suspect, bystander := followers[0], followers[1], followers[2]
+	suspicions := func(a *Agent) int {
+		h, _ := a.monitor.Node(suspect.cfg.NodeID)
+		return h.Suspicions
+	}
+
+	publisher.setSuspect(suspect.cfg.NodeID, true)
+	waitFor(t, 20*time.Second, "the leader probing the published suspicion", func() error {
+		if n := suspicions(leader); n == 0 {
+			return fmt.Errorf("the leader has not suspected %s", suspect.cfg.NodeID)
+		}
+		return nil
+	})
+	waitFor(t, 20*time.Second, "the bystander hearing the suspicion", func() error {
+		n, ok := bystander.gossip.Member(publisher.cfg.NodeID)
+		if !ok || !slices.Contains(n.Meta.Suspects, suspect.cfg.NodeID) {
+			return fmt.Errorf("%s's metadata on %s: %+v", publisher.cfg.NodeID, bystander.cfg.NodeID, n.Meta)
+		}
+		return nil
+	})
+	if n := suspicions(bystander); n != 0 {
+		t.Fatalf("follower %s suspected %s %d times on another agent's word", bystander.cfg.NodeID, suspect.cfg.NodeID, n)
+	}
+
+	bystander.observeAllSharedSuspicions()
+	waitFor(t, 20*time.Second, "a new leader taking up the published suspicion", func() error {
+		if n := suspicions(bystander); n == 0 {
+			return fmt.Errorf("%s has not suspected %s", bystander.cfg.NodeID, suspect.cfg.NodeID)
+		}
+		return nil
+	})
+	// The suspect is alive: the probes clear it, and nobody fails it.
+	for _, a := range []*Agent{leader, bystander} {
+		waitFor(t, 20*time.Second, "the suspect cleared", func() error {
+			if h, _ := a.monitor.Node(suspect.cfg.NodeID); h.State != health.StateHealthy {
+				return fmt.Errorf("%s holds %s %s", a.cfg.NodeID, suspect.cfg.NodeID, h.State)
+			}
+			return nil
+		})
 	}
 }

@@ -33,6 +33,7 @@ func (a *Agent) leaderLoop() {
 					a.log.Warn("barrier after election failed", "error", err)
 					continue
 				}
+				a.observeAllSharedSuspicions()
 			} else if !l && leading {
 				a.log.Info("lost leadership")
 			}

@@ -229,6 +229,8 @@ var (
 	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
 	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)
 	descFlaps        = prometheus.NewDesc("steward_health_flaps_total", "Hold-downs started for flapping peers.", nil, nil)
+	descInconclusive = prometheus.NewDesc("steward_health_inconclusive_probes_total", "Probes of peers that ran out while this agent was itself starved of CPU; they count neither as failures nor as successes.", nil, nil)
+	descProbeTimeout = prometheus.NewDesc("steward_health_probe_timeout_seconds", "The timeout of this agent's probes now: the profile's, stretched up to four times while its own probes run late.", nil, nil)
 	descMigrations   = prometheus.NewDesc("steward_migrations_in_flight", "Copies of partitions in flight in the cluster.", nil, nil)
 	descUndelivered  = prometheus.NewDesc("steward_webhook_undelivered", "Webhook events this agent has not yet had acknowledged by its app.", nil, nil)
 	descDataLost     = prometheus.NewDesc("steward_partitions_data_lost", "Partitions whose last copy an app reported lost: they have no primary.", nil, nil)
@@ -240,7 +242,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost, descUnderRepl} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descInconclusive, descProbeTimeout, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost, descUnderRepl} {
 		ch <- d
 	}
 }
@@ -275,6 +277,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSuspicions, prometheus.CounterValue, float64(hc.Suspicions))
 	ch <- prometheus.MustNewConstMetric(descFailedProbes, prometheus.CounterValue, float64(hc.FailedProbes))
 	ch <- prometheus.MustNewConstMetric(descFlaps, prometheus.CounterValue, float64(hc.Flaps))
+	ch <- prometheus.MustNewConstMetric(descInconclusive, prometheus.CounterValue, float64(hc.InconclusiveProbes))
+	ch <- prometheus.MustNewConstMetric(descProbeTimeout, prometheus.GaugeValue, hc.ProbeTimeout.Seconds())
 	byStatus := map[string]int{}
 	for _, s := range []failover.MemberStatus{failover.StatusAlive, failover.StatusSuspect, failover.StatusFailed, failover.StatusLeaving, failover.StatusLeft, failover.StatusRestarting} {
 		byStatus[string(s)] = 0

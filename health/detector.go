@@ -1,6 +1,7 @@
 package health
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -188,6 +189,14 @@ type Counters struct {
 	RecoveredVerdicts uint64
 	// Flaps counts hold-downs started.
 	Flaps uint64
+	// InconclusiveProbes counts probes that timed out while this process
+	// was itself starved (ErrProberStarved): neither a failure nor a
+	// success.
+	InconclusiveProbes uint64
+	// ProbeTimeout is the timeout probes run with now: Config.ProbeTimeout
+	// stretched while this agent's own probes run late (see
+	// Detector.ProbeTimeout).
+	ProbeTimeout time.Duration
 }
 
 // nodeRecord is the detector's memory of one node.
@@ -235,6 +244,10 @@ type Detector struct {
 	cfg      Config
 	nodes    map[string]*nodeRecord
 	counters Counters
+	// starvation is this agent's own lateness score, 0 to maxStretch: up
+	// one for every probe that ran out while this process was starved, down
+	// one for every probe answered in time (see ProbeTimeout).
+	starvation int
 }
 
 // NewDetector returns a detector with no nodes. cfg should pass Validate.
@@ -283,7 +296,16 @@ func (d *Detector) Observe(ev Observation) []Verdict {
 	case ObservedDead:
 		return d.onTrouble(ev.Node, r, ev.At, true, "gossip declared it dead")
 	case ObservedProbe:
+		if errors.Is(ev.Err, ErrProberStarved) {
+			// Evidence about this process, not about the node: the node
+			// may well have answered while nobody here was running to
+			// read it.
+			d.counters.InconclusiveProbes++
+			d.starvation = min(d.starvation+1, maxStretch)
+			return nil
+		}
 		if ev.Err == nil {
+			d.starvation = max(d.starvation-1, 0)
 			d.counters.SucceededProbes++
 			return d.onHealthy(ev.Node, r, ev.At, true, "probe succeeded")
 		}
@@ -441,6 +463,26 @@ func (d *Detector) Tick(now time.Time) []Verdict {
 	return out
 }
 
+// ProbeTimeout is the timeout of the next probe: Config.ProbeTimeout,
+// stretched by one more ProbeTimeout for every step of this agent's own
+// lateness, up to maxStretch: what Lifeguard (Dadgar et al., 2018) does
+// for memberlist's probes, applied to these. An agent whose probes run out
+// while it is itself starved of CPU (a machine running at a load of 50, a
+// long GC, a throttled container) gives its peers more time rather than
+// failing them for its own slowness, and a prober that runs on time again
+// (successful probes) comes back to the configured timeout one step per
+// success. A node that is really gone still fails: a stretched probe of a
+// stopped or cut-off node runs out on time.
+func (d *Detector) ProbeTimeout() time.Duration {
+	return d.cfg.ProbeTimeout * time.Duration(1+d.starvation)
+}
+
+// maxStretch bounds the stretch of ProbeTimeout at four times its value
+// (600 ms on local, 1 s on lan, 8 s on wan): enough for a prober that
+// runs a few hundred milliseconds late, short enough that a node that is
+// gone is still failed within a few seconds on a starved machine.
+const maxStretch = 3
+
 // Due returns the suspect and failed nodes whose next probe is due at now,
 // ordered by node ID, and schedules their following probe: ProbeInterval
 // later for a suspect node, recoveryProbeFactor intervals later for a failed
@@ -496,8 +538,13 @@ func (d *Detector) Node(node string) (NodeHealth, bool) {
 	return d.nodeHealth(node, r), true
 }
 
-// Counters returns the totals since the detector was created.
-func (d *Detector) Counters() Counters { return d.counters }
+// Counters returns the totals since the detector was created, and the
+// probe timeout in force.
+func (d *Detector) Counters() Counters {
+	c := d.counters
+	c.ProbeTimeout = d.ProbeTimeout()
+	return c
+}
 
 func (d *Detector) nodeHealth(node string, r *nodeRecord) NodeHealth {
 	return NodeHealth{

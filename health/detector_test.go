@@ -59,6 +59,8 @@ func runScript(t *testing.T, d *Detector, steps []step) []Verdict {
 			got = d.Observe(ProbeResult(st.node, nil, at))
 		case "fail":
 			got = d.Observe(ProbeResult(st.node, errRefused, at))
+		case "starved":
+			got = d.Observe(ProbeResult(st.node, fmt.Errorf("%w: ended 2s after it began", ErrProberStarved), at))
 		case "tick":
 			got = d.Tick(at)
 		default:
@@ -539,9 +541,55 @@ func TestSnapshotAndCounters(t *testing.T) {
 	if c := snap[2]; !c.LastChange.Equal(t0.Add(2*sec)) || !c.SuspectSince.Equal(t0) {
 		t.Fatalf("c changed at %v, suspected since %v; want t0+2s and t0", c.LastChange, c.SuspectSince)
 	}
-	wantCounters := Counters{Suspicions: 2, FailedProbes: 3, SucceededProbes: 1, FailedVerdicts: 1}
+	wantCounters := Counters{Suspicions: 2, FailedProbes: 3, SucceededProbes: 1, FailedVerdicts: 1, ProbeTimeout: 500 * time.Millisecond}
 	if c := d.Counters(); c != wantCounters {
 		t.Fatalf("counters %+v, want %+v", c, wantCounters)
+	}
+}
+
+// A probe that ran out while this agent was starved says nothing about
+// the node: it neither fails nor clears it, and it gives later probes more
+// time, up to four timeouts, until probes are answered in time again.
+func TestAStarvedProberNeitherFailsNorClearsAndWaitsLonger(t *testing.T) {
+	d := NewDetector(testConfig())
+	sec := time.Second
+	timeout := d.Config().ProbeTimeout
+	runScript(t, d, []step{
+		s(0, "suspect", "n1"),
+		s(0, "fail", "n1"),
+		s(1*sec, "starved", "n1"),
+		s(2*sec, "starved", "n1"),
+		s(3*sec, "starved", "n1"),
+		s(4*sec, "starved", "n1"),
+	})
+	if h, _ := d.Node("n1"); h.State != StateSuspect || h.ConsecutiveFailures != 1 {
+		t.Fatalf("n1 after four starved probes: %s with %d failures, want suspect with the 1 failure from before", h.State, h.ConsecutiveFailures)
+	}
+	if got := d.ProbeTimeout(); got != 4*timeout {
+		t.Fatalf("probe timeout after four starved probes %v, want four timeouts (%v)", got, 4*timeout)
+	}
+	if c := d.Counters(); c.InconclusiveProbes != 4 || c.FailedProbes != 1 || c.ProbeTimeout != 4*timeout {
+		t.Fatalf("counters %+v", c)
+	}
+	// Failures in time still count: a node that is gone is failed by a
+	// starved agent too, only later.
+	runScript(t, d, []step{
+		s(5*sec, "fail", "n1"),
+		s(6*sec, "fail", "n1", "failed n1"),
+	})
+	// Answers in time bring the timeout back, one step per answer.
+	runScript(t, d, []step{
+		s(7*sec, "suspect", "n2"),
+		s(7*sec, "ok", "n2"),
+	})
+	if got := d.ProbeTimeout(); got != 3*timeout {
+		t.Fatalf("probe timeout after one answer %v, want %v", got, 3*timeout)
+	}
+	for i := 0; i < 5; i++ {
+		d.Observe(ProbeResult("n2", nil, t0.Add(8*sec)))
+	}
+	if got := d.ProbeTimeout(); got != timeout {
+		t.Fatalf("probe timeout after answers in time %v, want the configured %v", got, timeout)
 	}
 }
 

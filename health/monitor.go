@@ -27,6 +27,13 @@ func (f ProberFunc) Probe(ctx context.Context, node string) error { return f(ctx
 // failure by definition.
 var ErrProbeTimeout = errors.New("health: probe timed out")
 
+// ErrProberStarved is the error recorded for a probe that ran out while
+// this process was itself starved: it read the probe's end more than half
+// a timeout after its deadline. Such a probe is inconclusive, not a
+// failure: the answer may have been waiting unread. See
+// Detector.ProbeTimeout.
+var ErrProberStarved = errors.New("health: probe ran out while this agent was starved of CPU")
+
 // Monitor runs a Detector against the world: it takes observations from any
 // goroutine, probes suspect nodes every ProbeInterval through a Prober with
 // ProbeTimeout, ends hold-downs on time, and delivers verdicts on a channel.
@@ -237,7 +244,12 @@ func (m *Monitor) loop() {
 // flight. A node still in flight skips this turn: ProbeTimeout < ProbeInterval
 // makes that rare, and two overlapping probes would count one outage twice.
 func (m *Monitor) startProbes(due []string, inFlight map[string]bool) {
-	timeout := m.det.cfg.ProbeTimeout // immutable after NewMonitor
+	if len(due) == 0 {
+		return
+	}
+	m.mu.Lock()
+	timeout := m.det.ProbeTimeout()
+	m.mu.Unlock()
 	for _, node := range due {
 		if inFlight[node] {
 			continue
@@ -250,6 +262,7 @@ func (m *Monitor) startProbes(due []string, inFlight map[string]bool) {
 
 func (m *Monitor) probe(node string, timeout time.Duration) {
 	defer m.probes.Done()
+	start := m.clock.Now()
 	ctx, cancel := context.WithTimeout(m.ctx, timeout)
 	err := m.prober.Probe(ctx, node)
 	late := ctx.Err()
@@ -257,16 +270,26 @@ func (m *Monitor) probe(node string, timeout time.Duration) {
 	if m.ctx.Err() != nil {
 		return // closing: nobody reads results any more
 	}
-	if late != nil {
-		if err == nil {
-			err = ErrProbeTimeout
-		} else if !errors.Is(err, context.DeadlineExceeded) {
-			err = fmt.Errorf("%w: %w", ErrProbeTimeout, err)
-		}
+	end := m.clock.Now()
+	switch {
+	case late != nil && starved(end.Sub(start), timeout):
+		err = fmt.Errorf("%w: it ended %v after it began, its timeout was %v", ErrProberStarved, end.Sub(start).Round(time.Millisecond), timeout)
+	case late != nil && err == nil:
+		err = ErrProbeTimeout
+	case late != nil && !errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("%w: %w", ErrProbeTimeout, err)
 	}
-	ev := ProbeResult(node, err, m.clock.Now())
+	ev := ProbeResult(node, err, end)
 	select {
 	case m.results <- ev:
 	case <-m.ctx.Done():
 	}
+}
+
+// starved says whether a probe that ran out took so much longer than its
+// timeout that this process, not the peer, is the likelier reason: its
+// end was read more than half a timeout after the deadline. A process
+// that runs on time reads a deadline within a few milliseconds of it.
+func starved(took, timeout time.Duration) bool {
+	return took > timeout+timeout/2
 }

@@ -223,6 +223,47 @@ func TestMonitorTreatsALateAnswerAsAFailure(t *testing.T) {
 	eventually(t, "the late answer counted as a failure", func() bool { return failures(m, "n2") == 1 })
 }
 
+// A probe whose end this monitor read long after its deadline (the
+// process was starved of CPU) is inconclusive; the next probe gets a
+// longer timeout.
+func TestMonitorDoesNotCountAProbeItWasTooStarvedToRead(t *testing.T) {
+	clock := NewManualClock(t0)
+	cfg := monitorConfig()
+	cfg.ProbeTimeout = 20 * time.Millisecond // real time: the context's deadline
+	var mu sync.Mutex
+	var timeouts []time.Duration
+	// This prober stands for a process that was not scheduled for a
+	// second around its probe's deadline: by the monitor's clock, the probe
+	// ends a second after it began.
+	starvedProber := ProberFunc(func(ctx context.Context, node string) error {
+		deadline, _ := ctx.Deadline()
+		mu.Lock()
+		timeouts = append(timeouts, time.Until(deadline))
+		mu.Unlock()
+		<-ctx.Done()
+		clock.Advance(time.Second)
+		return ctx.Err()
+	})
+	m := NewMonitor(cfg, starvedProber, clock)
+	defer m.Close()
+
+	m.Observe(Suspect("n2", time.Time{}))
+	eventually(t, "the starved probe recorded", func() bool { return m.Counters().InconclusiveProbes == 1 })
+	if f := failures(m, "n2"); f != 0 {
+		t.Fatalf("n2 has %d failures after a probe this agent was too starved to read, want 0", f)
+	}
+	if got := m.Counters().ProbeTimeout; got != 2*cfg.ProbeTimeout {
+		t.Fatalf("probe timeout %v after a starved probe, want %v", got, 2*cfg.ProbeTimeout)
+	}
+	clock.Advance(cfg.ProbeInterval)
+	eventually(t, "the second starved probe recorded", func() bool { return m.Counters().InconclusiveProbes == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(timeouts) != 2 || timeouts[1] <= cfg.ProbeTimeout {
+		t.Fatalf("probe timeouts %v: want the second longer than %v", timeouts, cfg.ProbeTimeout)
+	}
+}
+
 func TestMonitorCloseCancelsProbesInFlightAndIsIdempotent(t *testing.T) {
 	clock := NewManualClock(t0)
 	prober := newScriptedProber()
