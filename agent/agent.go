@@ -341,6 +341,7 @@ func (a *Agent) Start() (err error) {
 	a.goLoop("splits", a.splitLoop)
 	a.goLoop("tags", a.tagsLoop)
 	a.goLoop("suspects", a.suspectPublisher)
+	a.goLoop("departed", func() { a.every(departedSweepInterval, a.forgetDepartedPeers) })
 	a.goLoop("lease", a.leaseLoop)
 	a.goLoop("lease-verify", a.leaseVerifyLoop)
 	a.goLoop("ages", a.watchAges)

@@ -242,3 +242,40 @@ func (a *Agent) quorumLoop() {
 		}
 	}
 }
+
+// departedSweepInterval is how often the detector's records are checked
+// against the cluster and gossip (forgetDepartedPeers): a record costs a
+// probe every few intervals, and a node gossip just forgot waits at most
+// this long.
+const departedSweepInterval = 10 * time.Second
+
+// forgetDepartedPeers drops the detector's records of nodes that are gone
+// from the cluster (forgotten by the reaper or force-leave, or never
+// registered) and from gossip (memberlist stopped gossiping about them).
+// The detector probes a failed node every few probe intervals, so that it
+// sees it come back; without this, every agent went on probing every
+// forgotten node for as long as it ran, each a 150 ms wait on a machine
+// that is gone.
+func (a *Agent) forgetDepartedPeers() {
+	members := a.ctrl.MemberState().Members
+	inState := func(id string) bool { _, ok := members[id]; return ok }
+	inGossip := func(id string) bool { _, ok := a.gossip.Member(id); return ok }
+	now := time.Now()
+	for _, id := range departedPeers(a.monitor.Snapshot(), inState, inGossip) {
+		a.log.Debug("forgetting the health record of a node gone from the cluster and from gossip", "peer", id)
+		a.monitor.Observe(health.Left(id, now))
+	}
+}
+
+// departedPeers returns the nodes the detector tracks that neither the
+// cluster state nor gossip knows. A node gossip knows but the state does
+// not is kept: it may be joining.
+func departedPeers(tracked []health.NodeHealth, inState, inGossip func(id string) bool) []string {
+	var out []string
+	for _, h := range tracked {
+		if !inState(h.Node) && !inGossip(h.Node) {
+			out = append(out, h.Node)
+		}
+	}
+	return out
+}

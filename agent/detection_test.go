@@ -119,3 +119,45 @@ func TestASharedSuspicionIsProbedByTheLeaderAlone(t *testing.T) {
 		})
 	}
 }
+
+// The detector forgets a node only once both the cluster and gossip have:
+// a failed member is still probed (its return is a rejoin), a node gossip
+// knows may be joining, and a forgotten one that memberlist stopped
+// gossiping about is probed no more.
+func TestOnlyNodesGoneFromTheClusterAndFromGossipAreForgottenByTheDetector(t *testing.T) {
+	tracked := []health.NodeHealth{
+		{Node: "failed-member", State: health.StateFailed},
+		{Node: "joining", State: health.StateSuspect},
+		{Node: "forgotten-gossip-still-dead", State: health.StateFailed},
+		{Node: "forgotten", State: health.StateFailed},
+		{Node: "healthy-member", State: health.StateHealthy},
+	}
+	state := map[string]bool{"failed-member": true, "healthy-member": true}
+	gossipKnows := map[string]bool{"joining": true, "forgotten-gossip-still-dead": true, "healthy-member": true}
+	got := departedPeers(tracked, func(id string) bool { return state[id] }, func(id string) bool { return gossipKnows[id] })
+	if want := []string{"forgotten"}; !slices.Equal(got, want) {
+		t.Fatalf("departed %q, want %q", got, want)
+	}
+}
+
+// A node the agent probes that neither its cluster nor gossip knows (a
+// member forgotten long ago) is dropped by the sweep, and its probes stop.
+func TestTheSweepDropsTheRecordOfANodeNobodyKnows(t *testing.T) {
+	cfg := testConfig(t, "a1", filepath.Join(t.TempDir(), "a1"))
+	cfg.BootstrapExpect = 1
+	a := startAgent(t, cfg)
+	a.monitor.Observe(health.Dead("ghost", time.Time{}))
+	waitFor(t, 10*time.Second, "the detector tracking the ghost", func() error {
+		if _, ok := a.monitor.Node("ghost"); !ok {
+			return fmt.Errorf("no record yet")
+		}
+		return nil
+	})
+	a.forgetDepartedPeers()
+	waitFor(t, 10*time.Second, "the ghost's record dropped", func() error {
+		if h, ok := a.monitor.Node("ghost"); ok {
+			return fmt.Errorf("still tracked: %+v", h)
+		}
+		return nil
+	})
+}
