@@ -246,8 +246,11 @@ type Detector struct {
 	counters Counters
 	// starvation is this agent's own lateness score, 0 to maxStretch: up
 	// one for every probe that ran out while this process was starved, down
-	// one for every probe answered in time (see ProbeTimeout).
+	// one for every probe answered in time and for every stretchDecay
+	// probe intervals without a starved probe (see ProbeTimeout);
+	// starvedAt is when it last went up or decayed.
 	starvation int
+	starvedAt  time.Time
 }
 
 // NewDetector returns a detector with no nodes. cfg should pass Validate.
@@ -302,6 +305,7 @@ func (d *Detector) Observe(ev Observation) []Verdict {
 			// read it.
 			d.counters.InconclusiveProbes++
 			d.starvation = min(d.starvation+1, maxStretch)
+			d.starvedAt = ev.At
 			return nil
 		}
 		if ev.Err == nil {
@@ -441,8 +445,13 @@ func (d *Detector) pruneFailures(r *nodeRecord, now time.Time) {
 }
 
 // Tick advances time: it ends the hold-downs that are over and returns
-// their Recovered verdicts, ordered by node ID.
+// their Recovered verdicts, ordered by node ID; and it lets the stretch of
+// the probe timeout decay (see ProbeTimeout).
 func (d *Detector) Tick(now time.Time) []Verdict {
+	if d.starvation > 0 && now.Sub(d.starvedAt) >= stretchDecay*d.cfg.ProbeInterval {
+		d.starvation--
+		d.starvedAt = now
+	}
 	var out []Verdict
 	for _, node := range d.sortedNodes() {
 		r := d.nodes[node]
@@ -471,8 +480,11 @@ func (d *Detector) Tick(now time.Time) []Verdict {
 // long GC, a throttled container) gives its peers more time rather than
 // failing them for its own slowness, and a prober that runs on time again
 // (successful probes) comes back to the configured timeout one step per
-// success. A node that is really gone still fails: a stretched probe of a
-// stopped or cut-off node runs out on time.
+// success, or one step per stretchDecay probe intervals without a starved
+// probe (a cluster where nothing is suspect runs no probes, and the next
+// failure should not find the timeout stretched by a load long gone). A
+// node that is really gone still fails: a stretched probe of a stopped or
+// cut-off node runs out on time.
 func (d *Detector) ProbeTimeout() time.Duration {
 	return d.cfg.ProbeTimeout * time.Duration(1+d.starvation)
 }
@@ -482,6 +494,12 @@ func (d *Detector) ProbeTimeout() time.Duration {
 // runs a few hundred milliseconds late, short enough that a node that is
 // gone is still failed within a few seconds on a starved machine.
 const maxStretch = 3
+
+// stretchDecay is how many probe intervals without a starved probe take
+// one step off the stretch (2 s on local, 3 s on lan, 30 s on wan): long
+// enough to ride out a busy spell, short enough that the full stretch is
+// gone within seconds of the load.
+const stretchDecay = 10
 
 // Due returns the suspect and failed nodes whose next probe is due at now,
 // ordered by node ID, and schedules their following probe: ProbeInterval

@@ -593,6 +593,31 @@ func TestAStarvedProberNeitherFailsNorClearsAndWaitsLonger(t *testing.T) {
 	}
 }
 
+// Without probes to answer (nothing suspect), the stretch decays with
+// time: one step per stretchDecay probe intervals after the last starved
+// probe.
+func TestTheStretchedTimeoutDecaysWhenNothingIsProbed(t *testing.T) {
+	d := NewDetector(testConfig())
+	timeout, every := d.Config().ProbeTimeout, d.Config().ProbeInterval
+	d.Observe(Suspect("n1", t0))
+	for i := 0; i < 3; i++ {
+		d.Observe(ProbeResult("n1", fmt.Errorf("%w: late", ErrProberStarved), t0))
+	}
+	if got := d.ProbeTimeout(); got != 4*timeout {
+		t.Fatalf("after three starved probes: %v, want %v", got, 4*timeout)
+	}
+	d.Tick(t0.Add(stretchDecay*every - time.Millisecond))
+	if got := d.ProbeTimeout(); got != 4*timeout {
+		t.Fatalf("before the decay: %v, want %v", got, 4*timeout)
+	}
+	for step := 1; step <= 4; step++ {
+		d.Tick(t0.Add(time.Duration(step) * stretchDecay * every))
+	}
+	if got := d.ProbeTimeout(); got != timeout {
+		t.Fatalf("after the decay: %v, want the configured %v", got, timeout)
+	}
+}
+
 func TestHoldDownDurations(t *testing.T) {
 	cfg := Config{HoldDownBase: 10 * time.Second, HoldDownMax: 100 * time.Second}
 	for flaps, want := range map[int]time.Duration{
