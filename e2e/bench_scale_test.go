@@ -31,8 +31,8 @@ const (
 	idleQuiet  = 10 * time.Second
 )
 
-// BenchmarkIdleCPU starts 10, 25 and 50 agents (local profile, 1,024
-// partitions, RF 3), times formation to a balanced table, leaves the
+// BenchmarkIdleCPU starts 10, 25 and 50 agents (local profile, or
+// STEWARD_BENCH_PROFILE; 1,024 partitions, RF 3), times formation to a balanced table, leaves the
 // cluster alone, then reads every agent's CPU time (utime + stime from
 // /proc) over idleWindow: the leader's share of a core next to the median
 // and the busiest other agent's.
@@ -84,7 +84,7 @@ func idleTrial(b *testing.B, bin string, n int) idleResult {
 	c := newBenchCluster(b)
 	defer c.close()
 	start := time.Now()
-	nodes, leader := startBalanced(b, c, bin, n, "local")
+	nodes, leader := startBalanced(b, c, bin, n, benchProfile(b))
 	balanced := time.Since(start)
 	// Not a synchronisation: the quiet period and the window are the
 	// measurement itself, time during which nothing may be asked of the
