@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/steward-dev/steward/failover"
 	"github.com/steward-dev/steward/gossip"
 	"github.com/steward-dev/steward/health"
 )
@@ -55,18 +56,22 @@ func (a *Agent) observeGossip(ev gossip.Event) {
 		a.monitor.Observe(health.Alive(ev.Node.ID, now))
 		a.setSuspect(ev.Node.ID, false)
 	}
-	if (ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate) && a.raft.IsLeader() {
+	if (ev.Type == gossip.EventJoin || ev.Type == gossip.EventUpdate) && a.mayLead() {
 		a.observeSharedSuspicions(now, ev.Node)
 	}
 }
 
-// observeSharedSuspicions starts the leader's probes of the nodes that
+// observeSharedSuspicions starts this agent's probes of the nodes that
 // publishers' own memberlist probes suspect (gossip.Meta.Suspects): the
 // leader decides removals, and one of 50 agents' probe rounds reaches a
 // dead node sooner than the leader's own. Only the leader's probes decide a
 // verdict.
 //
-// Followers do not act on them. Every follower probing every shared
+// Only the agents that may lead act on them (mayLead): the leader, and
+// the voters, one of which is elected when the leader dies and then acts
+// on what its own probes found meanwhile (a suspicion of the dead leader
+// above all: taken up only after the election, it added two probe
+// intervals to a leader's death). Every agent probing every shared
 // suspicion made one suspicion cost a probe from every agent, all aimed
 // at the suspect at once: when the suspect was only overloaded (the node
 // every other agent joins through, at a cluster's start), that burst
@@ -84,6 +89,22 @@ func (a *Agent) observeSharedSuspicions(now time.Time, publishers ...gossip.Node
 			}
 		}
 	}
+}
+
+// mayLead reports whether this agent leads or votes (by the state's
+// record): the agents that may decide removals now or after the next
+// election. An agent with no state yet (a cluster forming) only leads.
+func (a *Agent) mayLead() bool {
+	if a.raft.IsLeader() {
+		return true
+	}
+	voter := false
+	a.raft.Read(func(c *failover.Cluster) {
+		if m, ok := c.Members[a.cfg.NodeID]; ok {
+			voter = m.Voter
+		}
+	})
+	return voter
 }
 
 // observeAllSharedSuspicions is observeSharedSuspicions for every member

@@ -224,7 +224,8 @@ var profileTiming = map[string]time.Duration{
 // (status "failed" everywhere), the removal from the raft configuration, and
 // memberlist's own "dead" (gossip_state) in the same run. wan only runs with
 // STEWARD_BENCH_WAN=1: its suspicion timeout alone is 30 s a trial.
-// STEWARD_BENCH_BURN=N runs N busy processes beside the agents.
+// STEWARD_BENCH_BURN=N runs N busy processes beside the agents;
+// STEWARD_BENCH_KILL=leader kills the leader instead of a follower.
 func BenchmarkFailureDetection(b *testing.B) {
 	for _, profile := range []string{"local", "lan", "wan"} {
 		b.Run(profile, func(b *testing.B) {
@@ -244,6 +245,21 @@ func BenchmarkFailureDetection(b *testing.B) {
 	}
 }
 
+// killLeader is STEWARD_BENCH_KILL=leader: BenchmarkFailureDetection then
+// kills the leader rather than a follower, which adds raft's election to
+// the verdict (a follower's death needs none).
+func killLeader(b *testing.B) bool {
+	switch v := os.Getenv("STEWARD_BENCH_KILL"); v {
+	case "", "follower":
+		return false
+	case "leader":
+		return true
+	default:
+		b.Fatalf("STEWARD_BENCH_KILL=%q: want follower or leader", v)
+		return false
+	}
+}
+
 // detectionTrial forms a fresh cluster of five, waits until it is settled,
 // SIGKILLs a random follower and polls every survivor until all three events
 // are seen on all of them.
@@ -252,6 +268,9 @@ func detectionTrial(b *testing.B, profile string) detection {
 	defer c.close()
 	followers := without(nodes, leader)
 	victim := followers[rand.IntN(len(followers))]
+	if killLeader(b) {
+		victim = leader
+	}
 	survivors := without(nodes, victim)
 
 	ctx, cancel := context.WithTimeout(context.Background(), profileTiming[profile])
