@@ -52,10 +52,7 @@ func BenchmarkFormationStorms(b *testing.B) {
 		trials = max(trials, t)
 	}
 	builds := []*formationRuns{{name: "this", bin: agentBin}}
-	if base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT"); base != "" {
-		if _, err := os.Stat(base); err != nil {
-			b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
-		}
+	if base := baselineAgent(b); base != "" {
 		builds = append([]*formationRuns{{name: "baseline", bin: base}}, builds...)
 	}
 	for i := 0; i < trials; i++ {

@@ -74,10 +74,7 @@ func BenchmarkKillAtScale(b *testing.B) {
 	burning := burnCores(b)
 	trials := max(b.N, 3)
 	builds := []*killScaleRuns{{name: "this", bin: agentBin}}
-	if base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT"); base != "" {
-		if _, err := os.Stat(base); err != nil {
-			b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
-		}
+	if base := baselineAgent(b); base != "" {
 		builds = append([]*killScaleRuns{{name: "baseline", bin: base}}, builds...)
 	}
 	for i := 0; i < trials; i++ {

@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strconv"
 	"testing"
@@ -43,10 +42,7 @@ const (
 // that before and after are measured in the same run, on the same load.
 func BenchmarkIdleCPU(b *testing.B) {
 	builds := []struct{ name, bin string }{{"this", agentBin}}
-	if base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT"); base != "" {
-		if _, err := os.Stat(base); err != nil {
-			b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
-		}
+	if base := baselineAgent(b); base != "" {
 		builds = append([]struct{ name, bin string }{{"baseline", base}}, builds...)
 	}
 	for _, n := range []int{10, 25, 50} {

@@ -245,6 +245,21 @@ func BenchmarkFailureDetection(b *testing.B) {
 	}
 }
 
+// baselineAgent is STEWARD_BENCH_BASELINE_AGENT, an agent binary built
+// from an earlier commit (go build -o /tmp/agent-before ./cmd/agent in a
+// checkout of it) that a benchmark runs beside this tree's, so that before
+// and after are measured in the same run; "" when it is not set.
+func baselineAgent(b *testing.B) string {
+	base := os.Getenv("STEWARD_BENCH_BASELINE_AGENT")
+	if base == "" {
+		return ""
+	}
+	if _, err := os.Stat(base); err != nil {
+		b.Fatalf("STEWARD_BENCH_BASELINE_AGENT: %v", err)
+	}
+	return base
+}
+
 // killLeader is STEWARD_BENCH_KILL=leader: BenchmarkFailureDetection then
 // kills the leader rather than a follower, which adds raft's election to
 // the verdict (a follower's death needs none).
