@@ -125,42 +125,51 @@ func formationTrial(b *testing.B, bin string, n int, profile, name string) forma
 	} else {
 		r.balanced = time.Since(start)
 	}
-	for _, nd := range nodes {
+	logs := make([]string, len(nodes))
+	for i, nd := range nodes {
 		t, err := nd.CPUTime()
 		if err != nil {
 			b.Fatalf("CPU time of %s: %v", nd.ID, err)
 		}
 		r.cpu += t
-		log := nd.Log()
-		if v := strings.Count(log, "verdict=failed"); v > 0 {
-			r.verdicts += v
-			r.agents++
-		}
-		for _, line := range strings.Split(log, "\n") {
-			if !strings.Contains(line, "verdict=failed") {
-				continue
-			}
-			if _, rest, ok := strings.Cut(line, " peer="); ok {
-				peer, _, _ := strings.Cut(rest, " ")
-				r.peers[peer]++
-			}
-		}
-		if strings.Contains(log, "quorum lost") {
-			r.quorumLost++
-		}
+		logs[i] = nd.Log()
+		r.countVerdicts(logs[i])
 	}
 	if keep := os.Getenv("STEWARD_BENCH_KEEP_LOGS"); keep != "" && (r.verdicts > 0 || r.lastErr != nil) {
 		dir := filepath.Join(keep, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			b.Fatal(err)
 		}
-		for _, nd := range nodes {
-			if err := os.WriteFile(filepath.Join(dir, nd.ID+".log"), []byte(nd.Log()), 0o644); err != nil {
+		for i, nd := range nodes {
+			if err := os.WriteFile(filepath.Join(dir, nd.ID+".log"), []byte(logs[i]), 0o644); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
 	return r
+}
+
+// countVerdicts adds one agent's log: its failed verdicts, per peer, and
+// whether it lost its leader.
+func (r *formationResult) countVerdicts(log string) {
+	verdicts := 0
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "verdict=failed") {
+			continue
+		}
+		verdicts++
+		if _, rest, ok := strings.Cut(line, " peer="); ok {
+			peer, _, _ := strings.Cut(rest, " ")
+			r.peers[peer]++
+		}
+	}
+	if verdicts > 0 {
+		r.verdicts += verdicts
+		r.agents++
+	}
+	if strings.Contains(log, "quorum lost") {
+		r.quorumLost++
+	}
 }
 
 // formationRuns gathers one build's formations.
@@ -202,4 +211,19 @@ func (f *formationRuns) summary() string {
 	}
 	return fmt.Sprintf("%d storms; balanced (settled ones) %s; failed verdicts median %d, max %d; CPU-s of all agents median %.1f",
 		f.storms(), medianWorst(settled), f.medianVerdicts(), slices.Max(verdicts), median(cpu).Seconds())
+}
+
+// The formation benchmark counts an agent's failed verdicts per peer from
+// its log lines, and the agents that lost their leader.
+func TestFormationCountsFailedVerdictsPerPeerFromTheLogs(t *testing.T) {
+	r := formationResult{peers: map[string]int{}}
+	r.countVerdicts(`2026-11-30T01:52:19.127Z [INFO]  steward: health verdict: node=node9 peer=node31 verdict=failed failures=3
+2026-11-30T01:52:19.258Z [INFO]  steward: health verdict: node=node9 peer=node1 verdict=failed failures=3
+2026-11-30T01:52:20.000Z [INFO]  steward: health verdict: node=node9 peer=node1 verdict=recovered failures=0
+2026-11-30T01:52:21.000Z [WARN]  steward: quorum lost: no leader: node=node9`)
+	r.countVerdicts(`2026-11-30T01:52:19.300Z [INFO]  steward: health verdict: node=node10 peer=node1 verdict=failed failures=3`)
+	r.countVerdicts(`2026-11-30T01:52:19.300Z [INFO]  steward: agent started: node=node11`)
+	if r.verdicts != 3 || r.agents != 2 || r.quorumLost != 1 || r.peers["node1"] != 2 || r.peers["node31"] != 1 || len(r.peers) != 2 {
+		t.Fatalf("counted %+v", r)
+	}
 }

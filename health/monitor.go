@@ -221,9 +221,9 @@ func (m *Monitor) loop() {
 			for _, ev := range queue {
 				pending = append(pending, m.det.Observe(ev)...)
 			}
-			due := m.det.Due(m.clock.Now())
+			due, timeout := m.det.Due(m.clock.Now()), m.det.ProbeTimeout()
 			m.mu.Unlock()
-			m.startProbes(due, inFlight)
+			m.startProbes(due, timeout, inFlight)
 		case ev := <-m.results:
 			delete(inFlight, ev.Node)
 			m.mu.Lock()
@@ -233,23 +233,19 @@ func (m *Monitor) loop() {
 			now := m.clock.Now()
 			m.mu.Lock()
 			pending = append(pending, m.det.Tick(now)...)
-			due := m.det.Due(now)
+			due, timeout := m.det.Due(now), m.det.ProbeTimeout()
 			m.mu.Unlock()
-			m.startProbes(due, inFlight)
+			m.startProbes(due, timeout, inFlight)
 		}
 	}
 }
 
 // startProbes starts one probe goroutine per due node that has none in
-// flight. A node still in flight skips this turn: ProbeTimeout < ProbeInterval
-// makes that rare, and two overlapping probes would count one outage twice.
-func (m *Monitor) startProbes(due []string, inFlight map[string]bool) {
-	if len(due) == 0 {
-		return
-	}
-	m.mu.Lock()
-	timeout := m.det.ProbeTimeout()
-	m.mu.Unlock()
+// flight, each with timeout (the detector's ProbeTimeout, read with due).
+// A node still in flight skips this turn: ProbeTimeout < ProbeInterval
+// makes that rare (while the timeout is stretched, a node waits for its
+// probe to end), and two overlapping probes would count one outage twice.
+func (m *Monitor) startProbes(due []string, timeout time.Duration, inFlight map[string]bool) {
 	for _, node := range due {
 		if inFlight[node] {
 			continue
