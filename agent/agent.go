@@ -129,6 +129,9 @@ type Agent struct {
 	// agent's own grant.
 	leaseTimings control.LeaseTimings
 	lease        heldLease
+	// leaseRelays chooses the server that relays this agent's renewals
+	// (leaserelay.go).
+	leaseRelays leaseRelays
 
 	// watchHeartbeat is how often a watch stream says it is alive when
 	// nothing changes (watch.go; tests shorten it).
@@ -254,6 +257,12 @@ func (a *Agent) Start() (err error) {
 		return err
 	}
 	timings.Raft.Apply(rc)
+	hc, err := a.healthConfig()
+	if err != nil {
+		return err
+	}
+	a.leaseTimings = control.LeaseTimingsFor(hc)
+	rc.LeaseRelay = raftctl.LeaseRelay{Wait: a.leaseTimings.RelayWait, Timeout: a.leaseTimings.RelayTimeout}
 	if a.raftConfigHook != nil {
 		a.raftConfigHook(rc)
 	}
@@ -271,12 +280,7 @@ func (a *Agent) Start() (err error) {
 		a.log.Warn("the raft port is not authenticated (-insecure and no -api-token): anyone who reaches it can forward writes and speak raft")
 	}
 
-	hc, err := a.healthConfig()
-	if err != nil {
-		return err
-	}
 	a.monitor = health.NewMonitor(hc, peerProber{a: a}, health.SystemClock())
-	a.leaseTimings = control.LeaseTimingsFor(hc)
 	a.ctrl = control.New(a.controlConfig(hc), control.Deps{
 		Raft: a.raft, Members: gossipView{a}, Detector: a.monitor,
 		Clock: a.clock, Logger: a.log, Observer: a.metrics, Restarter: memberRestarter{a},

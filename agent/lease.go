@@ -80,7 +80,7 @@ func (a *Agent) renewLease() {
 		// slow answer (a busy leader) is waited for rather than replaced:
 		// the renewal due meanwhile is sent as soon as this one ends.
 		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
-		g, err = a.raft.RequestLease(ctx, addr, req)
+		g, err = a.requestLease(ctx, leaderID, addr, req)
 		cancel()
 	} else {
 		return
@@ -93,6 +93,26 @@ func (a *Agent) renewLease() {
 		a.loadSent(leaderID, sent)
 	}
 	a.lease.set(sent, g)
+}
+
+// requestLease asks for a grant through this agent's relay
+// (leaserelay.go), or from the leader at addr directly when it has none or
+// the relay fails and ctx leaves time for it.
+func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
+	relay, ok := a.leaseRelays.pick(a.raftID, leaderID, time.Now(), a.raft.Configuration)
+	if !ok {
+		return a.raft.RequestLease(ctx, addr, req)
+	}
+	g, err := a.raft.RequestLease(ctx, relay.Address, req)
+	if err == nil {
+		return g, nil
+	}
+	a.leaseRelays.failed(relay.ID, time.Now())
+	a.log.Debug("lease relay failed, asking the leader directly", "relay", relay.ID, "error", err)
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < a.leaseTimings.Duration/8 {
+		return g, err
+	}
+	return a.raft.RequestLease(ctx, addr, req)
 }
 
 // leaseVerifyLoop runs the leader's side of the leases every

@@ -71,6 +71,11 @@ type LeaseTimings struct {
 	// leader to grant.
 	VerifyEvery time.Duration
 	VerifiedFor time.Duration
+	// RelayWait is how long a server that relays renewals to the leader
+	// gathers them before it sends them as one batch, and RelayTimeout
+	// bounds the batch's exchange (raftctl.LeaseRelay).
+	RelayWait    time.Duration
+	RelayTimeout time.Duration
 }
 
 // LeaseTimingsFor derives the lease from the failure detector's timings:
@@ -99,6 +104,16 @@ func LeaseTimingsFor(hc health.Config) LeaseTimings {
 		// before VerifiedFor runs out.
 		VerifyEvery: d / 4,
 		VerifiedFor: d / 2,
+		// A relayed renewal waits up to half a renewal period for others
+		// to join its batch: the leader then reads two batches per relay
+		// per period instead of one request per agent, and a renewal
+		// after a lost one still has a grant back (a sixth of the lease
+		// plus a round trip in the worst case) before the lease runs out.
+		RelayWait: d / 6,
+		// The relay gives up on the leader after a quarter of the lease,
+		// so that the agent, which waits up to half a lease, still has a
+		// quarter to ask the leader directly.
+		RelayTimeout: d / 4,
 	}
 }
 

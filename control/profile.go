@@ -64,6 +64,9 @@ func (t RaftTimings) Apply(rc *raftctl.Config) {
 	rc.HeartbeatTimeout = t.Heartbeat
 	rc.ElectionTimeout = t.Election
 	rc.LeaderLeaseTimeout = t.LeaderLease
+	// As raftctl's default for a 1 s heartbeat timeout: a non-voter hears
+	// from the leader at least every 0.4 × its heartbeat timeout.
+	rc.NonvoterContact = t.Heartbeat * 2 / 5
 }
 
 // Raft's own defaults (1 s heartbeat and election timeouts, 500 ms leader

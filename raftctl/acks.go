@@ -98,6 +98,17 @@ func (a *followerAcks) matchIndex(id raft.ServerID, term uint64) uint64 {
 	return 0
 }
 
+// answeredAt is when the newest request id answered in term left; ok is
+// false when id answered nothing in term.
+func (a *followerAcks) answeredAt(id raft.ServerID, term uint64) (time.Time, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if rec, ok := a.by[id]; ok && rec.term == term {
+		return rec.sent, true
+	}
+	return time.Time{}, false
+}
+
 // confirmedSince is the instant since which no leader other than the
 // caller can have been elected in a term after term, given the voters of
 // the configuration (self among them or not, confirmed at now): the
@@ -147,16 +158,23 @@ func (a *followerAcks) recordAnswer(id raft.ServerID, args *raft.AppendEntriesRe
 }
 
 // ackingTransport is raft's transport, recording the answers to
-// AppendEntries, pipelined or not. Every other method is the
+// AppendEntries, pipelined or not, and holding back the heartbeats a
+// non-voter does not need (thin.go). Every other method is the
 // NetworkTransport's.
 type ackingTransport struct {
 	*raft.NetworkTransport
 	acks *followerAcks
+	thin *heartbeatThinning
 }
 
 // AppendEntries sends the request and records the answer.
 func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	sent := time.Now()
+	if isHeartbeat(args) && t.thin.holdBack(id, args.Term, t.acks, sent) {
+		t.thin.held.Add(1)
+		*resp = raft.AppendEntriesResponse{RPCHeader: resp.RPCHeader, Term: args.Term, Success: true}
+		return nil
+	}
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err != nil {
 		t.acks.unreachable(id)

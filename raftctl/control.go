@@ -64,11 +64,12 @@ type controlHandler struct {
 // controlHandlers are the kinds of exchange the raft port serves besides
 // raft, by their first byte.
 var controlHandlers = map[byte]controlHandler{
-	kindForward: {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
-	kindPing:    {name: "ping", maxRequest: maxPingRequest, maxAnswer: 1 + max(pingAnswerSize, maxPingRequest*2+64), serve: (*Node).servePing, reusable: true},
-	kindLease:   {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
-	kindClock:   {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
-	kindLoad:    {name: "load", maxRequest: 0, maxAnswer: maxLoadAnswer, serve: (*Node).serveLoad},
+	kindForward:    {name: "forward", maxRequest: MaxCommandSize, maxAnswer: maxForwardAnswer, serve: (*Node).serveForward},
+	kindPing:       {name: "ping", maxRequest: maxPingRequest, maxAnswer: 1 + max(pingAnswerSize, maxPingRequest*2+64), serve: (*Node).servePing, reusable: true},
+	kindLease:      {name: "lease", maxRequest: maxLeaseRequest, maxAnswer: maxLeaseAnswer, serve: (*Node).serveLease, reusable: true},
+	kindLeaseBatch: {name: "lease batch", maxRequest: maxRelayBatch * maxLeaseRequest, maxAnswer: maxRelayBatch * maxLeaseAnswer, serve: (*Node).serveLeaseBatch, reusable: true},
+	kindClock:      {name: "clock", maxRequest: 0, maxAnswer: 1 + clockAnswerSize, serve: (*Node).serveClock},
+	kindLoad:       {name: "load", maxRequest: 0, maxAnswer: maxLoadAnswer, serve: (*Node).serveLoad},
 }
 
 // Answer status bytes. statusOtherServer is sent only to a ping that named

@@ -127,7 +127,11 @@ func (n *Node) setSuffrage(id string, voter bool) error {
 		}
 		f = n.raft.DemoteVoter(raft.ServerID(id), index, n.cfg.ApplyTimeout)
 	}
-	if err := f.Error(); err != nil {
+	err = f.Error()
+	// A new voter gets every heartbeat from now on, not from the thinning's
+	// next refresh (thin.go).
+	n.refreshNonvoters()
+	if err != nil {
 		return mapRaftError(err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -86,7 +87,9 @@ type Node struct {
 	acks *followerAcks
 	// trans is raft's transport as raft uses it: the NetworkTransport,
 	// recording answers (acks.go); the announcer sends through it too.
-	trans    ackingTransport
+	trans ackingTransport
+	// thin holds back the heartbeats non-voters do not need (thin.go).
+	thin     *heartbeatThinning
 	stream   *tcpStreamLayer
 	bolt     *raftboltdb.BoltStore // nil when InMemory
 	hasState bool
@@ -116,7 +119,16 @@ type Node struct {
 	// leaseConn is the connection kept to the leader for this agent's
 	// renewals (RequestLease); pingConns those kept to the peers it pings.
 	leaseConn keptConn
-	pingConns pingConns
+	// relayIn feeds relayLoop the lease requests this server relays to the
+	// leader, and relayConn is the connection it keeps to the leader for
+	// the batches (relay.go).
+	relayIn   chan relayedLease
+	relayConn keptConn
+	// batchesServed counts the relays' batches this server answered,
+	// relayed the requests it relayed.
+	batchesServed atomic.Uint64
+	relayed       atomic.Uint64
+	pingConns     pingConns
 	// loadSource answers load requests while this server leads
 	// (SetLoadSource); guarded by leaseMu too.
 	loadSource LoadSource
@@ -255,7 +267,8 @@ func New(cfg *Config) (n *Node, err error) {
 
 	f := newFSM()
 	acks := newFollowerAcks()
-	trans := ackingTransport{NetworkTransport: transport, acks: acks}
+	thin := &heartbeatThinning{every: cfg.NonvoterContact}
+	trans := ackingTransport{NetworkTransport: transport, acks: acks, thin: thin}
 	r, err := startRaft(rc, f, logs, stable, snaps, trans, cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -269,6 +282,7 @@ func New(cfg *Config) (n *Node, err error) {
 		logs:         logs,
 		transport:    transport,
 		acks:         acks,
+		thin:         thin,
 		trans:        trans,
 		stream:       stream,
 		bolt:         bolt,
@@ -277,6 +291,7 @@ func New(cfg *Config) (n *Node, err error) {
 		markPath:     markPath,
 		controlConns: make(map[net.Conn]struct{}),
 		announce:     make(chan struct{}, 1),
+		relayIn:      make(chan relayedLease, maxRelayQueue),
 		shutdownCh:   shutdownCh,
 	}
 	n.forwardTarget = n.Leader
@@ -286,6 +301,14 @@ func New(cfg *Config) (n *Node, err error) {
 	if cfg.AnnounceCommits {
 		n.loops.Add(1)
 		go func() { defer n.loops.Done(); n.announceLoop() }()
+	}
+	if cfg.LeaseRelay.Wait > 0 {
+		n.loops.Add(1)
+		go func() { defer n.loops.Done(); n.relayLoop() }()
+	}
+	if cfg.NonvoterContact > 0 {
+		n.loops.Add(1)
+		go func() { defer n.loops.Done(); n.nonvoterLoop() }()
 	}
 	if guard != nil {
 		n.loops.Add(2)
@@ -796,6 +819,7 @@ func (n *Node) Shutdown() error {
 		// futures they may wait on) has stopped.
 		n.controlWG.Wait()
 		n.loops.Wait()
+		n.relayConn.close() // the relay loop, which uses it, has ended
 		if n.guard != nil {
 			n.recordMark() // raft has stopped: its final progress
 		}

@@ -1,0 +1,149 @@
+package agent
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/steward-dev/steward/raftctl"
+)
+
+func TestANonvoterRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
+	servers := []raftctl.Server{
+		{ID: "v1", Address: "a1", Voter: true},
+		{ID: "v2", Address: "a2", Voter: true},
+		{ID: "v3", Address: "a3", Voter: true},
+		{ID: "n1", Address: "a4"},
+		{ID: "n2", Address: "a5"},
+	}
+	none := func(string) bool { return false }
+	for _, tc := range []struct {
+		name, self, leader string
+		avoided            func(string) bool
+		want               string // "" renews directly
+	}{
+		{"a voter renews directly", "v2", "v1", none, ""},
+		{"no leader known", "n1", "", none, ""},
+		{"not in the configuration yet", "n9", "v1", none, ""},
+		{"the other voters both avoided", "n1", "v1", func(id string) bool { return id != "v1" }, ""},
+		{"the one voter not avoided", "n1", "v1", func(id string) bool { return id == "v2" }, "v3"},
+		{"the one voter not avoided, other agent", "n2", "v1", func(id string) bool { return id == "v2" }, "v3"},
+	} {
+		got, ok := chooseRelay(tc.self, tc.leader, servers, tc.avoided)
+		if !ok && tc.want != "" || ok && got.ID != tc.want {
+			t.Errorf("%s: relay %q (%v), want %q", tc.name, got.ID, ok, tc.want)
+		}
+	}
+	// Never the leader, and the same relay every time for one agent.
+	for _, self := range []string{"n1", "n2"} {
+		first, ok := chooseRelay(self, "v2", servers, none)
+		if !ok || first.ID == "v2" || !first.Voter {
+			t.Fatalf("%s: relay %+v (%v), want a voter that does not lead", self, first, ok)
+		}
+		for range 5 {
+			if again, _ := chooseRelay(self, "v2", servers, none); again != first {
+				t.Fatalf("%s: relay changed from %s to %s with nothing changed", self, first.ID, again.ID)
+			}
+		}
+	}
+	// Many agents spread over the two relays.
+	counts := map[string]int{}
+	var many []raftctl.Server
+	for i := range 40 {
+		many = append(many, raftctl.Server{ID: fmt.Sprintf("agent-%d", i), Address: "x"})
+	}
+	for _, s := range many {
+		r, ok := chooseRelay(s.ID, "v1", append(servers[:3:3], many...), none)
+		if !ok {
+			t.Fatalf("%s: no relay", s.ID)
+		}
+		counts[r.ID]++
+	}
+	if counts["v2"] < 10 || counts["v3"] < 10 {
+		t.Fatalf("40 agents over two relays: %v", counts)
+	}
+}
+
+// Two non-voters renew through the voters that do not lead; when the
+// relay of one stops, that one renews with the leader directly.
+func TestANonvoterWhoseRelayStopsRenewsWithTheLeader(t *testing.T) {
+	dir := t.TempDir()
+	var agents []*Agent
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("r%d", i)
+		cfg := testConfig(t, id, filepath.Join(dir, id))
+		cfg.BootstrapExpect = 5
+		cfg.Voters = 3
+		if i > 1 {
+			cfg.Join = []string{agents[0].GossipAddr()}
+		}
+		agents = append(agents, startAgent(t, cfg))
+	}
+	var leader *Agent
+	var voters, others []*Agent
+	waitFor(t, 30*time.Second, "a leader, two other voters and two non-voters", func() error {
+		leader, voters, others = nil, nil, nil
+		for _, a := range agents {
+			switch {
+			case a.raft.IsLeader():
+				leader = a
+			case a.mayLead():
+				voters = append(voters, a)
+			default:
+				others = append(others, a)
+			}
+		}
+		if leader == nil || len(voters) != 2 || len(others) != 2 {
+			return fmt.Errorf("leader %v, %d other voters, %d non-voters", leader != nil, len(voters), len(others))
+		}
+		return nil
+	})
+	relayOf := func(a *Agent) *Agent {
+		r, ok := a.leaseRelays.pick(a.raftID, leader.raftID, time.Now(), a.raft.Configuration)
+		if !ok {
+			t.Fatalf("%s has no relay", a.cfg.NodeID)
+		}
+		for _, v := range voters {
+			if v.raftID == r.ID {
+				return v
+			}
+		}
+		t.Fatalf("%s relays through %s, not a voter that does not lead", a.cfg.NodeID, r.ID)
+		return nil
+	}
+	nonvoter := others[0]
+	relay := relayOf(nonvoter)
+	waitFor(t, 20*time.Second, "renewals relayed and granted", func() error {
+		if n := relay.raft.RelayedLeases(); n < 3 {
+			return fmt.Errorf("%s relayed %d renewals", relay.cfg.NodeID, n)
+		}
+		if !nonvoter.inContact() {
+			return fmt.Errorf("%s has no current lease", nonvoter.cfg.NodeID)
+		}
+		return nil
+	})
+	if n := leader.raft.RelayedLeases(); n != 0 {
+		t.Fatalf("the leader relayed %d renewals", n)
+	}
+
+	if err := relay.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	waitFor(t, 20*time.Second, "a renewal granted after the relay stopped", func() error {
+		nonvoter.lease.mu.Lock()
+		sent := nonvoter.lease.sentAt
+		nonvoter.lease.mu.Unlock()
+		if !sent.After(stopped) {
+			return fmt.Errorf("%s's last grant was asked %s before the relay stopped", nonvoter.cfg.NodeID, stopped.Sub(sent))
+		}
+		return nil
+	})
+	nonvoter.leaseRelays.mu.Lock()
+	until, avoided := nonvoter.leaseRelays.avoid[relay.raftID]
+	nonvoter.leaseRelays.mu.Unlock()
+	if !avoided || !until.After(stopped) {
+		t.Fatalf("%s does not avoid its stopped relay %s", nonvoter.cfg.NodeID, relay.cfg.NodeID)
+	}
+}

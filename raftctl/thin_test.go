@@ -1,0 +1,117 @@
+package raftctl
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func TestOnlyANonvoterHeardFromRecentlyHasItsHeartbeatHeldBack(t *testing.T) {
+	now := time.Now()
+	acks := newFollowerAcks()
+	acks.record("voter", 7, now.Add(-10*time.Millisecond), 0)
+	acks.record("fresh", 7, now.Add(-10*time.Millisecond), 0)
+	acks.record("stale", 7, now.Add(-500*time.Millisecond), 0)
+	acks.record("old-term", 6, now.Add(-10*time.Millisecond), 0)
+	thin := &heartbeatThinning{every: 400 * time.Millisecond}
+	thin.setNonvoters([]raft.Server{
+		{ID: "voter", Suffrage: raft.Voter},
+		{ID: "fresh", Suffrage: raft.Nonvoter},
+		{ID: "stale", Suffrage: raft.Nonvoter},
+		{ID: "old-term", Suffrage: raft.Nonvoter},
+		{ID: "silent", Suffrage: raft.Nonvoter},
+	})
+	for id, want := range map[raft.ServerID]bool{
+		"voter":    false, // a voter gets every heartbeat
+		"fresh":    true,  // answered 10 ms ago in this term
+		"stale":    false, // last answer older than NonvoterContact
+		"old-term": false, // answered only in an earlier term
+		"silent":   false, // never answered
+		"unknown":  false, // not in the configuration: treated as a voter
+	} {
+		if got := thin.holdBack(id, 7, acks, now); got != want {
+			t.Errorf("holdBack(%s) = %v, want %v", id, got, want)
+		}
+	}
+
+	thin.setNonvoters(nil) // this server no longer leads
+	if thin.holdBack("fresh", 7, acks, now) {
+		t.Error("a server that does not lead held back a heartbeat")
+	}
+	off := &heartbeatThinning{}
+	off.setNonvoters([]raft.Server{{ID: "fresh", Suffrage: raft.Nonvoter}})
+	if off.holdBack("fresh", 7, acks, now) {
+		t.Error("NonvoterContact 0 held back a heartbeat")
+	}
+}
+
+func TestOnlyHeartbeatsAreThinned(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		req  raft.AppendEntriesRequest
+		want bool
+	}{
+		{"heartbeat", raft.AppendEntriesRequest{Term: 3}, true},
+		{"replication", raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 9, PrevLogTerm: 3, LeaderCommitIndex: 9, Entries: []*raft.Log{{Index: 10}}}, false},
+		{"first entries", raft.AppendEntriesRequest{Term: 3, LeaderCommitIndex: 1, Entries: []*raft.Log{{Index: 1}}}, false},
+		{"commit announcement", raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 9, PrevLogTerm: 3, LeaderCommitIndex: 9}, false},
+	} {
+		if got := isHeartbeat(&tc.req); got != tc.want {
+			t.Errorf("%s: isHeartbeat = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A non-voter whose heartbeats are thinned still always knows its leader,
+// and once promoted it gets every heartbeat.
+func TestANonvoterKeepsItsLeaderOnThinnedHeartbeats(t *testing.T) {
+	quiet := func(id string) *Config {
+		cfg := testConfig(id, t.TempDir())
+		// No idle AppendEntries to stand in for the heartbeats: only
+		// the heartbeats let through keep the non-voter in contact.
+		cfg.CommitTimeout = time.Minute
+		return cfg
+	}
+	voters := []*Node{startNode(t, quiet("t1")), startNode(t, quiet("t2"))}
+	for _, n := range voters {
+		if err := n.Bootstrap(serversOf(voters...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leader := waitLeader(t, voters...)
+	nv := startNode(t, quiet("t3"))
+	if err := leader.AddNonvoter("t3", nv.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the non-voter to name its leader", func() bool {
+		id, _ := nv.Leader()
+		return id == leader.ID()
+	})
+
+	// Watch for longer than HeartbeatTimeout several times over: the
+	// non-voter must never forget its leader, though most heartbeats are
+	// held back.
+	heldBefore := leader.HeldHeartbeats()
+	watch := 6 * nv.cfg.HeartbeatTimeout
+	for end := time.Now().Add(watch); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if id, _ := nv.Leader(); id != leader.ID() {
+			t.Fatalf("the non-voter forgot its leader (it names %q) with heartbeats thinned to one per %s", id, nv.cfg.NonvoterContact)
+		}
+	}
+	held := leader.HeldHeartbeats() - heldBefore
+	// raft heartbeats every 30-60 ms here; one per NonvoterContact
+	// (120 ms) goes through.
+	if held < 10 {
+		t.Fatalf("only %d heartbeats to the non-voter were held back in %s", held, watch)
+	}
+
+	if err := leader.Promote("t3"); err != nil {
+		t.Fatal(err)
+	}
+	heldAtPromotion := leader.HeldHeartbeats()
+	time.Sleep(watch) // an observation window, not a synchronisation
+	if more := leader.HeldHeartbeats() - heldAtPromotion; more != 0 {
+		t.Fatalf("%d heartbeats to the promoted voter were held back", more)
+	}
+}
