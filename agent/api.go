@@ -101,6 +101,10 @@ type Status struct {
 	// LeaderContactMS is how long ago the leader last answered this agent
 	// (-1: never); beyond the lease duration the agent's view may be stale.
 	LeaderContactMS int64 `json:"leader_contact_ms"`
+	// LeaseRelay is the raft ID of the voter that relayed this agent's
+	// last lease grant; empty when the leader answered it directly (a
+	// voter, the leader itself, or a non-voter whose relay failed).
+	LeaseRelay string `json:"lease_relay,omitempty"`
 	// LeasePrimaries counts the partitions this node's app may serve as
 	// primary now (its lease).
 	LeasePrimaries int    `json:"lease_primaries"`
@@ -172,6 +176,7 @@ func (a *Agent) Status() Status {
 		out.LeaderContactMS = lv.ContactAge.Milliseconds()
 	}
 	out.LeasePrimaries = len(lv.Primaries)
+	out.LeaseRelay = a.lease.relayedBy()
 	out.Ready, out.NotReady = a.readiness()
 	if a.deliverer != nil {
 		out.UndeliveredEvents = a.deliverer.Pending()

@@ -23,6 +23,9 @@ type heldLease struct {
 	// the grant runs from it.
 	sentAt time.Time
 	grant  raftctl.LeaseGrant
+	// via is the raft ID of the server that relayed the grant ("": the
+	// leader answered directly).
+	via string
 }
 
 // leaseView is the lease as of one instant.
@@ -36,13 +39,21 @@ type leaseView struct {
 	ContactAge time.Duration
 }
 
-func (h *heldLease) set(sentAt time.Time, g raftctl.LeaseGrant) {
+func (h *heldLease) set(sentAt time.Time, g raftctl.LeaseGrant, via string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if sentAt.Before(h.sentAt) {
 		return // an answer overtaken by a later one
 	}
-	h.sentAt, h.grant = sentAt, g
+	h.sentAt, h.grant, h.via = sentAt, g, via
+}
+
+// relayedBy is the raft ID of the server that relayed the last grant, ""
+// when the leader answered directly or there was none.
+func (h *heldLease) relayedBy() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.via
 }
 
 func (h *heldLease) view(now time.Time) leaseView {
@@ -72,6 +83,7 @@ func (a *Agent) renewLease() {
 	leaderID, addr := a.raft.Leader()
 	req.Load, req.LoadAge = a.loadToSend(leaderID, sent)
 	var g raftctl.LeaseGrant
+	var via string
 	var err error
 	if a.raft.IsLeader() {
 		g, err = a.raft.GrantLocal(req)
@@ -80,7 +92,7 @@ func (a *Agent) renewLease() {
 		// slow answer (a busy leader) is waited for rather than replaced:
 		// the renewal due meanwhile is sent as soon as this one ends.
 		ctx, cancel := context.WithTimeout(a.ctx, a.leaseTimings.Duration/2)
-		g, err = a.requestLease(ctx, leaderID, addr, req)
+		g, via, err = a.requestLease(ctx, leaderID, addr, req)
 		cancel()
 	} else {
 		return
@@ -92,27 +104,27 @@ func (a *Agent) renewLease() {
 	if req.Load != nil {
 		a.loadSent(leaderID, sent)
 	}
-	a.lease.set(sent, g)
+	a.lease.set(sent, g, via)
 }
 
 // requestLease asks for a grant through this agent's relay
 // (leaserelay.go), or from the leader at addr directly when it has none or
-// the relay fails and ctx leaves time for it.
-func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raftctl.LeaseRequest) (raftctl.LeaseGrant, error) {
+// the relay fails and ctx leaves time for it. via is the relay's raft ID
+// when it answered.
+func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raftctl.LeaseRequest) (g raftctl.LeaseGrant, via string, err error) {
 	relay, ok := a.leaseRelays.pick(a.raftID, leaderID, time.Now(), a.raft.Configuration)
-	if !ok {
-		return a.raft.RequestLease(ctx, addr, req)
+	if ok {
+		if g, err = a.raft.RequestLease(ctx, relay.Address, req); err == nil {
+			return g, relay.ID, nil
+		}
+		a.leaseRelays.failed(relay.ID, time.Now())
+		a.log.Debug("lease relay failed, asking the leader directly", "relay", relay.ID, "error", err)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < a.leaseTimings.Duration/8 {
+			return g, "", err
+		}
 	}
-	g, err := a.raft.RequestLease(ctx, relay.Address, req)
-	if err == nil {
-		return g, nil
-	}
-	a.leaseRelays.failed(relay.ID, time.Now())
-	a.log.Debug("lease relay failed, asking the leader directly", "relay", relay.ID, "error", err)
-	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < a.leaseTimings.Duration/8 {
-		return g, err
-	}
-	return a.raft.RequestLease(ctx, addr, req)
+	g, err = a.raft.RequestLease(ctx, addr, req)
+	return g, "", err
 }
 
 // leaseVerifyLoop runs the leader's side of the leases every

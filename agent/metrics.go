@@ -225,6 +225,8 @@ var (
 
 	descLeaderContact  = prometheus.NewDesc("steward_leader_contact_age_seconds", "Time since the leader last answered this agent's lease renewal (-1: never).", nil, nil)
 	descLeasePrimaries = prometheus.NewDesc("steward_lease_primaries", "Partitions this node's app may serve as primary now (its primary lease).", nil, nil)
+	descLeaseRelayed   = prometheus.NewDesc("steward_lease_renewals_relayed_total", "Lease renewals of other agents this voter relayed to the leader in batches.", nil, nil)
+	descHeldHeartbeats = prometheus.NewDesc("steward_raft_heartbeats_held_total", "Raft heartbeats to non-voters this agent, as leader, held back because the non-voter had answered within the last 0.4 heartbeat timeout.", nil, nil)
 
 	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
 	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)
@@ -242,7 +244,7 @@ var (
 type stateCollector struct{ a *Agent }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descInconclusive, descProbeTimeout, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descDataLost, descUnderRepl} {
+	for _, d := range []*prometheus.Desc{descRaftState, descRaftTerm, descCommitIndex, descAppliedIdx, descMembers, descPrimaries, descCopies, descReady, descSuspicions, descFailedProbes, descFlaps, descInconclusive, descProbeTimeout, descMigrations, descUndelivered, descLeaderContact, descLeasePrimaries, descLeaseRelayed, descHeldHeartbeats, descDataLost, descUnderRepl} {
 		ch <- d
 	}
 }
@@ -273,6 +275,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descLeaderContact, prometheus.GaugeValue, contact)
 	ch <- prometheus.MustNewConstMetric(descLeasePrimaries, prometheus.GaugeValue, float64(len(lv.Primaries)))
+	ch <- prometheus.MustNewConstMetric(descLeaseRelayed, prometheus.CounterValue, float64(a.raft.RelayedLeases()))
+	ch <- prometheus.MustNewConstMetric(descHeldHeartbeats, prometheus.CounterValue, float64(a.raft.HeldHeartbeats()))
 	hc := a.monitor.Counters()
 	ch <- prometheus.MustNewConstMetric(descSuspicions, prometheus.CounterValue, float64(hc.Suspicions))
 	ch <- prometheus.MustNewConstMetric(descFailedProbes, prometheus.CounterValue, float64(hc.FailedProbes))

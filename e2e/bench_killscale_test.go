@@ -68,9 +68,20 @@ func scaleAgents(b *testing.B, def int) int {
 // STEWARD_BENCH_BASELINE_AGENT, when set, is an agent binary built from an
 // earlier commit: each trial then runs it and this tree's agent one after
 // the other, so that before and after share the machine's moods.
+// STEWARD_BENCH_VICTIM=nonvoter kills the non-voter that leads the most
+// partitions instead (the leader's heartbeats to non-voters are thinned,
+// raftctl/thin.go).
 func BenchmarkKillAtScale(b *testing.B) {
 	n := scaleAgents(b, 50)
 	profile := benchProfile(b)
+	nonvoterVictim := false
+	switch v := os.Getenv("STEWARD_BENCH_VICTIM"); v {
+	case "", "follower":
+	case "nonvoter":
+		nonvoterVictim = true
+	default:
+		b.Fatalf("STEWARD_BENCH_VICTIM=%q: want follower or nonvoter", v)
+	}
 	burning := burnCores(b)
 	trials := max(b.N, 3)
 	builds := []*killScaleRuns{{name: "this", bin: agentBin}}
@@ -79,7 +90,7 @@ func BenchmarkKillAtScale(b *testing.B) {
 	}
 	for i := 0; i < trials; i++ {
 		for _, build := range builds {
-			build.add(i+1, killAtScaleTrial(b, build.bin, n, profile))
+			build.add(i+1, killAtScaleTrial(b, build.bin, n, profile, nonvoterVictim))
 		}
 	}
 	b.ReportMetric(0, "ns/op")
@@ -136,7 +147,7 @@ type killScaleTrial struct {
 	clear []time.Duration
 }
 
-func killAtScaleTrial(b *testing.B, bin string, n int, profile string) killScaleTrial {
+func killAtScaleTrial(b *testing.B, bin string, n int, profile string, nonvoterVictim bool) killScaleTrial {
 	c := newBenchCluster(b)
 	defer c.close()
 	nodes, leader := startBalanced(b, c, bin, n, profile)
@@ -148,8 +159,21 @@ func killAtScaleTrial(b *testing.B, bin string, n int, profile string) killScale
 	for _, p := range pt.Partitions {
 		count[p.Primary]++
 	}
+	voter := map[string]bool{}
+	if nonvoterVictim {
+		servers, err := leader.RaftServers()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range servers {
+			voter[s.NodeID] = s.Voter
+		}
+	}
 	var victim *node
 	for _, nd := range without(nodes, leader) {
+		if nonvoterVictim && voter[nd.ID] {
+			continue
+		}
 		if victim == nil || count[nd.ID] > count[victim.ID] {
 			victim = nd
 		}

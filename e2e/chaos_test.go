@@ -36,7 +36,9 @@ var (
 	chaosFaults = flag.String("chaos.faults", "all",
 		"comma-separated fault kinds the chaos test injects (see chaos_faults_test.go), or all")
 	chaosClients = flag.Int("chaos.clients", 12, "concurrent clients of the chaos test")
-	chaosKeep    = flag.String("chaos.keep", "",
+	chaosVoters  = flag.Int("chaos.voters", chaosNodes,
+		"raft voters among the chaos test's agents (-voters); fewer than the agents makes the others non-voters, whose lease renewals the voters relay")
+	chaosKeep = flag.String("chaos.keep", "",
 		"directory for the chaos test's history, checker HTML and logs, kept even when it passes (default: a new directory under the temp dir, kept only on failure)")
 )
 
@@ -104,7 +106,10 @@ func TestChaosLinearizable(t *testing.T) {
 	r.cluster = newCluster(t)
 	r.net = newNetFaults(t, r.cluster)
 	t.Cleanup(r.keepArtifacts) // runs before the cluster is killed
-	r.nodes = formAppCluster(t, r.cluster, chaosNodes, "-partitions", "32", "-replication-factor", fmt.Sprint(chaosRF))
+	if *chaosVoters < 1 || *chaosVoters > chaosNodes {
+		t.Fatalf("-chaos.voters %d: want 1 to %d", *chaosVoters, chaosNodes)
+	}
+	r.nodes = formAppCluster(t, r.cluster, chaosNodes, "-partitions", "32", "-replication-factor", fmt.Sprint(chaosRF), "-voters", fmt.Sprint(*chaosVoters))
 
 	r.history = newHistory()
 	r.watcher = newTableWatcher(r.history, plainNodes(r.nodes))
@@ -133,7 +138,7 @@ func TestChaosLinearizable(t *testing.T) {
 		// A member may show suspect for a moment on a starved machine; what
 		// must hold is that the cluster converges again on its own.
 		if _, err := localcluster.Poll(context.Background(), 200*time.Millisecond, 30*time.Second, func() error {
-			return converged(plainNodes(r.nodes), chaosRF, chaosNodes)
+			return converged(plainNodes(r.nodes), chaosRF, *chaosVoters)
 		}); err != nil {
 			r.failf("the cluster did not converge again within 30 s after the last reads: %v", err)
 		}
@@ -172,7 +177,7 @@ func TestChaosLinearizable(t *testing.T) {
 // the run injects nothing more.
 func (r *chaosRun) faultAndConverge(i int, f fault) bool {
 	rec := r.inject(r.t, f)
-	took, err := localcluster.Poll(context.Background(), benchPoll, convergeBound, func() error { return converged(plainNodes(r.nodes), chaosRF, chaosNodes) })
+	took, err := localcluster.Poll(context.Background(), benchPoll, convergeBound, func() error { return converged(plainNodes(r.nodes), chaosRF, *chaosVoters) })
 	if err != nil {
 		r.history.recordFault(rec)
 		r.failf("fault %d (%s) at %.1f s: the cluster did not converge within %s of the repair: %v", i, f, secondsOf(rec.Start), convergeBound, err)

@@ -25,13 +25,16 @@ type leaseInterval struct {
 type leaseWatch struct {
 	mu          sync.Mutex
 	byPartition map[int][]leaseInterval
-	polls       map[string]int
-	stopCh      chan struct{}
-	wg          sync.WaitGroup
+	// valid are the intervals each node's lease was valid, primaries or
+	// not.
+	valid  map[string][]leaseInterval
+	polls  map[string]int
+	stopCh chan struct{}
+	wg     sync.WaitGroup
 }
 
 func watchLeases(nodes []*node) *leaseWatch {
-	w := &leaseWatch{byPartition: map[int][]leaseInterval{}, polls: map[string]int{}, stopCh: make(chan struct{})}
+	w := &leaseWatch{byPartition: map[int][]leaseInterval{}, valid: map[string][]leaseInterval{}, polls: map[string]int{}, stopCh: make(chan struct{})}
 	for _, n := range nodes {
 		w.wg.Add(1)
 		go func() {
@@ -67,6 +70,7 @@ func (w *leaseWatch) pollOnce(n *node) {
 		return
 	}
 	until := sent.Add(time.Duration(l.RemainingMS) * time.Millisecond)
+	w.valid[n.ID] = append(w.valid[n.ID], leaseInterval{node: n.ID, from: got, to: until})
 	for ps := range l.Primaries {
 		p, _ := strconv.Atoi(ps)
 		w.byPartition[p] = append(w.byPartition[p], leaseInterval{node: n.ID, from: got, to: until})
@@ -76,6 +80,30 @@ func (w *leaseWatch) pollOnce(n *node) {
 func (w *leaseWatch) stop() {
 	close(w.stopCh)
 	w.wg.Wait()
+}
+
+// longestGap is the longest stretch within [from, to] during which node's
+// lease was not seen valid (to - from if it never was).
+func (w *leaseWatch) longestGap(node string, from, to time.Time) time.Duration {
+	w.mu.Lock()
+	merged := mergeIntervals(append([]leaseInterval(nil), w.valid[node]...))
+	w.mu.Unlock()
+	sort.Slice(merged, func(i, j int) bool { return merged[i].from.Before(merged[j].from) })
+	var longest time.Duration
+	at := from // covered up to here
+	for _, iv := range merged {
+		if !iv.to.After(at) {
+			continue
+		}
+		if iv.from.After(at) {
+			longest = max(longest, minTime(iv.from, to).Sub(at))
+		}
+		at = iv.to
+		if !at.Before(to) {
+			return longest
+		}
+	}
+	return max(longest, to.Sub(at))
 }
 
 // holders returns, per partition, the node whose lease on it was seen last.

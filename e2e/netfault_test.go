@@ -13,6 +13,7 @@ package e2e
 //	nf.Isolate(nodes[3], nodes[4])  // cut {3,4} off from the other nodes of c,
 //	                                // both directions; calls accumulate
 //	nf.IsolateTCP(nodes[2])         // the same for TCP only: UDP still passes
+//	nf.Cut(a, b)                    // cut the nodes of a off from those of b only
 //	nf.Heal()                       // remove every fault
 //	nf.Loss(nodes[2], 80, lossBoth) // drop 80 % of the packets between node 2
 //	                                // and the others: lossIncoming,
@@ -226,6 +227,18 @@ func (nf *netFaults) Isolate(group ...*node) {
 		nf.t.Fatalf("Isolate: %d nodes against %d: nothing to cut", len(in), len(out))
 	}
 	nf.nft(nf.dropRules(in, out, "") + nf.dropRules(out, in, ""))
+}
+
+// Cut cuts all traffic, both ways, between the nodes of a and those of b;
+// each still reaches every other node.
+func (nf *netFaults) Cut(a, b []*node) {
+	nf.t.Helper()
+	for _, n := range append(append([]*node{}, a...), b...) {
+		if n.UID == 0 {
+			nf.t.Fatalf("%s runs on %s as the test's user: add it after newNetFaults", n.ID, n.Host)
+		}
+	}
+	nf.nft(nf.dropRules(a, b, "") + nf.dropRules(b, a, ""))
 }
 
 // IsolateTCP cuts TCP, both ways, between the given nodes and the other

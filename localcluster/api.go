@@ -24,7 +24,11 @@ type Status struct {
 	AppliedIndex uint64 `json:"applied_index"`
 	Voter        bool   `json:"voter"`
 	Ready        bool   `json:"ready"`
+	NotReady     string `json:"not_ready"`
 	Bootstrapped bool   `json:"bootstrapped"`
+	// LeaseRelay is the raft ID of the voter that relayed the agent's last
+	// lease grant ("": the leader answered directly).
+	LeaseRelay string `json:"lease_relay"`
 	// Undelivered counts the webhooks not yet acknowledged by the app.
 	Undelivered int `json:"undelivered_events"`
 	// Cluster.Size is desired (-desired-nodes) versus alive members.

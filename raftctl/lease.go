@@ -214,7 +214,7 @@ func (n *Node) serveLease(remote string, data []byte) ([]byte, error) {
 	case json.Unmarshal(data, &req) != nil || req.NodeID == "":
 		resp.Error = `lease request must be {"node_id": "..."}`
 	default:
-		if !n.IsLeader() {
+		if n.cfg.LeaseRelay.Wait > 0 && !n.IsLeader() {
 			resp = n.relay(req)
 		} else if grant, err := n.GrantLocal(req); err != nil {
 			resp.Error = err.Error()

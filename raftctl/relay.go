@@ -119,7 +119,8 @@ func (n *Node) grantBatch(batch []relayedLease) ([]leaseResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Bounded by Timeout alone: Shutdown closes relayConn after it.
+	// Bounded by Timeout alone: Shutdown waits for the relay loop, then
+	// closes relayConn.
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.LeaseRelay.Timeout)
 	defer cancel()
 	raw, err := n.relayConn.exchange(ctx, n, kindLeaseBatch, addr, body)
@@ -155,12 +156,9 @@ func (n *Node) grantEach(reqs []LeaseRequest) []leaseResponse {
 }
 
 // relay hands req to the relay loop and waits for its answer: the
-// answer to a lease request that reached a server that does not lead.
+// answer to a lease request that reached a server that relays and does
+// not lead.
 func (n *Node) relay(req LeaseRequest) leaseResponse {
-	if n.cfg.LeaseRelay.Wait <= 0 {
-		_, err := n.GrantLocal(req) // ErrNotLeader, with the reason
-		return leaseResponse{Error: err.Error()}
-	}
 	r := relayedLease{req: req, answer: make(chan leaseResponse, 1)}
 	select {
 	case n.relayIn <- r:
