@@ -102,8 +102,8 @@ type Status struct {
 	// (-1: never); beyond the lease duration the agent's view may be stale.
 	LeaderContactMS int64 `json:"leader_contact_ms"`
 	// LeaseRelay is the raft ID of the voter that relayed this agent's
-	// last lease grant; empty when the leader answered it directly (a
-	// voter, the leader itself, or a non-voter whose relay failed).
+	// last lease grant; empty when the leader answered it directly (on
+	// the leader itself, or after the relay failed).
 	LeaseRelay string `json:"lease_relay,omitempty"`
 	// LeasePrimaries counts the partitions this node's app may serve as
 	// primary now (its lease).

@@ -9,7 +9,7 @@ import (
 	"github.com/steward-dev/steward/raftctl"
 )
 
-func TestANonvoterRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
+func TestAnAgentRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
 	servers := []raftctl.Server{
 		{ID: "v1", Address: "a1", Voter: true},
 		{ID: "v2", Address: "a2", Voter: true},
@@ -23,7 +23,8 @@ func TestANonvoterRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
 		avoided            func(string) bool
 		want               string // "" renews directly
 	}{
-		{"a voter renews directly", "v2", "v1", none, ""},
+		{"a voter renews through the other voter that does not lead", "v2", "v1", none, "v3"},
+		{"the leader renews with itself", "v1", "v1", none, ""},
 		{"no leader known", "n1", "", none, ""},
 		{"not in the configuration yet", "n9", "v1", none, ""},
 		{"the other voters both avoided", "n1", "v1", func(id string) bool { return id != "v1" }, ""},

@@ -226,7 +226,7 @@ var (
 	descLeaderContact  = prometheus.NewDesc("steward_leader_contact_age_seconds", "Time since the leader last answered this agent's lease renewal (-1: never).", nil, nil)
 	descLeasePrimaries = prometheus.NewDesc("steward_lease_primaries", "Partitions this node's app may serve as primary now (its primary lease).", nil, nil)
 	descLeaseRelayed   = prometheus.NewDesc("steward_lease_renewals_relayed_total", "Lease renewals of other agents this voter relayed to the leader in batches.", nil, nil)
-	descHeldHeartbeats = prometheus.NewDesc("steward_raft_heartbeats_held_total", "Raft heartbeats to non-voters this agent, as leader, held back because the non-voter had answered within the last 0.4 heartbeat timeout.", nil, nil)
+	descHeldHeartbeats = prometheus.NewDesc("steward_raft_heartbeats_held_total", "Raft heartbeats to non-voters this agent, as leader, held until the non-voter was due one (0.4 heartbeat timeout after its last answer).", nil, nil)
 
 	descSuspicions   = prometheus.NewDesc("steward_health_suspicions_total", "Peers that went from healthy to suspect in this agent's detector.", nil, nil)
 	descFailedProbes = prometheus.NewDesc("steward_health_failed_probes_total", "Failed probes of peers (a gossip dead counts as one).", nil, nil)

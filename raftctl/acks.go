@@ -158,8 +158,8 @@ func (a *followerAcks) recordAnswer(id raft.ServerID, args *raft.AppendEntriesRe
 }
 
 // ackingTransport is raft's transport, recording the answers to
-// AppendEntries, pipelined or not, and holding back the heartbeats a
-// non-voter does not need (thin.go). Every other method is the
+// AppendEntries, pipelined or not, and holding the heartbeats to a
+// non-voter until it is due one (thin.go). Every other method is the
 // NetworkTransport's.
 type ackingTransport struct {
 	*raft.NetworkTransport
@@ -169,12 +169,13 @@ type ackingTransport struct {
 
 // AppendEntries sends the request and records the answer.
 func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
-	sent := time.Now()
-	if isHeartbeat(args) && t.thin.holdBack(id, args.Term, t.acks, sent) {
-		t.thin.held.Add(1)
-		*resp = raft.AppendEntriesResponse{RPCHeader: resp.RPCHeader, Term: args.Term, Success: true}
-		return nil
+	if isHeartbeat(args) {
+		if wait := t.thin.dueIn(id, args.Term, t.acks, time.Now()); wait > 0 {
+			t.thin.held.Add(1)
+			t.thin.hold(wait)
+		}
 	}
+	sent := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err != nil {
 		t.acks.unreachable(id)

@@ -72,7 +72,7 @@ type Config struct {
 
 	// NonvoterContact is how long the leader may go without an answer from
 	// a non-voter before it lets raft's next heartbeat to it through; the
-	// heartbeats in between are held back (thin.go). A non-voter forgets
+	// heartbeats in between are held until then (thin.go). A non-voter forgets
 	// its leader after HeartbeatTimeout of silence, so this must stay well
 	// under it: at most HeartbeatTimeout/2. 0 lets every heartbeat through.
 	NonvoterContact time.Duration

@@ -88,7 +88,8 @@ type Node struct {
 	// trans is raft's transport as raft uses it: the NetworkTransport,
 	// recording answers (acks.go); the announcer sends through it too.
 	trans ackingTransport
-	// thin holds back the heartbeats non-voters do not need (thin.go).
+	// thin holds the heartbeats to non-voters until they are due one
+	// (thin.go).
 	thin     *heartbeatThinning
 	stream   *tcpStreamLayer
 	bolt     *raftboltdb.BoltStore // nil when InMemory
@@ -267,7 +268,7 @@ func New(cfg *Config) (n *Node, err error) {
 
 	f := newFSM()
 	acks := newFollowerAcks()
-	thin := &heartbeatThinning{every: cfg.NonvoterContact}
+	thin := &heartbeatThinning{every: cfg.NonvoterContact, stop: shutdownCh}
 	trans := ackingTransport{NetworkTransport: transport, acks: acks, thin: thin}
 	r, err := startRaft(rc, f, logs, stable, snaps, trans, cfg.DataDir)
 	if err != nil {

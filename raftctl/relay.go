@@ -23,7 +23,7 @@ import (
 // longer.
 //
 // Which agents send through which server is the agent's choice
-// (agent/lease.go). A relay that cannot reach the leader, or a leader that
+// (agent/leaserelay.go). A relay that cannot reach the leader, or a leader that
 // does not know this kind (an older version during an upgrade), answers
 // every request of the batch with a refusal, and the agent asks the leader
 // directly.

@@ -21,20 +21,22 @@ import (
 // voters' answers. A non-voter needs only to keep knowing its leader: it
 // forgets it after HeartbeatTimeout without hearing from it (and then
 // renews no lease and forwards no write until it hears again). So the
-// transport lets a heartbeat to a non-voter through only when the leader
-// has no answer from it in this term sent within NonvoterContact; a
-// heartbeat it holds back is answered for raft as a success in the
-// request's term.
+// transport holds a heartbeat to a non-voter until the non-voter is due
+// one: NonvoterContact after the newest request it answered in this term
+// (a heartbeat, raft's idle AppendEntries, a commit announcement). raft's
+// heartbeat goroutine for that follower waits in the transport meanwhile,
+// then sends the heartbeat and gets the real answer: raft sees a slow
+// heartbeat, never a made-up one, and the goroutine wakes once per
+// heartbeat sent instead of every HeartbeatTimeout/10 (each wake-up of a
+// process costs more in Go's scheduler than the message itself,
+// docs/benchmarks.md).
 //
-// What raft does with that answer (replication.go, heartbeat): it sets the
-// follower's last contact and counts it for VerifyLeader. Neither matters
-// for a non-voter: raft's own leader lease (checkLeaderLease) counts voters
-// only, and Steward does not use VerifyLeader's answer (confirm.go counts
-// the voters' real answers, which thinning never touches). A held-back
-// heartbeat records nothing in acks, so it confirms nothing and hides
-// nothing: a non-voter that stops answering is reported to the
-// unreachable handler by the next heartbeat let through, at most
-// NonvoterContact later.
+// What a held heartbeat delays: raft's last contact with that non-voter
+// and its VerifyLeader, neither of which counts a non-voter where it
+// matters (raft's own leader lease counts voters only, and Steward's
+// confirmation of leadership counts the voters' answers, which thinning
+// never touches); and the unreachable handler's first sign of a dead
+// non-voter, up to NonvoterContact later.
 type heartbeatThinning struct {
 	// every is NonvoterContact; 0 lets every heartbeat through.
 	every time.Duration
@@ -43,8 +45,10 @@ type heartbeatThinning struct {
 	// while this server does not lead. A server not in it is treated as a
 	// voter: a mistake that way only costs heartbeats.
 	nonvoters atomic.Pointer[map[raft.ServerID]struct{}]
-	// held counts the heartbeats held back (tests, and the figures of
-	// docs/benchmarks.md).
+	// stop ends a hold early: the node's shutdown.
+	stop <-chan struct{}
+	// held counts the heartbeats held (tests, the metric
+	// steward_raft_heartbeats_held_total).
 	held atomic.Uint64
 }
 
@@ -55,26 +59,39 @@ func isHeartbeat(args *raft.AppendEntriesRequest) bool {
 	return len(args.Entries) == 0 && args.PrevLogEntry == 0 && args.PrevLogTerm == 0 && args.LeaderCommitIndex == 0
 }
 
-// holdBack decides whether a heartbeat to id may be held back: id is a
-// non-voter whose newest answer in term was to a request sent less than
-// every before now.
-func (t *heartbeatThinning) holdBack(id raft.ServerID, term uint64, acks *followerAcks, now time.Time) bool {
+// dueIn is how long a heartbeat to id should wait: until every after the
+// newest request id answered in term when id is a non-voter, 0 (send it
+// now) otherwise.
+func (t *heartbeatThinning) dueIn(id raft.ServerID, term uint64, acks *followerAcks, now time.Time) time.Duration {
 	if t == nil || t.every <= 0 {
-		return false
+		return 0
 	}
 	nv := t.nonvoters.Load()
 	if nv == nil {
-		return false
+		return 0
 	}
 	if _, ok := (*nv)[id]; !ok {
-		return false
+		return 0
 	}
 	sent, ok := acks.answeredAt(id, term)
-	return ok && now.Sub(sent) < t.every
+	if !ok {
+		return 0
+	}
+	return max(0, t.every-now.Sub(sent))
+}
+
+// hold waits d, or less if the node shuts down.
+func (t *heartbeatThinning) hold(d time.Duration) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-t.stop:
+	}
 }
 
 // setNonvoters records the non-voters of servers (nil: this server does
-// not lead, nothing is held back).
+// not lead, nothing is held).
 func (t *heartbeatThinning) setNonvoters(servers []raft.Server) {
 	if servers == nil {
 		t.nonvoters.Store(nil)
@@ -126,5 +143,5 @@ func (n *Node) nonvoterLoop() {
 }
 
 // HeldHeartbeats is how many heartbeats to non-voters this server, as
-// leader, held back (NonvoterContact).
+// leader, held until the non-voter was due one (NonvoterContact).
 func (n *Node) HeldHeartbeats() uint64 { return n.thin.held.Load() }

@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-func TestOnlyANonvoterHeardFromRecentlyHasItsHeartbeatHeldBack(t *testing.T) {
+func TestOnlyANonvoterHeardFromRecentlyHasItsHeartbeatHeld(t *testing.T) {
 	now := time.Now()
 	acks := newFollowerAcks()
 	acks.record("voter", 7, now.Add(-10*time.Millisecond), 0)
@@ -22,27 +22,27 @@ func TestOnlyANonvoterHeardFromRecentlyHasItsHeartbeatHeldBack(t *testing.T) {
 		{ID: "old-term", Suffrage: raft.Nonvoter},
 		{ID: "silent", Suffrage: raft.Nonvoter},
 	})
-	for id, want := range map[raft.ServerID]bool{
-		"voter":    false, // a voter gets every heartbeat
-		"fresh":    true,  // answered 10 ms ago in this term
-		"stale":    false, // last answer older than NonvoterContact
-		"old-term": false, // answered only in an earlier term
-		"silent":   false, // never answered
-		"unknown":  false, // not in the configuration: treated as a voter
+	for id, want := range map[raft.ServerID]time.Duration{
+		"voter":    0,                      // a voter gets every heartbeat
+		"fresh":    390 * time.Millisecond, // answered 10 ms ago in this term
+		"stale":    0,                      // last answer older than NonvoterContact
+		"old-term": 0,                      // answered only in an earlier term
+		"silent":   0,                      // never answered
+		"unknown":  0,                      // not in the configuration: treated as a voter
 	} {
-		if got := thin.holdBack(id, 7, acks, now); got != want {
-			t.Errorf("holdBack(%s) = %v, want %v", id, got, want)
+		if got := thin.dueIn(id, 7, acks, now); got != want {
+			t.Errorf("dueIn(%s) = %s, want %s", id, got, want)
 		}
 	}
 
 	thin.setNonvoters(nil) // this server no longer leads
-	if thin.holdBack("fresh", 7, acks, now) {
-		t.Error("a server that does not lead held back a heartbeat")
+	if d := thin.dueIn("fresh", 7, acks, now); d != 0 {
+		t.Errorf("a server that does not lead held a heartbeat for %s", d)
 	}
 	off := &heartbeatThinning{}
 	off.setNonvoters([]raft.Server{{ID: "fresh", Suffrage: raft.Nonvoter}})
-	if off.holdBack("fresh", 7, acks, now) {
-		t.Error("NonvoterContact 0 held back a heartbeat")
+	if d := off.dueIn("fresh", 7, acks, now); d != 0 {
+		t.Errorf("NonvoterContact 0 held a heartbeat for %s", d)
 	}
 }
 
@@ -63,7 +63,7 @@ func TestOnlyHeartbeatsAreThinned(t *testing.T) {
 	}
 }
 
-// A non-voter whose heartbeats are thinned still always knows its leader,
+// A non-voter whose heartbeats are held still always knows its leader,
 // and once promoted it gets every heartbeat.
 func TestANonvoterKeepsItsLeaderOnThinnedHeartbeats(t *testing.T) {
 	quiet := func(id string) *Config {
@@ -90,8 +90,8 @@ func TestANonvoterKeepsItsLeaderOnThinnedHeartbeats(t *testing.T) {
 	})
 
 	// Watch for longer than HeartbeatTimeout several times over: the
-	// non-voter must never forget its leader, though most heartbeats are
-	// held back.
+	// non-voter must never forget its leader, though its heartbeats are
+	// held.
 	heldBefore := leader.HeldHeartbeats()
 	watch := 6 * nv.cfg.HeartbeatTimeout
 	for end := time.Now().Add(watch); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
@@ -100,10 +100,10 @@ func TestANonvoterKeepsItsLeaderOnThinnedHeartbeats(t *testing.T) {
 		}
 	}
 	held := leader.HeldHeartbeats() - heldBefore
-	// raft heartbeats every 30-60 ms here; one per NonvoterContact
-	// (120 ms) goes through.
-	if held < 10 {
-		t.Fatalf("only %d heartbeats to the non-voter were held back in %s", held, watch)
+	// raft heartbeats every 30-60 ms here; the held one goes out
+	// NonvoterContact (120 ms) after the last answer.
+	if held < 5 {
+		t.Fatalf("only %d heartbeats to the non-voter were held in %s", held, watch)
 	}
 
 	if err := leader.Promote("t3"); err != nil {
@@ -112,6 +112,6 @@ func TestANonvoterKeepsItsLeaderOnThinnedHeartbeats(t *testing.T) {
 	heldAtPromotion := leader.HeldHeartbeats()
 	time.Sleep(watch) // an observation window, not a synchronisation
 	if more := leader.HeldHeartbeats() - heldAtPromotion; more != 0 {
-		t.Fatalf("%d heartbeats to the promoted voter were held back", more)
+		t.Fatalf("%d heartbeats to the promoted voter were held", more)
 	}
 }
