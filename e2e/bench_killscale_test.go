@@ -118,7 +118,7 @@ type killScaleRuns struct {
 
 func (k *killScaleRuns) add(trial int, r killScaleTrial) {
 	if k.tbl.Len() == 0 {
-		fmt.Fprintf(&k.tbl, "| trial | victim | partitions it led | failed everywhere | false removals | commit | survivors clear: median / worst | after commit: median / worst |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&k.tbl, "| trial | victim | partitions it led | failed everywhere | false removals | commit | survivors clear: median / worst | after commit: median / worst | the last survivor |\n|---|---|---|---|---|---|---|---|---|\n")
 	}
 	k.failed = append(k.failed, r.failedEverywhere)
 	k.falseRemovals += r.falseRemovals
@@ -128,8 +128,8 @@ func (k *killScaleRuns) add(trial int, r killScaleTrial) {
 	}
 	k.commits = append(k.commits, r.committed)
 	k.worstLags, k.medLags = append(k.worstLags, slices.Max(lags)), append(k.medLags, median(lags))
-	fmt.Fprintf(&k.tbl, "| %d | %s | %d | %s | %d | %s | %s / %s | %s / %s |\n", trial, r.victim, r.led, secs(r.failedEverywhere), r.falseRemovals, secs(r.committed),
-		secs(median(r.clear)), secs(slices.Max(r.clear)), msecs(median(lags)), msecs(slices.Max(lags)))
+	fmt.Fprintf(&k.tbl, "| %d | %s | %d | %s | %d | %s | %s / %s | %s / %s | %s |\n", trial, r.victim, r.led, secs(r.failedEverywhere), r.falseRemovals, secs(r.committed),
+		secs(median(r.clear)), secs(slices.Max(r.clear)), msecs(median(lags)), msecs(slices.Max(lags)), r.last)
 }
 
 type killScaleTrial struct {
@@ -145,6 +145,8 @@ type killScaleTrial struct {
 	// clear[i] is when the i-th survivor other than the leader first
 	// named the victim primary of nothing.
 	clear []time.Duration
+	// last names the survivor that named it last, and its raft role.
+	last string
 }
 
 func killAtScaleTrial(b *testing.B, bin string, n int, profile string, nonvoterVictim bool) killScaleTrial {
@@ -160,14 +162,12 @@ func killAtScaleTrial(b *testing.B, bin string, n int, profile string, nonvoterV
 		count[p.Primary]++
 	}
 	voter := map[string]bool{}
-	if nonvoterVictim {
-		servers, err := leader.RaftServers()
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, s := range servers {
-			voter[s.NodeID] = s.Voter
-		}
+	servers, err := leader.RaftServers()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range servers {
+		voter[s.NodeID] = s.Voter
 	}
 	var victim *node
 	for _, nd := range without(nodes, leader) {
@@ -295,11 +295,19 @@ func killAtScaleTrial(b *testing.B, bin string, n int, profile string, nonvoterV
 		logged += strings.Count(nd.Log(), "member failed")
 	}
 	r.falseRemovals = max(logged-1, 0)
-	for i := range survivors {
-		if survivors[i] == leader {
-			r.committed = clearAt(i)
-		} else {
-			r.clear = append(r.clear, clearAt(i))
+	var lastAt time.Duration
+	for i, s := range survivors {
+		at := clearAt(i)
+		if s == leader {
+			r.committed = at
+			continue
+		}
+		r.clear = append(r.clear, at)
+		if at > lastAt {
+			lastAt, r.last = at, s.ID
+			if voter[s.ID] {
+				r.last += " (voter)"
+			}
 		}
 	}
 	return r
