@@ -48,37 +48,7 @@ func TestOnlyAMemberGossipCountsInIsSuspectedWhenRaftCannotReachIt(t *testing.T)
 // on most agents at a cluster's start. A new leader takes up the
 // suspicions published before it led.
 func TestASharedSuspicionIsProbedByTheAgentsThatMayLeadAlone(t *testing.T) {
-	dir := t.TempDir()
-	var agents []*Agent
-	for i := 1; i <= 5; i++ {
-		id := fmt.Sprintf("a%d", i)
-		cfg := testConfig(t, id, filepath.Join(dir, id))
-		cfg.BootstrapExpect = 5
-		cfg.Voters = 3
-		if i > 1 {
-			cfg.Join = []string{agents[0].GossipAddr()}
-		}
-		agents = append(agents, startAgent(t, cfg))
-	}
-	var leader *Agent
-	var voters, others []*Agent
-	waitFor(t, 30*time.Second, "a leader, two other voters and two non-voters", func() error {
-		leader, voters, others = nil, nil, nil
-		for _, a := range agents {
-			switch {
-			case a.raft.IsLeader():
-				leader = a
-			case a.mayLead():
-				voters = append(voters, a)
-			default:
-				others = append(others, a)
-			}
-		}
-		if leader == nil || len(voters) != 2 || len(others) != 2 {
-			return fmt.Errorf("leader %v, %d other voters, %d non-voters", leader != nil, len(voters), len(others))
-		}
-		return nil
-	})
+	leader, voters, others := startThreeVotersOfFive(t, "a")
 	publisher, bystander := others[0], others[1]
 	suspect, voter := voters[0], voters[1]
 	suspicions := func(a *Agent) int {
@@ -164,4 +134,41 @@ func TestTheSweepDropsTheRecordOfANodeNobodyKnows(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// startThreeVotersOfFive starts five agents (IDs prefix1 to prefix5) with
+// three voters, and returns the leader, the two other voters and the two
+// non-voters once raft has them so.
+func startThreeVotersOfFive(t *testing.T, prefix string) (leader *Agent, voters, others []*Agent) {
+	t.Helper()
+	dir := t.TempDir()
+	var agents []*Agent
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		cfg := testConfig(t, id, filepath.Join(dir, id))
+		cfg.BootstrapExpect = 5
+		cfg.Voters = 3
+		if i > 1 {
+			cfg.Join = []string{agents[0].GossipAddr()}
+		}
+		agents = append(agents, startAgent(t, cfg))
+	}
+	waitFor(t, 30*time.Second, "a leader, two other voters and two non-voters", func() error {
+		leader, voters, others = nil, nil, nil
+		for _, a := range agents {
+			switch {
+			case a.raft.IsLeader():
+				leader = a
+			case a.mayLead():
+				voters = append(voters, a)
+			default:
+				others = append(others, a)
+			}
+		}
+		if leader == nil || len(voters) != 2 || len(others) != 2 {
+			return fmt.Errorf("leader %v, %d other voters, %d non-voters", leader != nil, len(voters), len(others))
+		}
+		return nil
+	})
+	return leader, voters, others
 }

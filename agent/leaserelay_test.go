@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -69,37 +68,7 @@ func TestAnAgentRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
 // Two non-voters renew through the voters that do not lead; when the
 // relay of one stops, that one renews with the leader directly.
 func TestANonvoterWhoseRelayStopsRenewsWithTheLeader(t *testing.T) {
-	dir := t.TempDir()
-	var agents []*Agent
-	for i := 1; i <= 5; i++ {
-		id := fmt.Sprintf("r%d", i)
-		cfg := testConfig(t, id, filepath.Join(dir, id))
-		cfg.BootstrapExpect = 5
-		cfg.Voters = 3
-		if i > 1 {
-			cfg.Join = []string{agents[0].GossipAddr()}
-		}
-		agents = append(agents, startAgent(t, cfg))
-	}
-	var leader *Agent
-	var voters, others []*Agent
-	waitFor(t, 30*time.Second, "a leader, two other voters and two non-voters", func() error {
-		leader, voters, others = nil, nil, nil
-		for _, a := range agents {
-			switch {
-			case a.raft.IsLeader():
-				leader = a
-			case a.mayLead():
-				voters = append(voters, a)
-			default:
-				others = append(others, a)
-			}
-		}
-		if leader == nil || len(voters) != 2 || len(others) != 2 {
-			return fmt.Errorf("leader %v, %d other voters, %d non-voters", leader != nil, len(voters), len(others))
-		}
-		return nil
-	})
+	leader, voters, others := startThreeVotersOfFive(t, "r")
 	relayOf := func(a *Agent) *Agent {
 		r, ok := a.leaseRelays.pick(a.raftID, leader.raftID, time.Now(), a.raft.Configuration)
 		if !ok {

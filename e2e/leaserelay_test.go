@@ -10,6 +10,19 @@ import (
 // renewals go through a voter that does not lead. These scenarios use six
 // agents with three voters, so that there are relays to lose and cut.
 
+// formRelayCluster forms six agents with three voters and 32 partitions,
+// and watches their leases (until the test ends) until every partition is
+// leased.
+func formRelayCluster(t *testing.T, c *cluster) ([]*node, *leaseWatch) {
+	t.Helper()
+	nodes := formCluster(t, c, 6, "-partitions", "32", "-voters", "3")
+	waitVoters(t, nodes, 3)
+	w := watchLeases(nodes)
+	t.Cleanup(w.stop)
+	waitEveryPartitionLeased(t, w, 32)
+	return nodes, w
+}
+
 // voterSplit returns the leader, the other voters and the non-voters of
 // nodes, as the leader's raft configuration has them.
 func voterSplit(t *testing.T, nodes []*node) (leader *node, voters, nonvoters []*node) {
@@ -45,12 +58,8 @@ func voterSplit(t *testing.T, nodes []*node) (leader *node, voters, nonvoters []
 func TestANonvoterCutOffFromTheLeaderLosesItsLeaseThoughItReachesTheRelays(t *testing.T) {
 	c := newCluster(t)
 	nf := newNetFaults(t, c)
-	nodes := formCluster(t, c, 6, "-partitions", "32", "-voters", "3")
-	waitVoters(t, nodes, 3)
+	nodes, w := formRelayCluster(t, c)
 	leader, _, nonvoters := voterSplit(t, nodes)
-	w := watchLeases(nodes)
-	defer w.stop()
-	waitEveryPartitionLeased(t, w, 32)
 
 	victim := primaryHolder(t, nonvoters, nil)
 	nf.Cut([]*node{victim}, []*node{leader})
@@ -89,13 +98,8 @@ func TestANonvoterCutOffFromTheLeaderLosesItsLeaseThoughItReachesTheRelays(t *te
 // directly: their apps keep serving their primaries without a gap a
 // client would notice.
 func TestNonvotersKeepTheirLeasesWhenARelayIsKilled(t *testing.T) {
-	c := newCluster(t)
-	nodes := formCluster(t, c, 6, "-partitions", "32", "-voters", "3")
-	waitVoters(t, nodes, 3)
+	nodes, w := formRelayCluster(t, newCluster(t))
 	_, voters, nonvoters := voterSplit(t, nodes)
-	w := watchLeases(nodes)
-	defer w.stop()
-	waitEveryPartitionLeased(t, w, 32)
 
 	relay, relayed := busiestRelay(t, voters, nonvoters)
 	for _, n := range relayed {

@@ -24,11 +24,18 @@ import (
 // all nodes.
 func startCluster(t *testing.T, tlsConfs map[string]*tls.Config, ids ...string) (*Node, []*Node) {
 	t.Helper()
+	return startClusterWith(t, func(cfg *Config) { cfg.TLS = tlsConfs[cfg.ServerID] }, ids...)
+}
+
+// startClusterWith is startCluster with each server's configuration
+// changed by configure first.
+func startClusterWith(t *testing.T, configure func(*Config), ids ...string) (*Node, []*Node) {
+	t.Helper()
 	nodes := make([]*Node, len(ids))
 	for i, id := range ids {
 		cfg := testConfig(id, "")
 		cfg.InMemory = true
-		cfg.TLS = tlsConfs[id]
+		configure(cfg)
 		nodes[i] = startNode(t, cfg)
 	}
 	if err := nodes[0].Bootstrap(serversOf(nodes...)); err != nil {

