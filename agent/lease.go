@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -116,6 +117,13 @@ func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raf
 	if ok {
 		if g, err = a.raft.RequestLease(ctx, relay.Address, req); err == nil {
 			return g, relay.ID, nil
+		}
+		if errors.Is(err, raftctl.ErrLeaderRefused) {
+			// The leader's own refusal, passed on (after an election it
+			// grants nothing until its predecessor's grants ran out):
+			// asking it directly would get the same answer, and the
+			// relay did its part.
+			return g, "", err
 		}
 		a.leaseRelays.failed(relay.ID, time.Now())
 		a.log.Debug("lease relay failed, asking the leader directly", "relay", relay.ID, "error", err)

@@ -78,6 +78,29 @@ const maxLeaseAnswer = 4 << 20
 type leaseResponse struct {
 	Grant *LeaseGrant `json:"grant,omitempty"`
 	Error string      `json:"error,omitempty"`
+	// LeaderRefused marks a refusal the leader's granter decided (no
+	// leadership confirmed yet, not a member), passed on as it is by a
+	// relay; unmarked refusals come from a server that could not ask it.
+	LeaderRefused bool `json:"leader_refused,omitempty"`
+}
+
+// ErrLeaderRefused is wrapped, with ErrNoLease, by RequestLease's error
+// when the leader itself refused the request, directly or through a relay:
+// asking again elsewhere would get the same answer.
+var ErrLeaderRefused = errors.New("raftctl: the leader refused the lease")
+
+// grantResponse is this server's own answer to req: a grant, or a refusal
+// marked LeaderRefused when it leads and its granter refused.
+func (n *Node) grantResponse(req LeaseRequest) leaseResponse {
+	grant, err := n.GrantLocal(req)
+	switch {
+	case err == nil:
+		return leaseResponse{Grant: &grant}
+	case errors.Is(err, ErrNotLeader):
+		return leaseResponse{Error: err.Error()}
+	default:
+		return leaseResponse{Error: err.Error(), LeaderRefused: true}
+	}
 }
 
 // SetLeaseGranter installs the function that answers lease requests on
@@ -127,6 +150,9 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 		return LeaseGrant{}, fmt.Errorf("raftctl: lease from %s: bad answer: %w", addr, err)
 	}
 	if resp.Grant == nil {
+		if resp.LeaderRefused {
+			return LeaseGrant{}, fmt.Errorf("%w by %s: %w: %s", ErrNoLease, addr, ErrLeaderRefused, resp.Error)
+		}
 		return LeaseGrant{}, fmt.Errorf("%w by %s: %s", ErrNoLease, addr, resp.Error)
 	}
 	return *resp.Grant, nil
@@ -216,10 +242,8 @@ func (n *Node) serveLease(remote string, data []byte) ([]byte, error) {
 	default:
 		if n.cfg.LeaseRelay.Wait > 0 && !n.IsLeader() {
 			resp = n.relay(req)
-		} else if grant, err := n.GrantLocal(req); err != nil {
-			resp.Error = err.Error()
 		} else {
-			resp.Grant = &grant
+			resp = n.grantResponse(req)
 		}
 	}
 	body, err := json.Marshal(resp)

@@ -23,10 +23,12 @@ import (
 // longer.
 //
 // Which agents send through which server is the agent's choice
-// (agent/leaserelay.go). A relay that cannot reach the leader, or a leader that
-// does not know this kind (an older version during an upgrade), answers
-// every request of the batch with a refusal, and the agent asks the leader
-// directly.
+// (agent/leaserelay.go). A relay that cannot reach the leader, or whose
+// leader does not know this kind (an older version during an upgrade),
+// answers every request of the batch with a refusal, and the agent asks
+// the leader directly. The leader's own refusals (no leadership confirmed
+// yet, after an election) are passed on marked LeaderRefused: asking the
+// leader directly would get the same answer.
 //
 //	relay → leader: request: [LeaseRequest...] JSON
 //	                answer:  [leaseResponse...] JSON, in the same order
@@ -146,11 +148,7 @@ func (n *Node) grantEach(reqs []LeaseRequest) []leaseResponse {
 			out[i].Error = "lease request without a node_id"
 			continue
 		}
-		if grant, err := n.GrantLocal(req); err != nil {
-			out[i].Error = err.Error()
-		} else {
-			out[i].Grant = &grant
-		}
+		out[i] = n.grantResponse(req)
 	}
 	return out
 }

@@ -83,8 +83,8 @@ func TestAFollowerRelaysLeaseRequestsToTheLeaderInBatches(t *testing.T) {
 
 	// The granter's refusal reaches the agent with its reason.
 	_, err := asker.RequestLease(ctxTimeout(t, 5*time.Second), relay.Addr(), LeaseRequest{NodeID: "stranger"})
-	if !errors.Is(err, ErrNoLease) || !strings.Contains(err.Error(), "not a member") {
-		t.Fatalf("refused relayed grant: %v, want ErrNoLease with the granter's reason", err)
+	if !errors.Is(err, ErrLeaderRefused) || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("refused relayed grant: %v, want ErrLeaderRefused with the granter's reason", err)
 	}
 
 	// The leader itself answers a lease request as before.
@@ -109,8 +109,8 @@ func TestARelayCutOffFromTheLeaderRefusesWithinItsTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	_, err := asker.RequestLease(ctxTimeout(t, 5*time.Second), relay.Addr(), LeaseRequest{NodeID: "a"})
-	if err == nil {
-		t.Fatal("a relay without a leader granted a lease")
+	if !errors.Is(err, ErrNoLease) || errors.Is(err, ErrLeaderRefused) {
+		t.Fatalf("a relay without a leader answered %v, want ErrNoLease, not ErrLeaderRefused", err)
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the relay took %s to refuse (its Timeout is 1 s)", took)
