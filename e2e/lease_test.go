@@ -204,6 +204,26 @@ func primaryHolder(t testing.TB, nodes []*node, skip *node) *node {
 	return nil
 }
 
+// waitStaleReported waits until the cut-off agent n says its view may be
+// stale instead of presenting it as current: not ready, and its partition
+// table refused.
+func waitStaleReported(t *testing.T, n *node, within time.Duration) {
+	t.Helper()
+	eventually(t, within, n.ID+" not ready", func() error {
+		st, err := n.Status()
+		if err != nil {
+			return err
+		}
+		if st.Ready {
+			return fmt.Errorf("%s still ready", n.ID)
+		}
+		if _, err := n.Partitions(); err == nil {
+			return fmt.Errorf("%s still serves its partition table as current", n.ID)
+		}
+		return nil
+	})
+}
+
 // firstLeaseAfter is when a node other than not was first seen able to
 // serve partition p after since (zero: not yet).
 func (w *leaseWatch) firstLeaseAfter(p int, since time.Time, not string) time.Time {
@@ -323,21 +343,7 @@ func TestACutOffPrimaryStopsServingBeforeItsPartitionsAreLeasedElsewhere(t *test
 
 	victim := primaryHolder(t, nodes, leader)
 	nf.Isolate(victim)
-	// The cut-off agent says its view may be stale instead of presenting it
-	// as current.
-	eventually(t, 10*time.Second, "the cut-off agent not ready", func() error {
-		st, err := victim.Status()
-		if err != nil {
-			return err
-		}
-		if st.Ready {
-			return fmt.Errorf("%s still ready", victim.ID)
-		}
-		if _, err := victim.Partitions(); err == nil {
-			return fmt.Errorf("%s still serves its partition table as current", victim.ID)
-		}
-		return nil
-	})
+	waitStaleReported(t, victim, 10*time.Second)
 	waitFailedAndRemoved(t, without(nodes, victim), victim)
 	waitEveryPartitionLeased(t, w, 32, victim)
 	nf.Heal()

@@ -63,16 +63,7 @@ func TestANonvoterCutOffFromTheLeaderLosesItsLeaseThoughItReachesTheRelays(t *te
 
 	victim := primaryHolder(t, nonvoters, nil)
 	nf.Cut([]*node{victim}, []*node{leader})
-	eventually(t, 15*time.Second, "the cut-off non-voter not ready", func() error {
-		st, err := victim.Status()
-		if err != nil {
-			return err
-		}
-		if st.Ready {
-			return fmt.Errorf("%s still ready", victim.ID)
-		}
-		return nil
-	})
+	waitStaleReported(t, victim, 15*time.Second)
 	waitFailedAndRemoved(t, without(nodes, victim), victim)
 	waitEveryPartitionLeased(t, w, 32, victim)
 	nf.Heal()
