@@ -205,7 +205,7 @@ func waitForgotten(t *testing.T, survivors []*node, gone *node, timeout time.Dur
 
 func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
 	c := newCluster(t)
-	nodes := formCluster(t, c, 4, "-partitions", "16", "-reap-after", "20s")
+	nodes := formCluster(t, c, 4, "-partitions", "16", "-reap-after", "10s")
 	leader := leaderOf(t, nodes)
 	followers := without(nodes, leader)
 
@@ -249,7 +249,7 @@ func TestDeadMembersAreForgottenByForceLeaveAndAfterReapAfter(t *testing.T) {
 	survivors = without(survivors, reaped)
 	waitFailedAndRemoved(t, survivors, reaped) // failed first, not forgotten at once
 	waitForgotten(t, survivors, reaped, 60*time.Second)
-	if log := leaderOf(t, survivors).Log(); !strings.Contains(log, "longer than -reap-after 20s") {
+	if log := leaderOf(t, survivors).Log(); !strings.Contains(log, "longer than -reap-after 10s") {
 		t.Fatalf("the leader did not log why it forgot %s", reaped.ID)
 	}
 }

@@ -225,6 +225,12 @@ func grayFault(tb testing.TB, nf *netFaults, nodes []*node, victim *node, percen
 	return out
 }
 
+// grayFaultLength is how long the test's gray failures last: long enough
+// for dozens of the local profile's probe rounds, memberlist's suspicion
+// timeouts and raft's heartbeat timeouts, in which a flap or a wrong
+// removal would show (BenchmarkGrayFailures keeps 30 s per fault).
+const grayFaultLength = 20 * time.Second
+
 func TestGrayFailuresRemoveNoHealthyNodeAndNobodyFlaps(t *testing.T) {
 	c := newCluster(t)
 	nf := newNetFaults(t, c)
@@ -242,8 +248,8 @@ func TestGrayFailuresRemoveNoHealthyNodeAndNobodyFlaps(t *testing.T) {
 		{"80 % loss both ways", followers[0], 80, lossBoth},
 		{"all incoming lost (it still sends)", followers[1], 100, lossIncoming},
 	} {
-		out := grayFault(t, nf, nodes, sc.victim, sc.percent, sc.dir, 30*time.Second)
-		t.Logf("%s on %s for 30 s: Steward %+v; memberlist alone %+v", sc.name, sc.victim.ID, out.steward, out.memberlist)
+		out := grayFault(t, nf, nodes, sc.victim, sc.percent, sc.dir, grayFaultLength)
+		t.Logf("%s on %s for %s: Steward %+v; memberlist alone %+v", sc.name, sc.victim.ID, grayFaultLength, out.steward, out.memberlist)
 		if len(out.steward.healthyDown) > 0 || out.steward.healthyChanges > 0 {
 			t.Fatalf("%s: the status of healthy nodes changed: %v", sc.name, out.statusLog)
 		}

@@ -95,7 +95,7 @@ func checkNoneExited(t *testing.T, nodes []*node) {
 }
 
 // TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal: one node (agent
-// and app) of five is cut off for 15 s. The majority fails it, takes it out
+// and app) of five is cut off for 10 s. The majority fails it, takes it out
 // of raft and moves its partitions away; after the heal it comes back on
 // its own, as a rejoin: a new incarnation, one member entry, a raft server
 // again, its app told node.rejoin and to release its stale copies, its
@@ -127,7 +127,7 @@ func TestACutOffNodeIsRemovedThenRejoinsOnItsOwnAfterTheHeal(t *testing.T) {
 	waitFailedAndRemoved(t, plainNodes(survivors), victim.node)
 	checkNoPartitionOn(t, leader, victim.ID)
 	w.run(context.Background(), func() []*appNode { return survivors }, "while-cut", 40)
-	time.Sleep(time.Until(cutAt.Add(15 * time.Second))) // the length of the fault
+	time.Sleep(time.Until(cutAt.Add(10 * time.Second))) // the length of the fault
 	nf.Heal()
 	healedAt := time.Now()
 
@@ -262,11 +262,11 @@ func TestACutOffMinorityWithTheLeaderRemovesNobodyAndBothComeBack(t *testing.T) 
 	waitFailedAndRemoved(t, majority, minority...)
 	checkNoPartitionOn(t, newLeader, minority[0].ID, minority[1].ID)
 	checkMinorityChangedNothing(t, minority, nodes)
-	time.Sleep(time.Until(cutAt.Add(20 * time.Second))) // the length of the fault
+	time.Sleep(time.Until(cutAt.Add(12 * time.Second))) // the length of the fault
 	checkMinorityChangedNothing(t, minority, nodes)
 	for _, n := range minority {
 		if st, err := n.Status(); err != nil || st.RaftState == "leader" || st.Ready {
-			t.Fatalf("the cut-off %s after 20 s: %+v, %v (it must not lead nor say it is ready)", n.ID, st, err)
+			t.Fatalf("the cut-off %s after 12 s: %+v, %v (it must not lead nor say it is ready)", n.ID, st, err)
 		}
 	}
 	nf.Heal()
