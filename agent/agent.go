@@ -263,6 +263,9 @@ func (a *Agent) Start() (err error) {
 	}
 	a.leaseTimings = control.LeaseTimingsFor(hc)
 	rc.LeaseRelay = raftctl.LeaseRelay{Wait: a.leaseTimings.RelayWait, Timeout: a.leaseTimings.RelayTimeout}
+	// A live agent's renewals reach the leader at most a renewal period
+	// and a relay's wait apart.
+	rc.RenewalSilence = a.leaseTimings.Renew + a.leaseTimings.RelayWait
 	if a.raftConfigHook != nil {
 		a.raftConfigHook(rc)
 	}

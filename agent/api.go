@@ -99,7 +99,8 @@ type Status struct {
 	Ready    bool   `json:"ready"`
 	NotReady string `json:"not_ready,omitempty"`
 	// LeaderContactMS is how long ago the leader last answered this agent
-	// (-1: never); beyond the lease duration the agent's view may be stale.
+	// with a grant its raft log has since caught up with (-1: never);
+	// beyond the lease duration the agent's view may be stale.
 	LeaderContactMS int64 `json:"leader_contact_ms"`
 	// LeaseRelay is the raft ID of the voter that relayed this agent's
 	// last lease grant; empty when the leader answered it directly (on
@@ -170,7 +171,7 @@ func (a *Agent) Status() Status {
 	if a.quorumLost.Load() {
 		out.Quorum = "lost"
 	}
-	lv := a.lease.view(time.Now())
+	lv := a.leaseView()
 	out.LeaderContactMS = -1
 	if lv.ContactAge >= 0 {
 		out.LeaderContactMS = lv.ContactAge.Milliseconds()

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -27,6 +28,42 @@ type heldLease struct {
 	// via is the raft ID of the server that relayed the grant ("": the
 	// leader answered directly).
 	via string
+	// current is when the request left of the newest grant this agent's
+	// raft log has caught up with: it held, by then or since, every entry
+	// the leader had applied when it granted. That is the agent's contact
+	// with the leader as readiness counts it. A grant alone would not do:
+	// a non-voter cut off from the leader still reaches it through a
+	// relay, and gets grants while its own state falls behind. behind
+	// are the newer grants, oldest first, not caught up with yet.
+	current time.Time
+	behind  []grantMark
+}
+
+// grantMark is a grant not caught up with yet: when its request left, and
+// the leader's applied entry it was granted at.
+type grantMark struct {
+	sent        time.Time
+	index, term uint64
+}
+
+// maxBehind bounds the grants kept until this agent's log catches up with
+// them; the oldest are dropped (a newer one caught up with counts for more).
+const maxBehind = 8
+
+// catchUp moves current to the newest of the marks whose entry the log
+// holds, and returns the marks it does not hold yet.
+func catchUp(current time.Time, marks []grantMark, holds func(index, term uint64) bool) (time.Time, []grantMark) {
+	kept := marks[:0]
+	for _, m := range marks {
+		if !holds(m.index, m.term) {
+			kept = append(kept, m)
+			continue
+		}
+		if m.sent.After(current) {
+			current = m.sent
+		}
+	}
+	return current, kept
 }
 
 // leaseView is the lease as of one instant.
@@ -36,8 +73,18 @@ type leaseView struct {
 	// Primaries are the partitions (with epochs) the app may serve as
 	// primary while Remaining lasts; empty when it has run out.
 	Primaries map[int]uint64
-	// ContactAge is how long ago the leader last granted (-1: never).
+	// ContactAge is how long ago the request left of the newest grant
+	// whose leader's applied index this agent's log has reached (-1:
+	// none): how old its view of the cluster may be.
 	ContactAge time.Duration
+	// GrantAge is how long ago the request of the newest grant left,
+	// caught up with or not (-1: none).
+	GrantAge time.Duration
+	// Behind is set while the newest grant is not caught up with: the
+	// leader's applied index it came with; Last is this agent's last log
+	// index (a log that ends past Behind but holds another term's entry
+	// there has not caught up either).
+	Behind, Last uint64
 }
 
 func (h *heldLease) set(sentAt time.Time, g raftctl.LeaseGrant, via string) {
@@ -47,6 +94,10 @@ func (h *heldLease) set(sentAt time.Time, g raftctl.LeaseGrant, via string) {
 		return // an answer overtaken by a later one
 	}
 	h.sentAt, h.grant, h.via = sentAt, g, via
+	if len(h.behind) == maxBehind {
+		h.behind = append(h.behind[:0], h.behind[1:]...)
+	}
+	h.behind = append(h.behind, grantMark{sent: sentAt, index: g.AppliedIndex, term: g.AppliedTerm})
 }
 
 // relayedBy is the raft ID of the server that relayed the last grant, ""
@@ -57,14 +108,23 @@ func (h *heldLease) relayedBy() string {
 	return h.via
 }
 
-func (h *heldLease) view(now time.Time) leaseView {
+// view is the lease at now, for an agent whose raft log ends at last and
+// holds the entries holds says.
+func (h *heldLease) view(now time.Time, last uint64, holds func(index, term uint64) bool) leaseView {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	v := leaseView{ContactAge: -1, Primaries: map[int]uint64{}}
+	v := leaseView{ContactAge: -1, GrantAge: -1, Primaries: map[int]uint64{}}
+	h.current, h.behind = catchUp(h.current, h.behind, holds)
+	if !h.current.IsZero() {
+		v.ContactAge = now.Sub(h.current)
+	}
+	if len(h.behind) > 0 {
+		v.Behind, v.Last = h.behind[len(h.behind)-1].index, last
+	}
 	if h.sentAt.IsZero() {
 		return v
 	}
-	v.ContactAge = now.Sub(h.sentAt)
+	v.GrantAge = now.Sub(h.sentAt)
 	if rem := h.sentAt.Add(h.grant.Duration).Sub(now); rem > 0 {
 		v.Remaining = rem
 		for p, e := range h.grant.Primaries {
@@ -139,11 +199,17 @@ func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raf
 // VerifyEvery (control.Controller.LeaseRound).
 func (a *Agent) leaseVerifyLoop() { a.every(a.leaseTimings.VerifyEvery, a.ctrl.LeaseRound) }
 
+// leaseView is this agent's lease now.
+func (a *Agent) leaseView() leaseView {
+	return a.lease.view(time.Now(), a.raft.LastIndex(), a.raft.HoldsEntry)
+}
+
 // inContact reports whether the leader answered this agent within the
-// lease duration: otherwise its view of the cluster may be stale (cut off,
+// lease duration, and its log has caught up with what the leader had
+// applied then: otherwise its view of the cluster may be stale (cut off,
 // paused, no quorum).
 func (a *Agent) inContact() bool {
-	age := a.lease.view(time.Now()).ContactAge
+	age := a.leaseView().ContactAge
 	return age >= 0 && age <= a.leaseTimings.Duration
 }
 
@@ -157,13 +223,20 @@ func (a *Agent) readiness() (bool, string) {
 	if !a.ready.Load() {
 		return false, "this agent has not caught up with the cluster yet"
 	}
-	switch age := a.lease.view(time.Now()).ContactAge; {
-	case age < 0:
-		return false, "no leader has answered this agent yet"
-	case age > a.leaseTimings.Duration:
-		return false, "no contact with the leader for " + age.Round(time.Millisecond).String()
+	v := a.leaseView()
+	if v.ContactAge >= 0 && v.ContactAge <= a.leaseTimings.Duration {
+		return true, ""
 	}
-	return true, ""
+	switch {
+	case v.GrantAge < 0:
+		return false, "no leader has answered this agent yet"
+	case v.GrantAge > a.leaseTimings.Duration:
+		return false, "no contact with the leader for " + v.GrantAge.Round(time.Millisecond).String()
+	case v.ContactAge < 0:
+		return false, fmt.Sprintf("the leader answers, but this agent's raft log (to index %d) does not hold the leader's applied index %d yet", v.Last, v.Behind)
+	default:
+		return false, fmt.Sprintf("the leader answers, but this agent's raft log (to index %d) has not held the leader's applied index (%d) for %s", v.Last, v.Behind, v.ContactAge.Round(time.Millisecond))
+	}
 }
 
 // leaseResponse is GET /v1/lease.
@@ -178,13 +251,13 @@ type leaseResponse struct {
 	// their primary.
 	Primaries map[string]uint64 `json:"primaries"`
 	// LeaderContactMS is how long ago the leader last answered this agent
-	// (-1: never).
+	// with a grant its raft log has since caught up with (-1: never).
 	LeaderContactMS int64 `json:"leader_contact_ms"`
 }
 
 // handleLease is GET /v1/lease, polled by the app (hooks.LeaseKeeper).
 func (a *Agent) handleLease(w http.ResponseWriter, r *http.Request) {
-	v := a.lease.view(time.Now())
+	v := a.leaseView()
 	out := leaseResponse{
 		NodeID:          a.cfg.NodeID,
 		Valid:           v.Remaining > 0,

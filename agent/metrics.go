@@ -223,7 +223,7 @@ var (
 		"Copies (primary included) of partitions held by a node.", []string{"node"}, nil)
 	descReady = prometheus.NewDesc("steward_ready", "1 while this agent has caught up and is in contact with the leader (its partition table is current).", nil, nil)
 
-	descLeaderContact  = prometheus.NewDesc("steward_leader_contact_age_seconds", "Time since the leader last answered this agent's lease renewal (-1: never).", nil, nil)
+	descLeaderContact  = prometheus.NewDesc("steward_leader_contact_age_seconds", "Time since this agent sent the newest lease renewal whose grant its raft log has caught up with (-1: never): how old its view of the cluster may be.", nil, nil)
 	descLeasePrimaries = prometheus.NewDesc("steward_lease_primaries", "Partitions this node's app may serve as primary now (its primary lease).", nil, nil)
 	descLeaseRelayed   = prometheus.NewDesc("steward_lease_renewals_relayed_total", "Lease renewals of other agents this voter relayed to the leader in batches.", nil, nil)
 	descHeldHeartbeats = prometheus.NewDesc("steward_raft_heartbeats_held_total", "Raft heartbeats to non-voters this agent, as leader, held until the non-voter was due one (0.4 heartbeat timeout after its last answer).", nil, nil)
@@ -268,7 +268,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, ready)
-	lv := a.lease.view(time.Now())
+	lv := a.leaseView()
 	contact := -1.0
 	if lv.ContactAge >= 0 {
 		contact = lv.ContactAge.Seconds()

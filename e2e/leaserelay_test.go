@@ -52,9 +52,11 @@ func voterSplit(t *testing.T, nodes []*node) (leader *node, voters, nonvoters []
 }
 
 // A non-voter cut off from the leader, but not from the voters that relay
-// its renewals, must not keep its lease through them: it stops naming a
-// leader, renews nothing, and reports itself not ready, while the leader
-// fails it and leases its partitions elsewhere, never to two apps at once.
+// its renewals, must not keep its lease through them: the leader fails it
+// and leases its partitions elsewhere, never to two apps at once, and the
+// non-voter reports itself not ready, its raft log behind what the
+// leader's grants say the leader had applied (on the longer heartbeat
+// timeout of a non-voter it still names its leader for seconds).
 func TestANonvoterCutOffFromTheLeaderLosesItsLeaseThoughItReachesTheRelays(t *testing.T) {
 	c := newCluster(t)
 	nf := newNetFaults(t, c)

@@ -172,12 +172,13 @@ func (t ackingTransport) AppendEntries(id raft.ServerID, target raft.ServerAddre
 	if isHeartbeat(args) {
 		if wait := t.thin.dueIn(id, args.Term, t.acks, time.Now()); wait > 0 {
 			t.thin.held.Add(1)
-			t.thin.hold(wait)
+			t.thin.hold(id, wait)
 		}
 	}
 	sent := time.Now()
 	err := t.NetworkTransport.AppendEntries(id, target, args, resp)
 	if err != nil {
+		t.thin.failed(id)
 		t.acks.unreachable(id)
 		return err
 	}

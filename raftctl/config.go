@@ -77,6 +77,29 @@ type Config struct {
 	// under it: at most HeartbeatTimeout/2. 0 lets every heartbeat through.
 	NonvoterContact time.Duration
 
+	// NonvoterHeartbeatTimeout, when longer than HeartbeatTimeout, is the
+	// heartbeat timeout this server runs while it is a non-voter: it
+	// switches (raft's ReloadConfig) within HeartbeatTimeout/2 of a change
+	// of its suffrage. A non-voter starts no election, so the timeout only
+	// decides how long it keeps knowing its leader without hearing from
+	// it. Each renewal of its lease tells the leader it runs the longer
+	// timeout, and the leader then holds its heartbeats for NonvoterContact
+	// scaled by the same factor (thin.go): at 50 agents the leader's
+	// messages to the 45 non-voters are its largest idle cost. 0, or
+	// HeartbeatTimeout, keeps raft's one timeout for every role.
+	NonvoterHeartbeatTimeout time.Duration
+
+	// RenewalSilence is how long after a non-voter's last lease renewal
+	// the leader stops holding its heartbeats for the longer timeout, and
+	// lets a held one go at once: a non-voter whose renewals stopped may
+	// be dead, and the heartbeat's failure is the leader's first sign of
+	// it (SetUnreachableHandler), as soon as it was with the shorter
+	// hold. The agent sets a renewal period plus a relay's wait (the most
+	// a live agent's renewals can be apart); a late renewal costs one
+	// heartbeat. 0: the longer hold lasts NonvoterHeartbeatTimeout after
+	// the last renewal.
+	RenewalSilence time.Duration
+
 	// LeaseRelay makes this server, while it does not lead, relay the
 	// lease requests agents send it to the leader in batches (relay.go).
 	// The zero value relays nothing.
@@ -171,10 +194,13 @@ const (
 	// lanCommitTimeout is not raft's 50 ms: after each command the leader
 	// announces the commit itself (announce.go), so the
 	// timeout only bounds how stale a follower may be when an
-	// announcement was lost, and an idle leader's empty AppendEntries to
-	// each follower, every CommitTimeout to 2 × CommitTimeout, cost ten
-	// times less at 500 ms.
-	lanCommitTimeout = 500 * time.Millisecond
+	// announcement was lost, and an idle leader sends each follower an
+	// empty AppendEntries every CommitTimeout to 2 × CommitTimeout. At
+	// 2 s that is 16 a second to 49 followers, against 65 at 500 ms and
+	// 650 at 50 ms; a follower that missed an announcement learns the
+	// commit 2-4 s later, where raft's heartbeats (which carry no commit
+	// index) would never tell it.
+	lanCommitTimeout = 2 * time.Second
 	// lanNonvoterContact: a non-voter hears from the leader every 0.4 to
 	// 0.6 s (the next heartbeat after 0.4 s, raft's idle AppendEntries in
 	// between) instead of every 0.1 to 0.2 s, and forgets it only after
@@ -252,6 +278,12 @@ func (c *Config) validate() error {
 	}
 	if c.NonvoterContact < 0 || c.NonvoterContact > c.HeartbeatTimeout/2 {
 		return fmt.Errorf("raftctl: NonvoterContact %s must be between 0 and half the HeartbeatTimeout (%s): a non-voter forgets its leader after HeartbeatTimeout of silence", c.NonvoterContact, c.HeartbeatTimeout)
+	}
+	if c.NonvoterHeartbeatTimeout != 0 && c.NonvoterHeartbeatTimeout < c.HeartbeatTimeout {
+		return fmt.Errorf("raftctl: NonvoterHeartbeatTimeout %s must be 0 or at least the HeartbeatTimeout (%s)", c.NonvoterHeartbeatTimeout, c.HeartbeatTimeout)
+	}
+	if c.RenewalSilence < 0 {
+		return fmt.Errorf("raftctl: RenewalSilence %s must not be negative", c.RenewalSilence)
 	}
 	if c.LeaseRelay.Wait < 0 || c.LeaseRelay.Wait > 0 && c.LeaseRelay.Timeout <= 0 {
 		return fmt.Errorf("raftctl: LeaseRelay: Wait %s must not be negative, and Timeout %s must be positive when Wait is set", c.LeaseRelay.Wait, c.LeaseRelay.Timeout)

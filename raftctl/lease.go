@@ -34,6 +34,13 @@ type LeaseRequest struct {
 	// than on gossip metadata or raft (see control.LoadBook).
 	Load    *failover.NodeFigures `json:"load,omitempty"`
 	LoadAge time.Duration         `json:"load_age,omitempty"`
+	// RaftID and HeartbeatTimeout are the asking server's raft ID and the
+	// heartbeat timeout its raft runs, filled in by RequestLease: a
+	// non-voter that runs Config.NonvoterHeartbeatTimeout tells the leader
+	// so, and the leader holds its heartbeats longer (thin.go). A leader
+	// of an older version ignores them.
+	RaftID           string        `json:"raft_id,omitempty"`
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
 // LeaseGrant is the leader's answer to a LeaseRequest.
@@ -48,8 +55,13 @@ type LeaseGrant struct {
 	// node is primary of may be missing: its previous holder's lease has
 	// not run out yet.
 	Primaries map[int]uint64 `json:"primaries"`
-	// AppliedIndex is the leader's applied index when it granted.
+	// AppliedIndex is the leader's applied index when it granted, and
+	// AppliedTerm the term of that entry (0: unknown, from an older
+	// leader, or the index moved on while it granted): a server whose log
+	// holds that entry in that term holds everything the leader had
+	// applied (HoldsEntry).
 	AppliedIndex uint64 `json:"applied_index"`
+	AppliedTerm  uint64 `json:"applied_term,omitempty"`
 }
 
 // LeaseGranter decides a lease on the leader. It is called concurrently,
@@ -92,6 +104,7 @@ var ErrLeaderRefused = errors.New("raftctl: the leader refused the lease")
 // grantResponse is this server's own answer to req: a grant, or a refusal
 // marked LeaderRefused when it leads and its granter refused.
 func (n *Node) grantResponse(req LeaseRequest) leaseResponse {
+	n.thin.said(raft.ServerID(req.RaftID), req.HeartbeatTimeout, time.Now())
 	grant, err := n.GrantLocal(req)
 	switch {
 	case err == nil:
@@ -124,9 +137,14 @@ func (n *Node) GrantLocal(req LeaseRequest) (LeaseGrant, error) {
 	if g == nil {
 		return LeaseGrant{}, fmt.Errorf("%w: the leader grants no leases", ErrNoLease)
 	}
+	// Every renewal answered is a moment to see whose renewals stopped.
+	n.thin.releaseSilent(time.Now())
 	grant, err := g(req)
 	if err != nil {
 		return LeaseGrant{}, fmt.Errorf("%w: %w", ErrNoLease, err)
+	}
+	if index, term := n.fsm.appliedAt(); index == grant.AppliedIndex {
+		grant.AppliedTerm = term
 	}
 	return grant, nil
 }
@@ -137,6 +155,7 @@ func (n *Node) RequestLease(ctx context.Context, addr string, req LeaseRequest) 
 	if !n.running() {
 		return LeaseGrant{}, ErrShutdown
 	}
+	req.RaftID, req.HeartbeatTimeout = n.cfg.ServerID, n.ownHeartbeatTimeout()
 	body, err := json.Marshal(req)
 	if err != nil {
 		return LeaseGrant{}, err

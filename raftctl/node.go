@@ -90,10 +90,13 @@ type Node struct {
 	trans ackingTransport
 	// thin holds the heartbeats to non-voters until they are due one
 	// (thin.go).
-	thin     *heartbeatThinning
-	stream   *tcpStreamLayer
-	bolt     *raftboltdb.BoltStore // nil when InMemory
-	hasState bool
+	thin *heartbeatThinning
+	// heartbeatTimeout is the one raft runs now (thin.go,
+	// switchHeartbeatTimeout), in nanoseconds.
+	heartbeatTimeout atomic.Int64
+	stream           *tcpStreamLayer
+	bolt             *raftboltdb.BoltStore // nil when InMemory
+	hasState         bool
 
 	// requests is the memory budget of large requests on the raft port.
 	requests requestBudget
@@ -268,7 +271,7 @@ func New(cfg *Config) (n *Node, err error) {
 
 	f := newFSM()
 	acks := newFollowerAcks()
-	thin := &heartbeatThinning{every: cfg.NonvoterContact, stop: shutdownCh}
+	thin := newThinning(cfg, shutdownCh)
 	trans := ackingTransport{NetworkTransport: transport, acks: acks, thin: thin}
 	r, err := startRaft(rc, f, logs, stable, snaps, trans, cfg.DataDir)
 	if err != nil {
@@ -296,6 +299,7 @@ func New(cfg *Config) (n *Node, err error) {
 		shutdownCh:   shutdownCh,
 	}
 	n.forwardTarget = n.Leader
+	n.heartbeatTimeout.Store(int64(cfg.HeartbeatTimeout))
 	n.changes, n.cancelChanges = f.changes.subscribe()
 	n.controlWG.Add(1)
 	go n.serveControl()
@@ -307,7 +311,7 @@ func New(cfg *Config) (n *Node, err error) {
 		n.loops.Add(1)
 		go func() { defer n.loops.Done(); n.relayLoop() }()
 	}
-	if cfg.NonvoterContact > 0 {
+	if cfg.NonvoterContact > 0 || cfg.NonvoterHeartbeatTimeout > cfg.HeartbeatTimeout {
 		n.loops.Add(1)
 		go func() { defer n.loops.Done(); n.nonvoterLoop() }()
 	}
@@ -533,6 +537,32 @@ func (n *Node) Read(fn func(c *failover.Cluster)) {
 	n.fsm.mu.RLock()
 	defer n.fsm.mu.RUnlock()
 	fn(n.fsm.cluster)
+}
+
+// LastIndex is the index of the last entry in this server's raft log
+// (stored, not necessarily committed or applied).
+func (n *Node) LastIndex() uint64 { return n.raft.LastIndex() }
+
+// HoldsEntry reports whether this server's raft log holds the entry at
+// index in term (any entry at index when term is 0): then, by raft's log
+// matching, it holds every entry before it as the leader that wrote it
+// did. An index compacted into this server's snapshot, which it applied,
+// is held.
+func (n *Node) HoldsEntry(index, term uint64) bool {
+	if n.raft.LastIndex() < index {
+		return false
+	}
+	if term == 0 {
+		return true
+	}
+	if applied, appliedTerm := n.fsm.appliedAt(); applied == index && appliedTerm == term {
+		return true
+	}
+	var l raft.Log
+	if err := n.logs.GetLog(index, &l); err != nil {
+		return errors.Is(err, raft.ErrLogNotFound) && n.fsm.appliedIndex() >= index
+	}
+	return l.Term == term
 }
 
 // StateIndex is the raft index of the last entry that changed the state
