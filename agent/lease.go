@@ -74,8 +74,8 @@ type leaseView struct {
 	// primary while Remaining lasts; empty when it has run out.
 	Primaries map[int]uint64
 	// ContactAge is how long ago the request left of the newest grant
-	// whose leader's applied index this agent's log has reached (-1:
-	// none): how old its view of the cluster may be.
+	// whose leader's applied entry this agent's log holds (-1: none): how
+	// old its view of the cluster may be.
 	ContactAge time.Duration
 	// GrantAge is how long ago the request of the newest grant left,
 	// caught up with or not (-1: none).

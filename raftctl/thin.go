@@ -39,11 +39,11 @@ import (
 // ReloadConfig) and says so in each lease renewal (LeaseRequest carries
 // its raft ID and timeout, through the relays too); the leader then holds
 // its heartbeats for NonvoterContact scaled by the same factor (1.2 s on
-// local and lan instead of 0.4 s). The leader takes the word for
-// NonvoterHeartbeatTimeout after it was said (renewals repeat it a dozen
-// times as often), forgets it as soon as an AppendEntries to that server
-// fails (it may come back as an older version, on the shorter timeout),
-// and never holds a server it does not know for a non-voter. A server says
+// local and lan instead of 0.4 s). The leader takes the word for as long
+// as the renewals keep coming (RenewalSilence, below), forgets it as soon
+// as an AppendEntries to that server fails (it may come back as an older
+// version, on the shorter timeout), and never holds a server it does not
+// know for a non-voter. A server says
 // it only once raft runs the longer timeout, so a hold never outlasts the
 // timeout in force; an older version says nothing and is held for
 // NonvoterContact. The longer hold would make the leader's first sign of a
@@ -67,17 +67,16 @@ type heartbeatThinning struct {
 	// the two timeouts. 0: none is held longer.
 	long, longTimeout time.Duration
 	// longMu guards longSince: when each non-voter last said, in a lease
-	// renewal, that it runs the longer timeout. A word older than
-	// longTimeout no longer counts (the renewals repeat it several times
-	// as often), nor one from a server whose AppendEntries failed since
-	// (it may have restarted as another version).
+	// renewal, that it runs the longer timeout. A word older than silence
+	// no longer counts (its renewals stopped), nor one from a server whose
+	// AppendEntries failed since (it may have restarted as another
+	// version).
 	longMu    sync.Mutex
 	longSince map[raft.ServerID]time.Time
-	// silence is RenewalSilence: a word older than that no longer counts
-	// (0: longTimeout). holding are the holds of servers that said it,
-	// in progress, each ended early by closing its channel when the
-	// server's renewals fall silent (releaseSilent), which lastScan
-	// (Unix nanoseconds) paces to a few times per silence.
+	// silence is RenewalSilence (longTimeout when unset or longer).
+	// holding are the holds of servers that said it, in progress, each
+	// ended early by closing its channel when the server's renewals fall
+	// silent (releaseSilent, which lastScan, in Unix nanoseconds, paces).
 	silence  time.Duration
 	holding  map[raft.ServerID]chan struct{}
 	lastScan atomic.Int64
