@@ -69,21 +69,24 @@ func TestAnAgentRenewsThroughAVoterThatDoesNotLead(t *testing.T) {
 // relay of one stops, that one renews with the leader directly.
 func TestANonvoterWhoseRelayStopsRenewsWithTheLeader(t *testing.T) {
 	leader, voters, others := startThreeVotersOfFive(t, "r")
-	relayOf := func(a *Agent) *Agent {
-		r, ok := a.leaseRelays.pick(a.raftID, leader.raftID, time.Now(), a.raft.Configuration)
+	nonvoter := others[0]
+	// A non-voter that knew its leader before its log held the
+	// configuration keeps the configuration it read (none) for
+	// relayConfigEvery, and renews directly meanwhile.
+	var relay *Agent
+	waitFor(t, 20*time.Second, "the non-voter's relay, a voter that does not lead", func() error {
+		r, ok := nonvoter.leaseRelays.pick(nonvoter.raftID, leader.raftID, time.Now(), nonvoter.raft.Configuration)
 		if !ok {
-			t.Fatalf("%s has no relay", a.cfg.NodeID)
+			return fmt.Errorf("%s has no relay", nonvoter.cfg.NodeID)
 		}
 		for _, v := range voters {
 			if v.raftID == r.ID {
-				return v
+				relay = v
+				return nil
 			}
 		}
-		t.Fatalf("%s relays through %s, not a voter that does not lead", a.cfg.NodeID, r.ID)
-		return nil
-	}
-	nonvoter := others[0]
-	relay := relayOf(nonvoter)
+		return fmt.Errorf("%s relays through %s, not a voter that does not lead", nonvoter.cfg.NodeID, r.ID)
+	})
 	waitFor(t, 20*time.Second, "renewals relayed and granted", func() error {
 		if n := relay.raft.RelayedLeases(); n < 3 {
 			return fmt.Errorf("%s relayed %d renewals", relay.cfg.NodeID, n)
