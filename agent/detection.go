@@ -231,26 +231,42 @@ func (a *Agent) verdictLoop() {
 
 // quorumLoop tracks whether this agent has seen a leader within the
 // election timeout; without one it reports quorum lost.
+//
+// It wakes when raft tells it that the leader it knows changed
+// (raftctl.SubscribeLeader: raft clears the leader it knows, and tells its
+// observers, on every change of its own state, a leader's step-down
+// included), when a leaderless spell reaches the election timeout, and,
+// before this agent has a raft log, every quorumPoll. It used to look
+// every quorumPoll on every agent: ten wake-ups a second, and an idle
+// agent's CPU is mostly its wake-ups (docs/benchmarks.md, "Where an idle
+// agent's CPU goes").
 func (a *Agent) quorumLoop() {
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
+	leaders, unsubscribe := a.raft.SubscribeLeader()
+	defer unsubscribe()
+	wake := time.NewTimer(quorumPoll)
+	defer wake.Stop()
 	var lastSeen time.Time // zero until this agent has a raft log
+	knew := false          // whether a leader was known at the last look
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
-		case <-ticker.C:
+		case <-leaders:
+		case <-wake.C:
 		}
 		// Only an agent that is part of a cluster (it has a raft log) can
 		// lose its quorum; a new agent waiting to be added has none yet,
 		// and the first election after a bootstrap is not a loss.
 		if a.raft.Stats().LastIndex == 0 {
+			wake.Reset(quorumPoll)
 			continue
 		}
-		if a.knownLeader() || lastSeen.IsZero() {
-			lastSeen = time.Now()
+		known, now := a.knownLeader(), time.Now()
+		if known || knew || lastSeen.IsZero() {
+			lastSeen = now // a leader known until now
 		}
-		lost := time.Since(lastSeen) > a.electionTimeout
+		knew = known
+		lost := now.Sub(lastSeen) > a.electionTimeout
 		if a.quorumLost.Swap(lost) != lost {
 			if lost {
 				a.log.Warn("quorum lost: no leader", "since", lastSeen.Format(time.RFC3339Nano))
@@ -261,8 +277,17 @@ func (a *Agent) quorumLoop() {
 			}
 			a.notifyQuorum(lost)
 		}
+		if !known && !lost {
+			wake.Reset(lastSeen.Add(a.electionTimeout).Sub(now) + time.Millisecond)
+		} else {
+			wake.Stop() // raft tells of the next change
+		}
 	}
 }
+
+// quorumPoll is how often quorumLoop looks before this agent has a raft
+// log (raft tells it of no change while it waits to be added).
+const quorumPoll = 100 * time.Millisecond
 
 // departedSweepInterval is how often the detector's records are checked
 // against the cluster and gossip (forgetDepartedPeers): a record costs a

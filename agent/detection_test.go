@@ -172,3 +172,30 @@ func startThreeVotersOfFive(t *testing.T, prefix string) (leader *Agent, voters,
 	})
 	return leader, voters, others
 }
+
+// A leader that loses its voters steps down; a non-voter loses its leader
+// when its heartbeat timeout runs out. Both must report their quorum lost,
+// though neither looks any more unless raft tells it that the leader it
+// knows changed (a step-down included).
+func TestTheLeaderAndANonvoterLeftWithoutVotersReportTheirQuorumLost(t *testing.T) {
+	leader, voters, others := startThreeVotersOfFive(t, "q")
+	for _, a := range append([]*Agent{leader}, others...) {
+		if a.quorumLost.Load() {
+			t.Fatalf("%s reports its quorum lost in a healthy cluster", a.cfg.NodeID)
+		}
+	}
+	for _, v := range voters {
+		if err := v.Shutdown(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range append([]*Agent{leader}, others...) {
+		waitFor(t, 30*time.Second, a.cfg.NodeID+" reporting its quorum lost", func() error {
+			if !a.quorumLost.Load() {
+				leaderID, _ := a.raft.Leader()
+				return fmt.Errorf("quorum not lost; it names leader %q", leaderID)
+			}
+			return nil
+		})
+	}
+}

@@ -195,9 +195,36 @@ func (a *Agent) requestLease(ctx context.Context, leaderID, addr string, req raf
 	return g, "", err
 }
 
-// leaseVerifyLoop runs the leader's side of the leases every
-// VerifyEvery (control.Controller.LeaseRound).
-func (a *Agent) leaseVerifyLoop() { a.every(a.leaseTimings.VerifyEvery, a.ctrl.LeaseRound) }
+// leaseVerifyLoop runs the leader's side of the leases
+// (control.Controller.LeaseRound): every VerifyEvery while this agent
+// leads, and once more after it stopped (the round then drops the
+// ledger). A follower waits for raft to tell it of a change of leader
+// instead: a round on a follower does nothing but costs a wake-up, nine a
+// second on every agent on local, and an idle agent's CPU is mostly its
+// wake-ups (docs/benchmarks.md, "Where an idle agent's CPU goes"). An
+// agent that wins an election is told so at once (raftctl.SubscribeLeader),
+// so its first round is no later than a tick would have made it.
+func (a *Agent) leaseVerifyLoop() {
+	leaders, unsubscribe := a.raft.SubscribeLeader()
+	defer unsubscribe()
+	ticker := time.NewTicker(a.leaseTimings.VerifyEvery)
+	defer ticker.Stop()
+	for {
+		a.ctrl.LeaseRound()
+		tick := ticker.C
+		if !a.raft.IsLeader() {
+			// Only a change of leader can make this agent lead. A ticker
+			// nobody waits on does not wake the process (Go 1.23 timers).
+			tick = nil
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-leaders:
+		case <-tick:
+		}
+	}
+}
 
 // leaseView is this agent's lease now.
 func (a *Agent) leaseView() leaseView {

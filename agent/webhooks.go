@@ -254,16 +254,20 @@ func (a *Agent) queueCopy(o copyOutcome) {
 // failed one cancels it so that the planner tries again. Each is retried
 // until it applies or the migration is gone (completed, cancelled or
 // re-planned by the leader).
+//
+// It wakes for a new outcome (queueCopy) and, while an outcome waits to be
+// retried, every copyRetryInterval; with nothing pending it does not wake
+// at all, since an idle agent's CPU is mostly its wake-ups.
 func (a *Agent) copyLoop() {
-	ticker := time.NewTicker(250 * time.Millisecond)
-	defer ticker.Stop()
+	var retry <-chan time.Time // nil while nothing waits for a retry
 	for {
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-a.copies.wake:
-		case <-ticker.C:
+		case <-retry:
 		}
+		retry = nil
 		a.copies.mu.Lock()
 		work := a.copies.pending
 		a.copies.pending = nil
@@ -278,9 +282,14 @@ func (a *Agent) copyLoop() {
 			a.copies.mu.Lock()
 			a.copies.pending = append(again, a.copies.pending...)
 			a.copies.mu.Unlock()
+			retry = time.After(copyRetryInterval)
 		}
 	}
 }
+
+// copyRetryInterval is how soon an outcome that did not commit (no leader,
+// an epoch that moved on meanwhile) is tried again.
+const copyRetryInterval = 250 * time.Millisecond
 
 // commitCopy tries once to commit o; true when there is nothing left to do.
 func (a *Agent) commitCopy(o copyOutcome) bool {

@@ -34,7 +34,9 @@ const (
 // STEWARD_BENCH_PROFILE; 1,024 partitions, RF 3), times formation to a balanced table, leaves the
 // cluster alone, then reads every agent's CPU time (utime + stime from
 // /proc) over idleWindow: the leader's share of a core next to the median
-// and the busiest other agent's.
+// and the busiest other agent's, and the context switches a second of the
+// leader and the median agent (each one a wake-up, or a thread that gave
+// up its CPU).
 //
 // STEWARD_BENCH_BASELINE_AGENT, when set, is an agent binary built from an
 // earlier commit (go build -o /tmp/agent-before ./cmd/agent in a checkout
@@ -48,30 +50,34 @@ func BenchmarkIdleCPU(b *testing.B) {
 	for _, n := range []int{10, 25, 50} {
 		for _, build := range builds {
 			b.Run(fmt.Sprintf("agents=%d/build=%s", n, build.name), func(b *testing.B) {
-				var leaders, medians, maxOthers []float64
+				var leaders, medians, maxOthers, medianSwitches []float64
 				var formed []time.Duration
 				for i := 0; i < b.N; i++ {
 					r := idleTrial(b, build.bin, n)
 					leaders, medians, maxOthers = append(leaders, r.leader), append(medians, r.median), append(maxOthers, r.maxOther)
+					medianSwitches = append(medianSwitches, r.medianSwitches)
 					formed = append(formed, r.balanced)
-					b.Logf("%d agents, %s build: balanced %s s after start; idle CPU over %s: leader %.1f%% (%.2f s), median %.1f%%, busiest other %.1f%% of a core; all %d agents %.2f CPU-s",
-						n, build.name, secs(r.balanced), idleWindow, r.leader, r.leader*idleWindow.Seconds()/100, r.median, r.maxOther, n, r.total.Seconds())
+					b.Logf("%d agents, %s build: balanced %s s after start; idle CPU over %s: leader %.1f%% (%.2f s), median %.1f%%, busiest other %.1f%% of a core; all %d agents %.2f CPU-s; context switches a second: leader %.0f, median %.0f",
+						n, build.name, secs(r.balanced), idleWindow, r.leader, r.leader*idleWindow.Seconds()/100, r.median, r.maxOther, n, r.total.Seconds(), r.leaderSwitches, r.medianSwitches)
 				}
 				b.ReportMetric(0, "ns/op")
 				b.ReportMetric(slices.Max(leaders), "leader-%core")
 				b.ReportMetric(slices.Max(medians), "median-%core")
 				b.ReportMetric(slices.Max(maxOthers), "max-other-%core")
 				b.ReportMetric(median(formed).Seconds(), "balanced-s")
+				b.ReportMetric(slices.Max(medianSwitches), "median-switches/s")
 			})
 		}
 	}
 }
 
-// idleResult is one idle trial: shares of one core, and the time from the
-// first process start to a balanced table.
+// idleResult is one idle trial: shares of one core, context switches a
+// second (an idle agent's CPU is mostly the cost of its wake-ups), and the
+// time from the first process start to a balanced table.
 type idleResult struct {
-	leader, median, maxOther float64
-	balanced                 time.Duration
+	leader, median, maxOther       float64
+	leaderSwitches, medianSwitches float64
+	balanced                       time.Duration
 	// total is the CPU time of all agents over the window.
 	total time.Duration
 }
@@ -86,25 +92,28 @@ func idleTrial(b *testing.B, bin string, n int) idleResult {
 	// measurement itself, time during which nothing may be asked of the
 	// agents.
 	time.Sleep(idleQuiet)
-	before := cpuTimes(b, nodes)
+	before, switchesBefore := cpuTimes(b, nodes), contextSwitches(b, nodes)
 	time.Sleep(idleWindow)
-	after := cpuTimes(b, nodes)
+	after, switchesAfter := cpuTimes(b, nodes), contextSwitches(b, nodes)
 	if err := exitedEarly(nodes); err != nil {
 		b.Fatal(err)
 	}
-	var others []float64
+	var others, otherSwitches []float64
 	var r idleResult
 	for i, nd := range nodes {
 		r.total += after[i] - before[i]
 		share := 100 * (after[i] - before[i]).Seconds() / idleWindow.Seconds()
+		switches := float64(switchesAfter[i]-switchesBefore[i]) / idleWindow.Seconds()
 		if nd == leader {
-			r.leader = share
+			r.leader, r.leaderSwitches = share, switches
 			continue
 		}
-		others = append(others, share)
+		others, otherSwitches = append(others, share), append(otherSwitches, switches)
 	}
 	slices.Sort(others)
+	slices.Sort(otherSwitches)
 	r.median, r.maxOther = others[len(others)/2], others[len(others)-1]
+	r.medianSwitches = otherSwitches[len(otherSwitches)/2]
 	r.balanced = balanced
 	return r
 }
@@ -143,6 +152,19 @@ func cpuTimes(b *testing.B, nodes []*node) []time.Duration {
 			b.Fatalf("CPU time of %s: %v", nd.ID, err)
 		}
 		out[i] = t
+	}
+	return out
+}
+
+// contextSwitches reads every agent's context switches so far.
+func contextSwitches(b *testing.B, nodes []*node) []int64 {
+	out := make([]int64, len(nodes))
+	for i, nd := range nodes {
+		n, err := nd.ContextSwitches()
+		if err != nil {
+			b.Fatalf("context switches of %s: %v", nd.ID, err)
+		}
+		out[i] = n
 	}
 	return out
 }

@@ -194,3 +194,24 @@ func TestAReferenceMembersEventsAreReadFromItsJSONLinesAmongItsLogs(t *testing.T
 		t.Fatalf("event time %s, want 2000 ns after the epoch", got[1].Time())
 	}
 }
+
+func TestContextSwitchesAreSummedFromEveryThreadsStatus(t *testing.T) {
+	status := "Name:\tagent\nState:\tS (sleeping)\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n"
+	got, err := parseStatusSwitches(status)
+	if err != nil || got != 127 {
+		t.Fatalf("120 + 7 switches read as %d, %v", got, err)
+	}
+	if _, err := parseStatusSwitches("Name:\tagent\nvoluntary_ctxt_switches:\t120\n"); err == nil {
+		t.Fatal("a status file with one count of two was accepted")
+	}
+	before, err := ProcessContextSwitches(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sleeping gives up the CPU: at least one more switch.
+	time.Sleep(10 * time.Millisecond)
+	after, err := ProcessContextSwitches(os.Getpid())
+	if err != nil || after <= before {
+		t.Fatalf("this test's own switches: %d, then %d (%v)", before, after, err)
+	}
+}

@@ -150,6 +150,8 @@ type Node struct {
 	// announce wakes announceLoop after a command committed (announce.go);
 	// buffered 1, coalescing.
 	announce chan struct{}
+	// leaders signals SubscribeLeader's subscribers (leaderwatch.go).
+	leaders *notifier
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -295,12 +297,14 @@ func New(cfg *Config) (n *Node, err error) {
 		markPath:     markPath,
 		controlConns: make(map[net.Conn]struct{}),
 		announce:     make(chan struct{}, 1),
+		leaders:      newNotifier(),
 		relayIn:      make(chan relayedLease, maxRelayQueue),
 		shutdownCh:   shutdownCh,
 	}
 	n.forwardTarget = n.Leader
 	n.heartbeatTimeout.Store(int64(cfg.HeartbeatTimeout))
 	n.changes, n.cancelChanges = f.changes.subscribe()
+	n.watchLeader()
 	n.controlWG.Add(1)
 	go n.serveControl()
 	if cfg.AnnounceCommits {
