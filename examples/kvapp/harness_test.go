@@ -48,8 +48,12 @@ type fakeCluster struct {
 	// frozenLease are grants kept as they were when freezeLease was called
 	// (a lease granted before a later change of the table).
 	frozenLease map[string]map[string]uint64
-	nodes       map[string]*testNode
-	client      *http.Client
+	// behind are partition entries one node's fake agent still serves
+	// in place of the table's (an agent that has not applied the latest
+	// change yet).
+	behind map[string]map[int]partitionView
+	nodes  map[string]*testNode
+	client *http.Client
 }
 
 // testNode is one kvapp under test with its fake agent.
@@ -64,7 +68,7 @@ type testNode struct {
 func newFakeCluster(t testing.TB, partitions int) *fakeCluster {
 	tr := &http.Transport{}
 	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
-		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, leaseless: map[string]bool{}, frozenLease: map[string]map[string]uint64{}, client: &http.Client{Transport: tr}}
+		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, leaseless: map[string]bool{}, frozenLease: map[string]map[string]uint64{}, behind: map[string]map[int]partitionView{}, client: &http.Client{Transport: tr}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return c
 }
@@ -81,6 +85,17 @@ func (c *fakeCluster) setAll(epoch uint64, primary string, replicas ...string) {
 	for id := 0; id < c.partitions; id++ {
 		c.setPartition(partitionView{ID: id, Epoch: epoch, Primary: primary, Replicas: replicas})
 	}
+}
+
+// setBehind makes node's fake agent serve p in place of the table's entry
+// for p.ID, as an agent that has not applied the latest change would.
+func (c *fakeCluster) setBehind(node string, p partitionView) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.behind[node] == nil {
+		c.behind[node] = map[int]partitionView{}
+	}
+	c.behind[node][p.ID] = p
 }
 
 func (c *fakeCluster) setMemberStatus(id, status string) {
@@ -141,7 +156,9 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 		c.fetches++
 		var parts []partitionView
 		for id := 0; id < c.partitions; id++ {
-			if p, ok := c.parts[id]; ok {
+			if p, ok := c.behind[node][id]; ok {
+				parts = append(parts, p)
+			} else if p, ok := c.parts[id]; ok {
 				parts = append(parts, p)
 			}
 		}

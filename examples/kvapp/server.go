@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -521,6 +522,7 @@ func (s *server) localPut(ctx context.Context, key string, value []byte) error {
 		}
 	}
 	w.msg.From = s.agent.self()
+	w.msg.Via = []string{w.msg.From}
 	local := make(chan error, 1)
 	go func() { local <- s.store.durable(ctx, w.disk) }()
 	rerr := s.replicateAll(ctx, w.msg, s.writeDests(v, id, w.registered), true)
@@ -546,29 +548,27 @@ func (s *server) acknowledgeWrite(id int, e dumpEntry) error {
 	return nil
 }
 
-// writeDests are the copies a primary's write must reach: the copy
-// targets registered here that the table does not list yet, and every
-// holder and migration target of the table but this node. A failed member
-// stays listed as a replica until its replacement has copied; waiting for
-// it would stall every write until then. It can never be promoted, and on
-// its return it is told to rejoin (and re-syncs, see onRejoin).
+// writeDests are the copies a primary's write must reach: every copy
+// target registered here, and every holder and migration target of the
+// table but this node. A failed member stays listed as a replica until its
+// replacement has copied; waiting for it would stall every write until
+// then. It can never be promoted, and on its return it is told to rejoin
+// (and re-syncs, see onRejoin).
+//
+// A registered target gets the write whatever v says of it. v was read
+// when the write began, and it may be older than the registration: the
+// target's agent is ahead of this one's (its copy began from a change this
+// table does not show yet, or it is back from a failure this table still
+// shows). And v is not the only table in use: a write that began earlier
+// read an older one, which may not list the target at all, so a
+// registration dropped because a newer table lists it would be missing
+// from that write. A registration ends only when the target answers that
+// it holds nothing, or when a send to it fails and a fresh table says it
+// is no copy (replicateTo); while the table lists it, the two ways to it
+// are one destination (dedupe).
 func (s *server) writeDests(v *clusterView, id int, registered []dest) []dest {
 	pv := v.partition(id)
-	var dests []dest
-	for _, d := range registered {
-		// A copy target this node's own table lists is reached through the
-		// table from now on; one that failed is not waited for. A holder
-		// this table still shows restarting is the exception: it registered
-		// here re-syncing after its return, which this table has not seen
-		// yet, and must have every write after its snapshot (should it be
-		// unreachable after all, replicateTo drops it on the first failure).
-		m := v.members[d.node]
-		if (pv.holds(d.node) || m.gone()) && m.Status != "restarting" {
-			s.store.dropCopyTarget(id, d.node)
-			continue
-		}
-		dests = append(dests, d)
-	}
+	dests := append([]dest(nil), registered...)
 	for _, n := range pv.copies(s.agent.self()) {
 		if !v.members[n].gone() {
 			dests = append(dests, dest{node: n})
@@ -605,6 +605,10 @@ type replicateMsg struct {
 	// From is the sending node, so that a copy source does not forward a
 	// write back to where it came from.
 	From string `json:"from"`
+	// Via are the nodes the write has passed through, the primary first
+	// and From last: a copy source forwards it to none of them, so that
+	// holders registered on one another never pass a write round a ring.
+	Via []string `json:"via,omitempty"`
 }
 
 // replicateAll sends msg to every dest in parallel and waits for all.
@@ -790,6 +794,7 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	if len(dests) > 0 {
 		fwd := msg
 		fwd.From = s.agent.self()
+		fwd.Via = append(slices.Clone(msg.Via), fwd.From)
 		ferr = s.replicateAll(r.Context(), fwd, dests, false)
 	}
 	if err := <-local; err != nil {
@@ -808,12 +813,15 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// liveCopyTargets drops the registered copy targets whose member has
-// failed or left, and those the table lists as holders: the primary
-// reaches them itself (writeDests). Forwarding to a holder is not only
-// redundant: holders that re-synced from one another after their restarts
-// are registered on each other, and would pass every write round the
-// ring for ever.
+// liveCopyTargets drops the registered copy targets that the table here
+// has listed as copies for CopyTargetGrace: the primary reaches them
+// itself (writeDests), and forwarding to them as well would double every
+// write to them for as long as they hold the partition. A target listed
+// more recently is still forwarded to: the primary's table may not list it
+// yet (its agent may be behind this one's). A target this table shows
+// failed or gone is kept too, since the table may be older than the
+// registration; if it is really gone, the forward fails and replicateTo
+// drops it on a fresh table.
 func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest {
 	v, err := s.agent.get(ctx, false)
 	if err != nil {
@@ -821,7 +829,7 @@ func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest 
 	}
 	var out []dest
 	for _, d := range ds {
-		if v.members[d.node].gone() || v.partition(id).holds(d.node) {
+		if v.partition(id).holds(d.node) && time.Since(d.since) > s.cfg.CopyTargetGrace {
 			s.store.dropCopyTarget(id, d.node)
 			continue
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -269,7 +270,7 @@ func (s *store) primaryWrite(id int, key string, value []byte) (pendingWrite, er
 	}
 	ops = append(ops, diskOp{kind: opEntry, partition: id, key: key, e: e})
 	msg := replicateMsg{Partition: id, Epoch: p.writeEpoch, Entries: []dumpEntry{{Key: key, Value: value, Version: e.ver}}}
-	return pendingWrite{msg: msg, registered: p.registeredDests(""), disk: s.disk.enqueue(ops...), persistFirst: persistFirst}, nil
+	return pendingWrite{msg: msg, registered: p.registeredDests(), disk: s.disk.enqueue(ops...), persistFirst: persistFirst}, nil
 }
 
 // epochOf is the epoch the webhooks last gave for partition id (0 if none):
@@ -319,10 +320,12 @@ func (s *store) confirm(id int, key string, e entry) {
 	}
 }
 
-func (p *partition) registeredDests(except string) []dest {
+// registeredDests are the copy targets registered here but those in
+// except (the nodes a write has passed through).
+func (p *partition) registeredDests(except ...string) []dest {
 	var out []dest
 	for node, t := range p.copyTo {
-		if node != except {
+		if !slices.Contains(except, node) {
 			out = append(out, dest{node: node, addr: t.addr, registered: true, since: t.since})
 		}
 	}
@@ -365,7 +368,7 @@ func (s *store) applyReplicated(msg replicateMsg, from string) ([]dest, uint64, 
 		s.saveState(msg.Partition, p)
 	}
 	seq := s.applyEntries(msg.Partition, p, msg.Entries)
-	return p.registeredDests(from), p.fence, seq, nil
+	return p.registeredDests(append(slices.Clone(msg.Via), from)...), p.fence, seq, nil
 }
 
 // adoptWriteEpoch raises the primary's write epoch to e, which the agent's

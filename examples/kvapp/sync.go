@@ -73,6 +73,7 @@ func (s *server) pushSync(ctx context.Context, msg replicateMsg) error {
 		return nil
 	}
 	msg.From = s.agent.self()
+	msg.Via = []string{msg.From}
 	for _, chunk := range chunks(msg) {
 		if err := s.replicateAll(ctx, chunk, dests, true); err != nil {
 			return err

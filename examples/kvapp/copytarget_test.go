@@ -1,0 +1,137 @@
+package main
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/steward-dev/steward/hooks"
+)
+
+// Copy targets while the tables of the nodes disagree. A node copying a
+// partition registers with its source, which sends it every write made
+// after its snapshot. The tables the writes are routed by lag behind one
+// another (each node's agent applies the log on its own), and the
+// registration must cover every write its snapshot missed whatever table
+// a write read.
+
+// startCopyFrom makes target copy partition 0 from source at epoch, as
+// migration id, and waits until the copy is acknowledged to the agent.
+func (c *fakeCluster) startCopyFrom(target, source *testNode, epoch uint64, id string) {
+	c.t.Helper()
+	done, _ := c.acks()
+	ev := hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: epoch, Role: hooks.RoleReplica,
+		Source: &hooks.Source{NodeID: source.id, AppAddr: source.srv.cfg.Addr}, MigrationID: id}
+	if code := c.deliver(target, ev); code != http.StatusAccepted {
+		c.t.Fatalf("assign with a copy to %s: %d", target.id, code)
+	}
+	eventually(c.t, "the copy", func() bool { now, _ := c.acks(); return len(now) == len(done)+1 })
+}
+
+// Two writes of one primary in flight at once read two tables: the later
+// write's table lists the migration, the earlier one's does not yet. The
+// write with the newer table must not end the registration that the
+// write with the older table relies on (in the chaos test, the new
+// primary promoted from the copy then served reads without that write).
+func TestAWriteThatReadAnOlderTableStillReachesACopyTarget(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n3 := c.addNode("n1"), c.addNode("n3")
+	c.setAll(1, "n1")
+	c.assignFromTable()
+
+	c.setAll(2, "n1")
+	if code := c.deliver(n1, hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RolePrimary}); code != http.StatusNoContent {
+		t.Fatalf("assign to the primary: %d", code)
+	}
+	c.startCopyFrom(n3, n1, 2, "m-1")
+
+	c.setPartition(partitionView{ID: 0, Epoch: 2, Primary: "n1", Migrations: []migrationView{{ID: "m-1", Target: "n3", Source: "n1"}}})
+	n1.srv.agent.invalidate()
+	if code, body := c.put(n1, "listed", "1"); code != http.StatusNoContent {
+		t.Fatalf("put with the migration listed: %d %s", code, body)
+	}
+	if v, _ := stored(n3, 0, "listed"); v != "1" {
+		t.Fatalf("the copy target missed a write whose table lists it: %q", v)
+	}
+
+	// The table of a write that began before n1's agent had the migration.
+	c.setAll(2, "n1")
+	n1.srv.agent.invalidate()
+	if code, body := c.put(n1, "older", "2"); code != http.StatusNoContent {
+		t.Fatalf("put with the older table: %d %s", code, body)
+	}
+	if v, ok := stored(n3, 0, "older"); !ok || v != "2" {
+		t.Fatalf("a write that read a table without the migration did not reach the copy target: %q %v", v, ok)
+	}
+}
+
+// A replica back from a failure re-syncs from the primary, whose agent
+// has not applied the return yet and still shows it failed. Writes made
+// after the re-sync's snapshot must reach it all the same: the planner
+// may make it primary as soon as its app has caught up.
+func TestACopyBackFromAFailureGetsWritesWhileThePrimarysTableShowsItFailed(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2 := c.addNode("n1"), c.addNode("n2")
+	c.setAll(1, "n1", "n2")
+	c.assignFromTable()
+	n1.srv.store.dropCopyTarget(0, "n2") // registered by its first copy
+	c.setMemberStatus("n2", "failed")
+	n1.srv.agent.invalidate()
+	if code, body := c.put(n1, "missed", "1"); code != http.StatusNoContent {
+		t.Fatalf("put while n2 is failed: %d %s", code, body)
+	}
+	if _, ok := stored(n2, 0, "missed"); ok {
+		t.Fatal("a failed member got the write; the test proves nothing")
+	}
+
+	// n2's own agent has taken it back and tells its app; n1's table,
+	// served by the fake cluster to both, still shows n2 failed.
+	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
+		t.Fatalf("rejoin: %d", code)
+	}
+	if v, _ := stored(n2, 0, "missed"); v != "1" {
+		t.Fatalf("the rejoin did not re-sync n2: missed = %q", v)
+	}
+	if code, body := c.put(n1, "after", "2"); code != http.StatusNoContent {
+		t.Fatalf("put after the re-sync: %d %s", code, body)
+	}
+	if v, ok := stored(n2, 0, "after"); !ok || v != "2" {
+		t.Fatalf("a write after n2's re-sync snapshot is not on n2, whose return the primary's table does not show yet: %q %v", v, ok)
+	}
+}
+
+// A copy taken from a replica: the replica's table lists the migration,
+// the primary's does not yet, so the primary sends its write to the
+// replica only. The replica must pass it on to the copy target registered
+// with it.
+func TestAReplicaPassesAWriteOnToItsCopyTargetThePrimaryDoesNotKnowYet(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1, n2, n3 := c.addNode("n1"), c.addNode("n2"), c.addNode("n3")
+	c.setAll(1, "n1", "n2")
+	c.assignFromTable()
+	if code, body := c.put(n1, "before", "1"); code != http.StatusNoContent {
+		t.Fatalf("put before the copy: %d %s", code, body)
+	}
+
+	c.setPartition(partitionView{ID: 0, Epoch: 2, Primary: "n1", Replicas: []string{"n2"}, Migrations: []migrationView{{ID: "m-1", Target: "n3", Source: "n2"}}})
+	c.setBehind("n1", partitionView{ID: 0, Epoch: 2, Primary: "n1", Replicas: []string{"n2"}})
+	for _, n := range []*testNode{n1, n2} {
+		role := hooks.RoleReplica
+		if n == n1 {
+			role = hooks.RolePrimary
+		}
+		if code := c.deliver(n, hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: role}); code != http.StatusNoContent {
+			t.Fatalf("assign at epoch 2 to %s: %d", n.id, code)
+		}
+	}
+	c.startCopyFrom(n3, n2, 2, "m-1")
+	if v, _ := stored(n3, 0, "before"); v != "1" {
+		t.Fatalf("the copy lacks the earlier write: %q", v)
+	}
+
+	if code, body := c.put(n1, "after", "2"); code != http.StatusNoContent {
+		t.Fatalf("put after the copy: %d %s", code, body)
+	}
+	if v, ok := stored(n3, 0, "after"); !ok || v != "2" {
+		t.Fatalf("the replica did not pass the write on to the copy target registered with it: %q %v", v, ok)
+	}
+}
