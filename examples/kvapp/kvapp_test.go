@@ -207,12 +207,7 @@ func TestCopyTargetGetsWritesMadeAfterItsSnapshotBeforeTheTableListsIt(t *testin
 	if code := c.deliver(n1, hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RolePrimary}); code != http.StatusNoContent {
 		t.Fatalf("assign to the primary: %d", code)
 	}
-	ev := hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 2, Role: hooks.RoleReplica,
-		Source: &hooks.Source{NodeID: "n1", AppAddr: n1.srv.cfg.Addr}, MigrationID: "m-1"}
-	if code := c.deliver(n3, ev); code != http.StatusAccepted {
-		t.Fatalf("assign: %d", code)
-	}
-	eventually(t, "the copy", func() bool { done, _ := c.acks(); return len(done) == 1 })
+	c.startCopyFrom(n3, n1, 2, "m-1")
 	if v, _ := stored(n3, 0, "before"); v != "1" {
 		t.Fatalf("the copy lacks the earlier write: %q", v)
 	}

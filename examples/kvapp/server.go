@@ -56,9 +56,10 @@ type Config struct {
 	// CopyAttempts is how many times a copy is tried before the migration
 	// is reported failed to the agent.
 	CopyAttempts int
-	// CopyTargetGrace is how long a copy target registered with this node
-	// keeps receiving forwarded writes while the agent's table here does
-	// not list it yet (the target's agent may be ahead of this one).
+	// CopyTargetGrace is how long after its registration a copy target
+	// whose sends fail is still retried while the agent's table here does
+	// not list it (the target's agent may be ahead of this one), and how
+	// long a replica forwards to a target its table lists as a copy.
 	CopyTargetGrace time.Duration
 	// LoadInterval is how often the app reports its load and disk to its
 	// agent (load.go).
@@ -814,10 +815,11 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 }
 
 // liveCopyTargets drops the registered copy targets that the table here
-// has listed as copies for CopyTargetGrace: the primary reaches them
-// itself (writeDests), and forwarding to them as well would double every
-// write to them for as long as they hold the partition. A target listed
-// more recently is still forwarded to: the primary's table may not list it
+// lists as copies and that registered more than CopyTargetGrace ago: the
+// primary reaches them itself (writeDests), and forwarding to them as well
+// would double every write to them for as long as they hold the
+// partition. A target registered more recently is still forwarded to: the
+// primary's table may not list it
 // yet (its agent may be behind this one's). A target this table shows
 // failed or gone is kept too, since the table may be older than the
 // registration; if it is really gone, the forward fails and replicateTo
