@@ -1,7 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/steward-dev/steward/hooks"
@@ -134,4 +138,85 @@ func TestAReplicaPassesAWriteOnToItsCopyTargetThePrimaryDoesNotKnowYet(t *testin
 	if v, ok := stored(n3, 0, "after"); !ok || v != "2" {
 		t.Fatalf("the replica did not pass the write on to the copy target registered with it: %q %v", v, ok)
 	}
+}
+
+// An app told to hold a partition it has no copy of, without a source,
+// takes it from the other holders (the safety net of hold). Its snapshot
+// registers it with the holder at once, so a write made after the
+// snapshot is sent to it while the copy is still on its way: the app must
+// take that write, not answer that it holds nothing, or the holder drops
+// it and it misses the write for good.
+func TestAWriteDuringARecoveryFromTheHoldersReachesTheRecoveringApp(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1 := c.addNode("n1")
+	c.addNode("n2")
+	c.setAll(1, "n1", "n2")
+	c.assignFromTable()
+	if code, body := c.put(n1, "before", "1"); code != http.StatusNoContent {
+		t.Fatalf("put before the recovery: %d %s", code, body)
+	}
+
+	// n3 reaches n1 through a proxy that, once n1 has answered the
+	// snapshot (and registered n3), makes a write through n1 before it
+	// passes the snapshot on.
+	written := make(chan string, 1)
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resp, err := http.Get(n1.ts.URL + r.URL.RequestURI())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		if resp.StatusCode == http.StatusOK && strings.HasPrefix(r.URL.Path, "/internal/partitions/") {
+			written <- c.putFromAnyGoroutine(n1, "during", "2")
+		}
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	}))
+	defer proxy.Close()
+	c.setAppAddr("n1", proxy.Listener.Addr().String())
+
+	n3 := c.addNode("n3") // plays n2's restarted app under a new name
+	c.setAll(1, "n1", "n2", "n3")
+	if code := c.deliver(n3, hooks.Event{Type: hooks.TypeAssign, Partition: 0, Epoch: 1, Role: hooks.RoleReplica}); code != http.StatusNoContent {
+		t.Fatalf("assign: %d", code)
+	}
+	select {
+	case res := <-written:
+		if res != "" {
+			t.Fatalf("the write during the recovery: %s", res)
+		}
+	default:
+		t.Fatal("the proxy made no write; the test proves nothing")
+	}
+	if v, _ := stored(n3, 0, "before"); v != "1" {
+		t.Fatalf("the recovery lacks the earlier write: %q", v)
+	}
+	if v, ok := stored(n3, 0, "during"); !ok || v != "2" {
+		t.Fatalf("a write acknowledged after the recovery's snapshot is not on the recovering app: %q %v", v, ok)
+	}
+}
+
+// putFromAnyGoroutine writes key through n's API without the test's
+// Fatal: "" when the write was acknowledged, the refusal otherwise.
+func (c *fakeCluster) putFromAnyGoroutine(n *testNode, key, value string) string {
+	req, err := http.NewRequest(http.MethodPut, n.ts.URL+"/kv/"+key, strings.NewReader(value))
+	if err != nil {
+		return err.Error()
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		return fmt.Sprintf("%d %s", resp.StatusCode, b)
+	}
+	return ""
 }

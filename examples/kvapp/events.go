@@ -47,6 +47,15 @@ func (s *server) hold(ctx context.Context, ev hooks.Event, what string) hooks.Re
 		return hooks.Ack()
 	}
 	complete := p.complete
+	if !complete {
+		// The role first, as a copy with a source does (startCopy): the
+		// recovery below registers this node with a holder for the
+		// writes after its snapshot, and a node with no role would refuse
+		// them as not held, and the holder then drops it. Incomplete, the
+		// partition serves nothing yet.
+		s.setRole(p, ev)
+		s.store.saveState(ev.Partition, p)
+	}
 	s.store.mu.Unlock()
 	if !complete {
 		// Told to hold a partition this app has no full copy of. On a fresh

@@ -106,6 +106,16 @@ func (c *fakeCluster) setMemberStatus(id, status string) {
 	c.members[id] = m
 }
 
+// setAppAddr makes the table give addr as id's app address (a proxy in
+// front of the app).
+func (c *fakeCluster) setAppAddr(id, addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.members[id]
+	m.AppAddr = addr
+	c.members[id] = m
+}
+
 // setLease gives node's fake agent a lease (granted) or none.
 func (c *fakeCluster) setLease(node string, granted bool) {
 	c.mu.Lock()
