@@ -3,9 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/steward-dev/steward/hooks"
@@ -87,8 +91,10 @@ func TestACopyBackFromAFailureGetsWritesWhileThePrimarysTableShowsItFailed(t *te
 		t.Fatal("a failed member got the write; the test proves nothing")
 	}
 
-	// n2's own agent has taken it back and tells its app; n1's table,
-	// served by the fake cluster to both, still shows n2 failed.
+	// n2's own agent has taken it back and tells its app; n1's agent has
+	// not applied the return and still shows n2 failed.
+	c.freeze("n1")
+	c.setMemberStatus("n2", "alive")
 	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
 		t.Fatalf("rejoin: %d", code)
 	}
@@ -219,4 +225,109 @@ func (c *fakeCluster) putFromAnyGoroutine(n *testNode, key, value string) string
 		return fmt.Sprintf("%d %s", resp.StatusCode, b)
 	}
 	return ""
+}
+
+// A node that copied a partition stays registered with its source. Once
+// the source's table, at least as new as the one the node copied under,
+// shows it failed, the source's writes must not be sent to it: behind a
+// cut a send hangs for -peer-timeout, and every write of every partition
+// the node copied would wait that long before a fresh table let it go.
+func TestAWriteIsNotSentToACopyTargetFailedSinceItRegistered(t *testing.T) {
+	c := newFakeCluster(t, 1)
+	n1 := c.addNode("n1")
+	c.setAll(1, "n1")
+	c.assignFromTable()
+
+	// n3 copies behind a cut to come: its address takes connections and
+	// never answers.
+	hole := newBlackHole(t)
+	c.addMember("n3", hole.addr())
+	c.registerCopyTarget(n1, "n3", hole.addr())
+	c.setMemberStatus("n3", "failed")
+	n1.srv.agent.invalidate()
+
+	if code, body := c.put(n1, "after", "1"); code != http.StatusNoContent {
+		t.Fatalf("put after n3 failed: %d %s", code, body)
+	}
+	if n := hole.accepted(); n != 0 {
+		t.Fatalf("the write was sent to a copy target failed since it registered (%d connections)", n)
+	}
+	if registered(n1, 0, "n3") {
+		t.Fatal("n1 still has n3 registered, failed since it registered")
+	}
+}
+
+// registerCopyTarget asks source for partition 0's snapshot as node would
+// at the current index, registering it with addr.
+func (c *fakeCluster) registerCopyTarget(source *testNode, node, addr string) {
+	c.t.Helper()
+	c.mu.Lock()
+	index := c.index
+	c.mu.Unlock()
+	q := url.Values{"node": {node}, "addr": {addr}, "index": {strconv.FormatUint(index, 10)}}
+	req, err := http.NewRequest(http.MethodGet, source.ts.URL+"/internal/partitions/0?"+q.Encode(), nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if code, body := c.do(req); code != http.StatusOK {
+		c.t.Fatalf("snapshot for %s: %d %s", node, code, body)
+	}
+}
+
+// registered reports whether n has node registered as a copy target of
+// the partition.
+func registered(n *testNode, partition int, node string) bool {
+	n.srv.store.mu.Lock()
+	defer n.srv.store.mu.Unlock()
+	p := n.srv.store.parts[partition]
+	_, ok := p.copyTo[node]
+	return p != nil && ok
+}
+
+// blackHole is an address behind a cut: it accepts connections and never
+// answers, and counts them.
+type blackHole struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newBlackHole(t *testing.T) *blackHole {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &blackHole{ln: ln}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.mu.Lock()
+			h.conns = append(h.conns, conn)
+			h.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		h.wg.Wait()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+	})
+	return h
+}
+
+func (h *blackHole) addr() string { return h.ln.Addr().String() }
+
+func (h *blackHole) accepted() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.conns)
 }

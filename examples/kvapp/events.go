@@ -260,9 +260,17 @@ func contains(xs []string, x string) bool {
 }
 
 // copyFrom fetches partition id from the app at addr, registering this
-// node there as a copy target, and merges it in.
+// node there as a copy target, and merges it in. The registration carries
+// the state index of this node's table, read fresh: its agent sent the
+// event this copy answers, so the table is at least as new as this node's
+// return from any failure (the source lets a registration go when a table
+// at least that new shows this node failed, isStale).
 func (s *server) copyFrom(ctx context.Context, id int, addr string) error {
-	q := url.Values{"node": {s.agent.self()}, "addr": {s.cfg.Addr}}
+	v, err := s.agent.get(ctx, true)
+	if err != nil {
+		return fmt.Errorf("kvapp: copy partition %d: the table's index: %w", id, err)
+	}
+	q := url.Values{"node": {s.agent.self()}, "addr": {s.cfg.Addr}, "index": {strconv.FormatUint(v.index, 10)}}
 	rctx, cancel := context.WithTimeout(ctx, 4*s.cfg.PeerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+"/internal/partitions/"+strconv.Itoa(id)+"?"+q.Encode(), nil)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/steward-dev/steward/client"
 	"github.com/steward-dev/steward/hooks"
 	"github.com/steward-dev/steward/localcluster"
 	"go.uber.org/goleak"
@@ -52,8 +54,21 @@ type fakeCluster struct {
 	// in place of the table's (an agent that has not applied the latest
 	// change yet).
 	behind map[string]map[int]partitionView
+	// index is the state index the fake agents serve (X-Steward-Index),
+	// raised by every change of the table or the members.
+	index uint64
+	// frozen are whole views one node's fake agent serves in place of the
+	// current one, with their index (freeze).
+	frozen map[string]frozenView
 	nodes  map[string]*testNode
 	client *http.Client
+}
+
+// frozenView is a table and member list as they were at index.
+type frozenView struct {
+	parts   map[int]partitionView
+	members map[string]memberView
+	index   uint64
 }
 
 // testNode is one kvapp under test with its fake agent.
@@ -68,7 +83,7 @@ type testNode struct {
 func newFakeCluster(t testing.TB, partitions int) *fakeCluster {
 	tr := &http.Transport{}
 	c := &fakeCluster{t: t, partitions: partitions, parts: map[int]partitionView{}, members: map[string]memberView{},
-		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, leaseless: map[string]bool{}, frozenLease: map[string]map[string]uint64{}, behind: map[string]map[int]partitionView{}, client: &http.Client{Transport: tr}}
+		nodes: map[string]*testNode{}, holdings: map[string][][]int{}, leaseless: map[string]bool{}, frozenLease: map[string]map[string]uint64{}, behind: map[string]map[int]partitionView{}, frozen: map[string]frozenView{}, client: &http.Client{Transport: tr}}
 	t.Cleanup(tr.CloseIdleConnections)
 	return c
 }
@@ -78,6 +93,7 @@ func (c *fakeCluster) setPartition(p partitionView) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.parts[p.ID] = p
+	c.index++
 }
 
 // setAll gives every partition the same placement at epoch.
@@ -104,6 +120,25 @@ func (c *fakeCluster) setMemberStatus(id, status string) {
 	m := c.members[id]
 	m.Status = status
 	c.members[id] = m
+	c.index++
+}
+
+// freeze makes node's fake agent serve the table and members as they are
+// now, at today's index, whatever changes next: an agent that has not
+// applied the changes after it.
+func (c *fakeCluster) freeze(node string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.frozen[node] = frozenView{parts: maps.Clone(c.parts), members: maps.Clone(c.members), index: c.index}
+}
+
+// addMember lists id as an alive member with its app at addr, without an
+// app of the harness behind it.
+func (c *fakeCluster) addMember(id, addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members[id] = memberView{ID: id, Status: "alive", AppAddr: addr}
+	c.index++
 }
 
 // setAppAddr makes the table give addr as id's app address (a proxy in
@@ -114,6 +149,7 @@ func (c *fakeCluster) setAppAddr(id, addr string) {
 	m := c.members[id]
 	m.AppAddr = addr
 	c.members[id] = m
+	c.index++
 }
 
 // setLease gives node's fake agent a lease (granted) or none.
@@ -165,6 +201,20 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 		defer c.mu.Unlock()
 		c.fetches++
 		var parts []partitionView
+		if f, ok := c.frozen[node]; ok {
+			for id := 0; id < c.partitions; id++ {
+				if p, ok := f.parts[id]; ok {
+					parts = append(parts, p)
+				}
+			}
+			w.Header().Set(client.IndexHeader, strconv.FormatUint(f.index, 10))
+			writeJSON(w, http.StatusOK, map[string]any{
+				"settings":   map[string]int{"partitions": c.partitions, "replication_factor": 3},
+				"partitions": parts,
+			})
+			return
+		}
+		w.Header().Set(client.IndexHeader, strconv.FormatUint(c.index, 10))
 		for id := 0; id < c.partitions; id++ {
 			if p, ok := c.behind[node][id]; ok {
 				parts = append(parts, p)
@@ -195,8 +245,12 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		members := c.members
+		if f, ok := c.frozen[node]; ok {
+			members = f.members
+		}
 		var ms []memberView
-		for _, m := range c.members {
+		for _, m := range members {
 			ms = append(ms, m)
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"members": ms})
@@ -300,6 +354,7 @@ func (c *fakeCluster) startNodeAt(id, dataDir, addr string, wait bool) *testNode
 	})
 	c.mu.Lock()
 	c.members[id] = memberView{ID: id, Status: "alive", AppAddr: cfg.Addr}
+	c.index++
 	c.nodes[id] = n
 	c.mu.Unlock()
 	if wait {

@@ -606,6 +606,9 @@ func TestAWriteAfterTheRejoinSnapshotReachesTheNodeBeforeTheTableSaysItIsBack(t 
 	if code, body := c.put(n1, "missed", "1"); code != http.StatusNoContent {
 		t.Fatalf("put while n2 is away: %d %s", code, body)
 	}
+	// n2's agent has applied its return, n1's not yet.
+	c.freeze("n1")
+	c.setMemberStatus("n2", "alive")
 	if code := c.deliver(n2, hooks.Event{ID: "rejoin-n2", Type: hooks.TypeRejoin, Role: hooks.RoleNone, Partitions: []int{0}}); code != http.StatusNoContent {
 		t.Fatalf("rejoin: %d", code)
 	}

@@ -556,26 +556,51 @@ func (s *server) acknowledgeWrite(id int, e dumpEntry) error {
 // then. It can never be promoted, and on its return it is told to rejoin
 // (and re-syncs, see onRejoin).
 //
-// A registered target gets the write whatever v says of it. v was read
-// when the write began, and it may be older than the registration: the
-// target's agent is ahead of this one's (its copy began from a change this
-// table does not show yet, or it is back from a failure this table still
-// shows). And v is not the only table in use: a write that began earlier
-// read an older one, which may not list the target at all, so a
+// A registered target gets the write whatever v says of it, unless v is
+// at least as new as the registration and shows it failed (isStale). v was
+// read when the write began, and it may be older than the registration:
+// the target's agent is ahead of this one's (its copy began from a change
+// this table does not show yet, or it is back from a failure this table
+// still shows). And v is not the only table in use: a write that began
+// earlier read an older one, which may not list the target at all, so a
 // registration dropped because a newer table lists it would be missing
 // from that write. A registration ends only when the target answers that
-// it holds nothing, or when a send to it fails and a fresh table says it
-// is no copy (replicateTo); while the table lists it, the two ways to it
-// are one destination (dedupe).
+// it holds nothing, when a table newer than it shows the target failed,
+// or when a send to it fails and a fresh table says it is no copy
+// (replicateTo); while the table lists it, the two ways to it are one
+// destination (dedupe).
 func (s *server) writeDests(v *clusterView, id int, registered []dest) []dest {
 	pv := v.partition(id)
-	dests := append([]dest(nil), registered...)
+	var dests []dest
+	for _, d := range registered {
+		if isStale(v, d) {
+			s.store.dropCopyTarget(id, d.node)
+			continue
+		}
+		dests = append(dests, d)
+	}
 	for _, n := range pv.copies(s.agent.self()) {
 		if !v.members[n].gone() {
 			dests = append(dests, dest{node: n})
 		}
 	}
 	return dedupe(dests)
+}
+
+// isStale reports whether v shows the registered target d failed (or
+// left, or restarting) in a table at least as new as the one d copied
+// under: d went away after it registered, so it holds this partition no
+// more (on its return it re-syncs, and registers again, under a newer
+// table). Its writes are then not sent at all: a node cut off would make
+// every write wait for a send to time out (-peer-timeout) before a fresh
+// table let it go. With an older v the failure may be one d is already
+// back from, and it is sent to.
+func isStale(v *clusterView, d dest) bool {
+	if !d.registered || v.index < d.index {
+		return false
+	}
+	m, ok := v.members[d.node]
+	return ok && m.gone()
 }
 
 func dedupe(ds []dest) []dest {
@@ -819,11 +844,11 @@ func (s *server) handleReplicate(w http.ResponseWriter, r *http.Request) {
 // primary reaches them itself (writeDests), and forwarding to them as well
 // would double every write to them for as long as they hold the
 // partition. A target registered more recently is still forwarded to: the
-// primary's table may not list it
-// yet (its agent may be behind this one's). A target this table shows
-// failed or gone is kept too, since the table may be older than the
-// registration; if it is really gone, the forward fails and replicateTo
-// drops it on a fresh table.
+// primary's table may not list it yet (its agent may be behind this
+// one's). A target this table shows failed or gone is dropped when the
+// table is at least as new as the registration (isStale), and kept
+// otherwise, since it may be back from that failure; if it is really
+// gone, the forward fails and replicateTo drops it on a fresh table.
 func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest {
 	v, err := s.agent.get(ctx, false)
 	if err != nil {
@@ -831,7 +856,7 @@ func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest 
 	}
 	var out []dest
 	for _, d := range ds {
-		if v.partition(id).holds(d.node) && time.Since(d.since) > s.cfg.CopyTargetGrace {
+		if isStale(v, d) || v.partition(id).holds(d.node) && time.Since(d.since) > s.cfg.CopyTargetGrace {
 			s.store.dropCopyTarget(id, d.node)
 			continue
 		}
@@ -841,9 +866,10 @@ func (s *server) liveCopyTargets(ctx context.Context, id int, ds []dest) []dest 
 }
 
 // handleDump serves a complete partition to a node copying it. With
-// ?node=ID&addr=host:port the caller is registered as a copy target in the
-// same critical section as the snapshot: every write applied here later is
-// forwarded to it.
+// ?node=ID&addr=host:port&index=N the caller is registered as a copy
+// target in the same critical section as the snapshot: every write
+// applied here later is forwarded to it. N is the state index of the
+// caller's table (isStale).
 func (s *server) handleDump(w http.ResponseWriter, r *http.Request) {
 	id, err := strconv.Atoi(r.PathValue("p"))
 	if err != nil || id < 0 {
@@ -851,7 +877,14 @@ func (s *server) handleDump(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	d, err := s.store.snapshot(id, q.Get("node"), q.Get("addr"), time.Now())
+	var index uint64
+	if v := q.Get("index"); v != "" {
+		if index, err = strconv.ParseUint(v, 10, 64); err != nil {
+			writeJSON(w, http.StatusBadRequest, apiError{Error: "index must be a state index"})
+			return
+		}
+	}
+	d, err := s.store.snapshot(id, q.Get("node"), q.Get("addr"), index, time.Now())
 	if err != nil {
 		writeJSON(w, http.StatusNotFound, apiError{Error: err.Error()})
 		return

@@ -89,6 +89,10 @@ type shadow struct {
 type copyTarget struct {
 	addr  string
 	since time.Time
+	// index is the state index of the peer's own table when it asked for
+	// the snapshot: a table of this node at least that new that shows the
+	// peer failed shows a failure after the registration (isStale).
+	index uint64
 }
 
 // partition is this node's state for one partition.
@@ -224,6 +228,7 @@ type dest struct {
 	addr       string // empty: look it up in the members list
 	registered bool   // a copy target registered here, not (yet) in the table
 	since      time.Time
+	index      uint64 // a registered target's table index (copyTarget.index)
 }
 
 // pendingWrite is a write this node made as primary, on its way to every
@@ -326,7 +331,7 @@ func (p *partition) registeredDests(except ...string) []dest {
 	var out []dest
 	for node, t := range p.copyTo {
 		if !slices.Contains(except, node) {
-			out = append(out, dest{node: node, addr: t.addr, registered: true, since: t.since})
+			out = append(out, dest{node: node, addr: t.addr, registered: true, since: t.since, index: t.index})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].node < out[j].node })
@@ -408,8 +413,9 @@ type partitionDump struct {
 
 // snapshot returns a complete partition's keys (their latest versions,
 // replicated or not) and, when target is given, registers it for every
-// later write in the same critical section.
-func (s *store) snapshot(id int, target, addr string, now time.Time) (partitionDump, error) {
+// later write in the same critical section; index is the target's table
+// index.
+func (s *store) snapshot(id int, target, addr string, index uint64, now time.Time) (partitionDump, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.parts[id]
@@ -420,7 +426,7 @@ func (s *store) snapshot(id int, target, addr string, now time.Time) (partitionD
 		if p.copyTo == nil {
 			p.copyTo = map[string]copyTarget{}
 		}
-		p.copyTo[target] = copyTarget{addr: addr, since: now}
+		p.copyTo[target] = copyTarget{addr: addr, since: now, index: index}
 	}
 	return partitionDump{Partition: id, Epoch: p.epoch, Entries: p.entries()}, nil
 }
