@@ -24,6 +24,10 @@ type nodeInfo struct {
 	hold    bool // alive or suspect
 	lead    bool // hold and app healthy
 	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	// appDown: its app is unhealthy, down or not caught up (a rejoin whose
+	// node.rejoin is unacknowledged): a copy is taken from it only when no
+	// other holder could give it (sourceFor).
+	appDown bool
 	waiting bool // failed less than ReplaceDelay ago, or away for a planned restart
 	leaving bool
 	// draining: being replaced (Member.ReplacedBy): keeps its copies and
@@ -109,6 +113,7 @@ func newPlannerWithFigures(c *Cluster, ages Ages, seed int64, lim Limits, figs *
 	for i, id := range ids {
 		m := c.Members[id]
 		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
+		n.appDown = m.AppUnhealthy
 		n.draining = m.ReplacedBy != ""
 		if n.draining {
 			p.draining++
@@ -528,32 +533,60 @@ func (p *planner) source(part *Partition) int {
 // back every other copy of the partitions it leads. Every holder has the
 // partition (a replica is a copy its app acknowledged), and the app is told
 // the source of each copy.
+//
+// A holder whose app is unhealthy is no source while another holder could
+// be, even a busy one (the copy then waits for it): its app may not
+// answer, and one back from a failure lacks the writes made while it was
+// away until its app has re-synced and acknowledged node.rejoin (its agent
+// announces the app unhealthy until then). When every holder's app is
+// unhealthy, one of them is the source all the same: no copy has more.
 func (p *planner) sourceFor(part *Partition) (int, string) {
+	healthy := false
+	p.eachSource(part, func(i int) bool {
+		healthy = !p.nodes[i].appDown
+		return !healthy
+	})
 	first := -1
-	try := func(i int) bool {
+	per := p.lim.MaxMigrationsPerNode
+	found := -1
+	p.eachSource(part, func(i int) bool {
+		if healthy && p.nodes[i].appDown {
+			return true
+		}
 		if first < 0 {
 			first = i
 		}
-		per := p.lim.MaxMigrationsPerNode
-		return per <= 0 || p.busy[i] < per
+		if per <= 0 || p.busy[i] < per {
+			found = i
+			return false
+		}
+		return true
+	})
+	if found < 0 {
+		found = first
 	}
-	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive && try(i) {
-		return i, part.Primary
+	if found < 0 {
+		return -1, ""
+	}
+	return found, p.nodes[found].id
+}
+
+// eachSource calls f with each holder of part that may be a copy source,
+// in sourceFor's order of preference, until f returns false.
+func (p *planner) eachSource(part *Partition, f func(i int) bool) {
+	if i, st := p.state(part.Primary); part.Primary != "" && st == holderLive && !f(i) {
+		return
 	}
 	for _, r := range part.Replicas {
-		if i, st := p.state(r); st == holderLive && try(i) {
-			return i, r
+		if i, st := p.state(r); st == holderLive && !f(i) {
+			return
 		}
 	}
 	for _, h := range part.Holders() {
-		if i, st := p.state(h); st == holderLeaving && try(i) {
-			return i, h
+		if i, st := p.state(h); st == holderLeaving && !f(i) {
+			return
 		}
 	}
-	if first < 0 {
-		return -1, ""
-	}
-	return first, p.nodes[first].id
 }
 
 func (p *planner) startMigration(part *Partition, t, src int, srcID, replaces string, prio int, reasons []string) {
