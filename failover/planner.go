@@ -18,12 +18,12 @@ const (
 )
 
 type nodeInfo struct {
-	id      string
-	zone    int // index into planner.zoneNames
-	weight  int
-	hold    bool // alive or suspect
-	lead    bool // hold and app healthy
-	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	id     string
+	zone   int // index into planner.zoneNames
+	weight int
+	hold   bool // alive or suspect
+	lead   bool // hold and app healthy
+	take   bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
 	// appDown: its app is unhealthy, down or not caught up (a rejoin whose
 	// node.rejoin is unacknowledged): a copy is taken from it only when no
 	// other holder could give it (sourceFor).
