@@ -18,18 +18,18 @@ const (
 )
 
 type nodeInfo struct {
-	id     string
-	zone   int // index into planner.zoneNames
-	weight int
-	hold   bool // alive or suspect
-	lead   bool // hold and app healthy
-	take   bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	id      string
+	zone    int // index into planner.zoneNames
+	weight  int
+	hold    bool // alive or suspect
+	lead    bool // hold and app healthy
+	take    bool // may receive new copies: lead (an app-unhealthy node keeps what it has)
+	waiting bool // failed less than ReplaceDelay ago, or away for a planned restart
+	leaving bool
 	// appDown: its app is unhealthy, down or not caught up (a rejoin whose
 	// node.rejoin is unacknowledged): a copy is taken from it only when no
 	// other holder could give it (sourceFor).
 	appDown bool
-	waiting bool // failed less than ReplaceDelay ago, or away for a planned restart
-	leaving bool
 	// draining: being replaced (Member.ReplacedBy): keeps its copies and
 	// primaries until they move to its replacement, takes nothing new.
 	draining bool
@@ -112,8 +112,7 @@ func newPlannerWithFigures(c *Cluster, ages Ages, seed int64, lim Limits, figs *
 	var zoneNames []string
 	for i, id := range ids {
 		m := c.Members[id]
-		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving}
-		n.appDown = m.AppUnhealthy
+		n := nodeInfo{id: id, weight: m.EffectiveWeight(), hold: m.CanHold(), lead: m.CanLead(), leaving: m.Status == StatusLeaving, appDown: m.AppUnhealthy}
 		n.draining = m.ReplacedBy != ""
 		if n.draining {
 			p.draining++

@@ -54,9 +54,7 @@ func TestAWriteThatReadAnOlderTableStillReachesACopyTarget(t *testing.T) {
 
 	c.setPartition(partitionView{ID: 0, Epoch: 2, Primary: "n1", Migrations: []migrationView{{ID: "m-1", Target: "n3", Source: "n1"}}})
 	n1.srv.agent.invalidate()
-	if code, body := c.put(n1, "listed", "1"); code != http.StatusNoContent {
-		t.Fatalf("put with the migration listed: %d %s", code, body)
-	}
+	c.mustPut(n1, "listed", "1")
 	if v, _ := stored(n3, 0, "listed"); v != "1" {
 		t.Fatalf("the copy target missed a write whose table lists it: %q", v)
 	}
@@ -64,9 +62,7 @@ func TestAWriteThatReadAnOlderTableStillReachesACopyTarget(t *testing.T) {
 	// The table of a write that began before n1's agent had the migration.
 	c.setAll(2, "n1")
 	n1.srv.agent.invalidate()
-	if code, body := c.put(n1, "older", "2"); code != http.StatusNoContent {
-		t.Fatalf("put with the older table: %d %s", code, body)
-	}
+	c.mustPut(n1, "older", "2")
 	if v, ok := stored(n3, 0, "older"); !ok || v != "2" {
 		t.Fatalf("a write that read a table without the migration did not reach the copy target: %q %v", v, ok)
 	}
@@ -84,9 +80,7 @@ func TestACopyBackFromAFailureGetsWritesWhileThePrimarysTableShowsItFailed(t *te
 	n1.srv.store.dropCopyTarget(0, "n2") // registered by its first copy
 	c.setMemberStatus("n2", "failed")
 	n1.srv.agent.invalidate()
-	if code, body := c.put(n1, "missed", "1"); code != http.StatusNoContent {
-		t.Fatalf("put while n2 is failed: %d %s", code, body)
-	}
+	c.mustPut(n1, "missed", "1")
 	if _, ok := stored(n2, 0, "missed"); ok {
 		t.Fatal("a failed member got the write; the test proves nothing")
 	}
@@ -101,9 +95,7 @@ func TestACopyBackFromAFailureGetsWritesWhileThePrimarysTableShowsItFailed(t *te
 	if v, _ := stored(n2, 0, "missed"); v != "1" {
 		t.Fatalf("the rejoin did not re-sync n2: missed = %q", v)
 	}
-	if code, body := c.put(n1, "after", "2"); code != http.StatusNoContent {
-		t.Fatalf("put after the re-sync: %d %s", code, body)
-	}
+	c.mustPut(n1, "after", "2")
 	if v, ok := stored(n2, 0, "after"); !ok || v != "2" {
 		t.Fatalf("a write after n2's re-sync snapshot is not on n2, whose return the primary's table does not show yet: %q %v", v, ok)
 	}
@@ -118,9 +110,7 @@ func TestAReplicaPassesAWriteOnToItsCopyTargetThePrimaryDoesNotKnowYet(t *testin
 	n1, n2, n3 := c.addNode("n1"), c.addNode("n2"), c.addNode("n3")
 	c.setAll(1, "n1", "n2")
 	c.assignFromTable()
-	if code, body := c.put(n1, "before", "1"); code != http.StatusNoContent {
-		t.Fatalf("put before the copy: %d %s", code, body)
-	}
+	c.mustPut(n1, "before", "1")
 
 	c.setPartition(partitionView{ID: 0, Epoch: 2, Primary: "n1", Replicas: []string{"n2"}, Migrations: []migrationView{{ID: "m-1", Target: "n3", Source: "n2"}}})
 	c.setBehind("n1", partitionView{ID: 0, Epoch: 2, Primary: "n1", Replicas: []string{"n2"}})
@@ -138,9 +128,7 @@ func TestAReplicaPassesAWriteOnToItsCopyTargetThePrimaryDoesNotKnowYet(t *testin
 		t.Fatalf("the copy lacks the earlier write: %q", v)
 	}
 
-	if code, body := c.put(n1, "after", "2"); code != http.StatusNoContent {
-		t.Fatalf("put after the copy: %d %s", code, body)
-	}
+	c.mustPut(n1, "after", "2")
 	if v, ok := stored(n3, 0, "after"); !ok || v != "2" {
 		t.Fatalf("the replica did not pass the write on to the copy target registered with it: %q %v", v, ok)
 	}
@@ -158,9 +146,7 @@ func TestAWriteDuringARecoveryFromTheHoldersReachesTheRecoveringApp(t *testing.T
 	c.addNode("n2")
 	c.setAll(1, "n1", "n2")
 	c.assignFromTable()
-	if code, body := c.put(n1, "before", "1"); code != http.StatusNoContent {
-		t.Fatalf("put before the recovery: %d %s", code, body)
-	}
+	c.mustPut(n1, "before", "1")
 
 	// n3 reaches n1 through a proxy that, once n1 has answered the
 	// snapshot (and registered n3), makes a write through n1 before it
@@ -179,7 +165,15 @@ func TestAWriteDuringARecoveryFromTheHoldersReachesTheRecoveringApp(t *testing.T
 			return
 		}
 		if resp.StatusCode == http.StatusOK && strings.HasPrefix(r.URL.Path, "/internal/partitions/") {
-			written <- c.putFromAnyGoroutine(n1, "during", "2")
+			code, body, err := c.tryPut(n1, "during", "2")
+			switch {
+			case err != nil:
+				written <- err.Error()
+			case code != http.StatusNoContent:
+				written <- fmt.Sprintf("%d %s", code, body)
+			default:
+				written <- ""
+			}
 		}
 		w.WriteHeader(resp.StatusCode)
 		w.Write(body)
@@ -208,25 +202,6 @@ func TestAWriteDuringARecoveryFromTheHoldersReachesTheRecoveringApp(t *testing.T
 	}
 }
 
-// putFromAnyGoroutine writes key through n's API without the test's
-// Fatal: "" when the write was acknowledged, the refusal otherwise.
-func (c *fakeCluster) putFromAnyGoroutine(n *testNode, key, value string) string {
-	req, err := http.NewRequest(http.MethodPut, n.ts.URL+"/kv/"+key, strings.NewReader(value))
-	if err != nil {
-		return err.Error()
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusNoContent {
-		return fmt.Sprintf("%d %s", resp.StatusCode, b)
-	}
-	return ""
-}
-
 // A node that copied a partition stays registered with its source. Once
 // the source's table, at least as new as the one the node copied under,
 // shows it failed, the source's writes must not be sent to it: behind a
@@ -246,9 +221,7 @@ func TestAWriteIsNotSentToACopyTargetFailedSinceItRegistered(t *testing.T) {
 	c.setMemberStatus("n3", "failed")
 	n1.srv.agent.invalidate()
 
-	if code, body := c.put(n1, "after", "1"); code != http.StatusNoContent {
-		t.Fatalf("put after n3 failed: %d %s", code, body)
-	}
+	c.mustPut(n1, "after", "1")
 	if n := hole.accepted(); n != 0 {
 		t.Fatalf("the write was sent to a copy target failed since it registered (%d connections)", n)
 	}

@@ -239,7 +239,7 @@ func (s *server) recoverFromHolders(ctx context.Context, id int) error {
 			errs = append(errs, fmt.Errorf("kvapp: no app address for %s", n))
 			continue
 		}
-		err := s.copyFrom(ctx, id, addr)
+		err := s.copyFrom(ctx, id, addr, v.index)
 		if err == nil {
 			return nil
 		}
@@ -260,17 +260,13 @@ func contains(xs []string, x string) bool {
 }
 
 // copyFrom fetches partition id from the app at addr, registering this
-// node there as a copy target, and merges it in. The registration carries
-// the state index of this node's table, read fresh: its agent sent the
-// event this copy answers, so the table is at least as new as this node's
-// return from any failure (the source lets a registration go when a table
-// at least that new shows this node failed, isStale).
-func (s *server) copyFrom(ctx context.Context, id int, addr string) error {
-	v, err := s.agent.get(ctx, true)
-	if err != nil {
-		return fmt.Errorf("kvapp: copy partition %d: the table's index: %w", id, err)
-	}
-	q := url.Values{"node": {s.agent.self()}, "addr": {s.cfg.Addr}, "index": {strconv.FormatUint(v.index, 10)}}
+// node there as a copy target, and merges it in. index is the state index
+// of this node's table, read fresh by the caller: its agent sent the event
+// this copy answers, so the table is at least as new as this node's return
+// from any failure (the source lets the registration go when a table at
+// least that new shows this node failed, isStale).
+func (s *server) copyFrom(ctx context.Context, id int, addr string, index uint64) error {
+	q := url.Values{"node": {s.agent.self()}, "addr": {s.cfg.Addr}, "index": {strconv.FormatUint(index, 10)}}
 	rctx, cancel := context.WithTimeout(ctx, 4*s.cfg.PeerTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+addr+"/internal/partitions/"+strconv.Itoa(id)+"?"+q.Encode(), nil)
@@ -382,7 +378,14 @@ func (s *server) cancelCopy(id int, migrationID string) {
 func (s *server) runCopy(ctx context.Context, j *copyJob, ev hooks.Event) {
 	var err error
 	for attempt := 0; attempt < s.cfg.CopyAttempts; attempt++ {
-		if err = s.copyFrom(ctx, ev.Partition, ev.Source.AppAddr); err == nil {
+		// The table's index of the registration, fresh for each attempt
+		// (err is the loop's: a failure after the last attempt is told).
+		var v *clusterView
+		v, err = s.agent.get(ctx, true)
+		if err == nil {
+			err = s.copyFrom(ctx, ev.Partition, ev.Source.AppAddr, v.index)
+		}
+		if err == nil {
 			break
 		}
 		s.log.Warn("copy failed", "partition", ev.Partition, "from", ev.Source.AppAddr, "attempt", attempt+1, "err", err)

@@ -114,13 +114,19 @@ func (c *fakeCluster) setBehind(node string, p partitionView) {
 	c.behind[node][p.ID] = p
 }
 
-func (c *fakeCluster) setMemberStatus(id, status string) {
+// changeMember applies f to id's member entry, a change of the state like
+// any other (the index goes up).
+func (c *fakeCluster) changeMember(id string, f func(m *memberView)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	m := c.members[id]
-	m.Status = status
+	f(&m)
 	c.members[id] = m
 	c.index++
+}
+
+func (c *fakeCluster) setMemberStatus(id, status string) {
+	c.changeMember(id, func(m *memberView) { m.Status = status })
 }
 
 // freeze makes node's fake agent serve the table and members as they are
@@ -135,21 +141,13 @@ func (c *fakeCluster) freeze(node string) {
 // addMember lists id as an alive member with its app at addr, without an
 // app of the harness behind it.
 func (c *fakeCluster) addMember(id, addr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.members[id] = memberView{ID: id, Status: "alive", AppAddr: addr}
-	c.index++
+	c.changeMember(id, func(m *memberView) { *m = memberView{ID: id, Status: "alive", AppAddr: addr} })
 }
 
 // setAppAddr makes the table give addr as id's app address (a proxy in
 // front of the app).
 func (c *fakeCluster) setAppAddr(id, addr string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	m := c.members[id]
-	m.AppAddr = addr
-	c.members[id] = m
-	c.index++
+	c.changeMember(id, func(m *memberView) { m.AppAddr = addr })
 }
 
 // setLease gives node's fake agent a lease (granted) or none.
@@ -200,25 +198,16 @@ func (c *fakeCluster) agentHandler(node string) http.Handler {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		c.fetches++
-		var parts []partitionView
+		table, behind, index := c.parts, c.behind[node], c.index
 		if f, ok := c.frozen[node]; ok {
-			for id := 0; id < c.partitions; id++ {
-				if p, ok := f.parts[id]; ok {
-					parts = append(parts, p)
-				}
-			}
-			w.Header().Set(client.IndexHeader, strconv.FormatUint(f.index, 10))
-			writeJSON(w, http.StatusOK, map[string]any{
-				"settings":   map[string]int{"partitions": c.partitions, "replication_factor": 3},
-				"partitions": parts,
-			})
-			return
+			table, behind, index = f.parts, nil, f.index
 		}
-		w.Header().Set(client.IndexHeader, strconv.FormatUint(c.index, 10))
+		w.Header().Set(client.IndexHeader, strconv.FormatUint(index, 10))
+		var parts []partitionView
 		for id := 0; id < c.partitions; id++ {
-			if p, ok := c.behind[node][id]; ok {
+			if p, ok := behind[id]; ok {
 				parts = append(parts, p)
-			} else if p, ok := c.parts[id]; ok {
+			} else if p, ok := table[id]; ok {
 				parts = append(parts, p)
 			}
 		}
@@ -440,11 +429,29 @@ func (c *fakeCluster) assignFromTable() {
 
 func (c *fakeCluster) put(n *testNode, key, value string) (int, string) {
 	c.t.Helper()
-	req, err := http.NewRequest(http.MethodPut, n.ts.URL+"/kv/"+key, strings.NewReader(value))
+	code, body, err := c.tryPut(n, key, value)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return c.do(req)
+	return code, body
+}
+
+// mustPut writes key through n and fails the test unless the write is
+// acknowledged.
+func (c *fakeCluster) mustPut(n *testNode, key, value string) {
+	c.t.Helper()
+	if code, body := c.put(n, key, value); code != http.StatusNoContent {
+		c.t.Fatalf("put %s through %s: %d %s", key, n.id, code, body)
+	}
+}
+
+// tryPut is put without the test's Fatal, for any goroutine.
+func (c *fakeCluster) tryPut(n *testNode, key, value string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPut, n.ts.URL+"/kv/"+key, strings.NewReader(value))
+	if err != nil {
+		return 0, "", err
+	}
+	return c.tryDo(req)
 }
 
 func (c *fakeCluster) get(n *testNode, key string) (int, string) {
@@ -458,13 +465,21 @@ func (c *fakeCluster) get(n *testNode, key string) (int, string) {
 
 func (c *fakeCluster) do(req *http.Request) (int, string) {
 	c.t.Helper()
+	code, body, err := c.tryDo(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return code, body
+}
+
+func (c *fakeCluster) tryDo(req *http.Request) (int, string, error) {
 	resp, err := c.client.Do(req)
 	if err != nil {
-		c.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+		return 0, "", fmt.Errorf("%s %s: %w", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), nil
 }
 
 // stored reads a key straight from n's memory, whatever n's role.
